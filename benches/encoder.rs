@@ -1,0 +1,193 @@
+//! Encoder throughput bench: `cargo bench --bench encoder -- [options]`.
+//!
+//! Workloads (issue: make the CPU encoder fast):
+//!   minilm          all-MiniLM-L6-v2 (real weights) on real gene summaries
+//!   biobert-shaped  12×768, vocab 28,996, seeded random weights, on the same summaries
+//!   ember-shaped    24×1024, 16 heads, seeded random weights, on cell sentences (≤ 512 tokens)
+//! Reports tokens/s, sequences/s, padding, peak RSS, model FLOP/s and that as a fraction of the
+//! f32 GEMM rate measured here through the same candle kernel path. With `--plan-out` it writes the
+//! exact texts and batches for `benches/pytorch_twin.py`.
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+use celltext::encoder::{resolve, Encoder, EncoderOptions, TokenBudgetBatcher};
+use rand::{Rng, SeedableRng};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+struct Opts {
+    workload: String,
+    model: Option<String>,
+    texts: Option<PathBuf>,
+    n: usize,
+    repeats: usize,
+    batch_tokens: usize,
+    plan_out: Option<PathBuf>,
+    gemm: bool,
+    json: bool,
+}
+
+fn parse() -> Result<Opts> {
+    let mut o = Opts { workload: "minilm".into(), model: None, texts: None, n: 1000, repeats: 3, batch_tokens: 8192, plan_out: None, gemm: false, json: false };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut val = || it.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--workload" => o.workload = val()?,
+            "--model" => o.model = Some(val()?),
+            "--texts" => o.texts = Some(val()?.into()),
+            "--n" => o.n = val()?.parse()?,
+            "--repeats" => o.repeats = val()?.parse()?,
+            "--batch-tokens" => o.batch_tokens = val()?.parse()?,
+            "--plan-out" => o.plan_out = Some(val()?.into()),
+            "--gemm" => o.gemm = true,
+            "--json" => o.json = true,
+            "--bench" => {}
+            other => anyhow::bail!("unknown option {other}"),
+        }
+    }
+    Ok(o)
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<f64>().unwrap_or(0.0)))
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Sustained f32 GEMM rate through candle's CPU matmul (the kernel path the encoder uses).
+fn gemm_gflops() -> Result<f64> {
+    let n = 1536;
+    let a = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
+    let b = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
+    let _ = a.matmul(&b)?;
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let c = a.matmul(&b)?;
+        let _ = c.sum_all()?.to_scalar::<f32>()?;
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    Ok(2.0 * (n * n * n) as f64 / best / 1e9)
+}
+
+/// A BERT checkpoint with seeded random weights (safetensors) and a vocab.txt cut to `vocab`.
+fn synthetic_model(dir: &Path, layers: usize, hidden: usize, heads: usize, inter: usize, vocab: usize, minilm: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let cfg = serde_json::json!({"vocab_size": vocab, "hidden_size": hidden, "num_hidden_layers": layers,
+        "num_attention_heads": heads, "intermediate_size": inter, "hidden_act": "gelu", "max_position_embeddings": 512,
+        "type_vocab_size": 2, "layer_norm_eps": 1e-12, "model_type": "bert", "pad_token_id": 0});
+    std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&cfg)?)?;
+    // vocab: MiniLM's (bert-base-uncased) first `vocab` entries; tokens past the cut become [UNK]
+    let v = std::fs::read_to_string(minilm.join("vocab.txt")).context("MiniLM vocab.txt (run scripts/fetch_minilm.sh)")?;
+    let cut: Vec<&str> = v.lines().take(vocab).collect();
+    std::fs::write(dir.join("vocab.txt"), cut.join("\n") + "\n")?;
+    std::fs::write(dir.join("tokenizer_config.json"), r#"{"do_lower_case": true}"#)?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let mut tensors = std::collections::HashMap::new();
+    let mut add = |name: String, shape: Vec<usize>, rng: &mut rand_chacha::ChaCha8Rng| -> Result<()> {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = (0..n).map(|_| rng.gen_range(-0.05f32..0.05)).collect();
+        tensors.insert(name, Tensor::from_vec(data, shape, &Device::Cpu)?);
+        Ok(())
+    };
+    add("embeddings.word_embeddings.weight".into(), vec![vocab, hidden], &mut rng)?;
+    add("embeddings.position_embeddings.weight".into(), vec![512, hidden], &mut rng)?;
+    add("embeddings.token_type_embeddings.weight".into(), vec![2, hidden], &mut rng)?;
+    let mut lns = vec!["embeddings.LayerNorm".to_string()];
+    for l in 0..layers {
+        let p = format!("encoder.layer.{l}");
+        for (m, o, i) in [("attention.self.query", hidden, hidden), ("attention.self.key", hidden, hidden), ("attention.self.value", hidden, hidden), ("attention.output.dense", hidden, hidden), ("intermediate.dense", inter, hidden), ("output.dense", hidden, inter)] {
+            add(format!("{p}.{m}.weight"), vec![o, i], &mut rng)?;
+            add(format!("{p}.{m}.bias"), vec![o], &mut rng)?;
+        }
+        lns.push(format!("{p}.attention.output.LayerNorm"));
+        lns.push(format!("{p}.output.LayerNorm"));
+    }
+    for ln in lns {
+        tensors.insert(format!("{ln}.weight"), Tensor::ones(hidden, DType::F32, &Device::Cpu)?);
+        tensors.insert(format!("{ln}.bias"), Tensor::zeros(hidden, DType::F32, &Device::Cpu)?);
+    }
+    candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let o = parse()?;
+    let minilm = resolve::resolve("minilm", true).context("MiniLM weights: run scripts/fetch_minilm.sh")?;
+    let tmp = std::env::temp_dir().join("celltext-bench-models");
+    let (model_dir, default_texts): (PathBuf, &str) = match o.workload.as_str() {
+        "minilm" => (o.model.clone().map(PathBuf::from).unwrap_or(minilm.dir.clone()), "summaries"),
+        "biobert-shaped" => {
+            let d = tmp.join("biobert-shaped");
+            if !d.join("model.safetensors").exists() {
+                synthetic_model(&d, 12, 768, 12, 3072, 28_996, &minilm.dir)?;
+            }
+            (d, "summaries")
+        }
+        "ember-shaped" => {
+            let d = tmp.join("ember-shaped");
+            if !d.join("model.safetensors").exists() {
+                synthetic_model(&d, 24, 1024, 16, 4096, 30_522, &minilm.dir)?;
+            }
+            (d, "sentences")
+        }
+        w => anyhow::bail!("unknown workload {w}; use minilm, biobert-shaped or ember-shaped"),
+    };
+    let texts: Vec<String> = match &o.texts {
+        Some(p) => celltext::encoder::input::read_texts(p)?.into_iter().map(|r| r.text).take(o.n).collect(),
+        None if default_texts == "summaries" => {
+            let c = celltext::genes::SummaryCorpus::bundled(celltext::genes::Species::Human)?;
+            c.genes.into_iter().map(|g| g.text).take(o.n).collect()
+        }
+        None => anyhow::bail!("workload {} needs --texts FILE (cell sentences JSONL, e.g. from `celltext cells sentences`)", o.workload),
+    };
+    let resolved = resolve::resolve(model_dir.to_str().unwrap(), true)?;
+    let max_length = if o.workload == "minilm" { None } else { Some(512) };
+    let enc = Encoder::load_resolved(&resolved, &EncoderOptions { max_length, ..Default::default() })?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let toks = enc.tokenizer.encode_batch(&refs)?;
+    let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
+    let (batches, padding) = TokenBudgetBatcher::new(o.batch_tokens, 512).batches(&lengths);
+    if let Some(p) = &o.plan_out {
+        let plan = serde_json::json!({"texts": texts, "batches": batches, "model_dir": model_dir, "tokenizer_dir": model_dir,
+            "max_length": enc.identity.max_length, "pooling": enc.pooling.to_string(), "workload": o.workload});
+        std::fs::write(p, serde_json::to_string(&plan)?)?;
+    }
+    let cfg = &enc.model.config;
+    let (h, i, l) = (cfg.hidden_size as f64, cfg.intermediate_size as f64, cfg.num_hidden_layers as f64);
+    let mut flops = 0f64;
+    for b in &batches {
+        let seq = b.iter().map(|&k| lengths[k]).max().unwrap_or(0) as f64;
+        let tokens = seq * b.len() as f64;
+        flops += tokens * l * (2.0 * (4.0 * h * h + 2.0 * h * i) + 4.0 * seq * h);
+    }
+    let _ = enc.embed_texts(&refs[..refs.len().min(64)], o.batch_tokens, None)?; // warm-up
+    let mut secs = vec![];
+    for _ in 0..o.repeats {
+        let t = Instant::now();
+        let out = enc.embed_texts(&refs, o.batch_tokens, None)?;
+        secs.push(t.elapsed().as_secs_f64());
+        assert_eq!(out.data.len(), texts.len() * enc.dim());
+    }
+    secs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let med = secs[secs.len() / 2];
+    let gemm = if o.gemm { Some(gemm_gflops()?) } else { None };
+    let model_gflops = flops / med / 1e9;
+    let row = serde_json::json!({
+        "impl": "celltext", "workload": o.workload, "texts": texts.len(), "batches": batches.len(),
+        "threads": rayon::current_num_threads(), "seconds": med, "runs": secs,
+        "tokens": padding.real_tokens, "tokens_per_s": padding.real_tokens as f64 / med,
+        "seqs_per_s": texts.len() as f64 / med, "padding_fraction": padding.padding_fraction(),
+        "peak_rss_mib": peak_rss_mib(), "model_gflops": model_gflops, "gemm_gflops": gemm,
+        "fraction_of_gemm_peak": gemm.map(|g| model_gflops / g),
+    });
+    if o.json {
+        println!("{row}");
+    } else {
+        println!("{}", serde_json::to_string_pretty(&row)?);
+    }
+    Ok(())
+}

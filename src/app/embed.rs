@@ -1,0 +1,117 @@
+//! `celltext embed`, `celltext models`, `celltext convert`.
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::encoder::{self, card, resolve, Encoder, EncoderOptions, ModelIdentity, PaddingStats};
+use crate::io::{atomic_write_with, manifest_path, sha256_file, write_embeddings, write_json, TOOL_VERSION};
+
+pub struct EmbedArgs {
+    pub model: String,
+    pub input: PathBuf,
+    pub output: PathBuf,
+    pub options: EncoderOptions,
+    pub batch_tokens: usize,
+    pub quiet: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EmbedManifest {
+    pub tool: String,
+    pub command: String,
+    pub model: ModelIdentity,
+    pub input: String,
+    pub input_sha256: String,
+    pub n_texts: usize,
+    pub dim: usize,
+    pub n_truncated: usize,
+    pub batch_tokens: usize,
+    pub padding: PaddingStats,
+    pub padding_fraction: f64,
+    pub seconds: f64,
+    pub tokens_per_second: f64,
+}
+
+pub fn run_embed(args: &EmbedArgs) -> Result<EmbedManifest> {
+    let ext = args.output.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    if ext != "npy" && ext != "safetensors" {
+        bail!("{}: output must end in .npy or .safetensors", args.output.display());
+    }
+    let records = encoder::input::read_texts(&args.input)?;
+    let input_sha256 = sha256_file(&args.input)?;
+    let enc = Encoder::load(&args.model, &args.options, args.quiet)?;
+    let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
+    let pb = crate::progress::bar(texts.len() as u64, "texts", args.quiet);
+    let t0 = std::time::Instant::now();
+    let out = enc.embed_texts(&texts, args.batch_tokens, Some(&pb))?;
+    let seconds = t0.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+    let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+    write_embeddings(&args.output, &out.data, records.len(), out.dim, Some(&ids))?;
+    let manifest = EmbedManifest {
+        tool: TOOL_VERSION.into(),
+        command: "embed".into(),
+        model: enc.identity.clone(),
+        input: args.input.display().to_string(),
+        input_sha256,
+        n_texts: records.len(),
+        dim: out.dim,
+        n_truncated: out.n_truncated,
+        batch_tokens: args.batch_tokens,
+        padding_fraction: out.padding.padding_fraction(),
+        tokens_per_second: out.padding.real_tokens as f64 / seconds.max(1e-9),
+        padding: out.padding,
+        seconds,
+    };
+    write_json(&manifest_path(&args.output), &manifest)?;
+    Ok(manifest)
+}
+
+#[derive(Debug, Serialize)]
+pub struct ModelRow {
+    pub name: String,
+    pub hub_id: String,
+    pub revision: String,
+    pub pooling: String,
+    pub max_length: Option<usize>,
+    pub local: Option<String>,
+    pub description: String,
+}
+
+pub fn list_models() -> Result<Vec<ModelRow>> {
+    Ok(card::builtin_cards()?
+        .into_iter()
+        .map(|c| ModelRow {
+            local: resolve::local_copy(&c).map(|p| p.display().to_string()),
+            name: c.name,
+            hub_id: c.hub_id,
+            revision: c.revision,
+            pooling: c.pooling.map(|p| p.to_string()).unwrap_or_else(|| "mean".into()),
+            max_length: c.max_length,
+            description: c.description,
+        })
+        .collect())
+}
+
+/// `celltext convert DIR`: write `model.safetensors` (canonical BERT names) beside a `.bin`.
+pub fn convert(dir: &Path) -> Result<PathBuf> {
+    let out = dir.join("model.safetensors");
+    if out.exists() {
+        bail!("{}: already exists; nothing to convert", out.display());
+    }
+    let wf = encoder::weights::WeightFiles::open(dir)?;
+    let tensors = wf.all_canonical()?;
+    if tensors.is_empty() {
+        bail!("{}: no BERT tensors found", dir.display());
+    }
+    let mut map = HashMap::new();
+    for (name, t) in tensors {
+        map.insert(name, t);
+    }
+    atomic_write_with(&out, |tmp| {
+        candle_core::safetensors::save(&map, tmp).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))
+    })?;
+    Ok(out)
+}

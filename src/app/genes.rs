@@ -1,0 +1,280 @@
+//! `celltext genes embed | coverage | export | import`.
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+use crate::encoder::job::ResumableJob;
+use crate::encoder::{Encoder, EncoderOptions, ModelIdentity};
+use crate::genes::corpus::GeneText;
+use crate::genes::resolver::{map_genes, Coverage};
+use crate::genes::store::{store_paths, store_prefix};
+use crate::genes::{GeneEmbeddings, GeneResolver, Species, SummaryCorpus};
+use crate::io::{sha256_bytes, TOOL_VERSION};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MissingPolicy {
+    /// Leave dataset genes without a summary out of the store (reported).
+    Skip,
+    /// Give them a zero vector (they then count as mapped but contribute nothing).
+    Zero,
+    /// Embed "SYMBOL: full gene name" from the bundled gene-info tables.
+    FallbackName,
+}
+
+impl std::str::FromStr for MissingPolicy {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "skip" => Ok(Self::Skip),
+            "zero" => Ok(Self::Zero),
+            "fallback-name" => Ok(Self::FallbackName),
+            _ => bail!("unknown --missing `{s}`; use skip, zero or fallback-name"),
+        }
+    }
+}
+
+pub struct GenesEmbedArgs {
+    pub model: String,
+    pub options: EncoderOptions,
+    pub species: Species,
+    pub summaries: Option<PathBuf>,
+    pub out: PathBuf,
+    /// Dataset genes the store must serve (for the missing-summary policy).
+    pub dataset_genes: Option<Vec<String>>,
+    pub missing: MissingPolicy,
+    pub batch_tokens: usize,
+    pub quiet: bool,
+    /// Testing hook for resumability (see `ResumableJob::stop_after_chunks`).
+    pub stop_after_chunks: Option<usize>,
+    pub chunk_texts: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GenesManifest {
+    pub tool: String,
+    pub command: String,
+    pub model: ModelIdentity,
+    pub species: Species,
+    pub text_source: String,
+    pub text_sha256: String,
+    pub n_genes: usize,
+    pub dim: usize,
+    pub n_truncated: usize,
+    pub batch_tokens: usize,
+    pub padding_fraction: f64,
+    pub missing_policy: MissingPolicy,
+    pub n_dataset_genes: Option<usize>,
+    pub dataset_genes_without_summary: Vec<String>,
+    pub n_fallback_name: usize,
+    pub zero_vector_genes: Vec<String>,
+    pub seconds: f64,
+    pub tokens_per_second: f64,
+    pub chunks_resumed: usize,
+}
+
+/// Texts to embed: the corpus plus, per policy, dataset genes it lacks.
+fn plan_texts(
+    corpus: &SummaryCorpus,
+    species: Species,
+    dataset_genes: Option<&[String]>,
+    policy: MissingPolicy,
+) -> Result<(Vec<GeneText>, Vec<String>, Vec<String>)> {
+    let mut genes = corpus.genes.clone();
+    let mut missing = vec![];
+    let mut zero = vec![];
+    if let Some(ds) = dataset_genes {
+        let symbols: Vec<String> = corpus.genes.iter().map(|g| g.symbol.clone()).collect();
+        let resolver = GeneResolver::new(&symbols, species, false)?;
+        let mut seen = std::collections::HashSet::new();
+        for g in ds {
+            if resolver.resolve(g).is_some() || !seen.insert(g.clone()) {
+                continue;
+            }
+            match policy {
+                MissingPolicy::Skip => missing.push(g.clone()),
+                MissingPolicy::Zero => zero.push(g.clone()),
+                MissingPolicy::FallbackName => {
+                    let official = resolver.official_symbol(g).unwrap_or_else(|| g.clone());
+                    match resolver.full_name(&official) {
+                        Some(name) => genes.push(GeneText {
+                            symbol: g.clone(),
+                            text: format!("{official}: {name}"),
+                            source: "fallback-name".into(),
+                        }),
+                        None => missing.push(g.clone()),
+                    }
+                }
+            }
+        }
+    }
+    Ok((genes, missing, zero))
+}
+
+pub fn run_genes_embed(args: &GenesEmbedArgs) -> Result<GenesManifest> {
+    let corpus = match &args.summaries {
+        Some(p) => SummaryCorpus::from_file(p)?,
+        None => SummaryCorpus::bundled(args.species)?,
+    };
+    let (genes, missing, zero) = plan_texts(&corpus, args.species, args.dataset_genes.as_deref(), args.missing)?;
+    let texts: Vec<String> = genes.iter().map(|g| g.text.clone()).collect();
+    let mut all = String::new();
+    for g in &genes {
+        all.push_str(&g.symbol);
+        all.push('\t');
+        all.push_str(&g.text);
+        all.push('\n');
+    }
+    let text_sha256 = sha256_bytes(all.as_bytes());
+    let enc = Encoder::load(&args.model, &args.options, args.quiet)?;
+    let prefix = store_prefix(&args.out);
+    let partial_dir = {
+        let mut s = prefix.as_os_str().to_owned();
+        s.push(".partial");
+        PathBuf::from(s)
+    };
+    let fingerprint = serde_json::json!({
+        "tool": TOOL_VERSION,
+        "model": enc.identity,
+        "text_sha256": text_sha256,
+        "batch_tokens": args.batch_tokens,
+        "chunk_texts": args.chunk_texts,
+    });
+    let job = ResumableJob {
+        partial_dir,
+        fingerprint,
+        texts: &texts,
+        batch_tokens: args.batch_tokens,
+        chunk_texts: args.chunk_texts,
+        quiet: args.quiet,
+        unit: "genes",
+        stop_after_chunks: args.stop_after_chunks,
+    };
+    let (emb, report) = job.run(&enc)?;
+    let mut symbols: Vec<String> = genes.iter().map(|g| g.symbol.clone()).collect();
+    let mut data = emb.data;
+    for z in &zero {
+        symbols.push(z.clone());
+        data.extend(std::iter::repeat_n(0f32, emb.dim));
+    }
+    let store = GeneEmbeddings { symbols, dim: emb.dim, data };
+    let manifest = GenesManifest {
+        tool: TOOL_VERSION.into(),
+        command: "genes embed".into(),
+        model: enc.identity.clone(),
+        species: args.species,
+        text_source: corpus.origin.clone(),
+        text_sha256,
+        n_genes: store.len(),
+        dim: store.dim,
+        n_truncated: report.n_truncated,
+        batch_tokens: args.batch_tokens,
+        padding_fraction: report.padding.padding_fraction(),
+        missing_policy: args.missing,
+        n_dataset_genes: args.dataset_genes.as_ref().map(|d| d.len()),
+        dataset_genes_without_summary: missing,
+        n_fallback_name: genes.iter().filter(|g| g.source == "fallback-name").count(),
+        zero_vector_genes: zero,
+        seconds: report.seconds,
+        tokens_per_second: report.tokens_per_second,
+        chunks_resumed: report.chunks_resumed,
+    };
+    store.save(&prefix, &serde_json::to_value(&manifest)?)?;
+    job.cleanup()?;
+    Ok(manifest)
+}
+
+/// Gene names from a file: one per line, or the first column of a TSV/CSV with a header
+/// naming a symbol/gene/ensembl column.
+pub fn read_gene_list(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read gene list", path.display()))?;
+    let mut lines = text.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.trim().is_empty());
+    let first = lines.next().with_context(|| format!("{}: empty gene list", path.display()))?;
+    let delim = if first.contains('\t') { '\t' } else if first.contains(',') { ',' } else { '\0' };
+    let cols: Vec<String> = if delim == '\0' { vec![first.to_string()] } else { first.split(delim).map(|s| s.trim().to_string()).collect() };
+    let header_col = cols.iter().position(|c| {
+        matches!(c.to_ascii_lowercase().as_str(), "symbol" | "gene" | "genes" | "gene_symbol" | "gene_name" | "feature_name" | "ensembl_id" | "gene_id")
+    });
+    let pick = |l: &str, col: usize| -> String {
+        if delim == '\0' { l.trim().to_string() } else { l.split(delim).nth(col).unwrap_or("").trim().to_string() }
+    };
+    let mut out = vec![];
+    match header_col {
+        Some(c) => out.extend(lines.map(|l| pick(l, c))),
+        None => {
+            out.push(pick(first, 0));
+            out.extend(lines.map(|l| pick(l, 0)));
+        }
+    }
+    Ok(out)
+}
+
+/// Coverage of `names` by a store (per route, unmatched) and, with per-gene totals, the
+/// fraction of all expression that falls on mapped genes.
+pub fn coverage(
+    store_symbols: &[String],
+    names: &[String],
+    species: Species,
+    orthologs: bool,
+    gene_totals: Option<&[f64]>,
+) -> Result<(Vec<Option<usize>>, Coverage)> {
+    let resolver = GeneResolver::new(store_symbols, species, orthologs)?;
+    let (rows, mut cov) = map_genes(&resolver, names);
+    if let Some(t) = gene_totals {
+        let total: f64 = t.iter().sum();
+        let mapped: f64 = t.iter().zip(&rows).filter(|(_, r)| r.is_some()).map(|(v, _)| *v).sum();
+        cov.expression_fraction = Some(if total > 0.0 { mapped / total } else { 0.0 });
+    }
+    Ok((rows, cov))
+}
+
+pub fn coverage_table(cov: &Coverage) -> String {
+    let mut s = String::new();
+    s.push_str(&format!("{:<26} {:>8} {:>8}\n", "route", "genes", "share"));
+    let n = cov.n_genes.max(1) as f64;
+    for (r, c) in &cov.by_route {
+        s.push_str(&format!("{:<26} {:>8} {:>7.1}%\n", r.name(), c, 100.0 * *c as f64 / n));
+    }
+    s.push_str(&format!("{:<26} {:>8} {:>7.1}%\n", "unmatched", cov.n_unmatched, 100.0 * cov.n_unmatched as f64 / n));
+    s.push_str(&format!("{:<26} {:>8}\n", "total", cov.n_genes));
+    if let Some(f) = cov.expression_fraction {
+        s.push_str(&format!("expression on mapped genes: {:.1}%\n", 100.0 * f));
+    }
+    if !cov.unmatched.is_empty() {
+        let show: Vec<&str> = cov.unmatched.iter().take(20).map(String::as_str).collect();
+        s.push_str(&format!(
+            "unmatched (first {} of {}): {}\n",
+            show.len(),
+            cov.n_unmatched,
+            show.join(", ")
+        ));
+    }
+    s
+}
+
+/// `genes export`: npy (rows in store order; genes in STORE.genes.tsv) or TSV (symbol + values).
+pub fn export(store: &Path, format: &str, out: &Path) -> Result<()> {
+    let g = GeneEmbeddings::load(store)?;
+    match format {
+        "npy" => crate::io::write_npy_f32(out, &g.data, g.len(), g.dim),
+        "tsv" => {
+            let mut s = String::new();
+            for (i, sym) in g.symbols.iter().enumerate() {
+                s.push_str(sym);
+                for v in g.row(i) {
+                    s.push('\t');
+                    s.push_str(&format!("{v:e}"));
+                }
+                s.push('\n');
+            }
+            crate::io::atomic_write(out, s.as_bytes())
+        }
+        _ => bail!("unknown export format `{format}`; use npy or tsv"),
+    }
+}
+
+pub fn store_files(prefix: &Path) -> Vec<PathBuf> {
+    let p = store_paths(&store_prefix(prefix));
+    vec![p.embeddings, p.genes, p.manifest]
+}

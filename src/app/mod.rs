@@ -1,0 +1,4 @@
+//! Library side of each CLI subcommand: main.rs parses arguments and calls these.
+
+pub mod embed;
+pub mod genes;

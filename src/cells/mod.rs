@@ -1,0 +1,11 @@
+//! Expression matrices, normalization, weighted-average cell embeddings, cell sentences, ablations.
+pub mod matrix;
+pub mod normalize;
+pub mod weighted;
+pub mod sentences;
+pub mod ablation;
+pub mod read;
+pub mod mtx;
+pub mod dense;
+#[cfg(feature = "h5ad")]
+pub mod h5ad;

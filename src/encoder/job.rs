@@ -1,0 +1,177 @@
+//! Resumable embedding jobs: batches are planned deterministically from token lengths and
+//! grouped into chunks; each finished chunk is written atomically to `PARTIAL/chunk-NNNNNN.npy`.
+//! Killed at any moment, the same command resumes from the last finished chunk, and the result is
+//! bit-identical to an uninterrupted run (same batches, same math, f32 stored exactly).
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::{Embedded, Encoder, PaddingStats, TokenBudgetBatcher};
+use crate::io::{read_npy_f32, write_json, write_npy_f32};
+
+pub struct ResumableJob<'a> {
+    /// Directory for finished chunks; removed by the caller once the final output is in place.
+    pub partial_dir: PathBuf,
+    /// Everything that must match for partial work to be reused (model checksum, params, inputs).
+    pub fingerprint: serde_json::Value,
+    pub texts: &'a [String],
+    pub batch_tokens: usize,
+    /// Texts per chunk (a chunk is whole batches; the last may be smaller).
+    pub chunk_texts: usize,
+    pub quiet: bool,
+    pub unit: &'a str,
+    /// Testing hook: fail with "interrupted" after this many chunks are computed in this run.
+    pub stop_after_chunks: Option<usize>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct JobReport {
+    pub n: usize,
+    pub n_truncated: usize,
+    pub padding: PaddingStats,
+    pub chunks_total: usize,
+    pub chunks_resumed: usize,
+    pub seconds: f64,
+    pub tokens_per_second: f64,
+}
+
+impl ResumableJob<'_> {
+    pub fn run(&self, encoder: &Encoder) -> Result<(Embedded, JobReport)> {
+        let start = Instant::now();
+        let n = self.texts.len();
+        let dim = encoder.dim();
+        let refs: Vec<&str> = self.texts.iter().map(String::as_str).collect();
+        let toks = encoder.tokenizer.encode_batch(&refs)?;
+        let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
+        let (batches, padding) = TokenBudgetBatcher::new(self.batch_tokens, 512).batches(&lengths);
+        let chunks = group_batches(&batches, self.chunk_texts.max(1));
+
+        self.prepare_partial_dir()?;
+        let mut data = vec![0f32; n * dim];
+        let mut done = vec![false; chunks.len()];
+        let mut resumed = 0;
+        for (c, chunk) in chunks.iter().enumerate() {
+            let path = self.chunk_path(c);
+            if !path.exists() {
+                continue;
+            }
+            let idx: Vec<usize> = chunk.iter().flat_map(|&b| batches[b].iter().copied()).collect();
+            let (rows, r, d) = read_npy_f32(&path).with_context(|| format!("{}: unreadable chunk; delete it to recompute", path.display()))?;
+            if r != idx.len() || d != dim {
+                bail!("{}: chunk has shape [{r}, {d}], expected [{}, {dim}]; delete {} to start over", path.display(), idx.len(), self.partial_dir.display());
+            }
+            for (k, &i) in idx.iter().enumerate() {
+                data[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);
+            }
+            done[c] = true;
+            resumed += 1;
+        }
+
+        let texts_done: usize = chunks
+            .iter()
+            .enumerate()
+            .filter(|(c, _)| done[*c])
+            .map(|(_, ch)| ch.iter().map(|&b| batches[b].len()).sum::<usize>())
+            .sum();
+        let pb = crate::progress::bar(n as u64, self.unit, self.quiet);
+        pb.set_position(texts_done as u64);
+        if resumed > 0 && !self.quiet {
+            pb.println(format!("resuming: {resumed}/{} chunks ({texts_done} {}) already done in {}", chunks.len(), self.unit, self.partial_dir.display()));
+        }
+        let mut computed = 0usize;
+        let mut tokens_now = 0usize;
+        let t0 = Instant::now();
+        for (c, chunk) in chunks.iter().enumerate() {
+            if done[c] {
+                continue;
+            }
+            if self.stop_after_chunks == Some(computed) {
+                bail!("interrupted (test hook) after {computed} chunks");
+            }
+            let mut idx = vec![];
+            let mut rows = vec![];
+            for &b in chunk {
+                let seqs: Vec<&[u32]> = batches[b].iter().map(|&i| toks[i].ids.as_slice()).collect();
+                rows.extend(encoder.embed_tokenized(&seqs)?);
+                idx.extend(batches[b].iter().copied());
+                tokens_now += seqs.iter().map(|s| s.len()).sum::<usize>();
+                pb.inc(seqs.len() as u64);
+                let el = t0.elapsed().as_secs_f64().max(1e-9);
+                pb.set_message(format!("{:.0} tokens/s", tokens_now as f64 / el));
+            }
+            write_npy_f32(&self.chunk_path(c), &rows, idx.len(), dim)?;
+            for (k, &i) in idx.iter().enumerate() {
+                data[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);
+            }
+            computed += 1;
+        }
+        pb.finish_and_clear();
+        let seconds = start.elapsed().as_secs_f64();
+        let n_truncated = toks.iter().filter(|t| t.truncated).count();
+        let report = JobReport {
+            n,
+            n_truncated,
+            padding: padding.clone(),
+            chunks_total: chunks.len(),
+            chunks_resumed: resumed,
+            seconds,
+            tokens_per_second: tokens_now as f64 / t0.elapsed().as_secs_f64().max(1e-9),
+        };
+        Ok((Embedded { data, dim, n_truncated, padding }, report))
+    }
+
+    fn chunk_path(&self, c: usize) -> PathBuf {
+        self.partial_dir.join(format!("chunk-{c:06}.npy"))
+    }
+
+    fn prepare_partial_dir(&self) -> Result<()> {
+        let job = self.partial_dir.join("job.json");
+        if job.exists() {
+            let text = std::fs::read_to_string(&job).with_context(|| format!("{}: cannot read", job.display()))?;
+            let prev: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+            if prev != self.fingerprint {
+                bail!(
+                    "{} holds partial work from a different run (model, parameters or inputs differ); \
+                     delete that directory to start over, or rerun with the original parameters",
+                    self.partial_dir.display()
+                );
+            }
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.partial_dir)
+            .with_context(|| format!("{}: cannot create", self.partial_dir.display()))?;
+        write_json(&job, &self.fingerprint)
+    }
+
+    /// Remove the partial directory after the final output has been written.
+    pub fn cleanup(&self) -> Result<()> {
+        remove_partial(&self.partial_dir)
+    }
+}
+
+pub fn remove_partial(dir: &Path) -> Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("{}: cannot remove", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Consecutive batches grouped until each group holds at least `chunk_texts` texts.
+fn group_batches(batches: &[Vec<usize>], chunk_texts: usize) -> Vec<Vec<usize>> {
+    let mut out = vec![];
+    let mut cur = vec![];
+    let mut count = 0;
+    for (b, batch) in batches.iter().enumerate() {
+        cur.push(b);
+        count += batch.len();
+        if count >= chunk_texts {
+            out.push(std::mem::take(&mut cur));
+            count = 0;
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}

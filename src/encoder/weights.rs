@@ -1,0 +1,251 @@
+//! Weight files → named tensors under canonical BERT names.
+//!
+//! Handles `model.safetensors` (mmap), sharded safetensors (`model.safetensors.index.json`),
+//! `pytorch_model.bin` (zip or legacy pickle, see `pth`), sharded `.bin` indexes; strips the
+//! `bert.` prefix, maps TF-era `LayerNorm.gamma/beta` to `weight/bias`, and ignores heads.
+
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Tensor};
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use crate::io::sha256_file;
+
+enum Backing {
+    Safetensors(MmapedSafetensors),
+    Loaded(HashMap<String, Tensor>),
+}
+
+pub struct WeightFiles {
+    backing: Backing,
+    /// canonical name → name in the file
+    names: HashMap<String, String>,
+    pub files: Vec<PathBuf>,
+}
+
+/// The canonical name of a checkpoint key, or None for keys the encoder does not use.
+pub fn canonical_name(key: &str) -> Option<String> {
+    let k = key.strip_prefix("bert.").unwrap_or(key);
+    if k.starts_with("cls.") || k.starts_with("pooler.") || k.ends_with("position_ids") {
+        return None;
+    }
+    if !(k.starts_with("embeddings.") || k.starts_with("encoder.")) {
+        return None;
+    }
+    let k = if let Some(base) = k.strip_suffix("LayerNorm.gamma") {
+        format!("{base}LayerNorm.weight")
+    } else if let Some(base) = k.strip_suffix("LayerNorm.beta") {
+        format!("{base}LayerNorm.bias")
+    } else {
+        k.to_string()
+    };
+    Some(k)
+}
+
+/// The weight files of a model directory, in the order they would be loaded.
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let st = dir.join("model.safetensors");
+    if st.exists() {
+        return Ok(vec![st]);
+    }
+    for index in ["model.safetensors.index.json", "pytorch_model.bin.index.json"] {
+        let p = dir.join(index);
+        if p.exists() {
+            return shard_files(&p);
+        }
+    }
+    let bin = dir.join("pytorch_model.bin");
+    if bin.exists() {
+        return Ok(vec![bin]);
+    }
+    bail!(
+        "{}: no weights found: expected model.safetensors, model.safetensors.index.json, \
+         pytorch_model.bin or pytorch_model.bin.index.json",
+        dir.display()
+    )
+}
+
+fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(index).with_context(|| format!("{}: cannot read", index.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", index.display()))?;
+    let map = v
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .with_context(|| format!("{}: missing `weight_map` object", index.display()))?;
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let files: BTreeSet<String> = map.values().filter_map(|f| f.as_str().map(String::from)).collect();
+    if files.is_empty() {
+        bail!("{}: `weight_map` names no files", index.display());
+    }
+    let mut out = vec![];
+    for f in files {
+        let p = dir.join(&f);
+        if !p.exists() {
+            bail!("{}: shard `{f}` listed in the index is missing", index.display());
+        }
+        out.push(p);
+    }
+    Ok(out)
+}
+
+impl WeightFiles {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let files = weight_files(dir)?;
+        let is_st = files[0].extension().is_some_and(|e| e == "safetensors");
+        let (backing, raw_names): (Backing, Vec<String>) = if is_st {
+            for f in &files {
+                check_safetensors_header(f)?;
+            }
+            // SAFETY: the files are opened read-only; celltext never writes to a mapped file.
+            let st = unsafe { MmapedSafetensors::multi(&files) }
+                .map_err(|e| anyhow!("{}: corrupt safetensors file: {e}", files[0].display()))?;
+            let names = st.tensors().into_iter().map(|(n, _)| n).collect();
+            (Backing::Safetensors(st), names)
+        } else {
+            let mut all = HashMap::new();
+            for f in &files {
+                for (name, t) in super::pth::read_pth(f)? {
+                    all.insert(name, t);
+                }
+            }
+            let names = all.keys().cloned().collect();
+            (Backing::Loaded(all), names)
+        };
+        let mut names = HashMap::new();
+        for raw in raw_names {
+            if let Some(c) = canonical_name(&raw) {
+                if let Some(prev) = names.insert(c.clone(), raw.clone()) {
+                    bail!(
+                        "{}: tensors `{prev}` and `{raw}` both map to `{c}`; the checkpoint mixes prefixed and unprefixed keys",
+                        files[0].display()
+                    );
+                }
+            }
+        }
+        Ok(Self { backing, names, files })
+    }
+
+    pub fn has(&self, canonical: &str) -> bool {
+        self.names.contains_key(canonical)
+    }
+
+    /// Load a tensor by canonical name, check its shape, move it to `device` as `dtype`.
+    pub fn get(&self, canonical: &str, shape: &[usize], device: &Device, dtype: DType) -> Result<Tensor> {
+        let raw = self.names.get(canonical).with_context(|| {
+            format!(
+                "{}: missing tensor `{canonical}` (also tried `bert.{canonical}` and LayerNorm gamma/beta names); \
+                 is this a BERT checkpoint?",
+                self.files[0].display()
+            )
+        })?;
+        let t = match &self.backing {
+            Backing::Safetensors(st) => st
+                .load(raw, &Device::Cpu)
+                .map_err(|e| anyhow!("{}: cannot read tensor `{raw}`: {e}", self.files[0].display()))?,
+            Backing::Loaded(m) => m[raw].clone(),
+        };
+        if t.dims() != shape {
+            bail!(
+                "{}: tensor `{raw}` has shape {:?} but config.json implies {:?}; config and weights do not match",
+                self.files[0].display(),
+                t.dims(),
+                shape
+            );
+        }
+        if !matches!(t.dtype(), DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
+            bail!("{}: tensor `{raw}` has non-float dtype {:?}", self.files[0].display(), t.dtype());
+        }
+        Ok(t.to_dtype(dtype)?.to_device(device)?)
+    }
+
+    /// All usable tensors under canonical names (for `convert`).
+    pub fn all_canonical(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = vec![];
+        let mut keys: Vec<_> = self.names.iter().collect();
+        keys.sort();
+        for (c, raw) in keys {
+            let t = match &self.backing {
+                Backing::Safetensors(st) => st.load(raw, &Device::Cpu)?,
+                Backing::Loaded(m) => m[raw].clone(),
+            };
+            out.push((c.clone(), t));
+        }
+        Ok(out)
+    }
+
+    /// SHA-256 of the weights: the file's digest, or for shards the digest of "name digest" lines.
+    pub fn sha256(&self) -> Result<String> {
+        if self.files.len() == 1 {
+            return sha256_file(&self.files[0]);
+        }
+        let mut lines = String::new();
+        for f in &self.files {
+            let name = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            lines.push_str(&format!("{name} {}\n", sha256_file(f)?));
+        }
+        Ok(crate::io::sha256_bytes(lines.as_bytes()))
+    }
+}
+
+/// Validate a safetensors header before mmapping, so truncation gets a precise message.
+fn check_safetensors_header(path: &Path) -> Result<()> {
+    use std::io::Read;
+    let len = std::fs::metadata(path).with_context(|| format!("{}: cannot stat", path.display()))?.len();
+    let mut f = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut n = [0u8; 8];
+    if len < 8 || f.read_exact(&mut n).is_err() {
+        bail!("{}: truncated safetensors file ({len} bytes, no header)", path.display());
+    }
+    let hlen = u64::from_le_bytes(n);
+    if hlen > len - 8 {
+        bail!(
+            "{}: truncated or corrupt safetensors file: header claims {hlen} bytes but the file has {len}",
+            path.display()
+        );
+    }
+    let mut header = vec![0u8; hlen as usize];
+    f.read_exact(&mut header).with_context(|| format!("{}: cannot read header", path.display()))?;
+    let v: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| anyhow!("{}: corrupt safetensors header (not JSON: {e})", path.display()))?;
+    let mut max_end = 0u64;
+    if let Some(obj) = v.as_object() {
+        for (k, t) in obj {
+            if k == "__metadata__" {
+                continue;
+            }
+            if let Some(end) = t.get("data_offsets").and_then(|o| o.get(1)).and_then(|e| e.as_u64()) {
+                max_end = max_end.max(end);
+            }
+        }
+    }
+    if 8 + hlen + max_end > len {
+        bail!(
+            "{}: truncated safetensors file: tensors need {} bytes but the file has {len}; download it again",
+            path.display(),
+            8 + hlen + max_end
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_name;
+    #[test]
+    fn canonical_names() {
+        assert_eq!(
+            canonical_name("bert.encoder.layer.0.attention.output.LayerNorm.gamma").unwrap(),
+            "encoder.layer.0.attention.output.LayerNorm.weight"
+        );
+        assert_eq!(canonical_name("embeddings.LayerNorm.beta").unwrap(), "embeddings.LayerNorm.bias");
+        assert_eq!(canonical_name("cls.predictions.bias"), None);
+        assert_eq!(canonical_name("bert.pooler.dense.weight"), None);
+        assert_eq!(canonical_name("bert.embeddings.position_ids"), None);
+        assert_eq!(
+            canonical_name("embeddings.word_embeddings.weight").unwrap(),
+            "embeddings.word_embeddings.weight"
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! celltext: text encoders as single-cell biology instruments, fully offline.
+//!
+//! Data flows one way: files → matrices/texts → encoder → vectors → classifiers → reports.
+//! Lower layers never import higher ones (`encoder` knows nothing of cells; `cells` nothing of `classify`).
+
+pub mod cells;
+pub mod classify;
+pub mod encoder;
+pub mod eval;
+pub mod genes;
+pub mod app;
+pub mod io;
+pub mod progress;

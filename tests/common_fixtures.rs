@@ -1,0 +1,76 @@
+// Shared helpers for integration tests (included with `mod common_fixtures;`).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures() -> PathBuf {
+    root().join("tests").join("fixtures")
+}
+
+/// The real all-MiniLM-L6-v2 directory (fetched by scripts/fetch_minilm.sh). Tests that need it
+/// fail loudly when it is missing, unless CELLTEXT_SKIP_MINILM=1 says to skip on purpose.
+pub fn minilm_dir() -> Option<PathBuf> {
+    let dir = std::env::var("CELLTEXT_MINILM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root().join("models-local").join("all-MiniLM-L6-v2"));
+    if dir.join("model.safetensors").exists() {
+        return Some(dir);
+    }
+    if std::env::var("CELLTEXT_SKIP_MINILM").as_deref() == Ok("1") {
+        eprintln!("SKIPPED: MiniLM weights not found at {} (CELLTEXT_SKIP_MINILM=1)", dir.display());
+        return None;
+    }
+    panic!(
+        "MiniLM weights not found at {}: run `bash scripts/fetch_minilm.sh` (or set CELLTEXT_SKIP_MINILM=1)",
+        dir.display()
+    );
+}
+
+pub fn texts() -> Vec<String> {
+    let s = std::fs::read_to_string(fixtures().join("texts.jsonl")).unwrap();
+    s.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_string())
+        .collect()
+}
+
+pub fn token_ids(path: &Path) -> Vec<Vec<u32>> {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+pub fn npy(path: &Path) -> (Vec<f32>, usize, usize) {
+    celltext::io::read_npy_f32(path).unwrap()
+}
+
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        ab += *x as f64 * *y as f64;
+        aa += *x as f64 * *x as f64;
+        bb += *y as f64 * *y as f64;
+    }
+    ab / (aa.sqrt() * bb.sqrt()).max(1e-30)
+}
+
+/// Copy a directory (flat plus one level of subdirectories) into `dst`.
+pub fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), to).unwrap();
+        }
+    }
+}
