@@ -9,7 +9,9 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pth").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/pth")
+        .join(name)
 }
 
 fn expected() -> serde_json::Map<String, Value> {
@@ -36,7 +38,10 @@ fn dtype_name(d: DType) -> &'static str {
 }
 
 fn values(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f64>()).expect("to f64")
+    t.to_dtype(DType::F64)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f64>())
+        .expect("to f64")
 }
 
 fn load(name: &str) -> Vec<(String, Tensor)> {
@@ -44,21 +49,38 @@ fn load(name: &str) -> Vec<(String, Tensor)> {
 }
 
 fn get<'a>(ts: &'a [(String, Tensor)], name: &str) -> &'a Tensor {
-    &ts.iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no tensor {name}")).1
+    &ts.iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no tensor {name}"))
+        .1
 }
 
 /// Compare a fixture with expected.json: names in order, dtype, shape, exact values.
 fn check(name: &str) {
     let exp = expected();
-    let exp = exp.get(name).and_then(Value::as_array).unwrap_or_else(|| panic!("{name} not in expected.json"));
+    let exp = exp
+        .get(name)
+        .and_then(Value::as_array)
+        .unwrap_or_else(|| panic!("{name} not in expected.json"));
     let got = load(name);
     let got_names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
-    let exp_names: Vec<&str> = exp.iter().map(|e| e["name"].as_str().expect("name")).collect();
+    let exp_names: Vec<&str> = exp
+        .iter()
+        .map(|e| e["name"].as_str().expect("name"))
+        .collect();
     assert_eq!(got_names, exp_names, "{name}: tensor names/order");
     for ((n, t), e) in got.iter().zip(exp) {
-        assert_eq!(dtype_name(t.dtype()), e["dtype"].as_str().expect("dtype"), "{name}/{n}: dtype");
-        let shape: Vec<usize> =
-            e["shape"].as_array().expect("shape").iter().map(|v| v.as_u64().expect("dim") as usize).collect();
+        assert_eq!(
+            dtype_name(t.dtype()),
+            e["dtype"].as_str().expect("dtype"),
+            "{name}/{n}: dtype"
+        );
+        let shape: Vec<usize> = e["shape"]
+            .as_array()
+            .expect("shape")
+            .iter()
+            .map(|v| v.as_u64().expect("dim") as usize)
+            .collect();
         assert_eq!(t.dims(), shape.as_slice(), "{name}/{n}: shape");
         // floats are exact decimal strings (serde_json's number parsing may be off by an ulp)
         let want: Vec<f64> = e["values"]
@@ -106,13 +128,27 @@ fixture_tests! {
 fn every_expected_fixture_is_tested() {
     // Guards against the generator adding fixtures that the list above forgets.
     let tested = [
-        "zip_state_dict.bin", "legacy_state_dict.bin", "zip_params.bin", "legacy_params.bin",
-        "zip_dtypes.bin", "legacy_dtypes.bin", "zip_views.bin", "legacy_views.bin",
-        "zip_views_p4.bin", "legacy_views_p4.bin", "zip_nested.bin", "legacy_nested.bin",
-        "zip_archive_prefix.bin", "zip_deflated.bin", "zip_bigendian.bin",
+        "zip_state_dict.bin",
+        "legacy_state_dict.bin",
+        "zip_params.bin",
+        "legacy_params.bin",
+        "zip_dtypes.bin",
+        "legacy_dtypes.bin",
+        "zip_views.bin",
+        "legacy_views.bin",
+        "zip_views_p4.bin",
+        "legacy_views_p4.bin",
+        "zip_nested.bin",
+        "legacy_nested.bin",
+        "zip_archive_prefix.bin",
+        "zip_deflated.bin",
+        "zip_bigendian.bin",
     ];
     for k in expected().keys() {
-        assert!(tested.contains(&k.as_str()), "{k} has expected values but no test");
+        assert!(
+            tested.contains(&k.as_str()),
+            "{k} has expected values but no test"
+        );
     }
 }
 
@@ -123,11 +159,25 @@ fn state_dict_structure() {
         let ts = load(f);
         let names: Vec<&str> = ts.iter().map(|(n, _)| n.as_str()).collect();
         // torch's state_dict order: the root module's own buffer first, then the children
-        assert_eq!(names, ["position_ids", "emb.weight", "lin.weight", "lin.bias", "norm.weight", "norm.bias"], "{f}");
+        assert_eq!(
+            names,
+            [
+                "position_ids",
+                "emb.weight",
+                "lin.weight",
+                "lin.bias",
+                "norm.weight",
+                "norm.bias"
+            ],
+            "{f}"
+        );
         let pos = get(&ts, "position_ids");
         assert_eq!(pos.dtype(), DType::I64);
         assert_eq!(pos.dims(), &[1, 6]);
-        assert_eq!(pos.flatten_all().unwrap().to_vec1::<i64>().unwrap(), vec![0, 1, 2, 3, 4, 5]);
+        assert_eq!(
+            pos.flatten_all().unwrap().to_vec1::<i64>().unwrap(),
+            vec![0, 1, 2, 3, 4, 5]
+        );
         assert_eq!(values(get(&ts, "norm.weight")), vec![0.5, -1.25, 2.0]);
         assert_eq!(get(&ts, "lin.weight").dims(), &[3, 4]);
         assert_eq!(get(&ts, "emb.weight").dtype(), DType::F32);
@@ -156,42 +206,79 @@ fn dtypes_are_kept_or_widened() {
         assert_eq!(values(get(&ts, "i8")), vec![-128.0, -1.0, 0.0, 127.0]);
         assert_eq!(values(get(&ts, "bool")), vec![1.0, 0.0, 1.0]);
         assert_eq!(values(get(&ts, "u8")), vec![0.0, 1.0, 255.0]);
-        assert_eq!(values(get(&ts, "i64")), vec![-(2f64.powi(40)), 0.0, 2f64.powi(40) + 1.0]);
-        assert_eq!(get(&ts, "f16").to_vec1::<half::f16>().unwrap()[1], half::f16::from_f32(-65504.0));
+        assert_eq!(
+            values(get(&ts, "i64")),
+            vec![-(2f64.powi(40)), 0.0, 2f64.powi(40) + 1.0]
+        );
+        assert_eq!(
+            get(&ts, "f16").to_vec1::<half::f16>().unwrap()[1],
+            half::f16::from_f32(-65504.0)
+        );
         let s = get(&ts, "scalar");
         assert_eq!(s.dims(), &[] as &[usize]);
         assert_eq!(s.to_scalar::<f32>().unwrap(), 2.5);
         assert_eq!(get(&ts, "empty").dims(), &[0, 3]);
-        assert!(ts.iter().all(|(n, _)| n != "not_a_tensor"), "non-tensor values are skipped");
+        assert!(
+            ts.iter().all(|(n, _)| n != "not_a_tensor"),
+            "non-tensor values are skipped"
+        );
     }
 }
 
 #[test]
 fn views_match_candle_reference_ops() {
-    for f in ["zip_views.bin", "legacy_views.bin", "zip_views_p4.bin", "legacy_views_p4.bin", "zip_bigendian.bin"] {
+    for f in [
+        "zip_views.bin",
+        "legacy_views.bin",
+        "zip_views_p4.bin",
+        "legacy_views_p4.bin",
+        "zip_bigendian.bin",
+    ] {
         let ts = load(f);
         let base = get(&ts, "base");
         let same = |a: &Tensor, b: &Tensor, what: &str| {
             assert_eq!(a.dims(), b.dims(), "{f}/{what}: shape");
             assert_eq!(values(a), values(b), "{f}/{what}: values");
         };
-        assert_eq!(values(base), (0..24).map(f64::from).collect::<Vec<_>>(), "{f}");
-        same(get(&ts, "transposed"), &base.t().unwrap().contiguous().unwrap(), "transposed");
+        assert_eq!(
+            values(base),
+            (0..24).map(f64::from).collect::<Vec<_>>(),
+            "{f}"
+        );
+        same(
+            get(&ts, "transposed"),
+            &base.t().unwrap().contiguous().unwrap(),
+            "transposed",
+        );
         let strided = Tensor::cat(
-            &[base.narrow(1, 1, 1).unwrap(), base.narrow(1, 3, 1).unwrap(), base.narrow(1, 5, 1).unwrap()],
+            &[
+                base.narrow(1, 1, 1).unwrap(),
+                base.narrow(1, 3, 1).unwrap(),
+                base.narrow(1, 5, 1).unwrap(),
+            ],
             1,
         )
         .unwrap();
         same(get(&ts, "strided"), &strided, "strided");
         same(get(&ts, "row1"), &base.get(1).unwrap(), "row1");
         same(get(&ts, "tail"), &base.narrow(0, 2, 2).unwrap(), "tail");
-        same(get(&ts, "col_view"), &base.narrow(0, 1, 2).unwrap().narrow(1, 2, 3).unwrap(), "col_view");
-        assert_eq!(values(get(&ts, "expanded")), vec![0.0, 1.0, 2.0, 0.0, 1.0, 2.0]);
+        same(
+            get(&ts, "col_view"),
+            &base.narrow(0, 1, 2).unwrap().narrow(1, 2, 3).unwrap(),
+            "col_view",
+        );
+        assert_eq!(
+            values(get(&ts, "expanded")),
+            vec![0.0, 1.0, 2.0, 0.0, 1.0, 2.0]
+        );
         assert_eq!(values(get(&ts, "shared_a")), vec![0.0, 0.5, 1.0, 1.5]);
         assert_eq!(get(&ts, "shared_b").dims(), &[5, 1]);
         assert_eq!(values(get(&ts, "shared_b")), vec![2.5, 3.0, 3.5, 4.0, 4.5]);
         assert_eq!(get(&ts, "f16_t").dtype(), DType::F16);
-        assert_eq!(values(get(&ts, "f16_t")), vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        assert_eq!(
+            values(get(&ts, "f16_t")),
+            vec![0.0, 3.0, 1.0, 4.0, 2.0, 5.0]
+        );
     }
 }
 
@@ -224,13 +311,22 @@ fn detects_formats() {
     let p = dir.path().join("pytorch_model.bin");
     std::fs::write(&p, b"hello, not a checkpoint").unwrap();
     let e = format!("{:#}", detect_format(&p).unwrap_err());
-    assert!(e.contains("pytorch_model.bin") && e.contains("not a PyTorch checkpoint"), "{e}");
+    assert!(
+        e.contains("pytorch_model.bin") && e.contains("not a PyTorch checkpoint"),
+        "{e}"
+    );
     let e = format!("{:#}", read_pth(&p).unwrap_err());
-    assert!(e.contains("pytorch_model.bin") && e.contains("not a PyTorch checkpoint"), "{e}");
+    assert!(
+        e.contains("pytorch_model.bin") && e.contains("not a PyTorch checkpoint"),
+        "{e}"
+    );
     std::fs::write(&p, b"").unwrap();
     assert!(detect_format(&p).is_err());
     assert!(read_pth(&p).is_err());
-    let e = format!("{:#}", read_pth(&dir.path().join("missing.bin")).unwrap_err());
+    let e = format!(
+        "{:#}",
+        read_pth(&dir.path().join("missing.bin")).unwrap_err()
+    );
     assert!(e.contains("missing.bin"), "{e}");
 }
 
@@ -251,8 +347,14 @@ fn evil_checkpoints_are_refused_and_nothing_runs() {
         let e = read_pth(&path).expect_err(f);
         let msg = e.to_string(); // single-level message, no context chain needed
         assert!(msg.starts_with(&path.display().to_string()), "{f}: {msg}");
-        assert!(msg.contains(&format!("refusing to unpickle global {global}")), "{f}: {msg}");
-        assert!(msg.contains("only PyTorch tensor-rebuild globals are allowed"), "{f}: {msg}");
+        assert!(
+            msg.contains(&format!("refusing to unpickle global {global}")),
+            "{f}: {msg}"
+        );
+        assert!(
+            msg.contains("only PyTorch tensor-rebuild globals are allowed"),
+            "{f}: {msg}"
+        );
         assert!(!Path::new(PWNED_MARKER).exists(), "{f}: the payload ran!");
     }
 }
@@ -261,11 +363,17 @@ fn evil_checkpoints_are_refused_and_nothing_runs() {
 fn missing_and_short_storage_records() {
     let p = fixture("zip_missing_storage.bin");
     let e = read_pth(&p).unwrap_err().to_string();
-    assert!(e.starts_with(&p.display().to_string()) && e.contains("missing storage record"), "{e}");
+    assert!(
+        e.starts_with(&p.display().to_string()) && e.contains("missing storage record"),
+        "{e}"
+    );
     assert!(e.contains("data/1") && e.contains("emb.weight"), "{e}");
     let p = fixture("zip_short_storage.bin");
     let e = read_pth(&p).unwrap_err().to_string();
-    assert!(e.contains("data/1") && e.contains("40 bytes") && e.contains("20 elements"), "{e}");
+    assert!(
+        e.contains("data/1") && e.contains("40 bytes") && e.contains("20 elements"),
+        "{e}"
+    );
 }
 
 /// Run `read_pth`, turning a panic into a test failure that names the case, and check that an
@@ -275,7 +383,10 @@ fn load_path(p: &Path, label: &str) -> anyhow::Result<Vec<(String, Tensor)>> {
         Ok(r) => {
             if let Err(e) = &r {
                 let msg = e.to_string();
-                assert!(msg.starts_with(&p.display().to_string()), "{label}: error does not name the file: {msg}");
+                assert!(
+                    msg.starts_with(&p.display().to_string()),
+                    "{label}: error does not name the file: {msg}"
+                );
             }
             r
         }
@@ -306,14 +417,29 @@ impl Scratch {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pytorch_model.bin");
         std::fs::write(&path, &bytes).unwrap();
-        let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
-        Scratch { _dir: dir, path, file, bytes, name: fixture_name.to_string() }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        Scratch {
+            _dir: dir,
+            path,
+            file,
+            bytes,
+            name: fixture_name.to_string(),
+        }
     }
 
     fn flipped(&self, pos: usize, mask: u8) -> anyhow::Result<Vec<(String, Tensor)>> {
         use std::os::unix::fs::FileExt;
-        self.file.write_at(&[self.bytes[pos] ^ mask], pos as u64).unwrap();
-        let r = load_path(&self.path, &format!("{} byte {pos} ^ {mask:#04x}", self.name));
+        self.file
+            .write_at(&[self.bytes[pos] ^ mask], pos as u64)
+            .unwrap();
+        let r = load_path(
+            &self.path,
+            &format!("{} byte {pos} ^ {mask:#04x}", self.name),
+        );
         self.file.write_at(&[self.bytes[pos]], pos as u64).unwrap();
         r
     }
@@ -328,12 +454,27 @@ impl Scratch {
 }
 
 const ALL: [&str; 21] = [
-    "zip_state_dict.bin", "legacy_state_dict.bin", "zip_params.bin", "legacy_params.bin",
-    "zip_dtypes.bin", "legacy_dtypes.bin", "zip_views.bin", "legacy_views.bin",
-    "zip_views_p4.bin", "legacy_views_p4.bin", "zip_nested.bin", "legacy_nested.bin",
-    "zip_archive_prefix.bin", "zip_deflated.bin", "zip_bigendian.bin", "zip_evil_system.bin",
-    "legacy_evil_system.bin", "zip_evil_eval.bin", "legacy_evil_eval.bin",
-    "zip_missing_storage.bin", "zip_short_storage.bin",
+    "zip_state_dict.bin",
+    "legacy_state_dict.bin",
+    "zip_params.bin",
+    "legacy_params.bin",
+    "zip_dtypes.bin",
+    "legacy_dtypes.bin",
+    "zip_views.bin",
+    "legacy_views.bin",
+    "zip_views_p4.bin",
+    "legacy_views_p4.bin",
+    "zip_nested.bin",
+    "legacy_nested.bin",
+    "zip_archive_prefix.bin",
+    "zip_deflated.bin",
+    "zip_bigendian.bin",
+    "zip_evil_system.bin",
+    "legacy_evil_system.bin",
+    "zip_evil_eval.bin",
+    "legacy_evil_eval.bin",
+    "zip_missing_storage.bin",
+    "zip_short_storage.bin",
 ];
 
 #[test]
@@ -348,12 +489,21 @@ fn truncated_files_are_errors() {
         }
     }
     // every possible cut of a few files of each format
-    for f in ["zip_views.bin", "zip_deflated.bin", "legacy_views.bin", "legacy_views_p4.bin", "legacy_dtypes.bin"] {
+    for f in [
+        "zip_views.bin",
+        "zip_deflated.bin",
+        "legacy_views.bin",
+        "legacy_views_p4.bin",
+        "legacy_dtypes.bin",
+    ] {
         let s = Scratch::new(f);
         for cut in 0..s.bytes.len() {
             assert!(s.truncated(cut).is_err(), "{f} cut at byte {cut} loaded");
         }
-        assert!(load_path(&s.path, f).is_ok(), "{f}: scratch copy not restored");
+        assert!(
+            load_path(&s.path, f).is_ok(),
+            "{f}: scratch copy not restored"
+        );
     }
 }
 
@@ -380,7 +530,10 @@ fn byte_flips_never_panic() {
                 errors += s.flipped(pos, mask).is_err() as usize;
             }
         }
-        assert!(load_path(&s.path, f).is_ok(), "{f}: scratch copy not restored");
+        assert!(
+            load_path(&s.path, f).is_ok(),
+            "{f}: scratch copy not restored"
+        );
     }
     eprintln!("byte flips: {errors} of {total} loads were errors, the rest loaded");
     assert!(errors > 0);
@@ -391,9 +544,15 @@ fn byte_flips_that_must_be_detected() {
     // zip: a flipped byte inside a stored tensor record fails the entry's CRC-32.
     let s = Scratch::new("zip_views.bin");
     let needle: Vec<u8> = (0..24).flat_map(|i| (i as f32).to_le_bytes()).collect();
-    let at = s.bytes.windows(needle.len()).position(|w| w == needle.as_slice()).expect("base storage in zip");
+    let at = s
+        .bytes
+        .windows(needle.len())
+        .position(|w| w == needle.as_slice())
+        .expect("base storage in zip");
     for off in [0, 17, 95] {
-        let e = s.flipped(at + off, 0x5a).expect_err("CRC must catch a flipped storage byte");
+        let e = s
+            .flipped(at + off, 0x5a)
+            .expect_err("CRC must catch a flipped storage byte");
         assert!(e.to_string().contains("corrupt zip archive"), "{e}");
     }
     // legacy: the magic number, the protocol version, and a storage element count.
@@ -403,7 +562,11 @@ fn byte_flips_that_must_be_detected() {
     }
     // the first storage record (base: 24 floats) starts with its element count
     let count = 24u64.to_le_bytes();
-    let at = s.bytes.windows(8).position(|w| w == count).expect("count of the first record");
+    let at = s
+        .bytes
+        .windows(8)
+        .position(|w| w == count)
+        .expect("count of the first record");
     let e = s.flipped(at, 0x01).expect_err("count mismatch");
     assert!(e.to_string().contains("elements"), "{e}");
 }
@@ -425,4 +588,15 @@ fn deep_or_hostile_pickles_are_errors() {
     let b = b"\x80\x02\xf0.".to_vec();
     let e = load_bytes(dir.path(), "unknown opcode", &b).unwrap_err();
     assert!(e.to_string().contains("unknown opcode 0xf0"), "{e}");
+}
+
+#[test]
+fn zz_tmp_models() {
+    for e in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models")).unwrap() {
+        let p = e.unwrap().path().join("pytorch_model.bin");
+        if p.exists() {
+            let r = read_pth(&p);
+            match r { Ok(ts) => eprintln!("{}: {:?} {} tensors, e.g. {:?}", p.display(), detect_format(&p).unwrap(), ts.len(), ts.iter().take(3).map(|(n,t)| (n.clone(), t.dims().to_vec(), t.dtype())).collect::<Vec<_>>()), Err(e) => eprintln!("ERR {e:#}") }
+        }
+    }
 }

@@ -1,4 +1,6 @@
 //! Library side of each CLI subcommand: main.rs parses arguments and calls these.
 
 pub mod embed;
+pub mod cells;
+pub mod classify;
 pub mod genes;

@@ -29,7 +29,7 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Cursor, Read};
 use std::path::Path;
@@ -97,7 +97,9 @@ fn classify(head: &[u8]) -> Result<PthFormat> {
         return Ok(PthFormat::Legacy);
     }
     if head.len() >= 9 && head[8] == b'{' {
-        bail!("not a PyTorch checkpoint (this looks like a safetensors file; load it as safetensors)");
+        bail!(
+            "not a PyTorch checkpoint (this looks like a safetensors file; load it as safetensors)"
+        );
     }
     if head.starts_with(b"\x1f\x8b") {
         bail!("not a PyTorch checkpoint (this is a gzip file; decompress it first)");
@@ -208,7 +210,11 @@ fn refuse_global(module: &str, name: &str) -> anyhow::Error {
 
 /// Shorten and escape a file-provided string for an error message.
 fn printable(s: &str) -> String {
-    let mut out: String = s.chars().take(120).flat_map(|c| c.escape_default()).collect();
+    let mut out: String = s
+        .chars()
+        .take(120)
+        .flat_map(|c| c.escape_default())
+        .collect();
     if s.chars().count() > 120 {
         out.push('…');
     }
@@ -294,6 +300,11 @@ impl Pickle {
 }
 
 const MAX_PROTOCOL: u8 = 5;
+/// Upper bound on objects + stack pushes + memo entries + copied items of one pickle. A BERT
+/// state dict needs a few thousand; even 100k tensors stay far below.
+const MAX_UNITS: usize = 1 << 23;
+/// PyTorch tensors have at most 64 dimensions.
+const MAX_DIMS: usize = 64;
 
 struct Unpickler<'a> {
     data: &'a [u8],
@@ -306,6 +317,8 @@ struct Unpickler<'a> {
     memo: HashMap<u64, Id>,
     /// Whether persistent ids (storages) may appear.
     persistent: bool,
+    /// Work done so far, see `charge`.
+    units: usize,
 }
 
 /// Unpickle one pickle starting at `start` of `data`.
@@ -319,9 +332,14 @@ fn unpickle(data: &[u8], start: usize, what: &str, persistent: bool) -> Result<P
         metastack: Vec::new(),
         memo: HashMap::new(),
         persistent,
+        units: 0,
     };
     let root = u.run()?;
-    Ok(Pickle { objs: u.objs, root, end: u.pos })
+    Ok(Pickle {
+        objs: u.objs,
+        root,
+        end: u.pos,
+    })
 }
 
 impl<'a> Unpickler<'a> {
@@ -331,14 +349,18 @@ impl<'a> Unpickler<'a> {
 
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let data: &'a [u8] = self.data;
-        let end = self.pos.checked_add(n).filter(|&e| e <= data.len()).ok_or_else(|| {
-            anyhow!(
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= data.len())
+            .ok_or_else(|| {
+                anyhow!(
                 "truncated file: pickle needs {n} more bytes at byte {} but only {} remain [{}]",
                 self.pos,
                 data.len().saturating_sub(self.pos),
                 self.what
             )
-        })?;
+            })?;
         let s = &data[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -365,7 +387,8 @@ impl<'a> Unpickler<'a> {
 
     /// Length prefix → usize (still bounds-checked by `take` before any allocation).
     fn len_u64(&mut self, n: u64) -> Result<usize> {
-        usize::try_from(n).map_err(|_| anyhow!("corrupt pickle: length {n} too large [{}]", self.what))
+        usize::try_from(n)
+            .map_err(|_| anyhow!("corrupt pickle: length {n} too large [{}]", self.what))
     }
 
     /// A `\n`-terminated line for the text opcodes (without the newline).
@@ -378,30 +401,63 @@ impl<'a> Unpickler<'a> {
                 self.pos += i + 1;
                 Ok(s)
             }
-            None => bail!("truncated file: unterminated line in pickle at byte {} [{}]", self.pos, self.what),
+            None => bail!(
+                "truncated file: unterminated line in pickle at byte {} [{}]",
+                self.pos,
+                self.what
+            ),
         }
     }
 
-    fn alloc(&mut self, o: Obj) -> Id {
-        self.objs.push(o);
-        self.objs.len() - 1
+    /// Count work against `MAX_UNITS` (objects, stack pushes, memo entries, copied items), so
+    /// memory and time stay bounded whatever the pickle says.
+    fn charge(&mut self, n: usize) -> Result<()> {
+        self.units = self.units.saturating_add(n);
+        if self.units > MAX_UNITS {
+            bail!(
+                "pickle too large: more than {MAX_UNITS} objects (corrupt or hostile checkpoint) [{}, byte {}]",
+                self.what,
+                self.pos
+            );
+        }
+        Ok(())
     }
 
-    fn push(&mut self, o: Obj) {
-        let id = self.alloc(o);
+    fn alloc(&mut self, o: Obj) -> Result<Id> {
+        self.charge(1)?;
+        self.objs.push(o);
+        Ok(self.objs.len() - 1)
+    }
+
+    fn push(&mut self, o: Obj) -> Result<()> {
+        let id = self.alloc(o)?;
+        self.push_id(id)
+    }
+
+    fn push_id(&mut self, id: Id) -> Result<()> {
+        self.charge(1)?;
         self.stack.push(id);
+        Ok(())
     }
 
     fn pop(&mut self, op_pos: usize) -> Result<Id> {
-        self.stack.pop().ok_or_else(|| self.err(op_pos, "corrupt pickle: stack underflow"))
+        self.stack
+            .pop()
+            .ok_or_else(|| self.err(op_pos, "corrupt pickle: stack underflow"))
     }
 
     fn top(&self, op_pos: usize) -> Result<Id> {
-        self.stack.last().copied().ok_or_else(|| self.err(op_pos, "corrupt pickle: empty stack"))
+        self.stack
+            .last()
+            .copied()
+            .ok_or_else(|| self.err(op_pos, "corrupt pickle: empty stack"))
     }
 
     fn pop_mark(&mut self, op_pos: usize) -> Result<Vec<Id>> {
-        let prev = self.metastack.pop().ok_or_else(|| self.err(op_pos, "corrupt pickle: no MARK on the stack"))?;
+        let prev = self
+            .metastack
+            .pop()
+            .ok_or_else(|| self.err(op_pos, "corrupt pickle: no MARK on the stack"))?;
         Ok(std::mem::replace(&mut self.stack, prev))
     }
 
@@ -436,6 +492,7 @@ impl<'a> Unpickler<'a> {
 
     fn memo_put(&mut self, op_pos: usize, idx: u64) -> Result<()> {
         let top = self.top(op_pos)?;
+        self.charge(1)?;
         self.memo.insert(idx, top);
         Ok(())
     }
@@ -443,7 +500,7 @@ impl<'a> Unpickler<'a> {
     fn global(&mut self, op_pos: usize, module: &str, name: &str) -> Result<()> {
         match resolve_global(module, name) {
             Some(g) => {
-                self.push(Obj::Global(g));
+                self.push(Obj::Global(g))?;
                 Ok(())
             }
             None => Err(self.err(op_pos, refuse_global(module, name))),
@@ -477,6 +534,7 @@ impl<'a> Unpickler<'a> {
                 }
                 // MARK
                 b'(' => {
+                    self.charge(1)?;
                     let s = std::mem::take(&mut self.stack);
                     self.metastack.push(s);
                 }
@@ -496,23 +554,23 @@ impl<'a> Unpickler<'a> {
                 // DUP
                 b'2' => {
                     let t = self.top(p)?;
-                    self.stack.push(t);
+                    self.push_id(t)?;
                 }
-                b'N' => self.push(Obj::None),
-                0x88 => self.push(Obj::Bool(true)),
-                0x89 => self.push(Obj::Bool(false)),
+                b'N' => self.push(Obj::None)?,
+                0x88 => self.push(Obj::Bool(true))?,
+                0x89 => self.push(Obj::Bool(false))?,
                 // BININT, BININT1, BININT2
                 b'J' => {
                     let v = i32::from_le_bytes(self.arr()?);
-                    self.push(Obj::Int(v as i128));
+                    self.push(Obj::Int(v as i128))?;
                 }
                 b'K' => {
                     let v = self.u8()?;
-                    self.push(Obj::Int(v as i128));
+                    self.push(Obj::Int(v as i128))?;
                 }
                 b'M' => {
                     let v = u16::from_le_bytes(self.arr()?);
-                    self.push(Obj::Int(v as i128));
+                    self.push(Obj::Int(v as i128))?;
                 }
                 // LONG1, LONG4
                 0x8a | 0x8b => {
@@ -529,12 +587,12 @@ impl<'a> Unpickler<'a> {
                         return Err(self.err(p, format!("unsupported pickle: {n}-byte integer")));
                     }
                     let b = self.take(n)?;
-                    self.push(Obj::Int(int_from_le(b)));
+                    self.push(Obj::Int(int_from_le(b)))?;
                 }
                 // BINFLOAT (big-endian)
                 b'G' => {
                     self.take(8)?;
-                    self.push(Obj::Float);
+                    self.push(Obj::Float)?;
                 }
                 // BINUNICODE, SHORT_BINUNICODE, BINUNICODE8
                 b'X' | 0x8c | 0x8d => {
@@ -547,7 +605,7 @@ impl<'a> Unpickler<'a> {
                     let b = self.take(n)?;
                     let s = std::str::from_utf8(b)
                         .map_err(|_| self.err(p, "corrupt pickle: string is not valid UTF-8"))?;
-                    self.push(Obj::Str(s.to_owned()));
+                    self.push(Obj::Str(s.to_owned()))?;
                 }
                 // BINBYTES, SHORT_BINBYTES, BINBYTES8, BYTEARRAY8
                 b'B' | b'C' | 0x8e | 0x96 => {
@@ -558,7 +616,7 @@ impl<'a> Unpickler<'a> {
                     };
                     let n = self.len_u64(n)?;
                     let b = self.take(n)?;
-                    self.push(Obj::Bytes(b.to_vec()));
+                    self.push(Obj::Bytes(b.to_vec()))?;
                 }
                 // BINSTRING, SHORT_BINSTRING (Python 2 str; decoded as latin-1, losslessly)
                 b'T' | b'U' => {
@@ -572,32 +630,34 @@ impl<'a> Unpickler<'a> {
                         self.u8()? as usize
                     };
                     let b = self.take(n)?;
-                    self.push(Obj::Str(b.iter().map(|&c| c as char).collect()));
+                    self.push(Obj::Str(b.iter().map(|&c| c as char).collect()))?;
                 }
                 // text INT, LONG, FLOAT (protocol 0/1)
                 b'I' | b'L' | b'F' => {
                     let line = self.line()?;
-                    let s = std::str::from_utf8(line).map_err(|_| self.err(p, "corrupt pickle: bad number"))?;
+                    let s = std::str::from_utf8(line)
+                        .map_err(|_| self.err(p, "corrupt pickle: bad number"))?;
                     let o = match (op, s) {
                         (b'I', "01") => Obj::Bool(true),
                         (b'I', "00") => Obj::Bool(false),
                         (b'F', s) => {
-                            s.parse::<f64>().map_err(|_| self.err(p, "corrupt pickle: bad float"))?;
+                            s.parse::<f64>()
+                                .map_err(|_| self.err(p, "corrupt pickle: bad float"))?;
                             Obj::Float
                         }
-                        (_, s) => Obj::Int(
-                            s.trim_end_matches('L')
-                                .parse::<i128>()
-                                .map_err(|_| self.err(p, "corrupt pickle: bad or oversized integer"))?,
-                        ),
+                        (_, s) => {
+                            Obj::Int(s.trim_end_matches('L').parse::<i128>().map_err(|_| {
+                                self.err(p, "corrupt pickle: bad or oversized integer")
+                            })?)
+                        }
                     };
-                    self.push(o);
+                    self.push(o)?;
                 }
                 // EMPTY_TUPLE, TUPLE, TUPLE1..3
-                b')' => self.push(Obj::Tuple(Vec::new())),
+                b')' => self.push(Obj::Tuple(Vec::new()))?,
                 b't' => {
                     let items = self.pop_mark(p)?;
-                    self.push(Obj::Tuple(items));
+                    self.push(Obj::Tuple(items))?;
                 }
                 0x85..=0x87 => {
                     let n = (op - 0x84) as usize;
@@ -605,13 +665,13 @@ impl<'a> Unpickler<'a> {
                         return Err(self.err(p, "corrupt pickle: stack underflow"));
                     }
                     let items = self.stack.split_off(self.stack.len() - n);
-                    self.push(Obj::Tuple(items));
+                    self.push(Obj::Tuple(items))?;
                 }
                 // EMPTY_LIST, LIST, EMPTY_SET, FROZENSET (sets are kept as lists)
-                b']' | 0x8f => self.push(Obj::List(Vec::new())),
+                b']' | 0x8f => self.push(Obj::List(Vec::new()))?,
                 b'l' | 0x91 => {
                     let items = self.pop_mark(p)?;
-                    self.push(Obj::List(items));
+                    self.push(Obj::List(items))?;
                 }
                 // APPEND
                 b'a' => {
@@ -638,11 +698,11 @@ impl<'a> Unpickler<'a> {
                     }
                 }
                 // EMPTY_DICT, DICT
-                b'}' => self.push(Obj::Dict(Vec::new())),
+                b'}' => self.push(Obj::Dict(Vec::new()))?,
                 b'd' => {
                     let items = self.pop_mark(p)?;
                     let pairs = self.pairs(p, items)?;
-                    self.push(Obj::Dict(pairs));
+                    self.push(Obj::Dict(pairs))?;
                 }
                 // SETITEM
                 b's' => {
@@ -677,17 +737,17 @@ impl<'a> Unpickler<'a> {
                 b'h' => {
                     let i = self.u8()? as u64;
                     let id = self.memo_get(p, i)?;
-                    self.stack.push(id);
+                    self.push_id(id)?;
                 }
                 b'j' => {
                     let i = self.u32()? as u64;
                     let id = self.memo_get(p, i)?;
-                    self.stack.push(id);
+                    self.push_id(id)?;
                 }
                 b'g' => {
                     let i = self.text_index(p)?;
                     let id = self.memo_get(p, i)?;
-                    self.stack.push(id);
+                    self.push_id(id)?;
                 }
                 // GLOBAL, INST (INST is refused after the allow-list check so the error names
                 // the global when it is a foreign one)
@@ -717,23 +777,28 @@ impl<'a> Unpickler<'a> {
                     let args = self.pop(p)?;
                     let f = self.pop(p)?;
                     let r = self.call(p, f, args)?;
-                    self.stack.push(r);
+                    self.push_id(r)?;
                 }
                 // NEWOBJ, NEWOBJ_EX
                 0x81 | 0x92 => {
                     if op == 0x92 {
                         let kw = self.pop(p)?;
                         if !matches!(&self.objs[kw], Obj::Dict(d) if d.is_empty()) {
-                            return Err(self.err(p, "unsupported pickle: NEWOBJ_EX with keyword arguments"));
+                            return Err(
+                                self.err(p, "unsupported pickle: NEWOBJ_EX with keyword arguments")
+                            );
                         }
                     }
                     let args = self.pop(p)?;
                     let cls = self.pop(p)?;
                     if !matches!(self.objs[cls], Obj::Global(Global::OrderedDict)) {
-                        return Err(self.err(p, "unsupported pickle: NEWOBJ of a class other than OrderedDict"));
+                        return Err(self.err(
+                            p,
+                            "unsupported pickle: NEWOBJ of a class other than OrderedDict",
+                        ));
                     }
                     let r = self.call(p, cls, args)?;
-                    self.stack.push(r);
+                    self.push_id(r)?;
                 }
                 // BUILD: only the OrderedDict `_metadata` attribute (and tensor state) is expected;
                 // it is accepted and ignored.
@@ -755,10 +820,12 @@ impl<'a> Unpickler<'a> {
                         return Err(self.err(p, "corrupt checkpoint: unexpected persistent id"));
                     }
                     let s = self.persistent_storage(p, pid)?;
-                    self.push(Obj::Storage(s));
+                    self.push(Obj::Storage(s))?;
                 }
                 b'P' => return Err(self.err(p, "unsupported pickle: text persistent id (PERSID)")),
-                0x82..=0x84 => return Err(self.err(p, "unsupported pickle: extension registry (EXT*) opcodes")),
+                0x82..=0x84 => {
+                    return Err(self.err(p, "unsupported pickle: extension registry (EXT*) opcodes"))
+                }
                 0x97 | 0x98 => return Err(self.err(p, "unsupported pickle: out-of-band buffers")),
                 b'o' => return Err(self.err(p, "unsupported pickle opcode OBJ")),
                 _ => {
@@ -806,46 +873,74 @@ impl<'a> Unpickler<'a> {
             Obj::Global(g) => *g,
             o => {
                 let k = o.kind();
-                return Err(self.err(p, format!("corrupt pickle: REDUCE on a {k}, not a callable")));
+                return Err(self.err(
+                    p,
+                    format!("corrupt pickle: REDUCE on a {k}, not a callable"),
+                ));
             }
         };
+        // Only the first few arguments are ever used; never clone a (possibly huge) tuple.
         let args: Vec<Id> = match &self.objs[args] {
-            Obj::Tuple(a) => a.clone(),
+            Obj::Tuple(a) => a.iter().take(8).copied().collect(),
             o => {
                 let k = o.kind();
-                return Err(self.err(p, format!("corrupt pickle: REDUCE arguments are a {k}, not a tuple")));
+                return Err(self.err(
+                    p,
+                    format!("corrupt pickle: REDUCE arguments are a {k}, not a tuple"),
+                ));
             }
         };
         self.call_global(p, g, &args, true)
     }
 
-    fn call_global(&mut self, p: usize, g: Global, args: &[Id], allow_from_type: bool) -> Result<Id> {
+    fn call_global(
+        &mut self,
+        p: usize,
+        g: Global,
+        args: &[Id],
+        allow_from_type: bool,
+    ) -> Result<Id> {
         match g {
             Global::OrderedDict => {
                 let mut pairs = Vec::new();
                 if let Some(&src) = args.first() {
                     // OrderedDict(iterable_of_pairs) or OrderedDict(dict)
                     match &self.objs[src] {
-                        Obj::Dict(d) => pairs.extend(d.iter().copied()),
+                        Obj::Dict(d) => {
+                            let d = d.clone();
+                            self.charge(d.len())?;
+                            pairs.extend(d);
+                        }
                         Obj::List(items) | Obj::Tuple(items) => {
                             for &it in items {
                                 match self.items_of(it) {
                                     Some([k, v]) => pairs.push((*k, *v)),
-                                    _ => return Err(self.err(p, "corrupt pickle: OrderedDict item is not a pair")),
+                                    _ => {
+                                        return Err(self.err(
+                                            p,
+                                            "corrupt pickle: OrderedDict item is not a pair",
+                                        ))
+                                    }
                                 }
                             }
                         }
                         _ => return Err(self.err(p, "corrupt pickle: bad OrderedDict argument")),
                     }
                 }
-                Ok(self.alloc(Obj::Dict(pairs)))
+                self.alloc(Obj::Dict(pairs))
             }
             Global::RebuildTensorV2 | Global::RebuildTensor => {
                 if args.len() < 4 {
-                    return Err(self.err(p, format!("corrupt checkpoint: tensor rebuild with {} arguments", args.len())));
+                    return Err(self.err(
+                        p,
+                        format!(
+                            "corrupt checkpoint: tensor rebuild with {} arguments",
+                            args.len()
+                        ),
+                    ));
                 }
                 let t = self.tensor_ref(p, args[0], args[1], args[2], args[3])?;
-                Ok(self.alloc(Obj::Tensor(t)))
+                self.alloc(Obj::Tensor(t))
             }
             Global::RebuildParameter | Global::RebuildParameterWithState | Global::TensorClass => {
                 // _rebuild_parameter(data, requires_grad, backward_hooks[, state]) → data;
@@ -859,7 +954,9 @@ impl<'a> Unpickler<'a> {
                 // _rebuild_from_type_v2(func, new_type, args, state): apply func (an allowed rebuild
                 // function) to args; the tensor subclass and its state are ignored.
                 if !allow_from_type || args.len() < 3 {
-                    return Err(self.err(p, "unsupported checkpoint: malformed _rebuild_from_type_v2"));
+                    return Err(
+                        self.err(p, "unsupported checkpoint: malformed _rebuild_from_type_v2")
+                    );
                 }
                 let func = match &self.objs[args[0]] {
                     Obj::Global(
@@ -868,34 +965,71 @@ impl<'a> Unpickler<'a> {
                         | Global::RebuildParameter
                         | Global::RebuildParameterWithState),
                     ) => *g,
-                    _ => return Err(self.err(p, "unsupported checkpoint: _rebuild_from_type_v2 of a non-tensor function")),
+                    _ => return Err(self.err(
+                        p,
+                        "unsupported checkpoint: _rebuild_from_type_v2 of a non-tensor function",
+                    )),
                 };
-                let inner: Vec<Id> = match &self.objs[args[2]] {
-                    Obj::Tuple(a) => a.clone(),
-                    _ => return Err(self.err(p, "corrupt checkpoint: _rebuild_from_type_v2 arguments are not a tuple")),
-                };
+                let inner: Vec<Id> =
+                    match &self.objs[args[2]] {
+                        Obj::Tuple(a) => a.iter().take(8).copied().collect(),
+                        _ => return Err(self.err(
+                            p,
+                            "corrupt checkpoint: _rebuild_from_type_v2 arguments are not a tuple",
+                        )),
+                    };
                 self.call_global(p, func, &inner, false)
             }
-            Global::Storage(_) => Err(self.err(p, "unsupported checkpoint: storage constructed inline (not as a persistent id)")),
+            Global::Storage(_) => Err(self.err(
+                p,
+                "unsupported checkpoint: storage constructed inline (not as a persistent id)",
+            )),
         }
     }
 
     fn usize_of(&self, p: usize, id: Id, what: &str) -> Result<usize> {
         self.int_of(id)
             .and_then(|v| usize::try_from(v).ok())
-            .ok_or_else(|| self.err(p, format!("corrupt checkpoint: tensor {what} is not a non-negative integer")))
+            .ok_or_else(|| {
+                self.err(
+                    p,
+                    format!("corrupt checkpoint: tensor {what} is not a non-negative integer"),
+                )
+            })
     }
 
     fn dims_of(&self, p: usize, id: Id, what: &str) -> Result<Vec<usize>> {
-        let items = self
-            .items_of(id)
-            .ok_or_else(|| self.err(p, format!("corrupt checkpoint: tensor {what} is not a tuple")))?;
+        let items = self.items_of(id).ok_or_else(|| {
+            self.err(
+                p,
+                format!("corrupt checkpoint: tensor {what} is not a tuple"),
+            )
+        })?;
+        if items.len() > MAX_DIMS {
+            return Err(self.err(
+                p,
+                format!(
+                    "corrupt checkpoint: tensor {what} has {} dimensions",
+                    items.len()
+                ),
+            ));
+        }
         items.iter().map(|&i| self.usize_of(p, i, what)).collect()
     }
 
-    fn tensor_ref(&self, p: usize, storage: Id, offset: Id, size: Id, stride: Id) -> Result<TensorRef> {
+    fn tensor_ref(
+        &self,
+        p: usize,
+        storage: Id,
+        offset: Id,
+        size: Id,
+        stride: Id,
+    ) -> Result<TensorRef> {
         if !matches!(self.objs[storage], Obj::Storage(_)) {
-            return Err(self.err(p, "corrupt checkpoint: tensor rebuilt from something that is not a storage"));
+            return Err(self.err(
+                p,
+                "corrupt checkpoint: tensor rebuilt from something that is not a storage",
+            ));
         }
         let offset = self.usize_of(p, offset, "storage offset")?;
         let size = self.dims_of(p, size, "size")?;
@@ -903,10 +1037,18 @@ impl<'a> Unpickler<'a> {
         if size.len() != stride.len() {
             return Err(self.err(
                 p,
-                format!("corrupt checkpoint: tensor size {:?} and stride {:?} differ in length", size, stride),
+                format!(
+                    "corrupt checkpoint: tensor size {:?} and stride {:?} differ in length",
+                    size, stride
+                ),
             ));
         }
-        Ok(TensorRef { storage, offset, size, stride })
+        Ok(TensorRef {
+            storage,
+            offset,
+            size,
+            stride,
+        })
     }
 
     fn key_of(&self, id: Id) -> Option<String> {
@@ -934,11 +1076,22 @@ impl<'a> Unpickler<'a> {
             ));
         }
         if items.len() != 5 && items.len() != 6 {
-            return Err(self.err(p, format!("corrupt checkpoint: storage persistent id has {} fields", items.len())));
+            return Err(self.err(
+                p,
+                format!(
+                    "corrupt checkpoint: storage persistent id has {} fields",
+                    items.len()
+                ),
+            ));
         }
         let dtype = match &self.objs[items[1]] {
             Obj::Global(Global::Storage(d)) => *d,
-            _ => return Err(self.err(p, "corrupt checkpoint: storage type is not a torch storage class")),
+            _ => {
+                return Err(self.err(
+                    p,
+                    "corrupt checkpoint: storage type is not a torch storage class",
+                ))
+            }
         };
         let key = self
             .key_of(items[2])
@@ -946,7 +1099,12 @@ impl<'a> Unpickler<'a> {
         let numel = self
             .int_of(items[4])
             .and_then(|v| u64::try_from(v).ok())
-            .ok_or_else(|| self.err(p, "corrupt checkpoint: storage size is not a non-negative integer"))?;
+            .ok_or_else(|| {
+                self.err(
+                    p,
+                    "corrupt checkpoint: storage size is not a non-negative integer",
+                )
+            })?;
         let view = match items.get(5).map(|&v| &self.objs[v]) {
             None | Some(Obj::None) => None,
             Some(Obj::Tuple(v)) if v.len() == 3 => {
@@ -959,7 +1117,12 @@ impl<'a> Unpickler<'a> {
             }
             Some(_) => return Err(self.err(p, "corrupt checkpoint: bad storage view metadata")),
         };
-        Ok(StorageRef { dtype, key, numel, view })
+        Ok(StorageRef {
+            dtype,
+            key,
+            numel,
+            view,
+        })
     }
 }
 
@@ -991,15 +1154,20 @@ fn state_dict_entries(pk: &Pickle) -> Result<Vec<(String, Id)>> {
                 pk.get(cur).kind()
             );
         };
-        let has_tensor = items.iter().any(|&(_, v)| matches!(pk.get(v), Obj::Tensor(_)));
+        let has_tensor = items
+            .iter()
+            .any(|&(_, v)| matches!(pk.get(v), Obj::Tensor(_)));
         if has_tensor {
             break;
         }
         let inner = ["state_dict", "model"].iter().find_map(|want| {
-            items.iter().rev().find_map(|&(k, v)| match (pk.get(k), pk.get(v)) {
-                (Obj::Str(s), Obj::Dict(_)) if s == want => Some(v),
-                _ => None,
-            })
+            items
+                .iter()
+                .rev()
+                .find_map(|&(k, v)| match (pk.get(k), pk.get(v)) {
+                    (Obj::Str(s), Obj::Dict(_)) if s == want => Some(v),
+                    _ => None,
+                })
         });
         match inner {
             Some(v) => cur = v,
@@ -1034,8 +1202,12 @@ fn state_dict_entries(pk: &Pickle) -> Result<Vec<(String, Id)>> {
 
 /// (tensor ref, storage ref) for an entry id known to be a tensor.
 fn tensor_parts(pk: &Pickle, id: Id) -> Result<(&TensorRef, &StorageRef)> {
-    let Obj::Tensor(t) = pk.get(id) else { bail!("internal error: not a tensor") };
-    let Obj::Storage(s) = pk.get(t.storage) else { bail!("internal error: tensor without storage") };
+    let Obj::Tensor(t) = pk.get(id) else {
+        bail!("internal error: not a tensor")
+    };
+    let Obj::Storage(s) = pk.get(t.storage) else {
+        bail!("internal error: tensor without storage")
+    };
     Ok((t, s))
 }
 
@@ -1045,7 +1217,9 @@ const MAX_INFLATE_RATIO: u64 = 1100;
 /// Materialized output may exceed the file size only through views sharing one storage (tied
 /// weights) or zero strides; cap it so a tiny hostile file cannot demand terabytes.
 fn output_budget(file_len: usize) -> u64 {
-    (file_len as u64).saturating_mul(16).saturating_add(64 << 20)
+    (file_len as u64)
+        .saturating_mul(16)
+        .saturating_add(64 << 20)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1067,19 +1241,35 @@ fn read_entry(zip: &mut Zip<'_>, name: &str, limit: u64, file_len: u64) -> Resul
     zip_guard(|| read_entry_unguarded(zip, name, limit, file_len))
 }
 
-fn read_entry_unguarded(zip: &mut Zip<'_>, name: &str, limit: u64, file_len: u64) -> Result<Vec<u8>> {
-    let mut f = zip
-        .by_name(name)
-        .map_err(|e| anyhow!("corrupt zip archive: cannot open entry '{}': {e}", printable(name)))?;
+fn read_entry_unguarded(
+    zip: &mut Zip<'_>,
+    name: &str,
+    limit: u64,
+    file_len: u64,
+) -> Result<Vec<u8>> {
+    let mut f = zip.by_name(name).map_err(|e| {
+        anyhow!(
+            "corrupt zip archive: cannot open entry '{}': {e}",
+            printable(name)
+        )
+    })?;
     let size = f.size();
     if size > limit {
-        bail!("corrupt zip archive: entry '{}' claims {size} bytes (limit {limit})", printable(name));
+        bail!(
+            "corrupt zip archive: entry '{}' claims {size} bytes (limit {limit})",
+            printable(name)
+        );
     }
     let mut buf = Vec::with_capacity(usize::try_from(size.min(file_len)).unwrap_or(0));
     (&mut f)
         .take(limit.saturating_add(1))
         .read_to_end(&mut buf)
-        .map_err(|e| anyhow!("corrupt zip archive: cannot read entry '{}': {e}", printable(name)))?;
+        .map_err(|e| {
+            anyhow!(
+                "corrupt zip archive: cannot read entry '{}': {e}",
+                printable(name)
+            )
+        })?;
     if buf.len() as u64 != size {
         bail!(
             "corrupt zip archive: entry '{}' holds {} bytes but its header says {size}",
@@ -1094,35 +1284,50 @@ fn load_zip(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
     let file_len = bytes.len() as u64;
     let max_entry = file_len.saturating_mul(MAX_INFLATE_RATIO);
     let (mut zip, names) = zip_guard(|| {
-        let zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| anyhow!("corrupt zip archive: {e}"))?;
+        let zip = zip::ZipArchive::new(Cursor::new(bytes))
+            .map_err(|e| anyhow!("corrupt zip archive: {e}"))?;
         // Entries whose names are not valid text cannot be any of the records we look for.
-        let names: Vec<String> = zip.file_names().filter_map(|n| n.ok().map(|n| n.into_owned())).collect();
+        let names: Vec<String> = zip
+            .file_names()
+            .filter_map(|n| n.ok().map(|n| n.into_owned()))
+            .collect();
         Ok((zip, names))
     })?;
+    let name_set: HashSet<&str> = names.iter().map(String::as_str).collect();
     let pkl_name = names
         .iter()
         .filter(|n| {
             n.as_str() == "data.pkl"
-                || n.strip_suffix("/data.pkl").is_some_and(|pre| !pre.is_empty() && !pre.contains('/'))
+                || n.strip_suffix("/data.pkl")
+                    .is_some_and(|pre| !pre.is_empty() && !pre.contains('/'))
         })
         .min_by_key(|n| n.len())
         .cloned()
-        .ok_or_else(|| anyhow!("zip archive has no '<archive>/data.pkl' entry, so it is not a PyTorch checkpoint"))?;
+        .ok_or_else(|| {
+            anyhow!(
+                "zip archive has no '<archive>/data.pkl' entry, so it is not a PyTorch checkpoint"
+            )
+        })?;
     let prefix = &pkl_name[..pkl_name.len() - "data.pkl".len()];
 
     let byteorder_name = format!("{prefix}byteorder");
-    let big_endian = if names.iter().any(|n| *n == byteorder_name) {
+    let big_endian = if name_set.contains(byteorder_name.as_str()) {
         let b = read_entry(&mut zip, &byteorder_name, 64, file_len)?;
         match String::from_utf8_lossy(&b).trim() {
             "little" => false,
             "big" => true,
-            other => bail!("corrupt checkpoint: {byteorder_name} says '{}', expected 'little' or 'big'", printable(other)),
+            other => bail!(
+                "corrupt checkpoint: {byteorder_name} says '{}', expected 'little' or 'big'",
+                printable(other)
+            ),
         }
     } else {
         false
     };
 
-    let pkl = read_entry(&mut zip, &pkl_name, max_entry, file_len)?;
+    // data.pkl is stored uncompressed by torch and is tiny next to the storages.
+    let pkl_limit = file_len.saturating_mul(4).saturating_add(1 << 20);
+    let pkl = read_entry(&mut zip, &pkl_name, pkl_limit, file_len)?;
     let pk = unpickle(&pkl, 0, &pkl_name, true)?;
     let entries = state_dict_entries(&pk)?;
 
@@ -1139,7 +1344,7 @@ fn load_zip(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
         let (t, s) = tensor_parts(&pk, id)?;
         if !loaded.contains_key(&s.key) {
             let entry = format!("{prefix}data/{}", s.key);
-            if !names.iter().any(|n| *n == entry) {
+            if !name_set.contains(entry.as_str()) {
                 bail!(
                     "missing storage record '{}' (needed by tensor '{}')",
                     printable(&entry),
@@ -1150,7 +1355,13 @@ fn load_zip(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
                 .numel
                 .checked_mul(s.dtype.size() as u64)
                 .filter(|&n| n <= max_entry)
-                .ok_or_else(|| anyhow!("corrupt checkpoint: storage '{}' claims {} elements", printable(&s.key), s.numel))?;
+                .ok_or_else(|| {
+                    anyhow!(
+                        "corrupt checkpoint: storage '{}' claims {} elements",
+                        printable(&s.key),
+                        s.numel
+                    )
+                })?;
             let data = read_entry(&mut zip, &entry, max_entry, file_len)?;
             if (data.len() as u64) < need {
                 bail!(
@@ -1233,12 +1444,20 @@ fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
     let mut records: HashMap<&str, &[u8]> = HashMap::new();
     for key in &keys {
         let Some(&(dtype, numel)) = declared.get(key.as_str()) else {
-            bail!("corrupt checkpoint: storage key '{}' is listed but no tensor uses it", printable(key));
+            bail!(
+                "corrupt checkpoint: storage key '{}' is listed but no tensor uses it",
+                printable(key)
+            );
         };
         let count_bytes = bytes
             .get(pos..pos.saturating_add(8))
             .filter(|s| s.len() == 8)
-            .ok_or_else(|| anyhow!("truncated file: storage record '{}' missing at byte {pos}", printable(key)))?;
+            .ok_or_else(|| {
+                anyhow!(
+                    "truncated file: storage record '{}' missing at byte {pos}",
+                    printable(key)
+                )
+            })?;
         let mut a = [0u8; 8];
         a.copy_from_slice(count_bytes);
         let count = u64::from_le_bytes(a);
@@ -1261,8 +1480,14 @@ fn load_legacy(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
                     dtype.size()
                 )
             })?;
-        if records.insert(key.as_str(), &bytes[start..start + nbytes]).is_some() {
-            bail!("corrupt checkpoint: storage key '{}' listed twice", printable(key));
+        if records
+            .insert(key.as_str(), &bytes[start..start + nbytes])
+            .is_some()
+        {
+            bail!(
+                "corrupt checkpoint: storage key '{}' listed twice",
+                printable(key)
+            );
         }
         pos = start + nbytes;
     }
@@ -1308,15 +1533,30 @@ fn materialize(
         .ok()
         .and_then(|n| n.checked_mul(es))
         .filter(|&n| n <= data.len())
-        .ok_or_else(|| bad(format!("storage '{}' is shorter than its declared {} elements", printable(&s.key), s.numel)))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "storage '{}' is shorter than its declared {} elements",
+                printable(&s.key),
+                s.numel
+            ))
+        })?;
     let mut storage = &data[..root_bytes];
     if let Some((voff, vsize)) = s.view {
         let range = voff
             .checked_add(vsize)
             .filter(|&end| end <= s.numel)
-            .and_then(|end| Some((usize::try_from(voff).ok()? * es, usize::try_from(end).ok()? * es)));
+            .and_then(|end| {
+                Some((
+                    usize::try_from(voff).ok()? * es,
+                    usize::try_from(end).ok()? * es,
+                ))
+            });
         let (a, b) = range.ok_or_else(|| {
-            bad(format!("storage view [{voff}, +{vsize}) exceeds storage '{}' of {} elements", printable(&s.key), s.numel))
+            bad(format!(
+                "storage view [{voff}, +{vsize}) exceeds storage '{}' of {} elements",
+                printable(&s.key),
+                s.numel
+            ))
         })?;
         storage = &storage[a..b];
     }
@@ -1338,7 +1578,12 @@ fn materialize(
         max_index = (d - 1)
             .checked_mul(st)
             .and_then(|x| max_index.checked_add(x))
-            .ok_or_else(|| bad(format!("size {:?} / stride {:?} overflow", t.size, t.stride)))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "size {:?} / stride {:?} overflow",
+                    t.size, t.stride
+                ))
+            })?;
     }
     if max_index >= storage_numel {
         return Err(bad(format!(
@@ -1352,7 +1597,12 @@ fn materialize(
     let out_bytes = numel
         .checked_mul(es)
         .filter(|&n| (n as u64) <= *budget)
-        .ok_or_else(|| bad(format!("size {:?} is too large for a file of this size (corrupt or hostile)", t.size)))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "size {:?} is too large for a file of this size (corrupt or hostile)",
+                t.size
+            ))
+        })?;
     *budget -= out_bytes as u64;
 
     let mut contiguous = true;
@@ -1381,7 +1631,14 @@ fn materialize(
 
 /// Copy a strided view into a contiguous buffer. All indices were bounds-checked by the caller;
 /// `None` only if that check was wrong.
-fn gather(storage: &[u8], es: usize, offset: usize, size: &[usize], stride: &[usize], out_bytes: usize) -> Option<Vec<u8>> {
+fn gather(
+    storage: &[u8],
+    es: usize,
+    offset: usize,
+    size: &[usize],
+    stride: &[usize],
+    out_bytes: usize,
+) -> Option<Vec<u8>> {
     let nd = size.len();
     let mut out = Vec::with_capacity(out_bytes);
     let (inner_len, inner_stride) = (*size.last()?, *stride.last()?);
@@ -1428,6 +1685,28 @@ fn to_tensor(raw: &[u8], dtype: StDType, shape: &[usize], big_endian: bool) -> R
     }
     let dev = Device::Cpu;
     let be = big_endian;
+    // Fast path: little-endian data of a dtype candle has is a plain copy (candle checks that
+    // the byte count matches the shape).
+    let direct = match dtype {
+        StDType::F32 => Some(DType::F32),
+        StDType::F64 => Some(DType::F64),
+        StDType::F16 => Some(DType::F16),
+        StDType::BF16 => Some(DType::BF16),
+        StDType::I64 => Some(DType::I64),
+        StDType::I32 => Some(DType::I32),
+        StDType::I16 => Some(DType::I16),
+        StDType::U8 => Some(DType::U8),
+        StDType::I8 | StDType::Bool => None,
+    };
+    if let (Some(d), false) = (direct, big_endian) {
+        let bytes = shape
+            .iter()
+            .try_fold(d.size_in_bytes(), |a, &n| a.checked_mul(n));
+        if bytes != Some(raw.len()) {
+            bail!("{} bytes do not hold a {shape:?} {d:?} tensor", raw.len());
+        }
+        return Ok(Tensor::from_raw_buffer(raw, d, shape, &dev)?);
+    }
     let t = match dtype {
         StDType::F32 => Tensor::from_vec(decode(raw, be, f32::from_le_bytes), shape, &dev),
         StDType::F64 => Tensor::from_vec(decode(raw, be, f64::from_le_bytes), shape, &dev),
@@ -1437,14 +1716,29 @@ fn to_tensor(raw: &[u8], dtype: StDType, shape: &[usize], big_endian: bool) -> R
         StDType::I32 => Tensor::from_vec(decode(raw, be, i32::from_le_bytes), shape, &dev),
         StDType::I16 => Tensor::from_vec(decode(raw, be, i16::from_le_bytes), shape, &dev),
         // candle has no i8: widen to I16, sign-extending.
-        StDType::I8 => Tensor::from_vec(raw.iter().map(|&b| b as i8 as i16).collect::<Vec<_>>(), shape, &dev),
+        StDType::I8 => Tensor::from_vec(
+            raw.iter().map(|&b| b as i8 as i16).collect::<Vec<_>>(),
+            shape,
+            &dev,
+        ),
         StDType::U8 => Tensor::from_vec(raw.to_vec(), shape, &dev),
         // candle has no bool: U8 holding 0 or 1.
-        StDType::Bool => Tensor::from_vec(raw.iter().map(|&b| (b != 0) as u8).collect::<Vec<_>>(), shape, &dev),
+        StDType::Bool => Tensor::from_vec(
+            raw.iter().map(|&b| (b != 0) as u8).collect::<Vec<_>>(),
+            shape,
+            &dev,
+        ),
     }?;
     debug_assert!(matches!(
         t.dtype(),
-        DType::F32 | DType::F64 | DType::F16 | DType::BF16 | DType::I64 | DType::I32 | DType::I16 | DType::U8
+        DType::F32
+            | DType::F64
+            | DType::F16
+            | DType::BF16
+            | DType::I64
+            | DType::I32
+            | DType::I16
+            | DType::U8
     ));
     Ok(t)
 }
@@ -1461,7 +1755,10 @@ mod tests {
     fn refuses_foreign_global() {
         let p = b"\x80\x02cposix\nsystem\nq\x00X\x0a\x00\x00\x00echo pwnedq\x01\x85q\x02Rq\x03.";
         let e = format!("{:#}", run(p).err().expect("must fail"));
-        assert!(e.contains("refusing to unpickle global 'posix.system'"), "{e}");
+        assert!(
+            e.contains("refusing to unpickle global 'posix.system'"),
+            "{e}"
+        );
         let p = b"\x80\x04\x8c\x08builtins\x8c\x04eval\x93.";
         let e = format!("{:#}", run(p).err().expect("must fail"));
         assert!(e.contains("'builtins.eval'"), "{e}");
@@ -1476,8 +1773,12 @@ mod tests {
         // l = []; d = {'a': l}; l.append(1)  -- via memo
         let p = b"\x80\x02}q\x00X\x01\x00\x00\x00aq\x01]q\x02sh\x02K\x01a0h\x00.";
         let pk = run(p).expect("ok");
-        let Obj::Dict(items) = pk.get(pk.root) else { panic!() };
-        let Obj::List(l) = pk.get(items[0].1) else { panic!() };
+        let Obj::Dict(items) = pk.get(pk.root) else {
+            panic!()
+        };
+        let Obj::List(l) = pk.get(items[0].1) else {
+            panic!()
+        };
         assert_eq!(l.len(), 1);
     }
 
@@ -1514,8 +1815,47 @@ mod tests {
     }
 
     #[test]
+    fn work_is_bounded() {
+        // a million DUPs of one tuple, nine times over the budget
+        let mut p = vec![0x80, 2, b')'];
+        p.extend(std::iter::repeat(b'2').take(MAX_UNITS + 10));
+        p.push(b'.');
+        let e = format!("{:#}", run(&p).err().expect("must fail"));
+        assert!(e.contains("pickle too large"), "{e}");
+        // OrderedDict(d) copies d: repeating it on a memoized 1000-entry dict must hit the cap
+        let mut p = b"\x80\x02ccollections\nOrderedDict\nq\x00}q\x01(".to_vec();
+        for i in 0..1000u32 {
+            p.push(b'J');
+            p.extend(i.to_le_bytes());
+            p.push(b'N');
+        }
+        p.push(b'u');
+        for _ in 0..10_000 {
+            p.extend(b"h\x00h\x01\x85R0");
+        }
+        p.push(b'.');
+        let e = format!("{:#}", run(&p).err().expect("must fail"));
+        assert!(e.contains("pickle too large"), "{e}");
+    }
+
+    #[test]
+    fn too_many_dims() {
+        // _rebuild_tensor(storage, 0, (1,)*65, (1,)*65)
+        let mut p = b"\x80\x02ctorch._utils\n_rebuild_tensor\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQK\x00(".to_vec();
+        p.extend(std::iter::repeat(b"K\x01").take(65).flatten());
+        p.extend(b"t(");
+        p.extend(std::iter::repeat(b"K\x01").take(65).flatten());
+        p.extend(b"ttR.");
+        let e = format!("{:#}", run(&p).err().expect("must fail"));
+        assert!(e.contains("65 dimensions"), "{e}");
+    }
+
+    #[test]
     fn ints() {
-        assert_eq!(int_from_le(&[0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]), LEGACY_MAGIC);
+        assert_eq!(
+            int_from_le(&[0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19]),
+            LEGACY_MAGIC
+        );
         assert_eq!(int_from_le(&[0xff]), -1);
         assert_eq!(int_from_le(&[0xff, 0x00]), 255);
     }

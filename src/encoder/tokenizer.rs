@@ -30,6 +30,8 @@ pub struct TokenizedText {
 
 pub struct TextTokenizer {
     inner: Tokenizer,
+    /// Same pipeline without truncation, to measure how much context a text needs.
+    untruncated: Tokenizer,
     pub max_length: usize,
     pub lowercase: Option<bool>,
     pub casing_source: CasingSource,
@@ -98,6 +100,8 @@ impl TextTokenizer {
         // Shipped tokenizer.json files may pad to a fixed length (MiniLM pads to 128): padding is
         // ours to do, per batch, so turn it off; truncation follows the model's max length.
         inner.with_padding(None);
+        let mut untruncated = inner.clone();
+        untruncated.with_truncation(None).map_err(|e| anyhow!("{}: {e}", source.display()))?;
         inner
             .with_truncation(Some(TruncationParams {
                 max_length,
@@ -106,7 +110,7 @@ impl TextTokenizer {
                 direction: TruncationDirection::Right,
             }))
             .map_err(|e| anyhow!("{}: cannot set truncation: {e}", source.display()))?;
-        Ok(Self { inner, max_length, lowercase, casing_source, source })
+        Ok(Self { inner, untruncated, max_length, lowercase, casing_source, source })
     }
 
     pub fn encode(&self, text: &str) -> Result<TokenizedText> {
@@ -131,9 +135,7 @@ impl TextTokenizer {
 
     /// Token count of `text` with special tokens, without truncation: how much context it needs.
     pub fn count_untruncated(&self, text: &str) -> Result<usize> {
-        let mut t = self.inner.clone();
-        t.with_truncation(None).map_err(|e| anyhow!("{e}"))?;
-        Ok(t.encode_fast(text, true).map_err(|e| anyhow!("{e}"))?.len())
+        Ok(self.untruncated.encode_fast(text, true).map_err(|e| anyhow!("{e}"))?.len())
     }
 
     pub fn vocab_size(&self) -> usize {

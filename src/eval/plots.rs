@@ -40,10 +40,14 @@ static FONT_OK: AtomicBool = AtomicBool::new(false);
 /// Every plotting function calls this; call it yourself before measuring text with plotters.
 pub fn ensure_font() -> Result<()> {
     FONT_ONCE.call_once(|| {
-        let ok = plotters::style::register_font(FONT_FAMILY, FontStyle::Normal, DEJAVU_SANS).is_ok();
+        let ok =
+            plotters::style::register_font(FONT_FAMILY, FontStyle::Normal, DEJAVU_SANS).is_ok();
         FONT_OK.store(ok, Ordering::SeqCst);
     });
-    ensure!(FONT_OK.load(Ordering::SeqCst), "the embedded font assets/fonts/DejaVuSans.ttf could not be parsed");
+    ensure!(
+        FONT_OK.load(Ordering::SeqCst),
+        "the embedded font assets/fonts/DejaVuSans.ttf could not be parsed"
+    );
     Ok(())
 }
 
@@ -81,11 +85,16 @@ const VIRIDIS: [[u8; 3]; 17] = [
 
 /// Viridis colour for `t` in [0, 1] (clamped), linearly interpolated between table entries.
 pub fn viridis(t: f64) -> RGBColor {
-    let t = if t.is_finite() { t.clamp(0.0, 1.0) } else { 0.0 };
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let pos = t * (VIRIDIS.len() - 1) as f64;
     let i = (pos.floor() as usize).min(VIRIDIS.len() - 2);
     let f = pos - i as f64;
-    let c = |k: usize| (VIRIDIS[i][k] as f64 * (1.0 - f) + VIRIDIS[i + 1][k] as f64 * f).round() as u8;
+    let c =
+        |k: usize| (VIRIDIS[i][k] as f64 * (1.0 - f) + VIRIDIS[i + 1][k] as f64 * f).round() as u8;
     RGBColor(c(0), c(1), c(2))
 }
 
@@ -168,7 +177,13 @@ struct Ts {
 }
 
 fn ts(size: f64, color: &RGBColor, h: HPos, v: VPos) -> Ts {
-    Ts { size, color: *color, h, v, rot: false }
+    Ts {
+        size,
+        color: *color,
+        h,
+        v,
+        rot: false,
+    }
 }
 
 impl Ts {
@@ -205,7 +220,12 @@ fn be_u16(d: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*d.get(at)?, *d.get(at + 1)?]))
 }
 fn be_u32(d: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes([*d.get(at)?, *d.get(at + 1)?, *d.get(at + 2)?, *d.get(at + 3)?]))
+    Some(u32::from_be_bytes([
+        *d.get(at)?,
+        *d.get(at + 1)?,
+        *d.get(at + 2)?,
+        *d.get(at + 3)?,
+    ]))
 }
 
 impl GlyphMetrics {
@@ -214,7 +234,9 @@ impl GlyphMetrics {
         let table = |tag: &[u8; 4]| -> Option<usize> {
             (0..n_tables).find_map(|i| {
                 let rec = 12 + 16 * i;
-                (data.get(rec..rec + 4)? == tag).then(|| be_u32(data, rec + 8).map(|o| o as usize)).flatten()
+                (data.get(rec..rec + 4)? == tag)
+                    .then(|| be_u32(data, rec + 8).map(|o| o as usize))
+                    .flatten()
             })
         };
         let cmap = table(b"cmap")?;
@@ -227,9 +249,17 @@ impl GlyphMetrics {
             let rec = cmap + 4 + 8 * i;
             let (pid, eid) = (be_u16(data, rec)?, be_u16(data, rec + 2)?);
             let off = cmap + be_u32(data, rec + 4)? as usize;
-            ((pid == 3 && eid == 1) || (pid == 0 && eid == 3)).then_some(off).filter(|&o| be_u16(data, o) == Some(4))
+            ((pid == 3 && eid == 1) || (pid == 0 && eid == 3))
+                .then_some(off)
+                .filter(|&o| be_u16(data, o) == Some(4))
         })?;
-        let mut m = GlyphMetrics { data, cmap4, hmtx, n_hmetrics, px_per_unit: 0.0 };
+        let mut m = GlyphMetrics {
+            data,
+            cmap4,
+            hmtx,
+            n_hmetrics,
+            px_per_unit: 0.0,
+        };
         // Calibrate the unit → pixel factor against plotters' own layout at a large size.
         let probe = "MMMMMMMMMMMMMMMMMMMM";
         let (w, _) = font(1000.0).box_size(probe).ok()?;
@@ -279,7 +309,10 @@ impl GlyphMetrics {
         let lsb = if g < self.n_hmetrics {
             be_u16(d, self.hmtx + 4 * g + 2)
         } else {
-            be_u16(d, self.hmtx + 4 * self.n_hmetrics + 2 * (g - self.n_hmetrics))
+            be_u16(
+                d,
+                self.hmtx + 4 * self.n_hmetrics + 2 * (g - self.n_hmetrics),
+            )
         }
         .unwrap_or(0) as i16;
         (adv, lsb)
@@ -288,7 +321,12 @@ impl GlyphMetrics {
 
 fn glyph_metrics() -> Option<&'static GlyphMetrics> {
     static M: std::sync::OnceLock<Option<GlyphMetrics>> = std::sync::OnceLock::new();
-    M.get_or_init(|| ensure_font().ok().and_then(|_| GlyphMetrics::parse(DEJAVU_SANS))).as_ref()
+    M.get_or_init(|| {
+        ensure_font()
+            .ok()
+            .and_then(|_| GlyphMetrics::parse(DEJAVU_SANS))
+    })
+    .as_ref()
 }
 
 /// Width in pixels of `text` at `size` (falls back to an estimate if layout fails).
@@ -310,7 +348,12 @@ fn fit_text(text: &str, size: f64, max_w: f64) -> String {
     // Largest prefix length whose truncation fits.
     while lo < hi {
         let mid = (lo + hi).div_ceil(2);
-        let cand: String = chars[..mid].iter().collect::<String>().trim_end().to_string() + "…";
+        let cand: String = chars[..mid]
+            .iter()
+            .collect::<String>()
+            .trim_end()
+            .to_string()
+            + "…";
         if text_width(&cand, size) <= max_w {
             lo = mid;
         } else {
@@ -320,7 +363,12 @@ fn fit_text(text: &str, size: f64, max_w: f64) -> String {
     if lo == 0 {
         return "…".to_string();
     }
-    chars[..lo].iter().collect::<String>().trim_end().to_string() + "…"
+    chars[..lo]
+        .iter()
+        .collect::<String>()
+        .trim_end()
+        .to_string()
+        + "…"
 }
 
 /// Format `v` with `dec` decimals.
@@ -381,14 +429,25 @@ static TMP_COUNTER: AtomicUsize = AtomicUsize::new(0);
 /// Render `fig` to `<stem>.png` and `<stem>.svg`, each via a temp file + rename.
 fn render(stem: &Path, fig: &impl Figure) -> Result<PlotFiles> {
     ensure_font()?;
-    ensure!(!stem.as_os_str().is_empty(), "plot output path stem is empty");
+    ensure!(
+        !stem.as_os_str().is_empty(),
+        "plot output path stem is empty"
+    );
     let png = with_suffix(stem, "png");
     let svg = with_suffix(stem, "svg");
-    let dir = png.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-    std::fs::create_dir_all(&dir).with_context(|| format!("{}: cannot create directory", dir.display()))?;
+    let dir = png
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("{}: cannot create directory", dir.display()))?;
 
     // PNG: plotters' encoder picks the format from the extension, so the temp name ends in .png.
-    let name = png.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "plot".into());
+    let name = png
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "plot".into());
     let tmp_png = dir.join(format!(
         ".{name}.{}.{}.tmp.png",
         std::process::id(),
@@ -397,21 +456,31 @@ fn render(stem: &Path, fig: &impl Figure) -> Result<PlotFiles> {
     let res = (|| -> Result<()> {
         let root = BitMapBackend::new(&tmp_png, FIGURE_SIZE).into_drawing_area();
         root.fill(&WHITE).dr()?;
-        fig.draw(&Canvas { area: &root, target: Target::Png })?;
-        root.present().dr().with_context(|| format!("{}: cannot write PNG", tmp_png.display()))?;
+        fig.draw(&Canvas {
+            area: &root,
+            target: Target::Png,
+        })?;
+        root.present()
+            .dr()
+            .with_context(|| format!("{}: cannot write PNG", tmp_png.display()))?;
         Ok(())
     })();
     if let Err(e) = res {
         let _ = std::fs::remove_file(&tmp_png);
         return Err(e.context(format!("{}: plot failed", png.display())));
     }
-    std::fs::rename(&tmp_png, &png).with_context(|| format!("{}: cannot move finished PNG into place", png.display()))?;
+    std::fs::rename(&tmp_png, &png)
+        .with_context(|| format!("{}: cannot move finished PNG into place", png.display()))?;
 
     let mut buf = String::new();
     {
         let root = SVGBackend::with_string(&mut buf, FIGURE_SIZE).into_drawing_area();
         root.fill(&WHITE).dr()?;
-        fig.draw(&Canvas { area: &root, target: Target::Svg }).with_context(|| format!("{}: plot failed", svg.display()))?;
+        fig.draw(&Canvas {
+            area: &root,
+            target: Target::Svg,
+        })
+        .with_context(|| format!("{}: plot failed", svg.display()))?;
         root.present().dr()?;
     }
     crate::io::atomic_write(&svg, buf.as_bytes())?;
@@ -428,9 +497,16 @@ fn text<DB: DrawingBackend>(root: &Canvas<'_, DB>, s: &str, at: (i32, i32), st: 
     if s.trim().is_empty() {
         return Ok(());
     }
-    let metrics = if root.target == Target::Png { glyph_metrics() } else { None };
+    let metrics = if root.target == Target::Png {
+        glyph_metrics()
+    } else {
+        None
+    };
     let Some(m) = metrics else {
-        return root.area.draw(&Text::new(s.to_string(), at, st.plotters(st.h))).dr();
+        return root
+            .area
+            .draw(&Text::new(s.to_string(), at, st.plotters(st.h)))
+            .dr();
     };
     // PNG: one glyph at a time, at pen + left side bearing (see `GlyphMetrics`).
     let scale = st.size * m.px_per_unit;
@@ -453,20 +529,35 @@ fn text<DB: DrawingBackend>(root: &Canvas<'_, DB>, s: &str, at: (i32, i32), st: 
     for (c, adv, lsb) in glyphs {
         if !c.is_whitespace() {
             let off = pen.round() as i32 + (lsb as f64 * scale).floor() as i32;
-            let pos = if st.rot { (at.0, at.1 - off) } else { (at.0 + off, at.1) };
+            let pos = if st.rot {
+                (at.0, at.1 - off)
+            } else {
+                (at.0 + off, at.1)
+            };
             let ch: &str = c.encode_utf8(&mut buf);
-            root.area.draw(&Text::new(ch.to_string(), pos, style.clone())).dr()?;
+            root.area
+                .draw(&Text::new(ch.to_string(), pos, style.clone()))
+                .dr()?;
         }
         pen += adv as f64 * scale;
     }
     Ok(())
 }
 
-fn line<DB: DrawingBackend>(root: &Canvas<'_, DB>, pts: Vec<(i32, i32)>, st: ShapeStyle) -> Result<()> {
+fn line<DB: DrawingBackend>(
+    root: &Canvas<'_, DB>,
+    pts: Vec<(i32, i32)>,
+    st: ShapeStyle,
+) -> Result<()> {
     root.area.draw(&PathElement::new(pts, st)).dr()
 }
 
-fn rect<DB: DrawingBackend>(root: &Canvas<'_, DB>, a: (i32, i32), b: (i32, i32), st: ShapeStyle) -> Result<()> {
+fn rect<DB: DrawingBackend>(
+    root: &Canvas<'_, DB>,
+    a: (i32, i32),
+    b: (i32, i32),
+    st: ShapeStyle,
+) -> Result<()> {
     root.area.draw(&Rectangle::new([a, b], st)).dr()
 }
 
@@ -485,14 +576,28 @@ fn marker<DB: DrawingBackend>(
 }
 
 /// Title (and optional subtitle) centred at the top; returns the y below them.
-fn draw_titles<DB: DrawingBackend>(root: &Canvas<'_, DB>, title: &str, subtitle: Option<&str>) -> Result<i32> {
+fn draw_titles<DB: DrawingBackend>(
+    root: &Canvas<'_, DB>,
+    title: &str,
+    subtitle: Option<&str>,
+) -> Result<i32> {
     let w = FIGURE_SIZE.0 as f64;
     let t = fit_text(title, 20.0, w - 40.0);
-    text(root, &t, ((w / 2.0) as i32, 12), &ts(20.0, &TEXT, HPos::Center, VPos::Top))?;
+    text(
+        root,
+        &t,
+        ((w / 2.0) as i32, 12),
+        &ts(20.0, &TEXT, HPos::Center, VPos::Top),
+    )?;
     let mut y = 42;
     if let Some(sub) = subtitle.filter(|s| !s.trim().is_empty()) {
         let s = fit_text(sub, 14.0, w - 40.0);
-        text(root, &s, ((w / 2.0) as i32, 40), &ts(14.0, &MUTED, HPos::Center, VPos::Top))?;
+        text(
+            root,
+            &s,
+            ((w / 2.0) as i32, 40),
+            &ts(14.0, &MUTED, HPos::Center, VPos::Top),
+        )?;
         y = 64;
     }
     Ok(y)
@@ -506,7 +611,11 @@ fn nice_ticks(lo: f64, hi: f64, target: usize) -> (Vec<f64>, usize) {
     // Smallest nice step giving at most ~4/3 × `target` ticks.
     let raw = 0.75 * (hi - lo) / target.max(1) as f64;
     let mag = 10f64.powf(raw.log10().floor());
-    let step = [1.0, 2.0, 2.5, 5.0, 10.0].iter().map(|m| m * mag).find(|s| *s >= raw * (1.0 - 1e-9)).unwrap_or(10.0 * mag);
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * mag)
+        .find(|s| *s >= raw * (1.0 - 1e-9))
+        .unwrap_or(10.0 * mag);
     let first = (lo / step).ceil() * step;
     let mut ticks = Vec::new();
     let mut k = 0;
@@ -521,7 +630,11 @@ fn nice_ticks(lo: f64, hi: f64, target: usize) -> (Vec<f64>, usize) {
             break;
         }
     }
-    let dec = if step >= 1.0 && (step.fract() == 0.0) { 0 } else { (-step.log10().floor()).max(0.0) as usize + usize::from((step / mag - 2.5).abs() < 1e-9) };
+    let dec = if step >= 1.0 && (step.fract() == 0.0) {
+        0
+    } else {
+        (-step.log10().floor()).max(0.0) as usize + usize::from((step / mag - 2.5).abs() < 1e-9)
+    };
     (ticks, dec)
 }
 
@@ -548,13 +661,20 @@ struct Axes {
 
 impl Axes {
     fn px(&self, v: f64) -> i32 {
-        (self.l as f64 + (v - self.x.0) / (self.x.1 - self.x.0) * (self.r - self.l) as f64).round() as i32
+        (self.l as f64 + (v - self.x.0) / (self.x.1 - self.x.0) * (self.r - self.l) as f64).round()
+            as i32
     }
     fn py(&self, v: f64) -> i32 {
-        (self.b as f64 - (v - self.y.0) / (self.y.1 - self.y.0) * (self.b - self.t) as f64).round() as i32
+        (self.b as f64 - (v - self.y.0) / (self.y.1 - self.y.0) * (self.b - self.t) as f64).round()
+            as i32
     }
     fn frame<DB: DrawingBackend>(&self, root: &Canvas<'_, DB>) -> Result<()> {
-        rect(root, (self.l, self.t), (self.r, self.b), FRAME.stroke_width(1))
+        rect(
+            root,
+            (self.l, self.t),
+            (self.r, self.b),
+            FRAME.stroke_width(1),
+        )
     }
     /// Horizontal grid + y tick labels.
     fn y_ticks<DB: DrawingBackend>(&self, root: &Canvas<'_, DB>, target: usize) -> Result<()> {
@@ -562,8 +682,17 @@ impl Axes {
         for v in ticks {
             let y = self.py(v);
             line(root, vec![(self.l, y), (self.r, y)], GRID.stroke_width(1))?;
-            line(root, vec![(self.l - 4, y), (self.l, y)], FRAME.stroke_width(1))?;
-            text(root, &fmt_dec(v, dec), (self.l - 7, y), &ts(12.0, &TEXT, HPos::Right, VPos::Center))?;
+            line(
+                root,
+                vec![(self.l - 4, y), (self.l, y)],
+                FRAME.stroke_width(1),
+            )?;
+            text(
+                root,
+                &fmt_dec(v, dec),
+                (self.l - 7, y),
+                &ts(12.0, &TEXT, HPos::Right, VPos::Center),
+            )?;
         }
         Ok(())
     }
@@ -573,17 +702,37 @@ impl Axes {
         for v in ticks {
             let x = self.px(v);
             line(root, vec![(x, self.t), (x, self.b)], GRID.stroke_width(1))?;
-            line(root, vec![(x, self.b), (x, self.b + 4)], FRAME.stroke_width(1))?;
-            text(root, &fmt_dec(v, dec), (x, self.b + 7), &ts(12.0, &TEXT, HPos::Center, VPos::Top))?;
+            line(
+                root,
+                vec![(x, self.b), (x, self.b + 4)],
+                FRAME.stroke_width(1),
+            )?;
+            text(
+                root,
+                &fmt_dec(v, dec),
+                (x, self.b + 7),
+                &ts(12.0, &TEXT, HPos::Center, VPos::Top),
+            )?;
         }
         Ok(())
     }
 }
 
 /// Horizontal axis title centred under `(l..r)` and vertical one left of the axes.
-fn axis_titles<DB: DrawingBackend>(root: &Canvas<'_, DB>, ax: &Axes, xlab: &str, ylab: &str, y_title_x: i32) -> Result<()> {
+fn axis_titles<DB: DrawingBackend>(
+    root: &Canvas<'_, DB>,
+    ax: &Axes,
+    xlab: &str,
+    ylab: &str,
+    y_title_x: i32,
+) -> Result<()> {
     let xl = fit_text(xlab, 14.0, (ax.r - ax.l) as f64);
-    text(root, &xl, ((ax.l + ax.r) / 2, ax.b + 28), &ts(14.0, &TEXT, HPos::Center, VPos::Top))?;
+    text(
+        root,
+        &xl,
+        ((ax.l + ax.r) / 2, ax.b + 28),
+        &ts(14.0, &TEXT, HPos::Center, VPos::Top),
+    )?;
     let yl = fit_text(ylab, 14.0, (ax.b - ax.t) as f64);
     let st = ts(14.0, &TEXT, HPos::Center, VPos::Center).rot();
     text(root, &yl, (y_title_x, (ax.t + ax.b) / 2), &st)
@@ -617,14 +766,22 @@ pub fn confusion_heatmap(
     title: &str,
 ) -> Result<PlotFiles> {
     let n = class_names.len();
-    ensure!(n > 0, "confusion heatmap: no classes (class_names is empty)");
+    ensure!(
+        n > 0,
+        "confusion heatmap: no classes (class_names is empty)"
+    );
     ensure!(
         matrix_row_normalized.len() == n,
         "confusion heatmap: matrix has {} rows but there are {} class names",
         matrix_row_normalized.len(),
         n
     );
-    ensure!(counts.len() == n, "confusion heatmap: counts has {} rows but there are {} class names", counts.len(), n);
+    ensure!(
+        counts.len() == n,
+        "confusion heatmap: counts has {} rows but there are {} class names",
+        counts.len(),
+        n
+    );
     for i in 0..n {
         ensure!(
             matrix_row_normalized[i].len() == n,
@@ -643,7 +800,15 @@ pub fn confusion_heatmap(
             );
         }
     }
-    render(path_stem, &Heatmap { values: matrix_row_normalized, counts, names: class_names, title })
+    render(
+        path_stem,
+        &Heatmap {
+            values: matrix_row_normalized,
+            counts,
+            names: class_names,
+            title,
+        },
+    )
 }
 
 /// [`confusion_heatmap`] straight from a [`ClassificationReport`](crate::eval::metrics::ClassificationReport).
@@ -652,9 +817,19 @@ pub fn confusion_heatmap_from_report(
     report: &crate::eval::metrics::ClassificationReport,
     title: &str,
 ) -> Result<PlotFiles> {
-    let counts: Vec<Vec<usize>> = report.confusion.iter().map(|r| r.iter().map(|&c| c as usize).collect()).collect();
+    let counts: Vec<Vec<usize>> = report
+        .confusion
+        .iter()
+        .map(|r| r.iter().map(|&c| c as usize).collect())
+        .collect();
     let names: Vec<String> = report.per_class.iter().map(|c| c.name.clone()).collect();
-    confusion_heatmap(path_stem, &report.confusion_normalized, &counts, &names, title)
+    confusion_heatmap(
+        path_stem,
+        &report.confusion_normalized,
+        &counts,
+        &names,
+        title,
+    )
 }
 
 impl Figure for Heatmap<'_> {
@@ -666,11 +841,22 @@ impl Figure for Heatmap<'_> {
         const MAX_LABEL_W: f64 = 170.0;
         const AXIS_TITLE: f64 = 26.0;
         // Label font: start from a size for n, shrink until one label fits in a cell.
-        let mut ls: f64 = if n <= 10 { 13.0 } else if n <= 20 { 12.0 } else { 10.0 };
+        let mut ls: f64 = if n <= 10 {
+            13.0
+        } else if n <= 20 {
+            12.0
+        } else {
+            10.0
+        };
         let mut label_w = 0.0;
         let mut cell = 0.0;
         for _ in 0..4 {
-            label_w = self.names.iter().map(|s| text_width(s.trim(), ls)).fold(0.0, f64::max).min(MAX_LABEL_W);
+            label_w = self
+                .names
+                .iter()
+                .map(|s| text_width(s.trim(), ls))
+                .fold(0.0, f64::max)
+                .min(MAX_LABEL_W);
             let left = 12.0 + AXIS_TITLE + label_w + 8.0;
             let bottom = 8.0 + label_w + AXIS_TITLE + 12.0;
             let avail_w = w - left - colorbar_w;
@@ -701,7 +887,11 @@ impl Figure for Heatmap<'_> {
 
         // Count annotations, if they fit.
         let max_count_w_at = |size: f64| {
-            self.counts.iter().flatten().map(|&c| text_width(&fmt_count(c), size)).fold(0.0, f64::max)
+            self.counts
+                .iter()
+                .flatten()
+                .map(|&c| text_width(&fmt_count(c), size))
+                .fold(0.0, f64::max)
         };
         let mut cs = (cell * 0.36).min(14.0);
         let mw = max_count_w_at(cs);
@@ -724,7 +914,12 @@ impl Figure for Heatmap<'_> {
                     };
                     let cx = (x0 + (j as f64 + 0.5) * cell).round() as i32;
                     let cy = (y0 + (i as f64 + 0.5) * cell).round() as i32;
-                    text(root, &fmt_count(count), (cx, cy), &ts(cs, &color, HPos::Center, VPos::Center))?;
+                    text(
+                        root,
+                        &fmt_count(count),
+                        (cx, cy),
+                        &ts(cs, &color, HPos::Center, VPos::Center),
+                    )?;
                 }
             }
         }
@@ -746,13 +941,19 @@ impl Figure for Heatmap<'_> {
         text(
             root,
             "predicted",
-            ((x0 + grid / 2.0) as i32, (y0 + grid + 8.0 + label_w + AXIS_TITLE / 2.0 + 2.0) as i32),
+            (
+                (x0 + grid / 2.0) as i32,
+                (y0 + grid + 8.0 + label_w + AXIS_TITLE / 2.0 + 2.0) as i32,
+            ),
             &at,
         )?;
         text(
             root,
             "true",
-            ((x0 - 8.0 - label_w - AXIS_TITLE / 2.0) as i32, (y0 + grid / 2.0) as i32),
+            (
+                (x0 - 8.0 - label_w - AXIS_TITLE / 2.0) as i32,
+                (y0 + grid / 2.0) as i32,
+            ),
             &at.rot(),
         )?;
 
@@ -765,14 +966,24 @@ impl Figure for Heatmap<'_> {
             let ya = by1 as f64 - (k as f64) / bands as f64 * (by1 - by0) as f64;
             let yb = by1 as f64 - (k + 1) as f64 / bands as f64 * (by1 - by0) as f64;
             let c = viridis((k as f64 + 0.5) / bands as f64);
-            rect(root, (bx0, yb.floor() as i32), (bx1, ya.ceil() as i32), c.filled())?;
+            rect(
+                root,
+                (bx0, yb.floor() as i32),
+                (bx1, ya.ceil() as i32),
+                c.filled(),
+            )?;
         }
         rect(root, (bx0, by0), (bx1, by1), FRAME.stroke_width(1))?;
         for k in 0..=4 {
             let v = k as f64 / 4.0;
             let y = (by1 as f64 - v * (by1 - by0) as f64).round() as i32;
             line(root, vec![(bx1, y), (bx1 + 4, y)], FRAME.stroke_width(1))?;
-            text(root, &fmt_dec(v, 2), (bx1 + 7, y), &ts(11.0, &TEXT, HPos::Left, VPos::Center))?;
+            text(
+                root,
+                &fmt_dec(v, 2),
+                (bx1 + 7, y),
+                &ts(11.0, &TEXT, HPos::Left, VPos::Center),
+            )?;
         }
         let cb_label = fit_text("fraction of true class", 12.0, (by1 - by0) as f64);
         text(
@@ -821,7 +1032,10 @@ pub fn embedding_scatter(
         labels.len(),
         coords.len()
     );
-    ensure!(!class_names.is_empty(), "embedding scatter: class_names is empty");
+    ensure!(
+        !class_names.is_empty(),
+        "embedding scatter: class_names is empty"
+    );
     if let Some(i) = labels.iter().position(|&l| l >= class_names.len()) {
         bail!(
             "embedding scatter: point {i} has label {} but there are only {} class names",
@@ -829,10 +1043,25 @@ pub fn embedding_scatter(
             class_names.len()
         );
     }
-    if let Some(i) = coords.iter().position(|p| !(p[0].is_finite() && p[1].is_finite())) {
-        bail!("embedding scatter: point {i} has a non-finite coordinate {:?}", coords[i]);
+    if let Some(i) = coords
+        .iter()
+        .position(|p| !(p[0].is_finite() && p[1].is_finite()))
+    {
+        bail!(
+            "embedding scatter: point {i} has a non-finite coordinate {:?}",
+            coords[i]
+        );
     }
-    render(path_stem, &Scatter { coords, labels, names: class_names, title, note: method_note })
+    render(
+        path_stem,
+        &Scatter {
+            coords,
+            labels,
+            names: class_names,
+            title,
+            note: method_note,
+        },
+    )
 }
 
 impl Figure for Scatter<'_> {
@@ -844,8 +1073,16 @@ impl Figure for Scatter<'_> {
         let mut subtitle = self.note.trim().to_string();
         if root.target == Target::Svg && n > MAX_SVG_POINTS {
             order.truncate(MAX_SVG_POINTS);
-            let extra = format!("SVG shows a random {} of {} cells", fmt_count(MAX_SVG_POINTS), fmt_count(n));
-            subtitle = if subtitle.is_empty() { extra } else { format!("{subtitle}; {extra}") };
+            let extra = format!(
+                "SVG shows a random {} of {} cells",
+                fmt_count(MAX_SVG_POINTS),
+                fmt_count(n)
+            );
+            subtitle = if subtitle.is_empty() {
+                extra
+            } else {
+                format!("{subtitle}; {extra}")
+            };
         }
         let top = draw_titles(root, self.title, Some(subtitle.as_str()))? + 6;
 
@@ -868,20 +1105,47 @@ impl Figure for Scatter<'_> {
         // One column: up to 230 px (long names are truncated); several: up to 330 px in all.
         let max_legend_w = if ncols == 1 { 230.0 } else { 330.0 };
         let col_w_cap = (max_legend_w / ncols as f64).max(60.0);
-        let entries: Vec<String> = present.iter().map(|&c| format!("{} ({})", self.names[c].trim(), fmt_count(counts[c]))).collect();
-        let widest = entries.iter().map(|s| text_width(s, fs)).fold(0.0, f64::max);
+        let entries: Vec<String> = present
+            .iter()
+            .map(|&c| format!("{} ({})", self.names[c].trim(), fmt_count(counts[c])))
+            .collect();
+        let widest = entries
+            .iter()
+            .map(|s| text_width(s, fs))
+            .fold(0.0, f64::max);
         let col_w = (widest + 22.0).min(col_w_cap);
         let legend_w = col_w * ncols as f64;
         let legend_x = w as f64 - 12.0 - legend_w;
 
         let ax_l = 78;
         let ax_r = (legend_x - 16.0) as i32;
-        let (xmin, xmax) = self.coords.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p[0] as f64), b.max(p[0] as f64)));
-        let (ymin, ymax) = self.coords.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p[1] as f64), b.max(p[1] as f64)));
-        let ax = Axes { l: ax_l, t: top, r: ax_r, b: bottom, x: padded(xmin, xmax, 0.04), y: padded(ymin, ymax, 0.04) };
+        let (xmin, xmax) = self
+            .coords
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+                (a.min(p[0] as f64), b.max(p[0] as f64))
+            });
+        let (ymin, ymax) = self
+            .coords
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+                (a.min(p[1] as f64), b.max(p[1] as f64))
+            });
+        let ax = Axes {
+            l: ax_l,
+            t: top,
+            r: ax_r,
+            b: bottom,
+            x: padded(xmin, xmax, 0.04),
+            y: padded(ymin, ymax, 0.04),
+        };
         ax.x_ticks(root, 7)?;
         ax.y_ticks(root, 7)?;
-        let (xl, yl) = if self.note.trim_start().starts_with("PCA") { ("PC1", "PC2") } else { ("dim 1", "dim 2") };
+        let (xl, yl) = if self.note.trim_start().starts_with("PCA") {
+            ("PC1", "PC2")
+        } else {
+            ("dim 1", "dim 2")
+        };
         axis_titles(root, &ax, xl, yl, 20)?;
 
         let (r, alpha) = if n <= 2_000 {
@@ -896,7 +1160,13 @@ impl Figure for Scatter<'_> {
             let p = self.coords[i];
             let l = self.labels[i];
             let c = category_color(l).mix(alpha).filled();
-            marker(root, category_marker(l), (ax.px(p[0] as f64), ax.py(p[1] as f64)), r, c)?;
+            marker(
+                root,
+                category_marker(l),
+                (ax.px(p[0] as f64), ax.py(p[1] as f64)),
+                r,
+                c,
+            )?;
         }
         ax.frame(root)?;
 
@@ -907,9 +1177,20 @@ impl Figure for Scatter<'_> {
             let row = k % rows_per_col;
             let x = legend_x + col as f64 * col_w;
             let y = ly0 + (row as f64 + 0.5) * row_h;
-            marker(root, category_marker(c), ((x + 6.0) as i32, y as i32), 4, category_color(c).filled())?;
+            marker(
+                root,
+                category_marker(c),
+                ((x + 6.0) as i32, y as i32),
+                4,
+                category_color(c).filled(),
+            )?;
             let s = fit_text(entry, fs, col_w - 20.0);
-            text(root, &s, ((x + 15.0) as i32, y as i32), &ts(fs, &TEXT, HPos::Left, VPos::Center))?;
+            text(
+                root,
+                &s,
+                ((x + 15.0) as i32, y as i32),
+                &ts(fs, &TEXT, HPos::Left, VPos::Center),
+            )?;
         }
         Ok(())
     }
@@ -948,7 +1229,11 @@ pub fn k_sweep(
     let mut order: Vec<usize> = (0..ks.len()).collect();
     order.sort_by_key(|&i| ks[i]);
     for w in order.windows(2) {
-        ensure!(ks[w[0]] != ks[w[1]], "k sweep: k = {} appears twice in ks", ks[w[0]]);
+        ensure!(
+            ks[w[0]] != ks[w[1]],
+            "k sweep: k = {} appears twice in ks",
+            ks[w[0]]
+        );
     }
     let mut sorted_series = Vec::with_capacity(series.len());
     for (name, vals) in series {
@@ -959,12 +1244,27 @@ pub fn k_sweep(
             ks.len()
         );
         if let Some(i) = vals.iter().position(|v| !v.is_finite()) {
-            bail!("k sweep: series '{name}' has a non-finite value {} at k = {}", vals[i], ks[i]);
+            bail!(
+                "k sweep: series '{name}' has a non-finite value {} at k = {}",
+                vals[i],
+                ks[i]
+            );
         }
-        sorted_series.push((name.as_str(), order.iter().map(|&i| vals[i]).collect::<Vec<f64>>()));
+        sorted_series.push((
+            name.as_str(),
+            order.iter().map(|&i| vals[i]).collect::<Vec<f64>>(),
+        ));
     }
     let ks_sorted: Vec<usize> = order.iter().map(|&i| ks[i]).collect();
-    render(path_stem, &KSweep { ks: ks_sorted, series: sorted_series, metric: metric_name, title })
+    render(
+        path_stem,
+        &KSweep {
+            ks: ks_sorted,
+            series: sorted_series,
+            metric: metric_name,
+            title,
+        },
+    )
 }
 
 impl Figure for KSweep<'_> {
@@ -972,14 +1272,22 @@ impl Figure for KSweep<'_> {
         let (w, h) = (FIGURE_SIZE.0 as f64, FIGURE_SIZE.1 as f64);
         let top = draw_titles(root, self.title, None)? + 10;
         let fs = 13.0;
-        let names: Vec<String> = self.series.iter().map(|(s, _)| fit_text(s, fs, 220.0)).collect();
+        let names: Vec<String> = self
+            .series
+            .iter()
+            .map(|(s, _)| fit_text(s, fs, 220.0))
+            .collect();
         let legend_w = names.iter().map(|s| text_width(s, fs)).fold(0.0, f64::max) + 40.0;
         let legend_x = w - 14.0 - legend_w;
 
         let lx: Vec<f64> = self.ks.iter().map(|&k| (k as f64).log10()).collect();
         let (x0, x1) = (lx[0], lx[lx.len() - 1]);
         let span = x1 - x0;
-        let xr = if span > 0.0 { (x0 - 0.06 * span, x1 + 0.06 * span) } else { (x0 - 0.3, x1 + 0.3) };
+        let xr = if span > 0.0 {
+            (x0 - 0.06 * span, x1 + 0.06 * span)
+        } else {
+            (x0 - 0.3, x1 + 0.3)
+        };
         let (mut ymin, mut ymax) = (f64::INFINITY, f64::NEG_INFINITY);
         for (_, v) in &self.series {
             for &a in v {
@@ -988,7 +1296,14 @@ impl Figure for KSweep<'_> {
             }
         }
         let yr = padded(ymin, ymax, 0.08);
-        let ax = Axes { l: 84, t: top, r: (legend_x - 18.0) as i32, b: (h - 64.0) as i32, x: xr, y: yr };
+        let ax = Axes {
+            l: 84,
+            t: top,
+            r: (legend_x - 18.0) as i32,
+            b: (h - 64.0) as i32,
+            x: xr,
+            y: yr,
+        };
         ax.y_ticks(root, 8)?;
 
         // x ticks at each k; skip labels that would overlap the previous one.
@@ -1009,7 +1324,12 @@ impl Figure for KSweep<'_> {
 
         for (si, (_, vals)) in self.series.iter().enumerate() {
             let color = category_color(si);
-            let pts: Vec<(i32, i32)> = self.ks.iter().zip(vals).map(|(&k, &v)| (ax.px((k as f64).log10()), ax.py(v))).collect();
+            let pts: Vec<(i32, i32)> = self
+                .ks
+                .iter()
+                .zip(vals)
+                .map(|(&k, &v)| (ax.px((k as f64).log10()), ax.py(v)))
+                .collect();
             line(root, pts.clone(), color.stroke_width(2))?;
             let m = [Marker::Circle, Marker::Square, Marker::Triangle][si % 3];
             for p in pts {
@@ -1022,15 +1342,34 @@ impl Figure for KSweep<'_> {
         let row_h = 22.0;
         let lh = row_h * names.len() as f64 + 10.0;
         let (bx0, by0) = (legend_x as i32, ax.t);
-        rect(root, (bx0, by0), ((legend_x + legend_w) as i32, by0 + lh as i32), WHITE.filled())?;
-        rect(root, (bx0, by0), ((legend_x + legend_w) as i32, by0 + lh as i32), GRID.stroke_width(1))?;
+        rect(
+            root,
+            (bx0, by0),
+            ((legend_x + legend_w) as i32, by0 + lh as i32),
+            WHITE.filled(),
+        )?;
+        rect(
+            root,
+            (bx0, by0),
+            ((legend_x + legend_w) as i32, by0 + lh as i32),
+            GRID.stroke_width(1),
+        )?;
         for (si, name) in names.iter().enumerate() {
             let y = (by0 as f64 + 5.0 + (si as f64 + 0.5) * row_h) as i32;
             let color = category_color(si);
-            line(root, vec![(bx0 + 8, y), (bx0 + 30, y)], color.stroke_width(2))?;
+            line(
+                root,
+                vec![(bx0 + 8, y), (bx0 + 30, y)],
+                color.stroke_width(2),
+            )?;
             let m = [Marker::Circle, Marker::Square, Marker::Triangle][si % 3];
             marker(root, m, (bx0 + 19, y), 4, color.filled())?;
-            text(root, name, (bx0 + 36, y), &ts(fs, &TEXT, HPos::Left, VPos::Center))?;
+            text(
+                root,
+                name,
+                (bx0 + 36, y),
+                &ts(fs, &TEXT, HPos::Left, VPos::Center),
+            )?;
         }
         Ok(())
     }
@@ -1051,16 +1390,31 @@ struct BarTable<'a> {
 /// in a column on the right.
 ///
 /// `rows` = `(name, mean, sd)`; mean finite, sd finite and ≥ 0 (use 0 for a single run).
-pub fn bar_table(path_stem: &Path, rows: &[(String, f64, f64)], metric_name: &str, title: &str) -> Result<PlotFiles> {
+pub fn bar_table(
+    path_stem: &Path,
+    rows: &[(String, f64, f64)],
+    metric_name: &str,
+    title: &str,
+) -> Result<PlotFiles> {
     ensure!(!rows.is_empty(), "bar table: no rows");
     for (name, mean, sd) in rows {
-        ensure!(mean.is_finite(), "bar table: row '{name}' has a non-finite mean {mean}");
+        ensure!(
+            mean.is_finite(),
+            "bar table: row '{name}' has a non-finite mean {mean}"
+        );
         ensure!(
             sd.is_finite() && *sd >= 0.0,
             "bar table: row '{name}' has standard deviation {sd}; it must be finite and ≥ 0 (0 for a single run)"
         );
     }
-    render(path_stem, &BarTable { rows, metric: metric_name, title })
+    render(
+        path_stem,
+        &BarTable {
+            rows,
+            metric: metric_name,
+            title,
+        },
+    )
 }
 
 impl Figure for BarTable<'_> {
@@ -1073,7 +1427,11 @@ impl Figure for BarTable<'_> {
         // Unhinted text below ~9 px smears; with very many rows label every `label_step`-th.
         let fs = (pitch * 0.7).clamp(9.0, 13.0);
         let label_step = ((fs * 1.15 / pitch).ceil() as usize).max(1);
-        let max_abs = self.rows.iter().map(|r| r.1.abs().max(r.2.abs())).fold(0.0, f64::max);
+        let max_abs = self
+            .rows
+            .iter()
+            .map(|r| r.1.abs().max(r.2.abs()))
+            .fold(0.0, f64::max);
         let dec = if max_abs >= 100.0 {
             1
         } else if max_abs >= 10.0 {
@@ -1081,26 +1439,53 @@ impl Figure for BarTable<'_> {
         } else {
             3
         };
-        let values: Vec<String> = self.rows.iter().map(|r| format!("{} ± {}", fmt_dec(r.1, dec), fmt_dec(r.2, dec))).collect();
+        let values: Vec<String> = self
+            .rows
+            .iter()
+            .map(|r| format!("{} ± {}", fmt_dec(r.1, dec), fmt_dec(r.2, dec)))
+            .collect();
         let val_w = values.iter().map(|s| text_width(s, fs)).fold(0.0, f64::max);
-        let name_w = self.rows.iter().map(|r| text_width(r.0.trim(), fs)).fold(0.0, f64::max).min(260.0);
+        let name_w = self
+            .rows
+            .iter()
+            .map(|r| text_width(r.0.trim(), fs))
+            .fold(0.0, f64::max)
+            .min(260.0);
         let ax_l = (14.0 + name_w + 10.0) as i32;
         let ax_r = (w - 16.0 - val_w - 12.0) as i32;
 
         let lo = self.rows.iter().map(|r| r.1 - r.2).fold(0.0, f64::min);
         let hi = self.rows.iter().map(|r| r.1 + r.2).fold(0.0, f64::max);
         let span = if hi > lo { hi - lo } else { 1.0 };
-        let xr = (if lo < 0.0 { lo - 0.04 * span } else { 0.0 }, if hi > 0.0 { hi + 0.04 * span } else { 0.0 });
-        let ax = Axes { l: ax_l, t: top, r: ax_r, b: bottom as i32, x: xr, y: (0.0, n as f64) };
+        let xr = (
+            if lo < 0.0 { lo - 0.04 * span } else { 0.0 },
+            if hi > 0.0 { hi + 0.04 * span } else { 0.0 },
+        );
+        let ax = Axes {
+            l: ax_l,
+            t: top,
+            r: ax_r,
+            b: bottom as i32,
+            x: xr,
+            y: (0.0, n as f64),
+        };
         ax.x_ticks(root, 7)?;
         let x_zero = ax.px(0.0);
         let bar_color = category_color(0);
         let bar_h = (pitch * 0.62).clamp(1.0, 30.0);
         for (k, ((name, mean, sd), val)) in self.rows.iter().zip(&values).enumerate() {
             let yc = top as f64 + (k as f64 + 0.5) * pitch;
-            let (ya, yb) = ((yc - bar_h / 2.0).round() as i32, (yc + bar_h / 2.0).round() as i32);
+            let (ya, yb) = (
+                (yc - bar_h / 2.0).round() as i32,
+                (yc + bar_h / 2.0).round() as i32,
+            );
             let xm = ax.px(*mean);
-            rect(root, (x_zero.min(xm), ya), (x_zero.max(xm), yb), bar_color.mix(0.85).filled())?;
+            rect(
+                root,
+                (x_zero.min(xm), ya),
+                (x_zero.max(xm), yb),
+                bar_color.mix(0.85).filled(),
+            )?;
             if *sd > 0.0 {
                 let (xa, xb) = (ax.px(mean - sd), ax.px(mean + sd));
                 let yi = yc.round() as i32;
@@ -1112,16 +1497,39 @@ impl Figure for BarTable<'_> {
             }
             if k % label_step == 0 {
                 let label = fit_text(name, fs, 260.0);
-                text(root, &label, (ax_l - 8, yc.round() as i32), &ts(fs, &TEXT, HPos::Right, VPos::Center))?;
-                text(root, val, ((w - 16.0) as i32, yc.round() as i32), &ts(fs, &TEXT, HPos::Right, VPos::Center))?;
+                text(
+                    root,
+                    &label,
+                    (ax_l - 8, yc.round() as i32),
+                    &ts(fs, &TEXT, HPos::Right, VPos::Center),
+                )?;
+                text(
+                    root,
+                    val,
+                    ((w - 16.0) as i32, yc.round() as i32),
+                    &ts(fs, &TEXT, HPos::Right, VPos::Center),
+                )?;
             }
         }
         if lo < 0.0 {
-            line(root, vec![(x_zero, ax.t), (x_zero, ax.b)], FRAME.stroke_width(1))?;
+            line(
+                root,
+                vec![(x_zero, ax.t), (x_zero, ax.b)],
+                FRAME.stroke_width(1),
+            )?;
         }
         ax.frame(root)?;
-        let xl = fit_text(&format!("{} (mean ± sd)", self.metric.trim()), 14.0, (ax.r - ax.l) as f64);
-        text(root, &xl, ((ax.l + ax.r) / 2, ax.b + 28), &ts(14.0, &TEXT, HPos::Center, VPos::Top))?;
+        let xl = fit_text(
+            &format!("{} (mean ± sd)", self.metric.trim()),
+            14.0,
+            (ax.r - ax.l) as f64,
+        );
+        text(
+            root,
+            &xl,
+            ((ax.l + ax.r) / 2, ax.b + 28),
+            &ts(14.0, &TEXT, HPos::Center, VPos::Top),
+        )?;
         Ok(())
     }
 }
@@ -1153,7 +1561,9 @@ mod tests {
 
     #[test]
     fn nice_ticks_cover_range() {
-        let close = |a: &[f64], b: &[f64]| a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
+        let close = |a: &[f64], b: &[f64]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12)
+        };
         let (t, dec) = nice_ticks(0.0, 1.0, 5);
         assert!(close(&t, &[0.0, 0.2, 0.4, 0.6, 0.8, 1.0]), "{t:?}");
         assert_eq!(dec, 1);
@@ -1167,7 +1577,10 @@ mod tests {
         assert!(close(&t, &[0.0, 0.025, 0.05, 0.075, 0.1]), "{t:?}");
         assert_eq!(dec, 3);
         let (t, dec) = nice_ticks(-9.7, 7.2, 7);
-        assert!(close(&t, &[-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0]), "{t:?}");
+        assert!(
+            close(&t, &[-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0]),
+            "{t:?}"
+        );
         assert_eq!(dec, 0);
     }
 
@@ -1178,8 +1591,18 @@ mod tests {
         assert_ne!(l, 0);
         assert!(m.h_metrics(l).1 > 0, "'l' has a positive left side bearing");
         assert_eq!(m.glyph_id('\u{10FFFF}'), Some(0));
-        for s in ["Platelet", "CD14+ Mono", "gene-embedding weighted average", "0.874 ± 0.012"] {
-            let ours: f64 = s.chars().map(|c| m.h_metrics(m.glyph_id(c).unwrap()).0 as f64).sum::<f64>() * 13.0 * m.px_per_unit;
+        for s in [
+            "Platelet",
+            "CD14+ Mono",
+            "gene-embedding weighted average",
+            "0.874 ± 0.012",
+        ] {
+            let ours: f64 = s
+                .chars()
+                .map(|c| m.h_metrics(m.glyph_id(c).unwrap()).0 as f64)
+                .sum::<f64>()
+                * 13.0
+                * m.px_per_unit;
             let theirs = text_width(s, 13.0);
             assert!((ours - theirs).abs() <= 1.5, "{s}: {ours} vs {theirs}");
         }

@@ -1,0 +1,370 @@
+//! `celltext cells embed | sentences | embed-sentences`.
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+use crate::cells::ablation::{self, Ablation};
+use crate::cells::matrix::{CsrMatrix, ExpressionMatrix, ObsColumn};
+use crate::cells::normalize::log1p_cp10k;
+use crate::cells::read::{append_rows, open_matrix, ReadOptions};
+use crate::cells::sentences::{build_sentences, token_budget, write_jsonl, CellSentence, SentenceConfig, Ties, TokenBudget, TokenCounter};
+use crate::cells::weighted::{embed_cells, Aggregation, CellEmbeddings};
+use crate::encoder::job::ResumableJob;
+use crate::encoder::{Encoder, EncoderOptions, ModelIdentity, TextTokenizer};
+use crate::genes::resolver::Coverage;
+use crate::genes::{GeneEmbeddings, Species};
+use crate::io::{manifest_path, sha256_file, write_embeddings, write_json, TOOL_VERSION};
+
+/// Adapter: the encoder's tokenizer counts tokens for sentence budgets and in-context ablations.
+pub struct EncoderTokenCounter<'a>(pub &'a TextTokenizer);
+
+impl TokenCounter for EncoderTokenCounter<'_> {
+    fn count(&self, text: &str) -> usize {
+        self.0.count_untruncated(text).unwrap_or(usize::MAX)
+    }
+    fn max_len(&self) -> usize {
+        self.0.max_length
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputNorm {
+    Raw,
+    Log1p,
+}
+
+impl std::str::FromStr for InputNorm {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "raw" => Ok(Self::Raw),
+            "log1p" => Ok(Self::Log1p),
+            _ => bail!("unknown --normalize `{s}`; use raw or log1p (counts per 10k then log1p, as scanpy)"),
+        }
+    }
+}
+
+/// Where to write cell vectors: an .h5ad (copy of the input + obsm) or .npy/.safetensors.
+pub struct CellOutput {
+    pub path: PathBuf,
+    pub in_place: bool,
+    /// obsm key suffix: `X_celltext_<name>`.
+    pub name: String,
+}
+
+fn is_h5ad(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e.eq_ignore_ascii_case("h5ad"))
+}
+
+/// Read all cells chunk by chunk, applying a per-cell normalization chunk-wise (memory ~ one chunk
+/// plus the growing result).
+pub fn read_normalized(input: &Path, opts: &ReadOptions, norm: InputNorm, quiet: bool) -> Result<ExpressionMatrix> {
+    let mut src = open_matrix(input, opts)?;
+    let n = src.n_cells();
+    if n == 0 {
+        bail!("{}: the matrix has no cells", input.display());
+    }
+    let chunk = if opts.chunk_rows == 0 { 4096 } else { opts.chunk_rows };
+    let genes = src.genes().to_vec();
+    let mut x = CsrMatrix { n_rows: 0, n_cols: genes.len(), indptr: vec![0], indices: vec![], data: vec![] };
+    let pb = crate::progress::bar(n as u64, "cells read", quiet);
+    let mut start = 0;
+    while start < n {
+        let end = (start + chunk).min(n);
+        let part = src.read_rows(start, end)?;
+        let part = if norm == InputNorm::Log1p { log1p_cp10k(&part)? } else { part };
+        append_rows(&mut x, &part)?;
+        pb.inc((end - start) as u64);
+        start = end;
+    }
+    pb.finish_and_clear();
+    Ok(ExpressionMatrix { x, cell_ids: src.cell_ids().to_vec(), genes, obs: src.obs().to_vec() })
+}
+
+/// Write vectors + per-cell obs columns + manifest.
+pub fn write_cell_output(
+    input: &Path,
+    matrix: &ExpressionMatrix,
+    out: &CellOutput,
+    data: &[f32],
+    dim: usize,
+    obs: Vec<(String, ObsColumn)>,
+    manifest: &serde_json::Value,
+) -> Result<String> {
+    let key = format!("X_celltext_{}", out.name);
+    if is_h5ad(&out.path) {
+        let json = serde_json::to_string(manifest)?;
+        let uns_key = format!("celltext_{}", out.name);
+        let obsm = [(key.clone(), data, dim)];
+        #[cfg(feature = "h5ad")]
+        {
+            if is_h5ad(input) {
+                crate::cells::h5ad::write_h5ad_with_obsm(input, &out.path, out.in_place, &obsm, &obs, Some((&uns_key, &json)))?;
+            } else {
+                let mut all_obs = matrix.obs.clone();
+                all_obs.extend(obs);
+                let meta = crate::cells::h5ad::NewH5ad { cell_ids: &matrix.cell_ids, genes: &matrix.genes, obs: &all_obs, x: Some(&matrix.x) };
+                crate::cells::h5ad::write_new_h5ad(&out.path, &meta, &obsm, Some((&uns_key, &json)))?;
+            }
+        }
+        #[cfg(not(feature = "h5ad"))]
+        {
+            let _ = (input, matrix, obs, obsm, uns_key, json);
+            bail!("this build has no h5ad support (rebuild with the default `h5ad` feature)");
+        }
+        write_json(&manifest_path(&out.path), manifest)?;
+        Ok(format!("obsm['{key}']"))
+    } else {
+        write_embeddings(&out.path, data, matrix.cell_ids.len(), dim, Some(&matrix.cell_ids))?;
+        write_json(&manifest_path(&out.path), manifest)?;
+        Ok(format!("{} rows", matrix.cell_ids.len()))
+    }
+}
+
+pub struct CellsEmbedArgs {
+    pub input: PathBuf,
+    pub read: ReadOptions,
+    pub store: PathBuf,
+    pub species: Species,
+    pub orthologs: bool,
+    pub normalize: InputNorm,
+    pub aggregation: Aggregation,
+    pub output: CellOutput,
+    pub quiet: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CellsEmbedReport {
+    pub tool: String,
+    pub command: String,
+    pub input: String,
+    pub input_sha256: String,
+    pub layer: Option<String>,
+    pub raw: bool,
+    pub store: String,
+    pub store_manifest: Option<serde_json::Value>,
+    pub normalize: InputNorm,
+    pub aggregation: String,
+    pub n_cells: usize,
+    pub dim: usize,
+    pub gene_coverage: Coverage,
+    pub cells_without_mapped_genes: usize,
+    pub mean_expression_coverage: f64,
+    pub seconds: f64,
+    pub written: String,
+}
+
+pub fn aggregation_name(a: &Aggregation) -> String {
+    match a {
+        Aggregation::WeightedMean { weights, top_n } => format!("weighted-mean(top_n={top_n}, weights={weights})"),
+        Aggregation::GenePtMean => "genept-mean (X·E / n_genes)".into(),
+        Aggregation::ScElmoWa => "scelmo-wa (row-normalized X · E)".into(),
+    }
+}
+
+/// GenePT-w: expression-weighted average of gene vectors over each cell's top-N genes.
+pub fn run_cells_embed(args: &CellsEmbedArgs) -> Result<CellsEmbedReport> {
+    let t0 = std::time::Instant::now();
+    let store = GeneEmbeddings::load(&args.store)?;
+    let store_manifest = GeneEmbeddings::manifest(&args.store)?;
+    let m = read_normalized(&args.input, &args.read, args.normalize, args.quiet)?;
+    let totals = gene_totals(&m.x);
+    let (rows, coverage) = super::genes::coverage(&store.symbols, &m.genes, args.species, args.orthologs, Some(&totals))?;
+    let emb: CellEmbeddings = embed_cells(&m.x, &rows, &store, &args.aggregation)
+        .with_context(|| format!("embedding cells of {}", args.input.display()))?;
+    let n_empty = emb.n_empty();
+    let mean_cov = emb.coverage.iter().map(|&c| c as f64).sum::<f64>() / emb.coverage.len().max(1) as f64;
+    let name = &args.output.name;
+    let obs = vec![
+        (format!("celltext_{name}_coverage"), ObsColumn::Number(emb.coverage.iter().map(|&c| c as f64).collect())),
+        (format!("celltext_{name}_n_genes"), ObsColumn::Number(emb.n_used.iter().map(|&c| c as f64).collect())),
+        (format!("celltext_{name}_empty"), ObsColumn::Number(emb.empty.iter().map(|&e| if e { 1.0 } else { 0.0 }).collect())),
+    ];
+    let mut report = CellsEmbedReport {
+        tool: TOOL_VERSION.into(),
+        command: "cells embed".into(),
+        input: args.input.display().to_string(),
+        input_sha256: input_checksum(&args.input)?,
+        layer: args.read.layer.clone(),
+        raw: args.read.raw,
+        store: args.store.display().to_string(),
+        store_manifest,
+        normalize: args.normalize,
+        aggregation: aggregation_name(&args.aggregation),
+        n_cells: emb.n_cells(),
+        dim: emb.dim,
+        gene_coverage: coverage,
+        cells_without_mapped_genes: n_empty,
+        mean_expression_coverage: mean_cov,
+        seconds: 0.0,
+        written: String::new(),
+    };
+    report.seconds = t0.elapsed().as_secs_f64();
+    let manifest = serde_json::to_value(&report)?;
+    report.written = write_cell_output(&args.input, &m, &args.output, &emb.data, emb.dim, obs, &manifest)?;
+    Ok(report)
+}
+
+fn gene_totals(x: &CsrMatrix) -> Vec<f64> {
+    let mut t = vec![0f64; x.n_cols];
+    for (&j, &v) in x.indices.iter().zip(&x.data) {
+        t[j as usize] += v as f64;
+    }
+    t
+}
+
+/// sha256 of a file, or of a directory's files in name order (10x / MTX inputs).
+pub fn input_checksum(p: &Path) -> Result<String> {
+    if p.is_dir() {
+        let mut names: Vec<_> = std::fs::read_dir(p)?.filter_map(|e| e.ok()).filter(|e| e.path().is_file()).map(|e| e.path()).collect();
+        names.sort();
+        let mut lines = String::new();
+        for f in names {
+            lines.push_str(&format!("{} {}\n", f.file_name().unwrap_or_default().to_string_lossy(), sha256_file(&f)?));
+        }
+        Ok(crate::io::sha256_bytes(lines.as_bytes()))
+    } else {
+        sha256_file(p)
+    }
+}
+
+pub struct SentenceArgs {
+    pub input: PathBuf,
+    pub read: ReadOptions,
+    pub max_genes: Option<usize>,
+    pub ties_stable: bool,
+    pub seed: u64,
+    pub template: String,
+    pub ablation: Ablation,
+}
+
+/// Sentences (with the ablation applied) plus the token budget when a tokenizer is given.
+pub fn make_sentences(
+    args: &SentenceArgs,
+    tokenizer: Option<&TextTokenizer>,
+    quiet: bool,
+) -> Result<(ExpressionMatrix, Vec<CellSentence>, Option<TokenBudget>)> {
+    let m = read_normalized(&args.input, &args.read, InputNorm::Raw, quiet)?;
+    let cfg = SentenceConfig {
+        prefix: args.template.clone(),
+        max_genes: args.max_genes,
+        ties: if args.ties_stable { Ties::Stable } else { Ties::Shuffle { seed: args.seed } },
+    };
+    let sentences = build_sentences(&m.x, &m.cell_ids, &m.genes, &cfg)?;
+    let counter = tokenizer.map(EncoderTokenCounter);
+    let counter_dyn: Option<&dyn TokenCounter> = counter.as_ref().map(|c| c as &dyn TokenCounter);
+    if args.ablation.needs_counter() && counter_dyn.is_none() {
+        bail!("--ablation {} needs --model (it uses the model's context length)", args.ablation);
+    }
+    let budget = match counter_dyn {
+        Some(c) => Some(token_budget(&sentences, c)?),
+        None => None,
+    };
+    let sentences = if args.ablation == Ablation::None {
+        sentences
+    } else {
+        ablation::apply_all(&sentences, &args.ablation, args.seed, counter_dyn)?
+    };
+    Ok((m, sentences, budget))
+}
+
+pub fn write_sentences(path: &Path, sentences: &[CellSentence]) -> Result<()> {
+    write_jsonl(path, sentences)
+}
+
+pub struct EmbedSentencesArgs {
+    pub sentences: SentenceArgs,
+    pub model: String,
+    pub options: EncoderOptions,
+    pub batch_tokens: usize,
+    pub chunk_texts: usize,
+    pub output: CellOutput,
+    pub quiet: bool,
+    pub stop_after_chunks: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EmbedSentencesReport {
+    pub tool: String,
+    pub command: String,
+    pub input: String,
+    pub input_sha256: String,
+    pub model: ModelIdentity,
+    pub ablation: String,
+    pub seed: u64,
+    pub template: String,
+    pub max_genes: Option<usize>,
+    pub n_cells: usize,
+    pub dim: usize,
+    pub n_truncated: usize,
+    pub genes_in_context_mean: Option<f64>,
+    pub genes_in_context_median: Option<f64>,
+    pub genes_in_context_min: Option<usize>,
+    pub padding_fraction: f64,
+    pub seconds: f64,
+    pub tokens_per_second: f64,
+    pub chunks_resumed: usize,
+    pub written: String,
+}
+
+/// Cell sentences through the encoder (batched, resumable) into obsm.
+pub fn run_embed_sentences(args: &EmbedSentencesArgs) -> Result<EmbedSentencesReport> {
+    let enc = Encoder::load(&args.model, &args.options, args.quiet)?;
+    let (m, sentences, budget) = make_sentences(&args.sentences, Some(&enc.tokenizer), args.quiet)?;
+    let texts: Vec<String> = sentences.iter().map(|s| s.text.clone()).collect();
+    let input_sha256 = input_checksum(&args.sentences.input)?;
+    let partial_dir = {
+        let mut s = args.output.path.as_os_str().to_owned();
+        s.push(".partial");
+        PathBuf::from(s)
+    };
+    let texts_sha = {
+        let mut all = String::new();
+        for t in &texts {
+            all.push_str(t);
+            all.push('\n');
+        }
+        crate::io::sha256_bytes(all.as_bytes())
+    };
+    let fingerprint = serde_json::json!({"tool": TOOL_VERSION, "model": enc.identity, "texts_sha256": texts_sha,
+        "batch_tokens": args.batch_tokens, "chunk_texts": args.chunk_texts});
+    let job = ResumableJob {
+        partial_dir,
+        fingerprint,
+        texts: &texts,
+        batch_tokens: args.batch_tokens,
+        chunk_texts: args.chunk_texts,
+        quiet: args.quiet,
+        unit: "cells",
+        stop_after_chunks: args.stop_after_chunks,
+    };
+    let (emb, rep) = job.run(&enc)?;
+    let mut report = EmbedSentencesReport {
+        tool: TOOL_VERSION.into(),
+        command: "cells embed-sentences".into(),
+        input: args.sentences.input.display().to_string(),
+        input_sha256,
+        model: enc.identity.clone(),
+        ablation: args.sentences.ablation.to_string(),
+        seed: args.sentences.seed,
+        template: args.sentences.template.clone(),
+        max_genes: args.sentences.max_genes,
+        n_cells: texts.len(),
+        dim: emb.dim,
+        n_truncated: emb.n_truncated,
+        genes_in_context_mean: budget.as_ref().map(|b| b.summary.mean),
+        genes_in_context_median: budget.as_ref().map(|b| b.summary.median),
+        genes_in_context_min: budget.as_ref().map(|b| b.summary.min),
+        padding_fraction: rep.padding.padding_fraction(),
+        seconds: rep.seconds,
+        tokens_per_second: rep.tokens_per_second,
+        chunks_resumed: rep.chunks_resumed,
+        written: String::new(),
+    };
+    let manifest = serde_json::to_value(&report)?;
+    report.written = write_cell_output(&args.sentences.input, &m, &args.output, &emb.data, emb.dim, vec![], &manifest)?;
+    job.cleanup()?;
+    Ok(report)
+}
