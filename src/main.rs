@@ -117,7 +117,7 @@ enum Command {
         #[arg(long, default_value = "majority", value_parser = app::classify::parse_vote)]
         vote: celltext::classify::knn::Vote,
         /// Fraction of each class held out for test (stratified, seeded).
-        #[arg(long, default_value_t = 0.2)]
+        #[arg(long, default_value_t = 0.2, conflicts_with_all = ["split_column", "folds"])]
         test_fraction: f64,
         /// obs column with train / test / val per cell, instead of a random split.
         #[arg(long, conflicts_with = "folds")]
@@ -171,6 +171,22 @@ enum Command {
     /// Cell embeddings (GenePT-w), cell sentences and their ablations, sentence embeddings.
     #[command(subcommand)]
     Cells(CellsCmd),
+    /// The whole pipeline on bundled real data (601 pbmc3k cells) with real weights.
+    Demo {
+        /// Model (default: all-MiniLM-L6-v2 from models-local/ or the HF cache).
+        #[arg(long, short = 'm', default_value = "minilm")]
+        model: String,
+        /// Output directory.
+        #[arg(long, default_value = "celltext-demo")]
+        out: PathBuf,
+        /// Genes per cell in the GenePT-w average.
+        #[arg(long, default_value_t = 100)]
+        top_n: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Run an experiment grid from a TOML config (see assets/experiments/).
+    Experiment { config: PathBuf },
 }
 
 #[derive(Args, Clone)]
@@ -461,6 +477,33 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Cells(c) => run_cells(c, cli.quiet, cli.json)?,
+        Command::Demo { model, out, top_n, seed } => {
+            let r = app::demo::run_demo(&app::demo::DemoArgs { model, out, top_n, seed, quiet: cli.quiet })?;
+            if cli.json {
+                let rows: Vec<_> = r.table.iter().map(|(n, rep)| serde_json::json!({"run": n, "summary": rep.summary})).collect();
+                println!("{}", serde_json::json!({"out": r.out, "seconds": r.seconds, "steps": r.steps, "results": rows}));
+            } else {
+                println!("\n## celltext demo — pbmc3k (601 real cells, 9 Seurat labels), stratified 80/20, seed 0\n");
+                print!("{}", app::demo::demo_table(&r));
+                println!();
+                for (name, secs) in &r.steps {
+                    println!("{secs:>7.1} s  {name}");
+                }
+                println!("{:>7.1} s  total", r.seconds);
+                println!("\nreport: {}/report/<run>/report.md (plots: confusion, embedding, k_sweep .png/.svg)", r.out.display());
+                println!("cells with embeddings: {}/pbmc3k_demo.celltext.h5ad (obsm X_celltext_genept_w, X_celltext_sentences)", r.out.display());
+            }
+        }
+        Command::Experiment { config } => {
+            let (rows, out) = app::experiment::run_experiment(&config, cli.quiet)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                let text = std::fs::read_to_string(out.join("results.md"))?;
+                print!("{text}");
+                println!("\nwrote {}/results.md, results.json, accuracy.png/.svg", out.display());
+            }
+        }
     }
     Ok(())
 }

@@ -492,3 +492,16 @@ fn errors_name_the_problem_without_panicking() {
     celltext::io::write_npy_f32(&bad_npy, &[0.0; 20], 10, 2).unwrap();
     expect_error(&["classify", "-i", h, "--embedding-file", s(&bad_npy), "--label", "label"], &["has 10 rows but the input has 315 cells"]);
 }
+
+#[test]
+fn in_place_writes_into_the_input_copy() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("copy.h5ad");
+    std::fs::copy(&f.h5ad, &copy).unwrap();
+    ok(&["classify", "-i", s(&copy), "-e", "X_pca", "--label", "label", "--in-place", "--quiet"]);
+    let split = obs_text(&copy, "celltext_split");
+    assert_eq!(split.len(), f.n_cells);
+    assert_eq!(obs_text(&copy, "label"), obs_text(&f.h5ad, "label"), "existing obs columns are kept");
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1, "no temp file left behind");
+}

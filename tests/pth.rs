@@ -589,14 +589,3 @@ fn deep_or_hostile_pickles_are_errors() {
     let e = load_bytes(dir.path(), "unknown opcode", &b).unwrap_err();
     assert!(e.to_string().contains("unknown opcode 0xf0"), "{e}");
 }
-
-#[test]
-fn zz_tmp_models() {
-    for e in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models")).unwrap() {
-        let p = e.unwrap().path().join("pytorch_model.bin");
-        if p.exists() {
-            let r = read_pth(&p);
-            match r { Ok(ts) => eprintln!("{}: {:?} {} tensors, e.g. {:?}", p.display(), detect_format(&p).unwrap(), ts.len(), ts.iter().take(3).map(|(n,t)| (n.clone(), t.dims().to_vec(), t.dtype())).collect::<Vec<_>>()), Err(e) => eprintln!("ERR {e:#}") }
-        }
-    }
-}

@@ -1291,7 +1291,7 @@ pub fn run_classify(args: &ClassifyArgs) -> Result<ClassifyReport> {
         let fs: Vec<&Feature> = feats.iter().collect();
         let (x, d) = concat_normalized(&fs, n_cells);
         quality_inputs.push((
-            format!("{} (L2-normalized concat)", feats.iter().map(|f| f.info.name.as_str()).collect::<Vec<_>>().join(" + ")),
+            knn_features_name.clone(),
             gather(&x, d, &q_cells),
             d,
             None,

@@ -4,3 +4,5 @@ pub mod embed;
 pub mod cells;
 pub mod classify;
 pub mod genes;
+pub mod demo;
+pub mod experiment;

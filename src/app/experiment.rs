@@ -1,0 +1,298 @@
+//! `celltext experiment CONFIG.toml`: a grid of models × representations × ablations ×
+//! classifiers × seeds on one dataset. Embeddings are cached by content hash (inputs, model
+//! checksum, parameters) so re-runs reuse them; one results table (mean ± sd over seeds) + plots.
+//!
+//! Ablations are applied once with `ablation_seed` (the embedding is a property of the
+//! representation); the classifier seeds vary the split, the MLP init and the batches.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+use super::cells::{input_checksum, CellOutput, CellsEmbedArgs, EmbedSentencesArgs, InputNorm, SentenceArgs};
+use super::classify::{run_classify, ClassifyArgs, Method, Scores};
+use super::genes::{run_genes_embed, GenesEmbedArgs, MissingPolicy};
+use crate::cells::ablation::Ablation;
+use crate::cells::read::ReadOptions;
+use crate::cells::weighted::{Aggregation, TopN, Weights};
+use crate::encoder::resolve::resolve;
+use crate::encoder::EncoderOptions;
+use crate::genes::{Species, SummaryCorpus};
+use crate::io::{sha256_bytes, write_json, TOOL_VERSION};
+
+fn d_repr() -> Vec<String> { vec!["genept-w".into(), "sentences".into()] }
+fn d_abl() -> Vec<String> { vec!["none".into()] }
+fn d_cls() -> Vec<String> { vec!["knn".into(), "mlp".into()] }
+fn d_seeds() -> Vec<u64> { vec![0, 1, 2] }
+fn d_top() -> String { "100".into() }
+fn d_models() -> Vec<String> { vec!["minilm".into()] }
+fn d_k() -> usize { 10 }
+fn d_bt() -> usize { 8192 }
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ExperimentConfig {
+    pub name: String,
+    /// Dataset (.h5ad or an MTX directory); relative paths are relative to the config file.
+    pub input: PathBuf,
+    pub label: String,
+    #[serde(default)]
+    pub layer: Option<String>,
+    #[serde(default)]
+    pub species: Option<Species>,
+    #[serde(default)]
+    pub orthologs: bool,
+    #[serde(default = "d_models")]
+    pub models: Vec<String>,
+    #[serde(default = "d_repr")]
+    pub representations: Vec<String>,
+    #[serde(default = "d_abl")]
+    pub ablations: Vec<String>,
+    #[serde(default = "d_cls")]
+    pub classifiers: Vec<String>,
+    /// KNN k (single value for the table) and an optional sweep.
+    #[serde(default = "d_k")]
+    pub k: usize,
+    #[serde(default)]
+    pub k_sweep: Vec<usize>,
+    #[serde(default = "d_seeds")]
+    pub seeds: Vec<u64>,
+    #[serde(default)]
+    pub ablation_seed: u64,
+    #[serde(default = "d_top")]
+    pub top_n: String,
+    #[serde(default)]
+    pub max_genes: Option<usize>,
+    #[serde(default = "d_bt")]
+    pub batch_tokens: usize,
+    /// Also classify the normalized count matrix with KNN (the baseline).
+    #[serde(default)]
+    pub counts_baseline: bool,
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub out_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultRow {
+    pub model: String,
+    pub representation: String,
+    pub ablation: String,
+    pub classifier: String,
+    pub k: Option<usize>,
+    pub n_seeds: usize,
+    pub mean: Scores,
+    pub sd: Scores,
+}
+
+fn mean_sd(v: &[Scores]) -> (Scores, Scores) {
+    let n = v.len() as f64;
+    let get = |s: &Scores, m: usize| [s.accuracy, s.weighted_f1, s.macro_f1, s.cohen_kappa][m];
+    let mut mean = [0.0; 4];
+    let mut sd = [0.0; 4];
+    for m in 0..4 {
+        mean[m] = v.iter().map(|s| get(s, m)).sum::<f64>() / n;
+        sd[m] = if v.len() < 2 { 0.0 } else { (v.iter().map(|s| (get(s, m) - mean[m]).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() };
+    }
+    let mk = |a: [f64; 4]| Scores { accuracy: a[0], weighted_f1: a[1], macro_f1: a[2], cohen_kappa: a[3] };
+    (mk(mean), mk(sd))
+}
+
+fn cached<F: FnOnce(&Path) -> Result<()>>(path: &Path, make: F) -> Result<PathBuf> {
+    if !path.exists() {
+        make(path)?;
+    }
+    Ok(path.to_path_buf())
+}
+
+pub fn run_experiment(config_path: &Path, quiet: bool) -> Result<(Vec<ResultRow>, PathBuf)> {
+    let text = std::fs::read_to_string(config_path).with_context(|| format!("{}: cannot read", config_path.display()))?;
+    let mut cfg: ExperimentConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+    let base = config_path.parent().unwrap_or(Path::new("."));
+    if cfg.input.is_relative() && !cfg.input.exists() {
+        cfg.input = base.join(&cfg.input);
+    }
+    if !cfg.input.exists() {
+        bail!("{}: input `{}` does not exist", config_path.display(), cfg.input.display());
+    }
+    let out_dir = cfg.out_dir.clone().unwrap_or_else(|| PathBuf::from("experiments").join(&cfg.name));
+    let cache = cfg.cache_dir.clone().unwrap_or_else(|| PathBuf::from("celltext-cache"));
+    std::fs::create_dir_all(&out_dir)?;
+    std::fs::create_dir_all(&cache)?;
+    let species = cfg.species.unwrap_or(Species::Human);
+    let input_sha = input_checksum(&cfg.input)?;
+    let read = ReadOptions { layer: cfg.layer.clone(), ..Default::default() };
+    let top_n: TopN = cfg.top_n.parse()?;
+    let ablations: Vec<Ablation> = cfg.ablations.iter().map(|a| a.parse()).collect::<Result<_>>()?;
+    let mut rows = vec![];
+    let mut runs = vec![];
+
+    // dataset genes, for restricting the summaries to what the dataset can use
+    let m = super::cells::read_normalized(&cfg.input, &read, InputNorm::Raw, quiet)?;
+    let dataset_genes = m.genes.clone();
+    drop(m);
+
+    for model in &cfg.models {
+        let resolved = resolve(model, quiet)?;
+        let wsha = crate::encoder::weights::WeightFiles::open(&resolved.dir)?.sha256()?;
+        let mkey = |parts: &[&str]| sha256_bytes(format!("{TOOL_VERSION}|{wsha}|{input_sha}|{}", parts.join("|")).as_bytes())[..16].to_string();
+        let mut features: Vec<(String, String, PathBuf)> = vec![]; // (representation, ablation, npy)
+        if cfg.representations.iter().any(|r| r == "genept-w") {
+            let corpus = SummaryCorpus::bundled(species)?;
+            let key = mkey(&["genes", &format!("{species:?}")]);
+            let store = cache.join(format!("genes-{key}"));
+            if !crate::genes::store::store_paths(&store).manifest.exists() {
+                // only summaries of genes the dataset has (exact or case-insensitive)
+                let wanted: std::collections::HashSet<String> = dataset_genes.iter().map(|g| g.to_lowercase()).collect();
+                let mut tsv = String::from("symbol\ttext\n");
+                for g in corpus.genes.iter().filter(|g| wanted.contains(&g.symbol.to_lowercase())) {
+                    tsv.push_str(&format!("{}\t{}\n", g.symbol, g.text));
+                }
+                let sub = cache.join(format!("summaries-{key}.tsv"));
+                crate::io::atomic_write(&sub, tsv.as_bytes())?;
+                run_genes_embed(&GenesEmbedArgs {
+                    model: resolved.dir.display().to_string(),
+                    options: EncoderOptions::default(),
+                    species,
+                    summaries: Some(sub),
+                    out: store.clone(),
+                    dataset_genes: None,
+                    missing: MissingPolicy::Skip,
+                    batch_tokens: cfg.batch_tokens,
+                    quiet,
+                    stop_after_chunks: None,
+                    chunk_texts: 512,
+                })?;
+            }
+            let key = mkey(&["genept-w", &cfg.top_n]);
+            let npy = cached(&cache.join(format!("cells-genept-w-{key}.npy")), |p| {
+                super::cells::run_cells_embed(&CellsEmbedArgs {
+                    input: cfg.input.clone(),
+                    read: read.clone(),
+                    store: store.clone(),
+                    species,
+                    orthologs: cfg.orthologs,
+                    normalize: InputNorm::Raw,
+                    aggregation: Aggregation::WeightedMean { weights: Weights::Expr, top_n },
+                    output: CellOutput { path: p.to_path_buf(), in_place: false, name: "genept_w".into() },
+                    quiet,
+                })
+                .map(|_| ())
+            })?;
+            features.push(("genept-w".into(), "none".into(), npy));
+        }
+        if cfg.representations.iter().any(|r| r == "sentences") {
+            for ab in &ablations {
+                let key = mkey(&["sentences", &ab.to_string(), &cfg.ablation_seed.to_string(), &format!("{:?}", cfg.max_genes)]);
+                let npy = cached(&cache.join(format!("cells-sentences-{key}.npy")), |p| {
+                    super::cells::run_embed_sentences(&EmbedSentencesArgs {
+                        sentences: SentenceArgs {
+                            input: cfg.input.clone(),
+                            read: read.clone(),
+                            max_genes: cfg.max_genes,
+                            ties_stable: false,
+                            seed: cfg.ablation_seed,
+                            template: crate::cells::sentences::GENEPT_S_PREFIX.to_string(),
+                            ablation: *ab,
+                        },
+                        model: resolved.dir.display().to_string(),
+                        options: EncoderOptions::default(),
+                        batch_tokens: cfg.batch_tokens,
+                        chunk_texts: 512,
+                        output: CellOutput { path: p.to_path_buf(), in_place: false, name: "sentences".into() },
+                        quiet,
+                        stop_after_chunks: None,
+                    })
+                    .map(|_| ())
+                })?;
+                features.push(("sentences".into(), ab.to_string(), npy));
+            }
+        }
+        for (repr, ab, npy) in &features {
+            for clf in &cfg.classifiers {
+                let method: Method = clf.parse()?;
+                let mut per_seed = vec![];
+                let mut sweep: std::collections::BTreeMap<usize, Vec<Scores>> = Default::default();
+                for &seed in &cfg.seeds {
+                    let mut a = ClassifyArgs::new(cfg.input.clone(), cfg.label.clone());
+                    a.method = method;
+                    a.embedding_files = vec![npy.clone()];
+                    a.seed = seed;
+                    a.quiet = true;
+                    a.ks = if method == Method::Knn && !cfg.k_sweep.is_empty() { Some(cfg.k_sweep.clone()) } else { Some(vec![cfg.k]) };
+                    let r = run_classify(&a).with_context(|| format!("{repr}/{ab}/{clf} seed {seed}"))?;
+                    let primary = r.results.iter().find(|x| x.primary).unwrap_or(&r.results[0]);
+                    let mut s = primary.scores;
+                    if let Some(ks) = &r.k_sweep {
+                        for row in &ks.rows {
+                            sweep.entry(row.k).or_default().push(row.scores);
+                            if row.k == cfg.k {
+                                s = row.scores;
+                            }
+                        }
+                    }
+                    per_seed.push(s);
+                    runs.push(serde_json::json!({"model": model, "representation": repr, "ablation": ab, "classifier": clf, "seed": seed, "scores": s}));
+                }
+                let (mean, sd) = mean_sd(&per_seed);
+                let k = (method == Method::Knn).then_some(cfg.k);
+                rows.push(ResultRow { model: model.clone(), representation: repr.clone(), ablation: ab.clone(), classifier: clf.clone(), k, n_seeds: per_seed.len(), mean, sd });
+                if method == Method::Knn && sweep.len() > 1 {
+                    for (kk, v) in sweep {
+                        if kk == cfg.k {
+                            continue;
+                        }
+                        let (mean, sd) = mean_sd(&v);
+                        rows.push(ResultRow { model: model.clone(), representation: repr.clone(), ablation: ab.clone(), classifier: "knn".into(), k: Some(kk), n_seeds: v.len(), mean, sd });
+                    }
+                }
+            }
+        }
+    }
+    if cfg.counts_baseline {
+        let mut per_seed = vec![];
+        for &seed in &cfg.seeds {
+            let mut a = ClassifyArgs::new(cfg.input.clone(), cfg.label.clone());
+            a.on = super::classify::FeatureSpace::Counts;
+            a.layer = cfg.layer.clone();
+            a.seed = seed;
+            a.quiet = true;
+            a.ks = Some(vec![cfg.k]);
+            let r = run_classify(&a)?;
+            per_seed.push(r.results.iter().find(|x| x.primary).unwrap_or(&r.results[0]).scores);
+        }
+        let (mean, sd) = mean_sd(&per_seed);
+        rows.push(ResultRow { model: "-".into(), representation: "counts (log1p CP10k)".into(), ablation: "none".into(), classifier: "knn".into(), k: Some(cfg.k), n_seeds: per_seed.len(), mean, sd });
+    }
+    rows.sort_by(|a, b| (&a.model, &a.representation, &a.ablation, &a.classifier, a.k).cmp(&(&b.model, &b.representation, &b.ablation, &b.classifier, b.k)));
+    let md = results_markdown(&cfg, &rows);
+    crate::io::atomic_write(&out_dir.join("results.md"), md.as_bytes())?;
+    write_json(&out_dir.join("results.json"), &serde_json::json!({"tool": TOOL_VERSION, "config": cfg, "input_sha256": input_sha, "rows": rows, "runs": runs}))?;
+    let bars: Vec<(String, f64, f64)> = rows
+        .iter()
+        .map(|r| (format!("{} {} {} {}{}", r.model, r.representation, r.ablation, r.classifier, r.k.map(|k| format!(" k={k}")).unwrap_or_default()), r.mean.accuracy, r.sd.accuracy))
+        .collect();
+    crate::eval::plots::bar_table(&out_dir.join("accuracy"), &bars, "accuracy", &format!("{} — accuracy (mean ± sd over seeds)", cfg.name))?;
+    Ok((rows, out_dir))
+}
+
+pub fn results_markdown(cfg: &ExperimentConfig, rows: &[ResultRow]) -> String {
+    let mut s = format!("## {} — {} seeds, label `{}`\n\n", cfg.name, cfg.seeds.len(), cfg.label);
+    s.push_str("| model | representation | ablation | classifier | k | accuracy | weighted F1 | macro F1 | kappa |\n|---|---|---|---|---|---|---|---|---|\n");
+    for r in rows {
+        let f = |m: f64, d: f64| format!("{m:.3} ± {d:.3}");
+        s.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r.model,
+            r.representation,
+            r.ablation,
+            r.classifier,
+            r.k.map(|k| k.to_string()).unwrap_or_else(|| "-".into()),
+            f(r.mean.accuracy, r.sd.accuracy),
+            f(r.mean.weighted_f1, r.sd.weighted_f1),
+            f(r.mean.macro_f1, r.sd.macro_f1),
+            f(r.mean.cohen_kappa, r.sd.cohen_kappa)
+        ));
+    }
+    s
+}
