@@ -161,6 +161,58 @@ impl BertModel {
         Ok(x.reshape((batch, seq, h))?)
     }
 
+    /// Whether the padding-free path applies (CPU, f32).
+    pub fn can_pack(&self) -> bool {
+        self.device.is_cpu() && self.dtype == DType::F32
+    }
+
+    /// Token states [T, hidden] for the sequences `seqs` packed back to back (T = Σ lengths),
+    /// with padding-free attention (see `packed`). CPU f32 only.
+    pub fn forward_packed(&self, seqs: &[&[u32]]) -> Result<Tensor> {
+        let h = self.config.hidden_size;
+        let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
+        let t: usize = lens.iter().sum();
+        let max = lens.iter().copied().max().unwrap_or(0);
+        anyhow::ensure!(
+            max <= self.config.max_position_embeddings,
+            "sequence of {max} tokens exceeds max_position_embeddings {}",
+            self.config.max_position_embeddings
+        );
+        let mut ids = Vec::with_capacity(t);
+        let mut pos = Vec::with_capacity(t);
+        for s in seqs {
+            ids.extend_from_slice(s);
+            pos.extend(0..s.len() as u32);
+        }
+        let ids_t = Tensor::from_vec(ids, (t,), &self.device)?;
+        let pos_t = Tensor::from_vec(pos, (t,), &self.device)?;
+        let emb = (self.word.index_select(&ids_t, 0)? + self.position.index_select(&pos_t, 0)?)?
+            .broadcast_add(&self.token_type0)?;
+        let mut x = self.ln_emb.forward(&emb)?;
+        use super::cpu_kernels::{gelu_erf_inplace, linear};
+        for layer in &self.layers {
+            let qkv = linear(&x, &layer.qkv.w, &layer.qkv.b, None)?;
+            let ctx = super::packed::packed_attention(
+                &qkv,
+                &lens,
+                self.config.num_attention_heads,
+                self.config.head_dim(),
+            )?;
+            drop(qkv);
+            let attn = linear(&ctx, &layer.attn_out.w, &layer.attn_out.b, Some(&x))?;
+            x = layer.ln_attn.forward(&attn)?;
+            let inter = linear(&x, &layer.inter.w, &layer.inter.b, None)?;
+            let inter = match self.act {
+                Activation::Gelu => gelu_erf_inplace(inter)?,
+                _ => self.activate(&inter)?,
+            };
+            let out = linear(&inter, &layer.out.w, &layer.out.b, Some(&x))?;
+            x = layer.ln_out.forward(&out)?;
+        }
+        debug_assert_eq!(x.dims(), &[t, h]);
+        Ok(x)
+    }
+
     fn activate(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self.act {
             Activation::Gelu => x.gelu_erf(),

@@ -4,8 +4,10 @@ pub mod batch;
 pub mod bert;
 pub mod card;
 pub mod config;
+pub mod cpu_kernels;
 pub mod input;
 pub mod job;
+pub mod packed;
 pub mod pooling;
 pub mod pth;
 pub mod resolve;
@@ -169,6 +171,9 @@ impl Encoder {
         if batch.is_empty() {
             return Ok(vec![]);
         }
+        if self.model.can_pack() {
+            return self.embed_packed(batch);
+        }
         let (ids, seq, lens) = bert::pad_batch(batch, self.pad_id);
         let hidden = self.model.forward(&ids, batch.len(), seq, &lens)?;
         let mask = bert::mask_tensor(&lens, seq, &self.model.device)?;
@@ -184,6 +189,53 @@ impl Encoder {
             );
         }
         Ok(v)
+    }
+
+    /// CPU f32: padding-free forward, then pooling per sequence on the packed states.
+    fn embed_packed(&self, batch: &[&[u32]]) -> Result<Vec<f32>> {
+        let x = self.model.forward_packed(batch)?;
+        let d = self.dim();
+        let flat: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        let mut out = vec![0f32; batch.len() * d];
+        let mut off = 0;
+        for (b, s) in batch.iter().enumerate() {
+            let rows = &flat[off * d..(off + s.len()) * d];
+            let o = &mut out[b * d..(b + 1) * d];
+            match self.pooling {
+                Pooling::Cls => o.copy_from_slice(&rows[..d]),
+                Pooling::Mean => {
+                    let mut acc = vec![0f64; d];
+                    for r in rows.chunks_exact(d) {
+                        for (a, v) in acc.iter_mut().zip(r) {
+                            *a += *v as f64;
+                        }
+                    }
+                    let n = s.len().max(1) as f64;
+                    for (o, a) in o.iter_mut().zip(&acc) {
+                        *o = (*a / n) as f32;
+                    }
+                }
+                Pooling::Max => {
+                    o.fill(f32::NEG_INFINITY);
+                    for r in rows.chunks_exact(d) {
+                        for (o, v) in o.iter_mut().zip(r) {
+                            *o = o.max(*v);
+                        }
+                    }
+                }
+            }
+            if self.normalize {
+                let n = o.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>().sqrt().max(1e-12);
+                for v in o.iter_mut() {
+                    *v = (*v as f64 / n) as f32;
+                }
+            }
+            off += s.len();
+        }
+        if out.iter().any(|x| !x.is_finite()) {
+            bail!("the model produced non-finite values");
+        }
+        Ok(out)
     }
 
     /// Tokenize and embed `texts` in token-budget batches, reporting progress per text.

@@ -163,6 +163,11 @@ pub fn wordpiece_tokenizer(vocab: &Path, lowercase: bool) -> Result<Tokenizer> {
     };
     let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
     id("[UNK]")?;
+    let specials: Vec<tokenizers::AddedToken> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .iter()
+        .filter(|s| wp_token_id(&wp, s).is_some())
+        .map(|s| tokenizers::AddedToken::from(s.to_string(), true))
+        .collect();
     let mut t = Tokenizer::new(wp);
     // strip_accents = None follows `lowercase`, exactly as in BertTokenizerFast.
     t.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)))
@@ -170,6 +175,9 @@ pub fn wordpiece_tokenizer(vocab: &Path, lowercase: bool) -> Result<Tokenizer> {
     t.with_pre_tokenizer(Some(BertPreTokenizer));
     t.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
     t.with_decoder(Some(WordPieceDecoder::default()));
+    // BertTokenizerFast registers the special tokens as added tokens, so a literal "[UNK]" or
+    // "[SEP]" in the text maps to its id instead of being split into word pieces.
+    let _ = t.add_special_tokens(specials);
     Ok(t)
 }
 
