@@ -1,7 +1,7 @@
 //! Bad input → non-zero exit, a message naming the file and the problem, and never a panic.
 
-mod common_fixtures;
-use common_fixtures::*;
+mod common;
+use common::*;
 
 use std::path::Path;
 use std::process::Command;

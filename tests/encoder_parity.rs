@@ -3,8 +3,8 @@
 //! max |Δ| ≤ 1e-4 against transformers' pooled last_hidden_state; cosine ≥ 0.99999 against
 //! sentence-transformers' normalized output; token ids identical.
 
-mod common_fixtures;
-use common_fixtures::*;
+mod common;
+use common::*;
 
 use candle_core::DType;
 use celltext::encoder::{Encoder, EncoderOptions, Pooling, TextTokenizer};

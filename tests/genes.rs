@@ -1,8 +1,8 @@
 //! Gene store: resumable embedding (bit-identical after a simulated kill), mapping on real
 //! Ensembl IDs / aliases / mouse symbols, and bad summary files.
 
-mod common_fixtures;
-use common_fixtures::*;
+mod common;
+use common::*;
 
 use celltext::app::genes::{coverage, run_genes_embed, GenesEmbedArgs, MissingPolicy};
 use celltext::encoder::EncoderOptions;

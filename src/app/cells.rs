@@ -207,6 +207,20 @@ pub fn run_cells_embed(args: &CellsEmbedArgs) -> Result<CellsEmbedReport> {
     Ok(report)
 }
 
+/// Genes that appear among some cell's `n` most expressed genes (ties by column order): the
+/// only genes a top-N weighted average can use, so the only summaries worth embedding.
+pub fn top_n_gene_set(m: &ExpressionMatrix, n: usize) -> std::collections::HashSet<String> {
+    let mut used = std::collections::HashSet::new();
+    for i in 0..m.x.n_rows {
+        let mut row: Vec<(f32, usize)> = m.x.row(i).filter(|(_, v)| *v > 0.0).map(|(j, v)| (v, j)).collect();
+        row.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (_, j) in row.into_iter().take(n) {
+            used.insert(m.genes[j].clone());
+        }
+    }
+    used
+}
+
 fn gene_totals(x: &CsrMatrix) -> Vec<f64> {
     let mut t = vec![0f64; x.n_cols];
     for (&j, &v) in x.indices.iter().zip(&x.data) {

@@ -53,14 +53,7 @@ pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
 
     // 1. gene embeddings for the genes GenePT-w will use: every gene in some cell's top N
     let m = super::cells::read_normalized(&input, &read, InputNorm::Raw, true)?;
-    let mut used = std::collections::HashSet::new();
-    for i in 0..m.x.n_rows {
-        let mut row: Vec<(f32, usize)> = m.x.row(i).map(|(j, v)| (v, j)).collect();
-        row.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        for (_, j) in row.into_iter().take(args.top_n) {
-            used.insert(m.genes[j].clone());
-        }
-    }
+    let used = super::cells::top_n_gene_set(&m, args.top_n);
     let corpus = SummaryCorpus::bundled(Species::Human)?;
     let mut tsv = String::from("symbol\ttext\n");
     let mut n_sum = 0;

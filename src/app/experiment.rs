@@ -129,7 +129,11 @@ pub fn run_experiment(config_path: &Path, quiet: bool) -> Result<(Vec<ResultRow>
 
     // dataset genes, for restricting the summaries to what the dataset can use
     let m = super::cells::read_normalized(&cfg.input, &read, InputNorm::Raw, quiet)?;
-    let dataset_genes = m.genes.clone();
+    // a top-N average only ever uses genes in some cell's top N: embed just their summaries
+    let dataset_genes: Vec<String> = match top_n {
+        TopN::N(n) => super::cells::top_n_gene_set(&m, n).into_iter().collect(),
+        TopN::All => m.genes.clone(),
+    };
     drop(m);
 
     for model in &cfg.models {

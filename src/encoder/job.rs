@@ -46,6 +46,7 @@ impl ResumableJob<'_> {
         let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
         let (batches, padding) = TokenBudgetBatcher::new(self.batch_tokens, 512).batches(&lengths);
         let chunks = group_batches(&batches, self.chunk_texts.max(1));
+        let padding = encoder.processed_padding(padding);
 
         self.prepare_partial_dir()?;
         let mut data = vec![0f32; n * dim];

@@ -162,6 +162,16 @@ impl Encoder {
         Ok(Self { model, tokenizer, pooling, normalize: opts.normalize, identity, pad_id })
     }
 
+    /// Padding actually computed for a batch plan: none on the packed CPU path (only real
+    /// tokens are processed), the plan's padding on the padded path.
+    pub fn processed_padding(&self, plan: PaddingStats) -> PaddingStats {
+        if self.model.can_pack() {
+            PaddingStats { real_tokens: plan.real_tokens, padded_tokens: plan.real_tokens }
+        } else {
+            plan
+        }
+    }
+
     pub fn dim(&self) -> usize {
         self.model.hidden_size()
     }
@@ -261,6 +271,7 @@ impl Encoder {
             }
         }
         let n_truncated = toks.iter().filter(|t| t.truncated).count();
+        let padding = self.processed_padding(padding);
         Ok(Embedded { data, dim, n_truncated, padding })
     }
 }
