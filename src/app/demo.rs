@@ -131,12 +131,14 @@ pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
             let mut a = ClassifyArgs::new(with_w.clone(), "label");
             a.method = method;
             a.on = on;
-            a.layer = Some("counts".into());
+            if on == FeatureSpace::Counts {
+                a.layer = Some("counts".into());
+            }
             a.embeddings = keys.iter().map(|k| k.to_string()).collect();
             a.seed = args.seed;
             a.quiet = true;
             if method == Method::Knn {
-                a.ks = Some(vec![1, 3, 5, 10, 25, 50]);
+                a.ks = Some(vec![10, 1, 3, 5, 25, 50]);
             }
             a.report_dir = Some(args.out.join("report").join(name));
             run_classify(&a)
