@@ -19,7 +19,7 @@ label = "label"
 models = ["{model}"]
 representations = ["genept-w", "sentences"]
 ablations = ["none", "shorten:20"]
-classifiers = ["knn"]
+classifiers = ["knn", "mlp"]
 k = 5
 k_sweep = [1, 5, 15]
 seeds = [0, 1]
@@ -37,8 +37,14 @@ out_dir = "{out}"
     )
     .unwrap();
     let (rows, out) = celltext::app::experiment::run_experiment(&cfg, true).unwrap();
-    // genept-w (none) + sentences (none, shorten:20), each with k ∈ {1,5,15}, plus the baseline
-    assert_eq!(rows.len(), 3 * 3 + 1, "{rows:#?}");
+    // genept-w (none) + sentences (none, shorten:20): KNN at k ∈ {1,5,15} and one MLP row each,
+    // plus the count baseline
+    assert_eq!(rows.len(), 3 * 4 + 1, "{rows:#?}");
+    // MLP rows are the MLP's own scores, not the KNN baseline's
+    for (knn, mlp) in rows.iter().filter(|r| r.classifier == "knn" && r.k == Some(5) && r.model != "-").zip(rows.iter().filter(|r| r.classifier == "mlp")) {
+        assert_eq!((&knn.representation, &knn.ablation), (&mlp.representation, &mlp.ablation));
+        assert_ne!(knn.mean.accuracy, mlp.mean.accuracy, "{knn:?} {mlp:?}");
+    }
     for r in &rows {
         assert_eq!(r.n_seeds, 2);
         assert!(r.mean.accuracy > 0.3 && r.mean.accuracy <= 1.0, "{r:?}");

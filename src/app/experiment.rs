@@ -223,11 +223,20 @@ pub fn run_experiment(config_path: &Path, quiet: bool) -> Result<(Vec<ResultRow>
                     a.embedding_files = vec![npy.clone()];
                     a.seed = seed;
                     a.quiet = true;
-                    a.ks = if method == Method::Knn && !cfg.k_sweep.is_empty() { Some(cfg.k_sweep.clone()) } else { Some(vec![cfg.k]) };
+                    // KNN: the table's k first (it makes the predictions), then the sweep;
+                    // MLP: no k (a k list would add a KNN baseline sweep to its report)
+                    a.ks = match method {
+                        Method::Knn => {
+                            let mut ks = vec![cfg.k];
+                            ks.extend(cfg.k_sweep.iter().copied().filter(|&k| k != cfg.k));
+                            Some(ks)
+                        }
+                        Method::Mlp => None,
+                    };
                     let r = run_classify(&a).with_context(|| format!("{repr}/{ab}/{clf} seed {seed}"))?;
                     let primary = r.results.iter().find(|x| x.primary).unwrap_or(&r.results[0]);
                     let mut s = primary.scores;
-                    if let Some(ks) = &r.k_sweep {
+                    if let Some(ks) = r.k_sweep.as_ref().filter(|_| method == Method::Knn) {
                         for row in &ks.rows {
                             sweep.entry(row.k).or_default().push(row.scores);
                             if row.k == cfg.k {
