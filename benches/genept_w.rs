@@ -61,14 +61,14 @@ fn main() -> anyhow::Result<()> {
         let mut row = Vec::with_capacity(nnz);
         for _ in 0..n {
             row.clear();
-            while row.len() < nnz {
-                // Zipf-like: low indices are expressed more often
+            // Zipf-like: low indices are expressed more often; draw, sort and dedup once
+            // (duplicates make the row a little shorter than `nnz`, as real cells vary)
+            for _ in 0..nnz {
                 let u: f64 = rng.gen();
-                let j = ((genes as f64) * u * u) as u32;
-                row.push(j.min(genes as u32 - 1));
-                row.sort_unstable();
-                row.dedup();
+                row.push((((genes as f64) * u * u) as u32).min(genes as u32 - 1));
             }
+            row.sort_unstable();
+            row.dedup();
             for &j in &row {
                 indices.push(j);
                 data.push(1.0 + (rng.gen::<f32>() * 4.0).exp().floor());
@@ -86,7 +86,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({
-            "cells": cells, "genes": genes, "nnz_per_cell": nnz, "dim": dim, "top_n": top, "chunk": chunk,
+            "cells": cells, "genes": genes, "nnz_per_cell_drawn": nnz, "dim": dim, "top_n": top, "chunk": chunk,
             "threads": rayon::current_num_threads(),
             "seconds_total": total, "seconds_generating": gen_secs, "seconds_genept_w": compute,
             "cells_per_s": cells as f64 / compute, "projected_seconds_1m_cells": 1e6 / (cells as f64 / compute),
