@@ -267,7 +267,7 @@ impl Scores {
         Self { accuracy: v[0], weighted_f1: v[1], macro_f1: v[2], cohen_kappa: v[3] }
     }
     /// Mean and sample standard deviation (ddof 1) over folds.
-    fn mean_sd(all: &[Scores]) -> (Scores, Scores) {
+    pub fn mean_sd(all: &[Scores]) -> (Scores, Scores) {
         let n = all.len() as f64;
         let mut mean = [0.0; 4];
         let mut sd = [0.0; 4];

@@ -85,19 +85,6 @@ pub struct ResultRow {
     pub sd: Scores,
 }
 
-fn mean_sd(v: &[Scores]) -> (Scores, Scores) {
-    let n = v.len() as f64;
-    let get = |s: &Scores, m: usize| [s.accuracy, s.weighted_f1, s.macro_f1, s.cohen_kappa][m];
-    let mut mean = [0.0; 4];
-    let mut sd = [0.0; 4];
-    for m in 0..4 {
-        mean[m] = v.iter().map(|s| get(s, m)).sum::<f64>() / n;
-        sd[m] = if v.len() < 2 { 0.0 } else { (v.iter().map(|s| (get(s, m) - mean[m]).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() };
-    }
-    let mk = |a: [f64; 4]| Scores { accuracy: a[0], weighted_f1: a[1], macro_f1: a[2], cohen_kappa: a[3] };
-    (mk(mean), mk(sd))
-}
-
 fn cached<F: FnOnce(&Path) -> Result<()>>(path: &Path, make: F) -> Result<PathBuf> {
     if !path.exists() {
         make(path)?;
@@ -247,7 +234,7 @@ pub fn run_experiment(config_path: &Path, quiet: bool) -> Result<(Vec<ResultRow>
                     per_seed.push(s);
                     runs.push(serde_json::json!({"model": model, "representation": repr, "ablation": ab, "classifier": clf, "seed": seed, "scores": s}));
                 }
-                let (mean, sd) = mean_sd(&per_seed);
+                let (mean, sd) = Scores::mean_sd(&per_seed);
                 let k = (method == Method::Knn).then_some(cfg.k);
                 rows.push(ResultRow { model: model.clone(), representation: repr.clone(), ablation: ab.clone(), classifier: clf.clone(), k, n_seeds: per_seed.len(), mean, sd });
                 if method == Method::Knn && sweep.len() > 1 {
@@ -255,7 +242,7 @@ pub fn run_experiment(config_path: &Path, quiet: bool) -> Result<(Vec<ResultRow>
                         if kk == cfg.k {
                             continue;
                         }
-                        let (mean, sd) = mean_sd(&v);
+                        let (mean, sd) = Scores::mean_sd(&v);
                         rows.push(ResultRow { model: model.clone(), representation: repr.clone(), ablation: ab.clone(), classifier: "knn".into(), k: Some(kk), n_seeds: v.len(), mean, sd });
                     }
                 }
@@ -274,7 +261,7 @@ pub fn run_experiment(config_path: &Path, quiet: bool) -> Result<(Vec<ResultRow>
             let r = run_classify(&a)?;
             per_seed.push(r.results.iter().find(|x| x.primary).unwrap_or(&r.results[0]).scores);
         }
-        let (mean, sd) = mean_sd(&per_seed);
+        let (mean, sd) = Scores::mean_sd(&per_seed);
         rows.push(ResultRow { model: "-".into(), representation: "counts (log1p CP10k)".into(), ablation: "none".into(), classifier: "knn".into(), k: Some(cfg.k), n_seeds: per_seed.len(), mean, sd });
     }
     rows.sort_by(|a, b| (&a.model, &a.representation, &a.ablation, &a.classifier, a.k).cmp(&(&b.model, &b.representation, &b.ablation, &b.classifier, b.k)));
