@@ -83,7 +83,7 @@ enum Command {
     Models,
     /// Write model.safetensors beside a pytorch_model.bin (zip or legacy format).
     Convert { dir: PathBuf },
-    /// Gene embeddings from NCBI summaries, gene-ID coverage, export.
+    /// Gene embeddings from NCBI summaries, gene-ID coverage, export and import.
     #[command(subcommand)]
     Genes(GenesCmd),
     /// Cell-type classification (cosine KNN or MLP) on embeddings or counts: report, plots, predictions in obs.
@@ -364,14 +364,31 @@ enum GenesCmd {
         #[arg(long)]
         orthologs: bool,
     },
-    /// Export a store as .npy (rows in STORE.genes.tsv order) or TSV (symbol + values).
+    /// Export a store as .npy (rows in STORE.genes.tsv order), TSV (symbol + values) or parquet
+    /// (sciLaMA-style: gene_id + embedding list<float32>).
     Export {
         #[arg(long)]
         store: PathBuf,
+        /// npy, tsv or parquet.
         #[arg(long, default_value = "npy")]
         format: String,
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Make a store from another tool's gene vectors: a GenePT pickle ({symbol: list or numpy
+    /// array}) or a sciLaMA-style parquet (gene_id + embedding list column, or one column per dim).
+    Import {
+        /// .pkl / .pickle or .parquet file.
+        file: PathBuf,
+        /// Store prefix: writes OUT.safetensors, OUT.genes.tsv, OUT.manifest.json.
+        #[arg(long)]
+        out: PathBuf,
+        /// pickle or parquet (default: from the file extension).
+        #[arg(long)]
+        format: Option<app::genes::ImportFormat>,
+        /// What made the vectors (e.g. "GenePT ada-002"), recorded in the manifest.
+        #[arg(long)]
+        source_name: Option<String>,
     },
 }
 
@@ -568,8 +585,24 @@ fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
             }
         }
         GenesCmd::Export { store, format, out } => {
-            app::genes::export(&store, &format, &out)?;
-            println!("wrote {}", out.display());
+            let r = app::genes::export(&store, &format, &out)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("wrote {} ({} genes × {}, {})", out.display(), r.n_genes, r.dim, r.format);
+            }
+        }
+        GenesCmd::Import { file, out, format, source_name } => {
+            let m = app::genes::run_genes_import(&app::genes::GenesImportArgs { input: file, out: out.clone(), format, source_name })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&m)?);
+            } else {
+                for f in app::genes::store_files(&out) {
+                    println!("wrote {}", f.display());
+                }
+                println!("genes      {} × {} (f32)", m.n_genes, m.dim);
+                println!("source     {} ({}; sha256 {}…)", m.source.path, m.source.layout, &m.source.sha256[..12]);
+            }
         }
     }
     Ok(())

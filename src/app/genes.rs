@@ -253,11 +253,22 @@ pub fn coverage_table(cov: &Coverage) -> String {
     s
 }
 
-/// `genes export`: npy (rows in store order; genes in STORE.genes.tsv) or TSV (symbol + values).
-pub fn export(store: &Path, format: &str, out: &Path) -> Result<()> {
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportReport {
+    pub output: PathBuf,
+    pub format: String,
+    pub n_genes: usize,
+    pub dim: usize,
+}
+
+/// `genes export`: npy (rows in store order; genes in STORE.genes.tsv), TSV (symbol + values) or
+/// sciLaMA-style parquet (`gene_id`, `embedding` list<float32>; the manifest in its metadata).
+pub fn export(store: &Path, format: &str, out: &Path) -> Result<ExportReport> {
     let g = GeneEmbeddings::load(store)?;
+    let report = ExportReport { output: out.to_path_buf(), format: format.to_string(), n_genes: g.len(), dim: g.dim };
     match format {
         "npy" => crate::io::write_npy_f32(out, &g.data, g.len(), g.dim),
+        "parquet" => crate::genes::import::write_parquet(out, &g, GeneEmbeddings::manifest(store)?.as_ref()),
         "tsv" => {
             let mut s = String::new();
             for (i, sym) in g.symbols.iter().enumerate() {
@@ -270,8 +281,110 @@ pub fn export(store: &Path, format: &str, out: &Path) -> Result<()> {
             }
             crate::io::atomic_write(out, s.as_bytes())
         }
-        _ => bail!("unknown export format `{format}`; use npy or tsv"),
+        _ => bail!("unknown export format `{format}`; use npy, tsv or parquet"),
+    }?;
+    Ok(report)
+}
+
+/// Format of a file given to `genes import`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImportFormat {
+    Pickle,
+    Parquet,
+}
+
+impl std::str::FromStr for ImportFormat {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "pickle" | "pkl" => Ok(Self::Pickle),
+            "parquet" => Ok(Self::Parquet),
+            _ => bail!("unknown import format `{s}`; use pickle or parquet"),
+        }
     }
+}
+
+impl ImportFormat {
+    /// From the extension: .pkl / .pickle, .parquet / .pq.
+    pub fn detect(path: &Path) -> Result<Self> {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        match ext.as_str() {
+            "pkl" | "pickle" => Ok(Self::Pickle),
+            "parquet" | "pq" => Ok(Self::Parquet),
+            _ => bail!(
+                "{}: cannot tell the format from the extension; name it .pkl/.pickle or .parquet, or pass --format pickle|parquet",
+                path.display()
+            ),
+        }
+    }
+}
+
+pub struct GenesImportArgs {
+    pub input: PathBuf,
+    /// Store prefix (OUT.safetensors, OUT.genes.tsv, OUT.manifest.json).
+    pub out: PathBuf,
+    /// None: from the extension.
+    pub format: Option<ImportFormat>,
+    /// What made the vectors (e.g. "GenePT ada-002"), for the manifest.
+    pub source_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportSource {
+    pub path: String,
+    pub sha256: String,
+    pub format: ImportFormat,
+    /// How the file held the vectors, e.g. `dict of numpy float32 array`.
+    pub layout: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GenesImportManifest {
+    pub tool: String,
+    pub command: String,
+    /// `{"id": "imported", "encoder": "unknown"}`: celltext did not make these vectors.
+    pub model: serde_json::Value,
+    pub source: ImportSource,
+    pub n_genes: usize,
+    pub dim: usize,
+    pub dtype: String,
+}
+
+/// `genes import`: vectors from another tool → a normal store (every file written atomically,
+/// the manifest last).
+pub fn run_genes_import(args: &GenesImportArgs) -> Result<GenesImportManifest> {
+    let format = match args.format {
+        Some(f) => f,
+        None => ImportFormat::detect(&args.input)?,
+    };
+    if !args.input.is_file() {
+        bail!("{}: no such file", args.input.display());
+    }
+    let vectors = match format {
+        ImportFormat::Pickle => crate::genes::import::load_pickle_vectors(&args.input)?,
+        ImportFormat::Parquet => crate::genes::import::load_parquet_vectors(&args.input)?,
+    };
+    let layout = vectors.layout.clone();
+    let store = crate::genes::import::to_store(vectors, &args.input)?;
+    let manifest = GenesImportManifest {
+        tool: TOOL_VERSION.into(),
+        command: "genes import".into(),
+        model: serde_json::json!({"id": "imported", "encoder": "unknown"}),
+        source: ImportSource {
+            path: args.input.display().to_string(),
+            sha256: crate::io::sha256_file(&args.input)?,
+            format,
+            layout,
+            name: args.source_name.clone(),
+        },
+        n_genes: store.len(),
+        dim: store.dim,
+        dtype: "f32".into(),
+    };
+    store.save(&store_prefix(&args.out), &serde_json::to_value(&manifest)?)?;
+    Ok(manifest)
 }
 
 pub fn store_files(prefix: &Path) -> Vec<PathBuf> {

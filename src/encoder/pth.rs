@@ -26,6 +26,12 @@
 //! Tensors keep their dtype: f32, f64, f16, bf16, i64, i32, i16 and u8 map to the candle dtype of
 //! the same name. Two torch dtypes have no candle counterpart and are converted: `torch.bool` → `U8`
 //! (0/1) and `torch.int8` → `I16` (sign-extended). Complex, quantized and sparse tensors are refused.
+//!
+//! # Vector dicts
+//!
+//! The same VM reads `{name: vector}` pickles (GenePT gene embeddings) through
+//! [`unpickle_vector_dict`], with a separate allow-list that admits only NumPy array
+//! reconstruction (see the `numpy` submodule) and no PyTorch global.
 
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -33,6 +39,9 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{Cursor, Read};
 use std::path::Path;
+
+mod numpy;
+pub use numpy::{unpickle_vector_dict, PickledVector, VectorKind};
 
 /// Which on-disk format a `.bin` file has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -178,9 +187,27 @@ enum Global {
     /// `torch.Tensor`, `torch._tensor.Tensor`, `torch.nn.parameter.Parameter`: inert class
     /// markers (the `new_type` of `_rebuild_from_type_v2`, or old-style `Parameter(data, ...)`).
     TensorClass,
+    /// NumPy array reconstruction (vector-dict pickles only).
+    Numpy(numpy::NpGlobal),
 }
 
-fn resolve_global(module: &str, name: &str) -> Option<Global> {
+/// Which allow-list a pickle is read under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Allow {
+    /// PyTorch checkpoints: tensor-rebuild globals only.
+    Torch,
+    /// `{name: vector}` dicts: NumPy array globals only.
+    Vectors,
+}
+
+fn resolve_global(module: &str, name: &str, allow: Allow) -> Option<Global> {
+    match allow {
+        Allow::Torch => resolve_torch_global(module, name),
+        Allow::Vectors => numpy::resolve_global(module, name),
+    }
+}
+
+fn resolve_torch_global(module: &str, name: &str) -> Option<Global> {
     Some(match (module, name) {
         ("collections", "OrderedDict") => Global::OrderedDict,
         ("torch._utils", "_rebuild_tensor_v2") => Global::RebuildTensorV2,
@@ -199,13 +226,22 @@ fn resolve_global(module: &str, name: &str) -> Option<Global> {
     })
 }
 
-fn refuse_global(module: &str, name: &str) -> anyhow::Error {
-    anyhow!(
-        "refusing to unpickle global '{}.{}': only PyTorch tensor-rebuild globals are allowed \
-         (the checkpoint may be malicious; convert it with a trusted tool)",
-        printable(module),
-        printable(name)
-    )
+fn refuse_global(module: &str, name: &str, allow: Allow) -> anyhow::Error {
+    match allow {
+        Allow::Torch => anyhow!(
+            "refusing to unpickle global '{}.{}': only PyTorch tensor-rebuild globals are allowed \
+             (the checkpoint may be malicious; convert it with a trusted tool)",
+            printable(module),
+            printable(name)
+        ),
+        Allow::Vectors => anyhow!(
+            "refusing to unpickle global '{}.{}': only a dict of lists of floats or of NumPy float \
+             arrays is allowed (the file may be malicious; re-save it with a trusted tool as a dict \
+             of lists, or as parquet)",
+            printable(module),
+            printable(name)
+        ),
+    }
 }
 
 /// Shorten and escape a file-provided string for an error message.
@@ -254,8 +290,9 @@ enum Obj {
     None,
     Bool(bool),
     Int(i128),
-    /// Floats are never needed by the loader; only their presence is recorded.
-    Float,
+    Float(f64),
+    /// A list holding only floats, kept unboxed (vector-dict pickles only; see `unbox_floats`).
+    Floats(Vec<f64>),
     Str(String),
     Bytes(Vec<u8>),
     Tuple(Vec<Id>),
@@ -264,6 +301,8 @@ enum Obj {
     Global(Global),
     Storage(StorageRef),
     Tensor(TensorRef),
+    NpDtype(numpy::NpDtype),
+    NpArray(Box<numpy::NpArray>),
 }
 
 impl Obj {
@@ -272,7 +311,8 @@ impl Obj {
             Obj::None => "None",
             Obj::Bool(_) => "bool",
             Obj::Int(_) => "int",
-            Obj::Float => "float",
+            Obj::Float(_) => "float",
+            Obj::Floats(_) => "list",
             Obj::Str(_) => "str",
             Obj::Bytes(_) => "bytes",
             Obj::Tuple(_) => "tuple",
@@ -281,6 +321,8 @@ impl Obj {
             Obj::Global(_) => "global",
             Obj::Storage(_) => "storage",
             Obj::Tensor(_) => "tensor",
+            Obj::NpDtype(_) => "numpy dtype",
+            Obj::NpArray(_) => "numpy array",
         }
     }
 }
@@ -319,10 +361,26 @@ struct Unpickler<'a> {
     persistent: bool,
     /// Work done so far, see `charge`.
     units: usize,
+    /// Cap on `units`.
+    max_units: usize,
+    allow: Allow,
+    /// One past the highest object id ever memoized (objects from here on are not in the memo).
+    memo_floor: usize,
 }
 
-/// Unpickle one pickle starting at `start` of `data`.
+/// Unpickle one PyTorch pickle starting at `start` of `data`.
 fn unpickle(data: &[u8], start: usize, what: &str, persistent: bool) -> Result<Pickle> {
+    unpickle_as(data, start, what, persistent, Allow::Torch, MAX_UNITS)
+}
+
+fn unpickle_as(
+    data: &[u8],
+    start: usize,
+    what: &str,
+    persistent: bool,
+    allow: Allow,
+    max_units: usize,
+) -> Result<Pickle> {
     let mut u = Unpickler {
         data,
         pos: start,
@@ -333,6 +391,9 @@ fn unpickle(data: &[u8], start: usize, what: &str, persistent: bool) -> Result<P
         memo: HashMap::new(),
         persistent,
         units: 0,
+        max_units,
+        allow,
+        memo_floor: 0,
     };
     let root = u.run()?;
     Ok(Pickle {
@@ -413,9 +474,10 @@ impl<'a> Unpickler<'a> {
     /// memory and time stay bounded whatever the pickle says.
     fn charge(&mut self, n: usize) -> Result<()> {
         self.units = self.units.saturating_add(n);
-        if self.units > MAX_UNITS {
+        if self.units > self.max_units {
             bail!(
-                "pickle too large: more than {MAX_UNITS} objects (corrupt or hostile checkpoint) [{}, byte {}]",
+                "pickle too large: more than {} objects (corrupt or hostile checkpoint) [{}, byte {}]",
+                self.max_units,
                 self.what,
                 self.pos
             );
@@ -494,16 +556,17 @@ impl<'a> Unpickler<'a> {
         let top = self.top(op_pos)?;
         self.charge(1)?;
         self.memo.insert(idx, top);
+        self.memo_floor = self.memo_floor.max(top + 1);
         Ok(())
     }
 
     fn global(&mut self, op_pos: usize, module: &str, name: &str) -> Result<()> {
-        match resolve_global(module, name) {
+        match resolve_global(module, name, self.allow) {
             Some(g) => {
                 self.push(Obj::Global(g))?;
                 Ok(())
             }
-            None => Err(self.err(op_pos, refuse_global(module, name))),
+            None => Err(self.err(op_pos, refuse_global(module, name, self.allow))),
         }
     }
 
@@ -591,8 +654,8 @@ impl<'a> Unpickler<'a> {
                 }
                 // BINFLOAT (big-endian)
                 b'G' => {
-                    self.take(8)?;
-                    self.push(Obj::Float)?;
+                    let v = f64::from_be_bytes(self.arr()?);
+                    self.push(Obj::Float(v))?;
                 }
                 // BINUNICODE, SHORT_BINUNICODE, BINUNICODE8
                 b'X' | 0x8c | 0x8d => {
@@ -640,11 +703,10 @@ impl<'a> Unpickler<'a> {
                     let o = match (op, s) {
                         (b'I', "01") => Obj::Bool(true),
                         (b'I', "00") => Obj::Bool(false),
-                        (b'F', s) => {
+                        (b'F', s) => Obj::Float(
                             s.parse::<f64>()
-                                .map_err(|_| self.err(p, "corrupt pickle: bad float"))?;
-                            Obj::Float
-                        }
+                                .map_err(|_| self.err(p, "corrupt pickle: bad float"))?,
+                        ),
                         (_, s) => {
                             Obj::Int(s.trim_end_matches('L').parse::<i128>().map_err(|_| {
                                 self.err(p, "corrupt pickle: bad or oversized integer")
@@ -676,26 +738,12 @@ impl<'a> Unpickler<'a> {
                 // APPEND
                 b'a' => {
                     let v = self.pop(p)?;
-                    let l = self.top(p)?;
-                    match &mut self.objs[l] {
-                        Obj::List(items) => items.push(v),
-                        o => {
-                            let k = o.kind();
-                            return Err(self.err(p, format!("corrupt pickle: APPEND to a {k}")));
-                        }
-                    }
+                    self.list_extend(p, "APPEND", vec![v])?;
                 }
                 // APPENDS, ADDITEMS
                 b'e' | 0x90 => {
                     let vs = self.pop_mark(p)?;
-                    let l = self.top(p)?;
-                    match &mut self.objs[l] {
-                        Obj::List(items) => items.extend(vs),
-                        o => {
-                            let k = o.kind();
-                            return Err(self.err(p, format!("corrupt pickle: APPENDS to a {k}")));
-                        }
-                    }
+                    self.list_extend(p, "APPENDS", vs)?;
                 }
                 // EMPTY_DICT, DICT
                 b'}' => self.push(Obj::Dict(Vec::new()))?,
@@ -755,8 +803,8 @@ impl<'a> Unpickler<'a> {
                     let module = String::from_utf8_lossy(self.line()?).into_owned();
                     let name = String::from_utf8_lossy(self.line()?).into_owned();
                     if op == b'i' {
-                        if resolve_global(&module, &name).is_none() {
-                            return Err(self.err(p, refuse_global(&module, &name)));
+                        if resolve_global(&module, &name, self.allow).is_none() {
+                            return Err(self.err(p, refuse_global(&module, &name, self.allow)));
                         }
                         return Err(self.err(p, "unsupported pickle opcode INST"));
                     }
@@ -800,13 +848,14 @@ impl<'a> Unpickler<'a> {
                     let r = self.call(p, cls, args)?;
                     self.push_id(r)?;
                 }
-                // BUILD: only the OrderedDict `_metadata` attribute (and tensor state) is expected;
-                // it is accepted and ignored.
+                // BUILD: the OrderedDict `_metadata` attribute and tensor state are accepted and
+                // ignored; NumPy arrays and dtypes take their state (vector dicts only).
                 b'b' => {
-                    let _state = self.pop(p)?;
+                    let state = self.pop(p)?;
                     let target = self.top(p)?;
                     match &self.objs[target] {
                         Obj::Dict(_) | Obj::Tensor(_) => {}
+                        Obj::NpArray(_) | Obj::NpDtype(_) => self.build_numpy(p, target, state)?,
                         o => {
                             let k = o.kind();
                             return Err(self.err(p, format!("unsupported pickle: BUILD on a {k}")));
@@ -844,6 +893,72 @@ impl<'a> Unpickler<'a> {
             .ok()
             .and_then(|s| s.trim().parse::<u64>().ok())
             .ok_or_else(|| self.err(p, "corrupt pickle: bad memo index"))
+    }
+
+    /// APPEND / APPENDS `vs` to the list on top of the stack.
+    fn list_extend(&mut self, p: usize, op: &str, vs: Vec<Id>) -> Result<()> {
+        let l = self.top(p)?;
+        if self.allow == Allow::Vectors && self.unbox_floats(l, &vs) {
+            return Ok(());
+        }
+        if let Obj::Floats(f) = &mut self.objs[l] {
+            // something other than a float joins an unboxed list: box it back
+            let f = std::mem::take(f);
+            let mut ids = Vec::with_capacity(f.len());
+            for x in f {
+                ids.push(self.alloc(Obj::Float(x))?);
+            }
+            self.objs[l] = Obj::List(ids);
+        }
+        match &mut self.objs[l] {
+            Obj::List(items) => {
+                items.extend(vs);
+                Ok(())
+            }
+            o => {
+                let k = o.kind();
+                Err(self.err(p, format!("corrupt pickle: {op} to a {k}")))
+            }
+        }
+    }
+
+    /// Keep floats appended to an empty or all-float list unboxed (8 bytes each rather than an
+    /// arena object) and give back their arena slots and work units when nothing else can refer
+    /// to them, so a GenePT pickle (tens of millions of floats) stays small. Returns whether the
+    /// items were taken.
+    fn unbox_floats(&mut self, l: Id, vs: &[Id]) -> bool {
+        let target_ok = match &self.objs[l] {
+            Obj::List(items) => items.is_empty(),
+            Obj::Floats(_) => true,
+            _ => false,
+        };
+        if !target_ok || vs.is_empty() {
+            return false;
+        }
+        let mut vals = Vec::with_capacity(vs.len());
+        for &v in vs {
+            match self.objs[v] {
+                Obj::Float(x) => vals.push(x),
+                _ => return false,
+            }
+        }
+        match &mut self.objs[l] {
+            Obj::Floats(f) => f.extend(vals),
+            o => *o = Obj::Floats(vals),
+        }
+        // The items were just popped off the stack. An object gets into a container only by being
+        // popped, and back onto the stack only through DUP (which would repeat an id here) or the
+        // memo; so if they are the newest objects, distinct, in order and never memoized (CPython
+        // does not memoize floats), nothing refers to them any more.
+        if let Some(start) = self.objs.len().checked_sub(vs.len()) {
+            let tail = vs.iter().enumerate().all(|(i, &id)| id == start + i);
+            if tail && start >= self.memo_floor && l < start {
+                self.objs.truncate(start);
+                // one unit for the object, one for its stack push
+                self.units = self.units.saturating_sub(2 * vs.len());
+            }
+        }
+        true
     }
 
     fn pairs(&self, p: usize, items: Vec<Id>) -> Result<Vec<(Id, Id)>> {
@@ -984,6 +1099,7 @@ impl<'a> Unpickler<'a> {
                 p,
                 "unsupported checkpoint: storage constructed inline (not as a persistent id)",
             )),
+            Global::Numpy(g) => self.call_numpy(p, g, args),
         }
     }
 

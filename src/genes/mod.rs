@@ -1,6 +1,7 @@
-//! Summaries corpus, gene-ID mapping and the gene-embedding store.
+//! Summaries corpus, gene-ID mapping, the gene-embedding store and its import/export.
 
 pub mod corpus;
+pub mod import;
 pub mod resolver;
 pub mod store;
 
