@@ -60,7 +60,7 @@ fn peak_rss_mib() -> f64 {
 }
 
 /// Sustained f32 GEMM rate through the encoder's own linear-layer kernel (`encoder::sgemm`,
-/// the path every projection takes), best of 5 at an [m, k]·[k, n] shape; default 4096·1024·1024.
+/// the path every projection takes), best of 5 at an [m, k]·[k, n] shape (2048³ for the table).
 fn gemm_gflops(m: usize, k: usize, n: usize) -> f64 {
     use celltext::encoder::sgemm::{linear, Act, PackedWeights};
     let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
@@ -170,11 +170,12 @@ fn main() -> Result<()> {
     }
     let cfg = &enc.model.config;
     let (h, i, l) = (cfg.hidden_size as f64, cfg.intermediate_size as f64, cfg.num_hidden_layers as f64);
+    // useful model FLOPs: real tokens only (the CPU path computes no padding); 2·params per
+    // token for the projections plus 4·len·hidden per token per layer for QKᵀ and PV
     let mut flops = 0f64;
-    for b in &batches {
-        let seq = b.iter().map(|&k| lengths[k]).max().unwrap_or(0) as f64;
-        let tokens = seq * b.len() as f64;
-        flops += tokens * l * (2.0 * (4.0 * h * h + 2.0 * h * i) + 4.0 * seq * h);
+    for &len in &lengths {
+        let len = len as f64;
+        flops += len * l * (2.0 * (4.0 * h * h + 2.0 * h * i) + 4.0 * len * h);
     }
     let _ = enc.embed_texts(&refs[..refs.len().min(64)], o.batch_tokens, None)?; // warm-up
     let mut secs = vec![];
@@ -186,15 +187,16 @@ fn main() -> Result<()> {
     }
     secs.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let med = secs[secs.len() / 2];
-    let gemm = if o.gemm { Some(gemm_gflops(4096, 1024, 1024)) } else { None };
+    let gemm = if o.gemm { Some(gemm_gflops(2048, 2048, 2048)) } else { None };
     let model_gflops = flops / med / 1e9;
     let row = serde_json::json!({
         "impl": "celltext", "workload": o.workload, "texts": texts.len(), "batches": batches.len(),
         "threads": rayon::current_num_threads(), "seconds": med, "runs": secs,
         "tokens": padding.real_tokens, "tokens_per_s": padding.real_tokens as f64 / med,
-        "seqs_per_s": texts.len() as f64 / med, "padding_fraction": padding.padding_fraction(),
+        "seqs_per_s": texts.len() as f64 / med, "padding_fraction": enc.processed_padding(padding.clone()).padding_fraction(),
+        "batch_plan_padding_fraction": padding.padding_fraction(),
         "peak_rss_mib": peak_rss_mib(), "model_gflops": model_gflops, "gemm_gflops": gemm,
-        "fraction_of_gemm_peak": gemm.map(|g| model_gflops / g),
+        "fraction_of_gemm_peak": gemm.map(|g| model_gflops / g), "gemm_kernel": celltext::encoder::sgemm::kernel_name(),
     });
     if o.json {
         println!("{row}");
