@@ -24,11 +24,12 @@ struct Opts {
     batch_tokens: usize,
     plan_out: Option<PathBuf>,
     gemm: bool,
+    gemm_shapes: bool,
     json: bool,
 }
 
 fn parse() -> Result<Opts> {
-    let mut o = Opts { workload: "minilm".into(), model: None, texts: None, n: 1000, repeats: 3, batch_tokens: 8192, plan_out: None, gemm: false, json: false };
+    let mut o = Opts { workload: "minilm".into(), model: None, texts: None, n: 1000, repeats: 3, batch_tokens: 8192, plan_out: None, gemm: false, gemm_shapes: false, json: false };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().with_context(|| format!("{a} needs a value"));
@@ -41,6 +42,7 @@ fn parse() -> Result<Opts> {
             "--batch-tokens" => o.batch_tokens = val()?.parse()?,
             "--plan-out" => o.plan_out = Some(val()?.into()),
             "--gemm" => o.gemm = true,
+            "--gemm-shapes" => o.gemm_shapes = true,
             "--json" => o.json = true,
             "--bench" => {}
             other => anyhow::bail!("unknown option {other}"),
@@ -57,20 +59,23 @@ fn peak_rss_mib() -> f64 {
         / 1024.0
 }
 
-/// Sustained f32 GEMM rate through candle's CPU matmul (the kernel path the encoder uses).
-fn gemm_gflops() -> Result<f64> {
-    let n = 1536;
-    let a = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
-    let b = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu)?;
-    let _ = a.matmul(&b)?;
+/// Sustained f32 GEMM rate through the encoder's own linear-layer kernel (`encoder::sgemm`,
+/// the path every projection takes), best of 5 at an [m, k]·[k, n] shape (2048³ for the table).
+fn gemm_gflops(m: usize, k: usize, n: usize) -> f64 {
+    use celltext::encoder::sgemm::{linear, Act, PackedWeights};
+    let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
+    let w: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 1000) as f32 * 1e-3 - 0.5).collect();
+    let b = vec![0f32; n];
+    let pw = PackedWeights::pack(&w, k, n);
+    let mut out = vec![0f32; m * n];
+    linear(&x, m, &pw, &b, None, Act::None, &mut out);
     let mut best = f64::MAX;
     for _ in 0..5 {
         let t = Instant::now();
-        let c = a.matmul(&b)?;
-        let _ = c.sum_all()?.to_scalar::<f32>()?;
+        linear(&x, m, &pw, &b, None, Act::None, &mut out);
         best = best.min(t.elapsed().as_secs_f64());
     }
-    Ok(2.0 * (n * n * n) as f64 / best / 1e9)
+    2.0 * (m * k * n) as f64 / best / 1e9
 }
 
 /// A BERT checkpoint with seeded random weights (safetensors) and a vocab.txt cut to `vocab`.
@@ -116,6 +121,13 @@ fn synthetic_model(dir: &Path, layers: usize, hidden: usize, heads: usize, inter
 
 fn main() -> Result<()> {
     let o = parse()?;
+    if o.gemm_shapes {
+        // the linear-layer shapes of the three workloads at an 8192-token batch
+        for (m, k, n) in [(8192, 384, 1152), (8192, 384, 384), (8192, 384, 1536), (8192, 1536, 384), (8192, 768, 2304), (8192, 768, 3072), (8192, 3072, 768), (8192, 1024, 4096), (4096, 1024, 1024)] {
+            println!("{m}x{k}x{n}\t{:.1} GFLOP/s\t{}", gemm_gflops(m, k, n), celltext::encoder::sgemm::kernel_name());
+        }
+        return Ok(());
+    }
     let minilm = resolve::resolve("minilm", true).context("MiniLM weights: run scripts/fetch_minilm.sh")?;
     let tmp = std::env::temp_dir().join("celltext-bench-models");
     let (model_dir, default_texts): (PathBuf, &str) = match o.workload.as_str() {
@@ -158,11 +170,12 @@ fn main() -> Result<()> {
     }
     let cfg = &enc.model.config;
     let (h, i, l) = (cfg.hidden_size as f64, cfg.intermediate_size as f64, cfg.num_hidden_layers as f64);
+    // useful model FLOPs: real tokens only (the CPU path computes no padding); 2·params per
+    // token for the projections plus 4·len·hidden per token per layer for QKᵀ and PV
     let mut flops = 0f64;
-    for b in &batches {
-        let seq = b.iter().map(|&k| lengths[k]).max().unwrap_or(0) as f64;
-        let tokens = seq * b.len() as f64;
-        flops += tokens * l * (2.0 * (4.0 * h * h + 2.0 * h * i) + 4.0 * seq * h);
+    for &len in &lengths {
+        let len = len as f64;
+        flops += len * l * (2.0 * (4.0 * h * h + 2.0 * h * i) + 4.0 * len * h);
     }
     let _ = enc.embed_texts(&refs[..refs.len().min(64)], o.batch_tokens, None)?; // warm-up
     let mut secs = vec![];
@@ -174,15 +187,16 @@ fn main() -> Result<()> {
     }
     secs.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let med = secs[secs.len() / 2];
-    let gemm = if o.gemm { Some(gemm_gflops()?) } else { None };
+    let gemm = if o.gemm { Some(gemm_gflops(2048, 2048, 2048)) } else { None };
     let model_gflops = flops / med / 1e9;
     let row = serde_json::json!({
         "impl": "celltext", "workload": o.workload, "texts": texts.len(), "batches": batches.len(),
         "threads": rayon::current_num_threads(), "seconds": med, "runs": secs,
         "tokens": padding.real_tokens, "tokens_per_s": padding.real_tokens as f64 / med,
-        "seqs_per_s": texts.len() as f64 / med, "padding_fraction": padding.padding_fraction(),
+        "seqs_per_s": texts.len() as f64 / med, "padding_fraction": enc.processed_padding(padding.clone()).padding_fraction(),
+        "batch_plan_padding_fraction": padding.padding_fraction(),
         "peak_rss_mib": peak_rss_mib(), "model_gflops": model_gflops, "gemm_gflops": gemm,
-        "fraction_of_gemm_peak": gemm.map(|g| model_gflops / g),
+        "fraction_of_gemm_peak": gemm.map(|g| model_gflops / g), "gemm_kernel": celltext::encoder::sgemm::kernel_name(),
     });
     if o.json {
         println!("{row}");

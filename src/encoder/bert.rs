@@ -6,6 +6,8 @@ use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 
 use super::config::{Activation, BertConfig};
+use super::cpu_bert::{CpuBert, CpuLayer, Dense, Norm};
+use super::sgemm::PackedWeights;
 use super::weights::WeightFiles;
 
 struct Linear {
@@ -59,12 +61,23 @@ struct Layer {
     ln_out: LayerNorm,
 }
 
-pub struct BertModel {
+/// Tensor (candle) model for GPU / half precision, with padded batches.
+struct TensorBert {
     word: Tensor,
     position: Tensor,
     token_type0: Tensor,
     ln_emb: LayerNorm,
     layers: Vec<Layer>,
+}
+
+enum Imp {
+    Tensors(TensorBert),
+    /// CPU f32: packed weights, padding-free forward (`cpu_bert`).
+    Cpu(CpuBert),
+}
+
+pub struct BertModel {
+    imp: Imp,
     act: Activation,
     pub config: BertConfig,
     pub device: Device,
@@ -102,12 +115,13 @@ impl BertModel {
                 ln_out: LayerNorm::load(wf, &format!("{p}.output.LayerNorm"), h, eps, dev, dt)?,
             });
         }
+        let imp = if device.is_cpu() && dtype == DType::F32 {
+            Imp::Cpu(to_cpu_bert(config, word, position, token_type0, ln_emb, layers)?)
+        } else {
+            Imp::Tensors(TensorBert { word, position, token_type0, ln_emb, layers })
+        };
         Ok(Self {
-            word,
-            position,
-            token_type0,
-            ln_emb,
-            layers,
+            imp,
             act: config.activation()?,
             config: config.clone(),
             device: device.clone(),
@@ -122,16 +136,17 @@ impl BertModel {
         let nh = self.config.num_attention_heads;
         let hd = self.config.head_dim();
         anyhow::ensure!(ids.len() == batch * seq && lens.len() == batch, "internal: batch shape mismatch");
+        let Imp::Tensors(m) = &self.imp else { anyhow::bail!("internal: padded forward on the packed CPU model") };
         anyhow::ensure!(
             seq <= self.config.max_position_embeddings,
             "sequence of {seq} tokens exceeds max_position_embeddings {}",
             self.config.max_position_embeddings
         );
         let ids_t = Tensor::from_slice(ids, (batch * seq,), &self.device)?;
-        let emb = self.word.index_select(&ids_t, 0)?.reshape((batch, seq, h))?;
-        let pos = self.position.narrow(0, 0, seq)?;
-        let emb = emb.broadcast_add(&pos)?.broadcast_add(&self.token_type0)?;
-        let mut x = self.ln_emb.forward(&emb)?.reshape((batch * seq, h))?;
+        let emb = m.word.index_select(&ids_t, 0)?.reshape((batch, seq, h))?;
+        let pos = m.position.narrow(0, 0, seq)?;
+        let emb = emb.broadcast_add(&pos)?.broadcast_add(&m.token_type0)?;
+        let mut x = m.ln_emb.forward(&emb)?.reshape((batch * seq, h))?;
 
         // Mask bias built in f32 (0 for tokens, −inf for padding) and only then cast: building
         // it as (1−mask)·f32::MIN in the model dtype overflows to NaN in f16/bf16.
@@ -144,7 +159,7 @@ impl BertModel {
         let bias = Tensor::from_vec(bias, (batch, 1, 1, seq), &self.device)?.to_dtype(self.dtype)?;
         let scale = 1.0 / (hd as f64).sqrt();
 
-        for layer in &self.layers {
+        for layer in &m.layers {
             let qkv = layer.qkv.forward(&x)?.reshape((batch, seq, 3, nh, hd))?;
             let q = (qkv.narrow(2, 0, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()? * scale)?;
             let k = qkv.narrow(2, 1, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;
@@ -163,54 +178,16 @@ impl BertModel {
 
     /// Whether the padding-free path applies (CPU, f32).
     pub fn can_pack(&self) -> bool {
-        self.device.is_cpu() && self.dtype == DType::F32
+        matches!(self.imp, Imp::Cpu(_))
     }
 
-    /// Token states [T, hidden] for the sequences `seqs` packed back to back (T = Σ lengths),
-    /// with padding-free attention (see `packed`). CPU f32 only.
-    pub fn forward_packed(&self, seqs: &[&[u32]]) -> Result<Tensor> {
-        let h = self.config.hidden_size;
-        let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
-        let t: usize = lens.iter().sum();
-        let max = lens.iter().copied().max().unwrap_or(0);
-        anyhow::ensure!(
-            max <= self.config.max_position_embeddings,
-            "sequence of {max} tokens exceeds max_position_embeddings {}",
-            self.config.max_position_embeddings
-        );
-        let mut ids = Vec::with_capacity(t);
-        let mut pos = Vec::with_capacity(t);
-        for s in seqs {
-            ids.extend_from_slice(s);
-            pos.extend(0..s.len() as u32);
+    /// Token states [T, hidden] (row-major) for the sequences `seqs` packed back to back
+    /// (T = Σ lengths), with padding-free attention (see `cpu_bert`). CPU f32 only.
+    pub fn forward_packed(&self, seqs: &[&[u32]]) -> Result<Vec<f32>> {
+        match &self.imp {
+            Imp::Cpu(m) => m.forward(seqs),
+            Imp::Tensors(_) => anyhow::bail!("internal: packed forward needs the CPU f32 model"),
         }
-        let ids_t = Tensor::from_vec(ids, (t,), &self.device)?;
-        let pos_t = Tensor::from_vec(pos, (t,), &self.device)?;
-        let emb = (self.word.index_select(&ids_t, 0)? + self.position.index_select(&pos_t, 0)?)?
-            .broadcast_add(&self.token_type0)?;
-        let mut x = self.ln_emb.forward(&emb)?;
-        use super::cpu_kernels::{gelu_erf_inplace, linear};
-        for layer in &self.layers {
-            let qkv = linear(&x, &layer.qkv.w, &layer.qkv.b, None)?;
-            let ctx = super::packed::packed_attention(
-                &qkv,
-                &lens,
-                self.config.num_attention_heads,
-                self.config.head_dim(),
-            )?;
-            drop(qkv);
-            let attn = linear(&ctx, &layer.attn_out.w, &layer.attn_out.b, Some(&x))?;
-            x = layer.ln_attn.forward(&attn)?;
-            let inter = linear(&x, &layer.inter.w, &layer.inter.b, None)?;
-            let inter = match self.act {
-                Activation::Gelu => gelu_erf_inplace(inter)?,
-                _ => self.activate(&inter)?,
-            };
-            let out = linear(&inter, &layer.out.w, &layer.out.b, Some(&x))?;
-            x = layer.ln_out.forward(&out)?;
-        }
-        debug_assert_eq!(x.dims(), &[t, h]);
-        Ok(x)
     }
 
     fn activate(&self, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -225,6 +202,28 @@ impl BertModel {
     pub fn hidden_size(&self) -> usize {
         self.config.hidden_size
     }
+}
+
+/// Re-lay the loaded tensors for the CPU path: weights packed for `sgemm`, tensors dropped.
+fn to_cpu_bert(config: &BertConfig, word: Tensor, position: Tensor, token_type0: Tensor, ln_emb: LayerNorm, layers: Vec<Layer>) -> Result<CpuBert> {
+    let flat = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
+    let dense = |l: Linear| -> Result<Dense> {
+        let (k, n) = l.w.dims2()?;
+        Ok(Dense { w: PackedWeights::pack(&flat(&l.w)?, k, n), b: flat(&l.b)? })
+    };
+    let norm = |n: LayerNorm| -> Result<Norm> { Ok(Norm { w: flat(&n.w)?, b: flat(&n.b)?, eps: n.eps }) };
+    let mut cpu_layers = Vec::with_capacity(layers.len());
+    for l in layers {
+        cpu_layers.push(CpuLayer {
+            qkv: dense(l.qkv)?,
+            attn_out: dense(l.attn_out)?,
+            ln_attn: norm(l.ln_attn)?,
+            inter: dense(l.inter)?,
+            out: dense(l.out)?,
+            ln_out: norm(l.ln_out)?,
+        });
+    }
+    CpuBert::new(config, [flat(&word)?, flat(&position)?, flat(&token_type0)?], norm(ln_emb)?, cpu_layers)
 }
 
 /// Right-pad token id lists into one [batch, seq] buffer with the model's pad id.

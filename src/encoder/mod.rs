@@ -4,6 +4,7 @@ pub mod batch;
 pub mod bert;
 pub mod card;
 pub mod config;
+pub mod cpu_bert;
 pub mod cpu_kernels;
 pub mod input;
 pub mod job;
@@ -11,6 +12,7 @@ pub mod packed;
 pub mod pooling;
 pub mod pth;
 pub mod resolve;
+pub mod sgemm;
 pub mod tokenizer;
 pub mod weights;
 
@@ -203,9 +205,8 @@ impl Encoder {
 
     /// CPU f32: padding-free forward, then pooling per sequence on the packed states.
     fn embed_packed(&self, batch: &[&[u32]]) -> Result<Vec<f32>> {
-        let x = self.model.forward_packed(batch)?;
+        let flat = self.model.forward_packed(batch)?;
         let d = self.dim();
-        let flat: Vec<f32> = x.flatten_all()?.to_vec1()?;
         let mut out = vec![0f32; batch.len() * d];
         let mut off = 0;
         for (b, s) in batch.iter().enumerate() {

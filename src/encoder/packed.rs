@@ -6,24 +6,19 @@
 //! their time in per-call overhead.
 
 use anyhow::{bail, Result};
-use candle_core::{Device, Storage, Tensor};
 use rayon::prelude::*;
 
 /// ctx [T, H] from packed qkv [T, 3H] (q | k | v, heads contiguous within each), `lens` summing to T.
-pub fn packed_attention(qkv: &Tensor, lens: &[usize], heads: usize, head_dim: usize) -> Result<Tensor> {
-    let qkv = qkv.contiguous()?;
-    let (t, three_h) = qkv.dims2()?;
+pub fn packed_attention(data: &[f32], lens: &[usize], heads: usize, head_dim: usize, out: &mut [f32]) -> Result<()> {
     let h = heads * head_dim;
-    if three_h != 3 * h || lens.iter().sum::<usize>() != t {
+    let three_h = 3 * h;
+    let t: usize = lens.iter().sum();
+    if data.len() != t * three_h || out.len() != t * h {
         bail!("internal: packed attention shape mismatch");
     }
-    let (storage, layout) = qkv.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else { bail!("packed attention runs on the CPU") };
-    let data = &cpu.as_slice::<f32>()?[layout.start_offset()..layout.start_offset() + t * three_h];
-    let mut out = vec![0f32; t * h];
     // split the output into one contiguous block of rows per sequence
     let mut blocks: Vec<(usize, usize, &mut [f32])> = Vec::with_capacity(lens.len());
-    let mut rest = out.as_mut_slice();
+    let mut rest = out;
     let mut off = 0;
     for &l in lens {
         let (a, b) = rest.split_at_mut(l * h);
@@ -52,16 +47,7 @@ pub fn packed_attention(qkv: &Tensor, lens: &[usize], heads: usize, head_dim: us
                 );
             }
             for row in scores.chunks_exact_mut(l) {
-                let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut s = 0f32;
-                for x in row.iter_mut() {
-                    *x = (*x - m).exp();
-                    s += *x;
-                }
-                let inv = 1.0 / s;
-                for x in row.iter_mut() {
-                    *x *= inv;
-                }
+                super::cpu_kernels::softmax_inplace(row);
             }
             unsafe {
                 // ctx[i, hd·d + c] = Σ_j p[i, j] · v[j, c]
@@ -75,5 +61,5 @@ pub fn packed_attention(qkv: &Tensor, lens: &[usize], heads: usize, head_dim: us
             }
         }
     });
-    Ok(Tensor::from_vec(out, (t, h), &Device::Cpu)?)
+    Ok(())
 }
