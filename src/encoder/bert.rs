@@ -100,23 +100,32 @@ impl BertModel {
             Tensor::zeros((1, h), dt, dev)?
         };
         let ln_emb = LayerNorm::load(wf, "embeddings.LayerNorm", h, eps, dev, dt)?;
+        // CPU f32: each layer is packed as soon as it is read and its tensors dropped, so a large
+        // checkpoint is never resident twice (Ember-sized: 2.8 GiB → weights + workspace)
+        let cpu = device.is_cpu() && dtype == DType::F32;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        let mut cpu_layers = Vec::with_capacity(config.num_hidden_layers);
         for l in 0..config.num_hidden_layers {
             let p = format!("encoder.layer.{l}");
             let q = Linear::load(wf, &format!("{p}.attention.self.query"), h, h, dev, dt)?;
             let k = Linear::load(wf, &format!("{p}.attention.self.key"), h, h, dev, dt)?;
             let v = Linear::load(wf, &format!("{p}.attention.self.value"), h, h, dev, dt)?;
-            layers.push(Layer {
+            let layer = Layer {
                 qkv: Linear::fuse(&[q, k, v])?,
                 attn_out: Linear::load(wf, &format!("{p}.attention.output.dense"), h, h, dev, dt)?,
                 ln_attn: LayerNorm::load(wf, &format!("{p}.attention.output.LayerNorm"), h, eps, dev, dt)?,
                 inter: Linear::load(wf, &format!("{p}.intermediate.dense"), h, i, dev, dt)?,
                 out: Linear::load(wf, &format!("{p}.output.dense"), i, h, dev, dt)?,
                 ln_out: LayerNorm::load(wf, &format!("{p}.output.LayerNorm"), h, eps, dev, dt)?,
-            });
+            };
+            if cpu {
+                cpu_layers.push(to_cpu_layer(layer)?);
+            } else {
+                layers.push(layer);
+            }
         }
-        let imp = if device.is_cpu() && dtype == DType::F32 {
-            Imp::Cpu(to_cpu_bert(config, word, position, token_type0, ln_emb, layers)?)
+        let imp = if cpu {
+            Imp::Cpu(CpuBert::new(config, [flat_f32(&word)?, flat_f32(&position)?, flat_f32(&token_type0)?], to_norm(ln_emb)?, cpu_layers)?)
         } else {
             Imp::Tensors(TensorBert { word, position, token_type0, ln_emb, layers })
         };
@@ -204,26 +213,28 @@ impl BertModel {
     }
 }
 
-/// Re-lay the loaded tensors for the CPU path: weights packed for `sgemm`, tensors dropped.
-fn to_cpu_bert(config: &BertConfig, word: Tensor, position: Tensor, token_type0: Tensor, ln_emb: LayerNorm, layers: Vec<Layer>) -> Result<CpuBert> {
-    let flat = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
+fn flat_f32(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.flatten_all()?.to_vec1::<f32>()?)
+}
+
+fn to_norm(n: LayerNorm) -> Result<Norm> {
+    Ok(Norm { w: flat_f32(&n.w)?, b: flat_f32(&n.b)?, eps: n.eps })
+}
+
+/// Re-lay one loaded layer for the CPU path: weights packed for `sgemm`, tensors dropped.
+fn to_cpu_layer(l: Layer) -> Result<CpuLayer> {
     let dense = |l: Linear| -> Result<Dense> {
         let (k, n) = l.w.dims2()?;
-        Ok(Dense { w: PackedWeights::pack(&flat(&l.w)?, k, n), b: flat(&l.b)? })
+        Ok(Dense { w: PackedWeights::pack(&flat_f32(&l.w)?, k, n), b: flat_f32(&l.b)? })
     };
-    let norm = |n: LayerNorm| -> Result<Norm> { Ok(Norm { w: flat(&n.w)?, b: flat(&n.b)?, eps: n.eps }) };
-    let mut cpu_layers = Vec::with_capacity(layers.len());
-    for l in layers {
-        cpu_layers.push(CpuLayer {
-            qkv: dense(l.qkv)?,
-            attn_out: dense(l.attn_out)?,
-            ln_attn: norm(l.ln_attn)?,
-            inter: dense(l.inter)?,
-            out: dense(l.out)?,
-            ln_out: norm(l.ln_out)?,
-        });
-    }
-    CpuBert::new(config, [flat(&word)?, flat(&position)?, flat(&token_type0)?], norm(ln_emb)?, cpu_layers)
+    Ok(CpuLayer {
+        qkv: dense(l.qkv)?,
+        attn_out: dense(l.attn_out)?,
+        ln_attn: to_norm(l.ln_attn)?,
+        inter: dense(l.inter)?,
+        out: dense(l.out)?,
+        ln_out: to_norm(l.ln_out)?,
+    })
 }
 
 /// Right-pad token id lists into one [batch, seq] buffer with the model's pad id.

@@ -120,7 +120,8 @@ pub fn linear(x: &[f32], m: usize, w: &PackedWeights, bias: &[f32], residual: Op
         return;
     }
     let threads = rayon::current_num_threads().max(1);
-    if !use_avx2() {
+    // the layout chosen at pack time decides the path (only AVX2/FMA CPUs get panels)
+    if w.panels.is_empty() {
         return fallback(x, m, w, bias, residual, act, out, threads);
     }
     // a few row tasks per thread for balance; each packs its own A blocks
@@ -343,6 +344,7 @@ unsafe fn kernel_6x16(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use super::super::cpu_kernels::erf64;
     use rand::{Rng, SeedableRng};
 
     /// f64 reference: act(x·W + b + r)
@@ -362,23 +364,6 @@ mod tests {
         }
         out
     }
-    fn erf64(x: f64) -> f64 {
-        // Abramowitz–Stegun 7.1.26 is too coarse; use the series for |x| ≤ 5, ±1 beyond
-        if x.abs() > 5.0 {
-            return x.signum();
-        }
-        let (mut sum, mut term, mut n) = (0.0f64, x, 0.0f64);
-        loop {
-            sum += term / (2.0 * n + 1.0);
-            n += 1.0;
-            term *= -x * x / n;
-            if term.abs() < 1e-17 || n > 400.0 {
-                break;
-            }
-        }
-        2.0 / std::f64::consts::PI.sqrt() * sum
-    }
-
     #[test]
     fn matches_f64_reference_on_edge_shapes() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
@@ -388,14 +373,18 @@ mod tests {
             let w: Vec<f32> = (0..k * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
             let b: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
             let r: Vec<f32> = (0..m * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
-            let pw = PackedWeights::pack(&w, k, n);
-            for (res, act) in [(None, Act::None), (Some(&r[..]), Act::None), (None, Act::GeluErf), (Some(&r[..]), Act::GeluErf)] {
+            let packed = PackedWeights::pack(&w, k, n);
+            // the `gemm` crate path that CPUs without AVX2/FMA take
+            let plain = PackedWeights { k, n, panels: Vec::new(), plain: w.clone() };
+            for (pw, (res, act)) in [&packed, &plain].into_iter().flat_map(|pw| {
+                [(None, Act::None), (Some(&r[..]), Act::None), (None, Act::GeluErf), (Some(&r[..]), Act::GeluErf)].map(|c| (pw, c))
+            }) {
                 let mut out = vec![f32::NAN; m * n];
-                linear(&x, m, &pw, &b, res, act, &mut out);
+                linear(&x, m, pw, &b, res, act, &mut out);
                 let want = reference(&x, m, k, &w, n, &b, res, act);
                 let tol = 1e-5 * (k as f64).sqrt().max(1.0) + 1e-6;
                 for (i, (g, e)) in out.iter().zip(&want).enumerate() {
-                    assert!(((*g as f64) - e).abs() <= tol * e.abs().max(1.0), "{m}x{k}x{n} {act:?} res={} [{i}]: {g} vs {e}", res.is_some());
+                    assert!(((*g as f64) - e).abs() <= tol * e.abs().max(1.0), "{m}x{k}x{n} {act:?} res={} plain={} [{i}]: {g} vs {e}", res.is_some(), pw.panels.is_empty());
                 }
             }
         }

@@ -141,9 +141,15 @@ impl WeightFiles {
             )
         })?;
         let t = match &self.backing {
-            Backing::Safetensors(st) => st
-                .load(raw, &Device::Cpu)
-                .map_err(|e| anyhow!("{}: cannot read tensor `{raw}`: {e}", self.files[0].display()))?,
+            Backing::Safetensors(st) => {
+                let t = st
+                    .load(raw, &Device::Cpu)
+                    .map_err(|e| anyhow!("{}: cannot read tensor `{raw}`: {e}", self.files[0].display()))?;
+                if let Ok(view) = st.get(raw) {
+                    release_mapped(view.data());
+                }
+                t
+            }
             Backing::Loaded(m) => m[raw].clone(),
         };
         if t.dims() != shape {
@@ -190,6 +196,28 @@ impl WeightFiles {
 }
 
 /// Validate a safetensors header before mmapping, so truncation gets a precise message.
+/// Drop the already-copied pages of a tensor from the file mapping: they are clean, read-only
+/// file pages (re-read from disk if touched again) but count towards the process's RSS, so
+/// without this a checkpoint is resident twice while the model is built.
+fn release_mapped(bytes: &[u8]) {
+    #[cfg(unix)]
+    {
+        const PAGE: usize = 4096;
+        let start = (bytes.as_ptr() as usize).next_multiple_of(PAGE);
+        let end = (bytes.as_ptr() as usize + bytes.len()) / PAGE * PAGE;
+        if end > start {
+            // SAFETY: [start, end) lies inside the read-only private file mapping that `bytes`
+            // borrows; MADV_DONTNEED on such pages only drops them (later reads refault from the
+            // file), so the borrowed slice stays valid and unchanged.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = bytes;
+}
+
 fn check_safetensors_header(path: &Path) -> Result<()> {
     use std::io::Read;
     let len = std::fs::metadata(path).with_context(|| format!("{}: cannot stat", path.display()))?.len();
