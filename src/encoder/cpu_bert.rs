@@ -58,9 +58,8 @@ pub struct CpuBert {
     workspace: Mutex<Workspace>,
 }
 
+/// `v` as an n-element buffer; capacity is kept, so after the first batch this allocates nothing.
 fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
-    // resize without zeroing what the next op overwrites anyway is not possible safely; the
-    // memset is cheap next to the GEMMs once pages are resident
     v.resize(n, 0.0);
     &mut v[..n]
 }
@@ -105,12 +104,6 @@ impl CpuBert {
         // embeddings: word + position + token type 0, then LayerNorm
         {
             let xs = sized(&mut x, t * h);
-            let mut starts = Vec::with_capacity(seqs.len());
-            let mut off = 0;
-            for s in seqs {
-                starts.push(off);
-                off += s.len();
-            }
             let mut rows: Vec<(&[u32], &mut [f32])> = Vec::with_capacity(seqs.len());
             let mut rest = xs;
             for s in seqs {
