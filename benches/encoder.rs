@@ -63,7 +63,7 @@ fn peak_rss_mib() -> f64 {
 /// Sustained f32 GEMM rate through the encoder's own linear-layer kernel (`encoder::sgemm`,
 /// the path every projection takes), best of 5 at an [m, k]·[k, n] shape (2048³ for the table).
 fn gemm_gflops(m: usize, k: usize, n: usize) -> f64 {
-    use celltext::encoder::sgemm::{linear, Act, PackedWeights};
+    use celltext::encoder::backends::cpu::sgemm::{linear, Act, PackedWeights};
     let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
     let w: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 1000) as f32 * 1e-3 - 0.5).collect();
     let b = vec![0f32; n];
@@ -125,7 +125,7 @@ fn main() -> Result<()> {
     if o.gemm_shapes {
         // the linear-layer shapes of the three workloads at an 8192-token batch
         for (m, k, n) in [(8192, 384, 1152), (8192, 384, 384), (8192, 384, 1536), (8192, 1536, 384), (8192, 768, 2304), (8192, 768, 3072), (8192, 3072, 768), (8192, 1024, 4096), (4096, 1024, 1024)] {
-            println!("{m}x{k}x{n}\t{:.1} GFLOP/s\t{}", gemm_gflops(m, k, n), celltext::encoder::sgemm::kernel_name());
+            println!("{m}x{k}x{n}\t{:.1} GFLOP/s\t{}", gemm_gflops(m, k, n), celltext::encoder::backends::cpu::sgemm::kernel_name());
         }
         return Ok(());
     }
@@ -169,7 +169,7 @@ fn main() -> Result<()> {
             "max_length": enc.identity.max_length, "pooling": enc.pooling.to_string(), "workload": o.workload});
         std::fs::write(p, serde_json::to_string(&plan)?)?;
     }
-    let cfg = &enc.model.config;
+    let cfg = &enc.config;
     let (h, i, l) = (cfg.hidden_size as f64, cfg.intermediate_size as f64, cfg.num_hidden_layers as f64);
     // useful model FLOPs: real tokens only (the CPU path computes no padding); 2·params per
     // token for the projections plus 4·len·hidden per token per layer for QKᵀ and PV
@@ -197,7 +197,7 @@ fn main() -> Result<()> {
         "seqs_per_s": texts.len() as f64 / med, "padding_fraction": enc.processed_padding(padding.clone()).padding_fraction(),
         "batch_plan_padding_fraction": padding.padding_fraction(),
         "peak_rss_mib": peak_rss_mib(), "model_gflops": model_gflops, "gemm_gflops": gemm,
-        "fraction_of_gemm_peak": gemm.map(|g| model_gflops / g), "gemm_kernel": celltext::encoder::sgemm::kernel_name(),
+        "fraction_of_gemm_peak": gemm.map(|g| model_gflops / g), "gemm_kernel": celltext::encoder::backends::cpu::sgemm::kernel_name(),
     });
     if o.json {
         println!("{row}");

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use celltext::app;
 use celltext::app::genes::MissingPolicy;
-use celltext::encoder::{parse_device, parse_dtype, EncoderOptions, Pooling};
+use celltext::encoder::{parse_devices, parse_dtype, BackendChoice, EncoderOptions, Pooling};
 use celltext::genes::Species;
 
 #[derive(Parser)]
@@ -45,12 +45,15 @@ struct ModelArgs {
     /// Padded tokens per batch.
     #[arg(long, default_value_t = 8192)]
     batch_tokens: usize,
-    /// cpu, cuda[:N] or metal[:N].
+    /// cpu, cuda[:N], metal[:N]; several of one kind split the batches (cuda:0,cuda:1 or cuda:all).
     #[arg(long, default_value = "cpu")]
     device: String,
     /// f32, f16 or bf16.
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// auto (packed CPU for CPU f32, candle otherwise), cpu or candle.
+    #[arg(long, default_value = "auto")]
+    backend: BackendChoice,
 }
 
 impl ModelArgs {
@@ -60,8 +63,9 @@ impl ModelArgs {
             normalize: self.normalize,
             max_length: self.max_length,
             lowercase: if self.lowercase { Some(true) } else if self.cased { Some(false) } else { None },
-            device: parse_device(&self.device)?,
+            devices: parse_devices(&self.device)?,
             dtype: parse_dtype(&self.dtype)?,
+            backend: self.backend,
         })
     }
 }
@@ -187,6 +191,56 @@ enum Command {
     },
     /// Run an experiment grid from a TOML config (see assets/experiments/).
     Experiment { config: PathBuf },
+    /// Precision and throughput of a device (GPU, or a CPU dry run) against the CPU f32 backend.
+    DeviceCheck {
+        /// cuda, cuda:N, metal or cpu.
+        #[arg(long, default_value = "cuda")]
+        device: String,
+        /// all-MiniLM-L6-v2 directory (real weights).
+        #[arg(long, default_value = "models-local/all-MiniLM-L6-v2")]
+        minilm: PathBuf,
+        /// Ember-v1-shaped directory (default: a seeded one is written under --work).
+        #[arg(long)]
+        ember: Option<PathBuf>,
+        /// Working directory: texts, the synthetic checkpoint, report.json.
+        #[arg(long, default_value = "celltext-device-check")]
+        work: PathBuf,
+        /// Summaries to time (default: all 15,136 on a GPU, 64 on the CPU).
+        #[arg(long)]
+        n_summaries: Option<usize>,
+        /// 512-token cell sentences to time (default: 2,048 on a GPU, 2 on the CPU).
+        #[arg(long)]
+        n_sentences: Option<usize>,
+        /// Cell sentences to time (JSONL with `text`, or one per line; default: the bundled pbmc3k
+        /// cells, which need the h5ad feature).
+        #[arg(long)]
+        sentences: Option<PathBuf>,
+        /// Only write the texts under --work, then stop (to run elsewhere with --sentences).
+        #[arg(long)]
+        prepare_only: bool,
+        /// Padded tokens per batch.
+        #[arg(long, default_value_t = 16384)]
+        batch_tokens: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Write a seeded random BERT checkpoint of a known shape (for speed checks without downloads).
+    SynthModel {
+        /// ember-v1, bert-large, biobert, scibert, bert-base or minilm.
+        #[arg(long, default_value = "ember-v1")]
+        shape: String,
+        /// BERT directory whose tokenizer (and vocabulary size) the checkpoint takes.
+        #[arg(long)]
+        tokenizer_from: PathBuf,
+        /// Pooling written to 1_Pooling/config.json.
+        #[arg(long, default_value = "cls")]
+        pooling: Pooling,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output directory.
+        #[arg(long, short = 'o')]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -494,6 +548,23 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Cells(c) => run_cells(c, cli.quiet, cli.json)?,
+        Command::DeviceCheck { device, minilm, ember, work, n_summaries, n_sentences, sentences, prepare_only, batch_tokens, seed } => {
+            let r = app::device_check::run_device_check(&app::device_check::DeviceCheckArgs {
+                device, minilm, ember, work, n_summaries, n_sentences, sentences, prepare_only, batch_tokens, seed, quiet: cli.quiet,
+            })?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", app::device_check::format_report(&r));
+            }
+        }
+        Command::SynthModel { shape, tokenizer_from, pooling, seed, out } => {
+            let shape = celltext::encoder::synth::Shape::named(&shape)?;
+            celltext::encoder::synth::write_random_bert(&out, shape, &tokenizer_from, pooling, seed)?;
+            if !cli.quiet {
+                println!("{}", out.display());
+            }
+        }
         Command::Demo { model, out, top_n, seed } => {
             let r = app::demo::run_demo(&app::demo::DemoArgs { model, out, top_n, seed, quiet: cli.quiet })?;
             if cli.json {

@@ -7,18 +7,7 @@ mod common;
 use common::*;
 
 use candle_core::DType;
-use celltext::encoder::{Encoder, EncoderOptions, Pooling, TextTokenizer};
-
-fn load_dir(dir: &std::path::Path, opts: EncoderOptions) -> Encoder {
-    let resolved = celltext::encoder::resolve::resolve(dir.to_str().unwrap(), true).unwrap();
-    Encoder::load_resolved(&resolved, &opts).unwrap()
-}
-
-fn embed_all_one_batch(enc: &Encoder, texts: &[String]) -> Vec<f32> {
-    let toks: Vec<_> = texts.iter().map(|t| enc.tokenizer.encode(t).unwrap()).collect();
-    let seqs: Vec<&[u32]> = toks.iter().map(|t| t.ids.as_slice()).collect();
-    enc.embed_tokenized(&seqs).unwrap()
-}
+use celltext::encoder::{EncoderOptions, Pooling, TextTokenizer};
 
 #[test]
 fn minilm_token_ids_match_hf() {

@@ -111,11 +111,14 @@ pub fn write_cell_output(
         }
         #[cfg(not(feature = "h5ad"))]
         {
-            let _ = (input, matrix, obs, obsm, uns_key, json);
+            let _ = (input, matrix, obs, obsm, uns_key, json, key);
             bail!("this build has no h5ad support (rebuild with the default `h5ad` feature)");
         }
-        write_json(&manifest_path(&out.path), manifest)?;
-        Ok(format!("obsm['{key}']"))
+        #[cfg(feature = "h5ad")]
+        {
+            write_json(&manifest_path(&out.path), manifest)?;
+            Ok(format!("obsm['{key}']"))
+        }
     } else {
         write_embeddings(&out.path, data, matrix.cell_ids.len(), dim, Some(&matrix.cell_ids))?;
         write_json(&manifest_path(&out.path), manifest)?;

@@ -5,4 +5,5 @@ pub mod cells;
 pub mod classify;
 pub mod genes;
 pub mod demo;
+pub mod device_check;
 pub mod experiment;

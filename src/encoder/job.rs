@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::{Embedded, Encoder, PaddingStats, TokenBudgetBatcher};
+use super::{Embedded, Encoder, PackedBatch, PaddingStats, TokenBudgetBatcher};
 use crate::io::{read_npy_f32, write_json, write_npy_f32};
 
 pub struct ResumableJob<'a> {
@@ -90,17 +90,15 @@ impl ResumableJob<'_> {
             if self.stop_after_chunks == Some(computed) {
                 bail!("interrupted (test hook) after {computed} chunks");
             }
-            let mut idx = vec![];
-            let mut rows = vec![];
-            for &b in chunk {
-                let seqs: Vec<&[u32]> = batches[b].iter().map(|&i| toks[i].ids.as_slice()).collect();
-                rows.extend(encoder.embed_tokenized(&seqs)?);
-                idx.extend(batches[b].iter().copied());
-                tokens_now += seqs.iter().map(|s| s.len()).sum::<usize>();
-                pb.inc(seqs.len() as u64);
-                let el = t0.elapsed().as_secs_f64().max(1e-9);
-                pb.set_message(format!("{:.0} tokens/s", tokens_now as f64 / el));
-            }
+            let packed: Vec<PackedBatch> = chunk
+                .iter()
+                .map(|&b| PackedBatch::from_seqs(&batches[b].iter().map(|&i| toks[i].ids.as_slice()).collect::<Vec<_>>()))
+                .collect();
+            let rows: Vec<f32> = encoder.embed_batches(&packed, &|k| pb.inc(k as u64))?.concat();
+            let idx: Vec<usize> = chunk.iter().flat_map(|&b| batches[b].iter().copied()).collect();
+            tokens_now += packed.iter().map(|p| p.ids.len()).sum::<usize>();
+            let el = t0.elapsed().as_secs_f64().max(1e-9);
+            pb.set_message(format!("{:.0} tokens/s", tokens_now as f64 / el));
             write_npy_f32(&self.chunk_path(c), &rows, idx.len(), dim)?;
             for (k, &i) in idx.iter().enumerate() {
                 data[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);

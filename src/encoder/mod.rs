@@ -1,34 +1,60 @@
 //! Model cards, weight loading, tokenization, BERT forward, pooling and batching.
 
+pub mod backends;
 pub mod batch;
-pub mod bert;
 pub mod card;
 pub mod config;
-pub mod cpu_bert;
-pub mod cpu_kernels;
 pub mod input;
 pub mod job;
-pub mod packed;
 pub mod pooling;
 pub mod pth;
 pub mod resolve;
-pub mod sgemm;
+pub mod synth;
 pub mod tokenizer;
 pub mod weights;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use candle_core::{DType, Device};
 use serde::Serialize;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
 
+pub use backends::{Backend, BackendChoice, BackendKind, PackedBatch};
 pub use batch::{PaddingStats, TokenBudgetBatcher};
-pub use bert::BertModel;
 pub use config::BertConfig;
 pub use pooling::Pooling;
 pub use resolve::ResolvedModel;
 pub use tokenizer::{TextTokenizer, TokenizedText};
 
-/// `--device cpu|cuda[:N]|metal[:N]`.
+/// `--device cpu|cuda[:N]|metal[:N]`, or a comma-separated list of devices of one kind
+/// (`cuda:0,cuda:1`), or `cuda:all` for every CUDA device the driver reports.
+pub fn parse_devices(s: &str) -> Result<Vec<Device>> {
+    if s.trim() == "cuda:all" {
+        let n = backends::candle::cuda_device_count();
+        if n == 0 {
+            bail!("--device cuda:all: no CUDA device found (build with `--features cuda` and check the driver)");
+        }
+        return (0..n).map(|i| parse_device(&format!("cuda:{i}"))).collect();
+    }
+    let names: Vec<&str> = s.split(',').map(str::trim).collect();
+    if names.iter().any(|n| n.is_empty()) {
+        bail!("--device `{s}`: empty device name in the list");
+    }
+    let kinds: std::collections::BTreeSet<&str> = names.iter().map(|n| n.split(':').next().unwrap_or(n)).collect();
+    if kinds.len() > 1 {
+        bail!("--device `{s}`: all devices must be of one kind (results are bit-identical only across devices of the same kind)");
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for n in &names {
+        if !n.starts_with("cpu") && !seen.insert(*n) {
+            bail!("--device `{s}`: {n} is listed twice");
+        }
+    }
+    names.iter().map(|n| parse_device(n)).collect()
+}
+
+/// One device: `cpu`, `cuda[:N]` or `metal[:N]`.
 pub fn parse_device(s: &str) -> Result<Device> {
     let (kind, idx) = match s.split_once(':') {
         Some((k, i)) => (k, i.parse::<usize>().with_context(|| format!("bad device index in `{s}`"))?),
@@ -41,7 +67,7 @@ pub fn parse_device(s: &str) -> Result<Device> {
         })?,
         "metal" => Device::new_metal(idx)
             .with_context(|| format!("cannot open Metal device {idx} (build with `--features metal` on macOS)"))?,
-        _ => bail!("unknown device `{s}`; use cpu, cuda[:N] or metal[:N]"),
+        _ => bail!("unknown device `{s}`; use cpu, cuda[:N], cuda:0,cuda:1, cuda:all or metal[:N]"),
     })
 }
 
@@ -70,13 +96,23 @@ pub struct EncoderOptions {
     pub normalize: bool,
     pub max_length: Option<usize>,
     pub lowercase: Option<bool>,
-    pub device: Device,
+    /// One or more devices of one kind; batches are spread over them.
+    pub devices: Vec<Device>,
     pub dtype: DType,
+    pub backend: BackendChoice,
 }
 
 impl Default for EncoderOptions {
     fn default() -> Self {
-        Self { pooling: None, normalize: false, max_length: None, lowercase: None, device: Device::Cpu, dtype: DType::F32 }
+        Self {
+            pooling: None,
+            normalize: false,
+            max_length: None,
+            lowercase: None,
+            devices: vec![Device::Cpu],
+            dtype: DType::F32,
+            backend: BackendChoice::Auto,
+        }
     }
 }
 
@@ -90,18 +126,22 @@ pub struct ModelIdentity {
     pub pooling: Pooling,
     pub normalize: bool,
     pub dtype: String,
+    /// `cpu` (packed CPU f32) or `candle-<device kind>`: results depend on it, the device count not.
+    pub backend: String,
     pub max_length: usize,
     pub lowercase: Option<bool>,
     pub hidden_size: usize,
 }
 
+/// Tokenizer + model workers (one per device) + pooling: the core every command embeds through.
 pub struct Encoder {
-    pub model: BertModel,
+    workers: Vec<Box<dyn Backend>>,
+    pub config: BertConfig,
     pub tokenizer: TextTokenizer,
     pub pooling: Pooling,
     pub normalize: bool,
     pub identity: ModelIdentity,
-    pad_id: u32,
+    peak_device_bytes: AtomicU64,
 }
 
 /// Result of embedding a list of texts: row-major [n, dim] in input order.
@@ -122,6 +162,8 @@ impl Encoder {
 
     pub fn load_resolved(resolved: &ResolvedModel, opts: &EncoderOptions) -> Result<Self> {
         let dir = &resolved.dir;
+        ensure!(!opts.devices.is_empty(), "no device given");
+        let kind = opts.backend.resolve(&opts.devices, opts.dtype)?;
         let config = BertConfig::from_file(&dir.join("config.json"))?;
         let card = resolved.card.as_ref();
         let max_length = opts
@@ -146,8 +188,23 @@ impl Encoder {
                 .unwrap_or(Pooling::Mean),
         };
         let wf = weights::WeightFiles::open(dir)?;
-        let model = BertModel::load(&wf, &config, &opts.device, opts.dtype)
-            .with_context(|| format!("loading weights from {}", dir.display()))?;
+        let loading = || format!("loading weights from {}", dir.display());
+        let workers: Vec<Box<dyn Backend>> = match kind {
+            BackendKind::Cpu => vec![Box::new(backends::cpu::CpuBert::load(&wf, &config).with_context(loading)?)],
+            BackendKind::Candle => opts
+                .devices
+                .iter()
+                .map(|d| {
+                    backends::candle::CandleBackend::load(&wf, &config, d, opts.dtype)
+                        .map(|b| Box::new(b) as Box<dyn Backend>)
+                        .with_context(loading)
+                })
+                .collect::<Result<_>>()?,
+        };
+        let backend = match kind {
+            BackendKind::Cpu => "cpu".to_string(),
+            BackendKind::Candle => format!("candle-{}", backends::device_kind(&opts.devices[0])),
+        };
         let identity = ModelIdentity {
             id: resolved.id.clone(),
             revision: resolved.revision.clone(),
@@ -156,97 +213,135 @@ impl Encoder {
             pooling,
             normalize: opts.normalize,
             dtype: dtype_name(opts.dtype).into(),
+            backend,
             max_length,
             lowercase: tokenizer.lowercase,
             hidden_size: config.hidden_size,
         };
-        let pad_id = config.pad_token_id as u32;
-        Ok(Self { model, tokenizer, pooling, normalize: opts.normalize, identity, pad_id })
+        Ok(Self { workers, config, tokenizer, pooling, normalize: opts.normalize, identity, peak_device_bytes: AtomicU64::new(0) })
     }
 
-    /// Padding actually computed for a batch plan: none on the packed CPU path (only real
-    /// tokens are processed), the plan's padding on the padded path.
+    pub fn dim(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    /// Number of devices batches are spread over.
+    pub fn n_workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Padding actually computed for a batch plan: none on a packed backend (only real tokens
+    /// are processed), the plan's padding otherwise.
     pub fn processed_padding(&self, plan: PaddingStats) -> PaddingStats {
-        if self.model.can_pack() {
+        if self.workers[0].is_packed() {
             PaddingStats { real_tokens: plan.real_tokens, padded_tokens: plan.real_tokens }
         } else {
             plan
         }
     }
 
-    pub fn dim(&self) -> usize {
-        self.model.hidden_size()
+    /// Highest device memory in use seen after any batch so far (bytes; CUDA only).
+    pub fn peak_device_memory(&self) -> Option<u64> {
+        match self.peak_device_bytes.load(Ordering::Relaxed) {
+            0 => None,
+            b => Some(b),
+        }
     }
 
-    /// One forward pass over already-tokenized texts; returns [n, dim] row-major f32.
+    /// One batch of already-tokenized texts; returns [n, dim] row-major f32.
     pub fn embed_tokenized(&self, batch: &[&[u32]]) -> Result<Vec<f32>> {
         if batch.is_empty() {
             return Ok(vec![]);
         }
-        if self.model.can_pack() {
-            return self.embed_packed(batch);
+        let mut out = self.embed_batches(&[PackedBatch::from_seqs(batch)], &|_| {})?;
+        Ok(out.pop().unwrap_or_default())
+    }
+
+    /// Embed `batches` in order, spread over the workers (one thread per device, each taking the
+    /// next unclaimed batch). Every batch is computed whole by one worker, so results are
+    /// bit-identical to a single device of the same kind. `on_batch(n)` is called as each
+    /// batch of `n` texts finishes.
+    pub fn embed_batches(&self, batches: &[PackedBatch], on_batch: &(dyn Fn(usize) + Sync)) -> Result<Vec<Vec<f32>>> {
+        for b in batches {
+            self.check_batch(b)?;
         }
-        let (ids, seq, lens) = bert::pad_batch(batch, self.pad_id);
-        let hidden = self.model.forward(&ids, batch.len(), seq, &lens)?;
-        let mask = bert::mask_tensor(&lens, seq, &self.model.device)?;
-        let mut pooled = pooling::pool(&hidden, &mask, self.pooling)?;
+        if self.workers.len() == 1 || batches.len() <= 1 {
+            let w = &self.workers[0];
+            return batches
+                .iter()
+                .map(|b| {
+                    let v = self.run_one(w.as_ref(), b)?;
+                    on_batch(b.len());
+                    Ok(v)
+                })
+                .collect();
+        }
+        let next = AtomicUsize::new(0);
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let slots: Mutex<Vec<Option<Result<Vec<f32>>>>> = Mutex::new((0..batches.len()).map(|_| None).collect());
+        std::thread::scope(|scope| {
+            for w in &self.workers {
+                let (next, failed, slots) = (&next, &failed, &slots);
+                scope.spawn(move || loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= batches.len() || failed.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let r = self.run_one(w.as_ref(), &batches[i]);
+                    if r.is_err() {
+                        failed.store(true, Ordering::Relaxed);
+                    } else {
+                        on_batch(batches[i].len());
+                    }
+                    slots.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(r);
+                });
+            }
+        });
+        let slots = slots.into_inner().unwrap_or_else(|e| e.into_inner());
+        // the first error in batch order, else every batch's vectors in order
+        let mut out = Vec::with_capacity(batches.len());
+        for s in slots {
+            match s {
+                Some(Ok(v)) => out.push(v),
+                Some(Err(e)) => return Err(e),
+                None => {}
+            }
+        }
+        ensure!(out.len() == batches.len(), "a device worker stopped early");
+        Ok(out)
+    }
+
+    /// One batch on one worker, then normalization and the finiteness check, done once here.
+    fn run_one(&self, worker: &dyn Backend, batch: &PackedBatch) -> Result<Vec<f32>> {
+        let mut v = worker.embed(batch, self.pooling)?;
+        ensure!(v.len() == batch.len() * self.dim(), "backend returned {} values for {} texts", v.len(), batch.len());
         if self.normalize {
-            pooled = pooling::l2_normalize(&pooled)?;
+            pooling::l2_normalize_rows(&mut v, self.dim());
         }
-        let v: Vec<f32> = pooled.to_device(&Device::Cpu)?.flatten_all()?.to_vec1()?;
         if v.iter().any(|x| !x.is_finite()) {
             bail!(
                 "the model produced non-finite values (dtype {}); try --dtype f32",
                 self.identity.dtype
             );
         }
+        if let Some(b) = worker.device_memory_used() {
+            self.peak_device_bytes.fetch_max(b, Ordering::Relaxed);
+        }
         Ok(v)
     }
 
-    /// CPU f32: padding-free forward, then pooling per sequence on the packed states.
-    fn embed_packed(&self, batch: &[&[u32]]) -> Result<Vec<f32>> {
-        let flat = self.model.forward_packed(batch)?;
-        let d = self.dim();
-        let mut out = vec![0f32; batch.len() * d];
-        let mut off = 0;
-        for (b, s) in batch.iter().enumerate() {
-            let rows = &flat[off * d..(off + s.len()) * d];
-            let o = &mut out[b * d..(b + 1) * d];
-            match self.pooling {
-                Pooling::Cls => o.copy_from_slice(&rows[..d]),
-                Pooling::Mean => {
-                    let mut acc = vec![0f64; d];
-                    for r in rows.chunks_exact(d) {
-                        for (a, v) in acc.iter_mut().zip(r) {
-                            *a += *v as f64;
-                        }
-                    }
-                    let n = s.len().max(1) as f64;
-                    for (o, a) in o.iter_mut().zip(&acc) {
-                        *o = (*a / n) as f32;
-                    }
-                }
-                Pooling::Max => {
-                    o.fill(f32::NEG_INFINITY);
-                    for r in rows.chunks_exact(d) {
-                        for (o, v) in o.iter_mut().zip(r) {
-                            *o = o.max(*v);
-                        }
-                    }
-                }
-            }
-            if self.normalize {
-                let n = o.iter().map(|v| (*v as f64) * (*v as f64)).sum::<f64>().sqrt().max(1e-12);
-                for v in o.iter_mut() {
-                    *v = (*v as f64 / n) as f32;
-                }
-            }
-            off += s.len();
+    /// Ids inside the vocabulary and lengths inside the position table, checked before any device
+    /// sees them (an out-of-range id on a GPU reads garbage instead of failing).
+    fn check_batch(&self, batch: &PackedBatch) -> Result<()> {
+        let max = self.config.max_position_embeddings;
+        for (i, len) in batch.lens().into_iter().enumerate() {
+            ensure!(len > 0, "text {i} of a batch has no tokens");
+            ensure!(len <= max, "sequence of {len} tokens exceeds max_position_embeddings {max}");
         }
-        if out.iter().any(|x| !x.is_finite()) {
-            bail!("the model produced non-finite values");
+        if let Some(bad) = batch.ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
+            bail!("token id {bad} is outside the model's vocabulary of {}", self.config.vocab_size);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Tokenize and embed `texts` in token-budget batches, reporting progress per text.
@@ -258,17 +353,21 @@ impl Encoder {
     ) -> Result<Embedded> {
         let toks = self.tokenizer.encode_batch(texts)?;
         let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
-        let (batches, padding) = TokenBudgetBatcher::new(batch_tokens, 512).batches(&lengths);
+        let (plan, padding) = TokenBudgetBatcher::new(batch_tokens, 512).batches(&lengths);
         let dim = self.dim();
-        let mut data = vec![0f32; texts.len() * dim];
-        for b in &batches {
-            let seqs: Vec<&[u32]> = b.iter().map(|&i| toks[i].ids.as_slice()).collect();
-            let out = self.embed_tokenized(&seqs)?;
-            for (k, &i) in b.iter().enumerate() {
-                data[i * dim..(i + 1) * dim].copy_from_slice(&out[k * dim..(k + 1) * dim]);
-            }
+        let batches: Vec<PackedBatch> = plan
+            .iter()
+            .map(|b| PackedBatch::from_seqs(&b.iter().map(|&i| toks[i].ids.as_slice()).collect::<Vec<_>>()))
+            .collect();
+        let out = self.embed_batches(&batches, &|n| {
             if let Some(pb) = progress {
-                pb.inc(b.len() as u64);
+                pb.inc(n as u64);
+            }
+        })?;
+        let mut data = vec![0f32; texts.len() * dim];
+        for (b, rows) in plan.iter().zip(&out) {
+            for (k, &i) in b.iter().enumerate() {
+                data[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);
             }
         }
         let n_truncated = toks.iter().filter(|t| t.truncated).count();

@@ -80,8 +80,64 @@ pub fn pool(hidden: &Tensor, mask: &Tensor, pooling: Pooling) -> candle_core::Re
     }
 }
 
-/// L2-normalize rows; zero rows stay zero.
-pub fn l2_normalize(x: &Tensor) -> candle_core::Result<Tensor> {
-    let norm = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?;
-    x.broadcast_div(&norm)
+/// Pool packed token states `states` [Σ lens, dim] (sequences back to back) into [lens.len(), dim].
+/// Means are summed in f64.
+pub fn pool_packed(states: &[f32], dim: usize, lens: &[usize], pooling: Pooling) -> Vec<f32> {
+    let mut out = vec![0f32; lens.len() * dim];
+    let mut off = 0;
+    for (b, &len) in lens.iter().enumerate() {
+        let rows = &states[off * dim..(off + len) * dim];
+        let o = &mut out[b * dim..(b + 1) * dim];
+        match pooling {
+            Pooling::Cls => o.copy_from_slice(&rows[..dim]),
+            Pooling::Mean => {
+                let mut acc = vec![0f64; dim];
+                for r in rows.chunks_exact(dim) {
+                    for (a, v) in acc.iter_mut().zip(r) {
+                        *a += *v as f64;
+                    }
+                }
+                let n = len.max(1) as f64;
+                for (o, a) in o.iter_mut().zip(&acc) {
+                    *o = (*a / n) as f32;
+                }
+            }
+            Pooling::Max => {
+                o.fill(f32::NEG_INFINITY);
+                for r in rows.chunks_exact(dim) {
+                    for (o, v) in o.iter_mut().zip(r) {
+                        *o = o.max(*v);
+                    }
+                }
+            }
+        }
+        off += len;
+    }
+    out
+}
+
+/// L2-normalize each `dim`-wide row in place (norm in f64); zero rows stay zero.
+pub fn l2_normalize_rows(v: &mut [f32], dim: usize) {
+    for row in v.chunks_exact_mut(dim) {
+        let n = row.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt().max(1e-12);
+        for x in row.iter_mut() {
+            *x = (*x as f64 / n) as f32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn packed_pooling_by_hand() {
+        // two sequences of 2 and 1 tokens, dim 2
+        let states = [1.0, -2.0, 3.0, 4.0, -5.0, 6.0];
+        assert_eq!(pool_packed(&states, 2, &[2, 1], Pooling::Cls), vec![1.0, -2.0, -5.0, 6.0]);
+        assert_eq!(pool_packed(&states, 2, &[2, 1], Pooling::Mean), vec![2.0, 1.0, -5.0, 6.0]);
+        assert_eq!(pool_packed(&states, 2, &[2, 1], Pooling::Max), vec![3.0, 4.0, -5.0, 6.0]);
+        let mut v = vec![3.0, 4.0, 0.0, 0.0];
+        l2_normalize_rows(&mut v, 2);
+        assert_eq!(v, vec![0.6, 0.8, 0.0, 0.0]);
+    }
 }

@@ -74,3 +74,16 @@ pub fn copy_dir(src: &Path, dst: &Path) {
         }
     }
 }
+
+/// Load an encoder from a model directory (no hub, no messages).
+pub fn load_dir(dir: &Path, opts: celltext::encoder::EncoderOptions) -> celltext::encoder::Encoder {
+    let resolved = celltext::encoder::resolve::resolve(dir.to_str().unwrap(), true).unwrap();
+    celltext::encoder::Encoder::load_resolved(&resolved, &opts).unwrap()
+}
+
+/// All `texts` through the encoder as one padded/packed batch (mixed lengths).
+pub fn embed_all_one_batch(enc: &celltext::encoder::Encoder, texts: &[String]) -> Vec<f32> {
+    let toks: Vec<_> = texts.iter().map(|t| enc.tokenizer.encode(t).unwrap()).collect();
+    let seqs: Vec<&[u32]> = toks.iter().map(|t| t.ids.as_slice()).collect();
+    enc.embed_tokenized(&seqs).unwrap()
+}

@@ -1,16 +1,25 @@
-//! The CPU f32 BERT forward: padding-free ("packed") sequences on plain slices.
+//! The CPU backend: f32 BERT forward on padding-free ("packed") sequences on plain slices.
 //!
 //! All real tokens of a batch sit back to back in one [T, hidden] matrix; projections are
 //! `sgemm::linear` calls with bias, residual and GELU fused in, attention runs per sequence
 //! (`packed::packed_attention`), LayerNorm is one parallel pass. Buffers live in a workspace
 //! reused across layers and batches: fresh multi-MB allocations per op cost ~5 % in page faults.
 
+pub mod attention;
+pub mod kernels;
+pub mod sgemm;
+
 use anyhow::{ensure, Result};
+use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
-use super::config::{Activation, BertConfig};
-use super::sgemm::{linear, Act, PackedWeights};
+use super::layout;
+use super::{Backend, PackedBatch};
+use crate::encoder::config::{Activation, BertConfig};
+use crate::encoder::pooling::{pool_packed, Pooling};
+use crate::encoder::weights::WeightFiles;
+use sgemm::{linear, Act, PackedWeights};
 
 /// A linear layer: packed [in, out] weights and bias.
 pub struct Dense {
@@ -65,11 +74,21 @@ fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
 }
 
 impl CpuBert {
-    pub fn new(config: &BertConfig, embeddings: [Vec<f32>; 3], ln_emb: Norm, layers: Vec<CpuLayer>) -> Result<Self> {
+    /// Load and pack layer by layer: each layer's tensors are dropped as soon as they are packed,
+    /// so a large checkpoint is never resident twice (Ember-sized: 1.3 GiB → weights + workspace).
+    pub fn load(wf: &WeightFiles, config: &BertConfig) -> Result<Self> {
+        let (dev, dt) = (&Device::Cpu, DType::F32);
+        let emb = layout::load_embeddings(wf, config, dev, dt)?;
+        let layers = (0..config.num_hidden_layers)
+            .map(|l| pack_layer(layout::load_layer(wf, config, l, dev, dt)?))
+            .collect::<Result<Vec<_>>>()?;
+        let embeddings = [flat_f32(&emb.word)?, flat_f32(&emb.position)?, flat_f32(&emb.token_type0)?];
+        Self::new(config, embeddings, to_norm(emb.ln)?, layers)
+    }
+
+    fn new(config: &BertConfig, embeddings: [Vec<f32>; 3], ln_emb: Norm, layers: Vec<CpuLayer>) -> Result<Self> {
         let [word, position, token_type0] = embeddings;
         let h = config.hidden_size;
-        ensure!(word.len() == config.vocab_size * h && position.len() == config.max_position_embeddings * h && token_type0.len() == h,
-            "internal: embedding shapes");
         Ok(Self {
             word,
             position,
@@ -127,7 +146,7 @@ impl CpuBert {
             let qkv = sized(&mut ws.qkv, t * 3 * h);
             linear(&x, t, &layer.qkv.w, &layer.qkv.b, None, Act::None, qkv);
             let ctx = sized(&mut ws.ctx, t * h);
-            super::packed::packed_attention(qkv, &lens, self.heads, self.head_dim, ctx)?;
+            attention::packed_attention(qkv, &lens, self.heads, self.head_dim, ctx);
             let y = sized(&mut tmp, t * h);
             linear(ctx, t, &layer.attn_out.w, &layer.attn_out.b, Some(&x), Act::None, y);
             layer_norm(y, h, &layer.ln_attn);
@@ -152,11 +171,47 @@ impl CpuBert {
     }
 }
 
+impl Backend for CpuBert {
+    fn embed(&self, batch: &PackedBatch, pooling: Pooling) -> Result<Vec<f32>> {
+        let seqs: Vec<&[u32]> = (0..batch.len()).map(|i| batch.seq(i)).collect();
+        let states = self.forward(&seqs)?;
+        Ok(pool_packed(&states, self.hidden, &batch.lens(), pooling))
+    }
+
+    fn is_packed(&self) -> bool {
+        true
+    }
+}
+
+fn flat_f32(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(t.flatten_all()?.to_vec1::<f32>()?)
+}
+
+fn to_norm(n: layout::LayerNorm) -> Result<Norm> {
+    Ok(Norm { w: flat_f32(&n.w)?, b: flat_f32(&n.b)?, eps: n.eps })
+}
+
+/// Re-lay one loaded layer for this backend: weights packed for `sgemm`, tensors dropped.
+fn pack_layer(l: layout::Layer) -> Result<CpuLayer> {
+    let dense = |l: layout::Linear| -> Result<Dense> {
+        let (k, n) = l.w.dims2()?;
+        Ok(Dense { w: PackedWeights::pack(&flat_f32(&l.w)?, k, n), b: flat_f32(&l.b)? })
+    };
+    Ok(CpuLayer {
+        qkv: dense(l.qkv)?,
+        attn_out: dense(l.attn_out)?,
+        ln_attn: to_norm(l.ln_attn)?,
+        inter: dense(l.inter)?,
+        out: dense(l.out)?,
+        ln_out: to_norm(l.ln_out)?,
+    })
+}
+
 fn activate(v: &mut [f32], act: Activation) {
     v.par_chunks_mut(1 << 14).for_each(|c| {
         for x in c.iter_mut() {
             *x = match act {
-                Activation::Gelu => super::sgemm::gelu_scalar(*x),
+                Activation::Gelu => sgemm::gelu_scalar(*x),
                 Activation::GeluTanh => {
                     let u = 0.797_884_6 * (*x + 0.044_715 * *x * *x * *x);
                     0.5 * *x * (1.0 + u.tanh())

@@ -5,17 +5,14 @@
 //! sequences run in parallel with rayon — small batched matmuls through candle spend most of
 //! their time in per-call overhead.
 
-use anyhow::{bail, Result};
 use rayon::prelude::*;
 
 /// ctx [T, H] from packed qkv [T, 3H] (q | k | v, heads contiguous within each), `lens` summing to T.
-pub fn packed_attention(data: &[f32], lens: &[usize], heads: usize, head_dim: usize, out: &mut [f32]) -> Result<()> {
+pub fn packed_attention(data: &[f32], lens: &[usize], heads: usize, head_dim: usize, out: &mut [f32]) {
     let h = heads * head_dim;
     let three_h = 3 * h;
     let t: usize = lens.iter().sum();
-    if data.len() != t * three_h || out.len() != t * h {
-        bail!("internal: packed attention shape mismatch");
-    }
+    debug_assert!(data.len() == t * three_h && out.len() == t * h, "packed attention shapes");
     // split the output into one contiguous block of rows per sequence
     let mut blocks: Vec<(usize, usize, &mut [f32])> = Vec::with_capacity(lens.len());
     let mut rest = out;
@@ -47,7 +44,7 @@ pub fn packed_attention(data: &[f32], lens: &[usize], heads: usize, head_dim: us
                 );
             }
             for row in scores.chunks_exact_mut(l) {
-                super::cpu_kernels::softmax_inplace(row);
+                super::kernels::softmax_inplace(row);
             }
             unsafe {
                 // ctx[i, hd·d + c] = Σ_j p[i, j] · v[j, c]
@@ -61,5 +58,4 @@ pub fn packed_attention(data: &[f32], lens: &[usize], heads: usize, head_dim: us
             }
         }
     });
-    Ok(())
 }
