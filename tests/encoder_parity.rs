@@ -145,3 +145,30 @@ fn convert_writes_equivalent_safetensors() {
     let (want, _, _) = npy(&fixtures().join("models/biobert-like/ref.npy"));
     assert!(max_abs_diff(&got, &want) <= 1e-4);
 }
+
+#[test]
+fn config_sizes_are_checked_against_the_weights_before_allocation() {
+    // 2^60 layers used to abort in Vec::with_capacity; a huge vocabulary or width would exhaust memory
+    for (field, value) in [
+        ("num_hidden_layers", 1u64 << 60),
+        ("num_hidden_layers", 25),
+        ("vocab_size", 1_000_000_000_000),
+        ("max_position_embeddings", 1 << 40),
+        ("intermediate_size", 1 << 40),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("m");
+        copy_dir(&fixtures().join("models").join("ember-like"), &dir);
+        let path = dir.join("config.json");
+        let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        cfg[field] = serde_json::json!(value);
+        std::fs::write(&path, serde_json::to_string(&cfg).unwrap()).unwrap();
+        let resolved = celltext::encoder::resolve::resolve(dir.to_str().unwrap(), true).unwrap();
+        for backend in [celltext::encoder::BackendChoice::Cpu, celltext::encoder::BackendChoice::Candle] {
+            let opts = EncoderOptions { backend, ..Default::default() };
+            let err = celltext::encoder::Encoder::load_resolved(&resolved, &opts).err().expect(field);
+            let msg = format!("{err:#}");
+            assert!(msg.contains(field) && msg.contains("config.json"), "{field}={value}: {msg}");
+        }
+    }
+}

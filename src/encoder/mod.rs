@@ -188,6 +188,7 @@ impl Encoder {
                 .unwrap_or(Pooling::Mean),
         };
         let wf = weights::WeightFiles::open(dir)?;
+        wf.check_config(&config, &dir.join("config.json"))?;
         let loading = || format!("loading weights from {}", dir.display());
         let workers: Vec<Box<dyn Backend>> = match kind {
             BackendKind::Cpu => vec![Box::new(backends::cpu::CpuBert::load(&wf, &config).with_context(loading)?)],

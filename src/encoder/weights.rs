@@ -131,6 +131,55 @@ impl WeightFiles {
         self.names.contains_key(canonical)
     }
 
+    /// A tensor's shape from the file header, without reading its data.
+    pub fn shape(&self, canonical: &str) -> Option<Vec<usize>> {
+        let raw = self.names.get(canonical)?;
+        match &self.backing {
+            Backing::Safetensors(st) => st.get(raw).ok().map(|v| v.shape().to_vec()),
+            Backing::Loaded(m) => m.get(raw).map(|t| t.dims().to_vec()),
+        }
+    }
+
+    /// Number of encoder layers present (`encoder.layer.N.*`, N contiguous from 0).
+    pub fn n_layers(&self) -> usize {
+        let present: BTreeSet<usize> = self
+            .names
+            .keys()
+            .filter_map(|k| k.strip_prefix("encoder.layer.")?.split('.').next()?.parse().ok())
+            .collect();
+        (0..).take_while(|i| present.contains(i)).count()
+    }
+
+    /// Check the sizes config.json gives against the tensors' shapes before anything is
+    /// allocated: a config that claims 2^60 layers or a 10^9 vocabulary is refused here, naming
+    /// the field, instead of exhausting memory.
+    pub fn check_config(&self, config: &super::config::BertConfig, config_path: &Path) -> Result<()> {
+        let h = config.hidden_size;
+        let expect = |name: &str, want: [usize; 2], fields: &str| -> Result<()> {
+            match self.shape(name) {
+                Some(got) if got == want => Ok(()),
+                Some(got) => bail!(
+                    "{}: tensor `{name}` has shape {got:?} but {fields} in {} imply {want:?}; config and weights do not match",
+                    self.files[0].display(),
+                    config_path.display()
+                ),
+                None => Ok(()), // a missing tensor is reported, with its name, when it is loaded
+            }
+        };
+        expect("embeddings.word_embeddings.weight", [config.vocab_size, h], "vocab_size and hidden_size")?;
+        expect("embeddings.position_embeddings.weight", [config.max_position_embeddings, h], "max_position_embeddings and hidden_size")?;
+        let layers = self.n_layers();
+        if config.num_hidden_layers > layers {
+            bail!(
+                "{}: num_hidden_layers is {} but {} holds {layers} encoder layers; config and weights do not match",
+                config_path.display(),
+                config.num_hidden_layers,
+                self.files[0].display()
+            );
+        }
+        expect("encoder.layer.0.intermediate.dense.weight", [config.intermediate_size, h], "intermediate_size and hidden_size")
+    }
+
     /// Load a tensor by canonical name, check its shape, move it to `device` as `dtype`.
     pub fn get(&self, canonical: &str, shape: &[usize], device: &Device, dtype: DType) -> Result<Tensor> {
         let raw = self.names.get(canonical).with_context(|| {
