@@ -5,7 +5,7 @@
 //!   biobert-shaped  12×768, vocab 28,996, seeded random weights, on the same summaries
 //!   ember-shaped    24×1024, 16 heads, seeded random weights, on cell sentences (≤ 512 tokens)
 //! Reports tokens/s, sequences/s, padding, peak RSS, model FLOP/s and that as a fraction of the
-//! f32 GEMM rate measured here through the encoder's own kernel (`encoder::sgemm`, 2048³). `--gemm-shapes`
+//! f32 GEMM rate of the same run through the encoder's own kernel (`encoder::backends::cpu::sgemm`, 2048³). `--gemm-shapes`
 //! prints that kernel's rate at each workload's linear-layer shapes. With `--plan-out` it writes the
 //! exact texts and batches for `benches/pytorch_twin.py`.
 

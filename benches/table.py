@@ -1,7 +1,7 @@
 """The whole encoder bench table in one command: celltext and its PyTorch twin on the three
 workloads of the speed issue, same texts, batches and threads, median of --repeats runs.
 
-    python3 benches/table.py --python /work/venv/bin/python --sentences cells.jsonl [--repeats 3]
+    python3 benches/table.py --python python3 --sentences cells.jsonl [--repeats 3]
 
 Needs the MiniLM weights (scripts/fetch_minilm.sh) and, for the PyTorch column, a Python with
 torch + transformers. Cell sentences for the ember-shaped row come from

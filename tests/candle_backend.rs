@@ -225,3 +225,57 @@ fn device_check_dry_run_on_the_cpu_prints_the_full_report() {
     assert!(work.path().join("report.json").exists());
     assert_eq!(std::fs::read_to_string(work.path().join("sentences.jsonl")).unwrap().lines().count(), 2);
 }
+
+#[test]
+fn device_check_and_synth_model_refuse_bad_input_clearly() {
+    let Some(minilm) = minilm_dir() else { return };
+    let work = tempfile::tempdir().unwrap();
+    // sentences too short for the 512-token precision rows: refused, naming the option to fix
+    let short = work.path().join("short.jsonl");
+    std::fs::write(&short, "{\"text\": \"A cell with genes ranked by expression: CD3E CD2\"}\n").unwrap();
+    let args = celltext::app::device_check::DeviceCheckArgs {
+        device: "cpu".into(),
+        minilm: minilm.clone(),
+        ember: Some(fixtures().join("models/ember-like")),
+        work: work.path().join("w"),
+        n_summaries: Some(2),
+        n_sentences: Some(1),
+        sentences: Some(short),
+        prepare_only: false,
+        batch_tokens: 4096,
+        seed: 0,
+        quiet: true,
+    };
+    let err = format!("{:#}", celltext::app::device_check::run_device_check(&args).unwrap_err());
+    assert!(err.contains("expected 512") && err.contains("--sentences"), "{err}");
+    // an empty sentences file names the file
+    let empty = work.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let args = celltext::app::device_check::DeviceCheckArgs { sentences: Some(empty), ..args };
+    let err = format!("{:#}", celltext::app::device_check::run_device_check(&args).unwrap_err());
+    assert!(err.contains("empty.txt") && err.contains("empty"), "{err}");
+
+    use celltext::encoder::synth::{write_random_bert, Shape};
+    let err = Shape::named("gpt-9").unwrap_err().to_string();
+    assert!(err.contains("unknown shape") && err.contains("ember-v1"), "{err}");
+    let not_a_model = work.path().join("nothing");
+    std::fs::create_dir_all(&not_a_model).unwrap();
+    let err = format!("{:#}", write_random_bert(&work.path().join("out"), Shape::named("minilm").unwrap(), &not_a_model, Pooling::Mean, 0).unwrap_err());
+    assert!(err.contains("config.json") && err.contains("tokenizer source"), "{err}");
+}
+
+#[test]
+fn synth_model_is_seeded_and_loads() {
+    let work = tempfile::tempdir().unwrap();
+    let shape = celltext::encoder::synth::Shape { layers: 2, hidden: 32, heads: 4, intermediate: 64 };
+    let tok = fixtures().join("models/ember-like");
+    let (a, b) = (work.path().join("a"), work.path().join("b"));
+    celltext::encoder::synth::write_random_bert(&a, shape, &tok, Pooling::Cls, 7).unwrap();
+    celltext::encoder::synth::write_random_bert(&b, shape, &tok, Pooling::Cls, 7).unwrap();
+    let bytes = |d: &std::path::Path| std::fs::read(d.join("model.safetensors")).unwrap();
+    assert_eq!(bytes(&a), bytes(&b), "same seed, same bytes");
+    let enc = load_dir(&a, EncoderOptions::default());
+    assert_eq!((enc.pooling, enc.dim(), enc.config.num_hidden_layers), (Pooling::Cls, 32, 2));
+    let v = embed_all_one_batch(&enc, &texts()[..4]);
+    assert!(v.iter().all(|x| x.is_finite()));
+}

@@ -1,6 +1,6 @@
 //! Expression-matrix readers and AnnData writers on real pbmc3k fixtures (tests/data/, made by
-//! tests/data/make_test_data.py). The anndata cross-check runs /work/venv/bin/python (or
-//! $CELLTEXT_PYTHON) when it can import anndata, and prints a notice and skips otherwise.
+//! tests/data/make_test_data.py). The anndata cross-check runs $CELLTEXT_PYTHON (default
+//! `python3`) when it can import anndata, and prints a notice and skips otherwise.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -532,7 +532,7 @@ mod writers {
 // ------------------------------------------------------------------------------- anndata check
 
 fn python() -> Option<String> {
-    let py = std::env::var("CELLTEXT_PYTHON").unwrap_or_else(|_| "/work/venv/bin/python".to_string());
+    let py = std::env::var("CELLTEXT_PYTHON").unwrap_or_else(|_| "python3".to_string());
     let ok = std::process::Command::new(&py)
         .args(["-c", "import anndata, h5py, numpy"])
         .output()

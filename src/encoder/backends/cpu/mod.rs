@@ -9,7 +9,7 @@ pub mod attention;
 pub mod kernels;
 pub mod sgemm;
 
-use anyhow::{ensure, Result};
+use anyhow::Result;
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -62,8 +62,6 @@ pub struct CpuBert {
     pub hidden: usize,
     pub heads: usize,
     pub head_dim: usize,
-    pub vocab: usize,
-    pub max_positions: usize,
     workspace: Mutex<Workspace>,
 }
 
@@ -99,22 +97,16 @@ impl CpuBert {
             hidden: h,
             heads: config.num_attention_heads,
             head_dim: config.head_dim(),
-            vocab: config.vocab_size,
-            max_positions: config.max_position_embeddings,
             workspace: Mutex::new(Workspace::default()),
         })
     }
 
     /// Token states [T, hidden] (row-major) for `seqs` packed back to back, T = Σ lengths.
+    /// Ids and lengths are checked once, by the encoder core (`Encoder::check_batch`).
     pub fn forward(&self, seqs: &[&[u32]]) -> Result<Vec<f32>> {
         let h = self.hidden;
         let lens: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         let t: usize = lens.iter().sum();
-        let max = lens.iter().copied().max().unwrap_or(0);
-        ensure!(max <= self.max_positions, "sequence of {max} tokens exceeds max_position_embeddings {}", self.max_positions);
-        if let Some(bad) = seqs.iter().flat_map(|s| s.iter()).find(|&&id| id as usize >= self.vocab) {
-            anyhow::bail!("token id {bad} is outside the model's vocabulary of {}", self.vocab);
-        }
         let mut guard = self.workspace.lock().unwrap_or_else(|e| e.into_inner());
         let ws = &mut *guard;
         let mut x = std::mem::take(&mut ws.x);
