@@ -456,20 +456,8 @@ fn h5ad_obs(path: &Path) -> Result<(Vec<String>, Vec<(String, ObsColumn)>)> {
 }
 
 #[cfg(feature = "h5ad")]
-fn obsm_keys(path: &Path) -> Result<Vec<String>> {
-    let f = hdf5::File::open(path).map_err(|e| anyhow::anyhow!("{}: cannot open as HDF5/h5ad: {e}", path.display()))?;
-    if !f.link_exists("obsm") {
-        return Ok(Vec::new());
-    }
-    let g = f.group("obsm").map_err(|e| anyhow::anyhow!("{}: obsm: {e}", path.display()))?;
-    let mut keys = g.member_names().map_err(|e| anyhow::anyhow!("{}: obsm: {e}", path.display()))?;
-    keys.sort();
-    Ok(keys)
-}
-
-#[cfg(feature = "h5ad")]
 fn read_obsm(path: &Path, key: &str) -> Result<(Vec<f32>, usize)> {
-    let keys = obsm_keys(path)?;
+    let keys = crate::cells::h5ad::obsm_keys(path)?;
     if !keys.iter().any(|k| k == key) {
         if keys.is_empty() {
             bail!(

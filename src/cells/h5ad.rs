@@ -960,6 +960,18 @@ pub fn write_new_h5ad(
 // ====================================================================== small readers for outputs
 
 /// `obsm/<key>` as row-major f32 values and its dimension.
+/// The `obsm` keys of an h5ad file, sorted; empty when it has no `obsm` group.
+pub fn obsm_keys(path: &Path) -> Result<Vec<String>> {
+    let f = File::open(path).map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", path.display()))?;
+    if !f.link_exists("obsm") {
+        return Ok(Vec::new());
+    }
+    let g = f.group("obsm").map_err(|e| h5err(path, "obsm", e))?;
+    let mut keys = g.member_names().map_err(|e| h5err(path, "obsm", e))?;
+    keys.sort();
+    Ok(keys)
+}
+
 pub fn read_obsm(path: &Path, key: &str) -> Result<(Vec<f32>, usize)> {
     let f = File::open(path).map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", path.display()))?;
     let g = f.group("obsm").map_err(|e| h5err(path, "obsm", e))?;
