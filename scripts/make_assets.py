@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Build assets/genes/ from ../shared/data/genes (and the celltypist 1.7.1 wheel's ortholog table).
+"""Build assets/genes/ from DATA/genes (and the celltypist 1.7.1 wheel's ortholog table).
 
-Run from the repo root:  python3 scripts/make_assets.py [--shared ../shared/data]
+Run from the repo root:  python3 scripts/make_assets.py --data DATA
 Outputs are deterministic gzip files (mtime 0), so re-running gives identical bytes.
 """
 import argparse, csv, glob, gzip, io, json, os, subprocess, sys, tempfile, zipfile
@@ -19,10 +19,10 @@ def clean(s):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--shared", default="../shared/data")
+    ap.add_argument("--data", required=True, help="the data directory (with genes/)")
     ap.add_argument("--out", default="assets/genes")
     a = ap.parse_args()
-    g = os.path.join(a.shared, "genes")
+    g = os.path.join(a.data, "genes")
     os.makedirs(a.out, exist_ok=True)
 
     human = json.load(open(os.path.join(g, "human_refseq_gene_summaries.json")))
@@ -55,7 +55,7 @@ def main():
             src = "mouse"
         else:
             h = mouse_to_human.get(s)
-            # the shared file took the human ortholog's summary; name it when we can
+            # the mouse file took the human ortholog's summary; name it when we can
             src = f"human-ortholog:{h}" if h and human.get(h) == mouse_all[s] else "human-ortholog"
         out.append(f"{s}\t{src}\t{clean(mouse_all[s])}")
     write_gz(os.path.join(a.out, "mouse_summaries.tsv.gz"), "\n".join(out) + "\n")

@@ -172,3 +172,18 @@ fn config_sizes_are_checked_against_the_weights_before_allocation() {
         }
     }
 }
+
+#[test]
+fn tokenizer_setup_warnings_are_returned_not_printed() {
+    let models = fixtures().join("models");
+    // vocab.txt without a declared casing: guessed, and the caller is told how
+    let t = TextTokenizer::from_dir(&models.join("biobert-like"), 64, None, None).unwrap();
+    assert_eq!(t.warnings.len(), 1, "{:?}", t.warnings);
+    assert!(t.warnings[0].contains("casing not declared") && t.warnings[0].contains("--cased"), "{:?}", t.warnings);
+    // declared on the command line: nothing to say
+    let t = TextTokenizer::from_dir(&models.join("biobert-like"), 64, Some(false), None).unwrap();
+    assert!(t.warnings.is_empty(), "{:?}", t.warnings);
+    // tokenizer.json has its own normalizer: a casing flag is ignored, and that is said
+    let t = TextTokenizer::from_dir(&models.join("ember-like"), 64, Some(true), None).unwrap();
+    assert!(t.warnings.len() == 1 && t.warnings[0].contains("--lowercase/--cased is ignored"), "{:?}", t.warnings);
+}

@@ -4,6 +4,8 @@
 //! (torch.save in the zip and legacy formats); values are compared exactly.
 
 use candle_core::{DType, Tensor};
+mod common;
+
 use celltext::encoder::pth::{detect_format, read_pth, PthFormat};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -330,11 +332,8 @@ fn detects_formats() {
     assert!(e.contains("missing.bin"), "{e}");
 }
 
-const PWNED_MARKER: &str = "/tmp/celltext_pth_pwned";
-
 #[test]
 fn evil_checkpoints_are_refused_and_nothing_runs() {
-    let _ = std::fs::remove_file(PWNED_MARKER);
     for (f, global) in [
         ("zip_evil_system.bin", "'posix.system'"),
         ("legacy_evil_system.bin", "'posix.system'"),
@@ -344,6 +343,9 @@ fn evil_checkpoints_are_refused_and_nothing_runs() {
         ("legacy_evil_eval.bin", "'__builtin__.eval'"),
     ] {
         let path = fixture(f);
+        let marker = common::payload_target(&std::fs::read(&path).unwrap());
+        assert!(marker.ends_with("celltext_pth_pwned"), "{f}: payload target {}", marker.display());
+        let _ = std::fs::remove_file(&marker);
         let e = read_pth(&path).expect_err(f);
         let msg = e.to_string(); // single-level message, no context chain needed
         assert!(msg.starts_with(&path.display().to_string()), "{f}: {msg}");
@@ -355,7 +357,7 @@ fn evil_checkpoints_are_refused_and_nothing_runs() {
             msg.contains("only PyTorch tensor-rebuild globals are allowed"),
             "{f}: {msg}"
         );
-        assert!(!Path::new(PWNED_MARKER).exists(), "{f}: the payload ran!");
+        assert!(!marker.exists(), "{f}: the payload ran!");
     }
 }
 

@@ -1,7 +1,8 @@
-//! Sentence ablations (seed 003's protocol). Every ablation is a pure function of
-//! `(sentence, ablation, seed, cell_index, token counter)`: randomness comes from
-//! [`cell_rng`]`(ABLATION_DOMAIN, seed, cell_index)` — one ChaCha8 stream per cell — so results
-//! are reproducible and independent of threading.
+//! Sentence ablations, following the protocol of "Towards Applying Large Language Models to
+//! Complement Single-Cell Foundation Models" (Palayew, Wang, Bader 2025; the scMPT paper). Every
+//! ablation is a pure function of `(sentence, ablation, seed, cell_index, token counter)`:
+//! randomness comes from [`cell_rng`]`(ABLATION_DOMAIN, seed, cell_index)` — one ChaCha8 stream
+//! per cell — so results are reproducible and independent of threading.
 //!
 //! Let `genes` be the sentence's gene list and `k` the number of leading genes that fit in the
 //! model's context ([`genes_in_context`] on the sentence's prefix + genes, special tokens

@@ -36,6 +36,9 @@ pub struct TextTokenizer {
     pub lowercase: Option<bool>,
     pub casing_source: CasingSource,
     pub source: PathBuf,
+    /// Things the user should know about how the tokenizer was set up (an ignored casing flag, a
+    /// guessed casing); the caller decides whether and where to show them.
+    pub warnings: Vec<String>,
 }
 
 impl TextTokenizer {
@@ -50,15 +53,13 @@ impl TextTokenizer {
         let tj = dir.join("tokenizer.json");
         let vocab = dir.join("vocab.txt");
         if tj.exists() {
+            let mut warnings = Vec::new();
             if lowercase_override.is_some() {
-                eprintln!(
-                    "warning: {} defines its own normalizer; --lowercase/--cased is ignored",
-                    tj.display()
-                );
+                warnings.push(format!("{} defines its own normalizer; --lowercase/--cased is ignored", tj.display()));
             }
             let inner = Tokenizer::from_file(&tj)
                 .map_err(|e| anyhow!("{}: cannot load tokenizer.json: {e}", tj.display()))?;
-            return Self::finish(inner, max_length, None, CasingSource::TokenizerJson, tj);
+            return Self::finish(inner, max_length, None, CasingSource::TokenizerJson, tj, warnings);
         }
         if !vocab.exists() {
             bail!(
@@ -66,6 +67,7 @@ impl TextTokenizer {
                 dir.display()
             );
         }
+        let mut warnings = Vec::new();
         let (lowercase, source) = if let Some(l) = lowercase_override {
             (l, CasingSource::CommandLine)
         } else if let Some(l) = do_lower_case_from_config(dir)? {
@@ -74,17 +76,17 @@ impl TextTokenizer {
             (l, CasingSource::Card)
         } else {
             let cased = vocab_looks_cased(&vocab)?;
-            eprintln!(
-                "warning: {}: casing not declared (no tokenizer_config.json, card or --lowercase/--cased); \
+            warnings.push(format!(
+                "{}: casing not declared (no tokenizer_config.json, card or --lowercase/--cased); \
                  the vocabulary looks {}, so using {}",
                 vocab.display(),
                 if cased { "cased" } else { "uncased" },
                 if cased { "--cased" } else { "--lowercase" }
-            );
+            ));
             (!cased, CasingSource::VocabGuess)
         };
         let inner = wordpiece_tokenizer(&vocab, lowercase)?;
-        Self::finish(inner, max_length, Some(lowercase), source, vocab)
+        Self::finish(inner, max_length, Some(lowercase), source, vocab, warnings)
     }
 
     fn finish(
@@ -93,6 +95,7 @@ impl TextTokenizer {
         lowercase: Option<bool>,
         casing_source: CasingSource,
         source: PathBuf,
+        warnings: Vec<String>,
     ) -> Result<Self> {
         if max_length < 2 {
             bail!("max length {max_length} is too small: [CLS] and [SEP] alone take 2 tokens");
@@ -110,7 +113,7 @@ impl TextTokenizer {
                 direction: TruncationDirection::Right,
             }))
             .map_err(|e| anyhow!("{}: cannot set truncation: {e}", source.display()))?;
-        Ok(Self { inner, untruncated, max_length, lowercase, casing_source, source })
+        Ok(Self { inner, untruncated, max_length, lowercase, casing_source, source, warnings })
     }
 
     pub fn encode(&self, text: &str) -> Result<TokenizedText> {

@@ -87,3 +87,18 @@ pub fn embed_all_one_batch(enc: &celltext::encoder::Encoder, texts: &[String]) -
     let seqs: Vec<&[u32]> = toks.iter().map(|t| t.ids.as_slice()).collect();
     enc.embed_tokenized(&seqs).unwrap()
 }
+
+/// The file an evil pickle fixture's `touch <path>` payload would create, read from the fixture itself
+/// so the test checks exactly what the payload targets: the pickle string holding the command
+/// (SHORT_BINUNICODE or BINUNICODE, length-prefixed), or the quoted command inside an eval source.
+pub fn payload_target(bytes: &[u8]) -> PathBuf {
+    let at = bytes.windows(6).position(|w| w == b"touch ").expect("payload command in fixture");
+    let len = if at >= 2 && bytes[at - 2] == 0x8c {
+        bytes[at - 1] as usize
+    } else if at >= 5 && bytes[at - 5] == b'X' {
+        u32::from_le_bytes(bytes[at - 4..at].try_into().unwrap()) as usize
+    } else {
+        bytes[at..].iter().position(|&b| b == b'\'').expect("quoted eval command")
+    };
+    PathBuf::from(String::from_utf8(bytes[at + 6..at + len].to_vec()).unwrap())
+}

@@ -2,12 +2,12 @@
 """Build celltext's small real-data test fixtures and the demo asset from pbmc3k_seurat.
 
 Usage (from the repository root):
-    /work/venv/bin/python tests/data/make_test_data.py [--src /work/shared/data/cells/pbmc3k_seurat]
+    python3 tests/data/make_test_data.py --src DATA/cells/pbmc3k_seurat
 
 Needs numpy, scipy, pandas, anndata (0.12), h5py. Deterministic: no random choices.
 Writes:
   tests/data/pbmc3k_small/        ~300 cells (all 9 labels), genes expressed in them:
-      matrix.mtx.gz genes.tsv cells.tsv   shared-data layout (cells x genes, raw UMI)
+      matrix.mtx.gz genes.tsv cells.tsv   cells × genes MTX layout (cells x genes, raw UMI)
       data.h5ad                           layers['counts'] CSR (raw UMI), X = log1p(CP10k) CSR, obs label categorical
   tests/data/pbmc3k_sub/          the first 60 of those cells x the 400 most-detected genes:
       csc.h5ad                            X = counts as CSC
@@ -63,7 +63,7 @@ def stratified_first(labels, total, minimum, keep_whole=()):
 
 
 def write_mtx_gz(path, m, field="integer"):
-    """MatrixMarket coordinate, entries sorted by column then row (like the shared data)."""
+    """MatrixMarket coordinate, entries sorted by column then row (like the full data sets' cells × genes MTX files)."""
     coo = m.tocoo()
     order = np.lexsort((coo.row, coo.col))
     r, c, v = coo.row[order] + 1, coo.col[order] + 1, coo.data[order]
@@ -120,7 +120,7 @@ def obs_frame(cells):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--src", default="/work/shared/data/cells/pbmc3k_seurat")
+    ap.add_argument("--src", required=True, help="the pbmc3k_seurat data set directory (DATA/cells/pbmc3k_seurat)")
     args = ap.parse_args()
     m, genes, cells = load(args.src)
     labels = cells["label"].to_numpy()
@@ -160,7 +160,7 @@ def main():
     tenx = os.path.join(d2, "tenx")
     os.makedirs(tenx, exist_ok=True)
     write_mtx_gz(os.path.join(tenx, "matrix.mtx.gz"), small.T.tocsr())
-    ens = ensembl_ids(sm_genes)
+    ens = ensembl_ids(sm_genes, args.src)
     write_lines(os.path.join(tenx, "features.tsv.gz"), [f"{ens[g]}\t{g}\tGene Expression" for g in sm_genes], gz=True)
     write_lines(os.path.join(tenx, "barcodes.tsv.gz"), [f"{c}-1" for c in sm_cells["cell_id"]], gz=True)
 
@@ -291,14 +291,16 @@ def repack_shuffle(path):
     os.replace(tmp, path)
 
 
-ENSEMBL = "/work/shared/data/genes/human_gene_info_orgHsEgDb.tsv"
+# the gene-info table beside the cells directory: DATA/genes/human_gene_info_orgHsEgDb.tsv
+ENSEMBL_REL = os.path.join("..", "..", "genes", "human_gene_info_orgHsEgDb.tsv")
 
 
-def ensembl_ids(symbols):
-    """symbol -> first Ensembl id from the shared gene-info table (symbol itself if none)."""
+def ensembl_ids(symbols, src):
+    """symbol -> first Ensembl id from the gene-info table (symbol itself if none)."""
     out = {s: s for s in symbols}
-    if os.path.exists(ENSEMBL):
-        t = pd.read_csv(ENSEMBL, sep="\t", dtype=str, keep_default_na=False)
+    table = os.path.join(src, ENSEMBL_REL)
+    if os.path.exists(table):
+        t = pd.read_csv(table, sep="\t", dtype=str, keep_default_na=False)
         scol = [c for c in t.columns if c.lower() == "symbol"]
         ecol = [c for c in t.columns if "ensembl" in c.lower()]
         if scol and ecol:

@@ -3,12 +3,12 @@
 
 Usage (from the repository root):
 
-    # 1. (only to rebuild the fixture) cut ~50 real pbmc3k cells out of the shared dataset
-    /work/venv/bin/python tests/data/cells_logic/make_refs.py --source /work/shared/data/cells/pbmc3k_seurat
+    # 1. (only to rebuild the fixture) cut ~50 real pbmc3k cells out of the full data set
+    python3 tests/data/cells_logic/make_refs.py --source DATA/cells/pbmc3k_seurat
     # 2. recompute the references from the committed fixture (no --source needed)
-    /work/venv/bin/python tests/data/cells_logic/make_refs.py
+    python3 tests/data/cells_logic/make_refs.py
 
-Fixture (MTX layout of the shared data, rows = cells):
+Fixture (cells × genes MTX layout, rows = cells):
     matrix.mtx.gz   MatrixMarket coordinate integer, raw UMI counts, cells x genes
     genes.tsv       one symbol per line (only genes expressed in at least one fixture cell)
     cells.tsv       cell_id, label, seurat_cluster (header line)
@@ -218,7 +218,7 @@ def round_floats(o):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--source", help="shared dataset dir to (re)build the fixture from")
+    ap.add_argument("--source", help="the pbmc3k_seurat data set directory to (re)build the fixture from")
     args = ap.parse_args()
     if args.source:
         build_fixture(args.source)
