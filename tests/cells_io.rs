@@ -323,7 +323,7 @@ fn malformed_in_memory_variants() {
     std::fs::write(d.join("oor/cells.tsv"), "cell_id\tlabel\nc1\tx\nc2\ty\n").unwrap();
     let e = err_of(&d.join("oor"), &opts());
     assert!(e.contains("matrix.mtx") && e.contains("line 4") && e.contains("out of range"), "{e}");
-    // transposed shared layout
+    // transposed cells × genes directory
     std::fs::create_dir(d.join("tr")).unwrap();
     std::fs::write(d.join("tr/matrix.mtx"), "%%MatrixMarket matrix coordinate integer general\n3 2 1\n1 1 5\n").unwrap();
     std::fs::write(d.join("tr/genes.tsv"), "A\nB\nC\n").unwrap();

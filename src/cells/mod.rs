@@ -4,6 +4,8 @@ pub mod normalize;
 pub mod weighted;
 pub mod sentences;
 pub mod ablation;
+pub mod source;
+pub mod text;
 pub mod read;
 pub mod mtx;
 pub mod dense;
