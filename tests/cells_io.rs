@@ -452,7 +452,7 @@ mod writers {
             .unwrap()
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.contains("celltext-tmp"))
+            .filter(|n| n.starts_with('.') && n.contains(".tmp"))
             .collect();
         assert!(left.is_empty(), "{left:?}");
         Written { dir, copy, fresh, fresh_nox, n }

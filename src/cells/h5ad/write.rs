@@ -1,8 +1,8 @@
 //! h5ad writers: copy an AnnData file adding obsm arrays, obs columns and one uns string, or write a
 //! fresh file for inputs that are not h5ad. Both build the file under a temp name beside the output
-//! and rename it into place, so a failed write never leaves a partial file.
+//! (`io::atomic_write_with`) and rename it into place, so a failed write never leaves a partial file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 use hdf5::types::VarLenUnicode;
@@ -159,45 +159,21 @@ fn add_annotations(
     Ok(())
 }
 
-/// Deletes the temp file unless `keep()` was called.
-struct TempGuard(Option<PathBuf>);
-impl TempGuard {
-    fn keep(&mut self) {
-        self.0 = None;
+/// The writers only write into an existing directory (a mistyped output directory is an error, not
+/// a new tree), and the output must name a file.
+fn check_output_path(output: &Path) -> Result<()> {
+    crate::cells::require_output_dir(output)?;
+    if output.file_name().is_none() {
+        bail!("{}: output path has no file name", output.display())
     }
-}
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        if let Some(p) = &self.0 {
-            let _ = std::fs::remove_file(p);
-        }
-    }
+    Ok(())
 }
 
-fn temp_next_to(output: &Path) -> Result<PathBuf> {
-    let dir = match output.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    if !dir.is_dir() {
-        bail!("{}: output directory {} does not exist", output.display(), dir.display())
-    }
-    let name = output
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| anyhow!("{}: output path has no file name", output.display()))?;
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    Ok(dir.join(format!(".{name}.celltext-tmp-{}-{nanos}", std::process::id())))
-}
-
-fn finish(tmp: &Path, output: &Path, guard: &mut TempGuard) -> Result<()> {
+/// Flush the finished temp file to disk before it is renamed into place.
+fn sync_file(tmp: &Path) -> Result<()> {
     std::fs::File::open(tmp)
         .and_then(|f| f.sync_all())
-        .with_context(|| format!("{}: cannot sync temp file", tmp.display()))?;
-    std::fs::rename(tmp, output)
-        .with_context(|| format!("{}: cannot move the finished file into place (from {})", output.display(), tmp.display()))?;
-    guard.keep();
-    Ok(())
+        .with_context(|| format!("{}: cannot sync temp file", tmp.display()))
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -231,19 +207,20 @@ pub fn write_h5ad_with_obsm(
         let (_, fr) = read_frame_meta(input, &f, "obs")?;
         fr.index.len()
     };
-    let tmp = temp_next_to(output)?;
-    let mut guard = TempGuard(Some(tmp.clone()));
-    std::fs::copy(input, &tmp).with_context(|| format!("{}: cannot copy to {}", input.display(), tmp.display()))?;
-    let mut perm = std::fs::metadata(&tmp).with_context(|| tmp.display().to_string())?.permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perm.set_readonly(false);
-    std::fs::set_permissions(&tmp, perm).with_context(|| format!("{}: cannot make writable", tmp.display()))?;
-    {
-        let f = File::open_rw(&tmp).map_err(|e| anyhow!("{}: cannot open for writing: {e}", tmp.display()))?;
-        add_annotations(&f, output, n_obs, obsm, obs, uns_json)?;
-        f.close().map_err(|e| anyhow!("{}: closing: {e}", tmp.display()))?;
-    }
-    finish(&tmp, output, &mut guard)
+    check_output_path(output)?;
+    crate::io::atomic_write_with(output, |tmp| {
+        std::fs::copy(input, tmp).with_context(|| format!("{}: cannot copy to {}", input.display(), tmp.display()))?;
+        let mut perm = std::fs::metadata(tmp).with_context(|| tmp.display().to_string())?.permissions();
+        #[allow(clippy::permissions_set_readonly_false)]
+        perm.set_readonly(false);
+        std::fs::set_permissions(tmp, perm).with_context(|| format!("{}: cannot make writable", tmp.display()))?;
+        {
+            let f = File::open_rw(tmp).map_err(|e| anyhow!("{}: cannot open for writing: {e}", tmp.display()))?;
+            add_annotations(&f, output, n_obs, obsm, obs, uns_json)?;
+            f.close().map_err(|e| anyhow!("{}: closing: {e}", tmp.display()))?;
+        }
+        sync_file(tmp)
+    })
 }
 
 /// Metadata for a fresh AnnData file (for inputs that are not h5ad).
@@ -304,10 +281,9 @@ pub fn write_new_h5ad(
             )
         }
     }
-    let tmp = temp_next_to(output)?;
-    let mut guard = TempGuard(Some(tmp.clone()));
-    {
-        let f = File::create(&tmp).map_err(|e| anyhow!("{}: cannot create: {e}", tmp.display()))?;
+    check_output_path(output)?;
+    crate::io::atomic_write_with(output, |tmp| {
+        let f = File::create(tmp).map_err(|e| anyhow!("{}: cannot create: {e}", tmp.display()))?;
         set_encoding(&f, "anndata", "0.1.0", output)?;
         write_frame(&f, "obs", meta.cell_ids, meta.obs, output)?;
         write_frame(&f, "var", meta.genes, &[], output)?;
@@ -327,6 +303,6 @@ pub fn write_new_h5ad(
         }
         add_annotations(&f, output, n_obs, obsm, &[], uns_json)?;
         f.close().map_err(|e| anyhow!("{}: closing: {e}", tmp.display()))?;
-    }
-    finish(&tmp, output, &mut guard)
+        sync_file(tmp)
+    })
 }
