@@ -14,7 +14,7 @@
 //! streaming passes (count non-zeros per cell, then fill) and holds the matrix as CSR
 //! (≈ 8 bytes × nnz); dense text files are parsed once and kept as CSR (only non-zeros).
 //!
-//! The source interface and the shared checks live in `source`; they are re-exported here so
+//! The source interface and the shared checks live in `source`; this module re-exports them so
 //! callers keep one import path for reading.
 
 use std::path::{Path, PathBuf};
