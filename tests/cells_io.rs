@@ -323,7 +323,7 @@ fn malformed_in_memory_variants() {
     std::fs::write(d.join("oor/cells.tsv"), "cell_id\tlabel\nc1\tx\nc2\ty\n").unwrap();
     let e = err_of(&d.join("oor"), &opts());
     assert!(e.contains("matrix.mtx") && e.contains("line 4") && e.contains("out of range"), "{e}");
-    // transposed shared layout
+    // transposed cells × genes directory
     std::fs::create_dir(d.join("tr")).unwrap();
     std::fs::write(d.join("tr/matrix.mtx"), "%%MatrixMarket matrix coordinate integer general\n3 2 1\n1 1 5\n").unwrap();
     std::fs::write(d.join("tr/genes.tsv"), "A\nB\nC\n").unwrap();
@@ -452,7 +452,7 @@ mod writers {
             .unwrap()
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.contains("celltext-tmp"))
+            .filter(|n| n.starts_with('.') && n.contains(".tmp"))
             .collect();
         assert!(left.is_empty(), "{left:?}");
         Written { dir, copy, fresh, fresh_nox, n }

@@ -3,18 +3,13 @@
 //! extension (`.csv` comma, `.tsv`/`.tab` tab) or sniffed from the header line (tab, comma,
 //! semicolon). The table is parsed once and kept as CSR (zeros dropped).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Result};
 
-use super::matrix::{CsrMatrix, ExpressionMatrix, ObsColumn};
-use super::mtx::TextFile;
-use super::read::{check_rows, check_unique_genes, slice_rows, MatrixSource, VALUE_FIX};
-
-pub struct DenseSource {
-    path: PathBuf,
-    m: ExpressionMatrix,
-}
+use super::matrix::{CsrMatrix, ExpressionMatrix};
+use super::source::{check_unique_genes, value_problem, MemorySource, VALUE_FIX};
+use super::text::TextFile;
 
 fn sniff_delimiter(path: &Path, header: &str) -> u8 {
     let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
@@ -38,130 +33,98 @@ fn sniff_delimiter(path: &Path, header: &str) -> u8 {
     }
 }
 
-impl DenseSource {
-    pub fn open(path: &Path) -> Result<Self> {
-        let p = path.display().to_string();
-        let mut tf = TextFile::open(path)?;
-        let mut header = String::new();
-        if !tf.next_line(&mut header)? {
-            bail!("{p}: empty file (expected a header row of gene names, then one row per cell)")
-        }
-        let header = header.trim_start_matches('\u{feff}').to_string();
-        let delim = sniff_delimiter(path, &header);
-        let gz = tf.gz;
-        let mut rdr = csv::ReaderBuilder::new()
-            .delimiter(delim)
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(tf.into_reader());
+/// Read a dense table into memory; the source's field is `table`.
+pub fn open_dense_table(path: &Path) -> Result<MemorySource> {
+    let p = path.display().to_string();
+    let mut tf = TextFile::open(path)?;
+    let mut header = String::new();
+    if !tf.next_line(&mut header)? {
+        bail!("{p}: empty file (expected a header row of gene names, then one row per cell)")
+    }
+    let header = header.trim_start_matches('\u{feff}').to_string();
+    let delim = sniff_delimiter(path, &header);
+    let gz = tf.gz;
+    let mut rdr = csv::ReaderBuilder::new()
+        .delimiter(delim)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(tf.into_reader());
 
-        let hdr = csv::ReaderBuilder::new()
-            .delimiter(delim)
-            .has_headers(false)
-            .from_reader(header.as_bytes())
-            .records()
-            .next()
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("{p}: line 1: cannot parse the header: {e}"))?;
-        let Some(hdr) = hdr else { bail!("{p}: empty header row") };
-        let genes: Vec<String> = hdr.iter().skip(1).map(|s| s.trim().to_string()).collect();
-        if genes.is_empty() {
+    let hdr = csv::ReaderBuilder::new()
+        .delimiter(delim)
+        .has_headers(false)
+        .from_reader(header.as_bytes())
+        .records()
+        .next()
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("{p}: line 1: cannot parse the header: {e}"))?;
+    let Some(hdr) = hdr else { bail!("{p}: empty header row") };
+    let genes: Vec<String> = hdr.iter().skip(1).map(|s| s.trim().to_string()).collect();
+    if genes.is_empty() {
+        bail!(
+            "{p}: the header has no gene columns (delimiter {:?}); expected 'cell_id{}GENE1{}GENE2...'",
+            delim as char,
+            delim as char,
+            delim as char
+        )
+    }
+    if let Some(i) = genes.iter().position(|g| g.is_empty()) {
+        bail!("{p}: line 1: gene name in column {} is empty", i + 2)
+    }
+    check_unique_genes(&genes, path, "header (gene names)")?;
+
+    let n_cols = genes.len();
+    let mut cell_ids = Vec::new();
+    let mut indptr = vec![0usize];
+    let mut indices = Vec::new();
+    let mut data = Vec::new();
+    let mut rec = csv::StringRecord::new();
+    let mut line = 1usize;
+    loop {
+        match rdr.read_record(&mut rec) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                if gz {
+                    bail!("{p}: gzip stream is truncated or corrupt after line {line} ({e}); re-download or re-compress the file")
+                }
+                bail!("{p}: line {}: {e}", line + 1)
+            }
+        }
+        line += 1;
+        if rec.len() == 1 && rec.get(0).is_some_and(|s| s.trim().is_empty()) {
+            continue; // blank line
+        }
+        if rec.len() != n_cols + 1 {
             bail!(
-                "{p}: the header has no gene columns (delimiter {:?}); expected 'cell_id{}GENE1{}GENE2...'",
-                delim as char,
-                delim as char,
-                delim as char
+                "{p}: line {line}: dimension mismatch: {} fields but the header has {} genes + the cell id column",
+                rec.len(),
+                n_cols
             )
         }
-        if let Some(i) = genes.iter().position(|g| g.is_empty()) {
-            bail!("{p}: line 1: gene name in column {} is empty", i + 2)
+        let cell = rec.get(0).unwrap_or("").trim().to_string();
+        for (j, s) in rec.iter().skip(1).enumerate() {
+            let s = s.trim();
+            let v: f32 = match s.parse::<f64>() {
+                Ok(x) => x as f32,
+                Err(_) if s.eq_ignore_ascii_case("na") || s.is_empty() => f32::NAN,
+                Err(_) => bail!("{p}: line {line}, column {} (gene '{}'): '{s}' is not a number", j + 2, genes[j]),
+            };
+            if let Some(what) = value_problem(v, "NaN/missing value") {
+                bail!("{p}: line {line}: {what} at cell '{cell}' gene '{}'. {VALUE_FIX}", genes[j])
+            }
+            if v != 0.0 {
+                indices.push(j as u32);
+                data.push(v);
+            }
         }
-        check_unique_genes(&genes, path, "header (gene names)")?;
-
-        let n_cols = genes.len();
-        let mut cell_ids = Vec::new();
-        let mut indptr = vec![0usize];
-        let mut indices = Vec::new();
-        let mut data = Vec::new();
-        let mut rec = csv::StringRecord::new();
-        let mut line = 1usize;
-        loop {
-            match rdr.read_record(&mut rec) {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(e) => {
-                    if gz {
-                        bail!("{p}: gzip stream is truncated or corrupt after line {line} ({e}); re-download or re-compress the file")
-                    }
-                    bail!("{p}: line {}: {e}", line + 1)
-                }
-            }
-            line += 1;
-            if rec.len() == 1 && rec.get(0).is_some_and(|s| s.trim().is_empty()) {
-                continue; // blank line
-            }
-            if rec.len() != n_cols + 1 {
-                bail!(
-                    "{p}: line {line}: dimension mismatch: {} fields but the header has {} genes + the cell id column",
-                    rec.len(),
-                    n_cols
-                )
-            }
-            let cell = rec.get(0).unwrap_or("").trim().to_string();
-            for (j, s) in rec.iter().skip(1).enumerate() {
-                let s = s.trim();
-                let v: f32 = match s.parse::<f64>() {
-                    Ok(x) => x as f32,
-                    Err(_) if s.eq_ignore_ascii_case("na") || s.is_empty() => f32::NAN,
-                    Err(_) => bail!("{p}: line {line}, column {} (gene '{}'): '{s}' is not a number", j + 2, genes[j]),
-                };
-                if !(v >= 0.0) || v.is_infinite() {
-                    let what = if v.is_nan() {
-                        "NaN/missing value".to_string()
-                    } else if v.is_infinite() {
-                        format!("infinite value {v}")
-                    } else {
-                        format!("negative value {v}")
-                    };
-                    bail!("{p}: line {line}: {what} at cell '{cell}' gene '{}'. {VALUE_FIX}", genes[j])
-                }
-                if v != 0.0 {
-                    indices.push(j as u32);
-                    data.push(v);
-                }
-            }
-            cell_ids.push(cell);
-            indptr.push(data.len());
-        }
-        if cell_ids.is_empty() {
-            bail!("{p}: empty matrix: a header but no cell rows")
-        }
-        let x = CsrMatrix { n_rows: cell_ids.len(), n_cols, indptr, indices, data };
-        Ok(Self { path: path.to_path_buf(), m: ExpressionMatrix { x, cell_ids, genes, obs: Vec::new() } })
+        cell_ids.push(cell);
+        indptr.push(data.len());
     }
-}
-
-impl MatrixSource for DenseSource {
-    fn n_cells(&self) -> usize {
-        self.m.x.n_rows
+    if cell_ids.is_empty() {
+        bail!("{p}: empty matrix: a header but no cell rows")
     }
-    fn genes(&self) -> &[String] {
-        &self.m.genes
-    }
-    fn cell_ids(&self) -> &[String] {
-        &self.m.cell_ids
-    }
-    fn obs(&self) -> &[(String, ObsColumn)] {
-        &self.m.obs
-    }
-    fn read_rows(&mut self, start: usize, end: usize) -> Result<CsrMatrix> {
-        check_rows(self, start, end)?;
-        Ok(slice_rows(&self.m.x, start, end))
-    }
-    fn path(&self) -> Option<&Path> {
-        Some(&self.path)
-    }
-    fn field(&self) -> String {
-        "table".to_string()
-    }
+    let x = CsrMatrix { n_rows: cell_ids.len(), n_cols, indptr, indices, data };
+    let m = ExpressionMatrix { x, cell_ids, genes, obs: Vec::new() };
+    Ok(MemorySource { path: Some(path.to_path_buf()), field: "table".to_string(), m })
 }

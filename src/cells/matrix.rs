@@ -1,4 +1,9 @@
-//! In-memory expression matrices: cells × genes, CSR, f32 values.
+//! In-memory expression matrices: cells × genes, CSR, f32 values, and the obs-column helpers every
+//! reader and the classifier share.
+
+use std::path::Path;
+
+use anyhow::{bail, Result};
 
 /// Compressed sparse rows: row `i` holds `indices[indptr[i]..indptr[i+1]]` with `data` alongside.
 /// Rows are cells, columns are genes. Column indices within a row are strictly increasing.
@@ -72,7 +77,69 @@ impl ObsColumn {
 
 impl ExpressionMatrix {
     /// An obs column by name; the error lists the available columns.
-    pub fn obs_column(&self, name: &str) -> anyhow::Result<&ObsColumn> {
-        crate::cells::read::find_obs_column(&self.obs, name, None)
+    pub fn obs_column(&self, name: &str) -> Result<&ObsColumn> {
+        find_obs_column(&self.obs, name, None)
+    }
+}
+
+/// Append `part`'s rows to `out` (same column count).
+pub fn append_rows(out: &mut CsrMatrix, part: &CsrMatrix) -> Result<()> {
+    if part.n_cols != out.n_cols {
+        bail!("internal: chunk has {} columns, expected {}", part.n_cols, out.n_cols)
+    }
+    let base = out.data.len();
+    out.indices.extend_from_slice(&part.indices);
+    out.data.extend_from_slice(&part.data);
+    out.indptr.extend(part.indptr[1..].iter().map(|&p| p + base));
+    out.n_rows += part.n_rows;
+    Ok(())
+}
+
+/// Look up an obs column; a missing one is an error naming the file and listing what exists.
+pub fn find_obs_column<'a>(
+    obs: &'a [(String, ObsColumn)],
+    name: &str,
+    path: Option<&Path>,
+) -> Result<&'a ObsColumn> {
+    if let Some((_, c)) = obs.iter().find(|(n, _)| n == name) {
+        return Ok(c);
+    }
+    let avail: Vec<&str> = obs.iter().map(|(n, _)| n.as_str()).collect();
+    let file = path.map(|p| format!("{}: ", p.display())).unwrap_or_default();
+    let hint = obs
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(n, _)| format!(" (did you mean '{n}'? names are case-sensitive)"))
+        .unwrap_or_default();
+    if avail.is_empty() {
+        bail!("{file}obs column '{name}' not found: this input has no obs (cell annotation) columns{hint}")
+    }
+    bail!("{file}obs column '{name}' not found{hint}; available columns: {}", avail.join(", "))
+}
+
+/// Parse an obs text column into a typed column: all non-empty values numeric → `Number`
+/// (empty / NA → NaN), otherwise `Text`.
+pub fn infer_obs_column(values: Vec<String>) -> ObsColumn {
+    let is_na = |s: &str| s.is_empty() || s == "NA" || s == "nan" || s == "NaN";
+    let mut any = false;
+    let mut nums = Vec::with_capacity(values.len());
+    for v in &values {
+        let t = v.trim();
+        if is_na(t) {
+            nums.push(f64::NAN);
+            continue;
+        }
+        match t.parse::<f64>() {
+            Ok(x) if x.is_finite() => {
+                any = true;
+                nums.push(x)
+            }
+            _ => return ObsColumn::Text(values),
+        }
+    }
+    if any {
+        ObsColumn::Number(nums)
+    } else {
+        ObsColumn::Text(values)
     }
 }

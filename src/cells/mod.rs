@@ -4,8 +4,25 @@ pub mod normalize;
 pub mod weighted;
 pub mod sentences;
 pub mod ablation;
+pub mod source;
+pub mod text;
 pub mod read;
 pub mod mtx;
 pub mod dense;
 #[cfg(feature = "h5ad")]
 pub mod h5ad;
+
+use std::path::Path;
+
+/// Cell outputs (h5ad, sentence JSONL) are written only into an existing directory: unlike
+/// `io::atomic_write_with`, which creates it, a mistyped output directory is an error, not a new tree.
+pub(crate) fn require_output_dir(output: &Path) -> anyhow::Result<()> {
+    let dir = match output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        anyhow::bail!("{}: output directory {} does not exist", output.display(), dir.display())
+    }
+    Ok(())
+}

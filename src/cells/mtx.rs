@@ -1,85 +1,19 @@
-//! MatrixMarket readers: 10x directories (genes × cells) and the shared-data layout (cells × genes).
+//! MatrixMarket readers: 10x directories (genes × cells) and cells × genes directories
+//! (`matrix.mtx[.gz]` + `genes.tsv` + `cells.tsv`).
 //!
-//! Coordinate MTX files are not row-sorted in general (10x sorts by cell, the shared-data files by
-//! gene), so rows cannot be streamed straight from the file. The reader makes two streaming passes
+//! Coordinate MTX files are not row-sorted in general (10x sorts by cell, cells × genes files often
+//! by gene), so rows cannot be streamed straight from the file. The reader makes two streaming passes
 //! over the (possibly gzipped) file: the first validates every entry and counts non-zeros per cell,
 //! the second fills a CSR matrix of exactly the right size. Peak memory ≈ 8 bytes × nnz plus one
-//! line buffer; `read_rows` then slices the in-memory CSR.
+//! line buffer; the returned [`MemorySource`] then slices the in-memory CSR.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use flate2::read::MultiGzDecoder;
 
-use super::matrix::{CsrMatrix, ExpressionMatrix, ObsColumn};
-use super::read::{
-    check_rows, check_unique_genes, infer_obs_column, slice_rows, sort_rows_check_dups, MatrixSource,
-    ReadOptions, VALUE_FIX,
-};
-
-/// A text reader that transparently gunzips (by magic bytes, not by extension).
-pub struct TextFile {
-    pub path: PathBuf,
-    pub gz: bool,
-    inner: Box<dyn BufRead>,
-    pub line_no: usize,
-}
-
-impl TextFile {
-    pub fn open(path: &Path) -> Result<Self> {
-        let mut f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-        let mut magic = [0u8; 2];
-        let n = f.read(&mut magic).with_context(|| format!("{}: cannot read", path.display()))?;
-        let f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-        let gz = n == 2 && magic == [0x1f, 0x8b];
-        let inner: Box<dyn BufRead> = if gz {
-            Box::new(BufReader::with_capacity(1 << 16, MultiGzDecoder::new(BufReader::with_capacity(1 << 16, f))))
-        } else {
-            Box::new(BufReader::with_capacity(1 << 16, f))
-        };
-        Ok(Self { path: path.to_path_buf(), gz, inner, line_no: 0 })
-    }
-
-    /// Next line without the trailing newline (and `\r`); `None` at end of file.
-    pub fn next_line(&mut self, buf: &mut String) -> Result<bool> {
-        buf.clear();
-        let n = match self.inner.read_line(buf) {
-            Ok(n) => n,
-            Err(e) => return Err(self.io_error(e)),
-        };
-        if n == 0 {
-            return Ok(false);
-        }
-        self.line_no += 1;
-        while buf.ends_with('\n') || buf.ends_with('\r') {
-            buf.pop();
-        }
-        Ok(true)
-    }
-
-    /// Read everything that is left (for the csv crate).
-    pub fn into_reader(self) -> Box<dyn BufRead> {
-        self.inner
-    }
-
-    pub fn io_error(&self, e: std::io::Error) -> anyhow::Error {
-        if self.gz {
-            anyhow::anyhow!(
-                "{}: gzip stream is truncated or corrupt after line {} ({e}); re-download the file or \
-                 re-compress it (gzip -t {} checks it)",
-                self.path.display(),
-                self.line_no,
-                self.path.display()
-            )
-        } else if e.kind() == std::io::ErrorKind::InvalidData {
-            anyhow::anyhow!("{}: line {}: not valid UTF-8 text ({e})", self.path.display(), self.line_no + 1)
-        } else {
-            anyhow::anyhow!("{}: read error after line {}: {e}", self.path.display(), self.line_no)
-        }
-    }
-}
+use super::matrix::{infer_obs_column, CsrMatrix, ExpressionMatrix, ObsColumn};
+use super::source::{check_unique_genes, sort_rows_check_dups, value_problem, MemorySource, ReadOptions, VALUE_FIX};
+use super::text::TextFile;
 
 /// Find `name` or `name.gz` in `dir`.
 fn find_file(dir: &Path, names: &[&str]) -> Option<PathBuf> {
@@ -194,8 +128,7 @@ pub fn read_mtx_csr(path: &Path, transpose: bool, cell_ids: &[String], genes: &[
         }
         let (i, j, v) = parse_entry(t, &h, &tf)?;
         let (cell, gene) = if transpose { (j, i) } else { (i, j) };
-        if !(v >= 0.0) || v.is_infinite() {
-            let what = if v.is_nan() { "NaN value".to_string() } else if v.is_infinite() { format!("infinite value {v}") } else { format!("negative value {v}") };
+        if let Some(what) = value_problem(v, "NaN value") {
             bail!(
                 "{p}: line {}: {what} at cell {cell}{} gene {gene}{}. {VALUE_FIX}",
                 tf.line_no,
@@ -287,137 +220,106 @@ pub fn read_mtx_header(path: &Path) -> Result<MtxHeader> {
     parse_header(&mut tf, &mut buf)
 }
 
-/// A MatrixMarket-backed source (held as CSR in memory; see the module docs).
-pub struct MtxSource {
-    dir: PathBuf,
-    matrix_path: PathBuf,
-    m: ExpressionMatrix,
+/// A MatrixMarket directory held as CSR in memory (see the module docs): the source reports the
+/// directory as its path and the matrix file name as its field.
+fn memory_source(dir: &Path, matrix_path: &Path, m: ExpressionMatrix) -> MemorySource {
+    let field = matrix_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    MemorySource { path: Some(dir.to_path_buf()), field, m }
 }
 
-impl MtxSource {
-    /// The shared-data layout: `matrix.mtx[.gz]` (cells × genes), `genes.tsv`, `cells.tsv` (header,
-    /// first column = cell id, other columns = obs).
-    pub fn open_shared(dir: &Path, opts: &ReadOptions) -> Result<Self> {
-        let matrix_path = find_file(dir, &["matrix.mtx"])
-            .with_context(|| format!("{}: no matrix.mtx or matrix.mtx.gz", dir.display()))?;
-        let genes_path = find_file(dir, &["genes.tsv"])
-            .with_context(|| format!("{}: no genes.tsv (one gene symbol per line)", dir.display()))?;
-        let cells_path = find_file(dir, &["cells.tsv"])
-            .with_context(|| format!("{}: no cells.tsv", dir.display()))?;
-        let h0 = read_mtx_header(&matrix_path)?;
-        let (genes, gene_field) =
-            read_gene_table(&genes_path, h0.n_cols, opts.gene_symbols_key.as_deref())?;
-        let (cell_ids, obs) = read_cells_tsv(&cells_path)?;
+/// A cells × genes directory: `matrix.mtx[.gz]` (cells × genes), `genes.tsv`, `cells.tsv` (header,
+/// first column = cell id, other columns = obs).
+pub fn open_cells_by_genes_dir(dir: &Path, opts: &ReadOptions) -> Result<MemorySource> {
+    let matrix_path = find_file(dir, &["matrix.mtx"])
+        .with_context(|| format!("{}: no matrix.mtx or matrix.mtx.gz", dir.display()))?;
+    let genes_path = find_file(dir, &["genes.tsv"])
+        .with_context(|| format!("{}: no genes.tsv (one gene symbol per line)", dir.display()))?;
+    let cells_path = find_file(dir, &["cells.tsv"])
+        .with_context(|| format!("{}: no cells.tsv", dir.display()))?;
+    let h0 = read_mtx_header(&matrix_path)?;
+    let (genes, gene_field) =
+        read_gene_table(&genes_path, h0.n_cols, opts.gene_symbols_key.as_deref())?;
+    let (cell_ids, obs) = read_cells_tsv(&cells_path)?;
 
-        let h = h0;
-        if h.n_rows != cell_ids.len() || h.n_cols != genes.len() {
-            let transposed = h.n_rows == genes.len() && h.n_cols == cell_ids.len();
-            bail!(
-                "{}: dimension mismatch: the matrix is {} rows (cells) × {} columns (genes), but {} lists {} cells and {} lists {} genes{}",
-                matrix_path.display(),
-                h.n_rows,
-                h.n_cols,
-                cells_path.display(),
-                cell_ids.len(),
-                genes_path.display(),
-                genes.len(),
-                if transposed {
-                    " — the matrix looks transposed (genes × cells, the 10x orientation); this layout is cells × genes, or name the cell file barcodes.tsv for the 10x layout"
-                } else {
-                    ""
-                }
-            )
-        }
-        check_unique_genes(&genes, &genes_path, &gene_field)?;
-        let x = read_mtx_csr(&matrix_path, false, &cell_ids, &genes)?;
-        Ok(Self { dir: dir.to_path_buf(), matrix_path, m: ExpressionMatrix { x, cell_ids, genes, obs } })
-    }
-
-    /// A 10x directory: `matrix.mtx[.gz]` (genes × cells), `features.tsv[.gz]` (id, symbol, type)
-    /// or `genes.tsv[.gz]` (id, symbol), `barcodes.tsv[.gz]`.
-    pub fn open_10x(dir: &Path, opts: &ReadOptions) -> Result<Self> {
-        let matrix_path = find_file(dir, &["matrix.mtx"])
-            .with_context(|| format!("{}: no matrix.mtx or matrix.mtx.gz", dir.display()))?;
-        let feat_path = find_file(dir, &["features.tsv", "genes.tsv"])
-            .with_context(|| format!("{}: no features.tsv[.gz] or genes.tsv[.gz]", dir.display()))?;
-        let bc_path = find_file(dir, &["barcodes.tsv"])
-            .with_context(|| format!("{}: no barcodes.tsv[.gz]", dir.display()))?;
-        let use_ids = match opts.gene_symbols_key.as_deref() {
-            None => false,
-            Some("gene_ids" | "id" | "gene_id") => true,
-            Some("gene_symbols" | "symbol" | "name" | "feature_name") => false,
-            Some(k) => bail!(
-                "{}: --gene-symbols-key '{k}' is not a column of a 10x features file; use 'gene_ids' (first column) or 'gene_symbols' (second column)",
-                feat_path.display()
-            ),
-        };
-        let mut genes = Vec::new();
-        for (n, l) in read_lines(&feat_path)?.into_iter().enumerate() {
-            let f: Vec<&str> = l.split('\t').collect();
-            let g = if use_ids || f.len() < 2 { f[0] } else { f[1] };
-            if g.trim().is_empty() {
-                bail!("{}: line {}: empty gene name", feat_path.display(), n + 1)
+    let h = h0;
+    if h.n_rows != cell_ids.len() || h.n_cols != genes.len() {
+        let transposed = h.n_rows == genes.len() && h.n_cols == cell_ids.len();
+        bail!(
+            "{}: dimension mismatch: the matrix is {} rows (cells) × {} columns (genes), but {} lists {} cells and {} lists {} genes{}",
+            matrix_path.display(),
+            h.n_rows,
+            h.n_cols,
+            cells_path.display(),
+            cell_ids.len(),
+            genes_path.display(),
+            genes.len(),
+            if transposed {
+                " — the matrix looks transposed (genes × cells, the 10x orientation); this layout is cells × genes, or name the cell file barcodes.tsv for the 10x layout"
+            } else {
+                ""
             }
-            genes.push(g.trim().to_string());
-        }
-        let cell_ids: Vec<String> =
-            read_lines(&bc_path)?.into_iter().map(|l| l.split('\t').next().unwrap_or("").trim().to_string()).collect();
-
-        let h = read_mtx_header(&matrix_path)?;
-        if h.n_rows != genes.len() || h.n_cols != cell_ids.len() {
-            let transposed = h.n_rows == cell_ids.len() && h.n_cols == genes.len();
-            bail!(
-                "{}: dimension mismatch: the matrix is {} rows (genes) × {} columns (cells), but {} lists {} genes and {} lists {} barcodes{}",
-                matrix_path.display(),
-                h.n_rows,
-                h.n_cols,
-                feat_path.display(),
-                genes.len(),
-                bc_path.display(),
-                cell_ids.len(),
-                if transposed { " — the matrix looks transposed (cells × genes); 10x matrices are genes × cells" } else { "" }
-            )
-        }
-        check_unique_genes(&genes, &feat_path, "gene names")?;
-        let x = read_mtx_csr(&matrix_path, true, &cell_ids, &genes)?;
-        Ok(Self { dir: dir.to_path_buf(), matrix_path, m: ExpressionMatrix { x, cell_ids, genes, obs: Vec::new() } })
+        )
     }
-
-    pub fn into_matrix(self) -> ExpressionMatrix {
-        self.m
-    }
+    check_unique_genes(&genes, &genes_path, &gene_field)?;
+    let x = read_mtx_csr(&matrix_path, false, &cell_ids, &genes)?;
+    Ok(memory_source(dir, &matrix_path, ExpressionMatrix { x, cell_ids, genes, obs }))
 }
 
-impl MatrixSource for MtxSource {
-    fn n_cells(&self) -> usize {
-        self.m.x.n_rows
+/// A 10x directory: `matrix.mtx[.gz]` (genes × cells), `features.tsv[.gz]` (id, symbol, type)
+/// or `genes.tsv[.gz]` (id, symbol), `barcodes.tsv[.gz]`.
+pub fn open_10x_dir(dir: &Path, opts: &ReadOptions) -> Result<MemorySource> {
+    let matrix_path = find_file(dir, &["matrix.mtx"])
+        .with_context(|| format!("{}: no matrix.mtx or matrix.mtx.gz", dir.display()))?;
+    let feat_path = find_file(dir, &["features.tsv", "genes.tsv"])
+        .with_context(|| format!("{}: no features.tsv[.gz] or genes.tsv[.gz]", dir.display()))?;
+    let bc_path = find_file(dir, &["barcodes.tsv"])
+        .with_context(|| format!("{}: no barcodes.tsv[.gz]", dir.display()))?;
+    let use_ids = match opts.gene_symbols_key.as_deref() {
+        None => false,
+        Some("gene_ids" | "id" | "gene_id") => true,
+        Some("gene_symbols" | "symbol" | "name" | "feature_name") => false,
+        Some(k) => bail!(
+            "{}: --gene-symbols-key '{k}' is not a column of a 10x features file; use 'gene_ids' (first column) or 'gene_symbols' (second column)",
+            feat_path.display()
+        ),
+    };
+    let mut genes = Vec::new();
+    for (n, l) in read_lines(&feat_path)?.into_iter().enumerate() {
+        let f: Vec<&str> = l.split('\t').collect();
+        let g = if use_ids || f.len() < 2 { f[0] } else { f[1] };
+        if g.trim().is_empty() {
+            bail!("{}: line {}: empty gene name", feat_path.display(), n + 1)
+        }
+        genes.push(g.trim().to_string());
     }
-    fn genes(&self) -> &[String] {
-        &self.m.genes
+    let cell_ids: Vec<String> =
+        read_lines(&bc_path)?.into_iter().map(|l| l.split('\t').next().unwrap_or("").trim().to_string()).collect();
+
+    let h = read_mtx_header(&matrix_path)?;
+    if h.n_rows != genes.len() || h.n_cols != cell_ids.len() {
+        let transposed = h.n_rows == cell_ids.len() && h.n_cols == genes.len();
+        bail!(
+            "{}: dimension mismatch: the matrix is {} rows (genes) × {} columns (cells), but {} lists {} genes and {} lists {} barcodes{}",
+            matrix_path.display(),
+            h.n_rows,
+            h.n_cols,
+            feat_path.display(),
+            genes.len(),
+            bc_path.display(),
+            cell_ids.len(),
+            if transposed { " — the matrix looks transposed (cells × genes); 10x matrices are genes × cells" } else { "" }
+        )
     }
-    fn cell_ids(&self) -> &[String] {
-        &self.m.cell_ids
-    }
-    fn obs(&self) -> &[(String, ObsColumn)] {
-        &self.m.obs
-    }
-    fn read_rows(&mut self, start: usize, end: usize) -> Result<CsrMatrix> {
-        check_rows(self, start, end)?;
-        Ok(slice_rows(&self.m.x, start, end))
-    }
-    fn path(&self) -> Option<&Path> {
-        Some(&self.dir)
-    }
-    fn field(&self) -> String {
-        self.matrix_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-    }
+    check_unique_genes(&genes, &feat_path, "gene names")?;
+    let x = read_mtx_csr(&matrix_path, true, &cell_ids, &genes)?;
+    Ok(memory_source(dir, &matrix_path, ExpressionMatrix { x, cell_ids, genes, obs: Vec::new() }))
 }
 
-/// Header names that mark the first line of a shared-layout `genes.tsv` as a header row.
+/// Header names that mark the first line of a cells × genes directory's `genes.tsv` as a header row.
 const GENE_HEADERS: &[&str] =
     &["symbol", "gene", "genes", "gene_symbol", "gene_symbols", "gene_name", "name", "feature_name", "gene_id", "gene_ids", "id", "ensembl_id"];
 
-/// Shared-layout `genes.tsv`: one symbol per line, or a tab-separated table. A first line whose
+/// `genes.tsv` of a cells × genes directory: one symbol per line, or a tab-separated table. A first line whose
 /// first field is a known header name (`symbol`, `gene_id`, ...) is a header when the file has one
 /// line more than the matrix has genes; then the symbol column is `key` (if given), else `symbol`,
 /// else the first column. Without a header, a 10x-style `id<TAB>symbol` file gives the second

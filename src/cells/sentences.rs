@@ -197,40 +197,30 @@ struct JsonlLine<'a> {
 }
 
 /// Write `{"id": cell_id, "text": text}` per line, atomically (temp file in the same directory,
-/// fsync, rename).
+/// fsync, rename). The directory must exist.
 pub fn write_jsonl(path: &Path, sentences: &[CellSentence]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
+    path.file_name().with_context(|| format!("output path {} has no file name", path.display()))?;
+    let write = || -> Result<()> {
+        super::require_output_dir(path)?;
+        crate::io::atomic_write_with(path, |tmp| {
+            let f = fs::File::create(tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            let mut w = BufWriter::new(f);
+            for s in sentences {
+                serde_json::to_writer(
+                    &mut w,
+                    &JsonlLine {
+                        id: &s.cell_id,
+                        text: &s.text,
+                    },
+                )?;
+                w.write_all(b"\n")?;
+            }
+            let f = w.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()?;
+            Ok(())
+        })
     };
-    let name = path
-        .file_name()
-        .with_context(|| format!("output path {} has no file name", path.display()))?
-        .to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let res = (|| -> Result<()> {
-        let f = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut w = BufWriter::new(f);
-        for s in sentences {
-            serde_json::to_writer(
-                &mut w,
-                &JsonlLine {
-                    id: &s.cell_id,
-                    text: &s.text,
-                },
-            )?;
-            w.write_all(b"\n")?;
-        }
-        let f = w.into_inner().map_err(|e| e.into_error())?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-        Ok(())
-    })();
-    if res.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    res.with_context(|| format!("writing cell sentences to {}", path.display()))
+    write().with_context(|| format!("writing cell sentences to {}", path.display()))
 }
 
 /// Counts tokens the way the encoder will see them.
