@@ -54,12 +54,12 @@ fn memo_shares_mutable_containers() {
 #[test]
 fn deep_nesting_does_not_overflow() {
     let mut p = vec![0x80, 2, b')'];
-    p.extend(std::iter::repeat(0x85u8).take(1_000_000));
+    p.extend(std::iter::repeat_n(0x85u8, 1_000_000));
     p.push(b'.');
     assert!(run(&p).is_ok());
     let mut p = vec![0x80, 2];
-    p.extend(std::iter::repeat(b']').take(200_000));
-    p.extend(std::iter::repeat(b'a').take(199_999));
+    p.extend(std::iter::repeat_n(b']', 200_000));
+    p.extend(std::iter::repeat_n(b'a', 199_999));
     p.push(b'.');
     assert!(run(&p).is_ok());
 }
@@ -87,7 +87,7 @@ fn adversarial_lengths_and_opcodes() {
 fn work_is_bounded() {
     // a million DUPs of one tuple, nine times over the budget
     let mut p = vec![0x80, 2, b')'];
-    p.extend(std::iter::repeat(b'2').take(MAX_UNITS + 10));
+    p.extend(std::iter::repeat_n(b'2', MAX_UNITS + 10));
     p.push(b'.');
     let e = format!("{:#}", run(&p).err().expect("must fail"));
     assert!(e.contains("pickle too large"), "{e}");

@@ -556,7 +556,7 @@ impl<'a, S: GlobalSet> Unpickler<'a, S> {
     }
 
     fn pairs(&self, p: usize, items: Vec<Id>) -> Result<Vec<(Id, Id)>> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.err(p, "corrupt pickle: odd number of dict items"));
         }
         Ok(items.chunks_exact(2).map(|c| (c[0], c[1])).collect())

@@ -378,9 +378,9 @@ mod tests {
     fn too_many_dims() {
         // _rebuild_tensor(storage, 0, (1,)*65, (1,)*65)
         let mut p = b"\x80\x02ctorch._utils\n_rebuild_tensor\n((X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01tQK\x00(".to_vec();
-        p.extend(std::iter::repeat(b"K\x01").take(65).flatten());
+        p.extend(std::iter::repeat_n(b"K\x01", 65).flatten());
         p.extend(b"t(");
-        p.extend(std::iter::repeat(b"K\x01").take(65).flatten());
+        p.extend(std::iter::repeat_n(b"K\x01", 65).flatten());
         p.extend(b"ttR.");
         let e = format!("{:#}", run(&p).err().expect("must fail"));
         assert!(e.contains("65 dimensions"), "{e}");
