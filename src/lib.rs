@@ -10,4 +10,5 @@ pub mod eval;
 pub mod genes;
 pub mod app;
 pub mod io;
+pub mod pickle;
 pub mod progress;

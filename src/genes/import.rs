@@ -36,8 +36,8 @@ pub fn load_pickle_vectors(path: &Path) -> Result<ImportedVectors> {
     // (as for the checkpoint loader); GenePT pickles are ~0.5 GB, so no copy.
     let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("{}: cannot memory-map", path.display()))?;
     let what = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let entries = crate::encoder::pth::unpickle_vector_dict(&map, &what).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
-    let mut kinds: Vec<crate::encoder::pth::VectorKind> = entries.iter().map(|e| e.kind).collect();
+    let entries = crate::pickle::unpickle_vector_dict(&map, &what).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+    let mut kinds: Vec<crate::pickle::VectorKind> = entries.iter().map(|e| e.kind).collect();
     kinds.sort();
     kinds.dedup();
     let layout = format!("dict of {}", kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(" / "));
