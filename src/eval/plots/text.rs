@@ -1,8 +1,10 @@
 //! Text of the report figures: the embedded font, text styles, width measurement and
-//! truncation, number formatting, and drawing a string (glyph by glyph in the PNG).
+//! truncation, number formatting, and drawing a string. The PNG places glyphs one by one
+//! because plotters' own text drawing ignores left side bearings (see `GlyphMetrics`).
 
 use super::colors::{MUTED, TEXT};
 use super::{Canvas, DrawOk, Target, FIGURE_SIZE};
+use ab_glyph::{Font, FontRef};
 use anyhow::{ensure, Result};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -69,7 +71,7 @@ impl Ts {
     }
 }
 
-/// Horizontal metrics of the embedded font, read from its `cmap`, `hhea` and `hmtx` tables.
+/// Horizontal metrics of the embedded font, read with ab_glyph (the parser plotters draws with).
 ///
 /// Why: plotters' ab_glyph text drawing places each glyph's ink at the pen position,
 /// ignoring the glyph's left side bearing, so narrow glyphs ("l", "i", ".") sit a pixel too
@@ -77,114 +79,30 @@ impl Ts {
 /// glyph at a time at pen + bearing, computed from these metrics. The SVG keeps whole
 /// `<text>` elements (the viewer lays them out).
 struct GlyphMetrics {
-    data: &'static [u8],
-    cmap4: usize,
-    hmtx: usize,
-    n_hmetrics: usize,
+    font: FontRef<'static>,
     /// Pixels per font unit per pixel of plotters font size (calibrated against plotters).
     px_per_unit: f64,
 }
 
-fn be_u16(d: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_be_bytes([*d.get(at)?, *d.get(at + 1)?]))
-}
-fn be_u32(d: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes([
-        *d.get(at)?,
-        *d.get(at + 1)?,
-        *d.get(at + 2)?,
-        *d.get(at + 3)?,
-    ]))
-}
-
 impl GlyphMetrics {
     fn parse(data: &'static [u8]) -> Option<Self> {
-        let n_tables = be_u16(data, 4)? as usize;
-        let table = |tag: &[u8; 4]| -> Option<usize> {
-            (0..n_tables).find_map(|i| {
-                let rec = 12 + 16 * i;
-                (data.get(rec..rec + 4)? == tag)
-                    .then(|| be_u32(data, rec + 8).map(|o| o as usize))
-                    .flatten()
-            })
-        };
-        let cmap = table(b"cmap")?;
-        let hhea = table(b"hhea")?;
-        let hmtx = table(b"hmtx")?;
-        let n_hmetrics = be_u16(data, hhea + 34)? as usize;
-        // Unicode BMP subtable, format 4: (3, 1) or (0, 3).
-        let n_sub = be_u16(data, cmap + 2)? as usize;
-        let cmap4 = (0..n_sub).find_map(|i| {
-            let rec = cmap + 4 + 8 * i;
-            let (pid, eid) = (be_u16(data, rec)?, be_u16(data, rec + 2)?);
-            let off = cmap + be_u32(data, rec + 4)? as usize;
-            ((pid == 3 && eid == 1) || (pid == 0 && eid == 3))
-                .then_some(off)
-                .filter(|&o| be_u16(data, o) == Some(4))
-        })?;
         let mut m = GlyphMetrics {
-            data,
-            cmap4,
-            hmtx,
-            n_hmetrics,
+            font: FontRef::try_from_slice(data).ok()?,
             px_per_unit: 0.0,
         };
         // Calibrate the unit → pixel factor against plotters' own layout at a large size.
         let probe = "MMMMMMMMMMMMMMMMMMMM";
         let (w, _) = font(1000.0).box_size(probe).ok()?;
-        let adv = m.glyph_id('M').map(|g| m.h_metrics(g).0)? as f64;
+        let adv = m.h_metrics('M').0;
         m.px_per_unit = w as f64 / (1000.0 * adv * probe.len() as f64);
-        (m.px_per_unit > 0.0 && n_hmetrics > 0).then_some(m)
+        (m.px_per_unit > 0.0).then_some(m)
     }
 
-    fn glyph_id(&self, c: char) -> Option<u16> {
-        let c = u32::from(c);
-        if c > 0xFFFF {
-            return Some(0);
-        }
-        let c = c as u16;
-        let d = self.data;
-        let sub = self.cmap4;
-        let seg_x2 = be_u16(d, sub + 6)? as usize;
-        let ends = sub + 14;
-        let starts = ends + seg_x2 + 2;
-        let deltas = starts + seg_x2;
-        let ranges = deltas + seg_x2;
-        for i in 0..seg_x2 / 2 {
-            if c > be_u16(d, ends + 2 * i)? {
-                continue;
-            }
-            let start = be_u16(d, starts + 2 * i)?;
-            if c < start {
-                return Some(0);
-            }
-            let delta = be_u16(d, deltas + 2 * i)?;
-            let ro = be_u16(d, ranges + 2 * i)? as usize;
-            if ro == 0 {
-                return Some(c.wrapping_add(delta));
-            }
-            let g = be_u16(d, ranges + 2 * i + ro + 2 * (c - start) as usize)?;
-            return Some(if g == 0 { 0 } else { g.wrapping_add(delta) });
-        }
-        Some(0)
-    }
-
-    /// (advance width, left side bearing) in font units.
-    fn h_metrics(&self, g: u16) -> (u16, i16) {
-        let g = g as usize;
-        let d = self.data;
-        let last = self.n_hmetrics - 1;
-        let adv = be_u16(d, self.hmtx + 4 * g.min(last)).unwrap_or(0);
-        let lsb = if g < self.n_hmetrics {
-            be_u16(d, self.hmtx + 4 * g + 2)
-        } else {
-            be_u16(
-                d,
-                self.hmtx + 4 * self.n_hmetrics + 2 * (g - self.n_hmetrics),
-            )
-        }
-        .unwrap_or(0) as i16;
-        (adv, lsb)
+    /// (advance width, left side bearing) of `c` in font units; those of the font's
+    /// "missing glyph" if it has no glyph for `c`.
+    fn h_metrics(&self, c: char) -> (f64, f64) {
+        let g = self.font.glyph_id(c);
+        (self.font.h_advance_unscaled(g) as f64, self.font.h_side_bearing_unscaled(g) as f64)
     }
 }
 
@@ -280,14 +198,14 @@ pub(super) fn text<DB: DrawingBackend>(root: &Canvas<'_, DB>, s: &str, at: (i32,
     };
     // PNG: one glyph at a time, at pen + left side bearing (see `GlyphMetrics`).
     let scale = st.size * m.px_per_unit;
-    let glyphs: Vec<(char, u16, i16)> = s
+    let glyphs: Vec<(char, f64, f64)> = s
         .chars()
         .map(|c| {
-            let (adv, lsb) = m.glyph_id(c).map(|g| m.h_metrics(g)).unwrap_or((0, 0));
+            let (adv, lsb) = m.h_metrics(c);
             (c, adv, lsb)
         })
         .collect();
-    let total: f64 = glyphs.iter().map(|g| g.1 as f64 * scale).sum();
+    let total: f64 = glyphs.iter().map(|g| g.1 * scale).sum();
     let start = match st.h {
         HPos::Left => 0.0,
         HPos::Center => -total / 2.0,
@@ -298,7 +216,7 @@ pub(super) fn text<DB: DrawingBackend>(root: &Canvas<'_, DB>, s: &str, at: (i32,
     let mut buf = [0u8; 4];
     for (c, adv, lsb) in glyphs {
         if !c.is_whitespace() {
-            let off = pen.round() as i32 + (lsb as f64 * scale).floor() as i32;
+            let off = pen.round() as i32 + (lsb * scale).floor() as i32;
             let pos = if st.rot {
                 (at.0, at.1 - off)
             } else {
@@ -309,7 +227,7 @@ pub(super) fn text<DB: DrawingBackend>(root: &Canvas<'_, DB>, s: &str, at: (i32,
                 .draw(&Text::new(ch.to_string(), pos, style.clone()))
                 .dr()?;
         }
-        pen += adv as f64 * scale;
+        pen += adv * scale;
     }
     Ok(())
 }
@@ -349,10 +267,9 @@ mod tests {
     #[test]
     fn glyph_metrics_match_plotters_layout() {
         let m = glyph_metrics().expect("parse embedded font metrics");
-        let l = m.glyph_id('l').unwrap();
-        assert_ne!(l, 0);
-        assert!(m.h_metrics(l).1 > 0, "'l' has a positive left side bearing");
-        assert_eq!(m.glyph_id('\u{10FFFF}'), Some(0));
+        assert_ne!(m.font.glyph_id('l').0, 0);
+        assert!(m.h_metrics('l').1 > 0.0, "'l' has a positive left side bearing");
+        assert_eq!(m.font.glyph_id('\u{10FFFF}').0, 0);
         for s in [
             "Platelet",
             "CD14+ Mono",
@@ -361,7 +278,7 @@ mod tests {
         ] {
             let ours: f64 = s
                 .chars()
-                .map(|c| m.h_metrics(m.glyph_id(c).unwrap()).0 as f64)
+                .map(|c| m.h_metrics(c).0)
                 .sum::<f64>()
                 * 13.0
                 * m.px_per_unit;
