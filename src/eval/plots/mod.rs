@@ -37,7 +37,6 @@ use colors::Marker;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Pixel size of the PNG (and the SVG's view box).
 pub const FIGURE_SIZE: (u32, u32) = (900, 700);
@@ -82,8 +81,6 @@ fn with_suffix(stem: &Path, ext: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-static TMP_COUNTER: AtomicUsize = AtomicUsize::new(0);
-
 /// Render `fig` to `<stem>.png` and `<stem>.svg`, each via a temp file + rename.
 fn render(stem: &Path, fig: &impl Figure) -> Result<PlotFiles> {
     ensure_font()?;
@@ -93,42 +90,22 @@ fn render(stem: &Path, fig: &impl Figure) -> Result<PlotFiles> {
     );
     let png = with_suffix(stem, "png");
     let svg = with_suffix(stem, "svg");
-    let dir = png
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("{}: cannot create directory", dir.display()))?;
 
-    // PNG: plotters' encoder picks the format from the extension, so the temp name ends in .png.
-    let name = png
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "plot".into());
-    let tmp_png = dir.join(format!(
-        ".{name}.{}.{}.tmp.png",
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let res = (|| -> Result<()> {
-        let root = BitMapBackend::new(&tmp_png, FIGURE_SIZE).into_drawing_area();
-        root.fill(&WHITE).dr()?;
-        fig.draw(&Canvas {
-            area: &root,
-            target: Target::Png,
-        })?;
-        root.present()
-            .dr()
-            .with_context(|| format!("{}: cannot write PNG", tmp_png.display()))?;
-        Ok(())
-    })();
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp_png);
-        return Err(e.context(format!("{}: plot failed", png.display())));
-    }
-    std::fs::rename(&tmp_png, &png)
-        .with_context(|| format!("{}: cannot move finished PNG into place", png.display()))?;
+    // PNG: plotters' encoder picks the format from the extension, which the temp name keeps.
+    crate::io::atomic_write_with(&png, |tmp| {
+        let draw = || -> Result<()> {
+            let root = BitMapBackend::new(tmp, FIGURE_SIZE).into_drawing_area();
+            root.fill(&WHITE).dr()?;
+            fig.draw(&Canvas {
+                area: &root,
+                target: Target::Png,
+            })?;
+            root.present()
+                .dr()
+                .with_context(|| format!("{}: cannot write PNG", tmp.display()))
+        };
+        draw().with_context(|| format!("{}: plot failed", png.display()))
+    })?;
 
     let mut buf = String::new();
     {
