@@ -13,8 +13,8 @@
 //! truncated with "…" to the space they have, column labels are rotated, and legends sit
 //! outside the data area where they cannot cover points or lines.
 //!
-//! The module is split by what it draws: [`heatmap`], [`scatter`], [`k_sweep`] and [`bars`]
-//! hold one figure each; [`text`], [`axes`] and [`colors`] are the shared layout pieces;
+//! The module is split by what it draws: `heatmap`, `scatter`, `k_sweep` and `bars`
+//! hold one figure each; `text`, `axes` and `colors` are the shared layout pieces;
 //! this file holds the output plumbing (render to both files) and the drawing primitives.
 
 mod axes;
