@@ -51,8 +51,8 @@ fn tred2(v: &mut [f64], d: &mut [f64], e: &mut [f64], n: usize) {
     for i in (1..n).rev() {
         let mut scale = 0.0;
         let mut h = 0.0;
-        for k in 0..i {
-            scale += d[k].abs();
+        for x in &d[..i] {
+            scale += x.abs();
         }
         if scale == 0.0 {
             e[i] = d[i - 1];
@@ -62,9 +62,9 @@ fn tred2(v: &mut [f64], d: &mut [f64], e: &mut [f64], n: usize) {
                 v[idx(j, i)] = 0.0;
             }
         } else {
-            for k in 0..i {
-                d[k] /= scale;
-                h += d[k] * d[k];
+            for x in &mut d[..i] {
+                *x /= scale;
+                h += *x * *x;
             }
             let mut f = d[i - 1];
             let mut g = h.sqrt();

@@ -89,11 +89,11 @@ impl KdTree {
     fn build(pts: &[[f64; 2]]) -> Self {
         let mut idx: Vec<usize> = (0..pts.len()).collect();
         let mut axis = vec![0u8; pts.len()];
-        Self::build_rec(pts, &mut idx, &mut axis, 0);
+        Self::build_rec(pts, &mut idx, &mut axis);
         KdTree { idx, axis }
     }
 
-    fn build_rec(pts: &[[f64; 2]], idx: &mut [usize], axis: &mut [u8], depth: usize) {
+    fn build_rec(pts: &[[f64; 2]], idx: &mut [usize], axis: &mut [u8]) {
         if idx.len() <= KD_LEAF {
             return;
         }
@@ -113,8 +113,8 @@ impl KdTree {
         axis[mid] = ax as u8;
         let (left, right) = idx.split_at_mut(mid);
         let (al, ar) = axis.split_at_mut(mid);
-        Self::build_rec(pts, left, al, depth + 1);
-        Self::build_rec(pts, &mut right[1..], &mut ar[1..], depth + 1);
+        Self::build_rec(pts, left, al);
+        Self::build_rec(pts, &mut right[1..], &mut ar[1..]);
     }
 
     /// Indices of the k nearest points to point `q` (excluding `q`).

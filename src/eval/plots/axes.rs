@@ -10,7 +10,7 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 /// "Nice" tick values covering [lo, hi], about `target` of them; returns (ticks, decimals).
 fn nice_ticks(lo: f64, hi: f64, target: usize) -> (Vec<f64>, usize) {
-    if !(hi > lo) {
+    if hi.partial_cmp(&lo) != Some(std::cmp::Ordering::Greater) {
         return (vec![lo], 2);
     }
     // Smallest nice step giving at most ~4/3 × `target` ticks.

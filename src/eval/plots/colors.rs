@@ -115,12 +115,12 @@ mod tests {
 
     #[test]
     fn palette_is_distinct() {
-        for i in 0..PALETTE_LEN {
-            for j in 0..i {
-                assert_ne!(PALETTE[i], PALETTE[j]);
+        for (i, a) in PALETTE.iter().enumerate() {
+            for b in &PALETTE[..i] {
+                assert_ne!(a, b);
             }
         }
-        assert!(PALETTE_LEN >= 20);
+        const { assert!(PALETTE_LEN >= 20) };
         assert_eq!(category_color(PALETTE_LEN), category_color(0));
         assert_ne!(category_marker(PALETTE_LEN), category_marker(0));
     }
