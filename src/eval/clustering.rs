@@ -451,7 +451,7 @@ fn kmeans_pp(x: &[f64], n: usize, dim: usize, k: usize, rng: &mut ChaCha8Rng) ->
             let dc = closest(&x[cand * dim..(cand + 1) * dim]);
             let new_d: Vec<f64> = closest_d.iter().zip(&dc).map(|(a, b)| a.min(*b)).collect();
             let p = ordered_sum(&new_d);
-            if best.as_ref().map_or(true, |b| p < b.1) {
+            if best.as_ref().is_none_or(|b| p < b.1) {
                 best = Some((cand, p, new_d));
             }
         }
