@@ -208,9 +208,10 @@ pub fn run_device_check(args: &DeviceCheckArgs) -> Result<DeviceReport> {
 
     // Throughput, forward only.
     let mut throughput = vec![];
-    let mut plans: Vec<(&str, &str, &[String])> = vec![];
-    plans.push(("MiniLM-L6 (real weights)", "human gene summaries", &summaries));
-    plans.push(("Ember-v1-shaped (seeded)", "512-token cell sentences", &sentences));
+    let plans: Vec<(&str, &str, &[String])> = vec![
+        ("MiniLM-L6 (real weights)", "human gene summaries", &summaries),
+        ("Ember-v1-shaped (seeded)", "512-token cell sentences", &sentences),
+    ];
     for (model, workload, texts) in plans {
         let dir = if model.starts_with("MiniLM") { &minilm } else { &ember_s };
         let mut runs: Vec<(BackendChoice, DType)> = dtypes.iter().map(|&d| (BackendChoice::Candle, d)).collect();

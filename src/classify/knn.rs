@@ -252,7 +252,7 @@ impl CosineKnn {
                             .iter()
                             .map(|&s| (1.0 - s as f64).clamp(0.0, 2.0))
                             .collect();
-                        if d.iter().any(|&v| v == 0.0) {
+                        if d.contains(&0.0) {
                             d.iter()
                                 .map(|&v| if v == 0.0 { 1.0 } else { 0.0 })
                                 .collect()

@@ -47,13 +47,16 @@ impl Labels {
     }
 }
 
+/// Cell ids and obs columns.
+type CellsAndObs = (Vec<String>, Vec<(String, ObsColumn)>);
+
 fn is_missing_label(s: &str) -> bool {
     let t = s.trim();
     t.is_empty() || t.eq_ignore_ascii_case("nan")
 }
 
 #[cfg(feature = "h5ad")]
-fn h5ad_obs(path: &Path) -> Result<(Vec<String>, Vec<(String, ObsColumn)>)> {
+fn h5ad_obs(path: &Path) -> Result<CellsAndObs> {
     crate::cells::h5ad::read_h5ad_obs(path)
 }
 
@@ -78,7 +81,7 @@ pub(super) fn no_h5ad(path: &Path) -> anyhow::Error {
     anyhow::anyhow!("{}: this celltext was built without the `h5ad` feature", path.display())
 }
 #[cfg(not(feature = "h5ad"))]
-fn h5ad_obs(path: &Path) -> Result<(Vec<String>, Vec<(String, ObsColumn)>)> {
+fn h5ad_obs(path: &Path) -> Result<CellsAndObs> {
     Err(no_h5ad(path))
 }
 #[cfg(not(feature = "h5ad"))]
@@ -87,7 +90,7 @@ fn read_obsm(path: &Path, _key: &str) -> Result<(Vec<f32>, usize)> {
 }
 
 /// Cell ids and obs columns of any supported input.
-fn load_obs(input: &Path, kind: InputKind) -> Result<(Vec<String>, Vec<(String, ObsColumn)>)> {
+fn load_obs(input: &Path, kind: InputKind) -> Result<CellsAndObs> {
     if kind == InputKind::H5ad {
         h5ad_obs(input)
     } else {

@@ -72,6 +72,7 @@ impl TrainedMlp {
     /// `steps` AdamW steps (fresh optimiser state, no dropout) on one batch, as training does.
     /// Returns the loss before each step.
     #[doc(hidden)]
+    #[allow(clippy::too_many_arguments)]
     pub fn train_steps_for_test(
         &mut self,
         sources: &[Source],

@@ -133,7 +133,7 @@ impl TrainedMlp {
             let (vl, va) = model.evaluate(sources, labels, &val_idx, weights)?;
             history.val_loss.push(vl);
             history.val_accuracy.push(va);
-            let improved = best.as_ref().map_or(true, |(b, _, _)| vl < *b);
+            let improved = best.as_ref().is_none_or(|(b, _, _)| vl < *b);
             if improved {
                 best = Some((vl, epoch, model.snapshot()?));
             } else if epoch - best.as_ref().map_or(0, |b| b.1) >= cfg.patience {
