@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use celltext::app;
 use celltext::app::genes::MissingPolicy;
+use celltext::app::value_enum::value_enum;
 use celltext::encoder::{parse_devices, parse_dtype, BackendChoice, EncoderOptions, Pooling};
 use celltext::genes::Species;
 
@@ -28,7 +29,7 @@ struct ModelArgs {
     #[arg(long, short = 'm')]
     model: String,
     /// Pooling: cls, mean or max (default: 1_Pooling/config.json, then the card, then mean).
-    #[arg(long)]
+    #[arg(long, ignore_case = true, value_parser = value_enum::<Pooling>())]
     pooling: Option<Pooling>,
     /// L2-normalize the output vectors.
     #[arg(long)]
@@ -52,7 +53,7 @@ struct ModelArgs {
     #[arg(long, default_value = "f32")]
     dtype: String,
     /// auto (packed CPU for CPU f32, candle otherwise), cpu or candle.
-    #[arg(long, default_value = "auto")]
+    #[arg(long, default_value = "auto", ignore_case = true, value_parser = value_enum::<BackendChoice>())]
     backend: BackendChoice,
 }
 
@@ -91,139 +92,16 @@ enum Command {
     #[command(subcommand)]
     Genes(GenesCmd),
     /// Cell-type classification (cosine KNN or MLP) on embeddings or counts: report, plots, predictions in obs.
-    Classify {
-        /// Input .h5ad (labels in obs, embeddings in obsm).
-        #[arg(long, short = 'i')]
-        input: PathBuf,
-        /// obsm key of an embedding; repeat to fuse several (each alone and fused are reported).
-        #[arg(long = "embedding", short = 'e')]
-        embedding: Vec<String>,
-        /// Embedding as .npy / .safetensors, rows = cells in input order (repeatable).
-        #[arg(long = "embedding-file")]
-        embedding_file: Vec<PathBuf>,
-        /// obs column with the cell-type labels (empty / NaN labels are excluded and counted).
-        #[arg(long)]
-        label: String,
-        /// knn or mlp.
-        #[arg(long, default_value = "knn")]
-        method: app::classify::Method,
-        /// embedding, or counts (cosine KNN on log1p-CP10k counts; see --layer).
-        #[arg(long, default_value = "embedding")]
-        on: app::classify::FeatureSpace,
-        /// With --on counts: read the counts from layers/NAME instead of X (e.g. counts).
-        #[arg(long)]
-        layer: Option<String>,
-        /// k, or a comma list for a sweep (e.g. 1,3,5,10,25,50,100,500); the first k gives the
-        /// predictions (default 10). With --method mlp: a KNN baseline sweep.
-        #[arg(long)]
-        k: Option<String>,
-        /// majority or distance.
-        #[arg(long, default_value = "majority", value_parser = app::classify::parse_vote)]
-        vote: celltext::classify::knn::Vote,
-        /// Fraction of each class held out for test (stratified, seeded).
-        #[arg(long, default_value_t = 0.2, conflicts_with_all = ["split_column", "folds"])]
-        test_fraction: f64,
-        /// obs column with train / test / val per cell, instead of a random split.
-        #[arg(long, conflicts_with = "folds")]
-        split_column: Option<String>,
-        /// Stratified K-fold cross-validation: scores as mean ± sd over folds.
-        #[arg(long)]
-        folds: Option<usize>,
-        /// MLP fusion of several embeddings: concat or gated.
-        #[arg(long, default_value = "concat", value_parser = app::classify::parse_fusion)]
-        fusion: celltext::classify::mlp::Fusion,
-        /// MLP hidden widths, e.g. 256,128 (`none` = linear) [default 256].
-        #[arg(long)]
-        hidden: Option<String>,
-        /// MLP dropout [default 0.1].
-        #[arg(long)]
-        dropout: Option<f32>,
-        /// MLP learning rate (AdamW) [default 1e-3].
-        #[arg(long)]
-        lr: Option<f64>,
-        /// MLP weight decay [default 1e-2].
-        #[arg(long)]
-        weight_decay: Option<f64>,
-        /// MLP maximum epochs [default 200].
-        #[arg(long)]
-        epochs: Option<usize>,
-        /// MLP early-stopping patience in epochs [default 10].
-        #[arg(long)]
-        patience: Option<usize>,
-        /// MLP minibatch size [default 64].
-        #[arg(long)]
-        batch_size: Option<usize>,
-        /// MLP: fraction of training cells held out for early stopping [default 0.1].
-        #[arg(long)]
-        val_fraction: Option<f32>,
-        /// MLP: balanced class weights in the loss.
-        #[arg(long)]
-        class_weights: bool,
-        /// Seed for the split, the MLP and k-means.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Directory for report.json, report.md and plots (PNG + SVG).
-        #[arg(long)]
-        report: Option<PathBuf>,
-        /// Output .h5ad: copy of the input plus obs celltext_pred, celltext_conf, celltext_split.
-        #[arg(long, short = 'o')]
-        output: Option<PathBuf>,
-        /// Allow --output to be the input file (without --output: write into the input).
-        #[arg(long)]
-        in_place: bool,
-    },
+    Classify(app::classify::ClassifyArgs),
     /// Cell embeddings (GenePT-w), cell sentences and their ablations, sentence embeddings.
     #[command(subcommand)]
     Cells(CellsCmd),
     /// The whole pipeline on bundled real data (601 pbmc3k cells) with real weights.
-    Demo {
-        /// Model (default: all-MiniLM-L6-v2 from models-local/ or the HF cache).
-        #[arg(long, short = 'm', default_value = "minilm")]
-        model: String,
-        /// Output directory.
-        #[arg(long, default_value = "celltext-demo")]
-        out: PathBuf,
-        /// Genes per cell in the GenePT-w average.
-        #[arg(long, default_value_t = 100)]
-        top_n: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-    },
+    Demo(app::demo::DemoArgs),
     /// Run an experiment grid from a TOML config (see assets/experiments/).
     Experiment { config: PathBuf },
     /// Precision and throughput of a device (GPU, or a CPU dry run) against the CPU f32 backend.
-    DeviceCheck {
-        /// cuda, cuda:N, metal or cpu.
-        #[arg(long, default_value = "cuda")]
-        device: String,
-        /// all-MiniLM-L6-v2 directory (real weights).
-        #[arg(long, default_value = "models-local/all-MiniLM-L6-v2")]
-        minilm: PathBuf,
-        /// Ember-v1-shaped directory (default: a seeded one is written under --work).
-        #[arg(long)]
-        ember: Option<PathBuf>,
-        /// Working directory: texts, the synthetic checkpoint, report.json.
-        #[arg(long, default_value = "celltext-device-check")]
-        work: PathBuf,
-        /// Summaries to time (default: all 15,136 on a GPU, 64 on the CPU).
-        #[arg(long)]
-        n_summaries: Option<usize>,
-        /// 512-token cell sentences to time (default: 2,048 on a GPU, 2 on the CPU).
-        #[arg(long)]
-        n_sentences: Option<usize>,
-        /// Cell sentences to time (JSONL with `text`, or one per line; default: the bundled pbmc3k
-        /// cells, which need the h5ad feature).
-        #[arg(long)]
-        sentences: Option<PathBuf>,
-        /// Only write the texts under --work, then stop (to run elsewhere with --sentences).
-        #[arg(long)]
-        prepare_only: bool,
-        /// Padded tokens per batch.
-        #[arg(long, default_value_t = 16384)]
-        batch_tokens: usize,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-    },
+    DeviceCheck(app::device_check::DeviceCheckArgs),
     /// Write a seeded random BERT checkpoint of a known shape (for speed checks without downloads).
     SynthModel {
         /// ember-v1, bert-large, biobert, scibert, bert-base or minilm.
@@ -233,7 +111,7 @@ enum Command {
         #[arg(long)]
         tokenizer_from: PathBuf,
         /// Pooling written to 1_Pooling/config.json.
-        #[arg(long, default_value = "cls")]
+        #[arg(long, default_value = "cls", ignore_case = true, value_parser = value_enum::<Pooling>())]
         pooling: Pooling,
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -316,13 +194,13 @@ enum CellsCmd {
         #[arg(long)]
         genes: PathBuf,
         /// Species of the dataset's gene names.
-        #[arg(long, default_value = "human")]
+        #[arg(long, default_value = "human", ignore_case = true, value_parser = value_enum::<Species>())]
         species: Species,
         /// Map genes through mouse <-> human orthologs when the store lacks them.
         #[arg(long)]
         orthologs: bool,
         /// raw, or log1p (counts per 10k, then log1p).
-        #[arg(long, default_value = "raw")]
+        #[arg(long, default_value = "raw", value_parser = value_enum::<app::cells::InputNorm>())]
         normalize: app::cells::InputNorm,
         /// N, or `all`.
         #[arg(long, default_value = "100")]
@@ -331,8 +209,8 @@ enum CellsCmd {
         #[arg(long, default_value = "expr")]
         weights: celltext::cells::weighted::Weights,
         /// weighted (top-N weighted mean), genept (X·E / n_genes) or scelmo-wa (row-normalized X·E).
-        #[arg(long, default_value = "weighted")]
-        aggregation: String,
+        #[arg(long, default_value = "weighted", value_parser = value_enum::<app::cells::AggregationChoice>())]
+        aggregation: app::cells::AggregationChoice,
         /// out.h5ad (copy of the input + obsm['X_celltext_NAME']), .npy or .safetensors.
         #[arg(long, short = 'o')]
         output: PathBuf,
@@ -381,7 +259,7 @@ enum GenesCmd {
         #[command(flatten)]
         model: ModelArgs,
         /// human or mouse (bundled summaries; mouse includes human-ortholog text, marked).
-        #[arg(long, default_value = "human")]
+        #[arg(long, default_value = "human", ignore_case = true, value_parser = value_enum::<Species>())]
         species: Species,
         /// Your own summaries: JSON {symbol: text} (GenePT) or TSV/CSV with symbol and text columns.
         #[arg(long)]
@@ -393,7 +271,7 @@ enum GenesCmd {
         #[arg(long)]
         genes: Option<PathBuf>,
         /// Dataset genes without a summary: skip (reported), zero, or fallback-name ("SYMBOL: full name").
-        #[arg(long, default_value = "skip")]
+        #[arg(long, default_value = "skip", value_parser = value_enum::<MissingPolicy>())]
         missing: MissingPolicy,
         /// Texts per resumable checkpoint chunk.
         #[arg(long, default_value_t = 512)]
@@ -412,7 +290,7 @@ enum GenesCmd {
         /// h5ad layer for --input (e.g. counts).
         #[arg(long)]
         layer: Option<String>,
-        #[arg(long, default_value = "human")]
+        #[arg(long, default_value = "human", ignore_case = true, value_parser = value_enum::<Species>())]
         species: Species,
         /// Fall back to mouse <-> human orthologs.
         #[arg(long)]
@@ -431,19 +309,7 @@ enum GenesCmd {
     },
     /// Make a store from another tool's gene vectors: a GenePT pickle ({symbol: list or numpy
     /// array}) or a sciLaMA-style parquet (gene_id + embedding list column, or one column per dim).
-    Import {
-        /// .pkl / .pickle or .parquet file.
-        file: PathBuf,
-        /// Store prefix: writes OUT.safetensors, OUT.genes.tsv, OUT.manifest.json.
-        #[arg(long)]
-        out: PathBuf,
-        /// pickle or parquet (default: from the file extension).
-        #[arg(long)]
-        format: Option<app::genes::ImportFormat>,
-        /// What made the vectors (e.g. "GenePT ada-002"), recorded in the manifest.
-        #[arg(long)]
-        source_name: Option<String>,
-    },
+    Import(app::genes::GenesImportArgs),
 }
 
 fn main() {
@@ -505,40 +371,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("wrote {}", out.display());
         }
         Command::Genes(g) => run_genes(g, cli.quiet, cli.json)?,
-        Command::Classify {
-            input, embedding, embedding_file, label, method, on, layer, k, vote, test_fraction, split_column, folds,
-            fusion, hidden, dropout, lr, weight_decay, epochs, patience, batch_size, val_fraction, class_weights, seed,
-            report, output, in_place,
-        } => {
-            let mut args = app::classify::ClassifyArgs::new(input, label);
-            let d = args.mlp.clone();
-            args.method = method;
-            args.on = on;
-            args.embeddings = embedding;
-            args.embedding_files = embedding_file;
-            args.layer = layer;
-            args.ks = k.as_deref().map(app::classify::parse_k_list).transpose()?;
-            args.vote = vote;
-            args.test_fraction = test_fraction;
-            args.split_column = split_column;
-            args.folds = folds;
-            args.fusion = fusion;
-            args.mlp = celltext::classify::mlp::MlpConfig {
-                hidden: hidden.as_deref().map(app::classify::parse_hidden).transpose()?.unwrap_or(d.hidden.clone()),
-                dropout: dropout.unwrap_or(d.dropout),
-                lr: lr.unwrap_or(d.lr),
-                weight_decay: weight_decay.unwrap_or(d.weight_decay),
-                max_epochs: epochs.unwrap_or(d.max_epochs),
-                patience: patience.unwrap_or(d.patience),
-                batch_size: batch_size.unwrap_or(d.batch_size),
-                val_fraction: val_fraction.unwrap_or(d.val_fraction),
-                class_weights,
-                ..d
-            };
-            args.seed = seed;
-            args.report_dir = report;
-            args.output = output;
-            args.in_place = in_place;
+        Command::Classify(mut args) => {
             args.quiet = cli.quiet;
             let r = app::classify::run_classify(&args)?;
             if cli.json {
@@ -548,10 +381,9 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Cells(c) => run_cells(c, cli.quiet, cli.json)?,
-        Command::DeviceCheck { device, minilm, ember, work, n_summaries, n_sentences, sentences, prepare_only, batch_tokens, seed } => {
-            let r = app::device_check::run_device_check(&app::device_check::DeviceCheckArgs {
-                device, minilm, ember, work, n_summaries, n_sentences, sentences, prepare_only, batch_tokens, seed, quiet: cli.quiet,
-            })?;
+        Command::DeviceCheck(mut args) => {
+            args.quiet = cli.quiet;
+            let r = app::device_check::run_device_check(&args)?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -565,8 +397,9 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", out.display());
             }
         }
-        Command::Demo { model, out, top_n, seed } => {
-            let r = app::demo::run_demo(&app::demo::DemoArgs { model, out, top_n, seed, quiet: cli.quiet })?;
+        Command::Demo(mut args) => {
+            args.quiet = cli.quiet;
+            let r = app::demo::run_demo(&args)?;
             if cli.json {
                 let rows: Vec<_> = r.table.iter().map(|(n, rep)| serde_json::json!({"run": n, "summary": rep.summary})).collect();
                 println!("{}", serde_json::json!({"out": r.out, "seconds": r.seconds, "steps": r.steps, "results": rows}));
@@ -663,12 +496,13 @@ fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
                 println!("wrote {} ({} genes × {}, {})", out.display(), r.n_genes, r.dim, r.format);
             }
         }
-        GenesCmd::Import { file, out, format, source_name } => {
-            let m = app::genes::run_genes_import(&app::genes::GenesImportArgs { input: file, out: out.clone(), format, source_name })?;
+        GenesCmd::Import(args) => {
+            let m = app::genes::run_genes_import(&args)?;
+            let out = &args.out;
             if json {
                 println!("{}", serde_json::to_string_pretty(&m)?);
             } else {
-                for f in app::genes::store_files(&out) {
+                for f in app::genes::store_files(out) {
                     println!("wrote {}", f.display());
                 }
                 println!("genes      {} × {} (f32)", m.n_genes, m.dim);
@@ -680,15 +514,9 @@ fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
 }
 
 fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
-    use celltext::cells::weighted::Aggregation;
     match cmd {
         CellsCmd::Embed { input, genes, species, orthologs, normalize, top_n, weights, aggregation, output, name, in_place } => {
-            let aggregation = match aggregation.as_str() {
-                "weighted" => Aggregation::WeightedMean { weights, top_n },
-                "genept" => Aggregation::GenePtMean,
-                "scelmo-wa" => Aggregation::ScElmoWa,
-                other => anyhow::bail!("unknown --aggregation `{other}`; use weighted, genept or scelmo-wa"),
-            };
+            let aggregation = aggregation.aggregation(weights, top_n);
             let args = app::cells::CellsEmbedArgs {
                 input: input.input.clone(),
                 read: input.read_options(),

@@ -9,7 +9,7 @@ use crate::cells::matrix::{CsrMatrix, ExpressionMatrix, ObsColumn};
 use crate::cells::normalize::log1p_cp10k;
 use crate::cells::read::{append_rows, open_matrix, ReadOptions};
 use crate::cells::sentences::{build_sentences, token_budget, write_jsonl, CellSentence, SentenceConfig, Ties, TokenBudget, TokenCounter};
-use crate::cells::weighted::{embed_cells, Aggregation, CellEmbeddings};
+use crate::cells::weighted::{embed_cells, Aggregation, CellEmbeddings, TopN, Weights};
 use crate::encoder::job::ResumableJob;
 use crate::encoder::{Encoder, EncoderOptions, ModelIdentity, TextTokenizer};
 use crate::genes::resolver::Coverage;
@@ -28,20 +28,34 @@ impl TokenCounter for EncoderTokenCounter<'_> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// `--normalize raw|log1p`: the matrix as read, or counts per 10k then log1p (as scanpy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum InputNorm {
     Raw,
+    #[value(name = "log1p")]
     Log1p,
 }
 
-impl std::str::FromStr for InputNorm {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "raw" => Ok(Self::Raw),
-            "log1p" => Ok(Self::Log1p),
-            _ => bail!("unknown --normalize `{s}`; use raw or log1p (counts per 10k then log1p, as scanpy)"),
+/// `--aggregation weighted|genept|scelmo-wa`: which [`Aggregation`] `cells embed` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AggregationChoice {
+    /// Top-N weighted mean ([`Aggregation::WeightedMean`], with `--weights` and `--top-n`).
+    Weighted,
+    /// `X·E / n_genes` ([`Aggregation::GenePtMean`]).
+    Genept,
+    /// Row-normalized `X·E` ([`Aggregation::ScElmoWa`]).
+    #[value(name = "scelmo-wa")]
+    ScelmoWa,
+}
+
+impl AggregationChoice {
+    /// The aggregation; `weights` and `top_n` only apply to [`AggregationChoice::Weighted`].
+    pub fn aggregation(self, weights: Weights, top_n: TopN) -> Aggregation {
+        match self {
+            Self::Weighted => Aggregation::WeightedMean { weights, top_n },
+            Self::Genept => Aggregation::GenePtMean,
+            Self::ScelmoWa => Aggregation::ScElmoWa,
         }
     }
 }

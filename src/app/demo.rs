@@ -17,11 +17,22 @@ use crate::genes::{Species, SummaryCorpus};
 
 const DEMO_H5AD: &[u8] = include_bytes!("../../assets/data/pbmc3k_demo.h5ad");
 
+/// What `celltext demo` takes; the doc comments are the flags' `--help` texts.
+#[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
+    /// Model (default: all-MiniLM-L6-v2 from models-local/ or the HF cache).
+    #[arg(long, short = 'm', default_value = "minilm")]
     pub model: String,
+    /// Output directory.
+    #[arg(long, default_value = "celltext-demo")]
     pub out: PathBuf,
+    /// Genes per cell in the GenePT-w average.
+    #[arg(long, default_value_t = 100)]
     pub top_n: usize,
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// No progress output (the CLI's global `--quiet`).
+    #[arg(skip)]
     pub quiet: bool,
 }
 

@@ -26,24 +26,42 @@ use crate::io::{write_json, TOOL_VERSION};
 
 const DEMO_H5AD: &[u8] = include_bytes!("../../assets/data/pbmc3k_demo.h5ad");
 
+/// What `celltext device-check` takes; the doc comments are the flags' `--help` texts (`cpu` is
+/// a CPU dry run of the same report).
+#[derive(Debug, Clone, clap::Args)]
 pub struct DeviceCheckArgs {
-    /// `cuda`, `cuda:N`, `metal` or `cpu` (a CPU dry run of the same report).
+    /// cuda, cuda:N, metal or cpu.
+    #[arg(long, default_value = "cuda")]
     pub device: String,
+    /// all-MiniLM-L6-v2 directory (real weights).
+    #[arg(long, default_value = "models-local/all-MiniLM-L6-v2")]
     pub minilm: PathBuf,
-    /// An existing Ember-shaped directory; generated under `work` when absent.
+    /// Ember-v1-shaped directory (default: a seeded one is written under --work).
+    #[arg(long)]
     pub ember: Option<PathBuf>,
+    /// Working directory: texts, the synthetic checkpoint, report.json.
+    #[arg(long, default_value = "celltext-device-check")]
     pub work: PathBuf,
-    /// Summaries timed (default: all 15,136 on a GPU, 64 on the CPU).
+    /// Summaries to time (default: all 15,136 on a GPU, 64 on the CPU).
+    #[arg(long)]
     pub n_summaries: Option<usize>,
-    /// 512-token sentences timed (default: 2,048 on a GPU, 2 on the CPU).
+    /// 512-token cell sentences to time (default: 2,048 on a GPU, 2 on the CPU).
+    #[arg(long)]
     pub n_sentences: Option<usize>,
-    /// Cell sentences to use (JSONL with `text`, or one per line) instead of the bundled pbmc3k
-    /// cells (which need the `h5ad` feature).
+    /// Cell sentences to time (JSONL with `text`, or one per line; default: the bundled pbmc3k
+    /// cells, which need the h5ad feature).
+    #[arg(long)]
     pub sentences: Option<PathBuf>,
-    /// Write the texts under `work`, then stop (to run elsewhere with `--sentences`).
+    /// Only write the texts under --work, then stop (to run elsewhere with --sentences).
+    #[arg(long)]
     pub prepare_only: bool,
+    /// Padded tokens per batch.
+    #[arg(long, default_value_t = 16384)]
     pub batch_tokens: usize,
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// No progress output (the CLI's global `--quiet`).
+    #[arg(skip)]
     pub quiet: bool,
 }
 
@@ -190,9 +208,10 @@ pub fn run_device_check(args: &DeviceCheckArgs) -> Result<DeviceReport> {
 
     // Throughput, forward only.
     let mut throughput = vec![];
-    let mut plans: Vec<(&str, &str, &[String])> = vec![];
-    plans.push(("MiniLM-L6 (real weights)", "human gene summaries", &summaries));
-    plans.push(("Ember-v1-shaped (seeded)", "512-token cell sentences", &sentences));
+    let plans: Vec<(&str, &str, &[String])> = vec![
+        ("MiniLM-L6 (real weights)", "human gene summaries", &summaries),
+        ("Ember-v1-shaped (seeded)", "512-token cell sentences", &sentences),
+    ];
     for (model, workload, texts) in plans {
         let dir = if model.starts_with("MiniLM") { &minilm } else { &ember_s };
         let mut runs: Vec<(BackendChoice, DType)> = dtypes.iter().map(|&d| (BackendChoice::Candle, d)).collect();

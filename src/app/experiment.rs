@@ -201,7 +201,7 @@ pub fn run_experiment(config_path: &Path, quiet: bool) -> Result<(Vec<ResultRow>
         }
         for (repr, ab, npy) in &features {
             for clf in &cfg.classifiers {
-                let method: Method = clf.parse()?;
+                let method: Method = super::value_enum::parse_value("--method", clf, true)?;
                 let mut per_seed = vec![];
                 let mut sweep: std::collections::BTreeMap<usize, Vec<Scores>> = Default::default();
                 for &seed in &cfg.seeds {

@@ -4,6 +4,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
+use super::value_enum::value_enum;
 use crate::encoder::job::ResumableJob;
 use crate::encoder::{Encoder, EncoderOptions, ModelIdentity};
 use crate::genes::corpus::GeneText;
@@ -12,7 +13,8 @@ use crate::genes::store::{store_paths, store_prefix};
 use crate::genes::{GeneEmbeddings, GeneResolver, Species, SummaryCorpus};
 use crate::io::{sha256_bytes, TOOL_VERSION};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// `--missing skip|zero|fallback-name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum MissingPolicy {
     /// Leave dataset genes without a summary out of the store (reported).
@@ -21,18 +23,6 @@ pub enum MissingPolicy {
     Zero,
     /// Embed "SYMBOL: full gene name" from the bundled gene-info tables.
     FallbackName,
-}
-
-impl std::str::FromStr for MissingPolicy {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "skip" => Ok(Self::Skip),
-            "zero" => Ok(Self::Zero),
-            "fallback-name" => Ok(Self::FallbackName),
-            _ => bail!("unknown --missing `{s}`; use skip, zero or fallback-name"),
-        }
-    }
 }
 
 pub struct GenesEmbedArgs {
@@ -286,23 +276,13 @@ pub fn export(store: &Path, format: &str, out: &Path) -> Result<ExportReport> {
     Ok(report)
 }
 
-/// Format of a file given to `genes import`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Format of a file given to `genes import` (`--format pickle|parquet`, also `pkl`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum ImportFormat {
+    #[value(alias = "pkl")]
     Pickle,
     Parquet,
-}
-
-impl std::str::FromStr for ImportFormat {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "pickle" | "pkl" => Ok(Self::Pickle),
-            "parquet" => Ok(Self::Parquet),
-            _ => bail!("unknown import format `{s}`; use pickle or parquet"),
-        }
-    }
 }
 
 impl ImportFormat {
@@ -320,13 +300,20 @@ impl ImportFormat {
     }
 }
 
+/// What `celltext genes import` takes; the doc comments are the flags' `--help` texts.
+#[derive(Debug, Clone, clap::Args)]
 pub struct GenesImportArgs {
+    /// .pkl / .pickle or .parquet file.
+    #[arg(value_name = "FILE")]
     pub input: PathBuf,
-    /// Store prefix (OUT.safetensors, OUT.genes.tsv, OUT.manifest.json).
+    /// Store prefix: writes OUT.safetensors, OUT.genes.tsv, OUT.manifest.json.
+    #[arg(long)]
     pub out: PathBuf,
-    /// None: from the extension.
+    /// pickle or parquet (default: from the file extension).
+    #[arg(long, value_parser = value_enum::<ImportFormat>())]
     pub format: Option<ImportFormat>,
-    /// What made the vectors (e.g. "GenePT ada-002"), for the manifest.
+    /// What made the vectors (e.g. "GenePT ada-002"), recorded in the manifest.
+    #[arg(long)]
     pub source_name: Option<String>,
 }
 

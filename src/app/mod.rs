@@ -7,3 +7,4 @@ pub mod genes;
 pub mod demo;
 pub mod device_check;
 pub mod experiment;
+pub mod value_enum;

@@ -24,8 +24,8 @@ const MAX_QUERY_BLOCK: usize = 256;
 /// Cap on one block's score buffer (f32 values): 8 Mi values = 32 MiB.
 const BLOCK_SCORES: usize = 8 << 20;
 
-/// How neighbours vote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// How neighbours vote (`--vote majority|distance`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 pub enum Vote {
     Majority,
     Distance,
@@ -252,7 +252,7 @@ impl CosineKnn {
                             .iter()
                             .map(|&s| (1.0 - s as f64).clamp(0.0, 2.0))
                             .collect();
-                        if d.iter().any(|&v| v == 0.0) {
+                        if d.contains(&0.0) {
                             d.iter()
                                 .map(|&v| if v == 0.0 { 1.0 } else { 0.0 })
                                 .collect()
@@ -309,5 +309,79 @@ impl CosineKnn {
         };
         let nb = self.kneighbors(query_x, n_query, kmax)?;
         ks.iter().map(|&k| self.vote(&nb, k, weighting)).collect()
+    }
+}
+
+/// Leave-one-out predictions for the training rows themselves (`train_x` is the matrix `knn` was
+/// fitted on, in the same order): each row votes among its `k` nearest *other* training rows, so
+/// a training cell is never its own neighbour. Its own index is dropped from its `k + 1` nearest
+/// rows (or, when identical rows displaced it from that list, the farthest of them). `k` is
+/// capped at `n_train − 1`; with a single training row, that row predicts itself.
+pub fn knn_loo(knn: &CosineKnn, train_x: &[f32], k: usize, vote: Vote) -> Result<Vec<Prediction>> {
+    let n = knn.n_train();
+    if n < 2 {
+        return knn.predict(train_x, n, 1, vote);
+    }
+    let kk = k.min(n - 1);
+    let nb = knn.kneighbors(train_x, n, kk + 1)?;
+    let mut indices = Vec::with_capacity(n * kk);
+    let mut sims = Vec::with_capacity(n * kk);
+    for q in 0..n {
+        let row = nb.row(q);
+        let s = nb.sims(q);
+        let drop = row.iter().position(|&j| j == q).unwrap_or(kk);
+        for t in 0..=kk {
+            if t != drop {
+                indices.push(row[t]);
+                sims.push(s[t]);
+            }
+        }
+    }
+    knn.vote(&Neighbors { k: kk, indices, similarities: sims }, kk, vote)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(p: &[Prediction]) -> Vec<usize> {
+        p.iter().map(|p| p.label).collect()
+    }
+
+    #[test]
+    fn loo_removes_self() {
+        // three identical class-0 rows and one class-1 row far away: 1-NN LOO of the class-1 row
+        // must come from another row (class 0), not itself.
+        let x = [1.0f32, 0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 1.0];
+        let knn = CosineKnn::fit(&x, 4, 2, &[0, 0, 0, 1]).unwrap();
+        let p = knn_loo(&knn, &x, 1, Vote::Majority).unwrap();
+        assert_eq!(labels(&p), vec![0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn loo_votes_among_the_other_rows() {
+        // a = (1, 0), b = (1, 0.1) of class 0; c = (0, 1), d = (0.1, 1) of class 1.
+        // cos(a, b) = cos(c, d) = 1/√1.01 ≈ 0.995, cos(a, d) = cos(b, c) ≈ 0.0995, cos(a, c) = 0,
+        // cos(b, d) = 0.2/1.01 ≈ 0.198.
+        let x = [1.0f32, 0.0, 1.0, 0.1, 0.0, 1.0, 0.1, 1.0];
+        let knn = CosineKnn::fit(&x, 4, 2, &[0, 0, 1, 1]).unwrap();
+        // k = 1: each row's nearest other row is its class partner, one vote of one
+        let p = knn_loo(&knn, &x, 1, Vote::Majority).unwrap();
+        assert_eq!(labels(&p), vec![0, 0, 1, 1]);
+        assert!(p.iter().all(|p| p.confidence == 1.0));
+        // k = 5 is capped at n − 1 = 3: each row sees its partner and both rows of the other
+        // class, so the other class wins 2 votes to 1
+        let p = knn_loo(&knn, &x, 5, Vote::Majority).unwrap();
+        assert_eq!(labels(&p), vec![1, 1, 0, 0]);
+        assert!(p.iter().all(|p| (p.confidence - 2.0 / 3.0).abs() < 1e-6), "{p:?}");
+    }
+
+    #[test]
+    fn loo_with_one_training_row_predicts_itself() {
+        let x = [0.5f32, 0.5];
+        let knn = CosineKnn::fit(&x, 1, 2, &[3]).unwrap();
+        let p = knn_loo(&knn, &x, 10, Vote::Distance).unwrap();
+        assert_eq!(labels(&p), vec![3]);
+        assert_eq!(p[0].confidence, 1.0);
     }
 }

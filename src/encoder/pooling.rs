@@ -5,24 +5,13 @@ use candle_core::{DType, Tensor, D};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+/// How token states become one vector (`--pooling cls|mean|max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Pooling {
     Cls,
     Mean,
     Max,
-}
-
-impl std::str::FromStr for Pooling {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "cls" => Ok(Self::Cls),
-            "mean" => Ok(Self::Mean),
-            "max" => Ok(Self::Max),
-            _ => bail!("unknown pooling `{s}`; use cls, mean or max"),
-        }
-    }
 }
 
 impl std::fmt::Display for Pooling {

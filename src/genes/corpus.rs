@@ -7,22 +7,14 @@ use std::collections::HashSet;
 use std::io::Read;
 use std::path::Path;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// Species of gene names (`--species human|mouse`, also `hs` / `homo_sapiens`, `mm` / `mus_musculus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Species {
+    #[value(alias = "hs", alias = "homo_sapiens")]
     Human,
+    #[value(alias = "mm", alias = "mus_musculus")]
     Mouse,
-}
-
-impl std::str::FromStr for Species {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "human" | "hs" | "homo_sapiens" => Ok(Self::Human),
-            "mouse" | "mm" | "mus_musculus" => Ok(Self::Mouse),
-            _ => bail!("unknown species `{s}`; use human or mouse"),
-        }
-    }
 }
 
 /// One gene's text and where it came from (`human`, `mouse`, `human-ortholog:SYMBOL`, `user`,

@@ -76,7 +76,7 @@ pub trait Backend: Send + Sync {
 }
 
 /// `--backend auto|cpu|candle`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
     /// `cpu` for CPU f32, `candle` otherwise.
@@ -84,18 +84,6 @@ pub enum BackendChoice {
     Auto,
     Cpu,
     Candle,
-}
-
-impl std::str::FromStr for BackendChoice {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "auto" => Ok(Self::Auto),
-            "cpu" => Ok(Self::Cpu),
-            "candle" => Ok(Self::Candle),
-            _ => bail!("unknown backend `{s}`; use auto, cpu or candle"),
-        }
-    }
 }
 
 /// The backend that will actually run.

@@ -1,0 +1,160 @@
+//! What `celltext classify` writes: the report directory (plots first, then report.md and
+//! report.json) and the output h5ad (a copy of the input with the predictions in obs and the run
+//! manifest in uns).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::arguments::{ClassifyArgs, FeatureSpace};
+use super::features::{Feature, Labels};
+use super::report::{render_markdown, ClassifyReport};
+use super::run::{knn_features, Arms, Runs};
+use super::{say, COUNTS_REDUCED_GENES, MAP_MAX_DIM, OBS_CONF, OBS_PRED, OBS_SPLIT, UNS_KEY};
+use crate::cells::matrix::ObsColumn;
+use crate::classify::features::{gather_rows, select_columns, top_variance_columns};
+use crate::eval::embedding2d::pca_2d;
+use crate::eval::plots;
+use crate::io::{atomic_write, write_json};
+
+/// The plots of the report directory `dir` (confusion heatmap, 2-D map of the primary features,
+/// k sweep, accuracy by source); lists them, with report.md and report.json, in `report.files`.
+pub(super) fn write_plots(
+    dir: &Path,
+    args: &ClassifyArgs,
+    report: &mut ClassifyReport,
+    lab: &Labels,
+    feats: &[Feature],
+    arms: &Arms,
+    runs: &Runs,
+) -> Result<()> {
+    let (primary, labelled, names) = (arms.primary, &lab.labelled, &lab.names);
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the report directory", dir.display()))?;
+    say(args.quiet, format!("writing plots to {}", dir.display()));
+    let mut files = Vec::new();
+    let prim = &report.results[primary];
+    let split_word = if args.folds.is_some() { "out-of-fold" } else { "test set" };
+    let title = format!(
+        "{} — {}{} ({split_word})",
+        args.method.to_string().to_uppercase(),
+        prim.name,
+        prim.k.map(|k| format!(", k = {k}")).unwrap_or_default()
+    );
+    plots::confusion_heatmap_from_report(&dir.join("confusion"), &prim.test, &title)?;
+    files.extend(["confusion.png".to_string(), "confusion.svg".to_string()]);
+
+    // 2-D map of the primary features, labelled cells
+    let owned;
+    let (mx, mdim): (&[f32], usize) = match runs.arm_knn.get(primary) {
+        Some((x, d)) if *d > 0 => (x, *d),
+        _ => {
+            owned = knn_features(&arms.arms[primary], feats, lab.n_cells());
+            (&owned.0, owned.1)
+        }
+    };
+    let what = arms.knn_features_name.clone();
+    let is_counts = args.on == FeatureSpace::Counts;
+    let max_dim = if is_counts { COUNTS_REDUCED_GENES } else { MAP_MAX_DIM };
+    let (map_x, map_dim, reduced) = if mdim > max_dim {
+        let cols = top_variance_columns(mx, mdim, labelled, max_dim);
+        let d = cols.len();
+        (select_columns(mx, mdim, labelled, &cols), d, Some(d))
+    } else {
+        (gather_rows(mx, mdim, labelled), mdim, None)
+    };
+    if map_dim >= 2 && labelled.len() >= 2 {
+        let pca = pca_2d(&map_x, labelled.len(), map_dim)?;
+        let mut note = pca.method_note();
+        if let Some(d) = reduced {
+            let _ = write!(note, " of the {d} highest-variance {}", if is_counts { "genes" } else { "columns" });
+        }
+        plots::embedding_scatter(
+            &dir.join("embedding"),
+            &pca.coords,
+            &lab.y_lab,
+            names,
+            &format!("{what} — cells colored by {}", args.label),
+            &note,
+        )?;
+        files.extend(["embedding.png".to_string(), "embedding.svg".to_string()]);
+    } else {
+        report.notes.push("no 2-D map: it needs at least 2 dimensions and 2 labelled cells".into());
+    }
+
+    if let Some(ks) = &report.k_sweep {
+        if ks.rows.len() >= 2 {
+            let kv: Vec<usize> = ks.rows.iter().map(|r| r.k).collect();
+            let mut series: Vec<(String, Vec<f64>)> = vec![
+                ("accuracy".into(), ks.rows.iter().map(|r| r.scores.accuracy).collect()),
+                ("weighted F1".into(), ks.rows.iter().map(|r| r.scores.weighted_f1).collect()),
+                ("macro F1".into(), ks.rows.iter().map(|r| r.scores.macro_f1).collect()),
+            ];
+            let kappa: Vec<f64> = ks.rows.iter().map(|r| r.scores.cohen_kappa).collect();
+            if kappa.iter().all(|v| v.is_finite()) {
+                series.push(("Cohen's kappa".into(), kappa));
+            }
+            plots::k_sweep(
+                &dir.join("k_sweep"),
+                &kv,
+                &series,
+                "score",
+                &format!("KNN k sweep — {} ({split_word})", ks.features),
+            )?;
+            files.extend(["k_sweep.png".to_string(), "k_sweep.svg".to_string()]);
+        }
+    }
+    if report.results.len() > 1 {
+        let rows: Vec<(String, f64, f64)> = report
+            .results
+            .iter()
+            .filter(|r| r.scores.accuracy.is_finite())
+            .map(|r| (r.name.clone(), r.scores.accuracy, r.sd.map(|s| s.accuracy).unwrap_or(0.0)))
+            .collect();
+        if !rows.is_empty() {
+            plots::bar_table(&dir.join("sources"), &rows, "accuracy", &format!("{} accuracy by source ({split_word})", args.method.to_string().to_uppercase()))?;
+            files.extend(["sources.png".to_string(), "sources.svg".to_string()]);
+        }
+    }
+    files.extend(["report.md".to_string(), "report.json".to_string()]);
+    report.files = files;
+    Ok(())
+}
+
+/// report.md and report.json into the report directory (after the plots, so report.json lists
+/// every file).
+pub(super) fn write_report_files(dir: &Path, report: &ClassifyReport) -> Result<()> {
+    atomic_write(&dir.join("report.md"), render_markdown(report).as_bytes())?;
+    write_json(&dir.join("report.json"), report)
+}
+
+/// The output h5ad `output`: a copy of the input plus obs celltext_pred / celltext_conf /
+/// celltext_split and the run manifest in uns; listed in `report.files`.
+pub(super) fn write_obs_output(
+    args: &ClassifyArgs,
+    output: &Path,
+    report: &mut ClassifyReport,
+    names: &[String],
+    pred: &[(usize, f32)],
+    split_col: Vec<String>,
+) -> Result<()> {
+    report.files.push(output.display().to_string());
+    say(args.quiet, format!("writing {}", output.display()));
+    let obs_cols = vec![
+        (OBS_PRED.to_string(), ObsColumn::Text(pred.iter().map(|p| names[p.0].clone()).collect())),
+        (OBS_CONF.to_string(), ObsColumn::Number(pred.iter().map(|p| p.1 as f64).collect())),
+        (OBS_SPLIT.to_string(), ObsColumn::Text(split_col)),
+    ];
+    let uns = serde_json::to_string(&report.manifest)?;
+    write_h5ad(&args.input, output, args.in_place, &obs_cols, &uns)
+}
+
+#[cfg(feature = "h5ad")]
+fn write_h5ad(input: &Path, output: &Path, in_place: bool, obs: &[(String, ObsColumn)], uns: &str) -> Result<()> {
+    crate::cells::h5ad::write_h5ad_with_obsm(input, output, in_place, &[], obs, Some((UNS_KEY, uns)))
+}
+
+#[cfg(not(feature = "h5ad"))]
+fn write_h5ad(input: &Path, _output: &Path, _in_place: bool, _obs: &[(String, ObsColumn)], _uns: &str) -> Result<()> {
+    Err(super::features::no_h5ad(input))
+}

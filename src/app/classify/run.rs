@@ -1,0 +1,538 @@
+//! The classification itself: the splits, the predictors ("arms": each source alone and the fused
+//! sources), the k values, training and predicting on every split, the scores and the k sweep,
+//! embedding quality, and the predictions and split names that go to obs.
+
+use anyhow::{bail, Context, Result};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::arguments::{ClassifyArgs, Method};
+use super::features::{Feature, Labels};
+use super::report::{ArmResult, KRow, KSweepResult, QualityResult, Scores, SplitInfo};
+use super::{say, COUNTS_REDUCED_GENES, DEFAULT_K, QUALITY_MAX_CELLS};
+use crate::cells::read::find_obs_column;
+use crate::classify::features::{concat_normalized, gather_rows, select_columns, top_variance_columns};
+use crate::classify::knn::{knn_loo, CosineKnn};
+use crate::classify::mlp::{Fusion, MlpConfig, Source, TrainedMlp, TrainingHistory};
+use crate::classify::split::{self, Split};
+use crate::eval::clustering::EmbeddingQuality;
+use crate::eval::metrics::ClassificationReport;
+
+/// Cell-index split (train / test / val).
+pub(super) struct CellSplit {
+    pub train: Vec<usize>,
+    pub test: Vec<usize>,
+    pub val: Vec<usize>,
+}
+
+/// The split(s) of the labelled cells: one, or one per fold.
+pub(super) struct Splits {
+    pub cells: Vec<CellSplit>,
+    pub info: SplitInfo,
+}
+
+/// One predictor: which features it uses.
+pub(super) struct Arm {
+    pub name: String,
+    pub sources: Vec<usize>,
+    pub fusion: Option<String>,
+}
+
+/// Every predictor; the last one is the primary one (its predictions go to obs and the heatmap).
+pub(super) struct Arms {
+    pub arms: Vec<Arm>,
+    pub primary: usize,
+    /// Name of the KNN features of the primary sources (the sweep and the 2-D map use them).
+    pub knn_features_name: String,
+}
+
+/// The k values: which are run, which are skipped, and which makes the predictions.
+pub(super) struct KPlan {
+    /// Whether a k sweep runs (always for KNN; with `--k` for the MLP's KNN baseline).
+    pub run_sweep: bool,
+    /// The listed k that fit the smallest training set, in the order given.
+    pub ok: Vec<usize>,
+    pub skipped: Vec<usize>,
+    /// Smallest training set over the splits.
+    pub min_train: usize,
+    /// k whose predictions are reported: the first listed k that fits.
+    pub predict_k: Option<usize>,
+}
+
+/// Predictions of one arm on one split.
+pub(super) struct ArmSplitOut {
+    pub test: Vec<(usize, f32)>,
+    pub val: Vec<(usize, f32)>,
+    /// All cells (primary arm, first split only).
+    pub all: Option<Vec<(usize, f32)>>,
+    pub history: Option<TrainingHistory>,
+}
+
+/// What running every arm on every split produced.
+pub(super) struct Runs {
+    /// `[split][arm]`.
+    pub outs: Vec<Vec<ArmSplitOut>>,
+    /// `[split][k]` test predictions of the k sweep.
+    pub sweep_preds: Vec<Vec<Vec<usize>>>,
+    /// KNN features of every arm (for the MLP only the primary arm's, for the baseline sweep).
+    pub arm_knn: Vec<(Vec<f32>, usize)>,
+}
+
+/// The train / test (/ val) cells: from `--split-column`, `--folds`, or a stratified split.
+pub(super) fn make_splits(args: &ClassifyArgs, lab: &Labels, notes: &mut Vec<String>) -> Result<Splits> {
+    let (labelled, names, y) = (&lab.labelled, &lab.names, &lab.y);
+    if let Some(col) = &args.split_column {
+        let c = find_obs_column(&lab.obs, col, Some(&args.input)).context("--split-column")?;
+        let vals = c.to_labels();
+        let (mut tr, mut te, mut va) = (Vec::new(), Vec::new(), Vec::new());
+        for &i in labelled {
+            match vals[i].trim().to_ascii_lowercase().as_str() {
+                "train" => tr.push(i),
+                "test" => te.push(i),
+                "val" => va.push(i),
+                _ => bail!(
+                    "{}: --split-column {col}: cell {i} ('{}') has value {:?}; every labelled cell's value must be train, test or val",
+                    args.input.display(),
+                    lab.cell_ids[i],
+                    vals[i]
+                ),
+            }
+        }
+        if tr.is_empty() || te.is_empty() {
+            bail!(
+                "{}: --split-column {col}: {} train and {} test cells among the labelled cells; both are needed",
+                args.input.display(),
+                tr.len(),
+                te.len()
+            );
+        }
+        let mut in_train = vec![false; names.len()];
+        tr.iter().for_each(|&i| in_train[y[i]] = true);
+        let absent: Vec<&str> = names.iter().enumerate().filter(|(c, _)| !in_train[*c]).map(|(_, n)| n.as_str()).collect();
+        if !absent.is_empty() {
+            notes.push(format!(
+                "classes with no training cell in split column '{col}' (they cannot be predicted): {}",
+                absent.join(", ")
+            ));
+        }
+        let info = SplitInfo {
+            kind: "column".into(),
+            seed: args.seed,
+            test_fraction: None,
+            column: Some(col.clone()),
+            n_folds: None,
+            n_train: vec![tr.len()],
+            n_test: vec![te.len()],
+            n_val: va.len(),
+            train: Vec::new(),
+            test: Vec::new(),
+            fold_test: Vec::new(),
+        };
+        return Ok(Splits { cells: vec![CellSplit { train: tr, test: te, val: va }], info });
+    }
+    let to_cells = |s: &Split| CellSplit {
+        train: s.train.iter().map(|&i| labelled[i]).collect(),
+        test: s.test.iter().map(|&i| labelled[i]).collect(),
+        val: s.val.iter().map(|&i| labelled[i]).collect(),
+    };
+    if let Some(k) = args.folds {
+        let stratifiable = labelled.len() - lab.small_classes.iter().map(|c| lab.class_counts[c]).sum::<usize>();
+        if k > stratifiable {
+            bail!("--folds {k}: only {stratifiable} labelled cells can be tested; use fewer folds");
+        }
+        let folds = split::stratified_kfold(&lab.y_lab, names, k, args.seed)?;
+        let cs: Vec<CellSplit> = folds.iter().map(to_cells).collect();
+        if let Some(f) = cs.iter().position(|s| s.test.is_empty() || s.train.is_empty()) {
+            bail!("--folds {k}: fold {} has no test or no training cells; use fewer folds", f + 1);
+        }
+        let info = SplitInfo {
+            kind: "kfold".into(),
+            seed: args.seed,
+            test_fraction: None,
+            column: None,
+            n_folds: Some(k),
+            n_train: cs.iter().map(|s| s.train.len()).collect(),
+            n_test: cs.iter().map(|s| s.test.len()).collect(),
+            n_val: 0,
+            train: Vec::new(),
+            test: Vec::new(),
+            fold_test: cs.iter().map(|s| s.test.clone()).collect(),
+        };
+        return Ok(Splits { cells: cs, info });
+    }
+    let s = split::stratified_split(&lab.y_lab, names, args.test_fraction, args.seed)?;
+    let cs = to_cells(&s);
+    if cs.test.is_empty() {
+        bail!("no test cells: every class has fewer than 2 labelled cells");
+    }
+    let info = SplitInfo {
+        kind: "stratified".into(),
+        seed: args.seed,
+        test_fraction: Some(args.test_fraction),
+        column: None,
+        n_folds: None,
+        n_train: vec![cs.train.len()],
+        n_test: vec![cs.test.len()],
+        n_val: 0,
+        train: cs.train.clone(),
+        test: cs.test.clone(),
+        fold_test: Vec::new(),
+    };
+    Ok(Splits { cells: vec![cs], info })
+}
+
+/// One arm per run, or with several sources one per source plus the fused one (primary, last).
+pub(super) fn plan_arms(args: &ClassifyArgs, feats: &[Feature], notes: &mut Vec<String>) -> Arms {
+    let mut arms: Vec<Arm> = Vec::new();
+    if feats.len() == 1 {
+        arms.push(Arm { name: feats[0].info.name.clone(), sources: vec![0], fusion: None });
+    } else {
+        for (i, f) in feats.iter().enumerate() {
+            arms.push(Arm { name: f.info.name.clone(), sources: vec![i], fusion: None });
+        }
+        let all: Vec<usize> = (0..feats.len()).collect();
+        let joined = feats.iter().map(|f| f.info.name.as_str()).collect::<Vec<_>>().join(" + ");
+        let (name, fusion) = match args.method {
+            Method::Knn => (format!("fused: {joined} (L2-normalized concat)"), "concat of L2-normalized sources"),
+            Method::Mlp => match args.fusion {
+                Fusion::Concat => (format!("fused: {joined} (concat)"), "concat"),
+                Fusion::Gated => (format!("fused: {joined} (gated)"), "gated"),
+            },
+        };
+        arms.push(Arm { name, sources: all, fusion: Some(fusion.into()) });
+        if args.method == Method::Knn {
+            notes.push(
+                "KNN with several embeddings: each source is L2-normalized and the sources are concatenated (equal weight), then cosine KNN".into(),
+            );
+        } else {
+            notes.push(format!(
+                "MLP fusion '{}': each source gets its own LayerNorm, then {}",
+                match args.fusion {
+                    Fusion::Concat => "concat",
+                    Fusion::Gated => "gated",
+                },
+                match args.fusion {
+                    Fusion::Concat => "the sources are concatenated",
+                    Fusion::Gated => "each is scaled by a learned gate sigmoid(g) and concatenated (gates in the training history)",
+                }
+            ));
+        }
+    }
+    let primary = arms.len() - 1;
+    let knn_features_name = if feats.len() == 1 {
+        feats[0].info.name.clone()
+    } else {
+        format!("{} (L2-normalized concat)", feats.iter().map(|f| f.info.name.as_str()).collect::<Vec<_>>().join(" + "))
+    };
+    Arms { arms, primary, knn_features_name }
+}
+
+/// KNN features of an arm over all `n_cells` cells: its one source as is, or its sources
+/// L2-normalized and concatenated.
+pub(super) fn knn_features(arm: &Arm, feats: &[Feature], n_cells: usize) -> (Vec<f32>, usize) {
+    if arm.sources.len() == 1 {
+        let f = &feats[arm.sources[0]];
+        (f.data.clone(), f.info.dim)
+    } else {
+        let fs: Vec<(&[f32], usize)> = arm.sources.iter().map(|&s| (feats[s].data.as_slice(), feats[s].info.dim)).collect();
+        concat_normalized(&fs, n_cells)
+    }
+}
+
+/// Which k values run (those that fit the smallest training set) and which predicts.
+pub(super) fn plan_ks(args: &ClassifyArgs, splits: &[CellSplit], notes: &mut Vec<String>) -> Result<KPlan> {
+    let min_train = splits.iter().map(|s| s.train.len()).min().unwrap_or(0);
+    let run_sweep = match args.method {
+        Method::Knn => true,
+        Method::Mlp => args.ks.is_some(),
+    };
+    let ks_all = args.ks.clone().unwrap_or_else(|| vec![DEFAULT_K]);
+    let ok: Vec<usize> = ks_all.iter().copied().filter(|&k| k <= min_train).collect();
+    let skipped: Vec<usize> = ks_all.iter().copied().filter(|&k| k > min_train).collect();
+    if run_sweep && ok.is_empty() {
+        bail!(
+            "--k {}: every k is larger than the training set ({min_train} cells{}); use k ≤ {min_train}",
+            ks_all.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(","),
+            if splits.len() > 1 { ", smallest fold" } else { "" }
+        );
+    }
+    if run_sweep && !skipped.is_empty() {
+        notes.push(format!(
+            "k = {} skipped: larger than the training set ({min_train} cells{})",
+            skipped.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", "),
+            if splits.len() > 1 { " in the smallest fold" } else { "" }
+        ));
+    }
+    let predict_k = ok.first().copied();
+    if args.method == Method::Knn && ok.len() > 1 {
+        notes.push(format!(
+            "predictions, per-class metrics and the confusion matrix use k = {} (the first k listed in --k)",
+            predict_k.unwrap_or(DEFAULT_K)
+        ));
+    }
+    if args.method == Method::Knn {
+        notes.push("obs predictions of training cells are leave-one-out (each cell is removed from its own neighbours)".into());
+    } else {
+        notes.push("obs predictions of training cells come from the MLP that was trained on them (resubstitution); score only test cells".into());
+    }
+    Ok(KPlan { run_sweep, ok, skipped, min_train, predict_k })
+}
+
+/// Trains and predicts every arm on every split (and the k sweep on the primary KNN features).
+pub(super) fn run_arms(args: &ClassifyArgs, lab: &Labels, splits: &[CellSplit], feats: &[Feature], arms: &Arms, ks: &KPlan) -> Result<Runs> {
+    let (n_cells, y, names) = (lab.n_cells(), &lab.y, &lab.names);
+    let primary = arms.primary;
+    let mlp_cfg = args.effective_mlp();
+    let n_runs = splits.len() * arms.arms.len();
+    let pb = crate::progress::bar(n_runs as u64, "models", args.quiet);
+    let mut outs: Vec<Vec<ArmSplitOut>> = Vec::with_capacity(splits.len());
+    let mut sweep_preds: Vec<Vec<Vec<usize>>> = Vec::new();
+    let arm_knn: Vec<(Vec<f32>, usize)> = if args.method == Method::Knn || ks.run_sweep {
+        // for the MLP only the primary features are needed (baseline sweep)
+        arms.arms
+            .iter()
+            .enumerate()
+            .map(|(i, a)| if args.method == Method::Knn || i == primary { knn_features(a, feats, n_cells) } else { (Vec::new(), 0) })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for (si, sp) in splits.iter().enumerate() {
+        let train_y: Vec<usize> = sp.train.iter().map(|&i| y[i]).collect();
+        let mut row = Vec::with_capacity(arms.arms.len());
+        // k sweep on the primary KNN features
+        if ks.run_sweep {
+            let (x, dim) = &arm_knn[primary];
+            let knn = CosineKnn::fit(&gather_rows(x, *dim, &sp.train), sp.train.len(), *dim, &train_y)?;
+            let preds = knn.predict_sweep(&gather_rows(x, *dim, &sp.test), sp.test.len(), &ks.ok, args.vote)?;
+            sweep_preds.push(preds.iter().map(|p| p.iter().map(|q| q.label).collect()).collect());
+        }
+        for (ai, arm) in arms.arms.iter().enumerate() {
+            pb.set_message(format!("{}{}", arm.name, if splits.len() > 1 { format!(" (fold {}/{})", si + 1, splits.len()) } else { String::new() }));
+            let want_all = ai == primary && si == 0;
+            let others: Vec<usize> = if want_all {
+                let mut is_train = vec![false; n_cells];
+                sp.train.iter().for_each(|&i| is_train[i] = true);
+                (0..n_cells).filter(|&i| !is_train[i]).collect()
+            } else {
+                Vec::new()
+            };
+            let out = match args.method {
+                Method::Knn => {
+                    let k = ks.predict_k.unwrap_or(DEFAULT_K);
+                    let (x, dim) = &arm_knn[ai];
+                    let train_x = gather_rows(x, *dim, &sp.train);
+                    let knn = CosineKnn::fit(&train_x, sp.train.len(), *dim, &train_y)?;
+                    let pr = |idx: &[usize]| -> Result<Vec<(usize, f32)>> {
+                        if idx.is_empty() {
+                            return Ok(Vec::new());
+                        }
+                        Ok(knn
+                            .predict(&gather_rows(x, *dim, idx), idx.len(), k, args.vote)?
+                            .into_iter()
+                            .map(|p| (p.label, p.confidence))
+                            .collect())
+                    };
+                    let test = pr(&sp.test)?;
+                    let val = pr(&sp.val)?;
+                    let all = if want_all {
+                        let mut all = vec![(0usize, 0f32); n_cells];
+                        for (&i, p) in sp.train.iter().zip(knn_loo(&knn, &train_x, k, args.vote)?) {
+                            all[i] = (p.label, p.confidence);
+                        }
+                        for (&i, p) in others.iter().zip(pr(&others)?) {
+                            all[i] = p;
+                        }
+                        Some(all)
+                    } else {
+                        None
+                    };
+                    ArmSplitOut { test, val, all, history: None }
+                }
+                Method::Mlp => {
+                    let sources: Vec<Source> = arm
+                        .sources
+                        .iter()
+                        .map(|&s| Source::new(feats[s].info.name.clone(), &feats[s].data, feats[s].info.dim))
+                        .collect();
+                    let y0: Vec<usize> = y.iter().map(|&c| if c == usize::MAX { 0 } else { c }).collect();
+                    // a gate on a lone source has nothing to weigh against: single sources use concat
+                    let cfg = if arm.sources.len() == 1 { MlpConfig { fusion: Fusion::Concat, ..mlp_cfg.clone() } } else { mlp_cfg.clone() };
+                    let model = TrainedMlp::fit(&sources, &y0, names.len(), &sp.train, &cfg)
+                        .with_context(|| format!("training the MLP on {}", arm.name))?;
+                    let test = model.predict(&sources, &sp.test)?;
+                    let val = if sp.val.is_empty() { Vec::new() } else { model.predict(&sources, &sp.val)? };
+                    let all = if want_all { Some(model.predict(&sources, &(0..n_cells).collect::<Vec<_>>())?) } else { None };
+                    ArmSplitOut { test, val, all, history: Some(model.history().clone()) }
+                }
+            };
+            row.push(out);
+            pb.inc(1);
+        }
+        outs.push(row);
+    }
+    pb.finish_and_clear();
+    Ok(Runs { outs, sweep_preds, arm_knn })
+}
+
+/// Test (and val) scores of every arm: per split, and pooled (or mean ± sd over folds).
+pub(super) fn score_arms(
+    args: &ClassifyArgs,
+    lab: &Labels,
+    splits: &[CellSplit],
+    feats: &[Feature],
+    arms: &Arms,
+    ks: &KPlan,
+    runs: &Runs,
+) -> Result<Vec<ArmResult>> {
+    let (y, names, outs) = (&lab.y, &lab.names, &runs.outs);
+    let mut results: Vec<ArmResult> = Vec::with_capacity(arms.arms.len());
+    for (ai, arm) in arms.arms.iter().enumerate() {
+        let mut fold_scores = Vec::new();
+        let (mut yt_all, mut yp_all) = (Vec::new(), Vec::new());
+        for (si, sp) in splits.iter().enumerate() {
+            let yt: Vec<usize> = sp.test.iter().map(|&i| y[i]).collect();
+            let yp: Vec<usize> = outs[si][ai].test.iter().map(|p| p.0).collect();
+            fold_scores.push(Scores::of(&ClassificationReport::new(&yt, &yp, names)?));
+            yt_all.extend(yt);
+            yp_all.extend(yp);
+        }
+        let test = ClassificationReport::new(&yt_all, &yp_all, names)?;
+        let (scores, sd, fold_scores) = if args.folds.is_some() {
+            let (m, s) = Scores::mean_sd(&fold_scores);
+            (m, Some(s), fold_scores)
+        } else {
+            (Scores::of(&test), None, Vec::new())
+        };
+        let val = if splits[0].val.is_empty() {
+            None
+        } else {
+            let yt: Vec<usize> = splits[0].val.iter().map(|&i| y[i]).collect();
+            let yp: Vec<usize> = outs[0][ai].val.iter().map(|p| p.0).collect();
+            Some(ClassificationReport::new(&yt, &yp, names)?)
+        };
+        results.push(ArmResult {
+            name: arm.name.clone(),
+            sources: arm.sources.iter().map(|&s| feats[s].info.name.clone()).collect(),
+            fusion: arm.fusion.clone(),
+            primary: ai == arms.primary,
+            k: if args.method == Method::Knn { ks.predict_k } else { None },
+            scores,
+            sd,
+            fold_scores,
+            test,
+            val,
+            training: outs.iter().filter_map(|r| r[ai].history.clone()).collect(),
+        });
+    }
+    Ok(results)
+}
+
+/// The k sweep's rows (sorted by k), if it ran.
+pub(super) fn k_sweep(args: &ClassifyArgs, lab: &Labels, splits: &[CellSplit], arms: &Arms, ks: &KPlan, runs: &Runs) -> Result<Option<KSweepResult>> {
+    if !ks.run_sweep {
+        return Ok(None);
+    }
+    let mut order: Vec<usize> = (0..ks.ok.len()).collect();
+    order.sort_by_key(|&i| ks.ok[i]);
+    let mut rows = Vec::new();
+    for &ki in &order {
+        let mut per = Vec::new();
+        for (si, sp) in splits.iter().enumerate() {
+            let yt: Vec<usize> = sp.test.iter().map(|&i| lab.y[i]).collect();
+            per.push(Scores::of(&ClassificationReport::new(&yt, &runs.sweep_preds[si][ki], &lab.names)?));
+        }
+        let (scores, sd, fold_scores) = if args.folds.is_some() {
+            let (m, s) = Scores::mean_sd(&per);
+            (m, Some(s), per)
+        } else {
+            (per[0], None, Vec::new())
+        };
+        rows.push(KRow { k: ks.ok[ki], scores, sd, fold_scores });
+    }
+    Ok(Some(KSweepResult {
+        features: arms.knn_features_name.clone(),
+        vote: args.vote,
+        rows,
+        skipped: ks.skipped.clone(),
+        n_train: ks.min_train,
+        predict_k: ks.predict_k.unwrap_or(DEFAULT_K),
+    }))
+}
+
+/// Embedding quality of each source (and of the fused KNN features) against the labels, on the
+/// labelled cells or a seeded subset of them; counts on their highest-variance genes.
+pub(super) fn embedding_quality(args: &ClassifyArgs, lab: &Labels, feats: &[Feature], arms: &Arms) -> Vec<QualityResult> {
+    say(args.quiet, "embedding quality");
+    let mut q_cells = lab.labelled.clone();
+    let mut q_note: Option<String> = None;
+    if q_cells.len() > QUALITY_MAX_CELLS {
+        let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+        q_cells.shuffle(&mut rng);
+        q_cells.truncate(QUALITY_MAX_CELLS);
+        q_cells.sort_unstable();
+        q_note = Some(format!("seeded random subset of {QUALITY_MAX_CELLS} of the {} labelled cells", lab.labelled.len()));
+    }
+    let q_labels: Vec<usize> = q_cells.iter().map(|&i| lab.y[i]).collect();
+    let mut quality_inputs: Vec<(String, Vec<f32>, usize, Option<String>)> = Vec::new();
+    for f in feats {
+        if f.info.kind == "counts" {
+            let cols = top_variance_columns(&f.data, f.info.dim, &q_cells, COUNTS_REDUCED_GENES);
+            let d = cols.len();
+            let note = format!("the {d} highest-variance genes of log1p-CP10k");
+            quality_inputs.push((f.info.name.clone(), select_columns(&f.data, f.info.dim, &q_cells, &cols), d, Some(note)));
+        } else {
+            quality_inputs.push((f.info.name.clone(), gather_rows(&f.data, f.info.dim, &q_cells), f.info.dim, None));
+        }
+    }
+    if feats.len() > 1 {
+        let fs: Vec<(&[f32], usize)> = feats.iter().map(|f| (f.data.as_slice(), f.info.dim)).collect();
+        let (x, d) = concat_normalized(&fs, lab.n_cells());
+        quality_inputs.push((arms.knn_features_name.clone(), gather_rows(&x, d, &q_cells), d, None));
+    }
+    quality_inputs
+        .into_iter()
+        .map(|(name, x, d, note)| {
+            let note = match (note, &q_note) {
+                (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+                (a, b) => a.or_else(|| b.clone()),
+            };
+            match EmbeddingQuality::compute(&x, q_cells.len(), d, &q_labels, args.seed) {
+                Ok(m) => QualityResult { embedding: name, n_cells: q_cells.len(), dim: d, note, metrics: Some(m), error: None },
+                Err(e) => QualityResult { embedding: name, n_cells: q_cells.len(), dim: d, note, metrics: None, error: Some(format!("{e:#}")) },
+            }
+        })
+        .collect()
+}
+
+/// The obs columns: each cell's (class, confidence) from the primary arm and its split name.
+/// Every labelled cell is train / test / val (or tested in a fold), so only cells with an empty
+/// label keep 'unlabeled'.
+pub(super) fn obs_predictions(args: &ClassifyArgs, lab: &Labels, splits: &[CellSplit], arms: &Arms, runs: &Runs) -> (Vec<(usize, f32)>, Vec<String>) {
+    let (primary, outs) = (arms.primary, &runs.outs);
+    let mut pred: Vec<(usize, f32)> = outs[0][primary].all.clone().unwrap_or_default();
+    let mut split_col: Vec<String> = vec!["unlabeled".to_string(); lab.n_cells()];
+    if args.folds.is_some() {
+        for &i in &lab.labelled {
+            split_col[i] = "train".into();
+        }
+        for (si, sp) in splits.iter().enumerate() {
+            for (&i, &p) in sp.test.iter().zip(&outs[si][primary].test) {
+                pred[i] = p;
+                split_col[i] = format!("fold{}", si + 1);
+            }
+        }
+    } else {
+        let sp = &splits[0];
+        for (part, idx) in [("train", &sp.train), ("test", &sp.test), ("val", &sp.val)] {
+            for &i in idx.iter() {
+                split_col[i] = part.to_string();
+            }
+        }
+        for (&i, &p) in sp.test.iter().zip(&outs[0][primary].test) {
+            pred[i] = p;
+        }
+    }
+    (pred, split_col)
+}
