@@ -99,7 +99,12 @@ enum Command {
     /// The whole pipeline on bundled real data (601 pbmc3k cells) with real weights.
     Demo(app::demo::DemoArgs),
     /// Run an experiment grid from a TOML config (see assets/experiments/).
-    Experiment { config: PathBuf },
+    Experiment {
+        config: PathBuf,
+        /// Dataset to run on (.h5ad or an MTX directory); replaces the config's `input`.
+        #[arg(long, short = 'i')]
+        input: Option<PathBuf>,
+    },
     /// Precision and throughput of a device (GPU, or a CPU dry run) against the CPU f32 backend.
     DeviceCheck(app::device_check::DeviceCheckArgs),
     /// Write a seeded random BERT checkpoint of a known shape (for speed checks without downloads).
@@ -415,8 +420,8 @@ fn run(cli: Cli) -> Result<()> {
                 println!("cells with embeddings: {}/pbmc3k_demo.celltext.h5ad (obsm X_celltext_genept_w, X_celltext_sentences)", r.out.display());
             }
         }
-        Command::Experiment { config } => {
-            let (rows, out) = app::experiment::run_experiment(&config, cli.quiet)?;
+        Command::Experiment { config, input } => {
+            let (rows, out) = app::experiment::run_experiment(&config, input.as_deref(), cli.quiet)?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {

@@ -36,7 +36,7 @@ out_dir = "{out}"
         ),
     )
     .unwrap();
-    let (rows, out) = celltext::app::experiment::run_experiment(&cfg, true).unwrap();
+    let (rows, out) = celltext::app::experiment::run_experiment(&cfg, None, true).unwrap();
     // genept-w (none) + sentences (none, shorten:20): KNN at k ∈ {1,5,15} and one MLP row each,
     // plus the count baseline
     assert_eq!(rows.len(), 3 * 4 + 1, "{rows:#?}");
@@ -55,9 +55,46 @@ out_dir = "{out}"
     let cached: Vec<_> = std::fs::read_dir(tmp.path().join("cache")).unwrap().collect();
     let n_cached = cached.len();
     // re-run: same numbers, nothing recomputed
-    let (rows2, _) = celltext::app::experiment::run_experiment(&cfg, true).unwrap();
+    let (rows2, _) = celltext::app::experiment::run_experiment(&cfg, None, true).unwrap();
     assert_eq!(std::fs::read_dir(tmp.path().join("cache")).unwrap().count(), n_cached);
     for (a, b) in rows.iter().zip(&rows2) {
         assert_eq!(a.mean.accuracy, b.mean.accuracy);
     }
+}
+
+#[test]
+fn shipped_configs_run_on_bundled_data_or_ask_for_input() {
+    let dir = root().join("assets/experiments");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        n += 1;
+        let text = std::fs::read_to_string(&path).unwrap();
+        let cfg: celltext::app::experiment::ExperimentConfig =
+            toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        if let Some(input) = &cfg.input {
+            // a dataset every clone has, never one outside the repository
+            let resolved = dir.join(input);
+            assert!(resolved.exists(), "{}: input {} is not in the repository", path.display(), input.display());
+            let inside = resolved.canonicalize().unwrap().starts_with(root().canonicalize().unwrap());
+            assert!(inside, "{}: input {} points outside the repository", path.display(), input.display());
+        }
+    }
+    assert!(n >= 3, "expected the shipped configs in {}", dir.display());
+}
+
+#[test]
+fn a_config_without_input_asks_for_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("exp.toml");
+    std::fs::write(&cfg, "name = \"t\"\nlabel = \"label\"\nout_dir = \"never-written\"\n").unwrap();
+    let e = format!("{:#}", celltext::app::experiment::run_experiment(&cfg, None, true).unwrap_err());
+    assert!(e.contains("exp.toml") && e.contains("--input"), "{e}");
+    let missing = tmp.path().join("missing.h5ad");
+    let e = format!("{:#}", celltext::app::experiment::run_experiment(&cfg, Some(&missing), true).unwrap_err());
+    assert!(e.contains("missing.h5ad") && e.contains("does not exist"), "{e}");
+    assert!(!tmp.path().join("never-written").exists());
 }

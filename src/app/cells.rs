@@ -11,7 +11,7 @@ use crate::cells::read::{append_rows, open_matrix, ReadOptions};
 use crate::cells::sentences::{build_sentences, token_budget, write_jsonl, CellSentence, SentenceConfig, Ties, TokenBudget, TokenCounter};
 use crate::cells::weighted::{embed_cells, Aggregation, CellEmbeddings, TopN, Weights};
 use crate::encoder::job::ResumableJob;
-use crate::encoder::{Encoder, EncoderOptions, ModelIdentity, TextTokenizer};
+use crate::encoder::{EncoderOptions, ModelIdentity, TextTokenizer};
 use crate::genes::resolver::Coverage;
 use crate::genes::{GeneEmbeddings, Species};
 use crate::io::{manifest_path, sha256_file, write_embeddings, write_json, TOOL_VERSION};
@@ -342,7 +342,7 @@ pub struct EmbedSentencesReport {
 
 /// Cell sentences through the encoder (batched, resumable) into obsm.
 pub fn run_embed_sentences(args: &EmbedSentencesArgs) -> Result<EmbedSentencesReport> {
-    let enc = Encoder::load(&args.model, &args.options, args.quiet)?;
+    let enc = super::load_encoder(&args.model, &args.options, args.quiet)?;
     let (m, sentences, budget) = make_sentences(&args.sentences, Some(&enc.tokenizer), args.quiet)?;
     let texts: Vec<String> = sentences.iter().map(|s| s.text.clone()).collect();
     let input_sha256 = input_checksum(&args.sentences.input)?;

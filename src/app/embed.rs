@@ -5,7 +5,7 @@ use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use crate::encoder::{self, card, resolve, Encoder, EncoderOptions, ModelIdentity, PaddingStats};
+use crate::encoder::{self, card, resolve, EncoderOptions, ModelIdentity, PaddingStats};
 use crate::io::{atomic_write_with, manifest_path, sha256_file, write_embeddings, write_json, TOOL_VERSION};
 
 pub struct EmbedArgs {
@@ -41,7 +41,7 @@ pub fn run_embed(args: &EmbedArgs) -> Result<EmbedManifest> {
     }
     let records = encoder::input::read_texts(&args.input)?;
     let input_sha256 = sha256_file(&args.input)?;
-    let enc = Encoder::load(&args.model, &args.options, args.quiet)?;
+    let enc = super::load_encoder(&args.model, &args.options, args.quiet)?;
     let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
     let pb = crate::progress::bar(texts.len() as u64, "texts", args.quiet);
     let t0 = std::time::Instant::now();

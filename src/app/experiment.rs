@@ -33,7 +33,9 @@ fn d_bt() -> usize { 8192 }
 pub struct ExperimentConfig {
     pub name: String,
     /// Dataset (.h5ad or an MTX directory); relative paths are relative to the config file.
-    pub input: PathBuf,
+    /// Optional: `celltext experiment CONFIG --input PATH` gives (or overrides) it.
+    #[serde(default)]
+    pub input: Option<PathBuf>,
     pub label: String,
     #[serde(default)]
     pub layer: Option<String>,
@@ -92,22 +94,38 @@ fn cached<F: FnOnce(&Path) -> Result<()>>(path: &Path, make: F) -> Result<PathBu
     Ok(path.to_path_buf())
 }
 
-pub fn run_experiment(config_path: &Path, quiet: bool) -> Result<(Vec<ResultRow>, PathBuf)> {
+/// Run the grid in `config_path`. `input` (from `--input`, relative to the working directory)
+/// replaces the config's `input`, so one config can be run on any dataset.
+pub fn run_experiment(config_path: &Path, input: Option<&Path>, quiet: bool) -> Result<(Vec<ResultRow>, PathBuf)> {
     let text = std::fs::read_to_string(config_path).with_context(|| format!("{}: cannot read", config_path.display()))?;
     let mut cfg: ExperimentConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
     let base = config_path.parent().unwrap_or(Path::new("."));
-    if cfg.input.is_relative() && !cfg.input.exists() {
-        cfg.input = base.join(&cfg.input);
-    }
-    if !cfg.input.exists() {
-        bail!("{}: input `{}` does not exist", config_path.display(), cfg.input.display());
-    }
+    let input = match (input, &cfg.input) {
+        (Some(p), _) => {
+            if !p.exists() {
+                bail!("--input `{}` does not exist", p.display());
+            }
+            p.to_path_buf()
+        }
+        (None, Some(p)) => {
+            let p = if p.is_relative() && !p.exists() { base.join(p) } else { p.clone() };
+            if !p.exists() {
+                bail!("{}: input `{}` does not exist (pass --input PATH to use another dataset)", config_path.display(), p.display());
+            }
+            p
+        }
+        (None, None) => bail!(
+            "{}: no dataset: pass --input PATH (an .h5ad file or an MTX directory) or set `input = \"...\"` in the config",
+            config_path.display()
+        ),
+    };
+    cfg.input = Some(input.clone());
     let out_dir = cfg.out_dir.clone().unwrap_or_else(|| PathBuf::from("experiments").join(&cfg.name));
     let cache = cfg.cache_dir.clone().unwrap_or_else(|| PathBuf::from("celltext-cache"));
     std::fs::create_dir_all(&out_dir)?;
     std::fs::create_dir_all(&cache)?;
     let species = cfg.species.unwrap_or(Species::Human);
-    let input_sha = input_checksum(&cfg.input)?;
+    let input_sha = input_checksum(&input)?;
     let read = ReadOptions { layer: cfg.layer.clone(), ..Default::default() };
     let top_n: TopN = cfg.top_n.parse()?;
     let ablations: Vec<Ablation> = cfg.ablations.iter().map(|a| a.parse()).collect::<Result<_>>()?;
@@ -115,7 +133,7 @@ pub fn run_experiment(config_path: &Path, quiet: bool) -> Result<(Vec<ResultRow>
     let mut runs = vec![];
 
     // dataset genes, for restricting the summaries to what the dataset can use
-    let m = super::cells::read_normalized(&cfg.input, &read, InputNorm::Raw, quiet)?;
+    let m = super::cells::read_normalized(&input, &read, InputNorm::Raw, quiet)?;
     // a top-N average only ever uses genes in some cell's top N: embed just their summaries
     let dataset_genes: Vec<String> = match top_n {
         TopN::N(n) => super::cells::top_n_gene_set(&m, n).into_iter().collect(),
@@ -158,7 +176,7 @@ pub fn run_experiment(config_path: &Path, quiet: bool) -> Result<(Vec<ResultRow>
             let key = mkey(&["genept-w", &cfg.top_n]);
             let npy = cached(&cache.join(format!("cells-genept-w-{key}.npy")), |p| {
                 super::cells::run_cells_embed(&CellsEmbedArgs {
-                    input: cfg.input.clone(),
+                    input: input.clone(),
                     read: read.clone(),
                     store: store.clone(),
                     species,
@@ -178,7 +196,7 @@ pub fn run_experiment(config_path: &Path, quiet: bool) -> Result<(Vec<ResultRow>
                 let npy = cached(&cache.join(format!("cells-sentences-{key}.npy")), |p| {
                     super::cells::run_embed_sentences(&EmbedSentencesArgs {
                         sentences: SentenceArgs {
-                            input: cfg.input.clone(),
+                            input: input.clone(),
                             read: read.clone(),
                             max_genes: cfg.max_genes,
                             ties_stable: false,
@@ -205,7 +223,7 @@ pub fn run_experiment(config_path: &Path, quiet: bool) -> Result<(Vec<ResultRow>
                 let mut per_seed = vec![];
                 let mut sweep: std::collections::BTreeMap<usize, Vec<Scores>> = Default::default();
                 for &seed in &cfg.seeds {
-                    let mut a = ClassifyArgs::new(cfg.input.clone(), cfg.label.clone());
+                    let mut a = ClassifyArgs::new(input.clone(), cfg.label.clone());
                     a.method = method;
                     a.embedding_files = vec![npy.clone()];
                     a.seed = seed;
@@ -252,7 +270,7 @@ pub fn run_experiment(config_path: &Path, quiet: bool) -> Result<(Vec<ResultRow>
     if cfg.counts_baseline {
         let mut per_seed = vec![];
         for &seed in &cfg.seeds {
-            let mut a = ClassifyArgs::new(cfg.input.clone(), cfg.label.clone());
+            let mut a = ClassifyArgs::new(input.clone(), cfg.label.clone());
             a.on = super::classify::FeatureSpace::Counts;
             a.layer = cfg.layer.clone();
             a.seed = seed;

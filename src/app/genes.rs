@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::value_enum::value_enum;
 use crate::encoder::job::ResumableJob;
-use crate::encoder::{Encoder, EncoderOptions, ModelIdentity};
+use crate::encoder::{EncoderOptions, ModelIdentity};
 use crate::genes::corpus::GeneText;
 use crate::genes::resolver::{map_genes, Coverage};
 use crate::genes::store::{store_paths, store_prefix};
@@ -117,7 +117,7 @@ pub fn run_genes_embed(args: &GenesEmbedArgs) -> Result<GenesManifest> {
         all.push('\n');
     }
     let text_sha256 = sha256_bytes(all.as_bytes());
-    let enc = Encoder::load(&args.model, &args.options, args.quiet)?;
+    let enc = super::load_encoder(&args.model, &args.options, args.quiet)?;
     let prefix = store_prefix(&args.out);
     let partial_dir = {
         let mut s = prefix.as_os_str().to_owned();
