@@ -211,7 +211,7 @@ enum CellsCmd {
         #[arg(long, default_value = "100")]
         top_n: celltext::cells::weighted::TopN,
         /// expr, log1p, zscore or uniform.
-        #[arg(long, default_value = "expr")]
+        #[arg(long, default_value = "expr", ignore_case = true, value_parser = value_enum::<celltext::cells::weighted::Weights>())]
         weights: celltext::cells::weighted::Weights,
         /// weighted (top-N weighted mean), genept (X·E / n_genes) or scelmo-wa (row-normalized X·E).
         #[arg(long, default_value = "weighted", value_parser = value_enum::<app::cells::AggregationChoice>())]

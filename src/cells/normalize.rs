@@ -29,7 +29,6 @@
 //! z-score *weights* itself from [`GeneStats`] for the genes it uses.
 
 use std::fmt;
-use std::str::FromStr;
 
 use anyhow::{bail, Result};
 
@@ -39,16 +38,17 @@ use super::matrix::CsrMatrix;
 pub const CP10K_TARGET: f64 = 1e4;
 
 /// How to normalize a cells × genes matrix; see the module docs for exact definitions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Normalization {
+    #[value(name = "raw")]
     Raw,
+    #[value(name = "log1p-cp10k", aliases = ["log1p_cp10k", "log1p"])]
     Log1pCp10k,
+    #[value(name = "zscore", aliases = ["z-score", "scale"])]
     ZScore,
 }
 
 impl Normalization {
-    pub const VALID: &'static str = "raw, log1p-cp10k, zscore";
-
     /// Apply to `x`. Errors (never panics) on malformed CSR, empty matrices and non-finite
     /// values; `Log1pCp10k` also rejects negative values.
     pub fn apply(&self, x: &CsrMatrix) -> Result<NormalizedMatrix> {
@@ -74,21 +74,6 @@ impl fmt::Display for Normalization {
             Normalization::Log1pCp10k => "log1p-cp10k",
             Normalization::ZScore => "zscore",
         })
-    }
-}
-
-impl FromStr for Normalization {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "raw" => Ok(Normalization::Raw),
-            "log1p-cp10k" | "log1p_cp10k" | "log1p" => Ok(Normalization::Log1pCp10k),
-            "zscore" | "z-score" | "scale" => Ok(Normalization::ZScore),
-            other => bail!(
-                "unknown normalization '{other}'; valid values: {}",
-                Self::VALID
-            ),
-        }
     }
 }
 
@@ -360,6 +345,8 @@ mod tests {
         assert!(Normalization::Log1pCp10k.apply(&nan).is_err());
         let neg = m(1, 2, &[&[(0, -1.0)]]);
         assert!(Normalization::Log1pCp10k.apply(&neg).is_err());
-        assert!("bogus".parse::<Normalization>().is_err());
+        use clap::ValueEnum;
+        assert!(Normalization::from_str("bogus", true).is_err());
+        assert_eq!(Normalization::from_str("log1p", true), Ok(Normalization::Log1pCp10k));
     }
 }

@@ -49,16 +49,16 @@ use crate::genes::store::GeneEmbeddings;
 /// Relative cancellation threshold for a weight sum (see module docs).
 pub const WEIGHT_SUM_REL_EPS: f64 = 1e-9;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Weights {
+    #[value(name = "expr", alias = "expression")]
     Expr,
+    #[value(name = "log1p")]
     Log1p,
+    #[value(name = "zscore", alias = "z-score")]
     ZScore,
+    #[value(name = "uniform")]
     Uniform,
-}
-
-impl Weights {
-    pub const VALID: &'static str = "expr, log1p, zscore, uniform";
 }
 
 impl fmt::Display for Weights {
@@ -69,19 +69,6 @@ impl fmt::Display for Weights {
             Weights::ZScore => "zscore",
             Weights::Uniform => "uniform",
         })
-    }
-}
-
-impl FromStr for Weights {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "expr" | "expression" => Ok(Weights::Expr),
-            "log1p" => Ok(Weights::Log1p),
-            "zscore" | "z-score" => Ok(Weights::ZScore),
-            "uniform" => Ok(Weights::Uniform),
-            other => bail!("unknown weighting '{other}'; valid values: {}", Self::VALID),
-        }
     }
 }
 
