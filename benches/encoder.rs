@@ -30,7 +30,18 @@ struct Opts {
 }
 
 fn parse() -> Result<Opts> {
-    let mut o = Opts { workload: "minilm".into(), model: None, texts: None, n: 1000, repeats: 3, batch_tokens: 8192, plan_out: None, gemm: false, gemm_shapes: false, json: false };
+    let mut o = Opts {
+        workload: "minilm".into(),
+        model: None,
+        texts: None,
+        n: 1000,
+        repeats: 3,
+        batch_tokens: 8192,
+        plan_out: None,
+        gemm: false,
+        gemm_shapes: false,
+        json: false,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
         let mut val = || it.next().with_context(|| format!("{a} needs a value"));
@@ -55,7 +66,15 @@ fn parse() -> Result<Opts> {
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<f64>().unwrap_or(0.0)))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).map(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .unwrap_or("0")
+                    .parse::<f64>()
+                    .unwrap_or(0.0)
+            })
+        })
         .unwrap_or(0.0)
         / 1024.0
 }
@@ -64,8 +83,12 @@ fn peak_rss_mib() -> f64 {
 /// the path every projection takes), best of 5 at an [m, k]·[k, n] shape (2048³ for the table).
 fn gemm_gflops(m: usize, k: usize, n: usize) -> f64 {
     use celltext::encoder::backends::cpu::sgemm::{linear, Act, PackedWeights};
-    let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect();
-    let w: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 1000) as f32 * 1e-3 - 0.5).collect();
+    let x: Vec<f32> = (0..m * k)
+        .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
+        .collect();
+    let w: Vec<f32> = (0..k * n)
+        .map(|i| ((i * 104729) % 1000) as f32 * 1e-3 - 0.5)
+        .collect();
     let b = vec![0f32; n];
     let pw = PackedWeights::pack(&w, k, n);
     let mut out = vec![0f32; m * n];
@@ -80,32 +103,64 @@ fn gemm_gflops(m: usize, k: usize, n: usize) -> f64 {
 }
 
 /// A BERT checkpoint with seeded random weights (safetensors) and a vocab.txt cut to `vocab`.
-fn synthetic_model(dir: &Path, layers: usize, hidden: usize, heads: usize, inter: usize, vocab: usize, minilm: &Path) -> Result<()> {
+fn synthetic_model(
+    dir: &Path,
+    layers: usize,
+    hidden: usize,
+    heads: usize,
+    inter: usize,
+    vocab: usize,
+    minilm: &Path,
+) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let cfg = serde_json::json!({"vocab_size": vocab, "hidden_size": hidden, "num_hidden_layers": layers,
         "num_attention_heads": heads, "intermediate_size": inter, "hidden_act": "gelu", "max_position_embeddings": 512,
         "type_vocab_size": 2, "layer_norm_eps": 1e-12, "model_type": "bert", "pad_token_id": 0});
     std::fs::write(dir.join("config.json"), serde_json::to_string_pretty(&cfg)?)?;
     // vocab: MiniLM's (bert-base-uncased) first `vocab` entries; tokens past the cut become [UNK]
-    let v = std::fs::read_to_string(minilm.join("vocab.txt")).context("MiniLM vocab.txt (run scripts/fetch_minilm.sh)")?;
+    let v = std::fs::read_to_string(minilm.join("vocab.txt"))
+        .context("MiniLM vocab.txt (run scripts/fetch_minilm.sh)")?;
     let cut: Vec<&str> = v.lines().take(vocab).collect();
     std::fs::write(dir.join("vocab.txt"), cut.join("\n") + "\n")?;
-    std::fs::write(dir.join("tokenizer_config.json"), r#"{"do_lower_case": true}"#)?;
+    std::fs::write(
+        dir.join("tokenizer_config.json"),
+        r#"{"do_lower_case": true}"#,
+    )?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let mut tensors = std::collections::HashMap::new();
-    let mut add = |name: String, shape: Vec<usize>, rng: &mut rand_chacha::ChaCha8Rng| -> Result<()> {
-        let n: usize = shape.iter().product();
-        let data: Vec<f32> = (0..n).map(|_| rng.gen_range(-0.05f32..0.05)).collect();
-        tensors.insert(name, Tensor::from_vec(data, shape, &Device::Cpu)?);
-        Ok(())
-    };
-    add("embeddings.word_embeddings.weight".into(), vec![vocab, hidden], &mut rng)?;
-    add("embeddings.position_embeddings.weight".into(), vec![512, hidden], &mut rng)?;
-    add("embeddings.token_type_embeddings.weight".into(), vec![2, hidden], &mut rng)?;
+    let mut add =
+        |name: String, shape: Vec<usize>, rng: &mut rand_chacha::ChaCha8Rng| -> Result<()> {
+            let n: usize = shape.iter().product();
+            let data: Vec<f32> = (0..n).map(|_| rng.gen_range(-0.05f32..0.05)).collect();
+            tensors.insert(name, Tensor::from_vec(data, shape, &Device::Cpu)?);
+            Ok(())
+        };
+    add(
+        "embeddings.word_embeddings.weight".into(),
+        vec![vocab, hidden],
+        &mut rng,
+    )?;
+    add(
+        "embeddings.position_embeddings.weight".into(),
+        vec![512, hidden],
+        &mut rng,
+    )?;
+    add(
+        "embeddings.token_type_embeddings.weight".into(),
+        vec![2, hidden],
+        &mut rng,
+    )?;
     let mut lns = vec!["embeddings.LayerNorm".to_string()];
     for l in 0..layers {
         let p = format!("encoder.layer.{l}");
-        for (m, o, i) in [("attention.self.query", hidden, hidden), ("attention.self.key", hidden, hidden), ("attention.self.value", hidden, hidden), ("attention.output.dense", hidden, hidden), ("intermediate.dense", inter, hidden), ("output.dense", hidden, inter)] {
+        for (m, o, i) in [
+            ("attention.self.query", hidden, hidden),
+            ("attention.self.key", hidden, hidden),
+            ("attention.self.value", hidden, hidden),
+            ("attention.output.dense", hidden, hidden),
+            ("intermediate.dense", inter, hidden),
+            ("output.dense", hidden, inter),
+        ] {
             add(format!("{p}.{m}.weight"), vec![o, i], &mut rng)?;
             add(format!("{p}.{m}.bias"), vec![o], &mut rng)?;
         }
@@ -113,8 +168,14 @@ fn synthetic_model(dir: &Path, layers: usize, hidden: usize, heads: usize, inter
         lns.push(format!("{p}.output.LayerNorm"));
     }
     for ln in lns {
-        tensors.insert(format!("{ln}.weight"), Tensor::ones(hidden, DType::F32, &Device::Cpu)?);
-        tensors.insert(format!("{ln}.bias"), Tensor::zeros(hidden, DType::F32, &Device::Cpu)?);
+        tensors.insert(
+            format!("{ln}.weight"),
+            Tensor::ones(hidden, DType::F32, &Device::Cpu)?,
+        );
+        tensors.insert(
+            format!("{ln}.bias"),
+            Tensor::zeros(hidden, DType::F32, &Device::Cpu)?,
+        );
     }
     candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
     Ok(())
@@ -124,15 +185,36 @@ fn main() -> Result<()> {
     let o = parse()?;
     if o.gemm_shapes {
         // the linear-layer shapes of the three workloads at an 8192-token batch
-        for (m, k, n) in [(8192, 384, 1152), (8192, 384, 384), (8192, 384, 1536), (8192, 1536, 384), (8192, 768, 2304), (8192, 768, 3072), (8192, 3072, 768), (8192, 1024, 4096), (4096, 1024, 1024)] {
-            println!("{m}x{k}x{n}\t{:.1} GFLOP/s\t{}", gemm_gflops(m, k, n), celltext::encoder::backends::cpu::sgemm::kernel_name());
+        for (m, k, n) in [
+            (8192, 384, 1152),
+            (8192, 384, 384),
+            (8192, 384, 1536),
+            (8192, 1536, 384),
+            (8192, 768, 2304),
+            (8192, 768, 3072),
+            (8192, 3072, 768),
+            (8192, 1024, 4096),
+            (4096, 1024, 1024),
+        ] {
+            println!(
+                "{m}x{k}x{n}\t{:.1} GFLOP/s\t{}",
+                gemm_gflops(m, k, n),
+                celltext::encoder::backends::cpu::sgemm::kernel_name()
+            );
         }
         return Ok(());
     }
-    let minilm = resolve::resolve("minilm", true).context("MiniLM weights: run scripts/fetch_minilm.sh")?;
+    let minilm =
+        resolve::resolve("minilm", true).context("MiniLM weights: run scripts/fetch_minilm.sh")?;
     let tmp = std::env::temp_dir().join("celltext-bench-models");
     let (model_dir, default_texts): (PathBuf, &str) = match o.workload.as_str() {
-        "minilm" => (o.model.clone().map(PathBuf::from).unwrap_or(minilm.dir.clone()), "summaries"),
+        "minilm" => (
+            o.model
+                .clone()
+                .map(PathBuf::from)
+                .unwrap_or(minilm.dir.clone()),
+            "summaries",
+        ),
         "biobert-shaped" => {
             let d = tmp.join("biobert-shaped");
             if !d.join("model.safetensors").exists() {
@@ -158,8 +240,18 @@ fn main() -> Result<()> {
         None => anyhow::bail!("workload {} needs --texts FILE (cell sentences JSONL, e.g. from `celltext cells sentences`)", o.workload),
     };
     let resolved = resolve::resolve(model_dir.to_str().unwrap(), true)?;
-    let max_length = if o.workload == "minilm" { None } else { Some(512) };
-    let enc = Encoder::load_resolved(&resolved, &EncoderOptions { max_length, ..Default::default() })?;
+    let max_length = if o.workload == "minilm" {
+        None
+    } else {
+        Some(512)
+    };
+    let enc = Encoder::load_resolved(
+        &resolved,
+        &EncoderOptions {
+            max_length,
+            ..Default::default()
+        },
+    )?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let toks = enc.tokenizer.encode_batch(&refs)?;
     let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
@@ -170,7 +262,11 @@ fn main() -> Result<()> {
         std::fs::write(p, serde_json::to_string(&plan)?)?;
     }
     let cfg = &enc.config;
-    let (h, i, l) = (cfg.hidden_size as f64, cfg.intermediate_size as f64, cfg.num_hidden_layers as f64);
+    let (h, i, l) = (
+        cfg.hidden_size as f64,
+        cfg.intermediate_size as f64,
+        cfg.num_hidden_layers as f64,
+    );
     // useful model FLOPs: real tokens only (the CPU path computes no padding); 2·params per
     // token for the projections plus 4·len·hidden per token per layer for QKᵀ and PV
     let mut flops = 0f64;
@@ -188,7 +284,11 @@ fn main() -> Result<()> {
     }
     secs.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let med = secs[secs.len() / 2];
-    let gemm = if o.gemm { Some(gemm_gflops(2048, 2048, 2048)) } else { None };
+    let gemm = if o.gemm {
+        Some(gemm_gflops(2048, 2048, 2048))
+    } else {
+        None
+    };
     let model_gflops = flops / med / 1e9;
     let row = serde_json::json!({
         "impl": "celltext", "workload": o.workload, "texts": texts.len(), "batches": batches.len(),

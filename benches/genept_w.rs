@@ -14,13 +14,21 @@ use std::time::Instant;
 
 fn arg(name: &str, default: usize) -> usize {
     let a: Vec<String> = std::env::args().collect();
-    a.iter().position(|x| x == name).and_then(|i| a.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    a.iter()
+        .position(|x| x == name)
+        .and_then(|i| a.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .unwrap_or(0.0)
         / 1024.0
 }
@@ -45,9 +53,14 @@ fn main() -> anyhow::Result<()> {
     let store = GeneEmbeddings {
         symbols: (0..n_emb).map(|i| format!("G{i}")).collect(),
         dim,
-        data: (0..n_emb * dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect(),
+        data: (0..n_emb * dim)
+            .map(|_| rng.gen_range(-1.0f32..1.0))
+            .collect(),
     };
-    let agg = Aggregation::WeightedMean { weights: Weights::Expr, top_n: TopN::N(top) };
+    let agg = Aggregation::WeightedMean {
+        weights: Weights::Expr,
+        top_n: TopN::N(top),
+    };
     let t0 = Instant::now();
     let mut gen_secs = 0.0;
     let mut done = 0;
@@ -76,7 +89,13 @@ fn main() -> anyhow::Result<()> {
             indptr.push(indices.len());
         }
         gen_secs += tg.elapsed().as_secs_f64();
-        let x = CsrMatrix { n_rows: n, n_cols: genes, indptr, indices, data };
+        let x = CsrMatrix {
+            n_rows: n,
+            n_cols: genes,
+            indptr,
+            indices,
+            data,
+        };
         let emb = embed_cells(&x, &gene_to_row, &store, &agg)?;
         checksum += emb.data.iter().take(dim).map(|v| *v as f64).sum::<f64>();
         done += n;

@@ -12,9 +12,19 @@ use std::path::{Path, PathBuf};
 pub fn temp_path_for(path: &Path) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "out".into());
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let unique = format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "out".into());
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let unique = format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
     match path.extension().and_then(|e| e.to_str()) {
         Some(ext) => dir.join(format!(".{name}.{unique}.tmp.{ext}")),
         None => dir.join(format!(".{name}.{unique}.tmp")),
@@ -27,7 +37,8 @@ where
     F: FnOnce(&Path) -> Result<()>,
 {
     if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create directory", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create directory", dir.display()))?;
     }
     let tmp = temp_path_for(path);
     let res = write(&tmp);
@@ -35,13 +46,16 @@ where
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot move finished output into place", path.display()))
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("{}: cannot move finished output into place", path.display()))
 }
 
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     atomic_write_with(path, |tmp| {
-        let mut f = std::fs::File::create(tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
-        f.write_all(bytes).with_context(|| format!("{}: write failed", tmp.display()))?;
+        let mut f = std::fs::File::create(tmp)
+            .with_context(|| format!("{}: cannot create", tmp.display()))?;
+        f.write_all(bytes)
+            .with_context(|| format!("{}: write failed", tmp.display()))?;
         f.sync_all().ok();
         Ok(())
     })
@@ -58,11 +72,14 @@ pub fn sha256_bytes(bytes: &[u8]) -> String {
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf).with_context(|| format!("{}: read failed", path.display()))?;
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("{}: read failed", path.display()))?;
         if n == 0 {
             break;
         }
@@ -83,8 +100,12 @@ pub const TOOL_VERSION: &str = concat!("celltext ", env!("CARGO_PKG_VERSION"));
 /// Write a row-major f32 matrix as `.npy` (v1.0, little-endian, C order).
 /// Hand-written: the format is a 10-line header and no maintained crate fits candle-free use.
 pub fn write_npy_f32(path: &Path, data: &[f32], rows: usize, cols: usize) -> Result<()> {
-    anyhow::ensure!(data.len() == rows * cols, "internal: matrix data does not match its shape");
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    anyhow::ensure!(
+        data.len() == rows * cols,
+        "internal: matrix data does not match its shape"
+    );
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
     let total = 10 + header.len() + 1;
     header.push_str(&" ".repeat((64 - total % 64) % 64));
     header.push('\n');
@@ -101,15 +122,31 @@ pub fn write_npy_f32(path: &Path, data: &[f32], rows: usize, cols: usize) -> Res
 /// Read a 2-D little-endian f32 `.npy` (C order) as (data, rows, cols).
 pub fn read_npy_f32(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    anyhow::ensure!(bytes.len() >= 10 && &bytes[..6] == b"\x93NUMPY", "{}: not a .npy file", path.display());
+    anyhow::ensure!(
+        bytes.len() >= 10 && &bytes[..6] == b"\x93NUMPY",
+        "{}: not a .npy file",
+        path.display()
+    );
     let (hlen, start) = if bytes[6] == 1 {
         (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
     } else {
-        anyhow::ensure!(bytes.len() >= 12, "{}: truncated .npy header", path.display());
-        (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12)
+        anyhow::ensure!(
+            bytes.len() >= 12,
+            "{}: truncated .npy header",
+            path.display()
+        );
+        (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        )
     };
-    anyhow::ensure!(bytes.len() >= start + hlen, "{}: truncated .npy header", path.display());
-    let header = std::str::from_utf8(&bytes[start..start + hlen]).context("npy header is not UTF-8")?;
+    anyhow::ensure!(
+        bytes.len() >= start + hlen,
+        "{}: truncated .npy header",
+        path.display()
+    );
+    let header =
+        std::str::from_utf8(&bytes[start..start + hlen]).context("npy header is not UTF-8")?;
     anyhow::ensure!(
         header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"),
         "{}: expected a little-endian float32 C-order array, header is {header}",
@@ -130,23 +167,44 @@ pub fn read_npy_f32(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
     let (rows, cols) = match dims.as_slice() {
         [r, c] => (*r, *c),
         [r] => (*r, 1),
-        _ => anyhow::bail!("{}: expected a 2-D array, got shape {dims:?}", path.display()),
+        _ => anyhow::bail!(
+            "{}: expected a 2-D array, got shape {dims:?}",
+            path.display()
+        ),
     };
     let body = &bytes[start + hlen..];
-    anyhow::ensure!(body.len() == rows * cols * 4, "{}: data size does not match shape {dims:?}", path.display());
-    let data = body.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    anyhow::ensure!(
+        body.len() == rows * cols * 4,
+        "{}: data size does not match shape {dims:?}",
+        path.display()
+    );
+    let data = body
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     Ok((data, rows, cols))
 }
 
 /// `.npy` (f32 [n, dim]) or `.safetensors` (tensor `embeddings`; ids as JSON in metadata `ids`).
-pub fn write_embeddings(path: &Path, data: &[f32], n: usize, dim: usize, ids: Option<&[String]>) -> Result<()> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+pub fn write_embeddings(
+    path: &Path,
+    data: &[f32],
+    n: usize,
+    dim: usize,
+    ids: Option<&[String]>,
+) -> Result<()> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     match ext.as_str() {
         "npy" => write_npy_f32(path, data, n, dim),
         "safetensors" => {
             let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-            let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![n, dim], &bytes)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![n, dim], &bytes)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
             let mut meta = std::collections::HashMap::new();
             if let Some(ids) = ids {
                 meta.insert("ids".to_string(), serde_json::to_string(ids)?);
@@ -157,12 +215,17 @@ pub fn write_embeddings(path: &Path, data: &[f32], n: usize, dim: usize, ids: Op
                     .map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))
             })
         }
-        _ => anyhow::bail!("{}: output must end in .npy or .safetensors", path.display()),
+        _ => anyhow::bail!(
+            "{}: output must end in .npy or .safetensors",
+            path.display()
+        ),
     }
 }
 
 /// Read a safetensors `embeddings` matrix (f32) and its `ids` metadata.
-pub fn read_embeddings_safetensors(path: &Path) -> Result<(Vec<f32>, usize, usize, Option<Vec<String>>)> {
+pub fn read_embeddings_safetensors(
+    path: &Path,
+) -> Result<(Vec<f32>, usize, usize, Option<Vec<String>>)> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: not a safetensors file: {e}", path.display()))?;
@@ -172,10 +235,19 @@ pub fn read_embeddings_safetensors(path: &Path) -> Result<(Vec<f32>, usize, usiz
         .tensor("embeddings")
         .map_err(|_| anyhow::anyhow!("{}: no tensor named `embeddings`", path.display()))?;
     if t.dtype() != safetensors::Dtype::F32 || t.shape().len() != 2 {
-        anyhow::bail!("{}: `embeddings` must be a 2-D f32 tensor, found {:?} {:?}", path.display(), t.dtype(), t.shape());
+        anyhow::bail!(
+            "{}: `embeddings` must be a 2-D f32 tensor, found {:?} {:?}",
+            path.display(),
+            t.dtype(),
+            t.shape()
+        );
     }
     let (n, d) = (t.shape()[0], t.shape()[1]);
-    let data = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let data = t
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     let ids = meta
         .metadata()
         .as_ref()
@@ -183,7 +255,6 @@ pub fn read_embeddings_safetensors(path: &Path) -> Result<(Vec<f32>, usize, usiz
         .and_then(|s| serde_json::from_str::<Vec<String>>(s).ok());
     Ok((data, n, d, ids))
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -199,8 +270,14 @@ mod tests {
         assert_eq!(d, data);
         // header padded to a multiple of 64 bytes, as numpy does
         let bytes = std::fs::read(&p).unwrap();
-        assert_eq!((10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize) % 64, 0);
-        let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).collect();
+        assert_eq!(
+            (10 + u16::from_le_bytes([bytes[8], bytes[9]]) as usize) % 64,
+            0
+        );
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .collect();
         assert_eq!(leftovers.len(), 1, "no temp file left behind");
     }
     #[test]
@@ -216,6 +293,9 @@ mod tests {
     }
     #[test]
     fn sha256_known_value() {
-        assert_eq!(sha256_bytes(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_bytes(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

@@ -3,12 +3,12 @@
 //! Data flows one way: files → matrices/texts → encoder → vectors → classifiers → reports.
 //! Lower layers never import higher ones (`encoder` knows nothing of cells; `cells` nothing of `classify`).
 
+pub mod app;
 pub mod cells;
 pub mod classify;
 pub mod encoder;
 pub mod eval;
 pub mod genes;
-pub mod app;
 pub mod io;
 pub mod pickle;
 pub mod progress;

@@ -11,7 +11,11 @@ use celltext::encoder::{parse_devices, parse_dtype, BackendChoice, EncoderOption
 use celltext::genes::Species;
 
 #[derive(Parser)]
-#[command(name = "celltext", version, about = "Text encoders as single-cell biology instruments, fully offline")]
+#[command(
+    name = "celltext",
+    version,
+    about = "Text encoders as single-cell biology instruments, fully offline"
+)]
 struct Cli {
     /// No progress bars.
     #[arg(long, global = true)]
@@ -63,7 +67,13 @@ impl ModelArgs {
             pooling: self.pooling,
             normalize: self.normalize,
             max_length: self.max_length,
-            lowercase: if self.lowercase { Some(true) } else if self.cased { Some(false) } else { None },
+            lowercase: if self.lowercase {
+                Some(true)
+            } else if self.cased {
+                Some(false)
+            } else {
+                None
+            },
             devices: parse_devices(&self.device)?,
             dtype: parse_dtype(&self.dtype)?,
             backend: self.backend,
@@ -327,7 +337,11 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
-        Command::Embed { model, input, output } => {
+        Command::Embed {
+            model,
+            input,
+            output,
+        } => {
             let args = app::embed::EmbedArgs {
                 model: model.model.clone(),
                 input,
@@ -341,9 +355,25 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{}", serde_json::to_string_pretty(&m)?);
             } else {
                 println!("wrote {} ({} × {})", output.display(), m.n_texts, m.dim);
-                println!("model      {} @ {} (sha256 {}…)", m.model.id, m.model.revision, &m.model.weights_sha256[..12]);
-                println!("pooling    {}{}", m.model.pooling, if m.model.normalize { ", normalized" } else { "" });
-                println!("truncated  {} of {} texts at {} tokens", m.n_truncated, m.n_texts, m.model.max_length);
+                println!(
+                    "model      {} @ {} (sha256 {}…)",
+                    m.model.id,
+                    m.model.revision,
+                    &m.model.weights_sha256[..12]
+                );
+                println!(
+                    "pooling    {}{}",
+                    m.model.pooling,
+                    if m.model.normalize {
+                        ", normalized"
+                    } else {
+                        ""
+                    }
+                );
+                println!(
+                    "truncated  {} of {} texts at {} tokens",
+                    m.n_truncated, m.n_texts, m.model.max_length
+                );
                 println!(
                     "speed      {:.0} tokens/s, {:.1} texts/s, padding {:.1} %",
                     m.tokens_per_second,
@@ -357,7 +387,10 @@ fn run(cli: Cli) -> Result<()> {
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                println!("{:<10} {:<40} {:<10} {:<7} {:<5} local copy", "card", "hub id", "revision", "pooling", "max");
+                println!(
+                    "{:<10} {:<40} {:<10} {:<7} {:<5} local copy",
+                    "card", "hub id", "revision", "pooling", "max"
+                );
                 for r in rows {
                     println!(
                         "{:<10} {:<40} {:<10} {:<7} {:<5} {}",
@@ -395,9 +428,21 @@ fn run(cli: Cli) -> Result<()> {
                 print!("{}", app::device_check::format_report(&r));
             }
         }
-        Command::SynthModel { shape, tokenizer_from, pooling, seed, out } => {
+        Command::SynthModel {
+            shape,
+            tokenizer_from,
+            pooling,
+            seed,
+            out,
+        } => {
             let shape = celltext::encoder::synth::Shape::named(&shape)?;
-            celltext::encoder::synth::write_random_bert(&out, shape, &tokenizer_from, pooling, seed)?;
+            celltext::encoder::synth::write_random_bert(
+                &out,
+                shape,
+                &tokenizer_from,
+                pooling,
+                seed,
+            )?;
             if !cli.quiet {
                 println!("{}", out.display());
             }
@@ -406,8 +451,15 @@ fn run(cli: Cli) -> Result<()> {
             args.quiet = cli.quiet;
             let r = app::demo::run_demo(&args)?;
             if cli.json {
-                let rows: Vec<_> = r.table.iter().map(|(n, rep)| serde_json::json!({"run": n, "summary": rep.summary})).collect();
-                println!("{}", serde_json::json!({"out": r.out, "seconds": r.seconds, "steps": r.steps, "results": rows}));
+                let rows: Vec<_> = r
+                    .table
+                    .iter()
+                    .map(|(n, rep)| serde_json::json!({"run": n, "summary": rep.summary}))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({"out": r.out, "seconds": r.seconds, "steps": r.steps, "results": rows})
+                );
             } else {
                 println!("\n## celltext demo — pbmc3k (601 real cells, 9 Seurat labels), stratified 80/20, seed 0\n");
                 print!("{}", app::demo::demo_table(&r));
@@ -421,13 +473,17 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Experiment { config, input } => {
-            let (rows, out) = app::experiment::run_experiment(&config, input.as_deref(), cli.quiet)?;
+            let (rows, out) =
+                app::experiment::run_experiment(&config, input.as_deref(), cli.quiet)?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 let text = std::fs::read_to_string(out.join("results.md"))?;
                 print!("{text}");
-                println!("\nwrote {}/results.md, results.json, accuracy.png/.svg", out.display());
+                println!(
+                    "\nwrote {}/results.md, results.json, accuracy.png/.svg",
+                    out.display()
+                );
             }
         }
     }
@@ -436,8 +492,19 @@ fn run(cli: Cli) -> Result<()> {
 
 fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
     match cmd {
-        GenesCmd::Embed { model, species, summaries, out, genes, missing, chunk } => {
-            let dataset_genes = genes.as_deref().map(app::genes::read_gene_list).transpose()?;
+        GenesCmd::Embed {
+            model,
+            species,
+            summaries,
+            out,
+            genes,
+            missing,
+            chunk,
+        } => {
+            let dataset_genes = genes
+                .as_deref()
+                .map(app::genes::read_gene_list)
+                .transpose()?;
             if dataset_genes.is_none() && missing != MissingPolicy::Skip {
                 anyhow::bail!("--missing {missing:?} needs --genes FILE (the dataset's genes)");
             }
@@ -451,7 +518,9 @@ fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
                 missing,
                 batch_tokens: model.batch_tokens,
                 quiet,
-                stop_after_chunks: std::env::var("CELLTEXT_TEST_STOP_AFTER_CHUNKS").ok().and_then(|v| v.parse().ok()),
+                stop_after_chunks: std::env::var("CELLTEXT_TEST_STOP_AFTER_CHUNKS")
+                    .ok()
+                    .and_then(|v| v.parse().ok()),
                 chunk_texts: chunk,
             };
             let m = app::genes::run_genes_embed(&args)?;
@@ -461,23 +530,50 @@ fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
                 for f in app::genes::store_files(&out) {
                     println!("wrote {}", f.display());
                 }
-                println!("genes      {} × {} ({} truncated at {} tokens)", m.n_genes, m.dim, m.n_truncated, m.model.max_length);
-                println!("text       {} (sha256 {}…)", m.text_source, &m.text_sha256[..12]);
-                println!("speed      {:.1} s, {:.0} tokens/s, padding {:.1} %{}", m.seconds, m.tokens_per_second, 100.0 * m.padding_fraction,
-                    if m.chunks_resumed > 0 { format!(", resumed {} chunks", m.chunks_resumed) } else { String::new() });
+                println!(
+                    "genes      {} × {} ({} truncated at {} tokens)",
+                    m.n_genes, m.dim, m.n_truncated, m.model.max_length
+                );
+                println!(
+                    "text       {} (sha256 {}…)",
+                    m.text_source,
+                    &m.text_sha256[..12]
+                );
+                println!(
+                    "speed      {:.1} s, {:.0} tokens/s, padding {:.1} %{}",
+                    m.seconds,
+                    m.tokens_per_second,
+                    100.0 * m.padding_fraction,
+                    if m.chunks_resumed > 0 {
+                        format!(", resumed {} chunks", m.chunks_resumed)
+                    } else {
+                        String::new()
+                    }
+                );
                 if let Some(n) = m.n_dataset_genes {
                     println!("dataset    {} genes; without summary: {} skipped, {} zero, {} fallback-name",
                         n, m.dataset_genes_without_summary.len(), m.zero_vector_genes.len(), m.n_fallback_name);
                 }
             }
         }
-        GenesCmd::Coverage { store, genes, input, layer, species, orthologs } => {
+        GenesCmd::Coverage {
+            store,
+            genes,
+            input,
+            layer,
+            species,
+            orthologs,
+        } => {
             let s = celltext::genes::GeneEmbeddings::load(&store)?;
             let (names, totals) = match (genes, input) {
                 (Some(g), _) => (app::genes::read_gene_list(&g)?, None),
                 (None, Some(i)) => {
-                    let opts = celltext::cells::read::ReadOptions { layer, ..Default::default() };
-                    let m = app::cells::read_normalized(&i, &opts, app::cells::InputNorm::Raw, quiet)?;
+                    let opts = celltext::cells::read::ReadOptions {
+                        layer,
+                        ..Default::default()
+                    };
+                    let m =
+                        app::cells::read_normalized(&i, &opts, app::cells::InputNorm::Raw, quiet)?;
                     let mut t = vec![0f64; m.genes.len()];
                     for (&j, &v) in m.x.indices.iter().zip(&m.x.data) {
                         t[j as usize] += v as f64;
@@ -486,7 +582,8 @@ fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
                 }
                 (None, None) => anyhow::bail!("give --genes FILE or --input MATRIX"),
             };
-            let (_, cov) = app::genes::coverage(&s.symbols, &names, species, orthologs, totals.as_deref())?;
+            let (_, cov) =
+                app::genes::coverage(&s.symbols, &names, species, orthologs, totals.as_deref())?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&cov)?);
             } else {
@@ -498,7 +595,13 @@ fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                println!("wrote {} ({} genes × {}, {})", out.display(), r.n_genes, r.dim, r.format);
+                println!(
+                    "wrote {} ({} genes × {}, {})",
+                    out.display(),
+                    r.n_genes,
+                    r.dim,
+                    r.format
+                );
             }
         }
         GenesCmd::Import(args) => {
@@ -511,7 +614,12 @@ fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
                     println!("wrote {}", f.display());
                 }
                 println!("genes      {} × {} (f32)", m.n_genes, m.dim);
-                println!("source     {} ({}; sha256 {}…)", m.source.path, m.source.layout, &m.source.sha256[..12]);
+                println!(
+                    "source     {} ({}; sha256 {}…)",
+                    m.source.path,
+                    m.source.layout,
+                    &m.source.sha256[..12]
+                );
             }
         }
     }
@@ -520,7 +628,19 @@ fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
 
 fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
     match cmd {
-        CellsCmd::Embed { input, genes, species, orthologs, normalize, top_n, weights, aggregation, output, name, in_place } => {
+        CellsCmd::Embed {
+            input,
+            genes,
+            species,
+            orthologs,
+            normalize,
+            top_n,
+            weights,
+            aggregation,
+            output,
+            name,
+            in_place,
+        } => {
             let aggregation = aggregation.aggregation(weights, top_n);
             let args = app::cells::CellsEmbedArgs {
                 input: input.input.clone(),
@@ -530,7 +650,11 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
                 orthologs,
                 normalize,
                 aggregation,
-                output: app::cells::CellOutput { path: output.clone(), in_place, name },
+                output: app::cells::CellOutput {
+                    path: output.clone(),
+                    in_place,
+                    name,
+                },
                 quiet,
             };
             let r = app::cells::run_cells_embed(&args)?;
@@ -540,12 +664,23 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
                 println!("wrote {} ({})", output.display(), r.written);
                 println!("cells      {} × {} ({})", r.n_cells, r.dim, r.aggregation);
                 print!("{}", app::genes::coverage_table(&r.gene_coverage));
-                println!("cells with no mapped expressed gene: {} (zero vectors, flagged in obs)", r.cells_without_mapped_genes);
-                println!("mean per-cell expression on mapped genes: {:.1}%", 100.0 * r.mean_expression_coverage);
+                println!(
+                    "cells with no mapped expressed gene: {} (zero vectors, flagged in obs)",
+                    r.cells_without_mapped_genes
+                );
+                println!(
+                    "mean per-cell expression on mapped genes: {:.1}%",
+                    100.0 * r.mean_expression_coverage
+                );
                 println!("time       {:.2} s", r.seconds);
             }
         }
-        CellsCmd::Sentences { input, opts, model, output } => {
+        CellsCmd::Sentences {
+            input,
+            opts,
+            model,
+            output,
+        } => {
             let sargs = opts.args(&input)?;
             let enc;
             let tok = match &model {
@@ -558,9 +693,17 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
             let (_, sentences, budget) = app::cells::make_sentences(&sargs, tok, quiet)?;
             app::cells::write_sentences(&output, &sentences)?;
             if json {
-                println!("{}", serde_json::json!({"output": output, "n_cells": sentences.len(), "token_budget": budget}));
+                println!(
+                    "{}",
+                    serde_json::json!({"output": output, "n_cells": sentences.len(), "token_budget": budget})
+                );
             } else {
-                println!("wrote {} ({} cells, ablation {})", output.display(), sentences.len(), sargs.ablation);
+                println!(
+                    "wrote {} ({} cells, ablation {})",
+                    output.display(),
+                    sentences.len(),
+                    sargs.ablation
+                );
                 if let Some(b) = budget {
                     println!(
                         "genes fitting in {} tokens: mean {:.1}, median {:.1}, min {}, max {}; {} of {} sentences exceed the context",
@@ -569,27 +712,53 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
                 }
             }
         }
-        CellsCmd::EmbedSentences { input, opts, model, output, name, in_place, chunk } => {
+        CellsCmd::EmbedSentences {
+            input,
+            opts,
+            model,
+            output,
+            name,
+            in_place,
+            chunk,
+        } => {
             let args = app::cells::EmbedSentencesArgs {
                 sentences: opts.args(&input)?,
                 model: model.model.clone(),
                 options: model.options()?,
                 batch_tokens: model.batch_tokens,
                 chunk_texts: chunk,
-                output: app::cells::CellOutput { path: output.clone(), in_place, name },
+                output: app::cells::CellOutput {
+                    path: output.clone(),
+                    in_place,
+                    name,
+                },
                 quiet,
-                stop_after_chunks: std::env::var("CELLTEXT_TEST_STOP_AFTER_CHUNKS").ok().and_then(|v| v.parse().ok()),
+                stop_after_chunks: std::env::var("CELLTEXT_TEST_STOP_AFTER_CHUNKS")
+                    .ok()
+                    .and_then(|v| v.parse().ok()),
             };
             let r = app::cells::run_embed_sentences(&args)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 println!("wrote {} ({})", output.display(), r.written);
-                println!("cells      {} × {} (ablation {}, {} truncated at {} tokens)", r.n_cells, r.dim, r.ablation, r.n_truncated, r.model.max_length);
-                if let (Some(mean), Some(med), Some(min)) = (r.genes_in_context_mean, r.genes_in_context_median, r.genes_in_context_min) {
+                println!(
+                    "cells      {} × {} (ablation {}, {} truncated at {} tokens)",
+                    r.n_cells, r.dim, r.ablation, r.n_truncated, r.model.max_length
+                );
+                if let (Some(mean), Some(med), Some(min)) = (
+                    r.genes_in_context_mean,
+                    r.genes_in_context_median,
+                    r.genes_in_context_min,
+                ) {
                     println!("genes in context: mean {mean:.1}, median {med:.1}, min {min}");
                 }
-                println!("speed      {:.1} s, {:.0} tokens/s, padding {:.1} %", r.seconds, r.tokens_per_second, 100.0 * r.padding_fraction);
+                println!(
+                    "speed      {:.1} s, {:.0} tokens/s, padding {:.1} %",
+                    r.seconds,
+                    r.tokens_per_second,
+                    100.0 * r.padding_fraction
+                );
             }
         }
     }

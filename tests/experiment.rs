@@ -41,8 +41,15 @@ out_dir = "{out}"
     // plus the count baseline
     assert_eq!(rows.len(), 3 * 4 + 1, "{rows:#?}");
     // MLP rows are the MLP's own scores, not the KNN baseline's
-    for (knn, mlp) in rows.iter().filter(|r| r.classifier == "knn" && r.k == Some(5) && r.model != "-").zip(rows.iter().filter(|r| r.classifier == "mlp")) {
-        assert_eq!((&knn.representation, &knn.ablation), (&mlp.representation, &mlp.ablation));
+    for (knn, mlp) in rows
+        .iter()
+        .filter(|r| r.classifier == "knn" && r.k == Some(5) && r.model != "-")
+        .zip(rows.iter().filter(|r| r.classifier == "mlp"))
+    {
+        assert_eq!(
+            (&knn.representation, &knn.ablation),
+            (&mlp.representation, &mlp.ablation)
+        );
         assert_ne!(knn.mean.accuracy, mlp.mean.accuracy, "{knn:?} {mlp:?}");
     }
     for r in &rows {
@@ -52,11 +59,16 @@ out_dir = "{out}"
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains("genept-w") && md.contains("shorten:20") && md.contains("counts"));
     assert!(out.join("accuracy.png").exists() && out.join("accuracy.svg").exists());
-    let cached: Vec<_> = std::fs::read_dir(tmp.path().join("cache")).unwrap().collect();
+    let cached: Vec<_> = std::fs::read_dir(tmp.path().join("cache"))
+        .unwrap()
+        .collect();
     let n_cached = cached.len();
     // re-run: same numbers, nothing recomputed
     let (rows2, _) = celltext::app::experiment::run_experiment(&cfg, None, true).unwrap();
-    assert_eq!(std::fs::read_dir(tmp.path().join("cache")).unwrap().count(), n_cached);
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("cache")).unwrap().count(),
+        n_cached
+    );
     for (a, b) in rows.iter().zip(&rows2) {
         assert_eq!(a.mean.accuracy, b.mean.accuracy);
     }
@@ -78,9 +90,22 @@ fn shipped_configs_run_on_bundled_data_or_ask_for_input() {
         if let Some(input) = &cfg.input {
             // a dataset every clone has, never one outside the repository
             let resolved = dir.join(input);
-            assert!(resolved.exists(), "{}: input {} is not in the repository", path.display(), input.display());
-            let inside = resolved.canonicalize().unwrap().starts_with(root().canonicalize().unwrap());
-            assert!(inside, "{}: input {} points outside the repository", path.display(), input.display());
+            assert!(
+                resolved.exists(),
+                "{}: input {} is not in the repository",
+                path.display(),
+                input.display()
+            );
+            let inside = resolved
+                .canonicalize()
+                .unwrap()
+                .starts_with(root().canonicalize().unwrap());
+            assert!(
+                inside,
+                "{}: input {} points outside the repository",
+                path.display(),
+                input.display()
+            );
         }
     }
     assert!(n >= 3, "expected the shipped configs in {}", dir.display());
@@ -90,11 +115,24 @@ fn shipped_configs_run_on_bundled_data_or_ask_for_input() {
 fn a_config_without_input_asks_for_input() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("exp.toml");
-    std::fs::write(&cfg, "name = \"t\"\nlabel = \"label\"\nout_dir = \"never-written\"\n").unwrap();
-    let e = format!("{:#}", celltext::app::experiment::run_experiment(&cfg, None, true).unwrap_err());
+    std::fs::write(
+        &cfg,
+        "name = \"t\"\nlabel = \"label\"\nout_dir = \"never-written\"\n",
+    )
+    .unwrap();
+    let e = format!(
+        "{:#}",
+        celltext::app::experiment::run_experiment(&cfg, None, true).unwrap_err()
+    );
     assert!(e.contains("exp.toml") && e.contains("--input"), "{e}");
     let missing = tmp.path().join("missing.h5ad");
-    let e = format!("{:#}", celltext::app::experiment::run_experiment(&cfg, Some(&missing), true).unwrap_err());
-    assert!(e.contains("missing.h5ad") && e.contains("does not exist"), "{e}");
+    let e = format!(
+        "{:#}",
+        celltext::app::experiment::run_experiment(&cfg, Some(&missing), true).unwrap_err()
+    );
+    assert!(
+        e.contains("missing.h5ad") && e.contains("does not exist"),
+        "{e}"
+    );
     assert!(!tmp.path().join("never-written").exists());
 }

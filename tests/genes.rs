@@ -20,7 +20,12 @@ fn write_subset(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
     p
 }
 
-fn args(model: &str, summaries: &std::path::Path, out: &std::path::Path, stop: Option<usize>) -> GenesEmbedArgs {
+fn args(
+    model: &str,
+    summaries: &std::path::Path,
+    out: &std::path::Path,
+    stop: Option<usize>,
+) -> GenesEmbedArgs {
     GenesEmbedArgs {
         model: model.into(),
         options: EncoderOptions::default(),
@@ -46,16 +51,26 @@ fn resume_after_kill_is_bit_identical_minilm() {
     let a = tmp.path().join("a");
     let ma = run_genes_embed(&args(model, &summaries, &a, None)).unwrap();
     assert_eq!(ma.n_genes, 300);
-    assert!(ma.padding_fraction <= 0.05, "padding {}", ma.padding_fraction);
+    assert!(
+        ma.padding_fraction <= 0.05,
+        "padding {}",
+        ma.padding_fraction
+    );
 
     let b = tmp.path().join("b");
     let err = run_genes_embed(&args(model, &summaries, &b, Some(2))).unwrap_err();
     assert!(format!("{err}").contains("interrupted"));
-    assert!(!tmp.path().join("b.safetensors").exists(), "no final file after a kill");
+    assert!(
+        !tmp.path().join("b.safetensors").exists(),
+        "no final file after a kill"
+    );
     assert!(tmp.path().join("b.partial").is_dir());
     let mb = run_genes_embed(&args(model, &summaries, &b, None)).unwrap();
     assert_eq!(mb.chunks_resumed, 2);
-    assert!(!tmp.path().join("b.partial").exists(), "partial work removed once the store is complete");
+    assert!(
+        !tmp.path().join("b.partial").exists(),
+        "partial work removed once the store is complete"
+    );
     for ext in ["safetensors", "genes.tsv"] {
         let fa = std::fs::read(tmp.path().join(format!("a.{ext}"))).unwrap();
         let fb = std::fs::read(tmp.path().join(format!("b.{ext}"))).unwrap();
@@ -79,7 +94,10 @@ fn resume_refuses_partial_work_from_other_parameters() {
     b.chunk_texts = 16;
     b.options.normalize = true;
     let e = format!("{:#}", run_genes_embed(&b).unwrap_err());
-    assert!(e.contains("s.partial") && e.contains("different run"), "{e}");
+    assert!(
+        e.contains("s.partial") && e.contains("different run"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -89,16 +107,26 @@ fn missing_policies_on_dataset_genes() {
     let model = fixtures().join("models").join("ember-like");
     let corpus = SummaryCorpus::from_file(&summaries).unwrap();
     // NKG7 has no RefSeq summary but a full name; ZZZ_NOT_A_GENE has neither
-    let ds: Vec<String> = vec![corpus.genes[0].symbol.clone(), "NKG7".into(), "ZZZ_NOT_A_GENE".into()];
-    for (policy, n_genes, n_missing) in
-        [(MissingPolicy::Skip, 40, 2), (MissingPolicy::Zero, 42, 0), (MissingPolicy::FallbackName, 41, 1)]
-    {
+    let ds: Vec<String> = vec![
+        corpus.genes[0].symbol.clone(),
+        "NKG7".into(),
+        "ZZZ_NOT_A_GENE".into(),
+    ];
+    for (policy, n_genes, n_missing) in [
+        (MissingPolicy::Skip, 40, 2),
+        (MissingPolicy::Zero, 42, 0),
+        (MissingPolicy::FallbackName, 41, 1),
+    ] {
         let out = tmp.path().join(format!("{policy:?}"));
         let mut a = args(model.to_str().unwrap(), &summaries, &out, None);
         a.dataset_genes = Some(ds.clone());
         a.missing = policy;
         let m = run_genes_embed(&a).unwrap();
-        assert_eq!((m.n_genes, m.dataset_genes_without_summary.len()), (n_genes, n_missing), "{policy:?}");
+        assert_eq!(
+            (m.n_genes, m.dataset_genes_without_summary.len()),
+            (n_genes, n_missing),
+            "{policy:?}"
+        );
         let store = GeneEmbeddings::load(&out).unwrap();
         if policy == MissingPolicy::Zero {
             let i = store.symbols.iter().position(|s| s == "NKG7").unwrap();
@@ -113,7 +141,8 @@ fn missing_policies_on_dataset_genes() {
 
 #[test]
 fn cellbench_ensembl_ids_map_to_their_symbols() {
-    let text = std::fs::read_to_string(root().join("tests/data/genes/cellbench_genes_600.tsv")).unwrap();
+    let text =
+        std::fs::read_to_string(root().join("tests/data/genes/cellbench_genes_600.tsv")).unwrap();
     let rows: Vec<(String, String)> = text
         .lines()
         .skip(1)
@@ -151,18 +180,34 @@ fn cellbench_ensembl_ids_map_to_their_symbols() {
 
 #[test]
 fn romanov_mouse_symbols_map_directly_or_by_ortholog() {
-    let names: Vec<String> = std::fs::read_to_string(root().join("tests/data/genes/romanov_mouse_genes_400.txt"))
+    let names: Vec<String> =
+        std::fs::read_to_string(root().join("tests/data/genes/romanov_mouse_genes_400.txt"))
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect();
+    let human: Vec<String> = SummaryCorpus::bundled(Species::Human)
         .unwrap()
-        .lines()
-        .map(String::from)
+        .genes
+        .into_iter()
+        .map(|g| g.symbol)
         .collect();
-    let human: Vec<String> = SummaryCorpus::bundled(Species::Human).unwrap().genes.into_iter().map(|g| g.symbol).collect();
     let (_, without) = coverage(&human, &names, Species::Mouse, false, None).unwrap();
     let (_, with) = coverage(&human, &names, Species::Mouse, true, None).unwrap();
-    let orth = with.by_route.iter().find(|(r, _)| *r == Route::Ortholog).unwrap().1;
+    let orth = with
+        .by_route
+        .iter()
+        .find(|(r, _)| *r == Route::Ortholog)
+        .unwrap()
+        .1;
     eprintln!("Romanov mouse → human summaries: {} unmatched without orthologs, {} with ({orth} via ortholog)", without.n_unmatched, with.n_unmatched);
     assert!(orth > 0 && with.n_unmatched < without.n_unmatched);
-    let mouse: Vec<String> = SummaryCorpus::bundled(Species::Mouse).unwrap().genes.into_iter().map(|g| g.symbol).collect();
+    let mouse: Vec<String> = SummaryCorpus::bundled(Species::Mouse)
+        .unwrap()
+        .genes
+        .into_iter()
+        .map(|g| g.symbol)
+        .collect();
     let (_, own) = coverage(&mouse, &names, Species::Mouse, false, None).unwrap();
     assert!(own.n_unmatched < names.len() / 2, "{}", own.n_unmatched);
 }
@@ -173,9 +218,24 @@ fn cli_genes_coverage_and_bad_summaries() {
     let bad = tmp.path().join("bad.json");
     std::fs::write(&bad, "{\"CD3E\": \"T cell\",\n \"CD3E\": \"again\"}").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_celltext"))
-        .args(["genes", "embed", "-m", fixtures().join("models/ember-like").to_str().unwrap(), "--summaries", bad.to_str().unwrap(), "--out", tmp.path().join("s").to_str().unwrap()])
+        .args([
+            "genes",
+            "embed",
+            "-m",
+            fixtures().join("models/ember-like").to_str().unwrap(),
+            "--summaries",
+            bad.to_str().unwrap(),
+            "--out",
+            tmp.path().join("s").to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("bad.json") && err.contains("line 2") && err.contains("appears twice"), "{err}");
+    assert!(
+        !out.status.success()
+            && err.contains("bad.json")
+            && err.contains("line 2")
+            && err.contains("appears twice"),
+        "{err}"
+    );
 }

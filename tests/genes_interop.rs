@@ -20,8 +20,15 @@ fn expected() -> Value {
 }
 
 fn celltext(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_celltext")).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(env!("CARGO_BIN_EXE_celltext"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 /// Rows of a fixture family as f32 (JSON numbers are the exact float32 values).
@@ -29,17 +36,34 @@ fn family(e: &Value, name: &str) -> Vec<Vec<f32>> {
     let genes = e["genes"].as_array().unwrap();
     genes
         .iter()
-        .map(|g| e[name][g.as_str().unwrap()].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect())
+        .map(|g| {
+            e[name][g.as_str().unwrap()]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap() as f32)
+                .collect()
+        })
         .collect()
 }
 
 fn genes(e: &Value) -> Vec<String> {
-    e["genes"].as_array().unwrap().iter().map(|g| g.as_str().unwrap().to_string()).collect()
+    e["genes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_str().unwrap().to_string())
+        .collect()
 }
 
 fn import(file: &str, out: &Path) -> celltext::app::genes::GenesImportManifest {
-    run_genes_import(&GenesImportArgs { input: dir().join(file), out: out.to_path_buf(), format: None, source_name: Some("fixture".into()) })
-        .unwrap_or_else(|e| panic!("{file}: {e:#}"))
+    run_genes_import(&GenesImportArgs {
+        input: dir().join(file),
+        out: out.to_path_buf(),
+        format: None,
+        source_name: Some("fixture".into()),
+    })
+    .unwrap_or_else(|e| panic!("{file}: {e:#}"))
 }
 
 fn assert_store(store: &GeneEmbeddings, e: &Value, fam: &str, what: &str) {
@@ -48,7 +72,12 @@ fn assert_store(store: &GeneEmbeddings, e: &Value, fam: &str, what: &str) {
     for (i, want) in family(e, fam).iter().enumerate() {
         // exact: f32 values copied, f64 values rounded to nearest like numpy's astype(float32)
         let got = store.row(i);
-        assert!(got.iter().zip(want).all(|(a, b)| a.to_bits() == b.to_bits()), "{what}: row {i} {got:?} != {want:?}");
+        assert!(
+            got.iter()
+                .zip(want)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{what}: row {i} {got:?} != {want:?}"
+        );
     }
 }
 
@@ -57,16 +86,36 @@ fn pickles_import_exactly() {
     let e = expected();
     let tmp = tempfile::tempdir().unwrap();
     for (file, fam, layout) in [
-        ("lists_p4.pkl", "f64_family_as_f32", "dict of list of Python floats"),
-        ("f64_p4.pkl", "f64_family_as_f32", "dict of numpy float64 array"),
+        (
+            "lists_p4.pkl",
+            "f64_family_as_f32",
+            "dict of list of Python floats",
+        ),
+        (
+            "f64_p4.pkl",
+            "f64_family_as_f32",
+            "dict of numpy float64 array",
+        ),
         ("f32_p5.pkl", "f32_family", "dict of numpy float32 array"),
         ("f32_p2.pkl", "f32_family", "dict of numpy float32 array"),
-        ("f32_p2_numpy1.pkl", "f32_family", "dict of numpy float32 array"),
+        (
+            "f32_p2_numpy1.pkl",
+            "f32_family",
+            "dict of numpy float32 array",
+        ),
     ] {
         let out = tmp.path().join(file.replace('.', "_"));
         let m = import(file, &out);
-        assert_eq!((m.n_genes, m.dim, m.dtype.as_str(), m.source.layout.as_str()), (20, 8, "f32", layout), "{file}");
-        assert_eq!(m.source.sha256, e["sha256"][file].as_str().unwrap(), "{file}: sha256 vs Python hashlib");
+        assert_eq!(
+            (m.n_genes, m.dim, m.dtype.as_str(), m.source.layout.as_str()),
+            (20, 8, "f32", layout),
+            "{file}"
+        );
+        assert_eq!(
+            m.source.sha256,
+            e["sha256"][file].as_str().unwrap(),
+            "{file}: sha256 vs Python hashlib"
+        );
         assert_store(&GeneEmbeddings::load(&out).unwrap(), &e, fam, file);
         let man = GeneEmbeddings::manifest(&out).unwrap().unwrap();
         assert_eq!(man["command"], "genes import");
@@ -83,14 +132,30 @@ fn parquet_imports_exactly() {
     let e = expected();
     let tmp = tempfile::tempdir().unwrap();
     for (file, fam, layout) in [
-        ("f32.parquet", "f32_family", "parquet `gene_id` + `embedding` list<float>"),
-        ("f64.parquet", "f64_family_as_f32", "parquet `symbol` + `embedding` list<double>"),
-        ("wide.parquet", "f64_family_as_f32", "parquet wide: `gene` + 8 double columns"),
+        (
+            "f32.parquet",
+            "f32_family",
+            "parquet `gene_id` + `embedding` list<float>",
+        ),
+        (
+            "f64.parquet",
+            "f64_family_as_f32",
+            "parquet `symbol` + `embedding` list<double>",
+        ),
+        (
+            "wide.parquet",
+            "f64_family_as_f32",
+            "parquet wide: `gene` + 8 double columns",
+        ),
     ] {
         let out = tmp.path().join(file.replace('.', "_"));
         let m = import(file, &out);
         assert_eq!(m.source.layout, layout, "{file}");
-        assert_eq!(m.source.sha256, e["sha256"][file].as_str().unwrap(), "{file}");
+        assert_eq!(
+            m.source.sha256,
+            e["sha256"][file].as_str().unwrap(),
+            "{file}"
+        );
         assert_store(&GeneEmbeddings::load(&out).unwrap(), &e, fam, file);
     }
 }
@@ -99,7 +164,11 @@ fn parquet_imports_exactly() {
 fn python_with_pandas() -> Option<String> {
     let configured = std::env::var("CELLTEXT_PYTHON").ok();
     for py in configured.as_deref().into_iter().chain(["python3"]) {
-        let ok = Command::new(py).args(["-c", "import pandas, pyarrow"]).output().map(|o| o.status.success()).unwrap_or(false);
+        let ok = Command::new(py)
+            .args(["-c", "import pandas, pyarrow"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
         if ok {
             return Some(py.to_string());
         }
@@ -112,13 +181,37 @@ fn export_parquet_round_trip() {
     let e = expected();
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("s");
-    let (ok, _, err) = celltext(&["--quiet", "genes", "import", dir().join("f32_p5.pkl").to_str().unwrap(), "--out", store.to_str().unwrap()]);
+    let (ok, _, err) = celltext(&[
+        "--quiet",
+        "genes",
+        "import",
+        dir().join("f32_p5.pkl").to_str().unwrap(),
+        "--out",
+        store.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
     let pq = tmp.path().join("out.parquet");
-    let (ok, out, err) = celltext(&["--json", "genes", "export", "--store", store.to_str().unwrap(), "--format", "parquet", "--out", pq.to_str().unwrap()]);
+    let (ok, out, err) = celltext(&[
+        "--json",
+        "genes",
+        "export",
+        "--store",
+        store.to_str().unwrap(),
+        "--format",
+        "parquet",
+        "--out",
+        pq.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
     let r: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((r["n_genes"].as_u64(), r["dim"].as_u64(), r["format"].as_str()), (Some(20), Some(8), Some("parquet")));
+    assert_eq!(
+        (
+            r["n_genes"].as_u64(),
+            r["dim"].as_u64(),
+            r["format"].as_str()
+        ),
+        (Some(20), Some(8), Some("parquet"))
+    );
 
     // pandas reads what we wrote: gene_id strings and float32 lists, exact, plus the manifest
     match python_with_pandas() {
@@ -154,10 +247,22 @@ print(json.dumps({"columns": list(df.columns), "genes": df["gene_id"].tolist(),
     // and importing the export gives back the same store, bit for bit
     let again = tmp.path().join("again");
     let m = import_path(&pq, &again);
-    assert_eq!(m.source.layout, "parquet `gene_id` + `embedding` list<float>");
-    let (a, b) = (GeneEmbeddings::load(&store).unwrap(), GeneEmbeddings::load(&again).unwrap());
+    assert_eq!(
+        m.source.layout,
+        "parquet `gene_id` + `embedding` list<float>"
+    );
+    let (a, b) = (
+        GeneEmbeddings::load(&store).unwrap(),
+        GeneEmbeddings::load(&again).unwrap(),
+    );
     assert_eq!(a.symbols, b.symbols);
-    assert!(a.data.iter().zip(&b.data).all(|(x, y)| x.to_bits() == y.to_bits()) && a.data.len() == b.data.len());
+    assert!(
+        a.data
+            .iter()
+            .zip(&b.data)
+            .all(|(x, y)| x.to_bits() == y.to_bits())
+            && a.data.len() == b.data.len()
+    );
     assert_eq!(
         std::fs::read(tmp.path().join("s.safetensors")).unwrap(),
         std::fs::read(tmp.path().join("again.safetensors")).unwrap(),
@@ -166,7 +271,13 @@ print(json.dumps({"columns": list(df.columns), "genes": df["gene_id"].tolist(),
 }
 
 fn import_path(p: &Path, out: &Path) -> celltext::app::genes::GenesImportManifest {
-    run_genes_import(&GenesImportArgs { input: p.to_path_buf(), out: out.to_path_buf(), format: None, source_name: None }).unwrap()
+    run_genes_import(&GenesImportArgs {
+        input: p.to_path_buf(),
+        out: out.to_path_buf(),
+        format: None,
+        source_name: None,
+    })
+    .unwrap()
 }
 
 #[test]
@@ -175,49 +286,148 @@ fn bad_inputs_fail_with_the_file_gene_and_fix() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("s");
     let marker = common::payload_target(&std::fs::read(dir().join("bad_evil.pkl")).unwrap());
-    assert!(marker.ends_with("celltext_gene_import_pwned"), "payload target {}", marker.display());
+    assert!(
+        marker.ends_with("celltext_gene_import_pwned"),
+        "payload target {}",
+        marker.display()
+    );
     let _ = std::fs::remove_file(&marker);
     let ragged = e["ragged_gene"].as_str().unwrap();
     let nan = e["nan_gene"].as_str().unwrap();
     let dup = e["dup_gene"].as_str().unwrap();
     let first = e["genes"][0].as_str().unwrap();
     let cases: Vec<(&str, Vec<String>)> = vec![
-        ("bad_ragged.pkl", vec![format!("gene `{ragged}` has 7 values but `{first}` (the first gene) has 8")]),
-        ("bad_nan.pkl", vec![format!("gene `{nan}` has a non-finite value (NaN) at position 3")]),
-        ("bad_evil.pkl", vec!["refusing to unpickle global 'posix.system'".into(), "may be malicious".into()]),
-        ("bad_bigendian.pkl", vec!["big-endian".into(), "astype('<f4')".into()]),
-        ("bad_dup.parquet", vec![format!("gene `{dup}` appears more than once")]),
-        ("bad_no_gene.parquet", vec!["no gene column".into(), "`gene_id`".into(), "columns found: `name`, `embedding`".into()]),
-        ("bad_no_embedding.parquet", vec!["`vec`".into(), "columns found: `gene_id`, `vec`".into(), "`embedding`".into()]),
-        ("bad_zstd.parquet", vec!["compressed with ZSTD".into(), "compression='snappy'".into()]),
+        (
+            "bad_ragged.pkl",
+            vec![format!(
+                "gene `{ragged}` has 7 values but `{first}` (the first gene) has 8"
+            )],
+        ),
+        (
+            "bad_nan.pkl",
+            vec![format!(
+                "gene `{nan}` has a non-finite value (NaN) at position 3"
+            )],
+        ),
+        (
+            "bad_evil.pkl",
+            vec![
+                "refusing to unpickle global 'posix.system'".into(),
+                "may be malicious".into(),
+            ],
+        ),
+        (
+            "bad_bigendian.pkl",
+            vec!["big-endian".into(), "astype('<f4')".into()],
+        ),
+        (
+            "bad_dup.parquet",
+            vec![format!("gene `{dup}` appears more than once")],
+        ),
+        (
+            "bad_no_gene.parquet",
+            vec![
+                "no gene column".into(),
+                "`gene_id`".into(),
+                "columns found: `name`, `embedding`".into(),
+            ],
+        ),
+        (
+            "bad_no_embedding.parquet",
+            vec![
+                "`vec`".into(),
+                "columns found: `gene_id`, `vec`".into(),
+                "`embedding`".into(),
+            ],
+        ),
+        (
+            "bad_zstd.parquet",
+            vec!["compressed with ZSTD".into(), "compression='snappy'".into()],
+        ),
     ];
     for (file, needles) in cases {
-        let (ok, _, err) = celltext(&["genes", "import", dir().join(file).to_str().unwrap(), "--out", out.to_str().unwrap()]);
+        let (ok, _, err) = celltext(&[
+            "genes",
+            "import",
+            dir().join(file).to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         assert!(!ok, "{file} must fail");
         assert!(!err.contains("panicked"), "{file}: {err}");
-        assert!(err.contains(file), "{file}: error must name the file: {err}");
+        assert!(
+            err.contains(file),
+            "{file}: error must name the file: {err}"
+        );
         for n in needles {
             assert!(err.contains(&n), "{file}: stderr lacks `{n}`:\n{err}");
         }
-        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "{file}: nothing written on failure");
+        assert_eq!(
+            std::fs::read_dir(tmp.path()).unwrap().count(),
+            0,
+            "{file}: nothing written on failure"
+        );
     }
     assert!(!marker.exists(), "the evil pickle ran code");
 
     // unknown extension, --format override, missing file, truncated pickle
     let odd = tmp.path().join("vectors.bin");
     std::fs::copy(dir().join("f32_p5.pkl"), &odd).unwrap();
-    let (ok, _, err) = celltext(&["genes", "import", odd.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    assert!(!ok && err.contains("vectors.bin") && err.contains("--format pickle|parquet"), "{err}");
-    let (ok, _, err) = celltext(&["genes", "import", odd.to_str().unwrap(), "--format", "pickle", "--out", out.to_str().unwrap()]);
+    let (ok, _, err) = celltext(&[
+        "genes",
+        "import",
+        odd.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("vectors.bin") && err.contains("--format pickle|parquet"),
+        "{err}"
+    );
+    let (ok, _, err) = celltext(&[
+        "genes",
+        "import",
+        odd.to_str().unwrap(),
+        "--format",
+        "pickle",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
-    let (ok, _, err) = celltext(&["genes", "import", odd.to_str().unwrap(), "--format", "parquet", "--out", out.to_str().unwrap()]);
-    assert!(!ok && err.contains("vectors.bin") && err.contains("parquet"), "{err}");
+    let (ok, _, err) = celltext(&[
+        "genes",
+        "import",
+        odd.to_str().unwrap(),
+        "--format",
+        "parquet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("vectors.bin") && err.contains("parquet"),
+        "{err}"
+    );
     let cut = tmp.path().join("cut.pkl");
     let bytes = std::fs::read(dir().join("lists_p4.pkl")).unwrap();
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let (ok, _, err) = celltext(&["genes", "import", cut.to_str().unwrap(), "--out", out.to_str().unwrap()]);
-    assert!(!ok && err.contains("cut.pkl") && err.contains("truncated") && !err.contains("panicked"), "{err}");
-    let (ok, _, err) = celltext(&["genes", "import", "/nonexistent/x.pkl", "--out", out.to_str().unwrap()]);
+    let (ok, _, err) = celltext(&[
+        "genes",
+        "import",
+        cut.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        !ok && err.contains("cut.pkl") && err.contains("truncated") && !err.contains("panicked"),
+        "{err}"
+    );
+    let (ok, _, err) = celltext(&[
+        "genes",
+        "import",
+        "/nonexistent/x.pkl",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(!ok && err.contains("/nonexistent/x.pkl"), "{err}");
 }
 
@@ -228,25 +438,64 @@ fn imported_store_embeds_cells() {
     let e = expected();
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("genept");
-    let (ok, out, err) = celltext(&["--json", "genes", "import", dir().join("f32_p5.pkl").to_str().unwrap(), "--out", store.to_str().unwrap(), "--source-name", "GenePT fixture"]);
+    let (ok, out, err) = celltext(&[
+        "--json",
+        "genes",
+        "import",
+        dir().join("f32_p5.pkl").to_str().unwrap(),
+        "--out",
+        store.to_str().unwrap(),
+        "--source-name",
+        "GenePT fixture",
+    ]);
     assert!(ok, "{err}");
     let m: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!((m["n_genes"].as_u64(), m["source"]["name"].as_str()), (Some(20), Some("GenePT fixture")));
-    let (ok, out, err) = celltext(&["genes", "import", dir().join("f32_p5.pkl").to_str().unwrap(), "--out", store.to_str().unwrap()]);
+    assert_eq!(
+        (m["n_genes"].as_u64(), m["source"]["name"].as_str()),
+        (Some(20), Some("GenePT fixture"))
+    );
+    let (ok, out, err) = celltext(&[
+        "genes",
+        "import",
+        dir().join("f32_p5.pkl").to_str().unwrap(),
+        "--out",
+        store.to_str().unwrap(),
+    ]);
     assert!(ok, "{err}");
-    assert!(out.contains("genept.safetensors") && out.contains("genes      20 × 8") && out.contains("numpy float32 array"), "{out}");
+    assert!(
+        out.contains("genept.safetensors")
+            && out.contains("genes      20 × 8")
+            && out.contains("numpy float32 array"),
+        "{out}"
+    );
 
     let npy = tmp.path().join("cells.npy");
     let tenx = root().join("tests/data/pbmc3k_sub/tenx");
     let (ok, out, err) = celltext(&[
-        "--json", "--quiet", "cells", "embed", "-i", tenx.to_str().unwrap(), "--genes", store.to_str().unwrap(),
-        "--top-n", "all", "--weights", "expr", "-o", npy.to_str().unwrap(),
+        "--json",
+        "--quiet",
+        "cells",
+        "embed",
+        "-i",
+        tenx.to_str().unwrap(),
+        "--genes",
+        store.to_str().unwrap(),
+        "--top-n",
+        "all",
+        "--weights",
+        "expr",
+        "-o",
+        npy.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
     let r: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(r["store_manifest"]["command"], "genes import");
     let cov = &r["gene_coverage"];
-    assert_eq!(cov["n_genes"].as_u64().unwrap() - cov["n_unmatched"].as_u64().unwrap(), 20, "the 20 store genes map: {cov}");
+    assert_eq!(
+        cov["n_genes"].as_u64().unwrap() - cov["n_unmatched"].as_u64().unwrap(),
+        20,
+        "the 20 store genes map: {cov}"
+    );
     let (got, n, d) = npy_read(&npy);
     let want = &e["cells_f32_store"];
     assert_eq!((n as u64, d), (want["n_cells"].as_u64().unwrap(), 8));
@@ -278,7 +527,11 @@ fn byte_flips_never_panic() {
                 let mut b = orig.clone();
                 b[i] = v;
                 std::fs::write(&p, &b).unwrap();
-                let r = if file.ends_with(".pkl") { load_pickle_vectors(&p) } else { load_parquet_vectors(&p) };
+                let r = if file.ends_with(".pkl") {
+                    load_pickle_vectors(&p)
+                } else {
+                    load_parquet_vectors(&p)
+                };
                 if r.and_then(|v| to_store(v, &p)).is_err() {
                     n_err += 1;
                 }

@@ -344,7 +344,11 @@ fn evil_checkpoints_are_refused_and_nothing_runs() {
     ] {
         let path = fixture(f);
         let marker = common::payload_target(&std::fs::read(&path).unwrap());
-        assert!(marker.ends_with("celltext_pth_pwned"), "{f}: payload target {}", marker.display());
+        assert!(
+            marker.ends_with("celltext_pth_pwned"),
+            "{f}: payload target {}",
+            marker.display()
+        );
         let _ = std::fs::remove_file(&marker);
         let e = read_pth(&path).expect_err(f);
         let msg = e.to_string(); // single-level message, no context chain needed

@@ -8,7 +8,10 @@ use crate::cells::ablation::{self, Ablation};
 use crate::cells::matrix::{CsrMatrix, ExpressionMatrix, ObsColumn};
 use crate::cells::normalize::log1p_cp10k;
 use crate::cells::read::{append_rows, open_matrix, ReadOptions};
-use crate::cells::sentences::{build_sentences, token_budget, write_jsonl, CellSentence, SentenceConfig, Ties, TokenBudget, TokenCounter};
+use crate::cells::sentences::{
+    build_sentences, token_budget, write_jsonl, CellSentence, SentenceConfig, Ties, TokenBudget,
+    TokenCounter,
+};
 use crate::cells::weighted::{embed_cells, Aggregation, CellEmbeddings, TopN, Weights};
 use crate::encoder::job::ResumableJob;
 use crate::encoder::{EncoderOptions, ModelIdentity, TextTokenizer};
@@ -69,32 +72,57 @@ pub struct CellOutput {
 }
 
 fn is_h5ad(p: &Path) -> bool {
-    p.extension().is_some_and(|e| e.eq_ignore_ascii_case("h5ad"))
+    p.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("h5ad"))
 }
 
 /// Read all cells chunk by chunk, applying a per-cell normalization chunk-wise (memory ~ one chunk
 /// plus the growing result).
-pub fn read_normalized(input: &Path, opts: &ReadOptions, norm: InputNorm, quiet: bool) -> Result<ExpressionMatrix> {
+pub fn read_normalized(
+    input: &Path,
+    opts: &ReadOptions,
+    norm: InputNorm,
+    quiet: bool,
+) -> Result<ExpressionMatrix> {
     let mut src = open_matrix(input, opts)?;
     let n = src.n_cells();
     if n == 0 {
         bail!("{}: the matrix has no cells", input.display());
     }
-    let chunk = if opts.chunk_rows == 0 { 4096 } else { opts.chunk_rows };
+    let chunk = if opts.chunk_rows == 0 {
+        4096
+    } else {
+        opts.chunk_rows
+    };
     let genes = src.genes().to_vec();
-    let mut x = CsrMatrix { n_rows: 0, n_cols: genes.len(), indptr: vec![0], indices: vec![], data: vec![] };
+    let mut x = CsrMatrix {
+        n_rows: 0,
+        n_cols: genes.len(),
+        indptr: vec![0],
+        indices: vec![],
+        data: vec![],
+    };
     let pb = crate::progress::bar(n as u64, "cells read", quiet);
     let mut start = 0;
     while start < n {
         let end = (start + chunk).min(n);
         let part = src.read_rows(start, end)?;
-        let part = if norm == InputNorm::Log1p { log1p_cp10k(&part)? } else { part };
+        let part = if norm == InputNorm::Log1p {
+            log1p_cp10k(&part)?
+        } else {
+            part
+        };
         append_rows(&mut x, &part)?;
         pb.inc((end - start) as u64);
         start = end;
     }
     pb.finish_and_clear();
-    Ok(ExpressionMatrix { x, cell_ids: src.cell_ids().to_vec(), genes, obs: src.obs().to_vec() })
+    Ok(ExpressionMatrix {
+        x,
+        cell_ids: src.cell_ids().to_vec(),
+        genes,
+        obs: src.obs().to_vec(),
+    })
 }
 
 /// Write vectors + per-cell obs columns + manifest.
@@ -115,12 +143,29 @@ pub fn write_cell_output(
         #[cfg(feature = "h5ad")]
         {
             if is_h5ad(input) {
-                crate::cells::h5ad::write_h5ad_with_obsm(input, &out.path, out.in_place, &obsm, &obs, Some((&uns_key, &json)))?;
+                crate::cells::h5ad::write_h5ad_with_obsm(
+                    input,
+                    &out.path,
+                    out.in_place,
+                    &obsm,
+                    &obs,
+                    Some((&uns_key, &json)),
+                )?;
             } else {
                 let mut all_obs = matrix.obs.clone();
                 all_obs.extend(obs);
-                let meta = crate::cells::h5ad::NewH5ad { cell_ids: &matrix.cell_ids, genes: &matrix.genes, obs: &all_obs, x: Some(&matrix.x) };
-                crate::cells::h5ad::write_new_h5ad(&out.path, &meta, &obsm, Some((&uns_key, &json)))?;
+                let meta = crate::cells::h5ad::NewH5ad {
+                    cell_ids: &matrix.cell_ids,
+                    genes: &matrix.genes,
+                    obs: &all_obs,
+                    x: Some(&matrix.x),
+                };
+                crate::cells::h5ad::write_new_h5ad(
+                    &out.path,
+                    &meta,
+                    &obsm,
+                    Some((&uns_key, &json)),
+                )?;
             }
         }
         #[cfg(not(feature = "h5ad"))]
@@ -134,7 +179,13 @@ pub fn write_cell_output(
             Ok(format!("obsm['{key}']"))
         }
     } else {
-        write_embeddings(&out.path, data, matrix.cell_ids.len(), dim, Some(&matrix.cell_ids))?;
+        write_embeddings(
+            &out.path,
+            data,
+            matrix.cell_ids.len(),
+            dim,
+            Some(&matrix.cell_ids),
+        )?;
         write_json(&manifest_path(&out.path), manifest)?;
         Ok(format!("{} rows", matrix.cell_ids.len()))
     }
@@ -175,7 +226,9 @@ pub struct CellsEmbedReport {
 
 pub fn aggregation_name(a: &Aggregation) -> String {
     match a {
-        Aggregation::WeightedMean { weights, top_n } => format!("weighted-mean(top_n={top_n}, weights={weights})"),
+        Aggregation::WeightedMean { weights, top_n } => {
+            format!("weighted-mean(top_n={top_n}, weights={weights})")
+        }
         Aggregation::GenePtMean => "genept-mean (X·E / n_genes)".into(),
         Aggregation::ScElmoWa => "scelmo-wa (row-normalized X · E)".into(),
     }
@@ -188,16 +241,37 @@ pub fn run_cells_embed(args: &CellsEmbedArgs) -> Result<CellsEmbedReport> {
     let store_manifest = GeneEmbeddings::manifest(&args.store)?;
     let m = read_normalized(&args.input, &args.read, args.normalize, args.quiet)?;
     let totals = gene_totals(&m.x);
-    let (rows, coverage) = super::genes::coverage(&store.symbols, &m.genes, args.species, args.orthologs, Some(&totals))?;
+    let (rows, coverage) = super::genes::coverage(
+        &store.symbols,
+        &m.genes,
+        args.species,
+        args.orthologs,
+        Some(&totals),
+    )?;
     let emb: CellEmbeddings = embed_cells(&m.x, &rows, &store, &args.aggregation)
         .with_context(|| format!("embedding cells of {}", args.input.display()))?;
     let n_empty = emb.n_empty();
-    let mean_cov = emb.coverage.iter().map(|&c| c as f64).sum::<f64>() / emb.coverage.len().max(1) as f64;
+    let mean_cov =
+        emb.coverage.iter().map(|&c| c as f64).sum::<f64>() / emb.coverage.len().max(1) as f64;
     let name = &args.output.name;
     let obs = vec![
-        (format!("celltext_{name}_coverage"), ObsColumn::Number(emb.coverage.iter().map(|&c| c as f64).collect())),
-        (format!("celltext_{name}_n_genes"), ObsColumn::Number(emb.n_used.iter().map(|&c| c as f64).collect())),
-        (format!("celltext_{name}_empty"), ObsColumn::Number(emb.empty.iter().map(|&e| if e { 1.0 } else { 0.0 }).collect())),
+        (
+            format!("celltext_{name}_coverage"),
+            ObsColumn::Number(emb.coverage.iter().map(|&c| c as f64).collect()),
+        ),
+        (
+            format!("celltext_{name}_n_genes"),
+            ObsColumn::Number(emb.n_used.iter().map(|&c| c as f64).collect()),
+        ),
+        (
+            format!("celltext_{name}_empty"),
+            ObsColumn::Number(
+                emb.empty
+                    .iter()
+                    .map(|&e| if e { 1.0 } else { 0.0 })
+                    .collect(),
+            ),
+        ),
     ];
     let mut report = CellsEmbedReport {
         tool: TOOL_VERSION.into(),
@@ -220,7 +294,15 @@ pub fn run_cells_embed(args: &CellsEmbedArgs) -> Result<CellsEmbedReport> {
     };
     report.seconds = t0.elapsed().as_secs_f64();
     let manifest = serde_json::to_value(&report)?;
-    report.written = write_cell_output(&args.input, &m, &args.output, &emb.data, emb.dim, obs, &manifest)?;
+    report.written = write_cell_output(
+        &args.input,
+        &m,
+        &args.output,
+        &emb.data,
+        emb.dim,
+        obs,
+        &manifest,
+    )?;
     Ok(report)
 }
 
@@ -229,7 +311,11 @@ pub fn run_cells_embed(args: &CellsEmbedArgs) -> Result<CellsEmbedReport> {
 pub fn top_n_gene_set(m: &ExpressionMatrix, n: usize) -> std::collections::HashSet<String> {
     let mut used = std::collections::HashSet::new();
     for i in 0..m.x.n_rows {
-        let mut row: Vec<(f32, usize)> = m.x.row(i).filter(|(_, v)| *v > 0.0).map(|(j, v)| (v, j)).collect();
+        let mut row: Vec<(f32, usize)> =
+            m.x.row(i)
+                .filter(|(_, v)| *v > 0.0)
+                .map(|(j, v)| (v, j))
+                .collect();
         row.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
         for (_, j) in row.into_iter().take(n) {
             used.insert(m.genes[j].clone());
@@ -249,11 +335,19 @@ fn gene_totals(x: &CsrMatrix) -> Vec<f64> {
 /// sha256 of a file, or of a directory's files in name order (10x / MTX inputs).
 pub fn input_checksum(p: &Path) -> Result<String> {
     if p.is_dir() {
-        let mut names: Vec<_> = std::fs::read_dir(p)?.filter_map(|e| e.ok()).filter(|e| e.path().is_file()).map(|e| e.path()).collect();
+        let mut names: Vec<_> = std::fs::read_dir(p)?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_file())
+            .map(|e| e.path())
+            .collect();
         names.sort();
         let mut lines = String::new();
         for f in names {
-            lines.push_str(&format!("{} {}\n", f.file_name().unwrap_or_default().to_string_lossy(), sha256_file(&f)?));
+            lines.push_str(&format!(
+                "{} {}\n",
+                f.file_name().unwrap_or_default().to_string_lossy(),
+                sha256_file(&f)?
+            ));
         }
         Ok(crate::io::sha256_bytes(lines.as_bytes()))
     } else {
@@ -281,13 +375,20 @@ pub fn make_sentences(
     let cfg = SentenceConfig {
         prefix: args.template.clone(),
         max_genes: args.max_genes,
-        ties: if args.ties_stable { Ties::Stable } else { Ties::Shuffle { seed: args.seed } },
+        ties: if args.ties_stable {
+            Ties::Stable
+        } else {
+            Ties::Shuffle { seed: args.seed }
+        },
     };
     let sentences = build_sentences(&m.x, &m.cell_ids, &m.genes, &cfg)?;
     let counter = tokenizer.map(EncoderTokenCounter);
     let counter_dyn: Option<&dyn TokenCounter> = counter.as_ref().map(|c| c as &dyn TokenCounter);
     if args.ablation.needs_counter() && counter_dyn.is_none() {
-        bail!("--ablation {} needs --model (it uses the model's context length)", args.ablation);
+        bail!(
+            "--ablation {} needs --model (it uses the model's context length)",
+            args.ablation
+        );
     }
     let budget = match counter_dyn {
         Some(c) => Some(token_budget(&sentences, c)?),
@@ -395,7 +496,15 @@ pub fn run_embed_sentences(args: &EmbedSentencesArgs) -> Result<EmbedSentencesRe
         written: String::new(),
     };
     let manifest = serde_json::to_value(&report)?;
-    report.written = write_cell_output(&args.sentences.input, &m, &args.output, &emb.data, emb.dim, vec![], &manifest)?;
+    report.written = write_cell_output(
+        &args.sentences.input,
+        &m,
+        &args.output,
+        &emb.data,
+        emb.dim,
+        vec![],
+        &manifest,
+    )?;
     job.cleanup()?;
     Ok(report)
 }

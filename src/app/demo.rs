@@ -43,7 +43,12 @@ pub struct DemoResult {
     pub seconds: f64,
 }
 
-fn step<T>(steps: &mut Vec<(String, f64)>, name: &str, quiet: bool, f: impl FnOnce() -> Result<T>) -> Result<T> {
+fn step<T>(
+    steps: &mut Vec<(String, f64)>,
+    name: &str,
+    quiet: bool,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
     if !quiet {
         eprintln!("▶ {name}");
     }
@@ -55,10 +60,14 @@ fn step<T>(steps: &mut Vec<(String, f64)>, name: &str, quiet: bool, f: impl FnOn
 
 pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
     let t0 = Instant::now();
-    std::fs::create_dir_all(&args.out).with_context(|| format!("{}: cannot create", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create", args.out.display()))?;
     let input = args.out.join("pbmc3k_demo.h5ad");
     crate::io::atomic_write(&input, DEMO_H5AD)?;
-    let read = ReadOptions { layer: Some("counts".into()), ..Default::default() };
+    let read = ReadOptions {
+        layer: Some("counts".into()),
+        ..Default::default()
+    };
     let mut steps = vec![];
     let q = args.quiet;
 
@@ -75,37 +84,57 @@ pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
     let summaries = args.out.join("summaries_used.tsv");
     crate::io::atomic_write(&summaries, tsv.as_bytes())?;
     let store = args.out.join("genes");
-    let gm = step(&mut steps, &format!("embed {n_sum} gene summaries (genes in some cell's top {})", args.top_n), q, || {
-        run_genes_embed(&GenesEmbedArgs {
-            model: args.model.clone(),
-            options: EncoderOptions::default(),
-            species: Species::Human,
-            summaries: Some(summaries.clone()),
-            out: store.clone(),
-            dataset_genes: None,
-            missing: MissingPolicy::Skip,
-            batch_tokens: 8192,
-            quiet: q,
-            stop_after_chunks: None,
-            chunk_texts: 512,
-        })
-    })?;
+    let gm = step(
+        &mut steps,
+        &format!(
+            "embed {n_sum} gene summaries (genes in some cell's top {})",
+            args.top_n
+        ),
+        q,
+        || {
+            run_genes_embed(&GenesEmbedArgs {
+                model: args.model.clone(),
+                options: EncoderOptions::default(),
+                species: Species::Human,
+                summaries: Some(summaries.clone()),
+                out: store.clone(),
+                dataset_genes: None,
+                missing: MissingPolicy::Skip,
+                batch_tokens: 8192,
+                quiet: q,
+                stop_after_chunks: None,
+                chunk_texts: 512,
+            })
+        },
+    )?;
 
     // 2. GenePT-w cell embeddings into obsm
     let with_w = args.out.join("pbmc3k_demo.celltext.h5ad");
-    step(&mut steps, "GenePT-w cell embeddings (top-N weighted average)", q, || {
-        super::cells::run_cells_embed(&CellsEmbedArgs {
-            input: input.clone(),
-            read: read.clone(),
-            store: store.clone(),
-            species: Species::Human,
-            orthologs: false,
-            normalize: InputNorm::Raw,
-            aggregation: Aggregation::WeightedMean { weights: Weights::Expr, top_n: TopN::N(args.top_n) },
-            output: CellOutput { path: with_w.clone(), in_place: false, name: "genept_w".into() },
-            quiet: q,
-        })
-    })?;
+    step(
+        &mut steps,
+        "GenePT-w cell embeddings (top-N weighted average)",
+        q,
+        || {
+            super::cells::run_cells_embed(&CellsEmbedArgs {
+                input: input.clone(),
+                read: read.clone(),
+                store: store.clone(),
+                species: Species::Human,
+                orthologs: false,
+                normalize: InputNorm::Raw,
+                aggregation: Aggregation::WeightedMean {
+                    weights: Weights::Expr,
+                    top_n: TopN::N(args.top_n),
+                },
+                output: CellOutput {
+                    path: with_w.clone(),
+                    in_place: false,
+                    name: "genept_w".into(),
+                },
+                quiet: q,
+            })
+        },
+    )?;
 
     // 3. cell sentences through the encoder, into the same file
     step(&mut steps, "cell-sentence embeddings (GenePT-s)", q, || {
@@ -123,7 +152,11 @@ pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
             options: EncoderOptions::default(),
             batch_tokens: 8192,
             chunk_texts: 512,
-            output: CellOutput { path: with_w.clone(), in_place: true, name: "sentences".into() },
+            output: CellOutput {
+                path: with_w.clone(),
+                in_place: true,
+                name: "sentences".into(),
+            },
             quiet: q,
             stop_after_chunks: None,
         })
@@ -132,10 +165,25 @@ pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
     // 4. classifiers
     let mut table = vec![];
     let runs: Vec<(&str, Method, FeatureSpace, Vec<&str>)> = vec![
-        ("knn-genept-w", Method::Knn, FeatureSpace::Embedding, vec!["X_celltext_genept_w"]),
-        ("knn-sentences", Method::Knn, FeatureSpace::Embedding, vec!["X_celltext_sentences"]),
+        (
+            "knn-genept-w",
+            Method::Knn,
+            FeatureSpace::Embedding,
+            vec!["X_celltext_genept_w"],
+        ),
+        (
+            "knn-sentences",
+            Method::Knn,
+            FeatureSpace::Embedding,
+            vec!["X_celltext_sentences"],
+        ),
         ("knn-counts", Method::Knn, FeatureSpace::Counts, vec![]),
-        ("mlp-fused", Method::Mlp, FeatureSpace::Embedding, vec!["X_celltext_genept_w", "X_celltext_sentences"]),
+        (
+            "mlp-fused",
+            Method::Mlp,
+            FeatureSpace::Embedding,
+            vec!["X_celltext_genept_w", "X_celltext_sentences"],
+        ),
     ];
     for (name, method, on, keys) in runs {
         let r = step(&mut steps, &format!("classify: {name}"), q, || {
@@ -157,7 +205,12 @@ pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
         table.push((name.to_string(), r));
     }
     let _ = gm;
-    Ok(DemoResult { out: args.out.clone(), steps, table, seconds: t0.elapsed().as_secs_f64() })
+    Ok(DemoResult {
+        out: args.out.clone(),
+        steps,
+        table,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
 }
 
 pub fn demo_table(r: &DemoResult) -> String {

@@ -19,7 +19,8 @@ use crate::cells::sentences::{build_sentences, SentenceConfig, Ties};
 use crate::encoder::backends::{candle as candle_backend, device_kind};
 use crate::encoder::synth::{write_random_bert, Shape};
 use crate::encoder::{
-    dtype_name, parse_devices, BackendChoice, Encoder, EncoderOptions, PackedBatch, Pooling, TokenBudgetBatcher,
+    dtype_name, parse_devices, BackendChoice, Encoder, EncoderOptions, PackedBatch, Pooling,
+    TokenBudgetBatcher,
 };
 use crate::genes::{Species, SummaryCorpus};
 use crate::io::{write_json, TOOL_VERSION};
@@ -109,7 +110,8 @@ pub fn run_device_check(args: &DeviceCheckArgs) -> Result<DeviceReport> {
     let devices = parse_devices(&args.device)?;
     let device = devices[0].clone();
     let on_cpu = device.is_cpu();
-    std::fs::create_dir_all(&args.work).with_context(|| format!("{}: cannot create", args.work.display()))?;
+    std::fs::create_dir_all(&args.work)
+        .with_context(|| format!("{}: cannot create", args.work.display()))?;
     let say = |m: &str| {
         if !args.quiet {
             eprintln!("▶ {m}");
@@ -118,13 +120,28 @@ pub fn run_device_check(args: &DeviceCheckArgs) -> Result<DeviceReport> {
 
     // Inputs: every bundled human summary, and cell sentences of the bundled pbmc3k cells.
     let corpus = SummaryCorpus::bundled(Species::Human)?;
-    let n_sum = args.n_summaries.unwrap_or(if on_cpu { 64 } else { corpus.genes.len() }).min(corpus.genes.len());
-    let summaries: Vec<String> = corpus.genes.iter().take(n_sum).map(|g| g.text.clone()).collect();
-    let n_sent = args.n_sentences.unwrap_or(if on_cpu { 2 } else { 2048 }).max(1);
+    let n_sum = args
+        .n_summaries
+        .unwrap_or(if on_cpu { 64 } else { corpus.genes.len() })
+        .min(corpus.genes.len());
+    let summaries: Vec<String> = corpus
+        .genes
+        .iter()
+        .take(n_sum)
+        .map(|g| g.text.clone())
+        .collect();
+    let n_sent = args
+        .n_sentences
+        .unwrap_or(if on_cpu { 2 } else { 2048 })
+        .max(1);
     let sentences = match &args.sentences {
         Some(p) => {
             let recs = crate::encoder::input::read_texts(p)?;
-            recs.into_iter().map(|r| r.text).cycle().take(n_sent).collect()
+            recs.into_iter()
+                .map(|r| r.text)
+                .cycle()
+                .take(n_sent)
+                .collect()
         }
         None => cell_sentences(&args.work, n_sent)?,
     };
@@ -154,17 +171,29 @@ pub fn run_device_check(args: &DeviceCheckArgs) -> Result<DeviceReport> {
             let d = args.work.join("ember-v1-shaped");
             if !d.join("model.safetensors").exists() {
                 say("writing a seeded Ember-v1-shaped checkpoint (24 × 1024, 335M parameters)");
-                write_random_bert(&d, Shape::named("ember-v1")?, &args.minilm, Pooling::Cls, args.seed)?;
+                write_random_bert(
+                    &d,
+                    Shape::named("ember-v1")?,
+                    &args.minilm,
+                    Pooling::Cls,
+                    args.seed,
+                )?;
             }
             d
         }
     };
     let minilm = args.minilm.to_string_lossy().to_string();
     let ember_s = ember.to_string_lossy().to_string();
-    let load = |model: &str, backend: BackendChoice, devs: Vec<Device>, dtype: DType| -> Result<Encoder> {
-        let opts = EncoderOptions { devices: devs, dtype, backend, ..Default::default() };
-        Encoder::load(model, &opts, true)
-    };
+    let load =
+        |model: &str, backend: BackendChoice, devs: Vec<Device>, dtype: DType| -> Result<Encoder> {
+            let opts = EncoderOptions {
+                devices: devs,
+                dtype,
+                backend,
+                ..Default::default()
+            };
+            Encoder::load(model, &opts, true)
+        };
     let dtypes = [DType::F32, DType::F16, DType::BF16];
 
     // Precision against the packed CPU f32 backend.
@@ -178,51 +207,118 @@ pub fn run_device_check(args: &DeviceCheckArgs) -> Result<DeviceReport> {
     };
     for dt in dtypes {
         let enc = load(&minilm, BackendChoice::Candle, vec![device.clone()], dt)?;
-        precision.push(compare("MiniLM-L6 (real weights)", &probe_label, dt, &embed_one_batch(&enc, &probe)?, &reference, enc.dim()));
+        precision.push(compare(
+            "MiniLM-L6 (real weights)",
+            &probe_label,
+            dt,
+            &embed_one_batch(&enc, &probe)?,
+            &reference,
+            enc.dim(),
+        ));
     }
     say("precision: MiniLM at max length 512 on 512-token sentences and a 5 + 512-token batch");
-    let long: Vec<String> = sentences.iter().take(if on_cpu { 2 } else { 4 }).cloned().collect();
+    let long: Vec<String> = sentences
+        .iter()
+        .take(if on_cpu { 2 } else { 4 })
+        .cloned()
+        .collect();
     let mixed = vec!["T cell marker".to_string(), sentences[0].clone()];
     let long_label = format!("{} × 512-token sentences", long.len());
     let load512 = |backend: BackendChoice, devs: Vec<Device>, dtype: DType| -> Result<Encoder> {
-        let opts = EncoderOptions { devices: devs, dtype, backend, max_length: Some(512), ..Default::default() };
+        let opts = EncoderOptions {
+            devices: devs,
+            dtype,
+            backend,
+            max_length: Some(512),
+            ..Default::default()
+        };
         Encoder::load(&minilm, &opts, true)
     };
     let (ref_long, ref_mixed) = {
         let enc = load512(BackendChoice::Cpu, vec![Device::Cpu], DType::F32)?;
-        let lens: Vec<usize> = enc.tokenizer.encode_batch(&mixed.iter().map(String::as_str).collect::<Vec<_>>())?
+        let lens: Vec<usize> = enc
+            .tokenizer
+            .encode_batch(&mixed.iter().map(String::as_str).collect::<Vec<_>>())?
             .iter()
             .map(|t| t.ids.len())
             .collect();
         if lens[1] < 512 {
-            bail!("cell sentences are {} tokens, expected 512 (truncated); give longer --sentences", lens[1]);
+            bail!(
+                "cell sentences are {} tokens, expected 512 (truncated); give longer --sentences",
+                lens[1]
+            );
         }
-        (embed_one_batch(&enc, &long)?, embed_one_batch(&enc, &mixed)?)
+        (
+            embed_one_batch(&enc, &long)?,
+            embed_one_batch(&enc, &mixed)?,
+        )
     };
     for dt in dtypes {
         let enc = load512(BackendChoice::Candle, vec![device.clone()], dt)?;
         let d = enc.dim();
-        precision.push(compare("MiniLM-L6 (real weights)", &long_label, dt, &embed_one_batch(&enc, &long)?, &ref_long, d));
-        precision.push(compare("MiniLM-L6 (real weights)", "5 + 512-token batch", dt, &embed_one_batch(&enc, &mixed)?, &ref_mixed, d));
+        precision.push(compare(
+            "MiniLM-L6 (real weights)",
+            &long_label,
+            dt,
+            &embed_one_batch(&enc, &long)?,
+            &ref_long,
+            d,
+        ));
+        precision.push(compare(
+            "MiniLM-L6 (real weights)",
+            "5 + 512-token batch",
+            dt,
+            &embed_one_batch(&enc, &mixed)?,
+            &ref_mixed,
+            d,
+        ));
     }
 
     // Throughput, forward only.
     let mut throughput = vec![];
     let plans: Vec<(&str, &str, &[String])> = vec![
-        ("MiniLM-L6 (real weights)", "human gene summaries", &summaries),
-        ("Ember-v1-shaped (seeded)", "512-token cell sentences", &sentences),
+        (
+            "MiniLM-L6 (real weights)",
+            "human gene summaries",
+            &summaries,
+        ),
+        (
+            "Ember-v1-shaped (seeded)",
+            "512-token cell sentences",
+            &sentences,
+        ),
     ];
     for (model, workload, texts) in plans {
-        let dir = if model.starts_with("MiniLM") { &minilm } else { &ember_s };
-        let mut runs: Vec<(BackendChoice, DType)> = dtypes.iter().map(|&d| (BackendChoice::Candle, d)).collect();
+        let dir = if model.starts_with("MiniLM") {
+            &minilm
+        } else {
+            &ember_s
+        };
+        let mut runs: Vec<(BackendChoice, DType)> =
+            dtypes.iter().map(|&d| (BackendChoice::Candle, d)).collect();
         if on_cpu {
             runs.insert(0, (BackendChoice::Cpu, DType::F32));
         }
         for (backend, dt) in runs {
-            say(&format!("throughput: {model}, {workload}, {} {}", backend_label(backend, &device), dtype_name(dt)));
-            let devs = if backend == BackendChoice::Cpu { vec![Device::Cpu] } else { devices.clone() };
+            say(&format!(
+                "throughput: {model}, {workload}, {} {}",
+                backend_label(backend, &device),
+                dtype_name(dt)
+            ));
+            let devs = if backend == BackendChoice::Cpu {
+                vec![Device::Cpu]
+            } else {
+                devices.clone()
+            };
             let enc = load(dir, backend, devs, dt)?;
-            throughput.push(time_forward(&enc, model, workload, texts, args.batch_tokens, args.quiet)?);
+            throughput.push(time_forward(
+                &enc,
+                model,
+                workload,
+                texts,
+                args.batch_tokens,
+                args.quiet,
+            )?);
         }
     }
 
@@ -254,12 +350,18 @@ fn backend_label(b: BackendChoice, device: &Device) -> String {
 fn cell_sentences(work: &Path, n: usize) -> Result<Vec<String>> {
     let path = work.join("pbmc3k_demo.h5ad");
     crate::io::atomic_write(&path, DEMO_H5AD)?;
-    let read = ReadOptions { layer: Some("counts".into()), ..Default::default() };
+    let read = ReadOptions {
+        layer: Some("counts".into()),
+        ..Default::default()
+    };
     let m = crate::cells::read::read_matrix(&path, &read)?;
     let mut out = Vec::with_capacity(n);
     let mut round = 0u64;
     while out.len() < n {
-        let cfg = SentenceConfig { ties: Ties::Shuffle { seed: round }, ..Default::default() };
+        let cfg = SentenceConfig {
+            ties: Ties::Shuffle { seed: round },
+            ..Default::default()
+        };
         let s = build_sentences(&m.x, &m.cell_ids, &m.genes, &cfg)?;
         out.extend(s.into_iter().map(|c| c.text).take(n - out.len()));
         round += 1;
@@ -270,7 +372,9 @@ fn cell_sentences(work: &Path, n: usize) -> Result<Vec<String>> {
 fn write_jsonl(path: &Path, texts: &[String]) -> Result<()> {
     let mut s = String::new();
     for (i, t) in texts.iter().enumerate() {
-        s.push_str(&serde_json::to_string(&serde_json::json!({"id": i, "text": t}))?);
+        s.push_str(&serde_json::to_string(
+            &serde_json::json!({"id": i, "text": t}),
+        )?);
         s.push('\n');
     }
     crate::io::atomic_write(path, s.as_bytes())
@@ -278,12 +382,21 @@ fn write_jsonl(path: &Path, texts: &[String]) -> Result<()> {
 
 /// All texts as one batch (mixed lengths, so padding is exercised on padded backends).
 fn embed_one_batch(enc: &Encoder, texts: &[String]) -> Result<Vec<f32>> {
-    let toks = enc.tokenizer.encode_batch(&texts.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let toks = enc
+        .tokenizer
+        .encode_batch(&texts.iter().map(String::as_str).collect::<Vec<_>>())?;
     let seqs: Vec<&[u32]> = toks.iter().map(|t| t.ids.as_slice()).collect();
     enc.embed_tokenized(&seqs)
 }
 
-fn compare(model: &str, texts: &str, dt: DType, got: &[f32], want: &[f32], dim: usize) -> PrecisionRow {
+fn compare(
+    model: &str,
+    texts: &str,
+    dt: DType,
+    got: &[f32],
+    want: &[f32],
+    dim: usize,
+) -> PrecisionRow {
     let mut min_cos = 1.0f64;
     let mut max_abs = 0.0f64;
     for (g, w) in got.chunks_exact(dim).zip(want.chunks_exact(dim)) {
@@ -307,13 +420,28 @@ fn compare(model: &str, texts: &str, dt: DType, got: &[f32], want: &[f32], dim: 
 }
 
 /// Tokenize, plan token-budget batches, warm up on the first batch, then time the forward passes.
-fn time_forward(enc: &Encoder, model: &str, workload: &str, texts: &[String], batch_tokens: usize, quiet: bool) -> Result<SpeedRow> {
-    let toks = enc.tokenizer.encode_batch(&texts.iter().map(String::as_str).collect::<Vec<_>>())?;
+fn time_forward(
+    enc: &Encoder,
+    model: &str,
+    workload: &str,
+    texts: &[String],
+    batch_tokens: usize,
+    quiet: bool,
+) -> Result<SpeedRow> {
+    let toks = enc
+        .tokenizer
+        .encode_batch(&texts.iter().map(String::as_str).collect::<Vec<_>>())?;
     let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
     let (plan, padding) = TokenBudgetBatcher::new(batch_tokens, 512).batches(&lengths);
     let batches: Vec<PackedBatch> = plan
         .iter()
-        .map(|b| PackedBatch::from_seqs(&b.iter().map(|&i| toks[i].ids.as_slice()).collect::<Vec<_>>()))
+        .map(|b| {
+            PackedBatch::from_seqs(
+                &b.iter()
+                    .map(|&i| toks[i].ids.as_slice())
+                    .collect::<Vec<_>>(),
+            )
+        })
         .collect();
     enc.embed_batches(&batches[..1], &|_| {})?;
     let pb = crate::progress::bar(texts.len() as u64, "texts", quiet);
@@ -332,7 +460,9 @@ fn time_forward(enc: &Encoder, model: &str, workload: &str, texts: &[String], ba
         seconds,
         tokens_per_second: padding.real_tokens as f64 / seconds.max(1e-9),
         padding_fraction: padding.padding_fraction(),
-        peak_device_mib: enc.peak_device_memory().map(|b| b as f64 / (1024.0 * 1024.0)),
+        peak_device_mib: enc
+            .peak_device_memory()
+            .map(|b| b as f64 / (1024.0 * 1024.0)),
     })
 }
 
@@ -343,27 +473,58 @@ pub fn device_name(device: &Device) -> String {
     }
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     format!("{model}, {cores} cores")
 }
 
 /// The report as aligned text tables.
 pub fn format_report(r: &DeviceReport) -> String {
-    let mut s = format!("{} device check on {} ({})\n\n", r.tool, r.device, r.device_name);
+    let mut s = format!(
+        "{} device check on {} ({})\n\n",
+        r.tool, r.device, r.device_name
+    );
     s.push_str("Precision: candle backend on the device vs the packed CPU f32 backend\n");
-    s.push_str(&format!("{:<26} {:<24} {:<5} {:>4} {:>12} {:>11} {:>7}\n", "model", "texts", "dtype", "n", "min cosine", "max |Δ|", "finite"));
+    s.push_str(&format!(
+        "{:<26} {:<24} {:<5} {:>4} {:>12} {:>11} {:>7}\n",
+        "model", "texts", "dtype", "n", "min cosine", "max |Δ|", "finite"
+    ));
     for p in &r.precision {
         s.push_str(&format!(
             "{:<26} {:<24} {:<5} {:>4} {:>12.7} {:>11.2e} {:>7}\n",
-            p.model, p.texts, p.dtype, p.n, p.min_cosine, p.max_abs_diff, if p.all_finite { "yes" } else { "NO" }
+            p.model,
+            p.texts,
+            p.dtype,
+            p.n,
+            p.min_cosine,
+            p.max_abs_diff,
+            if p.all_finite { "yes" } else { "NO" }
         ));
     }
-    s.push_str(&format!("\nThroughput: forward passes only, token-budget batches of {} padded tokens\n", r.batch_tokens));
+    s.push_str(&format!(
+        "\nThroughput: forward passes only, token-budget batches of {} padded tokens\n",
+        r.batch_tokens
+    ));
     s.push_str(&format!(
         "{:<26} {:<26} {:<13} {:<5} {:>6} {:>9} {:>8} {:>10} {:>8} {:>9}\n",
-        "model", "workload", "backend", "dtype", "texts", "tokens", "seconds", "tokens/s", "padding", "peak MiB"
+        "model",
+        "workload",
+        "backend",
+        "dtype",
+        "texts",
+        "tokens",
+        "seconds",
+        "tokens/s",
+        "padding",
+        "peak MiB"
     ));
     for t in &r.throughput {
         s.push_str(&format!(
@@ -377,7 +538,9 @@ pub fn format_report(r: &DeviceReport) -> String {
             t.seconds,
             t.tokens_per_second,
             100.0 * t.padding_fraction,
-            t.peak_device_mib.map(|m| format!("{m:.0}")).unwrap_or_else(|| "-".into())
+            t.peak_device_mib
+                .map(|m| format!("{m:.0}"))
+                .unwrap_or_else(|| "-".into())
         ));
     }
     s

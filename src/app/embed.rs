@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::encoder::{self, card, resolve, EncoderOptions, ModelIdentity, PaddingStats};
-use crate::io::{atomic_write_with, manifest_path, sha256_file, write_embeddings, write_json, TOOL_VERSION};
+use crate::io::{
+    atomic_write_with, manifest_path, sha256_file, write_embeddings, write_json, TOOL_VERSION,
+};
 
 pub struct EmbedArgs {
     pub model: String,
@@ -35,9 +37,17 @@ pub struct EmbedManifest {
 }
 
 pub fn run_embed(args: &EmbedArgs) -> Result<EmbedManifest> {
-    let ext = args.output.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = args
+        .output
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     if ext != "npy" && ext != "safetensors" {
-        bail!("{}: output must end in .npy or .safetensors", args.output.display());
+        bail!(
+            "{}: output must end in .npy or .safetensors",
+            args.output.display()
+        );
     }
     let records = encoder::input::read_texts(&args.input)?;
     let input_sha256 = sha256_file(&args.input)?;
@@ -88,7 +98,10 @@ pub fn list_models() -> Result<Vec<ModelRow>> {
             name: c.name,
             hub_id: c.hub_id,
             revision: c.revision,
-            pooling: c.pooling.map(|p| p.to_string()).unwrap_or_else(|| "mean".into()),
+            pooling: c
+                .pooling
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "mean".into()),
             max_length: c.max_length,
             description: c.description,
         })
@@ -111,7 +124,8 @@ pub fn convert(dir: &Path) -> Result<PathBuf> {
         map.insert(name, t);
     }
     atomic_write_with(&out, |tmp| {
-        candle_core::safetensors::save(&map, tmp).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))
+        candle_core::safetensors::save(&map, tmp)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))
     })?;
     Ok(out)
 }

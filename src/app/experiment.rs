@@ -9,7 +9,9 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-use super::cells::{input_checksum, CellOutput, CellsEmbedArgs, EmbedSentencesArgs, InputNorm, SentenceArgs};
+use super::cells::{
+    input_checksum, CellOutput, CellsEmbedArgs, EmbedSentencesArgs, InputNorm, SentenceArgs,
+};
 use super::classify::{run_classify, ClassifyArgs, Method, Scores};
 use super::genes::{run_genes_embed, GenesEmbedArgs, MissingPolicy};
 use crate::cells::ablation::Ablation;
@@ -20,14 +22,30 @@ use crate::encoder::EncoderOptions;
 use crate::genes::{Species, SummaryCorpus};
 use crate::io::{sha256_bytes, write_json, TOOL_VERSION};
 
-fn d_repr() -> Vec<String> { vec!["genept-w".into(), "sentences".into()] }
-fn d_abl() -> Vec<String> { vec!["none".into()] }
-fn d_cls() -> Vec<String> { vec!["knn".into(), "mlp".into()] }
-fn d_seeds() -> Vec<u64> { vec![0, 1, 2] }
-fn d_top() -> String { "100".into() }
-fn d_models() -> Vec<String> { vec!["minilm".into()] }
-fn d_k() -> usize { 10 }
-fn d_bt() -> usize { 8192 }
+fn d_repr() -> Vec<String> {
+    vec!["genept-w".into(), "sentences".into()]
+}
+fn d_abl() -> Vec<String> {
+    vec!["none".into()]
+}
+fn d_cls() -> Vec<String> {
+    vec!["knn".into(), "mlp".into()]
+}
+fn d_seeds() -> Vec<u64> {
+    vec![0, 1, 2]
+}
+fn d_top() -> String {
+    "100".into()
+}
+fn d_models() -> Vec<String> {
+    vec!["minilm".into()]
+}
+fn d_k() -> usize {
+    10
+}
+fn d_bt() -> usize {
+    8192
+}
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct ExperimentConfig {
@@ -96,9 +114,15 @@ fn cached<F: FnOnce(&Path) -> Result<()>>(path: &Path, make: F) -> Result<PathBu
 
 /// Run the grid in `config_path`. `input` (from `--input`, relative to the working directory)
 /// replaces the config's `input`, so one config can be run on any dataset.
-pub fn run_experiment(config_path: &Path, input: Option<&Path>, quiet: bool) -> Result<(Vec<ResultRow>, PathBuf)> {
-    let text = std::fs::read_to_string(config_path).with_context(|| format!("{}: cannot read", config_path.display()))?;
-    let mut cfg: ExperimentConfig = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+pub fn run_experiment(
+    config_path: &Path,
+    input: Option<&Path>,
+    quiet: bool,
+) -> Result<(Vec<ResultRow>, PathBuf)> {
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("{}: cannot read", config_path.display()))?;
+    let mut cfg: ExperimentConfig =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
     let base = config_path.parent().unwrap_or(Path::new("."));
     let input = match (input, &cfg.input) {
         (Some(p), _) => {
@@ -120,15 +144,28 @@ pub fn run_experiment(config_path: &Path, input: Option<&Path>, quiet: bool) -> 
         ),
     };
     cfg.input = Some(input.clone());
-    let out_dir = cfg.out_dir.clone().unwrap_or_else(|| PathBuf::from("experiments").join(&cfg.name));
-    let cache = cfg.cache_dir.clone().unwrap_or_else(|| PathBuf::from("celltext-cache"));
+    let out_dir = cfg
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("experiments").join(&cfg.name));
+    let cache = cfg
+        .cache_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("celltext-cache"));
     std::fs::create_dir_all(&out_dir)?;
     std::fs::create_dir_all(&cache)?;
     let species = cfg.species.unwrap_or(Species::Human);
     let input_sha = input_checksum(&input)?;
-    let read = ReadOptions { layer: cfg.layer.clone(), ..Default::default() };
+    let read = ReadOptions {
+        layer: cfg.layer.clone(),
+        ..Default::default()
+    };
     let top_n: TopN = cfg.top_n.parse()?;
-    let ablations: Vec<Ablation> = cfg.ablations.iter().map(|a| a.parse()).collect::<Result<_>>()?;
+    let ablations: Vec<Ablation> = cfg
+        .ablations
+        .iter()
+        .map(|a| a.parse())
+        .collect::<Result<_>>()?;
     let mut rows = vec![];
     let mut runs = vec![];
 
@@ -144,7 +181,12 @@ pub fn run_experiment(config_path: &Path, input: Option<&Path>, quiet: bool) -> 
     for model in &cfg.models {
         let resolved = resolve(model, quiet)?;
         let wsha = crate::encoder::weights::WeightFiles::open(&resolved.dir)?.sha256()?;
-        let mkey = |parts: &[&str]| sha256_bytes(format!("{TOOL_VERSION}|{wsha}|{input_sha}|{}", parts.join("|")).as_bytes())[..16].to_string();
+        let mkey = |parts: &[&str]| {
+            sha256_bytes(
+                format!("{TOOL_VERSION}|{wsha}|{input_sha}|{}", parts.join("|")).as_bytes(),
+            )[..16]
+                .to_string()
+        };
         let mut features: Vec<(String, String, PathBuf)> = vec![]; // (representation, ablation, npy)
         if cfg.representations.iter().any(|r| r == "genept-w") {
             let corpus = SummaryCorpus::bundled(species)?;
@@ -152,9 +194,14 @@ pub fn run_experiment(config_path: &Path, input: Option<&Path>, quiet: bool) -> 
             let store = cache.join(format!("genes-{key}"));
             if !crate::genes::store::store_paths(&store).manifest.exists() {
                 // only summaries of genes the dataset has (exact or case-insensitive)
-                let wanted: std::collections::HashSet<String> = dataset_genes.iter().map(|g| g.to_lowercase()).collect();
+                let wanted: std::collections::HashSet<String> =
+                    dataset_genes.iter().map(|g| g.to_lowercase()).collect();
                 let mut tsv = String::from("symbol\ttext\n");
-                for g in corpus.genes.iter().filter(|g| wanted.contains(&g.symbol.to_lowercase())) {
+                for g in corpus
+                    .genes
+                    .iter()
+                    .filter(|g| wanted.contains(&g.symbol.to_lowercase()))
+                {
                     tsv.push_str(&format!("{}\t{}\n", g.symbol, g.text));
                 }
                 let sub = cache.join(format!("summaries-{key}.tsv"));
@@ -182,8 +229,15 @@ pub fn run_experiment(config_path: &Path, input: Option<&Path>, quiet: bool) -> 
                     species,
                     orthologs: cfg.orthologs,
                     normalize: InputNorm::Raw,
-                    aggregation: Aggregation::WeightedMean { weights: Weights::Expr, top_n },
-                    output: CellOutput { path: p.to_path_buf(), in_place: false, name: "genept_w".into() },
+                    aggregation: Aggregation::WeightedMean {
+                        weights: Weights::Expr,
+                        top_n,
+                    },
+                    output: CellOutput {
+                        path: p.to_path_buf(),
+                        in_place: false,
+                        name: "genept_w".into(),
+                    },
                     quiet,
                 })
                 .map(|_| ())
@@ -192,7 +246,12 @@ pub fn run_experiment(config_path: &Path, input: Option<&Path>, quiet: bool) -> 
         }
         if cfg.representations.iter().any(|r| r == "sentences") {
             for ab in &ablations {
-                let key = mkey(&["sentences", &ab.to_string(), &cfg.ablation_seed.to_string(), &format!("{:?}", cfg.max_genes)]);
+                let key = mkey(&[
+                    "sentences",
+                    &ab.to_string(),
+                    &cfg.ablation_seed.to_string(),
+                    &format!("{:?}", cfg.max_genes),
+                ]);
                 let npy = cached(&cache.join(format!("cells-sentences-{key}.npy")), |p| {
                     super::cells::run_embed_sentences(&EmbedSentencesArgs {
                         sentences: SentenceArgs {
@@ -208,7 +267,11 @@ pub fn run_experiment(config_path: &Path, input: Option<&Path>, quiet: bool) -> 
                         options: EncoderOptions::default(),
                         batch_tokens: cfg.batch_tokens,
                         chunk_texts: 512,
-                        output: CellOutput { path: p.to_path_buf(), in_place: false, name: "sentences".into() },
+                        output: CellOutput {
+                            path: p.to_path_buf(),
+                            in_place: false,
+                            name: "sentences".into(),
+                        },
                         quiet,
                         stop_after_chunks: None,
                     })
@@ -238,8 +301,13 @@ pub fn run_experiment(config_path: &Path, input: Option<&Path>, quiet: bool) -> 
                         }
                         Method::Mlp => None,
                     };
-                    let r = run_classify(&a).with_context(|| format!("{repr}/{ab}/{clf} seed {seed}"))?;
-                    let primary = r.results.iter().find(|x| x.primary).unwrap_or(&r.results[0]);
+                    let r = run_classify(&a)
+                        .with_context(|| format!("{repr}/{ab}/{clf} seed {seed}"))?;
+                    let primary = r
+                        .results
+                        .iter()
+                        .find(|x| x.primary)
+                        .unwrap_or(&r.results[0]);
                     let mut s = primary.scores;
                     if let Some(ks) = r.k_sweep.as_ref().filter(|_| method == Method::Knn) {
                         for row in &ks.rows {
@@ -254,14 +322,32 @@ pub fn run_experiment(config_path: &Path, input: Option<&Path>, quiet: bool) -> 
                 }
                 let (mean, sd) = Scores::mean_sd(&per_seed);
                 let k = (method == Method::Knn).then_some(cfg.k);
-                rows.push(ResultRow { model: model.clone(), representation: repr.clone(), ablation: ab.clone(), classifier: clf.clone(), k, n_seeds: per_seed.len(), mean, sd });
+                rows.push(ResultRow {
+                    model: model.clone(),
+                    representation: repr.clone(),
+                    ablation: ab.clone(),
+                    classifier: clf.clone(),
+                    k,
+                    n_seeds: per_seed.len(),
+                    mean,
+                    sd,
+                });
                 if method == Method::Knn && sweep.len() > 1 {
                     for (kk, v) in sweep {
                         if kk == cfg.k {
                             continue;
                         }
                         let (mean, sd) = Scores::mean_sd(&v);
-                        rows.push(ResultRow { model: model.clone(), representation: repr.clone(), ablation: ab.clone(), classifier: "knn".into(), k: Some(kk), n_seeds: v.len(), mean, sd });
+                        rows.push(ResultRow {
+                            model: model.clone(),
+                            representation: repr.clone(),
+                            ablation: ab.clone(),
+                            classifier: "knn".into(),
+                            k: Some(kk),
+                            n_seeds: v.len(),
+                            mean,
+                            sd,
+                        });
                     }
                 }
             }
@@ -277,25 +363,74 @@ pub fn run_experiment(config_path: &Path, input: Option<&Path>, quiet: bool) -> 
             a.quiet = true;
             a.ks = Some(vec![cfg.k]);
             let r = run_classify(&a)?;
-            per_seed.push(r.results.iter().find(|x| x.primary).unwrap_or(&r.results[0]).scores);
+            per_seed.push(
+                r.results
+                    .iter()
+                    .find(|x| x.primary)
+                    .unwrap_or(&r.results[0])
+                    .scores,
+            );
         }
         let (mean, sd) = Scores::mean_sd(&per_seed);
-        rows.push(ResultRow { model: "-".into(), representation: "counts (log1p CP10k)".into(), ablation: "none".into(), classifier: "knn".into(), k: Some(cfg.k), n_seeds: per_seed.len(), mean, sd });
+        rows.push(ResultRow {
+            model: "-".into(),
+            representation: "counts (log1p CP10k)".into(),
+            ablation: "none".into(),
+            classifier: "knn".into(),
+            k: Some(cfg.k),
+            n_seeds: per_seed.len(),
+            mean,
+            sd,
+        });
     }
-    rows.sort_by(|a, b| (&a.model, &a.representation, &a.ablation, &a.classifier, a.k).cmp(&(&b.model, &b.representation, &b.ablation, &b.classifier, b.k)));
+    rows.sort_by(|a, b| {
+        (&a.model, &a.representation, &a.ablation, &a.classifier, a.k).cmp(&(
+            &b.model,
+            &b.representation,
+            &b.ablation,
+            &b.classifier,
+            b.k,
+        ))
+    });
     let md = results_markdown(&cfg, &rows);
     crate::io::atomic_write(&out_dir.join("results.md"), md.as_bytes())?;
-    write_json(&out_dir.join("results.json"), &serde_json::json!({"tool": TOOL_VERSION, "config": cfg, "input_sha256": input_sha, "rows": rows, "runs": runs}))?;
+    write_json(
+        &out_dir.join("results.json"),
+        &serde_json::json!({"tool": TOOL_VERSION, "config": cfg, "input_sha256": input_sha, "rows": rows, "runs": runs}),
+    )?;
     let bars: Vec<(String, f64, f64)> = rows
         .iter()
-        .map(|r| (format!("{} {} {} {}{}", r.model, r.representation, r.ablation, r.classifier, r.k.map(|k| format!(" k={k}")).unwrap_or_default()), r.mean.accuracy, r.sd.accuracy))
+        .map(|r| {
+            (
+                format!(
+                    "{} {} {} {}{}",
+                    r.model,
+                    r.representation,
+                    r.ablation,
+                    r.classifier,
+                    r.k.map(|k| format!(" k={k}")).unwrap_or_default()
+                ),
+                r.mean.accuracy,
+                r.sd.accuracy,
+            )
+        })
         .collect();
-    crate::eval::plots::bar_table(&out_dir.join("accuracy"), &bars, "accuracy", &format!("{} — accuracy (mean ± sd over seeds)", cfg.name))?;
+    crate::eval::plots::bar_table(
+        &out_dir.join("accuracy"),
+        &bars,
+        "accuracy",
+        &format!("{} — accuracy (mean ± sd over seeds)", cfg.name),
+    )?;
     Ok((rows, out_dir))
 }
 
 pub fn results_markdown(cfg: &ExperimentConfig, rows: &[ResultRow]) -> String {
-    let mut s = format!("## {} — {} seeds, label `{}`\n\n", cfg.name, cfg.seeds.len(), cfg.label);
+    let mut s = format!(
+        "## {} — {} seeds, label `{}`\n\n",
+        cfg.name,
+        cfg.seeds.len(),
+        cfg.label
+    );
     s.push_str("| model | representation | ablation | classifier | k | accuracy | weighted F1 | macro F1 | kappa |\n|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let f = |m: f64, d: f64| format!("{m:.3} ± {d:.3}");

@@ -107,7 +107,12 @@ pub fn run_genes_embed(args: &GenesEmbedArgs) -> Result<GenesManifest> {
         Some(p) => SummaryCorpus::from_file(p)?,
         None => SummaryCorpus::bundled(args.species)?,
     };
-    let (genes, missing, zero) = plan_texts(&corpus, args.species, args.dataset_genes.as_deref(), args.missing)?;
+    let (genes, missing, zero) = plan_texts(
+        &corpus,
+        args.species,
+        args.dataset_genes.as_deref(),
+        args.missing,
+    )?;
     let texts: Vec<String> = genes.iter().map(|g| g.text.clone()).collect();
     let mut all = String::new();
     for g in &genes {
@@ -148,7 +153,11 @@ pub fn run_genes_embed(args: &GenesEmbedArgs) -> Result<GenesManifest> {
         symbols.push(z.clone());
         data.extend(std::iter::repeat_n(0f32, emb.dim));
     }
-    let store = GeneEmbeddings { symbols, dim: emb.dim, data };
+    let store = GeneEmbeddings {
+        symbols,
+        dim: emb.dim,
+        data,
+    };
     let manifest = GenesManifest {
         tool: TOOL_VERSION.into(),
         command: "genes embed".into(),
@@ -178,16 +187,46 @@ pub fn run_genes_embed(args: &GenesEmbedArgs) -> Result<GenesManifest> {
 /// Gene names from a file: one per line, or the first column of a TSV/CSV with a header
 /// naming a symbol/gene/ensembl column.
 pub fn read_gene_list(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read gene list", path.display()))?;
-    let mut lines = text.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.trim().is_empty());
-    let first = lines.next().with_context(|| format!("{}: empty gene list", path.display()))?;
-    let delim = if first.contains('\t') { '\t' } else if first.contains(',') { ',' } else { '\0' };
-    let cols: Vec<String> = if delim == '\0' { vec![first.to_string()] } else { first.split(delim).map(|s| s.trim().to_string()).collect() };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read gene list", path.display()))?;
+    let mut lines = text
+        .lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty());
+    let first = lines
+        .next()
+        .with_context(|| format!("{}: empty gene list", path.display()))?;
+    let delim = if first.contains('\t') {
+        '\t'
+    } else if first.contains(',') {
+        ','
+    } else {
+        '\0'
+    };
+    let cols: Vec<String> = if delim == '\0' {
+        vec![first.to_string()]
+    } else {
+        first.split(delim).map(|s| s.trim().to_string()).collect()
+    };
     let header_col = cols.iter().position(|c| {
-        matches!(c.to_ascii_lowercase().as_str(), "symbol" | "gene" | "genes" | "gene_symbol" | "gene_name" | "feature_name" | "ensembl_id" | "gene_id")
+        matches!(
+            c.to_ascii_lowercase().as_str(),
+            "symbol"
+                | "gene"
+                | "genes"
+                | "gene_symbol"
+                | "gene_name"
+                | "feature_name"
+                | "ensembl_id"
+                | "gene_id"
+        )
     });
     let pick = |l: &str, col: usize| -> String {
-        if delim == '\0' { l.trim().to_string() } else { l.split(delim).nth(col).unwrap_or("").trim().to_string() }
+        if delim == '\0' {
+            l.trim().to_string()
+        } else {
+            l.split(delim).nth(col).unwrap_or("").trim().to_string()
+        }
     };
     let mut out = vec![];
     match header_col {
@@ -213,7 +252,12 @@ pub fn coverage(
     let (rows, mut cov) = map_genes(&resolver, names);
     if let Some(t) = gene_totals {
         let total: f64 = t.iter().sum();
-        let mapped: f64 = t.iter().zip(&rows).filter(|(_, r)| r.is_some()).map(|(v, _)| *v).sum();
+        let mapped: f64 = t
+            .iter()
+            .zip(&rows)
+            .filter(|(_, r)| r.is_some())
+            .map(|(v, _)| *v)
+            .sum();
         cov.expression_fraction = Some(if total > 0.0 { mapped / total } else { 0.0 });
     }
     Ok((rows, cov))
@@ -224,9 +268,19 @@ pub fn coverage_table(cov: &Coverage) -> String {
     s.push_str(&format!("{:<26} {:>8} {:>8}\n", "route", "genes", "share"));
     let n = cov.n_genes.max(1) as f64;
     for (r, c) in &cov.by_route {
-        s.push_str(&format!("{:<26} {:>8} {:>7.1}%\n", r.name(), c, 100.0 * *c as f64 / n));
+        s.push_str(&format!(
+            "{:<26} {:>8} {:>7.1}%\n",
+            r.name(),
+            c,
+            100.0 * *c as f64 / n
+        ));
     }
-    s.push_str(&format!("{:<26} {:>8} {:>7.1}%\n", "unmatched", cov.n_unmatched, 100.0 * cov.n_unmatched as f64 / n));
+    s.push_str(&format!(
+        "{:<26} {:>8} {:>7.1}%\n",
+        "unmatched",
+        cov.n_unmatched,
+        100.0 * cov.n_unmatched as f64 / n
+    ));
     s.push_str(&format!("{:<26} {:>8}\n", "total", cov.n_genes));
     if let Some(f) = cov.expression_fraction {
         s.push_str(&format!("expression on mapped genes: {:.1}%\n", 100.0 * f));
@@ -255,10 +309,17 @@ pub struct ExportReport {
 /// sciLaMA-style parquet (`gene_id`, `embedding` list<float32>; the manifest in its metadata).
 pub fn export(store: &Path, format: &str, out: &Path) -> Result<ExportReport> {
     let g = GeneEmbeddings::load(store)?;
-    let report = ExportReport { output: out.to_path_buf(), format: format.to_string(), n_genes: g.len(), dim: g.dim };
+    let report = ExportReport {
+        output: out.to_path_buf(),
+        format: format.to_string(),
+        n_genes: g.len(),
+        dim: g.dim,
+    };
     match format {
         "npy" => crate::io::write_npy_f32(out, &g.data, g.len(), g.dim),
-        "parquet" => crate::genes::import::write_parquet(out, &g, GeneEmbeddings::manifest(store)?.as_ref()),
+        "parquet" => {
+            crate::genes::import::write_parquet(out, &g, GeneEmbeddings::manifest(store)?.as_ref())
+        }
         "tsv" => {
             let mut s = String::new();
             for (i, sym) in g.symbols.iter().enumerate() {
@@ -288,7 +349,11 @@ pub enum ImportFormat {
 impl ImportFormat {
     /// From the extension: .pkl / .pickle, .parquet / .pq.
     pub fn detect(path: &Path) -> Result<Self> {
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
         match ext.as_str() {
             "pkl" | "pickle" => Ok(Self::Pickle),
             "parquet" | "pq" => Ok(Self::Parquet),

@@ -29,7 +29,8 @@ fn spellings<E: ValueEnum>() -> String {
 /// `s` (surrounding whitespace ignored; letter case too with `ignore_case`) as an `E`, or the
 /// error "unknown FLAG 'S'; use a, b or c".
 pub fn parse_value<E: ValueEnum>(flag: &str, s: &str, ignore_case: bool) -> Result<E> {
-    E::from_str(s.trim(), ignore_case).map_err(|_| anyhow::anyhow!("unknown {flag} '{s}'; use {}", spellings::<E>()))
+    E::from_str(s.trim(), ignore_case)
+        .map_err(|_| anyhow::anyhow!("unknown {flag} '{s}'; use {}", spellings::<E>()))
 }
 
 /// clap value parser for an option enum: `#[arg(long, value_parser = value_enum::<Vote>())]`.
@@ -45,8 +46,16 @@ pub struct ValueEnumParser<E>(PhantomData<fn() -> E>);
 impl<E: ValueEnum + Clone + Send + Sync + 'static> TypedValueParser for ValueEnumParser<E> {
     type Value = E;
 
-    fn parse_ref(&self, cmd: &clap::Command, arg: Option<&clap::Arg>, value: &OsStr) -> Result<E, clap::Error> {
-        let flag = arg.and_then(|a| a.get_long()).map(|l| format!("--{l}")).unwrap_or_else(|| "value".to_string());
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<E, clap::Error> {
+        let flag = arg
+            .and_then(|a| a.get_long())
+            .map(|l| format!("--{l}"))
+            .unwrap_or_else(|| "value".to_string());
         let ignore_case = arg.is_some_and(|a| a.is_ignore_case_set());
         // A `Fn(&str) -> Result<T, E>` is itself a clap value parser: its error becomes
         // "invalid value 'x' for '--flag <FLAG>': <our message>", as for any FromStr option.
@@ -70,11 +79,23 @@ mod tests {
     #[test]
     fn spellings_aliases_case_and_errors() {
         assert_eq!(spellings::<Shape>(), "round, square or flat-top");
-        assert_eq!(parse_value::<Shape>("--shape", " flat-top ", false).unwrap(), Shape::FlatTop);
-        assert_eq!(parse_value::<Shape>("--shape", "squared", false).unwrap(), Shape::Square);
-        assert_eq!(parse_value::<Shape>("--shape", "ROUND", true).unwrap(), Shape::Round);
+        assert_eq!(
+            parse_value::<Shape>("--shape", " flat-top ", false).unwrap(),
+            Shape::FlatTop
+        );
+        assert_eq!(
+            parse_value::<Shape>("--shape", "squared", false).unwrap(),
+            Shape::Square
+        );
+        assert_eq!(
+            parse_value::<Shape>("--shape", "ROUND", true).unwrap(),
+            Shape::Round
+        );
         let e = parse_value::<Shape>("--shape", "ROUND", false).unwrap_err();
-        assert_eq!(e.to_string(), "unknown --shape 'ROUND'; use round, square or flat-top");
+        assert_eq!(
+            e.to_string(),
+            "unknown --shape 'ROUND'; use round, square or flat-top"
+        );
     }
 
     #[test]
@@ -90,11 +111,15 @@ mod tests {
         assert_eq!(Cli::try_parse_from(["x"]).unwrap().shape, Shape::Round);
         let c = Cli::try_parse_from(["x", "--shape", "square", "--other", "Flat-Top"]).unwrap();
         assert_eq!((c.shape, c.other), (Shape::Square, Some(Shape::FlatTop)));
-        let e = Cli::try_parse_from(["x", "--shape", "oval"]).unwrap_err().to_string();
+        let e = Cli::try_parse_from(["x", "--shape", "oval"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("invalid value 'oval' for '--shape <SHAPE>': unknown --shape 'oval'; use round, square or flat-top"), "{e}");
         // the possible values are not listed by clap (in the error or in --help)
         assert!(!e.contains("possible values"), "{e}");
-        let help = <Cli as clap::CommandFactory>::command().render_long_help().to_string();
+        let help = <Cli as clap::CommandFactory>::command()
+            .render_long_help()
+            .to_string();
         assert!(!help.contains("possible values"), "{help}");
     }
 }

@@ -12,7 +12,10 @@ use super::source::{check_unique_genes, value_problem, MemorySource, VALUE_FIX};
 use super::text::TextFile;
 
 fn sniff_delimiter(path: &Path, header: &str) -> u8 {
-    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
     let stem = name.trim_end_matches(".gz");
     if stem.ends_with(".csv") {
         return b',';
@@ -58,7 +61,9 @@ pub fn open_dense_table(path: &Path) -> Result<MemorySource> {
         .next()
         .transpose()
         .map_err(|e| anyhow::anyhow!("{p}: line 1: cannot parse the header: {e}"))?;
-    let Some(hdr) = hdr else { bail!("{p}: empty header row") };
+    let Some(hdr) = hdr else {
+        bail!("{p}: empty header row")
+    };
     let genes: Vec<String> = hdr.iter().skip(1).map(|s| s.trim().to_string()).collect();
     if genes.is_empty() {
         bail!(
@@ -108,10 +113,17 @@ pub fn open_dense_table(path: &Path) -> Result<MemorySource> {
             let v: f32 = match s.parse::<f64>() {
                 Ok(x) => x as f32,
                 Err(_) if s.eq_ignore_ascii_case("na") || s.is_empty() => f32::NAN,
-                Err(_) => bail!("{p}: line {line}, column {} (gene '{}'): '{s}' is not a number", j + 2, genes[j]),
+                Err(_) => bail!(
+                    "{p}: line {line}, column {} (gene '{}'): '{s}' is not a number",
+                    j + 2,
+                    genes[j]
+                ),
             };
             if let Some(what) = value_problem(v, "NaN/missing value") {
-                bail!("{p}: line {line}: {what} at cell '{cell}' gene '{}'. {VALUE_FIX}", genes[j])
+                bail!(
+                    "{p}: line {line}: {what} at cell '{cell}' gene '{}'. {VALUE_FIX}",
+                    genes[j]
+                )
             }
             if v != 0.0 {
                 indices.push(j as u32);
@@ -124,7 +136,22 @@ pub fn open_dense_table(path: &Path) -> Result<MemorySource> {
     if cell_ids.is_empty() {
         bail!("{p}: empty matrix: a header but no cell rows")
     }
-    let x = CsrMatrix { n_rows: cell_ids.len(), n_cols, indptr, indices, data };
-    let m = ExpressionMatrix { x, cell_ids, genes, obs: Vec::new() };
-    Ok(MemorySource { path: Some(path.to_path_buf()), field: "table".to_string(), m })
+    let x = CsrMatrix {
+        n_rows: cell_ids.len(),
+        n_cols,
+        indptr,
+        indices,
+        data,
+    };
+    let m = ExpressionMatrix {
+        x,
+        cell_ids,
+        genes,
+        obs: Vec::new(),
+    };
+    Ok(MemorySource {
+        path: Some(path.to_path_buf()),
+        field: "table".to_string(),
+        m,
+    })
 }

@@ -20,7 +20,10 @@ impl CsrMatrix {
     /// Non-zero (column, value) pairs of one row.
     pub fn row(&self, i: usize) -> impl Iterator<Item = (usize, f32)> + '_ {
         let (a, b) = (self.indptr[i], self.indptr[i + 1]);
-        self.indices[a..b].iter().zip(&self.data[a..b]).map(|(&j, &v)| (j as usize, v))
+        self.indices[a..b]
+            .iter()
+            .zip(&self.data[a..b])
+            .map(|(&j, &v)| (j as usize, v))
     }
     pub fn nnz(&self) -> usize {
         self.data.len()
@@ -85,12 +88,17 @@ impl ExpressionMatrix {
 /// Append `part`'s rows to `out` (same column count).
 pub fn append_rows(out: &mut CsrMatrix, part: &CsrMatrix) -> Result<()> {
     if part.n_cols != out.n_cols {
-        bail!("internal: chunk has {} columns, expected {}", part.n_cols, out.n_cols)
+        bail!(
+            "internal: chunk has {} columns, expected {}",
+            part.n_cols,
+            out.n_cols
+        )
     }
     let base = out.data.len();
     out.indices.extend_from_slice(&part.indices);
     out.data.extend_from_slice(&part.data);
-    out.indptr.extend(part.indptr[1..].iter().map(|&p| p + base));
+    out.indptr
+        .extend(part.indptr[1..].iter().map(|&p| p + base));
     out.n_rows += part.n_rows;
     Ok(())
 }
@@ -105,7 +113,9 @@ pub fn find_obs_column<'a>(
         return Ok(c);
     }
     let avail: Vec<&str> = obs.iter().map(|(n, _)| n.as_str()).collect();
-    let file = path.map(|p| format!("{}: ", p.display())).unwrap_or_default();
+    let file = path
+        .map(|p| format!("{}: ", p.display()))
+        .unwrap_or_default();
     let hint = obs
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
@@ -114,7 +124,10 @@ pub fn find_obs_column<'a>(
     if avail.is_empty() {
         bail!("{file}obs column '{name}' not found: this input has no obs (cell annotation) columns{hint}")
     }
-    bail!("{file}obs column '{name}' not found{hint}; available columns: {}", avail.join(", "))
+    bail!(
+        "{file}obs column '{name}' not found{hint}; available columns: {}",
+        avail.join(", ")
+    )
 }
 
 /// Parse an obs text column into a typed column: all non-empty values numeric → `Number`

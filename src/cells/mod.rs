@@ -1,16 +1,16 @@
 //! Expression matrices, normalization, weighted-average cell embeddings, cell sentences, ablations.
-pub mod matrix;
-pub mod normalize;
-pub mod weighted;
-pub mod sentences;
 pub mod ablation;
-pub mod source;
-pub mod text;
-pub mod read;
-pub mod mtx;
 pub mod dense;
 #[cfg(feature = "h5ad")]
 pub mod h5ad;
+pub mod matrix;
+pub mod mtx;
+pub mod normalize;
+pub mod read;
+pub mod sentences;
+pub mod source;
+pub mod text;
+pub mod weighted;
 
 use std::path::Path;
 
@@ -22,7 +22,11 @@ pub(crate) fn require_output_dir(output: &Path) -> anyhow::Result<()> {
         _ => Path::new("."),
     };
     if !dir.is_dir() {
-        anyhow::bail!("{}: output directory {} does not exist", output.display(), dir.display())
+        anyhow::bail!(
+            "{}: output directory {} does not exist",
+            output.display(),
+            dir.display()
+        )
     }
     Ok(())
 }

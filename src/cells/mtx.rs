@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::matrix::{infer_obs_column, CsrMatrix, ExpressionMatrix, ObsColumn};
-use super::source::{check_unique_genes, sort_rows_check_dups, value_problem, MemorySource, ReadOptions, VALUE_FIX};
+use super::source::{
+    check_unique_genes, sort_rows_check_dups, value_problem, MemorySource, ReadOptions, VALUE_FIX,
+};
 use super::text::TextFile;
 
 /// Find `name` or `name.gz` in `dir`.
@@ -57,12 +59,18 @@ fn parse_header(tf: &mut TextFile, buf: &mut String) -> Result<MtxHeader> {
     if !tf.next_line(buf)? {
         bail!("{p}: empty file (expected a '%%MatrixMarket matrix coordinate ...' header)")
     }
-    let banner: Vec<String> = buf.split_whitespace().map(|s| s.to_ascii_lowercase()).collect();
+    let banner: Vec<String> = buf
+        .split_whitespace()
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
     if banner.first().map(String::as_str) != Some("%%matrixmarket") || banner.len() < 5 {
         bail!("{p}: line 1: not a MatrixMarket file (expected '%%MatrixMarket matrix coordinate <real|integer|pattern> general', found '{}')", truncate(buf, 80))
     }
     if banner[1] != "matrix" {
-        bail!("{p}: MatrixMarket object '{}' is not supported (only 'matrix')", banner[1])
+        bail!(
+            "{p}: MatrixMarket object '{}' is not supported (only 'matrix')",
+            banner[1]
+        )
     }
     if banner[2] != "coordinate" {
         bail!("{p}: MatrixMarket format '{}' is not supported; only sparse 'coordinate' files are read (write it with scipy.io.mmwrite from a sparse matrix)", banner[2])
@@ -71,7 +79,9 @@ fn parse_header(tf: &mut TextFile, buf: &mut String) -> Result<MtxHeader> {
         "real" | "double" => (false, false),
         "integer" => (false, true),
         "pattern" => (true, false),
-        other => bail!("{p}: MatrixMarket field '{other}' is not supported (real, integer or pattern)"),
+        other => {
+            bail!("{p}: MatrixMarket field '{other}' is not supported (real, integer or pattern)")
+        }
     };
     if banner[4] != "general" {
         bail!("{p}: MatrixMarket symmetry '{}' is not supported; an expression matrix must be 'general'", banner[4])
@@ -88,9 +98,19 @@ fn parse_header(tf: &mut TextFile, buf: &mut String) -> Result<MtxHeader> {
         let nums: Option<Vec<usize>> = f.iter().map(|s| s.parse::<usize>().ok()).collect();
         match nums {
             Some(v) if v.len() == 3 => {
-                return Ok(MtxHeader { n_rows: v[0], n_cols: v[1], nnz: v[2], pattern, integer })
+                return Ok(MtxHeader {
+                    n_rows: v[0],
+                    n_cols: v[1],
+                    nnz: v[2],
+                    pattern,
+                    integer,
+                })
             }
-            _ => bail!("{p}: line {}: expected the size line '<rows> <cols> <entries>', found '{}'", tf.line_no, truncate(t, 80)),
+            _ => bail!(
+                "{p}: line {}: expected the size line '<rows> <cols> <entries>', found '{}'",
+                tf.line_no,
+                truncate(t, 80)
+            ),
         }
     }
 }
@@ -105,19 +125,36 @@ fn truncate(s: &str, n: usize) -> String {
 
 /// Read a coordinate MTX into cells × genes CSR. `transpose` = the file is genes × cells (10x).
 /// `cell_ids`/`genes` are used for messages only.
-pub fn read_mtx_csr(path: &Path, transpose: bool, cell_ids: &[String], genes: &[String]) -> Result<CsrMatrix> {
+pub fn read_mtx_csr(
+    path: &Path,
+    transpose: bool,
+    cell_ids: &[String],
+    genes: &[String],
+) -> Result<CsrMatrix> {
     let p = path.display().to_string();
     let mut buf = String::new();
 
     // ---- pass 1: validate and count per cell
     let mut tf = TextFile::open(path)?;
     let h = parse_header(&mut tf, &mut buf)?;
-    let (n_cells, n_genes) = if transpose { (h.n_cols, h.n_rows) } else { (h.n_rows, h.n_cols) };
+    let (n_cells, n_genes) = if transpose {
+        (h.n_cols, h.n_rows)
+    } else {
+        (h.n_rows, h.n_cols)
+    };
     if n_cells == 0 || n_genes == 0 {
-        bail!("{p}: empty matrix ({} × {} in the size line); nothing to read", h.n_rows, h.n_cols)
+        bail!(
+            "{p}: empty matrix ({} × {} in the size line); nothing to read",
+            h.n_rows,
+            h.n_cols
+        )
     }
     if n_cells > u32::MAX as usize || n_genes > u32::MAX as usize {
-        bail!("{p}: matrix dimensions {} × {} are too large", h.n_rows, h.n_cols)
+        bail!(
+            "{p}: matrix dimensions {} × {} are too large",
+            h.n_rows,
+            h.n_cols
+        )
     }
     let mut counts = vec![0usize; n_cells + 1];
     let mut seen = 0usize;
@@ -132,13 +169,23 @@ pub fn read_mtx_csr(path: &Path, transpose: bool, cell_ids: &[String], genes: &[
             bail!(
                 "{p}: line {}: {what} at cell {cell}{} gene {gene}{}. {VALUE_FIX}",
                 tf.line_no,
-                cell_ids.get(cell).map(|c| format!(" ('{c}')")).unwrap_or_default(),
-                genes.get(gene).map(|g| format!(" ('{g}')")).unwrap_or_default(),
+                cell_ids
+                    .get(cell)
+                    .map(|c| format!(" ('{c}')"))
+                    .unwrap_or_default(),
+                genes
+                    .get(gene)
+                    .map(|g| format!(" ('{g}')"))
+                    .unwrap_or_default(),
             )
         }
         seen += 1;
         if seen > h.nnz {
-            bail!("{p}: line {}: more entries than the {} declared in the size line", tf.line_no, h.nnz)
+            bail!(
+                "{p}: line {}: more entries than the {} declared in the size line",
+                tf.line_no,
+                h.nnz
+            )
         }
         counts[cell + 1] += 1;
     }
@@ -146,11 +193,19 @@ pub fn read_mtx_csr(path: &Path, transpose: bool, cell_ids: &[String], genes: &[
         bail!(
             "{p}: only {seen} entries but the size line declares {}; the file is truncated{}",
             h.nnz,
-            if tf.gz { " (or the gzip stream ended early)" } else { "" }
+            if tf.gz {
+                " (or the gzip stream ended early)"
+            } else {
+                ""
+            }
         )
     }
     if seen == 0 {
-        bail!("{p}: empty matrix: {} × {} with no non-zero entries", h.n_rows, h.n_cols)
+        bail!(
+            "{p}: empty matrix: {} × {} with no non-zero entries",
+            h.n_rows,
+            h.n_cols
+        )
     }
     for r in 0..n_cells {
         counts[r + 1] += counts[r];
@@ -172,13 +227,22 @@ pub fn read_mtx_csr(path: &Path, transpose: bool, cell_ids: &[String], genes: &[
         let (cell, gene) = if transpose { (j, i) } else { (i, j) };
         let k = fill[cell];
         if k >= indptr[cell + 1] {
-            bail!("{p}: the file changed while it was being read (line {})", tf.line_no)
+            bail!(
+                "{p}: the file changed while it was being read (line {})",
+                tf.line_no
+            )
         }
         indices[k] = gene as u32;
         data[k] = v;
         fill[cell] += 1;
     }
-    let mut m = CsrMatrix { n_rows: n_cells, n_cols: n_genes, indptr, indices, data };
+    let mut m = CsrMatrix {
+        n_rows: n_cells,
+        n_cols: n_genes,
+        indptr,
+        indices,
+        data,
+    };
     sort_rows_check_dups(&mut m, 0, path, "matrix entries")?;
     Ok(m)
 }
@@ -188,10 +252,21 @@ pub fn read_mtx_csr(path: &Path, transpose: bool, cell_ids: &[String], genes: &[
 fn parse_entry(t: &str, h: &MtxHeader, tf: &TextFile) -> Result<(usize, usize, f32)> {
     let mut it = t.split_ascii_whitespace();
     let bad = |what: &str| {
-        anyhow::anyhow!("{}: line {}: {what} in entry '{}'", tf.path.display(), tf.line_no, truncate(t, 80))
+        anyhow::anyhow!(
+            "{}: line {}: {what} in entry '{}'",
+            tf.path.display(),
+            tf.line_no,
+            truncate(t, 80)
+        )
     };
-    let i: usize = it.next().and_then(|s| s.parse().ok()).ok_or_else(|| bad("bad row index"))?;
-    let j: usize = it.next().and_then(|s| s.parse().ok()).ok_or_else(|| bad("bad column index"))?;
+    let i: usize = it
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("bad row index"))?;
+    let j: usize = it
+        .next()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("bad column index"))?;
     let v: f32 = if h.pattern {
         1.0
     } else {
@@ -223,8 +298,15 @@ pub fn read_mtx_header(path: &Path) -> Result<MtxHeader> {
 /// A MatrixMarket directory held as CSR in memory (see the module docs): the source reports the
 /// directory as its path and the matrix file name as its field.
 fn memory_source(dir: &Path, matrix_path: &Path, m: ExpressionMatrix) -> MemorySource {
-    let field = matrix_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    MemorySource { path: Some(dir.to_path_buf()), field, m }
+    let field = matrix_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    MemorySource {
+        path: Some(dir.to_path_buf()),
+        field,
+        m,
+    }
 }
 
 /// A cells × genes directory: `matrix.mtx[.gz]` (cells × genes), `genes.tsv`, `cells.tsv` (header,
@@ -262,7 +344,16 @@ pub fn open_cells_by_genes_dir(dir: &Path, opts: &ReadOptions) -> Result<MemoryS
     }
     check_unique_genes(&genes, &genes_path, &gene_field)?;
     let x = read_mtx_csr(&matrix_path, false, &cell_ids, &genes)?;
-    Ok(memory_source(dir, &matrix_path, ExpressionMatrix { x, cell_ids, genes, obs }))
+    Ok(memory_source(
+        dir,
+        &matrix_path,
+        ExpressionMatrix {
+            x,
+            cell_ids,
+            genes,
+            obs,
+        },
+    ))
 }
 
 /// A 10x directory: `matrix.mtx[.gz]` (genes × cells), `features.tsv[.gz]` (id, symbol, type)
@@ -292,8 +383,10 @@ pub fn open_10x_dir(dir: &Path, opts: &ReadOptions) -> Result<MemorySource> {
         }
         genes.push(g.trim().to_string());
     }
-    let cell_ids: Vec<String> =
-        read_lines(&bc_path)?.into_iter().map(|l| l.split('\t').next().unwrap_or("").trim().to_string()).collect();
+    let cell_ids: Vec<String> = read_lines(&bc_path)?
+        .into_iter()
+        .map(|l| l.split('\t').next().unwrap_or("").trim().to_string())
+        .collect();
 
     let h = read_mtx_header(&matrix_path)?;
     if h.n_rows != genes.len() || h.n_cols != cell_ids.len() {
@@ -312,36 +405,78 @@ pub fn open_10x_dir(dir: &Path, opts: &ReadOptions) -> Result<MemorySource> {
     }
     check_unique_genes(&genes, &feat_path, "gene names")?;
     let x = read_mtx_csr(&matrix_path, true, &cell_ids, &genes)?;
-    Ok(memory_source(dir, &matrix_path, ExpressionMatrix { x, cell_ids, genes, obs: Vec::new() }))
+    Ok(memory_source(
+        dir,
+        &matrix_path,
+        ExpressionMatrix {
+            x,
+            cell_ids,
+            genes,
+            obs: Vec::new(),
+        },
+    ))
 }
 
 /// Header names that mark the first line of a cells × genes directory's `genes.tsv` as a header row.
-const GENE_HEADERS: &[&str] =
-    &["symbol", "gene", "genes", "gene_symbol", "gene_symbols", "gene_name", "name", "feature_name", "gene_id", "gene_ids", "id", "ensembl_id"];
+const GENE_HEADERS: &[&str] = &[
+    "symbol",
+    "gene",
+    "genes",
+    "gene_symbol",
+    "gene_symbols",
+    "gene_name",
+    "name",
+    "feature_name",
+    "gene_id",
+    "gene_ids",
+    "id",
+    "ensembl_id",
+];
 
 /// `genes.tsv` of a cells × genes directory: one symbol per line, or a tab-separated table. A first line whose
 /// first field is a known header name (`symbol`, `gene_id`, ...) is a header when the file has one
 /// line more than the matrix has genes; then the symbol column is `key` (if given), else `symbol`,
 /// else the first column. Without a header, a 10x-style `id<TAB>symbol` file gives the second
 /// column (`key` = `gene_ids`/`id` picks the first). Returns the names and a field description.
-pub fn read_gene_table(path: &Path, n_genes: usize, key: Option<&str>) -> Result<(Vec<String>, String)> {
+pub fn read_gene_table(
+    path: &Path,
+    n_genes: usize,
+    key: Option<&str>,
+) -> Result<(Vec<String>, String)> {
     let lines = read_lines(path)?;
-    let first: Vec<&str> = lines.first().map(|l| l.split('\t').collect()).unwrap_or_default();
+    let first: Vec<&str> = lines
+        .first()
+        .map(|l| l.split('\t').collect())
+        .unwrap_or_default();
     let header = lines.len() == n_genes + 1
-        && first.first().is_some_and(|f| GENE_HEADERS.contains(&f.trim().to_ascii_lowercase().as_str()));
+        && first
+            .first()
+            .is_some_and(|f| GENE_HEADERS.contains(&f.trim().to_ascii_lowercase().as_str()));
     if header {
         let names: Vec<String> = first.iter().map(|s| s.trim().to_string()).collect();
         let col = match key {
             Some(k) => names.iter().position(|n| n == k).with_context(|| {
-                format!("{}: --gene-symbols-key '{k}' is not a column; columns: {}", path.display(), names.join(", "))
+                format!(
+                    "{}: --gene-symbols-key '{k}' is not a column; columns: {}",
+                    path.display(),
+                    names.join(", ")
+                )
             })?,
-            None => names.iter().position(|n| n.eq_ignore_ascii_case("symbol")).unwrap_or(0),
+            None => names
+                .iter()
+                .position(|n| n.eq_ignore_ascii_case("symbol"))
+                .unwrap_or(0),
         };
         let mut out = Vec::with_capacity(n_genes);
         for (n, l) in lines.iter().enumerate().skip(1) {
             let v = l.split('\t').nth(col).unwrap_or("").trim();
             if v.is_empty() {
-                bail!("{}: line {}: empty gene name in column '{}'", path.display(), n + 1, names[col])
+                bail!(
+                    "{}: line {}: empty gene name in column '{}'",
+                    path.display(),
+                    n + 1,
+                    names[col]
+                )
             }
             out.push(v.to_string());
         }
@@ -373,7 +508,10 @@ pub fn read_gene_table(path: &Path, n_genes: usize, key: Option<&str>) -> Result
 pub fn read_cells_tsv(path: &Path) -> Result<(Vec<String>, Vec<(String, ObsColumn)>)> {
     let lines = read_lines(path)?;
     let Some(header) = lines.first() else {
-        bail!("{}: empty file (expected a header row 'cell_id<TAB>...' and one row per cell)", path.display())
+        bail!(
+            "{}: empty file (expected a header row 'cell_id<TAB>...' and one row per cell)",
+            path.display()
+        )
     };
     let names: Vec<String> = header.split('\t').map(|s| s.trim().to_string()).collect();
     let mut cols: Vec<Vec<String>> = vec![Vec::with_capacity(lines.len()); names.len()];

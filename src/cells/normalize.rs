@@ -347,6 +347,9 @@ mod tests {
         assert!(Normalization::Log1pCp10k.apply(&neg).is_err());
         use clap::ValueEnum;
         assert!(Normalization::from_str("bogus", true).is_err());
-        assert_eq!(Normalization::from_str("log1p", true), Ok(Normalization::Log1pCp10k));
+        assert_eq!(
+            Normalization::from_str("log1p", true),
+            Ok(Normalization::Log1pCp10k)
+        );
     }
 }

@@ -24,8 +24,8 @@ use anyhow::{bail, Context, Result};
 use super::matrix::ExpressionMatrix;
 pub use super::matrix::{append_rows, find_obs_column, infer_obs_column};
 pub use super::source::{
-    check_unique_genes, check_values, read_all, slice_rows, sort_rows_check_dups, MatrixSource, MemorySource,
-    ReadOptions, DEFAULT_CHUNK_ROWS, VALUE_FIX,
+    check_unique_genes, check_values, read_all, slice_rows, sort_rows_check_dups, MatrixSource,
+    MemorySource, ReadOptions, DEFAULT_CHUNK_ROWS, VALUE_FIX,
 };
 
 /// Kinds of input [`open_matrix`] recognises.
@@ -54,7 +54,11 @@ pub fn detect_kind(path: &Path) -> Result<(InputKind, PathBuf)> {
             return Ok((InputKind::TenxMtx, path.to_path_buf()));
         }
         let mut listing: Vec<String> = std::fs::read_dir(path)
-            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
             .unwrap_or_default();
         listing.sort();
         bail!(
@@ -62,21 +66,40 @@ pub fn detect_kind(path: &Path) -> Result<(InputKind, PathBuf)> {
              matrix.mtx[.gz] + genes.tsv + cells.tsv (cells × genes) or a 10x directory with \
              matrix.mtx[.gz] + features.tsv[.gz] (or genes.tsv) + barcodes.tsv[.gz]",
             path.display(),
-            if listing.is_empty() { "nothing".to_string() } else { listing.join(", ") }
+            if listing.is_empty() {
+                "nothing".to_string()
+            } else {
+                listing.join(", ")
+            }
         )
     }
-    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
     let magic = read_magic(path)?;
     if magic.starts_with(b"\x89HDF\r\n\x1a\n") || name.ends_with(".h5ad") {
         return Ok((InputKind::H5ad, path.to_path_buf()));
     }
     if name.ends_with(".mtx") || name.ends_with(".mtx.gz") {
-        let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
-        let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
-        return detect_kind(&dir).with_context(|| format!("{}: looking for the files beside it", path.display()));
+        let dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
+        };
+        return detect_kind(&dir)
+            .with_context(|| format!("{}: looking for the files beside it", path.display()));
     }
     let stem = name.trim_end_matches(".gz");
-    if stem.ends_with(".csv") || stem.ends_with(".tsv") || stem.ends_with(".txt") || stem.ends_with(".tab") {
+    if stem.ends_with(".csv")
+        || stem.ends_with(".tsv")
+        || stem.ends_with(".txt")
+        || stem.ends_with(".tab")
+    {
         return Ok((InputKind::DenseText, path.to_path_buf()));
     }
     bail!(
@@ -88,11 +111,14 @@ pub fn detect_kind(path: &Path) -> Result<(InputKind, PathBuf)> {
 
 fn read_magic(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let mut buf = [0u8; 8];
     let mut n = 0;
     while n < buf.len() {
-        let k = f.read(&mut buf[n..]).with_context(|| format!("{}: cannot read", path.display()))?;
+        let k = f
+            .read(&mut buf[n..])
+            .with_context(|| format!("{}: cannot read", path.display()))?;
         if k == 0 {
             break;
         }

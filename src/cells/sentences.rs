@@ -199,7 +199,8 @@ struct JsonlLine<'a> {
 /// Write `{"id": cell_id, "text": text}` per line, atomically (temp file in the same directory,
 /// fsync, rename). The directory must exist.
 pub fn write_jsonl(path: &Path, sentences: &[CellSentence]) -> Result<()> {
-    path.file_name().with_context(|| format!("output path {} has no file name", path.display()))?;
+    path.file_name()
+        .with_context(|| format!("output path {} has no file name", path.display()))?;
     let write = || -> Result<()> {
         super::require_output_dir(path)?;
         crate::io::atomic_write_with(path, |tmp| {

@@ -25,7 +25,12 @@ pub struct ReadOptions {
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        Self { layer: None, raw: false, gene_symbols_key: None, chunk_rows: DEFAULT_CHUNK_ROWS }
+        Self {
+            layer: None,
+            raw: false,
+            gene_symbols_key: None,
+            chunk_rows: DEFAULT_CHUNK_ROWS,
+        }
     }
 }
 
@@ -59,7 +64,9 @@ pub(crate) fn check_rows(src: &dyn MatrixSource, start: usize, end: usize) -> Re
     if start > end || end > src.n_cells() {
         bail!(
             "{}: row range {start}..{end} is outside 0..{} cells",
-            src.path().map(|p| p.display().to_string()).unwrap_or_else(|| "matrix".into()),
+            src.path()
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|| "matrix".into()),
             src.n_cells()
         )
     }
@@ -68,10 +75,20 @@ pub(crate) fn check_rows(src: &dyn MatrixSource, start: usize, end: usize) -> Re
 
 /// Drain a source into an in-memory [`ExpressionMatrix`], `chunk_rows` rows at a time (0: the default).
 pub fn read_all(src: &mut dyn MatrixSource, chunk_rows: usize) -> Result<ExpressionMatrix> {
-    let chunk = if chunk_rows == 0 { DEFAULT_CHUNK_ROWS } else { chunk_rows };
+    let chunk = if chunk_rows == 0 {
+        DEFAULT_CHUNK_ROWS
+    } else {
+        chunk_rows
+    };
     let n = src.n_cells();
     let n_cols = src.genes().len();
-    let mut out = CsrMatrix { n_rows: 0, n_cols, indptr: vec![0], indices: Vec::new(), data: Vec::new() };
+    let mut out = CsrMatrix {
+        n_rows: 0,
+        n_cols,
+        indptr: vec![0],
+        indices: Vec::new(),
+        data: Vec::new(),
+    };
     let mut start = 0;
     while start < n {
         let end = (start + chunk).min(n);
@@ -147,8 +164,16 @@ pub fn check_unique_genes(genes: &[String], file: &Path, field: &str) -> Result<
     if dups.is_empty() {
         return Ok(());
     }
-    let shown: Vec<String> = dups.iter().take(10).map(|d| format!("'{d}' ×{}", seen[d])).collect();
-    let more = if dups.len() > 10 { format!(" and {} more", dups.len() - 10) } else { String::new() };
+    let shown: Vec<String> = dups
+        .iter()
+        .take(10)
+        .map(|d| format!("'{d}' ×{}", seen[d]))
+        .collect();
+    let more = if dups.len() > 10 {
+        format!(" and {} more", dups.len() - 10)
+    } else {
+        String::new()
+    };
     bail!(
         "{}: {field}: {} duplicate gene names: {}{more}. Gene names must be unique: pick a column of \
          unique names with --gene-symbols-key (an h5ad var column such as feature_name or gene_ids, a \
@@ -208,8 +233,14 @@ pub fn check_values(
             bail!(
                 "{}: {field}: {what} at cell {row}{} gene {col}{}. {VALUE_FIX}",
                 file.display(),
-                cell_ids.get(row).map(|c| format!(" ('{c}')")).unwrap_or_default(),
-                genes.get(col).map(|g| format!(" ('{g}')")).unwrap_or_default(),
+                cell_ids
+                    .get(row)
+                    .map(|c| format!(" ('{c}')"))
+                    .unwrap_or_default(),
+                genes
+                    .get(col)
+                    .map(|g| format!(" ('{g}')"))
+                    .unwrap_or_default(),
             )
         }
     }
@@ -217,7 +248,12 @@ pub fn check_values(
 }
 
 /// Sort column indices within each row (keeping values alongside); error on a repeated column.
-pub fn sort_rows_check_dups(m: &mut CsrMatrix, row0: usize, file: &Path, field: &str) -> Result<()> {
+pub fn sort_rows_check_dups(
+    m: &mut CsrMatrix,
+    row0: usize,
+    file: &Path,
+    field: &str,
+) -> Result<()> {
     for r in 0..m.n_rows {
         let (a, b) = (m.indptr[r], m.indptr[r + 1]);
         let idx = &m.indices[a..b];
@@ -225,7 +261,11 @@ pub fn sort_rows_check_dups(m: &mut CsrMatrix, row0: usize, file: &Path, field: 
         if sorted {
             continue;
         }
-        let mut pairs: Vec<(u32, f32)> = idx.iter().copied().zip(m.data[a..b].iter().copied()).collect();
+        let mut pairs: Vec<(u32, f32)> = idx
+            .iter()
+            .copied()
+            .zip(m.data[a..b].iter().copied())
+            .collect();
         pairs.sort_unstable_by_key(|p| p.0);
         if let Some(w) = pairs.windows(2).find(|w| w[0].0 == w[1].0) {
             bail!(

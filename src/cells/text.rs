@@ -21,15 +21,25 @@ impl TextFile {
     pub fn open(path: &Path) -> Result<Self> {
         let mut f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
         let mut magic = [0u8; 2];
-        let n = f.read(&mut magic).with_context(|| format!("{}: cannot read", path.display()))?;
+        let n = f
+            .read(&mut magic)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
         let f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
         let gz = n == 2 && magic == [0x1f, 0x8b];
         let inner: Box<dyn BufRead> = if gz {
-            Box::new(BufReader::with_capacity(1 << 16, MultiGzDecoder::new(BufReader::with_capacity(1 << 16, f))))
+            Box::new(BufReader::with_capacity(
+                1 << 16,
+                MultiGzDecoder::new(BufReader::with_capacity(1 << 16, f)),
+            ))
         } else {
             Box::new(BufReader::with_capacity(1 << 16, f))
         };
-        Ok(Self { path: path.to_path_buf(), gz, inner, line_no: 0 })
+        Ok(Self {
+            path: path.to_path_buf(),
+            gz,
+            inner,
+            line_no: 0,
+        })
     }
 
     /// Next line without the trailing newline (and `\r`); `None` at end of file.
@@ -64,9 +74,17 @@ impl TextFile {
                 self.path.display()
             )
         } else if e.kind() == std::io::ErrorKind::InvalidData {
-            anyhow::anyhow!("{}: line {}: not valid UTF-8 text ({e})", self.path.display(), self.line_no + 1)
+            anyhow::anyhow!(
+                "{}: line {}: not valid UTF-8 text ({e})",
+                self.path.display(),
+                self.line_no + 1
+            )
         } else {
-            anyhow::anyhow!("{}: read error after line {}: {e}", self.path.display(), self.line_no)
+            anyhow::anyhow!(
+                "{}: read error after line {}: {e}",
+                self.path.display(),
+                self.line_no
+            )
         }
     }
 }

@@ -55,7 +55,10 @@ pub fn top_variance_columns(x: &[f32], dim: usize, rows: &[usize], m: usize) -> 
 /// every source weighs equally in the cosine. Returns the `[n × Σ dim]` matrix and its width.
 pub fn concat_normalized(sources: &[(&[f32], usize)], n: usize) -> (Vec<f32>, usize) {
     let dim: usize = sources.iter().map(|&(_, d)| d).sum();
-    let normed: Vec<Vec<f32>> = sources.iter().map(|&(x, d)| l2_normalize_rows(x, d)).collect();
+    let normed: Vec<Vec<f32>> = sources
+        .iter()
+        .map(|&(x, d)| l2_normalize_rows(x, d))
+        .collect();
     let mut out = Vec::with_capacity(n * dim);
     for i in 0..n {
         for (&(_, d), x) in sources.iter().zip(&normed) {
@@ -74,14 +77,23 @@ mod tests {
 
     #[test]
     fn gather_rows_keeps_the_given_order() {
-        assert_eq!(gather_rows(&X, 3, &[2, 0]), vec![1.0, 10.0, 2.0, 1.0, 0.0, 0.0]);
-        assert_eq!(gather_rows(&X, 3, &[1, 1]), vec![1.0, 5.0, 1.0, 1.0, 5.0, 1.0]);
+        assert_eq!(
+            gather_rows(&X, 3, &[2, 0]),
+            vec![1.0, 10.0, 2.0, 1.0, 0.0, 0.0]
+        );
+        assert_eq!(
+            gather_rows(&X, 3, &[1, 1]),
+            vec![1.0, 5.0, 1.0, 1.0, 5.0, 1.0]
+        );
         assert!(gather_rows(&X, 3, &[]).is_empty());
     }
 
     #[test]
     fn select_columns_picks_rows_then_columns() {
-        assert_eq!(select_columns(&X, 3, &[0, 2], &[2, 1]), vec![0.0, 0.0, 2.0, 10.0]);
+        assert_eq!(
+            select_columns(&X, 3, &[0, 2], &[2, 1]),
+            vec![0.0, 0.0, 2.0, 10.0]
+        );
         assert_eq!(select_columns(&X, 3, &[1], &[0]), vec![1.0]);
     }
 

@@ -337,7 +337,15 @@ pub fn knn_loo(knn: &CosineKnn, train_x: &[f32], k: usize, vote: Vote) -> Result
             }
         }
     }
-    knn.vote(&Neighbors { k: kk, indices, similarities: sims }, kk, vote)
+    knn.vote(
+        &Neighbors {
+            k: kk,
+            indices,
+            similarities: sims,
+        },
+        kk,
+        vote,
+    )
 }
 
 #[cfg(test)]
@@ -373,7 +381,10 @@ mod tests {
         // class, so the other class wins 2 votes to 1
         let p = knn_loo(&knn, &x, 5, Vote::Majority).unwrap();
         assert_eq!(labels(&p), vec![1, 1, 0, 0]);
-        assert!(p.iter().all(|p| (p.confidence - 2.0 / 3.0).abs() < 1e-6), "{p:?}");
+        assert!(
+            p.iter().all(|p| (p.confidence - 2.0 / 3.0).abs() < 1e-6),
+            "{p:?}"
+        );
     }
 
     #[test]

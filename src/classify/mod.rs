@@ -4,8 +4,8 @@ use anyhow::{bail, Result};
 
 pub mod features;
 pub mod knn;
-pub mod split;
 pub mod mlp;
+pub mod split;
 
 /// A comma list of positive integers, such as `--k 1,3,5` or `--hidden 256,128`. Errors name
 /// `flag` and end with an example of a valid list (`example`).

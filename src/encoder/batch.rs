@@ -30,7 +30,10 @@ impl PaddingStats {
 
 impl TokenBudgetBatcher {
     pub fn new(budget: usize, max_batch: usize) -> Self {
-        Self { budget: budget.max(1), max_batch: max_batch.max(1) }
+        Self {
+            budget: budget.max(1),
+            max_batch: max_batch.max(1),
+        }
     }
 
     /// Sort by length (longest first: the first batch shows the worst-case memory at once), ties
@@ -45,7 +48,9 @@ impl TokenBudgetBatcher {
         for i in order {
             let l = lengths[i].max(1);
             let new_max = cur_max.max(l);
-            if !cur.is_empty() && ((cur.len() + 1) * new_max > self.budget || cur.len() >= self.max_batch) {
+            if !cur.is_empty()
+                && ((cur.len() + 1) * new_max > self.budget || cur.len() >= self.max_batch)
+            {
                 stats.padded_tokens += cur.len() * cur_max;
                 out.push(std::mem::take(&mut cur));
                 cur_max = 0;
@@ -79,13 +84,23 @@ mod tests {
         }
         assert_eq!(stats.real_tokens, lengths.iter().sum::<usize>());
         // sorted batching of 1000 mixed lengths pads little
-        assert!(stats.padding_fraction() < 0.05, "{}", stats.padding_fraction());
+        assert!(
+            stats.padding_fraction() < 0.05,
+            "{}",
+            stats.padding_fraction()
+        );
     }
     #[test]
     fn hand_computed_padding() {
         // lengths 3,4,2 budget 8 → sorted 4,3 fit (2×4 = 8), the 2 starts a new batch
         let (batches, stats) = TokenBudgetBatcher::new(8, 10).batches(&[3, 4, 2]);
         assert_eq!(batches, vec![vec![1, 0], vec![2]]);
-        assert_eq!(stats, PaddingStats { real_tokens: 9, padded_tokens: 10 });
+        assert_eq!(
+            stats,
+            PaddingStats {
+                real_tokens: 9,
+                padded_tokens: 10
+            }
+        );
     }
 }

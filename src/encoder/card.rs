@@ -59,7 +59,13 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), 4);
         assert_eq!(find_card("MiniLM").unwrap().unwrap().max_length, Some(256));
-        assert_eq!(find_card("biobert").unwrap().unwrap().lowercase, Some(false));
-        assert_eq!(find_card("ember-v1").unwrap().unwrap().pooling, Some(Pooling::Cls));
+        assert_eq!(
+            find_card("biobert").unwrap().unwrap().lowercase,
+            Some(false)
+        );
+        assert_eq!(
+            find_card("ember-v1").unwrap().unwrap().pooling,
+            Some(Pooling::Cls)
+        );
     }
 }

@@ -27,15 +27,33 @@ impl Activation {
     }
 }
 
-fn d_hidden() -> usize { 768 }
-fn d_layers() -> usize { 12 }
-fn d_heads() -> usize { 12 }
-fn d_inter() -> usize { 3072 }
-fn d_act() -> String { "gelu".into() }
-fn d_maxpos() -> usize { 512 }
-fn d_types() -> usize { 2 }
-fn d_eps() -> f64 { 1e-12 }
-fn d_posemb() -> String { "absolute".into() }
+fn d_hidden() -> usize {
+    768
+}
+fn d_layers() -> usize {
+    12
+}
+fn d_heads() -> usize {
+    12
+}
+fn d_inter() -> usize {
+    3072
+}
+fn d_act() -> String {
+    "gelu".into()
+}
+fn d_maxpos() -> usize {
+    512
+}
+fn d_types() -> usize {
+    2
+}
+fn d_eps() -> f64 {
+    1e-12
+}
+fn d_posemb() -> String {
+    "absolute".into()
+}
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct BertConfig {
@@ -69,9 +87,13 @@ impl BertConfig {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("{}: cannot read model config", path.display()))?;
         let cfg: BertConfig = serde_json::from_str(&text).with_context(|| {
-            format!("{}: not a valid BERT config.json (needs at least `vocab_size`)", path.display())
+            format!(
+                "{}: not a valid BERT config.json (needs at least `vocab_size`)",
+                path.display()
+            )
         })?;
-        cfg.validate().with_context(|| format!("{}", path.display()))?;
+        cfg.validate()
+            .with_context(|| format!("{}", path.display()))?;
         Ok(cfg)
     }
 

@@ -57,10 +57,23 @@ impl ResumableJob<'_> {
             if !path.exists() {
                 continue;
             }
-            let idx: Vec<usize> = chunk.iter().flat_map(|&b| batches[b].iter().copied()).collect();
-            let (rows, r, d) = read_npy_f32(&path).with_context(|| format!("{}: unreadable chunk; delete it to recompute", path.display()))?;
+            let idx: Vec<usize> = chunk
+                .iter()
+                .flat_map(|&b| batches[b].iter().copied())
+                .collect();
+            let (rows, r, d) = read_npy_f32(&path).with_context(|| {
+                format!(
+                    "{}: unreadable chunk; delete it to recompute",
+                    path.display()
+                )
+            })?;
             if r != idx.len() || d != dim {
-                bail!("{}: chunk has shape [{r}, {d}], expected [{}, {dim}]; delete {} to start over", path.display(), idx.len(), self.partial_dir.display());
+                bail!(
+                    "{}: chunk has shape [{r}, {d}], expected [{}, {dim}]; delete {} to start over",
+                    path.display(),
+                    idx.len(),
+                    self.partial_dir.display()
+                );
             }
             for (k, &i) in idx.iter().enumerate() {
                 data[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);
@@ -78,7 +91,12 @@ impl ResumableJob<'_> {
         let pb = crate::progress::bar(n as u64, self.unit, self.quiet);
         pb.set_position(texts_done as u64);
         if resumed > 0 && !self.quiet {
-            pb.println(format!("resuming: {resumed}/{} chunks ({texts_done} {}) already done in {}", chunks.len(), self.unit, self.partial_dir.display()));
+            pb.println(format!(
+                "resuming: {resumed}/{} chunks ({texts_done} {}) already done in {}",
+                chunks.len(),
+                self.unit,
+                self.partial_dir.display()
+            ));
         }
         let mut computed = 0usize;
         let mut tokens_now = 0usize;
@@ -92,10 +110,22 @@ impl ResumableJob<'_> {
             }
             let packed: Vec<PackedBatch> = chunk
                 .iter()
-                .map(|&b| PackedBatch::from_seqs(&batches[b].iter().map(|&i| toks[i].ids.as_slice()).collect::<Vec<_>>()))
+                .map(|&b| {
+                    PackedBatch::from_seqs(
+                        &batches[b]
+                            .iter()
+                            .map(|&i| toks[i].ids.as_slice())
+                            .collect::<Vec<_>>(),
+                    )
+                })
                 .collect();
-            let rows: Vec<f32> = encoder.embed_batches(&packed, &|k| pb.inc(k as u64))?.concat();
-            let idx: Vec<usize> = chunk.iter().flat_map(|&b| batches[b].iter().copied()).collect();
+            let rows: Vec<f32> = encoder
+                .embed_batches(&packed, &|k| pb.inc(k as u64))?
+                .concat();
+            let idx: Vec<usize> = chunk
+                .iter()
+                .flat_map(|&b| batches[b].iter().copied())
+                .collect();
             tokens_now += packed.iter().map(|p| p.ids.len()).sum::<usize>();
             let el = t0.elapsed().as_secs_f64().max(1e-9);
             pb.set_message(format!("{:.0} tokens/s", tokens_now as f64 / el));
@@ -117,7 +147,15 @@ impl ResumableJob<'_> {
             seconds,
             tokens_per_second: tokens_now as f64 / t0.elapsed().as_secs_f64().max(1e-9),
         };
-        Ok((Embedded { data, dim, n_truncated, padding }, report))
+        Ok((
+            Embedded {
+                data,
+                dim,
+                n_truncated,
+                padding,
+            },
+            report,
+        ))
     }
 
     fn chunk_path(&self, c: usize) -> PathBuf {
@@ -127,8 +165,10 @@ impl ResumableJob<'_> {
     fn prepare_partial_dir(&self) -> Result<()> {
         let job = self.partial_dir.join("job.json");
         if job.exists() {
-            let text = std::fs::read_to_string(&job).with_context(|| format!("{}: cannot read", job.display()))?;
-            let prev: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+            let text = std::fs::read_to_string(&job)
+                .with_context(|| format!("{}: cannot read", job.display()))?;
+            let prev: serde_json::Value =
+                serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
             if prev != self.fingerprint {
                 bail!(
                     "{} holds partial work from a different run (model, parameters or inputs differ); \
@@ -151,7 +191,8 @@ impl ResumableJob<'_> {
 
 pub fn remove_partial(dir: &Path) -> Result<()> {
     if dir.exists() {
-        std::fs::remove_dir_all(dir).with_context(|| format!("{}: cannot remove", dir.display()))?;
+        std::fs::remove_dir_all(dir)
+            .with_context(|| format!("{}: cannot remove", dir.display()))?;
     }
     Ok(())
 }

@@ -41,7 +41,10 @@ pub fn parse_devices(s: &str) -> Result<Vec<Device>> {
     if names.iter().any(|n| n.is_empty()) {
         bail!("--device `{s}`: empty device name in the list");
     }
-    let kinds: std::collections::BTreeSet<&str> = names.iter().map(|n| n.split(':').next().unwrap_or(n)).collect();
+    let kinds: std::collections::BTreeSet<&str> = names
+        .iter()
+        .map(|n| n.split(':').next().unwrap_or(n))
+        .collect();
     if kinds.len() > 1 {
         bail!("--device `{s}`: all devices must be of one kind (results are bit-identical only across devices of the same kind)");
     }
@@ -57,16 +60,23 @@ pub fn parse_devices(s: &str) -> Result<Vec<Device>> {
 /// One device: `cpu`, `cuda[:N]` or `metal[:N]`.
 pub fn parse_device(s: &str) -> Result<Device> {
     let (kind, idx) = match s.split_once(':') {
-        Some((k, i)) => (k, i.parse::<usize>().with_context(|| format!("bad device index in `{s}`"))?),
+        Some((k, i)) => (
+            k,
+            i.parse::<usize>()
+                .with_context(|| format!("bad device index in `{s}`"))?,
+        ),
         None => (s, 0),
     };
     Ok(match kind {
         "cpu" => Device::Cpu,
         "cuda" => Device::new_cuda(idx).with_context(|| {
-            format!("cannot open CUDA device {idx} (build with `--features cuda` and check the driver)")
+            format!(
+                "cannot open CUDA device {idx} (build with `--features cuda` and check the driver)"
+            )
         })?,
-        "metal" => Device::new_metal(idx)
-            .with_context(|| format!("cannot open Metal device {idx} (build with `--features metal` on macOS)"))?,
+        "metal" => Device::new_metal(idx).with_context(|| {
+            format!("cannot open Metal device {idx} (build with `--features metal` on macOS)")
+        })?,
         _ => bail!("unknown device `{s}`; use cpu, cuda[:N], cuda:0,cuda:1, cuda:all or metal[:N]"),
     })
 }
@@ -172,7 +182,12 @@ impl Encoder {
             .or_else(|| card.and_then(|c| c.max_length))
             .unwrap_or(config.max_position_embeddings)
             .min(config.max_position_embeddings);
-        let tokenizer = TextTokenizer::from_dir(dir, max_length, opts.lowercase, card.and_then(|c| c.lowercase))?;
+        let tokenizer = TextTokenizer::from_dir(
+            dir,
+            max_length,
+            opts.lowercase,
+            card.and_then(|c| c.lowercase),
+        )?;
         let vocab = tokenizer.vocab_size();
         if vocab > config.vocab_size {
             bail!(
@@ -191,7 +206,9 @@ impl Encoder {
         wf.check_config(&config, &dir.join("config.json"))?;
         let loading = || format!("loading weights from {}", dir.display());
         let workers: Vec<Box<dyn Backend>> = match kind {
-            BackendKind::Cpu => vec![Box::new(backends::cpu::CpuBert::load(&wf, &config).with_context(loading)?)],
+            BackendKind::Cpu => vec![Box::new(
+                backends::cpu::CpuBert::load(&wf, &config).with_context(loading)?,
+            )],
             BackendKind::Candle => opts
                 .devices
                 .iter()
@@ -219,7 +236,15 @@ impl Encoder {
             lowercase: tokenizer.lowercase,
             hidden_size: config.hidden_size,
         };
-        Ok(Self { workers, config, tokenizer, pooling, normalize: opts.normalize, identity, peak_device_bytes: AtomicU64::new(0) })
+        Ok(Self {
+            workers,
+            config,
+            tokenizer,
+            pooling,
+            normalize: opts.normalize,
+            identity,
+            peak_device_bytes: AtomicU64::new(0),
+        })
     }
 
     pub fn dim(&self) -> usize {
@@ -235,7 +260,10 @@ impl Encoder {
     /// are processed), the plan's padding otherwise.
     pub fn processed_padding(&self, plan: PaddingStats) -> PaddingStats {
         if self.workers[0].is_packed() {
-            PaddingStats { real_tokens: plan.real_tokens, padded_tokens: plan.real_tokens }
+            PaddingStats {
+                real_tokens: plan.real_tokens,
+                padded_tokens: plan.real_tokens,
+            }
         } else {
             plan
         }
@@ -262,7 +290,11 @@ impl Encoder {
     /// next unclaimed batch). Every batch is computed whole by one worker, so results are
     /// bit-identical to a single device of the same kind. `on_batch(n)` is called as each
     /// batch of `n` texts finishes.
-    pub fn embed_batches(&self, batches: &[PackedBatch], on_batch: &(dyn Fn(usize) + Sync)) -> Result<Vec<Vec<f32>>> {
+    pub fn embed_batches(
+        &self,
+        batches: &[PackedBatch],
+        on_batch: &(dyn Fn(usize) + Sync),
+    ) -> Result<Vec<Vec<f32>>> {
         for b in batches {
             self.check_batch(b)?;
         }
@@ -279,7 +311,8 @@ impl Encoder {
         }
         let next = AtomicUsize::new(0);
         let failed = std::sync::atomic::AtomicBool::new(false);
-        let slots: Mutex<Vec<Option<Result<Vec<f32>>>>> = Mutex::new((0..batches.len()).map(|_| None).collect());
+        let slots: Mutex<Vec<Option<Result<Vec<f32>>>>> =
+            Mutex::new((0..batches.len()).map(|_| None).collect());
         std::thread::scope(|scope| {
             for w in &self.workers {
                 let (next, failed, slots) = (&next, &failed, &slots);
@@ -315,7 +348,12 @@ impl Encoder {
     /// One batch on one worker, then normalization and the finiteness check, done once here.
     fn run_one(&self, worker: &dyn Backend, batch: &PackedBatch) -> Result<Vec<f32>> {
         let mut v = worker.embed(batch, self.pooling)?;
-        ensure!(v.len() == batch.len() * self.dim(), "backend returned {} values for {} texts", v.len(), batch.len());
+        ensure!(
+            v.len() == batch.len() * self.dim(),
+            "backend returned {} values for {} texts",
+            v.len(),
+            batch.len()
+        );
         if self.normalize {
             pooling::l2_normalize_rows(&mut v, self.dim());
         }
@@ -337,10 +375,20 @@ impl Encoder {
         let max = self.config.max_position_embeddings;
         for (i, len) in batch.lens().into_iter().enumerate() {
             ensure!(len > 0, "text {i} of a batch has no tokens");
-            ensure!(len <= max, "sequence of {len} tokens exceeds max_position_embeddings {max}");
+            ensure!(
+                len <= max,
+                "sequence of {len} tokens exceeds max_position_embeddings {max}"
+            );
         }
-        if let Some(bad) = batch.ids.iter().find(|&&id| id as usize >= self.config.vocab_size) {
-            bail!("token id {bad} is outside the model's vocabulary of {}", self.config.vocab_size);
+        if let Some(bad) = batch
+            .ids
+            .iter()
+            .find(|&&id| id as usize >= self.config.vocab_size)
+        {
+            bail!(
+                "token id {bad} is outside the model's vocabulary of {}",
+                self.config.vocab_size
+            );
         }
         Ok(())
     }
@@ -358,7 +406,13 @@ impl Encoder {
         let dim = self.dim();
         let batches: Vec<PackedBatch> = plan
             .iter()
-            .map(|b| PackedBatch::from_seqs(&b.iter().map(|&i| toks[i].ids.as_slice()).collect::<Vec<_>>()))
+            .map(|b| {
+                PackedBatch::from_seqs(
+                    &b.iter()
+                        .map(|&i| toks[i].ids.as_slice())
+                        .collect::<Vec<_>>(),
+                )
+            })
             .collect();
         let out = self.embed_batches(&batches, &|n| {
             if let Some(pb) = progress {
@@ -373,7 +427,12 @@ impl Encoder {
         }
         let n_truncated = toks.iter().filter(|t| t.truncated).count();
         let padding = self.processed_padding(padding);
-        Ok(Embedded { data, dim, n_truncated, padding })
+        Ok(Embedded {
+            data,
+            dim,
+            n_truncated,
+            padding,
+        })
     }
 }
 

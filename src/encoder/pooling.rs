@@ -30,7 +30,8 @@ pub fn pooling_from_sentence_transformers(dir: &Path) -> Result<Option<Pooling>>
     if !path.exists() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?;
     let flag = |k: &str| v.get(k).and_then(|x| x.as_bool()).unwrap_or(false);
@@ -108,7 +109,12 @@ pub fn pool_packed(states: &[f32], dim: usize, lens: &[usize], pooling: Pooling)
 /// L2-normalize each `dim`-wide row in place (norm in f64); zero rows stay zero.
 pub fn l2_normalize_rows(v: &mut [f32], dim: usize) {
     for row in v.chunks_exact_mut(dim) {
-        let n = row.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>().sqrt().max(1e-12);
+        let n = row
+            .iter()
+            .map(|x| (*x as f64) * (*x as f64))
+            .sum::<f64>()
+            .sqrt()
+            .max(1e-12);
         for x in row.iter_mut() {
             *x = (*x as f64 / n) as f32;
         }
@@ -122,9 +128,18 @@ mod tests {
     fn packed_pooling_by_hand() {
         // two sequences of 2 and 1 tokens, dim 2
         let states = [1.0, -2.0, 3.0, 4.0, -5.0, 6.0];
-        assert_eq!(pool_packed(&states, 2, &[2, 1], Pooling::Cls), vec![1.0, -2.0, -5.0, 6.0]);
-        assert_eq!(pool_packed(&states, 2, &[2, 1], Pooling::Mean), vec![2.0, 1.0, -5.0, 6.0]);
-        assert_eq!(pool_packed(&states, 2, &[2, 1], Pooling::Max), vec![3.0, 4.0, -5.0, 6.0]);
+        assert_eq!(
+            pool_packed(&states, 2, &[2, 1], Pooling::Cls),
+            vec![1.0, -2.0, -5.0, 6.0]
+        );
+        assert_eq!(
+            pool_packed(&states, 2, &[2, 1], Pooling::Mean),
+            vec![2.0, 1.0, -5.0, 6.0]
+        );
+        assert_eq!(
+            pool_packed(&states, 2, &[2, 1], Pooling::Max),
+            vec![3.0, 4.0, -5.0, 6.0]
+        );
         let mut v = vec![3.0, 4.0, 0.0, 0.0];
         l2_normalize_rows(&mut v, 2);
         assert_eq!(v, vec![0.6, 0.8, 0.0, 0.0]);

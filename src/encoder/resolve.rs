@@ -37,7 +37,10 @@ pub fn hf_cache_dir() -> PathBuf {
         return PathBuf::from(p).join("hub");
     }
     let home = std::env::var("HOME").unwrap_or_else(|_| ".".into());
-    PathBuf::from(home).join(".cache").join("huggingface").join("hub")
+    PathBuf::from(home)
+        .join(".cache")
+        .join("huggingface")
+        .join("hub")
 }
 
 /// Local directories searched for a card's model before the HF cache.
@@ -51,7 +54,11 @@ pub fn models_dirs() -> Vec<PathBuf> {
 }
 
 pub fn offline() -> bool {
-    let on = |k: &str| std::env::var(k).map(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes")).unwrap_or(false);
+    let on = |k: &str| {
+        std::env::var(k)
+            .map(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes"))
+            .unwrap_or(false)
+    };
     on("HF_HUB_OFFLINE") || on("CELLTEXT_OFFLINE")
 }
 
@@ -65,7 +72,10 @@ pub fn find_in_hf_cache(hub_id: &str, revision: &str, required: &[String]) -> Op
     let commit = if revision.len() == 40 && revision.chars().all(|c| c.is_ascii_hexdigit()) {
         revision.to_string()
     } else {
-        std::fs::read_to_string(repo_dir.join("refs").join(revision)).ok()?.trim().to_string()
+        std::fs::read_to_string(repo_dir.join("refs").join(revision))
+            .ok()?
+            .trim()
+            .to_string()
     };
     let snap = repo_dir.join("snapshots").join(commit);
     let complete = is_model_dir(&snap) && required.iter().all(|f| snap.join(f).exists());
@@ -73,7 +83,12 @@ pub fn find_in_hf_cache(hub_id: &str, revision: &str, required: &[String]) -> Op
 }
 
 fn find_local(card: &ModelCard) -> Option<PathBuf> {
-    let base = card.hub_id.rsplit('/').next().unwrap_or(&card.hub_id).to_string();
+    let base = card
+        .hub_id
+        .rsplit('/')
+        .next()
+        .unwrap_or(&card.hub_id)
+        .to_string();
     for root in models_dirs() {
         for name in [&card.name, &base] {
             let d = root.join(name);
@@ -94,13 +109,25 @@ pub fn resolve(spec: &str, quiet: bool) -> Result<ResolvedModel> {
     let path = Path::new(spec);
     if path.is_dir() {
         if !is_model_dir(path) {
-            bail!("{}: not a model directory: config.json is missing", path.display());
+            bail!(
+                "{}: not a model directory: config.json is missing",
+                path.display()
+            );
         }
-        return Ok(ResolvedModel { dir: path.to_path_buf(), id: spec.to_string(), revision: "local".into(), card: None });
+        return Ok(ResolvedModel {
+            dir: path.to_path_buf(),
+            id: spec.to_string(),
+            revision: "local".into(),
+            card: None,
+        });
     }
     let card = match find_card(spec)? {
         Some(c) => c,
-        None if spec.contains('/') && !path.exists() && !spec.starts_with('.') && spec.matches('/').count() == 1 => {
+        None if spec.contains('/')
+            && !path.exists()
+            && !spec.starts_with('.')
+            && spec.matches('/').count() == 1 =>
+        {
             ModelCard {
                 name: spec.to_string(),
                 hub_id: spec.to_string(),
@@ -113,7 +140,10 @@ pub fn resolve(spec: &str, quiet: bool) -> Result<ResolvedModel> {
             }
         }
         None => {
-            let names: Vec<String> = super::card::builtin_cards()?.into_iter().map(|c| c.name).collect();
+            let names: Vec<String> = super::card::builtin_cards()?
+                .into_iter()
+                .map(|c| c.name)
+                .collect();
             bail!(
                 "model `{spec}` is neither a directory nor a known card ({}) nor a hub id like org/name",
                 names.join(", ")
@@ -121,11 +151,24 @@ pub fn resolve(spec: &str, quiet: bool) -> Result<ResolvedModel> {
         }
     };
     if let Some(dir) = find_local(&card) {
-        return Ok(ResolvedModel { dir, id: card.hub_id.clone(), revision: card.revision.clone(), card: Some(card) });
+        return Ok(ResolvedModel {
+            dir,
+            id: card.hub_id.clone(),
+            revision: card.revision.clone(),
+            card: Some(card),
+        });
     }
     if let Some(dir) = find_in_hf_cache(&card.hub_id, &card.revision, &card.files) {
-        let revision = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or(card.revision.clone());
-        return Ok(ResolvedModel { dir, id: card.hub_id.clone(), revision, card: Some(card) });
+        let revision = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or(card.revision.clone());
+        return Ok(ResolvedModel {
+            dir,
+            id: card.hub_id.clone(),
+            revision,
+            card: Some(card),
+        });
     }
     let how = format!(
         "download it elsewhere (e.g. `huggingface-cli download {id} --revision {rev}`) and pass the directory \
@@ -143,15 +186,25 @@ pub fn resolve(spec: &str, quiet: bool) -> Result<ResolvedModel> {
         );
     }
     download(&card, quiet).with_context(|| {
-        format!("could not download `{}` (revision {}) from the Hugging Face hub; {how}", card.hub_id, card.revision)
+        format!(
+            "could not download `{}` (revision {}) from the Hugging Face hub; {how}",
+            card.hub_id, card.revision
+        )
     })
 }
 
 fn download(card: &ModelCard, quiet: bool) -> Result<ResolvedModel> {
     use hf_hub::api::sync::ApiBuilder;
     use hf_hub::{Repo, RepoType};
-    let api = ApiBuilder::new().with_cache_dir(hf_cache_dir()).with_progress(!quiet).build()?;
-    let repo = api.repo(Repo::with_revision(card.hub_id.clone(), RepoType::Model, card.revision.clone()));
+    let api = ApiBuilder::new()
+        .with_cache_dir(hf_cache_dir())
+        .with_progress(!quiet)
+        .build()?;
+    let repo = api.repo(Repo::with_revision(
+        card.hub_id.clone(),
+        RepoType::Model,
+        card.revision.clone(),
+    ));
     let mut files = card.files.clone();
     if !files.iter().any(|f| f == "config.json") {
         files.insert(0, "config.json".into());
@@ -169,6 +222,14 @@ fn download(card: &ModelCard, quiet: bool) -> Result<ResolvedModel> {
         }
     }
     let dir = dir.context("hf-hub returned no path for config.json")?;
-    let revision = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or(card.revision.clone());
-    Ok(ResolvedModel { dir, id: card.hub_id.clone(), revision, card: Some(card.clone()) })
+    let revision = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or(card.revision.clone());
+    Ok(ResolvedModel {
+        dir,
+        id: card.hub_id.clone(),
+        revision,
+        card: Some(card.clone()),
+    })
 }

@@ -34,23 +34,45 @@ impl Shape {
 }
 
 /// Tokenizer files copied from the tokenizer source directory when present.
-const TOKENIZER_FILES: [&str; 4] = ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"];
+const TOKENIZER_FILES: [&str; 4] = [
+    "tokenizer.json",
+    "vocab.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+];
 
 /// Write `config.json`, `model.safetensors` (f32, weights ~ U(±0.02·√3), i.e. std 0.02 as BERT's
 /// initializer; LayerNorm γ = 1, β = 0; biases 0), the tokenizer of `tokenizer_from`, and a
 /// sentence-transformers pooling config to `out`. The same seed gives the same bytes.
-pub fn write_random_bert(out: &Path, shape: Shape, tokenizer_from: &Path, pooling: super::Pooling, seed: u64) -> Result<()> {
+pub fn write_random_bert(
+    out: &Path,
+    shape: Shape,
+    tokenizer_from: &Path,
+    pooling: super::Pooling,
+    seed: u64,
+) -> Result<()> {
     if shape.heads == 0 || shape.hidden % shape.heads != 0 {
-        bail!("hidden size {} is not divisible by {} heads", shape.hidden, shape.heads);
+        bail!(
+            "hidden size {} is not divisible by {} heads",
+            shape.hidden,
+            shape.heads
+        );
     }
-    let src_cfg = BertConfig::from_file(&tokenizer_from.join("config.json"))
-        .with_context(|| format!("{}: the tokenizer source must be a BERT model directory", tokenizer_from.display()))?;
+    let src_cfg =
+        BertConfig::from_file(&tokenizer_from.join("config.json")).with_context(|| {
+            format!(
+                "{}: the tokenizer source must be a BERT model directory",
+                tokenizer_from.display()
+            )
+        })?;
     let vocab = src_cfg.vocab_size;
-    std::fs::create_dir_all(out.join("1_Pooling")).with_context(|| format!("{}: cannot create", out.display()))?;
+    std::fs::create_dir_all(out.join("1_Pooling"))
+        .with_context(|| format!("{}: cannot create", out.display()))?;
     for f in TOKENIZER_FILES {
         let p = tokenizer_from.join(f);
         if p.exists() {
-            let bytes = std::fs::read(&p).with_context(|| format!("{}: cannot read", p.display()))?;
+            let bytes =
+                std::fs::read(&p).with_context(|| format!("{}: cannot read", p.display()))?;
             atomic_write(&out.join(f), &bytes)?;
         }
     }
@@ -71,7 +93,10 @@ pub fn write_random_bert(out: &Path, shape: Shape, tokenizer_from: &Path, poolin
         "initializer_range": 0.02,
         "celltext_synthetic_seed": seed,
     });
-    atomic_write(&out.join("config.json"), serde_json::to_string_pretty(&config)?.as_bytes())?;
+    atomic_write(
+        &out.join("config.json"),
+        serde_json::to_string_pretty(&config)?.as_bytes(),
+    )?;
     let p = |m: super::Pooling| pooling == m;
     let pool = serde_json::json!({
         "word_embedding_dimension": shape.hidden,
@@ -79,7 +104,10 @@ pub fn write_random_bert(out: &Path, shape: Shape, tokenizer_from: &Path, poolin
         "pooling_mode_mean_tokens": p(super::Pooling::Mean),
         "pooling_mode_max_tokens": p(super::Pooling::Max),
     });
-    atomic_write(&out.join("1_Pooling/config.json"), serde_json::to_string_pretty(&pool)?.as_bytes())?;
+    atomic_write(
+        &out.join("1_Pooling/config.json"),
+        serde_json::to_string_pretty(&pool)?.as_bytes(),
+    )?;
 
     let tensors = tensor_list(shape, vocab);
     // Each tensor draws from its own stream (seed, index), so generation parallelizes and the
@@ -112,7 +140,8 @@ pub fn write_random_bert(out: &Path, shape: Shape, tokenizer_from: &Path, poolin
         })
         .collect::<Result<_>>()?;
     atomic_write_with(&out.join("model.safetensors"), |tmp| {
-        safetensors::serialize_to_file(views, None, tmp).map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))
+        safetensors::serialize_to_file(views, None, tmp)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))
     })
 }
 
@@ -120,7 +149,10 @@ pub fn write_random_bert(out: &Path, shape: Shape, tokenizer_from: &Path, poolin
 fn tensor_list(s: Shape, vocab: usize) -> Vec<(String, Vec<usize>)> {
     let (h, i) = (s.hidden, s.intermediate);
     let mut t = vec![
-        ("embeddings.word_embeddings.weight".to_string(), vec![vocab, h]),
+        (
+            "embeddings.word_embeddings.weight".to_string(),
+            vec![vocab, h],
+        ),
         ("embeddings.position_embeddings.weight".into(), vec![512, h]),
         ("embeddings.token_type_embeddings.weight".into(), vec![2, h]),
         ("embeddings.LayerNorm.weight".into(), vec![h]),

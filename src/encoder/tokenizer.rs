@@ -55,11 +55,21 @@ impl TextTokenizer {
         if tj.exists() {
             let mut warnings = Vec::new();
             if lowercase_override.is_some() {
-                warnings.push(format!("{} defines its own normalizer; --lowercase/--cased is ignored", tj.display()));
+                warnings.push(format!(
+                    "{} defines its own normalizer; --lowercase/--cased is ignored",
+                    tj.display()
+                ));
             }
             let inner = Tokenizer::from_file(&tj)
                 .map_err(|e| anyhow!("{}: cannot load tokenizer.json: {e}", tj.display()))?;
-            return Self::finish(inner, max_length, None, CasingSource::TokenizerJson, tj, warnings);
+            return Self::finish(
+                inner,
+                max_length,
+                None,
+                CasingSource::TokenizerJson,
+                tj,
+                warnings,
+            );
         }
         if !vocab.exists() {
             bail!(
@@ -104,7 +114,9 @@ impl TextTokenizer {
         // ours to do, per batch, so turn it off; truncation follows the model's max length.
         inner.with_padding(None);
         let mut untruncated = inner.clone();
-        untruncated.with_truncation(None).map_err(|e| anyhow!("{}: {e}", source.display()))?;
+        untruncated
+            .with_truncation(None)
+            .map_err(|e| anyhow!("{}: {e}", source.display()))?;
         inner
             .with_truncation(Some(TruncationParams {
                 max_length,
@@ -113,7 +125,15 @@ impl TextTokenizer {
                 direction: TruncationDirection::Right,
             }))
             .map_err(|e| anyhow!("{}: cannot set truncation: {e}", source.display()))?;
-        Ok(Self { inner, untruncated, max_length, lowercase, casing_source, source, warnings })
+        Ok(Self {
+            inner,
+            untruncated,
+            max_length,
+            lowercase,
+            casing_source,
+            source,
+            warnings,
+        })
     }
 
     pub fn encode(&self, text: &str) -> Result<TokenizedText> {
@@ -121,7 +141,10 @@ impl TextTokenizer {
             .inner
             .encode_fast(text, true)
             .map_err(|e| anyhow!("tokenizer {}: {e}", self.source.display()))?;
-        Ok(TokenizedText { truncated: !enc.get_overflowing().is_empty(), ids: enc.get_ids().to_vec() })
+        Ok(TokenizedText {
+            truncated: !enc.get_overflowing().is_empty(),
+            ids: enc.get_ids().to_vec(),
+        })
     }
 
     /// Tokenize many texts in parallel (rayon, inside `tokenizers`).
@@ -132,13 +155,20 @@ impl TextTokenizer {
             .map_err(|e| anyhow!("tokenizer {}: {e}", self.source.display()))?;
         Ok(encs
             .into_iter()
-            .map(|e| TokenizedText { truncated: !e.get_overflowing().is_empty(), ids: e.get_ids().to_vec() })
+            .map(|e| TokenizedText {
+                truncated: !e.get_overflowing().is_empty(),
+                ids: e.get_ids().to_vec(),
+            })
             .collect())
     }
 
     /// Token count of `text` with special tokens, without truncation: how much context it needs.
     pub fn count_untruncated(&self, text: &str) -> Result<usize> {
-        Ok(self.untruncated.encode_fast(text, true).map_err(|e| anyhow!("{e}"))?.len())
+        Ok(self
+            .untruncated
+            .encode_fast(text, true)
+            .map_err(|e| anyhow!("{e}"))?
+            .len())
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -152,7 +182,9 @@ impl TextTokenizer {
 
 /// BERT's WordPiece pipeline, as `BertTokenizerFast` builds it from a vocab.txt.
 pub fn wordpiece_tokenizer(vocab: &Path, lowercase: bool) -> Result<Tokenizer> {
-    let vocab_str = vocab.to_str().with_context(|| format!("{}: path is not UTF-8", vocab.display()))?;
+    let vocab_str = vocab
+        .to_str()
+        .with_context(|| format!("{}: path is not UTF-8", vocab.display()))?;
     let wp = WordPiece::from_file(vocab_str)
         .unk_token("[UNK]".into())
         .continuing_subword_prefix("##".into())
@@ -161,7 +193,10 @@ pub fn wordpiece_tokenizer(vocab: &Path, lowercase: bool) -> Result<Tokenizer> {
         .map_err(|e| anyhow!("{}: cannot read WordPiece vocabulary: {e}", vocab.display()))?;
     let id = |tok: &str| -> Result<u32> {
         wp_token_id(&wp, tok).with_context(|| {
-            format!("{}: vocabulary has no {tok} token; is this a BERT vocab.txt?", vocab.display())
+            format!(
+                "{}: vocabulary has no {tok} token; is this a BERT vocab.txt?",
+                vocab.display()
+            )
         })
     };
     let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
@@ -176,7 +211,10 @@ pub fn wordpiece_tokenizer(vocab: &Path, lowercase: bool) -> Result<Tokenizer> {
     t.with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)))
         .map_err(|e| anyhow!("{e}"))?;
     t.with_pre_tokenizer(Some(BertPreTokenizer));
-    t.with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
+    t.with_post_processor(Some(BertProcessing::new(
+        ("[SEP]".into(), sep),
+        ("[CLS]".into(), cls),
+    )));
     t.with_decoder(Some(WordPieceDecoder::default()));
     // BertTokenizerFast registers the special tokens as added tokens, so a literal "[UNK]" or
     // "[SEP]" in the text maps to its id instead of being split into word pieces.
@@ -194,7 +232,8 @@ fn do_lower_case_from_config(dir: &Path) -> Result<Option<bool>> {
     if !path.exists() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
     let v: serde_json::Value =
         serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?;
     Ok(v.get("do_lower_case").and_then(|x| x.as_bool()))
@@ -202,7 +241,8 @@ fn do_lower_case_from_config(dir: &Path) -> Result<Option<bool>> {
 
 /// A cased BERT vocabulary has many whole-word entries with capitals ("The", "Protein").
 fn vocab_looks_cased(vocab: &Path) -> Result<bool> {
-    let text = std::fs::read_to_string(vocab).with_context(|| format!("{}: cannot read", vocab.display()))?;
+    let text = std::fs::read_to_string(vocab)
+        .with_context(|| format!("{}: cannot read", vocab.display()))?;
     let (mut words, mut capital) = (0usize, 0usize);
     for line in text.lines() {
         if line.starts_with('[') || line.starts_with("##") {

@@ -49,7 +49,10 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     if st.exists() {
         return Ok(vec![st]);
     }
-    for index in ["model.safetensors.index.json", "pytorch_model.bin.index.json"] {
+    for index in [
+        "model.safetensors.index.json",
+        "pytorch_model.bin.index.json",
+    ] {
         let p = dir.join(index);
         if p.exists() {
             return shard_files(&p);
@@ -67,15 +70,19 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string(index).with_context(|| format!("{}: cannot read", index.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", index.display()))?;
+    let text = std::fs::read_to_string(index)
+        .with_context(|| format!("{}: cannot read", index.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: invalid JSON", index.display()))?;
     let map = v
         .get("weight_map")
         .and_then(|m| m.as_object())
         .with_context(|| format!("{}: missing `weight_map` object", index.display()))?;
     let dir = index.parent().unwrap_or(Path::new("."));
-    let files: BTreeSet<String> = map.values().filter_map(|f| f.as_str().map(String::from)).collect();
+    let files: BTreeSet<String> = map
+        .values()
+        .filter_map(|f| f.as_str().map(String::from))
+        .collect();
     if files.is_empty() {
         bail!("{}: `weight_map` names no files", index.display());
     }
@@ -83,7 +90,10 @@ fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
     for f in files {
         let p = dir.join(&f);
         if !p.exists() {
-            bail!("{}: shard `{f}` listed in the index is missing", index.display());
+            bail!(
+                "{}: shard `{f}` listed in the index is missing",
+                index.display()
+            );
         }
         out.push(p);
     }
@@ -124,7 +134,11 @@ impl WeightFiles {
                 }
             }
         }
-        Ok(Self { backing, names, files })
+        Ok(Self {
+            backing,
+            names,
+            files,
+        })
     }
 
     pub fn has(&self, canonical: &str) -> bool {
@@ -145,7 +159,13 @@ impl WeightFiles {
         let present: BTreeSet<usize> = self
             .names
             .keys()
-            .filter_map(|k| k.strip_prefix("encoder.layer.")?.split('.').next()?.parse().ok())
+            .filter_map(|k| {
+                k.strip_prefix("encoder.layer.")?
+                    .split('.')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
             .collect();
         (0..).take_while(|i| present.contains(i)).count()
     }
@@ -153,7 +173,11 @@ impl WeightFiles {
     /// Check the sizes config.json gives against the tensors' shapes before anything is
     /// allocated: a config that claims 2^60 layers or a 10^9 vocabulary is refused here, naming
     /// the field, instead of exhausting memory.
-    pub fn check_config(&self, config: &super::config::BertConfig, config_path: &Path) -> Result<()> {
+    pub fn check_config(
+        &self,
+        config: &super::config::BertConfig,
+        config_path: &Path,
+    ) -> Result<()> {
         let h = config.hidden_size;
         let expect = |name: &str, want: [usize; 2], fields: &str| -> Result<()> {
             match self.shape(name) {
@@ -166,8 +190,16 @@ impl WeightFiles {
                 None => Ok(()), // a missing tensor is reported, with its name, when it is loaded
             }
         };
-        expect("embeddings.word_embeddings.weight", [config.vocab_size, h], "vocab_size and hidden_size")?;
-        expect("embeddings.position_embeddings.weight", [config.max_position_embeddings, h], "max_position_embeddings and hidden_size")?;
+        expect(
+            "embeddings.word_embeddings.weight",
+            [config.vocab_size, h],
+            "vocab_size and hidden_size",
+        )?;
+        expect(
+            "embeddings.position_embeddings.weight",
+            [config.max_position_embeddings, h],
+            "max_position_embeddings and hidden_size",
+        )?;
         let layers = self.n_layers();
         if config.num_hidden_layers > layers {
             bail!(
@@ -177,11 +209,21 @@ impl WeightFiles {
                 self.files[0].display()
             );
         }
-        expect("encoder.layer.0.intermediate.dense.weight", [config.intermediate_size, h], "intermediate_size and hidden_size")
+        expect(
+            "encoder.layer.0.intermediate.dense.weight",
+            [config.intermediate_size, h],
+            "intermediate_size and hidden_size",
+        )
     }
 
     /// Load a tensor by canonical name, check its shape, move it to `device` as `dtype`.
-    pub fn get(&self, canonical: &str, shape: &[usize], device: &Device, dtype: DType) -> Result<Tensor> {
+    pub fn get(
+        &self,
+        canonical: &str,
+        shape: &[usize],
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Tensor> {
         let raw = self.names.get(canonical).with_context(|| {
             format!(
                 "{}: missing tensor `{canonical}` (also tried `bert.{canonical}` and LayerNorm gamma/beta names); \
@@ -191,9 +233,12 @@ impl WeightFiles {
         })?;
         let t = match &self.backing {
             Backing::Safetensors(st) => {
-                let t = st
-                    .load(raw, &Device::Cpu)
-                    .map_err(|e| anyhow!("{}: cannot read tensor `{raw}`: {e}", self.files[0].display()))?;
+                let t = st.load(raw, &Device::Cpu).map_err(|e| {
+                    anyhow!(
+                        "{}: cannot read tensor `{raw}`: {e}",
+                        self.files[0].display()
+                    )
+                })?;
                 if let Ok(view) = st.get(raw) {
                     release_mapped(view.data());
                 }
@@ -209,8 +254,15 @@ impl WeightFiles {
                 shape
             );
         }
-        if !matches!(t.dtype(), DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
-            bail!("{}: tensor `{raw}` has non-float dtype {:?}", self.files[0].display(), t.dtype());
+        if !matches!(
+            t.dtype(),
+            DType::F32 | DType::F16 | DType::BF16 | DType::F64
+        ) {
+            bail!(
+                "{}: tensor `{raw}` has non-float dtype {:?}",
+                self.files[0].display(),
+                t.dtype()
+            );
         }
         Ok(t.to_dtype(dtype)?.to_device(device)?)
     }
@@ -237,7 +289,10 @@ impl WeightFiles {
         }
         let mut lines = String::new();
         for f in &self.files {
-            let name = f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let name = f
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             lines.push_str(&format!("{name} {}\n", sha256_file(f)?));
         }
         Ok(crate::io::sha256_bytes(lines.as_bytes()))
@@ -269,11 +324,17 @@ fn release_mapped(bytes: &[u8]) {
 
 fn check_safetensors_header(path: &Path) -> Result<()> {
     use std::io::Read;
-    let len = std::fs::metadata(path).with_context(|| format!("{}: cannot stat", path.display()))?.len();
-    let mut f = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("{}: cannot stat", path.display()))?
+        .len();
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     let mut n = [0u8; 8];
     if len < 8 || f.read_exact(&mut n).is_err() {
-        bail!("{}: truncated safetensors file ({len} bytes, no header)", path.display());
+        bail!(
+            "{}: truncated safetensors file ({len} bytes, no header)",
+            path.display()
+        );
     }
     let hlen = u64::from_le_bytes(n);
     if hlen > len - 8 {
@@ -283,16 +344,25 @@ fn check_safetensors_header(path: &Path) -> Result<()> {
         );
     }
     let mut header = vec![0u8; hlen as usize];
-    f.read_exact(&mut header).with_context(|| format!("{}: cannot read header", path.display()))?;
-    let v: serde_json::Value = serde_json::from_slice(&header)
-        .map_err(|e| anyhow!("{}: corrupt safetensors header (not JSON: {e})", path.display()))?;
+    f.read_exact(&mut header)
+        .with_context(|| format!("{}: cannot read header", path.display()))?;
+    let v: serde_json::Value = serde_json::from_slice(&header).map_err(|e| {
+        anyhow!(
+            "{}: corrupt safetensors header (not JSON: {e})",
+            path.display()
+        )
+    })?;
     let mut max_end = 0u64;
     if let Some(obj) = v.as_object() {
         for (k, t) in obj {
             if k == "__metadata__" {
                 continue;
             }
-            if let Some(end) = t.get("data_offsets").and_then(|o| o.get(1)).and_then(|e| e.as_u64()) {
+            if let Some(end) = t
+                .get("data_offsets")
+                .and_then(|o| o.get(1))
+                .and_then(|e| e.as_u64())
+            {
                 max_end = max_end.max(end);
             }
         }
@@ -316,7 +386,10 @@ mod tests {
             canonical_name("bert.encoder.layer.0.attention.output.LayerNorm.gamma").unwrap(),
             "encoder.layer.0.attention.output.LayerNorm.weight"
         );
-        assert_eq!(canonical_name("embeddings.LayerNorm.beta").unwrap(), "embeddings.LayerNorm.bias");
+        assert_eq!(
+            canonical_name("embeddings.LayerNorm.beta").unwrap(),
+            "embeddings.LayerNorm.bias"
+        );
         assert_eq!(canonical_name("cls.predictions.bias"), None);
         assert_eq!(canonical_name("bert.pooler.dense.weight"), None);
         assert_eq!(canonical_name("bert.embeddings.position_ids"), None);

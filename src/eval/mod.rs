@@ -1,5 +1,5 @@
 //! Metrics, clustering scores, reports and plots.
-pub mod metrics;
 pub mod clustering;
-pub mod plots;
 pub mod embedding2d;
+pub mod metrics;
+pub mod plots;

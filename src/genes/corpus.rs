@@ -8,7 +8,9 @@ use std::io::Read;
 use std::path::Path;
 
 /// Species of gene names (`--species human|mouse`, also `hs` / `homo_sapiens`, `mm` / `mus_musculus`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Species {
     #[value(alias = "hs", alias = "homo_sapiens")]
@@ -56,25 +58,39 @@ impl SummaryCorpus {
         for line in text.lines().skip(1) {
             let mut f = line.splitn(3, '\t');
             if let (Some(s), Some(src), Some(t)) = (f.next(), f.next(), f.next()) {
-                genes.push(GeneText { symbol: s.into(), text: t.into(), source: src.into() });
+                genes.push(GeneText {
+                    symbol: s.into(),
+                    text: t.into(),
+                    source: src.into(),
+                });
             }
         }
-        Ok(Self { genes, origin: name.into(), sha256: crate::io::sha256_bytes(bytes) })
+        Ok(Self {
+            genes,
+            origin: name.into(),
+            sha256: crate::io::sha256_bytes(bytes),
+        })
     }
 
     /// Load a user file: `.json` (GenePT `{symbol: text}`), else TSV/CSV with a header naming a
     /// symbol column (`symbol`, `gene`, `gene_symbol`, `gene_name`) and a text column (`text`,
     /// `summary`, `description`).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read summaries", path.display()))?;
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("{}: cannot read summaries", path.display()))?;
         let sha256 = crate::io::sha256_bytes(&bytes);
         let bytes = if path.extension().is_some_and(|e| e == "gz") {
             gunzip(&bytes, &path.display().to_string())?.into_bytes()
         } else {
             bytes
         };
-        let text = String::from_utf8(bytes)
-            .map_err(|e| anyhow::anyhow!("{}: not valid UTF-8 at byte {}", path.display(), e.utf8_error().valid_up_to()))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: not valid UTF-8 at byte {}",
+                path.display(),
+                e.utf8_error().valid_up_to()
+            )
+        })?;
         if text.trim().is_empty() {
             bail!("{}: the summaries file is empty", path.display());
         }
@@ -83,7 +99,8 @@ impl SummaryCorpus {
         let pairs = if name.ends_with(".json") || text.trim_start().starts_with('{') {
             parse_json_map(&text).with_context(|| format!("{}", path.display()))?
         } else {
-            parse_table(&text, name.ends_with(".csv")).with_context(|| format!("{}", path.display()))?
+            parse_table(&text, name.ends_with(".csv"))
+                .with_context(|| format!("{}", path.display()))?
         };
         let mut seen = HashSet::new();
         let mut genes = vec![];
@@ -93,17 +110,31 @@ impl SummaryCorpus {
                 bail!("{}: {line}: empty gene symbol", path.display());
             }
             if txt.trim().is_empty() {
-                bail!("{}: {line}: gene `{sym}` has an empty summary; remove it or give it text", path.display());
+                bail!(
+                    "{}: {line}: gene `{sym}` has an empty summary; remove it or give it text",
+                    path.display()
+                );
             }
             if !seen.insert(sym.clone()) {
-                bail!("{}: {line}: gene `{sym}` appears twice; keep one summary per symbol", path.display());
+                bail!(
+                    "{}: {line}: gene `{sym}` appears twice; keep one summary per symbol",
+                    path.display()
+                );
             }
-            genes.push(GeneText { symbol: sym, text: txt.split_whitespace().collect::<Vec<_>>().join(" "), source: "user".into() });
+            genes.push(GeneText {
+                symbol: sym,
+                text: txt.split_whitespace().collect::<Vec<_>>().join(" "),
+                source: "user".into(),
+            });
         }
         if genes.is_empty() {
             bail!("{}: no gene summaries found", path.display());
         }
-        Ok(Self { genes, origin: path.display().to_string(), sha256 })
+        Ok(Self {
+            genes,
+            origin: path.display().to_string(),
+            sha256,
+        })
     }
 }
 
@@ -116,7 +147,10 @@ fn parse_json_map(text: &str) -> Result<Vec<(String, String, String)>> {
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             f.write_str("a JSON object {symbol: summary text}")
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<Self::Value, A::Error> {
+        fn visit_map<A: MapAccess<'de>>(
+            self,
+            mut m: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
             let mut out = vec![];
             while let Some((k, v)) = m.next_entry::<String, serde_json::Value>()? {
                 let t = match v {
@@ -139,8 +173,11 @@ fn parse_json_map(text: &str) -> Result<Vec<(String, String, String)>> {
         }
     }
     let mut de = serde_json::Deserializer::from_str(text);
-    let pairs = de.deserialize_map(V).map_err(|e| anyhow::anyhow!("invalid summaries JSON: {e}"))?;
-    de.end().map_err(|e| anyhow::anyhow!("invalid summaries JSON: trailing data: {e}"))?;
+    let pairs = de
+        .deserialize_map(V)
+        .map_err(|e| anyhow::anyhow!("invalid summaries JSON: {e}"))?;
+    de.end()
+        .map_err(|e| anyhow::anyhow!("invalid summaries JSON: trailing data: {e}"))?;
     // locate each key's line for messages about duplicates / empty text
     let mut out = vec![];
     let mut search_from = 0;
@@ -160,20 +197,39 @@ fn parse_json_map(text: &str) -> Result<Vec<(String, String, String)>> {
 
 fn parse_table(text: &str, csv_hint: bool) -> Result<Vec<(String, String, String)>> {
     let first = text.lines().next().unwrap_or("");
-    let delim = if first.contains('\t') { b'\t' } else if csv_hint || first.contains(',') { b',' } else { b'\t' };
-    let mut rdr = csv::ReaderBuilder::new().delimiter(delim).flexible(false).from_reader(text.as_bytes());
-    let headers: Vec<String> = rdr.headers()?.iter().map(|h| h.trim().to_ascii_lowercase()).collect();
+    let delim = if first.contains('\t') {
+        b'\t'
+    } else if csv_hint || first.contains(',') {
+        b','
+    } else {
+        b'\t'
+    };
+    let mut rdr = csv::ReaderBuilder::new()
+        .delimiter(delim)
+        .flexible(false)
+        .from_reader(text.as_bytes());
+    let headers: Vec<String> = rdr
+        .headers()?
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .collect();
     let find = |names: &[&str]| headers.iter().position(|h| names.contains(&h.as_str()));
     let si = find(&["symbol", "gene", "gene_symbol", "gene_name", "genes"]).with_context(|| {
         format!("line 1: no symbol column in header {headers:?}; name one of symbol, gene, gene_symbol, gene_name")
     })?;
     let ti = find(&["text", "summary", "description", "summaries"]).with_context(|| {
-        format!("line 1: no text column in header {headers:?}; name one of text, summary, description")
+        format!(
+            "line 1: no text column in header {headers:?}; name one of text, summary, description"
+        )
     })?;
     let mut out = vec![];
     for (i, rec) in rdr.records().enumerate() {
         let rec = rec.map_err(|e| anyhow::anyhow!("line {}: {e}", i + 2))?;
-        out.push((format!("line {}", i + 2), rec.get(si).unwrap_or("").to_string(), rec.get(ti).unwrap_or("").to_string()));
+        out.push((
+            format!("line {}", i + 2),
+            rec.get(si).unwrap_or("").to_string(),
+            rec.get(ti).unwrap_or("").to_string(),
+        ));
     }
     Ok(out)
 }
@@ -188,7 +244,10 @@ mod tests {
         assert!(h.genes.iter().any(|g| g.symbol == "CD3E"));
         let m = SummaryCorpus::bundled(Species::Mouse).unwrap();
         assert_eq!(m.genes.len(), 15_075);
-        assert_eq!(m.genes.iter().filter(|g| g.source == "mouse").count(), 3_832);
+        assert_eq!(
+            m.genes.iter().filter(|g| g.source == "mouse").count(),
+            3_832
+        );
     }
     #[test]
     fn json_duplicates_and_empty_are_errors_with_line() {
@@ -196,13 +255,19 @@ mod tests {
         let p = dir.path().join("s.json");
         std::fs::write(&p, "{\n\"A\": \"x y\",\n\"B\": \"z\",\n\"A\": \"again\"\n}").unwrap();
         let e = format!("{:#}", SummaryCorpus::from_file(&p).unwrap_err());
-        assert!(e.contains("line 4") && e.contains("`A` appears twice"), "{e}");
+        assert!(
+            e.contains("line 4") && e.contains("`A` appears twice"),
+            "{e}"
+        );
         std::fs::write(&p, "{\"A\": \"\"}").unwrap();
         let e = format!("{:#}", SummaryCorpus::from_file(&p).unwrap_err());
         assert!(e.contains("empty summary"), "{e}");
         std::fs::write(&p, "{\"A\": \"x\",").unwrap();
         let e = format!("{:#}", SummaryCorpus::from_file(&p).unwrap_err());
-        assert!(e.contains("s.json") && e.contains("invalid summaries JSON"), "{e}");
+        assert!(
+            e.contains("s.json") && e.contains("invalid summaries JSON"),
+            "{e}"
+        );
         std::fs::write(&p, "").unwrap();
         assert!(format!("{:#}", SummaryCorpus::from_file(&p).unwrap_err()).contains("empty"));
     }
@@ -212,7 +277,14 @@ mod tests {
         let p = dir.path().join("s.tsv");
         std::fs::write(&p, "gene\tsummary\nA\thello  world\nB\tbye\n").unwrap();
         let c = SummaryCorpus::from_file(&p).unwrap();
-        assert_eq!(c.genes[0], GeneText { symbol: "A".into(), text: "hello world".into(), source: "user".into() });
+        assert_eq!(
+            c.genes[0],
+            GeneText {
+                symbol: "A".into(),
+                text: "hello world".into(),
+                source: "user".into()
+            }
+        );
         let p = dir.path().join("s.csv");
         std::fs::write(&p, "symbol,text\nA,\"a, b\"\nA,c\n").unwrap();
         let e = format!("{:#}", SummaryCorpus::from_file(&p).unwrap_err());

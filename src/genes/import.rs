@@ -31,17 +31,33 @@ pub const EMBEDDING_COLUMNS: [&str; 2] = ["embedding", "embeddings"];
 /// A GenePT-style pickle: a dict `{symbol: vector}`, vectors being lists of floats or NumPy 1-D
 /// float32/float64 arrays. Read by the allow-listed pickle VM: nothing in the file is executed.
 pub fn load_pickle_vectors(path: &Path) -> Result<ImportedVectors> {
-    let file = std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     // SAFETY: read-only mapping of a regular file that must not be truncated while it is read
     // (as for the checkpoint loader); GenePT pickles are ~0.5 GB, so no copy.
-    let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("{}: cannot memory-map", path.display()))?;
-    let what = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let entries = crate::pickle::unpickle_vector_dict(&map, &what).map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .with_context(|| format!("{}: cannot memory-map", path.display()))?;
+    let what = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let entries = crate::pickle::unpickle_vector_dict(&map, &what)
+        .map_err(|e| anyhow!("{}: {e:#}", path.display()))?;
     let mut kinds: Vec<crate::pickle::VectorKind> = entries.iter().map(|e| e.kind).collect();
     kinds.sort();
     kinds.dedup();
-    let layout = format!("dict of {}", kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(" / "));
-    Ok(ImportedVectors { genes: entries.into_iter().map(|e| (e.key, e.values)).collect(), layout })
+    let layout = format!(
+        "dict of {}",
+        kinds
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(" / ")
+    );
+    Ok(ImportedVectors {
+        genes: entries.into_iter().map(|e| (e.key, e.values)).collect(),
+        layout,
+    })
 }
 
 /// Parquet, either sciLaMA-style (a string gene column `gene_id`/`gene`/`symbol` and a
@@ -57,10 +73,22 @@ pub fn load_parquet_vectors(path: &Path) -> Result<ImportedVectors> {
 
 fn read_parquet(path: &Path) -> Result<ImportedVectors> {
     let file = std::fs::File::open(path).context("cannot open")?;
-    let reader = SerializedFileReader::new(file).map_err(|e| anyhow!("not a readable parquet file: {e}"))?;
+    let reader =
+        SerializedFileReader::new(file).map_err(|e| anyhow!("not a readable parquet file: {e}"))?;
     let schema = reader.metadata().file_metadata().schema_descr_ptr();
-    let fields: Vec<String> = schema.root_schema().get_fields().iter().map(|f| f.name().to_string()).collect();
-    let found = || fields.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ");
+    let fields: Vec<String> = schema
+        .root_schema()
+        .get_fields()
+        .iter()
+        .map(|f| f.name().to_string())
+        .collect();
+    let found = || {
+        fields
+            .iter()
+            .map(|f| format!("`{f}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     // leaf columns of each top-level field
     let mut leaves: Vec<Vec<usize>> = vec![Vec::new(); fields.len()];
     for i in 0..schema.num_columns() {
@@ -70,19 +98,29 @@ fn read_parquet(path: &Path) -> Result<ImportedVectors> {
         names
             .iter()
             .find_map(|n| fields.iter().position(|f| f == n))
-            .or_else(|| names.iter().find_map(|n| fields.iter().position(|f| f.eq_ignore_ascii_case(n))))
+            .or_else(|| {
+                names
+                    .iter()
+                    .find_map(|n| fields.iter().position(|f| f.eq_ignore_ascii_case(n)))
+            })
     };
     // pandas writes an unnamed string index as `__index_level_0__`
-    let gene_field = pick(&GENE_COLUMNS).or_else(|| pick(&["__index_level_0__"])).ok_or_else(|| {
-        anyhow!(
-            "no gene column: expected one named {} (columns found: {})",
-            GENE_COLUMNS.map(|c| format!("`{c}`")).join(", "),
-            found()
-        )
-    })?;
+    let gene_field = pick(&GENE_COLUMNS)
+        .or_else(|| pick(&["__index_level_0__"]))
+        .ok_or_else(|| {
+            anyhow!(
+                "no gene column: expected one named {} (columns found: {})",
+                GENE_COLUMNS.map(|c| format!("`{c}`")).join(", "),
+                found()
+            )
+        })?;
     let gene_name = &fields[gene_field];
     let gene_col = match leaves[gene_field][..] {
-        [c] if schema.column(c).physical_type() == PhysicalType::BYTE_ARRAY && schema.column(c).max_rep_level() == 0 => c,
+        [c] if schema.column(c).physical_type() == PhysicalType::BYTE_ARRAY
+            && schema.column(c).max_rep_level() == 0 =>
+        {
+            c
+        }
         _ => bail!("column `{gene_name}` must hold one string per row (gene symbols)"),
     };
     let (names, defs, _) = read_column::<ByteArrayType>(&reader, gene_col, |r| match r {
@@ -91,7 +129,10 @@ fn read_parquet(path: &Path) -> Result<ImportedVectors> {
     })?;
     let max_def = schema.column(gene_col).max_def_level();
     if let Some(row) = defs.iter().position(|&d| d < max_def) {
-        bail!("row {}: `{gene_name}` is null; every row needs a gene symbol", row + 1);
+        bail!(
+            "row {}: `{gene_name}` is null; every row needs a gene symbol",
+            row + 1
+        );
     }
     let genes: Vec<String> = names
         .iter()
@@ -124,9 +165,13 @@ fn read_parquet(path: &Path) -> Result<ImportedVectors> {
             if reps.get(i).copied().unwrap_or(0) == 0 {
                 rows.push(Vec::new());
             }
-            let Some(row) = rows.last_mut() else { bail!("corrupt parquet: `{emb_name}` starts mid-list") };
+            let Some(row) = rows.last_mut() else {
+                bail!("corrupt parquet: `{emb_name}` starts mid-list")
+            };
             if def == max_def {
-                let v = values.get(next).ok_or_else(|| anyhow!("corrupt parquet: `{emb_name}` has fewer values than its levels"))?;
+                let v = values.get(next).ok_or_else(|| {
+                    anyhow!("corrupt parquet: `{emb_name}` has fewer values than its levels")
+                })?;
                 row.push(*v);
                 next += 1;
             } else if def >= list_def {
@@ -137,14 +182,23 @@ fn read_parquet(path: &Path) -> Result<ImportedVectors> {
             // otherwise a null or empty list: left empty, reported by validation with the gene
         }
         if rows.len() != genes.len() {
-            bail!("corrupt parquet: `{gene_name}` has {} rows but `{emb_name}` {}", genes.len(), rows.len());
+            bail!(
+                "corrupt parquet: `{gene_name}` has {} rows but `{emb_name}` {}",
+                genes.len(),
+                rows.len()
+            );
         }
         let layout = format!("parquet `{gene_name}` + `{emb_name}` list<{elem}>");
-        return Ok(ImportedVectors { genes: genes.into_iter().zip(rows).collect(), layout });
+        return Ok(ImportedVectors {
+            genes: genes.into_iter().zip(rows).collect(),
+            layout,
+        });
     }
 
     // wide: every other top-level column is one dimension
-    let dims: Vec<usize> = (0..fields.len()).filter(|&f| f != gene_field && fields[f] != "__index_level_0__").collect();
+    let dims: Vec<usize> = (0..fields.len())
+        .filter(|&f| f != gene_field && fields[f] != "__index_level_0__")
+        .collect();
     if dims.is_empty() {
         bail!(
             "no embedding column: expected a list column named {} or numeric columns beside `{gene_name}` (columns found: {})",
@@ -174,15 +228,26 @@ fn read_parquet(path: &Path) -> Result<ImportedVectors> {
             // fewer values than rows: some are null
             let r = defs.iter().position(|&d| d < max_def).unwrap_or(0);
             let g = genes.get(r).map(String::as_str).unwrap_or("?");
-            bail!("row {} (gene `{g}`): column `{}` is null; fill or drop it", r + 1, fields[f]);
+            bail!(
+                "row {} (gene `{g}`): column `{}` is null; fill or drop it",
+                r + 1,
+                fields[f]
+            );
         }
         for (i, v) in values.into_iter().enumerate() {
             data[i * dims.len() + j] = v;
         }
     }
     let n = dims.len();
-    let rows = genes.into_iter().enumerate().map(|(i, g)| (g, data[i * n..(i + 1) * n].to_vec())).collect();
-    Ok(ImportedVectors { genes: rows, layout: format!("parquet wide: `{gene_name}` + {n} {elem} columns") })
+    let rows = genes
+        .into_iter()
+        .enumerate()
+        .map(|(i, g)| (g, data[i * n..(i + 1) * n].to_vec()))
+        .collect();
+    Ok(ImportedVectors {
+        genes: rows,
+        layout: format!("parquet wide: `{gene_name}` + {n} {elem} columns"),
+    })
 }
 
 /// A float or double column as f32 (doubles rounded to nearest), with its levels.
@@ -191,7 +256,12 @@ fn read_floats(
     col: usize,
     name: &str,
 ) -> Result<(Vec<f32>, Vec<i16>, Vec<i16>, &'static str)> {
-    let ty = reader.metadata().file_metadata().schema_descr().column(col).physical_type();
+    let ty = reader
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .column(col)
+        .physical_type();
     Ok(match ty {
         PhysicalType::FLOAT => {
             let (v, d, r) = read_column::<FloatType>(reader, col, |c| match c {
@@ -201,10 +271,11 @@ fn read_floats(
             (v, d, r, "float")
         }
         PhysicalType::DOUBLE => {
-            let (v, d, r) = read_column::<parquet::data_type::DoubleType>(reader, col, |c| match c {
-                ColumnReader::DoubleColumnReader(r) => Some(r),
-                _ => None,
-            })?;
+            let (v, d, r) =
+                read_column::<parquet::data_type::DoubleType>(reader, col, |c| match c {
+                    ColumnReader::DoubleColumnReader(r) => Some(r),
+                    _ => None,
+                })?;
             (v.into_iter().map(|x| x as f32).collect(), d, r, "double")
         }
         other => bail!("column `{name}` holds {other} values; expected float or double"),
@@ -231,15 +302,26 @@ fn read_column<T: DataType>(
                 c.to_string().split('(').next().unwrap_or_default()
             ),
         }
-        let rows = usize::try_from(meta.row_group(rg).num_rows()).map_err(|_| anyhow!("corrupt parquet: negative row count"))?;
-        let group = reader.get_row_group(rg).map_err(|e| anyhow!("row group {rg}: {e}"))?;
-        let cr = group.get_column_reader(col).map_err(|e| anyhow!("row group {rg}: {e}"))?;
-        let mut r = typed(cr).ok_or_else(|| anyhow!("internal: column reader of an unexpected type"))?;
+        let rows = usize::try_from(meta.row_group(rg).num_rows())
+            .map_err(|_| anyhow!("corrupt parquet: negative row count"))?;
+        let group = reader
+            .get_row_group(rg)
+            .map_err(|e| anyhow!("row group {rg}: {e}"))?;
+        let cr = group
+            .get_column_reader(col)
+            .map_err(|e| anyhow!("row group {rg}: {e}"))?;
+        let mut r =
+            typed(cr).ok_or_else(|| anyhow!("internal: column reader of an unexpected type"))?;
         let mut done = 0;
         while done < rows {
             let (records, _, _) = r
                 .read_records(rows - done, Some(&mut defs), Some(&mut reps), &mut values)
-                .map_err(|e| anyhow!("row group {rg}, column `{}`: {e}", chunk.column_path().string()))?;
+                .map_err(|e| {
+                    anyhow!(
+                        "row group {rg}, column `{}`: {e}",
+                        chunk.column_path().string()
+                    )
+                })?;
             if records == 0 {
                 bail!("corrupt parquet: row group {rg} ends after {done} of {rows} rows");
             }
@@ -276,7 +358,11 @@ pub fn to_store(v: ImportedVectors, file: &Path) -> Result<GeneEmbeddings> {
             );
         }
         if let Some(j) = vec.iter().position(|x| !x.is_finite()) {
-            let why = if vec[j].is_nan() { "" } else { ": infinite, or beyond the f32 range" };
+            let why = if vec[j].is_nan() {
+                ""
+            } else {
+                ": infinite, or beyond the f32 range"
+            };
             bail!("{f}: gene `{g}` has a non-finite value ({}{why}) at position {j}; fix or drop that gene", vec[j]);
         }
         if !seen.insert(g.clone()) {
@@ -294,9 +380,17 @@ const ROW_GROUP_GENES: usize = 8192;
 /// Write a store as sciLaMA-style parquet: `gene_id` (string) and `embedding` (list<float32>), one
 /// row per gene in store order, snappy-compressed; the store manifest goes into the file's
 /// key-value metadata under `celltext.manifest`.
-pub fn write_parquet(path: &Path, g: &GeneEmbeddings, manifest: Option<&serde_json::Value>) -> Result<()> {
+pub fn write_parquet(
+    path: &Path,
+    g: &GeneEmbeddings,
+    manifest: Option<&serde_json::Value>,
+) -> Result<()> {
     // Levels below assume non-empty lists.
-    anyhow::ensure!(g.dim > 0, "{}: the store has 0-dimensional vectors; nothing to write", path.display());
+    anyhow::ensure!(
+        g.dim > 0,
+        "{}: the store has 0-dimensional vectors; nothing to write",
+        path.display()
+    );
     let schema = Arc::new(
         parquet::schema::parser::parse_message_type(
             "message gene_embeddings {
@@ -310,7 +404,12 @@ pub fn write_parquet(path: &Path, g: &GeneEmbeddings, manifest: Option<&serde_js
         )
         .map_err(|e| anyhow!("internal: parquet schema: {e}"))?,
     );
-    let kv = manifest.map(|m| vec![KeyValue::new("celltext.manifest".to_string(), m.to_string())]);
+    let kv = manifest.map(|m| {
+        vec![KeyValue::new(
+            "celltext.manifest".to_string(),
+            m.to_string(),
+        )]
+    });
     let props = Arc::new(
         WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
@@ -320,9 +419,11 @@ pub fn write_parquet(path: &Path, g: &GeneEmbeddings, manifest: Option<&serde_js
             .set_key_value_metadata(kv)
             .build(),
     );
-    let pq = |e: parquet::errors::ParquetError| anyhow!("{}: parquet write failed: {e}", path.display());
+    let pq =
+        |e: parquet::errors::ParquetError| anyhow!("{}: parquet write failed: {e}", path.display());
     crate::io::atomic_write_with(path, |tmp| {
-        let file = std::fs::File::create(tmp).with_context(|| format!("{}: cannot create", tmp.display()))?;
+        let file = std::fs::File::create(tmp)
+            .with_context(|| format!("{}: cannot create", tmp.display()))?;
         let mut w = SerializedFileWriter::new(file, schema.clone(), props.clone()).map_err(pq)?;
         let dim = g.dim;
         // list levels: each row starts at repetition 0; every element is present (definition 1)
@@ -330,15 +431,33 @@ pub fn write_parquet(path: &Path, g: &GeneEmbeddings, manifest: Option<&serde_js
         for start in (0..g.len()).step_by(ROW_GROUP_GENES) {
             let end = (start + ROW_GROUP_GENES).min(g.len());
             let mut rg = w.next_row_group().map_err(pq)?;
-            let mut col = rg.next_column().map_err(pq)?.context("internal: parquet schema lacks gene_id")?;
-            let names: Vec<ByteArray> = g.symbols[start..end].iter().map(|s| ByteArray::from(s.as_str())).collect();
-            col.typed::<ByteArrayType>().write_batch(&names, None, None).map_err(pq)?;
+            let mut col = rg
+                .next_column()
+                .map_err(pq)?
+                .context("internal: parquet schema lacks gene_id")?;
+            let names: Vec<ByteArray> = g.symbols[start..end]
+                .iter()
+                .map(|s| ByteArray::from(s.as_str()))
+                .collect();
+            col.typed::<ByteArrayType>()
+                .write_batch(&names, None, None)
+                .map_err(pq)?;
             col.close().map_err(pq)?;
-            let mut col = rg.next_column().map_err(pq)?.context("internal: parquet schema lacks embedding")?;
+            let mut col = rg
+                .next_column()
+                .map_err(pq)?
+                .context("internal: parquet schema lacks embedding")?;
             let values = &g.data[start * dim..end * dim];
             let defs = vec![1i16; values.len()];
-            let reps: Vec<i16> = row_reps.iter().copied().cycle().take(values.len()).collect();
-            col.typed::<FloatType>().write_batch(values, Some(&defs), Some(&reps)).map_err(pq)?;
+            let reps: Vec<i16> = row_reps
+                .iter()
+                .copied()
+                .cycle()
+                .take(values.len())
+                .collect();
+            col.typed::<FloatType>()
+                .write_batch(values, Some(&defs), Some(&reps))
+                .map_err(pq)?;
             col.close().map_err(pq)?;
             rg.close().map_err(pq)?;
         }
@@ -353,7 +472,10 @@ mod tests {
     use super::*;
 
     fn iv(genes: Vec<(&str, Vec<f32>)>) -> ImportedVectors {
-        ImportedVectors { genes: genes.into_iter().map(|(g, v)| (g.to_string(), v)).collect(), layout: String::new() }
+        ImportedVectors {
+            genes: genes.into_iter().map(|(g, v)| (g.to_string(), v)).collect(),
+            layout: String::new(),
+        }
     }
 
     #[test]
@@ -361,20 +483,41 @@ mod tests {
         let f = Path::new("x.pkl");
         let e = to_store(iv(vec![]), f).unwrap_err().to_string();
         assert!(e.contains("x.pkl") && e.contains("no genes"), "{e}");
-        let e = to_store(iv(vec![("A", vec![1.0, 2.0]), ("B", vec![1.0])]), f).unwrap_err().to_string();
-        assert!(e.contains("`B` has 1 values but `A` (the first gene) has 2"), "{e}");
-        let e = to_store(iv(vec![("A", vec![1.0]), ("B", vec![f32::NAN])]), f).unwrap_err().to_string();
+        let e = to_store(iv(vec![("A", vec![1.0, 2.0]), ("B", vec![1.0])]), f)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`B` has 1 values but `A` (the first gene) has 2"),
+            "{e}"
+        );
+        let e = to_store(iv(vec![("A", vec![1.0]), ("B", vec![f32::NAN])]), f)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`B`") && e.contains("NaN"), "{e}");
-        let e = to_store(iv(vec![("A", vec![1.0]), ("A", vec![2.0])]), f).unwrap_err().to_string();
+        let e = to_store(iv(vec![("A", vec![1.0]), ("A", vec![2.0])]), f)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`A` appears more than once"), "{e}");
-        let e = to_store(iv(vec![("A", vec![1.0]), ("B", vec![])]), f).unwrap_err().to_string();
+        let e = to_store(iv(vec![("A", vec![1.0]), ("B", vec![])]), f)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`B` has an empty (or null) vector"), "{e}");
-        let e = to_store(iv(vec![("A", vec![1.0]), ("B", vec![f32::INFINITY])]), f).unwrap_err().to_string();
-        assert!(e.contains("`B`") && e.contains("beyond the f32 range"), "{e}");
-        let e = to_store(iv(vec![("A\nB", vec![1.0])]), f).unwrap_err().to_string();
+        let e = to_store(iv(vec![("A", vec![1.0]), ("B", vec![f32::INFINITY])]), f)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`B`") && e.contains("beyond the f32 range"),
+            "{e}"
+        );
+        let e = to_store(iv(vec![("A\nB", vec![1.0])]), f)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line break"), "{e}");
         let s = to_store(iv(vec![("A", vec![1.0, 2.0]), ("B", vec![3.0, 4.0])]), f).unwrap();
-        assert_eq!((s.symbols.len(), s.dim, s.data), (2, 2, vec![1.0, 2.0, 3.0, 4.0]));
+        assert_eq!(
+            (s.symbols.len(), s.dim, s.data),
+            (2, 2, vec![1.0, 2.0, 3.0, 4.0])
+        );
     }
 
     #[test]
@@ -391,6 +534,10 @@ mod tests {
         let back = to_store(load_parquet_vectors(&p).unwrap(), &p).unwrap();
         assert_eq!(back.symbols, g.symbols);
         assert_eq!(back.data, g.data);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 }

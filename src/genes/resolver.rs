@@ -19,7 +19,13 @@ pub enum Route {
 }
 
 impl Route {
-    pub const ALL: [Route; 5] = [Route::Exact, Route::CaseInsensitive, Route::Alias, Route::Ensembl, Route::Ortholog];
+    pub const ALL: [Route; 5] = [
+        Route::Exact,
+        Route::CaseInsensitive,
+        Route::Alias,
+        Route::Ensembl,
+        Route::Ortholog,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             Route::Exact => "exact symbol",
@@ -46,7 +52,14 @@ pub struct GeneInfo {
 
 impl GeneInfo {
     pub fn bundled(species: Species) -> Result<Self> {
-        let text = gunzip(if species == Species::Human { HUMAN_INFO } else { MOUSE_INFO }, "bundled gene info")?;
+        let text = gunzip(
+            if species == Species::Human {
+                HUMAN_INFO
+            } else {
+                MOUSE_INFO
+            },
+            "bundled gene info",
+        )?;
         let mut info = GeneInfo::default();
         let mut alias_targets: HashMap<String, Vec<String>> = HashMap::new();
         let mut symbols = std::collections::HashSet::new();
@@ -58,7 +71,9 @@ impl GeneInfo {
             let sym = f[0].to_string();
             symbols.insert(sym.clone());
             if !f[1].is_empty() {
-                info.full_name.entry(sym.clone()).or_insert_with(|| f[1].to_string());
+                info.full_name
+                    .entry(sym.clone())
+                    .or_insert_with(|| f[1].to_string());
             }
             for a in f[2].split('|').filter(|a| !a.is_empty() && *a != sym) {
                 let v = alias_targets.entry(a.to_string()).or_default();
@@ -67,7 +82,9 @@ impl GeneInfo {
                 }
             }
             for e in f[3].split('|').filter(|e| !e.is_empty()) {
-                info.ensembl.entry(e.to_string()).or_insert_with(|| sym.clone());
+                info.ensembl
+                    .entry(e.to_string())
+                    .or_insert_with(|| sym.clone());
             }
         }
         // An alias is used only when it names exactly one gene and is not itself a symbol.
@@ -81,7 +98,9 @@ impl GeneInfo {
             for line in text.lines().skip(1) {
                 if let Some((a, s)) = line.split_once('\t') {
                     if !symbols.contains(a) {
-                        info.alias.entry(a.to_string()).or_insert_with(|| s.to_string());
+                        info.alias
+                            .entry(a.to_string())
+                            .or_insert_with(|| s.to_string());
                     }
                 }
             }
@@ -96,7 +115,11 @@ pub fn bundled_orthologs(from: Species) -> Result<HashMap<String, Vec<String>>> 
     let mut map: HashMap<String, Vec<String>> = HashMap::new();
     for line in text.lines().skip(1) {
         if let Some((h, m)) = line.split_once('\t') {
-            let (k, v) = if from == Species::Human { (h, m) } else { (m, h) };
+            let (k, v) = if from == Species::Human {
+                (h, m)
+            } else {
+                (m, h)
+            };
             map.entry(k.to_string()).or_default().push(v.to_string());
         }
     }
@@ -140,12 +163,25 @@ impl GeneResolver {
                 .or_insert(Some(i));
         }
         let (orthologs, other_info) = if ortholog_fallback {
-            let other = if species == Species::Human { Species::Mouse } else { Species::Human };
-            (Some(bundled_orthologs(species)?), Some(GeneInfo::bundled(other)?))
+            let other = if species == Species::Human {
+                Species::Mouse
+            } else {
+                Species::Human
+            };
+            (
+                Some(bundled_orthologs(species)?),
+                Some(GeneInfo::bundled(other)?),
+            )
         } else {
             (None, None)
         };
-        Ok(Self { exact, lower, info: GeneInfo::bundled(species)?, orthologs, other_info })
+        Ok(Self {
+            exact,
+            lower,
+            info: GeneInfo::bundled(species)?,
+            orthologs,
+            other_info,
+        })
     }
 
     fn direct(&self, sym: &str) -> Option<(usize, Route)> {
@@ -180,7 +216,9 @@ impl GeneResolver {
         let orth = self.orthologs.as_ref()?;
         let sym = official.unwrap_or_else(|| name.to_string());
         let candidates = orth.get(&sym).or_else(|| {
-            orth.iter().find(|(k, _)| k.eq_ignore_ascii_case(&sym)).map(|(_, v)| v)
+            orth.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(&sym))
+                .map(|(_, v)| v)
         })?;
         for c in candidates {
             if let Some((i, _)) = self.direct(c) {
@@ -239,8 +277,17 @@ pub fn map_genes(resolver: &GeneResolver, names: &[String]) -> (Vec<Option<usize
             }
         }
     }
-    let by_route = Route::ALL.iter().map(|r| (*r, counts.get(r).copied().unwrap_or(0))).collect();
-    let cov = Coverage { n_genes: names.len(), by_route, n_unmatched: unmatched.len(), unmatched, expression_fraction: None };
+    let by_route = Route::ALL
+        .iter()
+        .map(|r| (*r, counts.get(r).copied().unwrap_or(0)))
+        .collect();
+    let cov = Coverage {
+        n_genes: names.len(),
+        by_route,
+        n_unmatched: unmatched.len(),
+        unmatched,
+        expression_fraction: None,
+    };
     (rows, cov)
 }
 
@@ -274,8 +321,14 @@ mod tests {
     }
     #[test]
     fn ensembl_version_strip() {
-        assert_eq!(strip_ensembl_version("ENSG00000141510.17"), "ENSG00000141510");
+        assert_eq!(
+            strip_ensembl_version("ENSG00000141510.17"),
+            "ENSG00000141510"
+        );
         assert_eq!(strip_ensembl_version("RP11-34P13.7"), "RP11-34P13.7");
-        assert_eq!(strip_ensembl_version("ENSMUSG00000059552"), "ENSMUSG00000059552");
+        assert_eq!(
+            strip_ensembl_version("ENSMUSG00000059552"),
+            "ENSMUSG00000059552"
+        );
     }
 }

@@ -38,7 +38,11 @@ pub fn store_paths(prefix: &Path) -> StorePaths {
         s.push(suffix);
         PathBuf::from(s)
     };
-    StorePaths { embeddings: with(".safetensors"), genes: with(".genes.tsv"), manifest: with(".manifest.json") }
+    StorePaths {
+        embeddings: with(".safetensors"),
+        genes: with(".genes.tsv"),
+        manifest: with(".manifest.json"),
+    }
 }
 
 /// Accept `STORE`, `STORE.safetensors`, `STORE.genes.tsv` or `STORE.manifest.json`.
@@ -80,8 +84,12 @@ impl GeneEmbeddings {
             }
         }
         let (data, n, dim, _) = crate::io::read_embeddings_safetensors(&p.embeddings)?;
-        let text = std::fs::read_to_string(&p.genes).with_context(|| format!("{}: cannot read", p.genes.display()))?;
-        let symbols: Vec<String> = text.lines().map(|l| l.trim_end_matches('\r').to_string()).collect();
+        let text = std::fs::read_to_string(&p.genes)
+            .with_context(|| format!("{}: cannot read", p.genes.display()))?;
+        let symbols: Vec<String> = text
+            .lines()
+            .map(|l| l.trim_end_matches('\r').to_string())
+            .collect();
         if symbols.len() != n {
             bail!(
                 "{}: lists {} genes but {} has {n} rows; the store is inconsistent, rebuild it",
@@ -93,7 +101,11 @@ impl GeneEmbeddings {
         let mut seen = std::collections::HashSet::new();
         for (i, s) in symbols.iter().enumerate() {
             if s.is_empty() || !seen.insert(s) {
-                bail!("{}: line {}: empty or duplicate gene `{s}`", p.genes.display(), i + 1);
+                bail!(
+                    "{}: line {}: empty or duplicate gene `{s}`",
+                    p.genes.display(),
+                    i + 1
+                );
             }
         }
         Ok(Self { symbols, dim, data })
@@ -106,6 +118,8 @@ impl GeneEmbeddings {
             return Ok(None);
         }
         let text = std::fs::read_to_string(&p.manifest)?;
-        Ok(Some(serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", p.manifest.display()))?))
+        Ok(Some(serde_json::from_str(&text).with_context(|| {
+            format!("{}: invalid JSON", p.manifest.display())
+        })?))
     }
 }

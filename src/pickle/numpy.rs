@@ -35,9 +35,7 @@ pub(super) fn resolve_global(module: &str, name: &str) -> Option<NpGlobal> {
         }
         ("numpy", "ndarray") => NpGlobal::Ndarray,
         ("numpy", "dtype") => NpGlobal::Dtype,
-        ("numpy.core.numeric" | "numpy._core.numeric", "_frombuffer") => {
-            NpGlobal::FromBuffer
-        }
+        ("numpy.core.numeric" | "numpy._core.numeric", "_frombuffer") => NpGlobal::FromBuffer,
         ("_codecs", "encode") => NpGlobal::CodecsEncode,
         _ => return None,
     })
@@ -103,21 +101,35 @@ impl<S: GlobalSet<Global = NpGlobal, Object = NpObject>> Unpickler<'_, S> {
                     self.err(p, "corrupt pickle: numpy.dtype without a type code string")
                 })?;
                 let code = code.to_owned();
-                self.alloc(Obj::Ext(NpObject::Dtype(NpDtype { code, order: None, structured: false })))
+                self.alloc(Obj::Ext(NpObject::Dtype(NpDtype {
+                    code,
+                    order: None,
+                    structured: false,
+                })))
             }
             NpGlobal::FromBuffer => {
                 // _frombuffer(buf, dtype, shape, order)
                 if args.len() < 3 {
-                    return Err(self.err(p, "corrupt pickle: numpy _frombuffer with too few arguments"));
+                    return Err(self.err(
+                        p,
+                        "corrupt pickle: numpy _frombuffer with too few arguments",
+                    ));
                 }
                 if !matches!(self.objs[args[0]], Obj::Bytes(_)) {
-                    return Err(self.err(p, "corrupt pickle: numpy _frombuffer of something other than bytes"));
+                    return Err(self.err(
+                        p,
+                        "corrupt pickle: numpy _frombuffer of something other than bytes",
+                    ));
                 }
                 if !matches!(self.objs[args[1]], Obj::Ext(NpObject::Dtype(_))) {
                     return Err(self.err(p, "corrupt pickle: numpy _frombuffer without a dtype"));
                 }
                 let shape = self.shape_of(p, args[2])?;
-                let a = NpArray { shape, dtype: Some(args[1]), data: Some(args[0]) };
+                let a = NpArray {
+                    shape,
+                    dtype: Some(args[1]),
+                    data: Some(args[0]),
+                };
                 self.alloc(Obj::Ext(NpObject::Array(Box::new(a))))
             }
             NpGlobal::CodecsEncode => {
@@ -126,15 +138,27 @@ impl<S: GlobalSet<Global = NpGlobal, Object = NpObject>> Unpickler<'_, S> {
                 if !matches!(enc, "latin1" | "latin-1") {
                     return Err(self.err(
                         p,
-                        format!("unsupported pickle: _codecs.encode with encoding '{}'", printable(enc)),
+                        format!(
+                            "unsupported pickle: _codecs.encode with encoding '{}'",
+                            printable(enc)
+                        ),
                     ));
                 }
                 let text = args.first().and_then(|&a| self.str_of(a)).ok_or_else(|| {
-                    self.err(p, "corrupt pickle: _codecs.encode of something other than a string")
+                    self.err(
+                        p,
+                        "corrupt pickle: _codecs.encode of something other than a string",
+                    )
                 })?;
-                let bytes: Option<Vec<u8>> = text.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect();
+                let bytes: Option<Vec<u8>> = text
+                    .chars()
+                    .map(|c| u8::try_from(u32::from(c)).ok())
+                    .collect();
                 let bytes = bytes.ok_or_else(|| {
-                    self.err(p, "corrupt pickle: latin1 bytes with a code point above 255")
+                    self.err(
+                        p,
+                        "corrupt pickle: latin1 bytes with a code point above 255",
+                    )
                 })?;
                 self.alloc(Obj::Bytes(bytes))
             }
@@ -149,8 +173,15 @@ impl<S: GlobalSet<Global = NpGlobal, Object = NpObject>> Unpickler<'_, S> {
             .map(|s| s.iter().take(8).copied().collect())
             .ok_or_else(|| self.err(p, "corrupt pickle: numpy object state is not a tuple"))?;
         if matches!(self.objs[target], Obj::Ext(NpObject::Dtype(_))) {
-            let order = items.get(1).and_then(|&i| self.str_of(i)).map(str::to_owned);
-            let structured = items.iter().skip(2).take(3).any(|&i| !matches!(self.objs[i], Obj::None));
+            let order = items
+                .get(1)
+                .and_then(|&i| self.str_of(i))
+                .map(str::to_owned);
+            let structured = items
+                .iter()
+                .skip(2)
+                .take(3)
+                .any(|&i| !matches!(self.objs[i], Obj::None));
             if let Obj::Ext(NpObject::Dtype(d)) = &mut self.objs[target] {
                 d.order = order;
                 d.structured = structured;
@@ -160,7 +191,12 @@ impl<S: GlobalSet<Global = NpGlobal, Object = NpObject>> Unpickler<'_, S> {
         let fields = match items.len() {
             5 => &items[1..],
             4 => &items[..],
-            n => return Err(self.err(p, format!("corrupt pickle: numpy array state with {n} fields"))),
+            n => {
+                return Err(self.err(
+                    p,
+                    format!("corrupt pickle: numpy array state with {n} fields"),
+                ))
+            }
         };
         let shape = self.shape_of(p, fields[0])?;
         if !matches!(self.objs[fields[1]], Obj::Ext(NpObject::Dtype(_))) {
@@ -180,14 +216,22 @@ impl<S: GlobalSet<Global = NpGlobal, Object = NpObject>> Unpickler<'_, S> {
             .items_of(id)
             .ok_or_else(|| self.err(p, "corrupt pickle: numpy shape is not a tuple"))?;
         if items.len() > MAX_DIMS {
-            return Err(self.err(p, format!("corrupt pickle: numpy shape has {} dimensions", items.len())));
+            return Err(self.err(
+                p,
+                format!("corrupt pickle: numpy shape has {} dimensions", items.len()),
+            ));
         }
         items
             .iter()
             .map(|&i| {
                 self.int_of(i)
                     .and_then(|v| usize::try_from(v).ok())
-                    .ok_or_else(|| self.err(p, "corrupt pickle: numpy shape entry is not a non-negative integer"))
+                    .ok_or_else(|| {
+                        self.err(
+                            p,
+                            "corrupt pickle: numpy shape entry is not a non-negative integer",
+                        )
+                    })
             })
             .collect()
     }

@@ -17,7 +17,11 @@ impl GlobalSet for NoGlobals {
     }
 
     fn refuse(&self, module: &str, name: &str) -> anyhow::Error {
-        anyhow!("refusing to unpickle global '{}.{}'", printable(module), printable(name))
+        anyhow!(
+            "refusing to unpickle global '{}.{}'",
+            printable(module),
+            printable(name)
+        )
     }
 
     fn kind(_object: &()) -> &'static str {

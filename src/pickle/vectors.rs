@@ -100,14 +100,21 @@ pub fn unpickle_vector_dict(bytes: &[u8], what: &str) -> Result<Vec<PickledVecto
     for (i, &(k, v)) in items.iter().enumerate() {
         let key = match pk.get(k) {
             Obj::Str(s) => s.clone(),
-            Obj::Int(n) => bail!("dict key #{} is the int {n}, not a string; keys must be gene symbols", i + 1),
-            o => bail!("dict key #{} is a {}, not a string; keys must be gene symbols", i + 1, o.kind()),
+            Obj::Int(n) => bail!(
+                "dict key #{} is the int {n}, not a string; keys must be gene symbols",
+                i + 1
+            ),
+            o => bail!(
+                "dict key #{} is a {}, not a string; keys must be gene symbols",
+                i + 1,
+                o.kind()
+            ),
         };
         if !seen.insert(key.clone()) {
             bail!("gene `{}` appears twice in the dict", printable(&key));
         }
-        let (values, kind) = vector_of(&pk.objs, v)
-            .map_err(|e| anyhow!("gene `{}`: {e}", printable(&key)))?;
+        let (values, kind) =
+            vector_of(&pk.objs, v).map_err(|e| anyhow!("gene `{}`: {e}", printable(&key)))?;
         out.push(PickledVector { key, values, kind });
     }
     Ok(out)
@@ -128,7 +135,10 @@ fn vector_of(objs: &[Obj<VectorGlobals>], id: Id) -> Result<(Vec<f32>, VectorKin
             Ok((v, VectorKind::PyList))
         }
         Obj::Ext(NpObject::Array(a)) => array_values(objs, a),
-        o => bail!("value is a {}; expected a list of floats or a 1-D numpy float array", o.kind()),
+        o => bail!(
+            "value is a {}; expected a list of floats or a 1-D numpy float array",
+            o.kind()
+        ),
     }
 }
 
@@ -136,11 +146,16 @@ fn array_values(objs: &[Obj<VectorGlobals>], a: &NpArray) -> Result<(Vec<f32>, V
     let (Some(dt), Some(data)) = (a.dtype, a.data) else {
         bail!("numpy array without its data (corrupt pickle)");
     };
-    let Obj::Ext(NpObject::Dtype(dt)) = &objs[dt] else { bail!("numpy array without a dtype (corrupt pickle)") };
+    let Obj::Ext(NpObject::Dtype(dt)) = &objs[dt] else {
+        bail!("numpy array without a dtype (corrupt pickle)")
+    };
     let order = dt.order.as_deref().unwrap_or("|");
     let code = dt.code.as_str();
     if dt.structured {
-        bail!("numpy array of a structured dtype `{}`; expected float32 or float64", printable(code));
+        bail!(
+            "numpy array of a structured dtype `{}`; expected float32 or float64",
+            printable(code)
+        );
     }
     let kind = match code {
         "f4" | "float32" => VectorKind::NumpyF32,
@@ -161,17 +176,26 @@ fn array_values(objs: &[Obj<VectorGlobals>], a: &NpArray) -> Result<(Vec<f32>, V
         o => bail!("numpy dtype with unknown byte order `{}`", printable(o)),
     }
     let [n] = a.shape[..] else {
-        bail!("numpy array of shape {:?}; expected a 1-D vector (use v.ravel())", a.shape);
+        bail!(
+            "numpy array of shape {:?}; expected a 1-D vector (use v.ravel())",
+            a.shape
+        );
     };
     let Obj::Bytes(raw) = &objs[data] else {
         bail!("numpy array data is a {}, not raw bytes", objs[data].kind());
     };
     let size = if kind == VectorKind::NumpyF32 { 4 } else { 8 };
     if n.checked_mul(size) != Some(raw.len()) {
-        bail!("numpy array of shape ({n},) holds {} bytes, expected {} (corrupt pickle)", raw.len(), n.saturating_mul(size));
+        bail!(
+            "numpy array of shape ({n},) holds {} bytes, expected {} (corrupt pickle)",
+            raw.len(),
+            n.saturating_mul(size)
+        );
     }
     let values = if size == 4 {
-        raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+        raw.chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect()
     } else {
         raw.chunks_exact(8)
             .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32)
@@ -192,7 +216,10 @@ mod tests {
     fn torch_globals_refused_in_vector_mode() {
         let p = b"\x80\x02}q\x00X\x01\x00\x00\x00actorch._utils\n_rebuild_tensor_v2\nq\x01s.";
         let e = format!("{:#}", run(p).unwrap_err());
-        assert!(e.contains("refusing to unpickle global 'torch._utils._rebuild_tensor_v2'"), "{e}");
+        assert!(
+            e.contains("refusing to unpickle global 'torch._utils._rebuild_tensor_v2'"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -220,7 +247,10 @@ mod tests {
         p.extend(1.5f64.to_be_bytes());
         p.extend(b"eNas.");
         let e = format!("{:#}", run(&p).unwrap_err());
-        assert!(e.contains("gene `A`") && e.contains("element 1") && e.contains("None"), "{e}");
+        assert!(
+            e.contains("gene `A`") && e.contains("element 1") && e.contains("None"),
+            "{e}"
+        );
     }
 
     #[test]

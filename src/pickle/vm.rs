@@ -36,7 +36,11 @@ pub(crate) fn unpickle<S: GlobalSet>(
     max_units: usize,
 ) -> Result<Pickle<S>> {
     let mut u = Unpickler {
-        input: Input { data, pos: start, what },
+        input: Input {
+            data,
+            pos: start,
+            what,
+        },
         objs: Vec::new(),
         stack: Vec::new(),
         metastack: Vec::new(),
@@ -620,10 +624,9 @@ impl<'a, S: GlobalSet> Unpickler<'a, S> {
                         match self.items_of(it) {
                             Some([k, v]) => pairs.push((*k, *v)),
                             _ => {
-                                return Err(self.err(
-                                    p,
-                                    "corrupt pickle: OrderedDict item is not a pair",
-                                ))
+                                return Err(
+                                    self.err(p, "corrupt pickle: OrderedDict item is not a pair")
+                                )
                             }
                         }
                     }

@@ -21,7 +21,10 @@ pub fn minilm_dir() -> Option<PathBuf> {
         return Some(dir);
     }
     if std::env::var("CELLTEXT_SKIP_MINILM").as_deref() == Ok("1") {
-        eprintln!("SKIPPED: MiniLM weights not found at {} (CELLTEXT_SKIP_MINILM=1)", dir.display());
+        eprintln!(
+            "SKIPPED: MiniLM weights not found at {} (CELLTEXT_SKIP_MINILM=1)",
+            dir.display()
+        );
         return None;
     }
     panic!(
@@ -34,7 +37,12 @@ pub fn texts() -> Vec<String> {
     let s = std::fs::read_to_string(fixtures().join("texts.jsonl")).unwrap();
     s.lines()
         .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_string())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
         .collect()
 }
 
@@ -48,7 +56,10 @@ pub fn npy(path: &Path) -> (Vec<f32>, usize, usize) {
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
@@ -83,7 +94,10 @@ pub fn load_dir(dir: &Path, opts: celltext::encoder::EncoderOptions) -> celltext
 
 /// All `texts` through the encoder as one padded/packed batch (mixed lengths).
 pub fn embed_all_one_batch(enc: &celltext::encoder::Encoder, texts: &[String]) -> Vec<f32> {
-    let toks: Vec<_> = texts.iter().map(|t| enc.tokenizer.encode(t).unwrap()).collect();
+    let toks: Vec<_> = texts
+        .iter()
+        .map(|t| enc.tokenizer.encode(t).unwrap())
+        .collect();
     let seqs: Vec<&[u32]> = toks.iter().map(|t| t.ids.as_slice()).collect();
     enc.embed_tokenized(&seqs).unwrap()
 }
@@ -92,13 +106,19 @@ pub fn embed_all_one_batch(enc: &celltext::encoder::Encoder, texts: &[String]) -
 /// so the test checks exactly what the payload targets: the pickle string holding the command
 /// (SHORT_BINUNICODE or BINUNICODE, length-prefixed), or the quoted command inside an eval source.
 pub fn payload_target(bytes: &[u8]) -> PathBuf {
-    let at = bytes.windows(6).position(|w| w == b"touch ").expect("payload command in fixture");
+    let at = bytes
+        .windows(6)
+        .position(|w| w == b"touch ")
+        .expect("payload command in fixture");
     let len = if at >= 2 && bytes[at - 2] == 0x8c {
         bytes[at - 1] as usize
     } else if at >= 5 && bytes[at - 5] == b'X' {
         u32::from_le_bytes(bytes[at - 4..at].try_into().unwrap()) as usize
     } else {
-        bytes[at..].iter().position(|&b| b == b'\'').expect("quoted eval command")
+        bytes[at..]
+            .iter()
+            .position(|&b| b == b'\'')
+            .expect("quoted eval command")
     };
     PathBuf::from(String::from_utf8(bytes[at + 6..at + len].to_vec()).unwrap())
 }

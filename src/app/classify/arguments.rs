@@ -145,7 +145,11 @@ impl ClassifyArgs {
 
     /// The MLP settings with this run's seed and fusion.
     pub(super) fn effective_mlp(&self) -> MlpConfig {
-        MlpConfig { seed: self.seed, fusion: self.fusion, ..self.mlp.clone() }
+        MlpConfig {
+            seed: self.seed,
+            fusion: self.fusion,
+            ..self.mlp.clone()
+        }
     }
 }
 
@@ -180,7 +184,10 @@ pub(super) fn check_args(args: &ClassifyArgs) -> Result<CheckedArgs> {
         }
     }
     if !args.embeddings.is_empty() && kind != InputKind::H5ad {
-        bail!("{}: --embedding reads obsm from an .h5ad input; for this input use --embedding-file", args.input.display());
+        bail!(
+            "{}: --embedding reads obsm from an .h5ad input; for this input use --embedding-file",
+            args.input.display()
+        );
     }
     if args.split_column.is_some() && args.folds.is_some() {
         bail!("--split-column and --folds both choose the split; give one of them");
@@ -191,7 +198,11 @@ pub(super) fn check_args(args: &ClassifyArgs) -> Result<CheckedArgs> {
         }
     }
     if !(args.test_fraction > 0.0 && args.test_fraction < 1.0) {
-        bail!("--test-fraction {} must be strictly between 0 and 1 (default {})", args.test_fraction, split::DEFAULT_TEST_FRACTION);
+        bail!(
+            "--test-fraction {} must be strictly between 0 and 1 (default {})",
+            args.test_fraction,
+            split::DEFAULT_TEST_FRACTION
+        );
     }
     if let Some(ks) = &args.ks {
         if ks.is_empty() || ks.contains(&0) {
@@ -254,22 +265,74 @@ mod tests {
 
     #[test]
     fn cli_defaults_are_the_library_defaults() {
-        assert_eq!(json(&parse(&[]).unwrap()), json(&ClassifyArgs::new("in.h5ad", "cell_type")));
+        assert_eq!(
+            json(&parse(&[]).unwrap()),
+            json(&ClassifyArgs::new("in.h5ad", "cell_type"))
+        );
     }
 
     #[test]
     fn cli_flags_set_every_field() {
         let a = parse(&[
-            "-e", "X_pca", "-e", "X_scvi", "--embedding-file", "e.npy", "--method", "MLP", "--on", "embeddings", "--k",
-            "5,1", "--vote", "distance", "--folds", "3", "--fusion", "gated", "--hidden", "none", "--dropout", "0.3",
-            "--lr", "0.01", "--weight-decay", "0", "--epochs", "7", "--patience", "2", "--batch-size", "16",
-            "--val-fraction", "0", "--class-weights", "--seed", "4", "--report", "rep", "-o", "out.h5ad", "--in-place",
+            "-e",
+            "X_pca",
+            "-e",
+            "X_scvi",
+            "--embedding-file",
+            "e.npy",
+            "--method",
+            "MLP",
+            "--on",
+            "embeddings",
+            "--k",
+            "5,1",
+            "--vote",
+            "distance",
+            "--folds",
+            "3",
+            "--fusion",
+            "gated",
+            "--hidden",
+            "none",
+            "--dropout",
+            "0.3",
+            "--lr",
+            "0.01",
+            "--weight-decay",
+            "0",
+            "--epochs",
+            "7",
+            "--patience",
+            "2",
+            "--batch-size",
+            "16",
+            "--val-fraction",
+            "0",
+            "--class-weights",
+            "--seed",
+            "4",
+            "--report",
+            "rep",
+            "-o",
+            "out.h5ad",
+            "--in-place",
         ])
         .unwrap();
         assert_eq!(a.embeddings, vec!["X_pca", "X_scvi"]);
         assert_eq!(a.embedding_files, vec![PathBuf::from("e.npy")]);
-        assert_eq!((a.method, a.on, a.vote, a.fusion), (Method::Mlp, FeatureSpace::Embedding, Vote::Distance, Fusion::Gated));
-        assert_eq!((a.ks.clone(), a.folds, a.seed), (Some(vec![5, 1]), Some(3), 4));
+        assert_eq!(
+            (a.method, a.on, a.vote, a.fusion),
+            (
+                Method::Mlp,
+                FeatureSpace::Embedding,
+                Vote::Distance,
+                Fusion::Gated
+            )
+        );
+        assert_eq!(
+            (a.ks.clone(), a.folds, a.seed),
+            (Some(vec![5, 1]), Some(3), 4)
+        );
         let want = MlpConfig {
             hidden: vec![],
             dropout: 0.3,
@@ -283,22 +346,48 @@ mod tests {
             ..MlpConfig::default()
         };
         assert_eq!(a.mlp, want.clone());
-        assert_eq!(a.effective_mlp(), MlpConfig { seed: 4, fusion: Fusion::Gated, ..want });
-        assert_eq!((a.report_dir, a.output, a.in_place), (Some(PathBuf::from("rep")), Some(PathBuf::from("out.h5ad")), true));
+        assert_eq!(
+            a.effective_mlp(),
+            MlpConfig {
+                seed: 4,
+                fusion: Fusion::Gated,
+                ..want
+            }
+        );
+        assert_eq!(
+            (a.report_dir, a.output, a.in_place),
+            (
+                Some(PathBuf::from("rep")),
+                Some(PathBuf::from("out.h5ad")),
+                true
+            )
+        );
     }
 
     #[test]
     fn cli_errors_keep_their_wording() {
         let e = parse(&["--vote", "weighted"]).err().unwrap().to_string();
-        assert!(e.contains("unknown --vote 'weighted'; use majority or distance"), "{e}");
+        assert!(
+            e.contains("unknown --vote 'weighted'; use majority or distance"),
+            "{e}"
+        );
         let e = parse(&["--method", "svm"]).err().unwrap().to_string();
         assert!(e.contains("unknown --method 'svm'; use knn or mlp"), "{e}");
         let e = parse(&["--on", "genes"]).err().unwrap().to_string();
-        assert!(e.contains("unknown --on 'genes'; use embedding or counts"), "{e}");
+        assert!(
+            e.contains("unknown --on 'genes'; use embedding or counts"),
+            "{e}"
+        );
         let e = parse(&["--fusion", "sum"]).err().unwrap().to_string();
-        assert!(e.contains("unknown --fusion 'sum'; use concat or gated"), "{e}");
+        assert!(
+            e.contains("unknown --fusion 'sum'; use concat or gated"),
+            "{e}"
+        );
         let e = parse(&["--k", "5,abc"]).err().unwrap().to_string();
-        assert!(e.contains("--k '5,abc': 'abc' is not a positive integer"), "{e}");
+        assert!(
+            e.contains("--k '5,abc': 'abc' is not a positive integer"),
+            "{e}"
+        );
         let e = parse(&["--hidden", "0"]).err().unwrap().to_string();
         assert!(e.contains("--hidden '0': 0 is not allowed"), "{e}");
     }

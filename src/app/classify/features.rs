@@ -71,14 +71,21 @@ fn read_obsm(path: &Path, key: &str) -> Result<(Vec<f32>, usize)> {
                 path.display()
             );
         }
-        bail!("{}: --embedding {key}: obsm/{key} not found; available obsm keys: {}", path.display(), keys.join(", "));
+        bail!(
+            "{}: --embedding {key}: obsm/{key} not found; available obsm keys: {}",
+            path.display(),
+            keys.join(", ")
+        );
     }
     crate::cells::h5ad::read_obsm(path, key)
 }
 
 #[cfg(not(feature = "h5ad"))]
 pub(super) fn no_h5ad(path: &Path) -> anyhow::Error {
-    anyhow::anyhow!("{}: this celltext was built without the `h5ad` feature", path.display())
+    anyhow::anyhow!(
+        "{}: this celltext was built without the `h5ad` feature",
+        path.display()
+    )
 }
 #[cfg(not(feature = "h5ad"))]
 fn h5ad_obs(path: &Path) -> Result<CellsAndObs> {
@@ -101,7 +108,11 @@ fn load_obs(input: &Path, kind: InputKind) -> Result<CellsAndObs> {
 
 /// Reads obs and the `--label` column: classes, each cell's class, and notes on cells with an
 /// empty label and on classes too small to be both trained and tested.
-pub(super) fn load_labels(args: &ClassifyArgs, kind: InputKind, notes: &mut Vec<String>) -> Result<Labels> {
+pub(super) fn load_labels(
+    args: &ClassifyArgs,
+    kind: InputKind,
+    notes: &mut Vec<String>,
+) -> Result<Labels> {
     say(args.quiet, format!("reading {}", args.input.display()));
     let (cell_ids, obs) = load_obs(&args.input, kind)?;
     let n_cells = cell_ids.len();
@@ -115,7 +126,13 @@ pub(super) fn load_labels(args: &ClassifyArgs, kind: InputKind, notes: &mut Vec<
         *class_counts.entry(l.trim().to_string()).or_insert(0) += 1;
     }
     let names: Vec<String> = class_counts.keys().cloned().collect();
-    let classes: Vec<ClassCount> = class_counts.iter().map(|(n, &c)| ClassCount { name: n.clone(), n_cells: c }).collect();
+    let classes: Vec<ClassCount> = class_counts
+        .iter()
+        .map(|(n, &c)| ClassCount {
+            name: n.clone(),
+            n_cells: c,
+        })
+        .collect();
     if names.len() < 2 {
         bail!(
             "{}: obs column '{}' has {} distinct non-empty label(s); classification needs at least 2 classes",
@@ -124,10 +141,20 @@ pub(super) fn load_labels(args: &ClassifyArgs, kind: InputKind, notes: &mut Vec<
             names.len()
         );
     }
-    let class_of: BTreeMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    let class_of: BTreeMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
     let y: Vec<usize> = raw_labels
         .iter()
-        .map(|l| if is_missing_label(l) { usize::MAX } else { class_of[l.trim()] })
+        .map(|l| {
+            if is_missing_label(l) {
+                usize::MAX
+            } else {
+                class_of[l.trim()]
+            }
+        })
         .collect();
     let labelled: Vec<usize> = (0..n_cells).filter(|&i| y[i] != usize::MAX).collect();
     let n_unlabelled = n_cells - labelled.len();
@@ -137,9 +164,16 @@ pub(super) fn load_labels(args: &ClassifyArgs, kind: InputKind, notes: &mut Vec<
             args.label
         ));
     }
-    let small_classes: Vec<String> = classes.iter().filter(|c| c.n_cells < 2).map(|c| c.name.clone()).collect();
+    let small_classes: Vec<String> = classes
+        .iter()
+        .filter(|c| c.n_cells < 2)
+        .map(|c| c.name.clone())
+        .collect();
     if !small_classes.is_empty() {
-        let desc: Vec<String> = small_classes.iter().map(|c| format!("'{c}' ({} cell)", class_counts[c])).collect();
+        let desc: Vec<String> = small_classes
+            .iter()
+            .map(|c| format!("'{c}' ({} cell)", class_counts[c]))
+            .collect();
         notes.push(format!(
             "classes with fewer than 2 labelled cells: {}; they cannot be both trained and tested{}",
             desc.join(", "),
@@ -147,7 +181,18 @@ pub(super) fn load_labels(args: &ClassifyArgs, kind: InputKind, notes: &mut Vec<
         ));
     }
     let y_lab: Vec<usize> = labelled.iter().map(|&i| y[i]).collect();
-    Ok(Labels { cell_ids, obs, names, class_counts, classes, y, labelled, y_lab, n_unlabelled, small_classes })
+    Ok(Labels {
+        cell_ids,
+        obs,
+        names,
+        class_counts,
+        classes,
+        y,
+        labelled,
+        y_lab,
+        n_unlabelled,
+        small_classes,
+    })
 }
 
 fn check_finite(f: &Feature, cell_ids: &[String]) -> Result<()> {
@@ -167,14 +212,21 @@ fn check_finite(f: &Feature, cell_ids: &[String]) -> Result<()> {
 }
 
 fn load_embedding_file(path: &Path, n_cells: usize) -> Result<Feature> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let (data, n, dim) = match ext.as_str() {
         "npy" => crate::io::read_npy_f32(path)?,
         "safetensors" => {
             let (d, n, dim, _) = crate::io::read_embeddings_safetensors(path)?;
             (d, n, dim)
         }
-        _ => bail!("{}: --embedding-file must end in .npy or .safetensors", path.display()),
+        _ => bail!(
+            "{}: --embedding-file must end in .npy or .safetensors",
+            path.display()
+        ),
     };
     if n != n_cells {
         bail!(
@@ -185,7 +237,10 @@ fn load_embedding_file(path: &Path, n_cells: usize) -> Result<Feature> {
     if dim == 0 {
         bail!("{}: --embedding-file has 0 columns", path.display());
     }
-    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string());
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
     Ok(Feature {
         info: FeatureInfo {
             name,
@@ -200,14 +255,21 @@ fn load_embedding_file(path: &Path, n_cells: usize) -> Result<Feature> {
 
 /// log1p-CP10k of the counts as a dense cells × (detected genes) matrix.
 fn load_counts(args: &ClassifyArgs, n_cells: usize, notes: &mut Vec<String>) -> Result<Feature> {
-    let opts = ReadOptions { layer: args.layer.clone(), ..ReadOptions::default() };
+    let opts = ReadOptions {
+        layer: args.layer.clone(),
+        ..ReadOptions::default()
+    };
     let m = read_matrix(&args.input, &opts)?;
     let field = match &args.layer {
         Some(l) => format!("layers/{l}"),
         None => "X".to_string(),
     };
     if m.x.n_rows != n_cells {
-        bail!("{}: {field} has {} rows but obs has {n_cells} cells", args.input.display(), m.x.n_rows);
+        bail!(
+            "{}: {field} has {} rows but obs has {n_cells} cells",
+            args.input.display(),
+            m.x.n_rows
+        );
     }
     if m.x.data.iter().any(|&v| v.fract() != 0.0) {
         notes.push(format!(
@@ -217,7 +279,12 @@ fn load_counts(args: &ClassifyArgs, n_cells: usize, notes: &mut Vec<String>) -> 
     }
     let norm = Normalization::Log1pCp10k
         .apply(&m.x)
-        .with_context(|| format!("{}: {field}: log1p-CP10k normalization", args.input.display()))?
+        .with_context(|| {
+            format!(
+                "{}: {field}: log1p-CP10k normalization",
+                args.input.display()
+            )
+        })?
         .x;
     let mut keep = vec![false; norm.n_cols];
     for (&j, &v) in norm.indices.iter().zip(&norm.data) {
@@ -227,7 +294,10 @@ fn load_counts(args: &ClassifyArgs, n_cells: usize, notes: &mut Vec<String>) -> 
     }
     let cols: Vec<usize> = (0..norm.n_cols).filter(|&j| keep[j]).collect();
     if cols.is_empty() {
-        bail!("{}: {field}: every value is 0; nothing to classify on", args.input.display());
+        bail!(
+            "{}: {field}: every value is 0; nothing to classify on",
+            args.input.display()
+        );
     }
     let dim = cols.len();
     if n_cells.saturating_mul(dim) > MAX_DENSE_COUNTS {
@@ -269,7 +339,11 @@ fn load_counts(args: &ClassifyArgs, n_cells: usize, notes: &mut Vec<String>) -> 
 
 /// The feature sources in order: obsm keys, then embedding files, or the counts; each checked
 /// for its shape, a unique name and finite values.
-pub(super) fn load_features(args: &ClassifyArgs, cell_ids: &[String], notes: &mut Vec<String>) -> Result<Vec<Feature>> {
+pub(super) fn load_features(
+    args: &ClassifyArgs,
+    cell_ids: &[String],
+    notes: &mut Vec<String>,
+) -> Result<Vec<Feature>> {
     let n_cells = cell_ids.len();
     let mut feats: Vec<Feature> = Vec::new();
     for key in &args.embeddings {
@@ -283,7 +357,13 @@ pub(super) fn load_features(args: &ClassifyArgs, cell_ids: &[String], notes: &mu
             );
         }
         feats.push(Feature {
-            info: FeatureInfo { name: key.clone(), kind: "obsm".into(), origin: format!("obsm/{key}"), dim, sha256: None },
+            info: FeatureInfo {
+                name: key.clone(),
+                kind: "obsm".into(),
+                origin: format!("obsm/{key}"),
+                dim,
+                sha256: None,
+            },
             data,
         });
     }

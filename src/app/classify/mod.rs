@@ -51,11 +51,11 @@ mod output;
 mod report;
 mod run;
 
-pub use arguments::{parse_k_list, ClassifyArgs, FeatureSpace, Method};
 pub use crate::classify::mlp::parse_hidden;
+pub use arguments::{parse_k_list, ClassifyArgs, FeatureSpace, Method};
 pub use report::{
-    render_markdown, report_json, ArmResult, ClassCount, ClassifyReport, FeatureInfo, KRow, KSweepResult, Manifest,
-    QualityResult, Scores, SplitInfo, Summary,
+    render_markdown, report_json, ArmResult, ClassCount, ClassifyReport, FeatureInfo, KRow,
+    KSweepResult, Manifest, QualityResult, Scores, SplitInfo, Summary,
 };
 
 use anyhow::Result;
@@ -103,7 +103,9 @@ pub fn run_classify(args: &ClassifyArgs) -> Result<ClassifyReport> {
     let quality = run::embedding_quality(args, &labels, &feats, &arms);
     let (pred, split_col) = run::obs_predictions(args, &labels, &splits.cells, &arms, &runs);
 
-    let mut report = assemble_report(args, &labels, splits, &feats, &arms, results, k_sweep, quality, notes)?;
+    let mut report = assemble_report(
+        args, &labels, splits, &feats, &arms, results, k_sweep, quality, notes,
+    )?;
     if let Some(dir) = &args.report_dir {
         output::write_plots(dir, args, &mut report, &labels, &feats, &arms, &runs)?;
     }
@@ -144,8 +146,15 @@ fn assemble_report(
         tool: TOOL_VERSION.into(),
         command: "classify".into(),
         input: args.input.display().to_string(),
-        input_sha256: if args.input.is_file() { Some(sha256_file(&args.input)?) } else { None },
-        parameters: ClassifyArgs { mlp: args.effective_mlp(), ..args.clone() },
+        input_sha256: if args.input.is_file() {
+            Some(sha256_file(&args.input)?)
+        } else {
+            None
+        },
+        parameters: ClassifyArgs {
+            mlp: args.effective_mlp(),
+            ..args.clone()
+        },
         features: feats.iter().map(|f| f.info.clone()).collect(),
         split: splits.info,
     };

@@ -30,11 +30,16 @@ pub(super) fn write_plots(
     runs: &Runs,
 ) -> Result<()> {
     let (primary, labelled, names) = (arms.primary, &lab.labelled, &lab.names);
-    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the report directory", dir.display()))?;
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("{}: cannot create the report directory", dir.display()))?;
     say(args.quiet, format!("writing plots to {}", dir.display()));
     let mut files = Vec::new();
     let prim = &report.results[primary];
-    let split_word = if args.folds.is_some() { "out-of-fold" } else { "test set" };
+    let split_word = if args.folds.is_some() {
+        "out-of-fold"
+    } else {
+        "test set"
+    };
     let title = format!(
         "{} — {}{} ({split_word})",
         args.method.to_string().to_uppercase(),
@@ -55,7 +60,11 @@ pub(super) fn write_plots(
     };
     let what = arms.knn_features_name.clone();
     let is_counts = args.on == FeatureSpace::Counts;
-    let max_dim = if is_counts { COUNTS_REDUCED_GENES } else { MAP_MAX_DIM };
+    let max_dim = if is_counts {
+        COUNTS_REDUCED_GENES
+    } else {
+        MAP_MAX_DIM
+    };
     let (map_x, map_dim, reduced) = if mdim > max_dim {
         let cols = top_variance_columns(mx, mdim, labelled, max_dim);
         let d = cols.len();
@@ -67,7 +76,11 @@ pub(super) fn write_plots(
         let pca = pca_2d(&map_x, labelled.len(), map_dim)?;
         let mut note = pca.method_note();
         if let Some(d) = reduced {
-            let _ = write!(note, " of the {d} highest-variance {}", if is_counts { "genes" } else { "columns" });
+            let _ = write!(
+                note,
+                " of the {d} highest-variance {}",
+                if is_counts { "genes" } else { "columns" }
+            );
         }
         plots::embedding_scatter(
             &dir.join("embedding"),
@@ -79,16 +92,27 @@ pub(super) fn write_plots(
         )?;
         files.extend(["embedding.png".to_string(), "embedding.svg".to_string()]);
     } else {
-        report.notes.push("no 2-D map: it needs at least 2 dimensions and 2 labelled cells".into());
+        report
+            .notes
+            .push("no 2-D map: it needs at least 2 dimensions and 2 labelled cells".into());
     }
 
     if let Some(ks) = &report.k_sweep {
         if ks.rows.len() >= 2 {
             let kv: Vec<usize> = ks.rows.iter().map(|r| r.k).collect();
             let mut series: Vec<(String, Vec<f64>)> = vec![
-                ("accuracy".into(), ks.rows.iter().map(|r| r.scores.accuracy).collect()),
-                ("weighted F1".into(), ks.rows.iter().map(|r| r.scores.weighted_f1).collect()),
-                ("macro F1".into(), ks.rows.iter().map(|r| r.scores.macro_f1).collect()),
+                (
+                    "accuracy".into(),
+                    ks.rows.iter().map(|r| r.scores.accuracy).collect(),
+                ),
+                (
+                    "weighted F1".into(),
+                    ks.rows.iter().map(|r| r.scores.weighted_f1).collect(),
+                ),
+                (
+                    "macro F1".into(),
+                    ks.rows.iter().map(|r| r.scores.macro_f1).collect(),
+                ),
             ];
             let kappa: Vec<f64> = ks.rows.iter().map(|r| r.scores.cohen_kappa).collect();
             if kappa.iter().all(|v| v.is_finite()) {
@@ -109,10 +133,24 @@ pub(super) fn write_plots(
             .results
             .iter()
             .filter(|r| r.scores.accuracy.is_finite())
-            .map(|r| (r.name.clone(), r.scores.accuracy, r.sd.map(|s| s.accuracy).unwrap_or(0.0)))
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    r.scores.accuracy,
+                    r.sd.map(|s| s.accuracy).unwrap_or(0.0),
+                )
+            })
             .collect();
         if !rows.is_empty() {
-            plots::bar_table(&dir.join("sources"), &rows, "accuracy", &format!("{} accuracy by source ({split_word})", args.method.to_string().to_uppercase()))?;
+            plots::bar_table(
+                &dir.join("sources"),
+                &rows,
+                "accuracy",
+                &format!(
+                    "{} accuracy by source ({split_word})",
+                    args.method.to_string().to_uppercase()
+                ),
+            )?;
             files.extend(["sources.png".to_string(), "sources.svg".to_string()]);
         }
     }
@@ -141,8 +179,14 @@ pub(super) fn write_obs_output(
     report.files.push(output.display().to_string());
     say(args.quiet, format!("writing {}", output.display()));
     let obs_cols = vec![
-        (OBS_PRED.to_string(), ObsColumn::Text(pred.iter().map(|p| names[p.0].clone()).collect())),
-        (OBS_CONF.to_string(), ObsColumn::Number(pred.iter().map(|p| p.1 as f64).collect())),
+        (
+            OBS_PRED.to_string(),
+            ObsColumn::Text(pred.iter().map(|p| names[p.0].clone()).collect()),
+        ),
+        (
+            OBS_CONF.to_string(),
+            ObsColumn::Number(pred.iter().map(|p| p.1 as f64).collect()),
+        ),
         (OBS_SPLIT.to_string(), ObsColumn::Text(split_col)),
     ];
     let uns = serde_json::to_string(&report.manifest)?;
@@ -150,11 +194,30 @@ pub(super) fn write_obs_output(
 }
 
 #[cfg(feature = "h5ad")]
-fn write_h5ad(input: &Path, output: &Path, in_place: bool, obs: &[(String, ObsColumn)], uns: &str) -> Result<()> {
-    crate::cells::h5ad::write_h5ad_with_obsm(input, output, in_place, &[], obs, Some((UNS_KEY, uns)))
+fn write_h5ad(
+    input: &Path,
+    output: &Path,
+    in_place: bool,
+    obs: &[(String, ObsColumn)],
+    uns: &str,
+) -> Result<()> {
+    crate::cells::h5ad::write_h5ad_with_obsm(
+        input,
+        output,
+        in_place,
+        &[],
+        obs,
+        Some((UNS_KEY, uns)),
+    )
 }
 
 #[cfg(not(feature = "h5ad"))]
-fn write_h5ad(input: &Path, _output: &Path, _in_place: bool, _obs: &[(String, ObsColumn)], _uns: &str) -> Result<()> {
+fn write_h5ad(
+    input: &Path,
+    _output: &Path,
+    _in_place: bool,
+    _obs: &[(String, ObsColumn)],
+    _uns: &str,
+) -> Result<()> {
     Err(super::features::no_h5ad(input))
 }

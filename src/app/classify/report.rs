@@ -23,13 +23,28 @@ pub struct Scores {
 
 impl Scores {
     pub(super) fn of(r: &ClassificationReport) -> Self {
-        Self { accuracy: r.accuracy, weighted_f1: r.weighted_f1, macro_f1: r.macro_f1, cohen_kappa: r.cohen_kappa }
+        Self {
+            accuracy: r.accuracy,
+            weighted_f1: r.weighted_f1,
+            macro_f1: r.macro_f1,
+            cohen_kappa: r.cohen_kappa,
+        }
     }
     fn values(&self) -> [f64; 4] {
-        [self.accuracy, self.weighted_f1, self.macro_f1, self.cohen_kappa]
+        [
+            self.accuracy,
+            self.weighted_f1,
+            self.macro_f1,
+            self.cohen_kappa,
+        ]
     }
     fn from_values(v: [f64; 4]) -> Self {
-        Self { accuracy: v[0], weighted_f1: v[1], macro_f1: v[2], cohen_kappa: v[3] }
+        Self {
+            accuracy: v[0],
+            weighted_f1: v[1],
+            macro_f1: v[2],
+            cohen_kappa: v[3],
+        }
     }
     /// Mean and sample standard deviation (ddof 1) over folds.
     pub fn mean_sd(all: &[Scores]) -> (Scores, Scores) {
@@ -41,7 +56,11 @@ impl Scores {
             sd[m] = if all.len() < 2 {
                 0.0
             } else {
-                (all.iter().map(|s| (s.values()[m] - mean[m]).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+                (all.iter()
+                    .map(|s| (s.values()[m] - mean[m]).powi(2))
+                    .sum::<f64>()
+                    / (n - 1.0))
+                    .sqrt()
             };
         }
         (Self::from_values(mean), Self::from_values(sd))
@@ -241,13 +260,21 @@ pub fn render_markdown(r: &ClassifyReport) -> String {
         Method::Knn => "cosine KNN",
         Method::Mlp => "MLP",
     };
-    let _ = writeln!(s, "# celltext classify: {method} on {} (label `{}`)", md(&r.summary.predictor), md(&r.label_column));
+    let _ = writeln!(
+        s,
+        "# celltext classify: {method} on {} (label `{}`)",
+        md(&r.summary.predictor),
+        md(&r.label_column)
+    );
     let _ = writeln!(s);
     let _ = writeln!(
         s,
         "- input: `{}`{}",
         md(&m.input),
-        m.input_sha256.as_ref().map(|h| format!(" (sha256 {}…)", &h[..h.len().min(12)])).unwrap_or_default()
+        m.input_sha256
+            .as_ref()
+            .map(|h| format!(" (sha256 {}…)", &h[..h.len().min(12)]))
+            .unwrap_or_default()
     );
     let _ = writeln!(
         s,
@@ -294,44 +321,81 @@ pub fn render_markdown(r: &ClassifyReport) -> String {
     }
     let _ = writeln!(s);
 
-    let where_ = if sp.kind == "kfold" { "mean ± sd over folds" } else { "test set" };
+    let where_ = if sp.kind == "kfold" {
+        "mean ± sd over folds"
+    } else {
+        "test set"
+    };
     let _ = writeln!(s, "## Results ({where_})");
     let _ = writeln!(s);
-    let _ = writeln!(s, "| predictor | accuracy | weighted F1 | macro F1 | kappa |");
+    let _ = writeln!(
+        s,
+        "| predictor | accuracy | weighted F1 | macro F1 | kappa |"
+    );
     let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: |");
     for a in &r.results {
-        let name = if a.primary && r.results.len() > 1 { format!("**{}**", md(&a.name)) } else { md(&a.name) };
+        let name = if a.primary && r.results.len() > 1 {
+            format!("**{}**", md(&a.name))
+        } else {
+            md(&a.name)
+        };
         let _ = writeln!(s, "| {name} | {} |", scores_row(&a.scores, a.sd.as_ref()));
     }
     let _ = writeln!(s);
     if r.results.iter().any(|a| a.val.is_some()) {
         let _ = writeln!(s, "Validation cells (`val` in the split column):");
         let _ = writeln!(s);
-        let _ = writeln!(s, "| predictor | accuracy | weighted F1 | macro F1 | kappa |");
+        let _ = writeln!(
+            s,
+            "| predictor | accuracy | weighted F1 | macro F1 | kappa |"
+        );
         let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: |");
         for a in &r.results {
             if let Some(v) = &a.val {
-                let _ = writeln!(s, "| {} | {} |", md(&a.name), scores_row(&Scores::of(v), None));
+                let _ = writeln!(
+                    s,
+                    "| {} | {} |",
+                    md(&a.name),
+                    scores_row(&Scores::of(v), None)
+                );
             }
         }
         let _ = writeln!(s);
     }
 
     if let Some(ks) = &r.k_sweep {
-        let title = if r.method == Method::Mlp { "KNN baseline k sweep" } else { "k sweep" };
-        let _ = writeln!(s, "## {title} ({}, vote {}, {where_})", md(&ks.features), vote_name(ks.vote));
+        let title = if r.method == Method::Mlp {
+            "KNN baseline k sweep"
+        } else {
+            "k sweep"
+        };
+        let _ = writeln!(
+            s,
+            "## {title} ({}, vote {}, {where_})",
+            md(&ks.features),
+            vote_name(ks.vote)
+        );
         let _ = writeln!(s);
         let _ = writeln!(s, "| k | accuracy | weighted F1 | macro F1 | kappa |");
         let _ = writeln!(s, "| ---: | ---: | ---: | ---: | ---: |");
         for row in &ks.rows {
-            let _ = writeln!(s, "| {} | {} |", row.k, scores_row(&row.scores, row.sd.as_ref()));
+            let _ = writeln!(
+                s,
+                "| {} | {} |",
+                row.k,
+                scores_row(&row.scores, row.sd.as_ref())
+            );
         }
         if !ks.skipped.is_empty() {
             let _ = writeln!(s);
             let _ = writeln!(
                 s,
                 "Skipped k = {}: larger than the training set ({} cells).",
-                ks.skipped.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", "),
+                ks.skipped
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 ks.n_train
             );
         }
@@ -339,7 +403,11 @@ pub fn render_markdown(r: &ClassifyReport) -> String {
     }
 
     if let Some(p) = r.results.iter().find(|a| a.primary) {
-        let pooled = if sp.kind == "kfold" { ", pooled out-of-fold predictions" } else { ", test set" };
+        let pooled = if sp.kind == "kfold" {
+            ", pooled out-of-fold predictions"
+        } else {
+            ", test set"
+        };
         let _ = writeln!(
             s,
             "## Per class: {}{}{pooled}",
@@ -355,7 +423,10 @@ pub fn render_markdown(r: &ClassifyReport) -> String {
         let _ = writeln!(s, "## Embedding quality (labelled cells vs. labels)");
         let _ = writeln!(s);
         let _ = writeln!(s, "| embedding | cells | dim | silhouette (cosine) | Calinski-Harabasz | Davies-Bouldin | k-means ARI | k-means NMI |");
-        let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        let _ = writeln!(
+            s,
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        );
         for q in &r.quality {
             match &q.metrics {
                 Some(e) => {
@@ -373,11 +444,22 @@ pub fn render_markdown(r: &ClassifyReport) -> String {
                     );
                 }
                 None => {
-                    let _ = writeln!(s, "| {} | {} | {} | not computed: {} | | | | |", md(&q.embedding), q.n_cells, q.dim, md(q.error.as_deref().unwrap_or("")));
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {} | not computed: {} | | | | |",
+                        md(&q.embedding),
+                        q.n_cells,
+                        q.dim,
+                        md(q.error.as_deref().unwrap_or(""))
+                    );
                 }
             }
         }
-        let qn: Vec<String> = r.quality.iter().filter_map(|q| q.note.as_ref().map(|n| format!("{}: {n}", q.embedding))).collect();
+        let qn: Vec<String> = r
+            .quality
+            .iter()
+            .filter_map(|q| q.note.as_ref().map(|n| format!("{}: {n}", q.embedding)))
+            .collect();
         if !qn.is_empty() {
             let _ = writeln!(s);
             for n in qn {
@@ -387,7 +469,11 @@ pub fn render_markdown(r: &ClassifyReport) -> String {
         let _ = writeln!(s);
     }
 
-    let trained: Vec<&ArmResult> = r.results.iter().filter(|a| !a.training.is_empty()).collect();
+    let trained: Vec<&ArmResult> = r
+        .results
+        .iter()
+        .filter(|a| !a.training.is_empty())
+        .collect();
     if !trained.is_empty() {
         let _ = writeln!(s, "## MLP training");
         let _ = writeln!(s);
@@ -395,8 +481,17 @@ pub fn render_markdown(r: &ClassifyReport) -> String {
         let _ = writeln!(s, "| --- | ---: | ---: | ---: | :---: | ---: | --- |");
         for a in trained {
             for (i, h) in a.training.iter().enumerate() {
-                let best = h.val_loss.get(h.best_epoch).map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
-                let gates = h.gates.iter().map(|g| format!("{} {:.3}", g.source, g.gate)).collect::<Vec<_>>().join(", ");
+                let best = h
+                    .val_loss
+                    .get(h.best_epoch)
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or_else(|| "-".into());
+                let gates = h
+                    .gates
+                    .iter()
+                    .map(|g| format!("{} {:.3}", g.source, g.gate))
+                    .collect::<Vec<_>>()
+                    .join(", ");
                 let _ = writeln!(
                     s,
                     "| {} | {} | {} | {} | {} | {best} | {} |",

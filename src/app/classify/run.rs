@@ -12,7 +12,9 @@ use super::features::{Feature, Labels};
 use super::report::{ArmResult, KRow, KSweepResult, QualityResult, Scores, SplitInfo};
 use super::{say, COUNTS_REDUCED_GENES, DEFAULT_K, QUALITY_MAX_CELLS};
 use crate::cells::read::find_obs_column;
-use crate::classify::features::{concat_normalized, gather_rows, select_columns, top_variance_columns};
+use crate::classify::features::{
+    concat_normalized, gather_rows, select_columns, top_variance_columns,
+};
 use crate::classify::knn::{knn_loo, CosineKnn};
 use crate::classify::mlp::{Fusion, MlpConfig, Source, TrainedMlp, TrainingHistory};
 use crate::classify::split::{self, Split};
@@ -80,7 +82,11 @@ pub(super) struct Runs {
 }
 
 /// The train / test (/ val) cells: from `--split-column`, `--folds`, or a stratified split.
-pub(super) fn make_splits(args: &ClassifyArgs, lab: &Labels, notes: &mut Vec<String>) -> Result<Splits> {
+pub(super) fn make_splits(
+    args: &ClassifyArgs,
+    lab: &Labels,
+    notes: &mut Vec<String>,
+) -> Result<Splits> {
     let (labelled, names, y) = (&lab.labelled, &lab.names, &lab.y);
     if let Some(col) = &args.split_column {
         let c = find_obs_column(&lab.obs, col, Some(&args.input)).context("--split-column")?;
@@ -109,7 +115,12 @@ pub(super) fn make_splits(args: &ClassifyArgs, lab: &Labels, notes: &mut Vec<Str
         }
         let mut in_train = vec![false; names.len()];
         tr.iter().for_each(|&i| in_train[y[i]] = true);
-        let absent: Vec<&str> = names.iter().enumerate().filter(|(c, _)| !in_train[*c]).map(|(_, n)| n.as_str()).collect();
+        let absent: Vec<&str> = names
+            .iter()
+            .enumerate()
+            .filter(|(c, _)| !in_train[*c])
+            .map(|(_, n)| n.as_str())
+            .collect();
         if !absent.is_empty() {
             notes.push(format!(
                 "classes with no training cell in split column '{col}' (they cannot be predicted): {}",
@@ -129,7 +140,14 @@ pub(super) fn make_splits(args: &ClassifyArgs, lab: &Labels, notes: &mut Vec<Str
             test: Vec::new(),
             fold_test: Vec::new(),
         };
-        return Ok(Splits { cells: vec![CellSplit { train: tr, test: te, val: va }], info });
+        return Ok(Splits {
+            cells: vec![CellSplit {
+                train: tr,
+                test: te,
+                val: va,
+            }],
+            info,
+        });
     }
     let to_cells = |s: &Split| CellSplit {
         train: s.train.iter().map(|&i| labelled[i]).collect(),
@@ -137,14 +155,25 @@ pub(super) fn make_splits(args: &ClassifyArgs, lab: &Labels, notes: &mut Vec<Str
         val: s.val.iter().map(|&i| labelled[i]).collect(),
     };
     if let Some(k) = args.folds {
-        let stratifiable = labelled.len() - lab.small_classes.iter().map(|c| lab.class_counts[c]).sum::<usize>();
+        let stratifiable = labelled.len()
+            - lab
+                .small_classes
+                .iter()
+                .map(|c| lab.class_counts[c])
+                .sum::<usize>();
         if k > stratifiable {
             bail!("--folds {k}: only {stratifiable} labelled cells can be tested; use fewer folds");
         }
         let folds = split::stratified_kfold(&lab.y_lab, names, k, args.seed)?;
         let cs: Vec<CellSplit> = folds.iter().map(to_cells).collect();
-        if let Some(f) = cs.iter().position(|s| s.test.is_empty() || s.train.is_empty()) {
-            bail!("--folds {k}: fold {} has no test or no training cells; use fewer folds", f + 1);
+        if let Some(f) = cs
+            .iter()
+            .position(|s| s.test.is_empty() || s.train.is_empty())
+        {
+            bail!(
+                "--folds {k}: fold {} has no test or no training cells; use fewer folds",
+                f + 1
+            );
         }
         let info = SplitInfo {
             kind: "kfold".into(),
@@ -179,28 +208,50 @@ pub(super) fn make_splits(args: &ClassifyArgs, lab: &Labels, notes: &mut Vec<Str
         test: cs.test.clone(),
         fold_test: Vec::new(),
     };
-    Ok(Splits { cells: vec![cs], info })
+    Ok(Splits {
+        cells: vec![cs],
+        info,
+    })
 }
 
 /// One arm per run, or with several sources one per source plus the fused one (primary, last).
 pub(super) fn plan_arms(args: &ClassifyArgs, feats: &[Feature], notes: &mut Vec<String>) -> Arms {
     let mut arms: Vec<Arm> = Vec::new();
     if feats.len() == 1 {
-        arms.push(Arm { name: feats[0].info.name.clone(), sources: vec![0], fusion: None });
+        arms.push(Arm {
+            name: feats[0].info.name.clone(),
+            sources: vec![0],
+            fusion: None,
+        });
     } else {
         for (i, f) in feats.iter().enumerate() {
-            arms.push(Arm { name: f.info.name.clone(), sources: vec![i], fusion: None });
+            arms.push(Arm {
+                name: f.info.name.clone(),
+                sources: vec![i],
+                fusion: None,
+            });
         }
         let all: Vec<usize> = (0..feats.len()).collect();
-        let joined = feats.iter().map(|f| f.info.name.as_str()).collect::<Vec<_>>().join(" + ");
+        let joined = feats
+            .iter()
+            .map(|f| f.info.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" + ");
         let (name, fusion) = match args.method {
-            Method::Knn => (format!("fused: {joined} (L2-normalized concat)"), "concat of L2-normalized sources"),
+            Method::Knn => (
+                format!("fused: {joined} (L2-normalized concat)"),
+                "concat of L2-normalized sources",
+            ),
             Method::Mlp => match args.fusion {
                 Fusion::Concat => (format!("fused: {joined} (concat)"), "concat"),
                 Fusion::Gated => (format!("fused: {joined} (gated)"), "gated"),
             },
         };
-        arms.push(Arm { name, sources: all, fusion: Some(fusion.into()) });
+        arms.push(Arm {
+            name,
+            sources: all,
+            fusion: Some(fusion.into()),
+        });
         if args.method == Method::Knn {
             notes.push(
                 "KNN with several embeddings: each source is L2-normalized and the sources are concatenated (equal weight), then cosine KNN".into(),
@@ -223,9 +274,20 @@ pub(super) fn plan_arms(args: &ClassifyArgs, feats: &[Feature], notes: &mut Vec<
     let knn_features_name = if feats.len() == 1 {
         feats[0].info.name.clone()
     } else {
-        format!("{} (L2-normalized concat)", feats.iter().map(|f| f.info.name.as_str()).collect::<Vec<_>>().join(" + "))
+        format!(
+            "{} (L2-normalized concat)",
+            feats
+                .iter()
+                .map(|f| f.info.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" + ")
+        )
     };
-    Arms { arms, primary, knn_features_name }
+    Arms {
+        arms,
+        primary,
+        knn_features_name,
+    }
 }
 
 /// KNN features of an arm over all `n_cells` cells: its one source as is, or its sources
@@ -235,13 +297,21 @@ pub(super) fn knn_features(arm: &Arm, feats: &[Feature], n_cells: usize) -> (Vec
         let f = &feats[arm.sources[0]];
         (f.data.clone(), f.info.dim)
     } else {
-        let fs: Vec<(&[f32], usize)> = arm.sources.iter().map(|&s| (feats[s].data.as_slice(), feats[s].info.dim)).collect();
+        let fs: Vec<(&[f32], usize)> = arm
+            .sources
+            .iter()
+            .map(|&s| (feats[s].data.as_slice(), feats[s].info.dim))
+            .collect();
         concat_normalized(&fs, n_cells)
     }
 }
 
 /// Which k values run (those that fit the smallest training set) and which predicts.
-pub(super) fn plan_ks(args: &ClassifyArgs, splits: &[CellSplit], notes: &mut Vec<String>) -> Result<KPlan> {
+pub(super) fn plan_ks(
+    args: &ClassifyArgs,
+    splits: &[CellSplit],
+    notes: &mut Vec<String>,
+) -> Result<KPlan> {
     let min_train = splits.iter().map(|s| s.train.len()).min().unwrap_or(0);
     let run_sweep = match args.method {
         Method::Knn => true,
@@ -260,8 +330,16 @@ pub(super) fn plan_ks(args: &ClassifyArgs, splits: &[CellSplit], notes: &mut Vec
     if run_sweep && !skipped.is_empty() {
         notes.push(format!(
             "k = {} skipped: larger than the training set ({min_train} cells{})",
-            skipped.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", "),
-            if splits.len() > 1 { " in the smallest fold" } else { "" }
+            skipped
+                .iter()
+                .map(|k| k.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if splits.len() > 1 {
+                " in the smallest fold"
+            } else {
+                ""
+            }
         ));
     }
     let predict_k = ok.first().copied();
@@ -276,11 +354,24 @@ pub(super) fn plan_ks(args: &ClassifyArgs, splits: &[CellSplit], notes: &mut Vec
     } else {
         notes.push("obs predictions of training cells come from the MLP that was trained on them (resubstitution); score only test cells".into());
     }
-    Ok(KPlan { run_sweep, ok, skipped, min_train, predict_k })
+    Ok(KPlan {
+        run_sweep,
+        ok,
+        skipped,
+        min_train,
+        predict_k,
+    })
 }
 
 /// Trains and predicts every arm on every split (and the k sweep on the primary KNN features).
-pub(super) fn run_arms(args: &ClassifyArgs, lab: &Labels, splits: &[CellSplit], feats: &[Feature], arms: &Arms, ks: &KPlan) -> Result<Runs> {
+pub(super) fn run_arms(
+    args: &ClassifyArgs,
+    lab: &Labels,
+    splits: &[CellSplit],
+    feats: &[Feature],
+    arms: &Arms,
+    ks: &KPlan,
+) -> Result<Runs> {
     let (n_cells, y, names) = (lab.n_cells(), &lab.y, &lab.names);
     let primary = arms.primary;
     let mlp_cfg = args.effective_mlp();
@@ -293,7 +384,13 @@ pub(super) fn run_arms(args: &ClassifyArgs, lab: &Labels, splits: &[CellSplit], 
         arms.arms
             .iter()
             .enumerate()
-            .map(|(i, a)| if args.method == Method::Knn || i == primary { knn_features(a, feats, n_cells) } else { (Vec::new(), 0) })
+            .map(|(i, a)| {
+                if args.method == Method::Knn || i == primary {
+                    knn_features(a, feats, n_cells)
+                } else {
+                    (Vec::new(), 0)
+                }
+            })
             .collect()
     } else {
         Vec::new()
@@ -304,12 +401,35 @@ pub(super) fn run_arms(args: &ClassifyArgs, lab: &Labels, splits: &[CellSplit], 
         // k sweep on the primary KNN features
         if ks.run_sweep {
             let (x, dim) = &arm_knn[primary];
-            let knn = CosineKnn::fit(&gather_rows(x, *dim, &sp.train), sp.train.len(), *dim, &train_y)?;
-            let preds = knn.predict_sweep(&gather_rows(x, *dim, &sp.test), sp.test.len(), &ks.ok, args.vote)?;
-            sweep_preds.push(preds.iter().map(|p| p.iter().map(|q| q.label).collect()).collect());
+            let knn = CosineKnn::fit(
+                &gather_rows(x, *dim, &sp.train),
+                sp.train.len(),
+                *dim,
+                &train_y,
+            )?;
+            let preds = knn.predict_sweep(
+                &gather_rows(x, *dim, &sp.test),
+                sp.test.len(),
+                &ks.ok,
+                args.vote,
+            )?;
+            sweep_preds.push(
+                preds
+                    .iter()
+                    .map(|p| p.iter().map(|q| q.label).collect())
+                    .collect(),
+            );
         }
         for (ai, arm) in arms.arms.iter().enumerate() {
-            pb.set_message(format!("{}{}", arm.name, if splits.len() > 1 { format!(" (fold {}/{})", si + 1, splits.len()) } else { String::new() }));
+            pb.set_message(format!(
+                "{}{}",
+                arm.name,
+                if splits.len() > 1 {
+                    format!(" (fold {}/{})", si + 1, splits.len())
+                } else {
+                    String::new()
+                }
+            ));
             let want_all = ai == primary && si == 0;
             let others: Vec<usize> = if want_all {
                 let mut is_train = vec![false; n_cells];
@@ -348,23 +468,57 @@ pub(super) fn run_arms(args: &ClassifyArgs, lab: &Labels, splits: &[CellSplit], 
                     } else {
                         None
                     };
-                    ArmSplitOut { test, val, all, history: None }
+                    ArmSplitOut {
+                        test,
+                        val,
+                        all,
+                        history: None,
+                    }
                 }
                 Method::Mlp => {
                     let sources: Vec<Source> = arm
                         .sources
                         .iter()
-                        .map(|&s| Source::new(feats[s].info.name.clone(), &feats[s].data, feats[s].info.dim))
+                        .map(|&s| {
+                            Source::new(
+                                feats[s].info.name.clone(),
+                                &feats[s].data,
+                                feats[s].info.dim,
+                            )
+                        })
                         .collect();
-                    let y0: Vec<usize> = y.iter().map(|&c| if c == usize::MAX { 0 } else { c }).collect();
+                    let y0: Vec<usize> = y
+                        .iter()
+                        .map(|&c| if c == usize::MAX { 0 } else { c })
+                        .collect();
                     // a gate on a lone source has nothing to weigh against: single sources use concat
-                    let cfg = if arm.sources.len() == 1 { MlpConfig { fusion: Fusion::Concat, ..mlp_cfg.clone() } } else { mlp_cfg.clone() };
+                    let cfg = if arm.sources.len() == 1 {
+                        MlpConfig {
+                            fusion: Fusion::Concat,
+                            ..mlp_cfg.clone()
+                        }
+                    } else {
+                        mlp_cfg.clone()
+                    };
                     let model = TrainedMlp::fit(&sources, &y0, names.len(), &sp.train, &cfg)
                         .with_context(|| format!("training the MLP on {}", arm.name))?;
                     let test = model.predict(&sources, &sp.test)?;
-                    let val = if sp.val.is_empty() { Vec::new() } else { model.predict(&sources, &sp.val)? };
-                    let all = if want_all { Some(model.predict(&sources, &(0..n_cells).collect::<Vec<_>>())?) } else { None };
-                    ArmSplitOut { test, val, all, history: Some(model.history().clone()) }
+                    let val = if sp.val.is_empty() {
+                        Vec::new()
+                    } else {
+                        model.predict(&sources, &sp.val)?
+                    };
+                    let all = if want_all {
+                        Some(model.predict(&sources, &(0..n_cells).collect::<Vec<_>>())?)
+                    } else {
+                        None
+                    };
+                    ArmSplitOut {
+                        test,
+                        val,
+                        all,
+                        history: Some(model.history().clone()),
+                    }
                 }
             };
             row.push(out);
@@ -373,7 +527,11 @@ pub(super) fn run_arms(args: &ClassifyArgs, lab: &Labels, splits: &[CellSplit], 
         outs.push(row);
     }
     pb.finish_and_clear();
-    Ok(Runs { outs, sweep_preds, arm_knn })
+    Ok(Runs {
+        outs,
+        sweep_preds,
+        arm_knn,
+    })
 }
 
 /// Test (and val) scores of every arm: per split, and pooled (or mean ± sd over folds).
@@ -414,10 +572,18 @@ pub(super) fn score_arms(
         };
         results.push(ArmResult {
             name: arm.name.clone(),
-            sources: arm.sources.iter().map(|&s| feats[s].info.name.clone()).collect(),
+            sources: arm
+                .sources
+                .iter()
+                .map(|&s| feats[s].info.name.clone())
+                .collect(),
             fusion: arm.fusion.clone(),
             primary: ai == arms.primary,
-            k: if args.method == Method::Knn { ks.predict_k } else { None },
+            k: if args.method == Method::Knn {
+                ks.predict_k
+            } else {
+                None
+            },
             scores,
             sd,
             fold_scores,
@@ -430,7 +596,14 @@ pub(super) fn score_arms(
 }
 
 /// The k sweep's rows (sorted by k), if it ran.
-pub(super) fn k_sweep(args: &ClassifyArgs, lab: &Labels, splits: &[CellSplit], arms: &Arms, ks: &KPlan, runs: &Runs) -> Result<Option<KSweepResult>> {
+pub(super) fn k_sweep(
+    args: &ClassifyArgs,
+    lab: &Labels,
+    splits: &[CellSplit],
+    arms: &Arms,
+    ks: &KPlan,
+    runs: &Runs,
+) -> Result<Option<KSweepResult>> {
     if !ks.run_sweep {
         return Ok(None);
     }
@@ -441,7 +614,11 @@ pub(super) fn k_sweep(args: &ClassifyArgs, lab: &Labels, splits: &[CellSplit], a
         let mut per = Vec::new();
         for (si, sp) in splits.iter().enumerate() {
             let yt: Vec<usize> = sp.test.iter().map(|&i| lab.y[i]).collect();
-            per.push(Scores::of(&ClassificationReport::new(&yt, &runs.sweep_preds[si][ki], &lab.names)?));
+            per.push(Scores::of(&ClassificationReport::new(
+                &yt,
+                &runs.sweep_preds[si][ki],
+                &lab.names,
+            )?));
         }
         let (scores, sd, fold_scores) = if args.folds.is_some() {
             let (m, s) = Scores::mean_sd(&per);
@@ -449,7 +626,12 @@ pub(super) fn k_sweep(args: &ClassifyArgs, lab: &Labels, splits: &[CellSplit], a
         } else {
             (per[0], None, Vec::new())
         };
-        rows.push(KRow { k: ks.ok[ki], scores, sd, fold_scores });
+        rows.push(KRow {
+            k: ks.ok[ki],
+            scores,
+            sd,
+            fold_scores,
+        });
     }
     Ok(Some(KSweepResult {
         features: arms.knn_features_name.clone(),
@@ -463,7 +645,12 @@ pub(super) fn k_sweep(args: &ClassifyArgs, lab: &Labels, splits: &[CellSplit], a
 
 /// Embedding quality of each source (and of the fused KNN features) against the labels, on the
 /// labelled cells or a seeded subset of them; counts on their highest-variance genes.
-pub(super) fn embedding_quality(args: &ClassifyArgs, lab: &Labels, feats: &[Feature], arms: &Arms) -> Vec<QualityResult> {
+pub(super) fn embedding_quality(
+    args: &ClassifyArgs,
+    lab: &Labels,
+    feats: &[Feature],
+    arms: &Arms,
+) -> Vec<QualityResult> {
     say(args.quiet, "embedding quality");
     let mut q_cells = lab.labelled.clone();
     let mut q_note: Option<String> = None;
@@ -472,7 +659,10 @@ pub(super) fn embedding_quality(args: &ClassifyArgs, lab: &Labels, feats: &[Feat
         q_cells.shuffle(&mut rng);
         q_cells.truncate(QUALITY_MAX_CELLS);
         q_cells.sort_unstable();
-        q_note = Some(format!("seeded random subset of {QUALITY_MAX_CELLS} of the {} labelled cells", lab.labelled.len()));
+        q_note = Some(format!(
+            "seeded random subset of {QUALITY_MAX_CELLS} of the {} labelled cells",
+            lab.labelled.len()
+        ));
     }
     let q_labels: Vec<usize> = q_cells.iter().map(|&i| lab.y[i]).collect();
     let mut quality_inputs: Vec<(String, Vec<f32>, usize, Option<String>)> = Vec::new();
@@ -481,15 +671,33 @@ pub(super) fn embedding_quality(args: &ClassifyArgs, lab: &Labels, feats: &[Feat
             let cols = top_variance_columns(&f.data, f.info.dim, &q_cells, COUNTS_REDUCED_GENES);
             let d = cols.len();
             let note = format!("the {d} highest-variance genes of log1p-CP10k");
-            quality_inputs.push((f.info.name.clone(), select_columns(&f.data, f.info.dim, &q_cells, &cols), d, Some(note)));
+            quality_inputs.push((
+                f.info.name.clone(),
+                select_columns(&f.data, f.info.dim, &q_cells, &cols),
+                d,
+                Some(note),
+            ));
         } else {
-            quality_inputs.push((f.info.name.clone(), gather_rows(&f.data, f.info.dim, &q_cells), f.info.dim, None));
+            quality_inputs.push((
+                f.info.name.clone(),
+                gather_rows(&f.data, f.info.dim, &q_cells),
+                f.info.dim,
+                None,
+            ));
         }
     }
     if feats.len() > 1 {
-        let fs: Vec<(&[f32], usize)> = feats.iter().map(|f| (f.data.as_slice(), f.info.dim)).collect();
+        let fs: Vec<(&[f32], usize)> = feats
+            .iter()
+            .map(|f| (f.data.as_slice(), f.info.dim))
+            .collect();
         let (x, d) = concat_normalized(&fs, lab.n_cells());
-        quality_inputs.push((arms.knn_features_name.clone(), gather_rows(&x, d, &q_cells), d, None));
+        quality_inputs.push((
+            arms.knn_features_name.clone(),
+            gather_rows(&x, d, &q_cells),
+            d,
+            None,
+        ));
     }
     quality_inputs
         .into_iter()
@@ -499,8 +707,22 @@ pub(super) fn embedding_quality(args: &ClassifyArgs, lab: &Labels, feats: &[Feat
                 (a, b) => a.or_else(|| b.clone()),
             };
             match EmbeddingQuality::compute(&x, q_cells.len(), d, &q_labels, args.seed) {
-                Ok(m) => QualityResult { embedding: name, n_cells: q_cells.len(), dim: d, note, metrics: Some(m), error: None },
-                Err(e) => QualityResult { embedding: name, n_cells: q_cells.len(), dim: d, note, metrics: None, error: Some(format!("{e:#}")) },
+                Ok(m) => QualityResult {
+                    embedding: name,
+                    n_cells: q_cells.len(),
+                    dim: d,
+                    note,
+                    metrics: Some(m),
+                    error: None,
+                },
+                Err(e) => QualityResult {
+                    embedding: name,
+                    n_cells: q_cells.len(),
+                    dim: d,
+                    note,
+                    metrics: None,
+                    error: Some(format!("{e:#}")),
+                },
             }
         })
         .collect()
@@ -509,7 +731,13 @@ pub(super) fn embedding_quality(args: &ClassifyArgs, lab: &Labels, feats: &[Feat
 /// The obs columns: each cell's (class, confidence) from the primary arm and its split name.
 /// Every labelled cell is train / test / val (or tested in a fold), so only cells with an empty
 /// label keep 'unlabeled'.
-pub(super) fn obs_predictions(args: &ClassifyArgs, lab: &Labels, splits: &[CellSplit], arms: &Arms, runs: &Runs) -> (Vec<(usize, f32)>, Vec<String>) {
+pub(super) fn obs_predictions(
+    args: &ClassifyArgs,
+    lab: &Labels,
+    splits: &[CellSplit],
+    arms: &Arms,
+    runs: &Runs,
+) -> (Vec<(usize, f32)>, Vec<String>) {
     let (primary, outs) = (arms.primary, &runs.outs);
     let mut pred: Vec<(usize, f32)> = outs[0][primary].all.clone().unwrap_or_default();
     let mut split_col: Vec<String> = vec!["unlabeled".to_string(); lab.n_cells()];

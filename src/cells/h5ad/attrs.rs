@@ -14,11 +14,15 @@ pub(super) fn h5err(path: &Path, what: &str, e: impl std::fmt::Display) -> anyho
 
 /// A string attribute (scalar; vlen or fixed, UTF-8 or ASCII). `None` when absent.
 pub(super) fn attr_string(loc: &Location, name: &str) -> Result<Option<String>> {
-    let names = loc.attr_names().map_err(|e| anyhow!("cannot list attributes of {}: {e}", loc.name()))?;
+    let names = loc
+        .attr_names()
+        .map_err(|e| anyhow!("cannot list attributes of {}: {e}", loc.name()))?;
     if !names.iter().any(|n| n == name) {
         return Ok(None);
     }
-    let attr = loc.attr(name).map_err(|e| anyhow!("cannot open attribute {name} of {}: {e}", loc.name()))?;
+    let attr = loc
+        .attr(name)
+        .map_err(|e| anyhow!("cannot open attribute {name} of {}: {e}", loc.name()))?;
     let v = read_strings(&attr).map_err(|e| anyhow!("attribute {name} of {}: {e}", loc.name()))?;
     Ok(v.into_iter().next())
 }
@@ -46,14 +50,19 @@ macro_rules! read_fixed {
         } else if n <= 8192 {
             read_with::<$ty<8192>>($c, |s| lossy(s.as_bytes()))
         } else {
-            Err(anyhow!("fixed-length strings of {n} bytes are not supported"))
+            Err(anyhow!(
+                "fixed-length strings of {n} bytes are not supported"
+            ))
         }
     }};
 }
 
 /// Read a whole string dataset/attribute; numeric data are formatted as text.
 pub(super) fn read_strings(c: &Container) -> Result<Vec<String>> {
-    let td = c.dtype().and_then(|t| t.to_descriptor()).map_err(|e| anyhow!("unsupported datatype: {e}"))?;
+    let td = c
+        .dtype()
+        .and_then(|t| t.to_descriptor())
+        .map_err(|e| anyhow!("unsupported datatype: {e}"))?;
     match td {
         TypeDescriptor::VarLenUnicode => read_with::<VarLenUnicode>(c, |s| lossy(s.as_bytes())),
         TypeDescriptor::VarLenAscii => read_with::<VarLenAscii>(c, |s| lossy(s.as_bytes())),
@@ -62,20 +71,29 @@ pub(super) fn read_strings(c: &Container) -> Result<Vec<String>> {
         TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) | TypeDescriptor::Float(_) => {
             Ok(read_numbers(c)?.into_iter().map(fmt_num).collect())
         }
-        TypeDescriptor::Boolean => {
-            Ok(c.read_raw::<bool>()?.into_iter().map(|b| if b { "True" } else { "False" }.to_string()).collect())
-        }
+        TypeDescriptor::Boolean => Ok(c
+            .read_raw::<bool>()?
+            .into_iter()
+            .map(|b| if b { "True" } else { "False" }.to_string())
+            .collect()),
         other => bail!("expected strings, found HDF5 type {other:?}"),
     }
 }
 
 pub(super) fn read_numbers(c: &Container) -> Result<Vec<f64>> {
-    let td = c.dtype().and_then(|t| t.to_descriptor()).map_err(|e| anyhow!("unsupported datatype: {e}"))?;
+    let td = c
+        .dtype()
+        .and_then(|t| t.to_descriptor())
+        .map_err(|e| anyhow!("unsupported datatype: {e}"))?;
     match td {
         TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) | TypeDescriptor::Float(_) => {
             Ok(c.read_raw::<f64>()?)
         }
-        TypeDescriptor::Boolean => Ok(c.read_raw::<bool>()?.into_iter().map(|b| b as u8 as f64).collect()),
+        TypeDescriptor::Boolean => Ok(c
+            .read_raw::<bool>()?
+            .into_iter()
+            .map(|b| b as u8 as f64)
+            .collect()),
         other => bail!("expected numbers, found HDF5 type {other:?}"),
     }
 }

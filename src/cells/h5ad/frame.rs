@@ -18,8 +18,12 @@ pub(super) fn read_df_column(df: &Group, name: &str) -> Result<Option<ObsColumn>
             let enc = attr_string(&g, "encoding-type")?.unwrap_or_default();
             match enc.as_str() {
                 "categorical" => {
-                    let codes = read_numbers(&*g.dataset("codes").context("categorical without 'codes'")?)?;
-                    let cats = read_strings(&*g.dataset("categories").context("categorical without 'categories'")?)?;
+                    let codes =
+                        read_numbers(&*g.dataset("codes").context("categorical without 'codes'")?)?;
+                    let cats = read_strings(
+                        &*g.dataset("categories")
+                            .context("categorical without 'categories'")?,
+                    )?;
                     Ok(Some(ObsColumn::Text(map_codes(&codes, &cats, name)?)))
                 }
                 "nullable-integer" | "nullable-boolean" | "nullable-float" => {
@@ -86,7 +90,10 @@ fn map_codes(codes: &[f64], cats: &[String], name: &str) -> Result<Vec<String>> 
                 Ok(String::new())
             } else {
                 cats.get(c as usize).cloned().ok_or_else(|| {
-                    anyhow!("categorical '{name}': code {c} of row {i} is beyond the {} categories", cats.len())
+                    anyhow!(
+                        "categorical '{name}': code {c} of row {i} is beyond the {} categories",
+                        cats.len()
+                    )
                 })
             }
         })
@@ -116,12 +123,21 @@ pub(super) fn read_frame_meta(path: &Path, file: &File, name: &str) -> Result<(G
         .map_err(|e| h5err(path, name, e))?
         .unwrap_or_else(|| "_index".to_string());
     let index = if g.link_exists(&index_name) {
-        let ds = g.dataset(&index_name).map_err(|e| h5err(path, &format!("{name}/{index_name}"), e))?;
+        let ds = g
+            .dataset(&index_name)
+            .map_err(|e| h5err(path, &format!("{name}/{index_name}"), e))?;
         read_strings(&ds).map_err(|e| h5err(path, &format!("{name}/{index_name} (index)"), e))?
     } else {
-        bail!("{}: {name}: index dataset '{index_name}' (named by the _index attribute) is missing", path.display())
+        bail!(
+            "{}: {name}: index dataset '{index_name}' (named by the _index attribute) is missing",
+            path.display()
+        )
     };
-    let columns = if g.attr_names().map(|a| a.iter().any(|n| n == "column-order")).unwrap_or(false) {
+    let columns = if g
+        .attr_names()
+        .map(|a| a.iter().any(|n| n == "column-order"))
+        .unwrap_or(false)
+    {
         let a = g.attr("column-order").map_err(|e| h5err(path, name, e))?;
         if is_string_type(&a) {
             read_strings(&a).map_err(|e| h5err(path, &format!("{name} column-order"), e))?
@@ -135,22 +151,40 @@ pub(super) fn read_frame_meta(path: &Path, file: &File, name: &str) -> Result<(G
             .filter(|n| n != &index_name && n != "__categories")
             .collect()
     };
-    Ok((g, Frame { index, columns, index_name }))
+    Ok((
+        g,
+        Frame {
+            index,
+            columns,
+            index_name,
+        },
+    ))
 }
 
-pub(super) fn read_frame_columns(path: &Path, g: &Group, fr: &Frame, what: &str) -> Result<Vec<(String, ObsColumn)>> {
+pub(super) fn read_frame_columns(
+    path: &Path,
+    g: &Group,
+    fr: &Frame,
+    what: &str,
+) -> Result<Vec<(String, ObsColumn)>> {
     let mut out = Vec::new();
     for c in &fr.columns {
         if c == &fr.index_name {
             continue;
         }
-        if let Some(col) = read_df_column(g, c).map_err(|e| h5err(path, &format!("{what}/{c}"), e))? {
+        if let Some(col) =
+            read_df_column(g, c).map_err(|e| h5err(path, &format!("{what}/{c}"), e))?
+        {
             let len = match &col {
                 ObsColumn::Text(v) => v.len(),
                 ObsColumn::Number(v) => v.len(),
             };
             if len != fr.index.len() {
-                bail!("{}: {what}/{c}: {len} values but the {what} index has {}", path.display(), fr.index.len())
+                bail!(
+                    "{}: {what}/{c}: {len} values but the {what} index has {}",
+                    path.display(),
+                    fr.index.len()
+                )
             }
             out.push((c.clone(), col));
         }

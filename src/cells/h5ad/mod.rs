@@ -47,7 +47,8 @@ pub use write::{write_h5ad_with_obsm, write_new_h5ad, NewH5ad, ObsmEntry};
 
 /// The `obsm` keys of an h5ad file, sorted; empty when it has no `obsm` group.
 pub fn obsm_keys(path: &Path) -> Result<Vec<String>> {
-    let f = File::open(path).map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", path.display()))?;
+    let f = File::open(path)
+        .map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", path.display()))?;
     if !f.link_exists("obsm") {
         return Ok(Vec::new());
     }
@@ -59,25 +60,40 @@ pub fn obsm_keys(path: &Path) -> Result<Vec<String>> {
 
 /// `obsm/<key>` as row-major f32 values and its dimension.
 pub fn read_obsm(path: &Path, key: &str) -> Result<(Vec<f32>, usize)> {
-    let f = File::open(path).map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", path.display()))?;
+    let f = File::open(path)
+        .map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", path.display()))?;
     let g = f.group("obsm").map_err(|e| h5err(path, "obsm", e))?;
     if !g.link_exists(key) {
         let avail = g.member_names().unwrap_or_default();
-        bail!("{}: obsm/{key} not found; available: {}", path.display(), avail.join(", "))
+        bail!(
+            "{}: obsm/{key} not found; available: {}",
+            path.display(),
+            avail.join(", ")
+        )
     }
-    let ds = g.dataset(key).map_err(|e| h5err(path, &format!("obsm/{key}"), e))?;
+    let ds = g
+        .dataset(key)
+        .map_err(|e| h5err(path, &format!("obsm/{key}"), e))?;
     let sh = ds.shape();
     if sh.len() != 2 {
-        bail!("{}: obsm/{key}: expected a 2-D array, found shape {sh:?}", path.display())
+        bail!(
+            "{}: obsm/{key}: expected a 2-D array, found shape {sh:?}",
+            path.display()
+        )
     }
-    let v = ds.read_raw::<f32>().map_err(|e| h5err(path, &format!("obsm/{key}"), e))?;
+    let v = ds
+        .read_raw::<f32>()
+        .map_err(|e| h5err(path, &format!("obsm/{key}"), e))?;
     Ok((v, sh[1]))
 }
 
 /// `uns/<key>` as a string (a scalar string dataset).
 pub fn read_uns_string(path: &Path, key: &str) -> Result<String> {
-    let f = File::open(path).map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", path.display()))?;
-    let ds = f.dataset(&format!("uns/{key}")).map_err(|e| h5err(path, &format!("uns/{key}"), e))?;
+    let f = File::open(path)
+        .map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", path.display()))?;
+    let ds = f
+        .dataset(&format!("uns/{key}"))
+        .map_err(|e| h5err(path, &format!("uns/{key}"), e))?;
     read_strings(&ds)
         .map_err(|e| h5err(path, &format!("uns/{key}"), e))?
         .into_iter()
@@ -87,7 +103,8 @@ pub fn read_uns_string(path: &Path, key: &str) -> Result<String> {
 
 /// The obs index (cell ids) and obs columns of an AnnData file, without touching X.
 pub fn read_h5ad_obs(path: &Path) -> Result<(Vec<String>, Vec<(String, ObsColumn)>)> {
-    let f = File::open(path).map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", path.display()))?;
+    let f = File::open(path)
+        .map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", path.display()))?;
     let (g, fr) = read_frame_meta(path, &f, "obs")?;
     let cols = read_frame_columns(path, &g, &fr, "obs")?;
     Ok((fr.index, cols))

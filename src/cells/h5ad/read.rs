@@ -10,12 +10,23 @@ use super::attrs::{attr_string, fmt_num, h5err, member_kind};
 use super::frame::{read_df_column, read_frame_columns, read_frame_meta};
 use crate::cells::matrix::{CsrMatrix, ObsColumn};
 use crate::cells::source::{
-    check_rows, check_unique_genes, check_values, slice_rows, sort_rows_check_dups, MatrixSource, ReadOptions,
+    check_rows, check_unique_genes, check_values, slice_rows, sort_rows_check_dups, MatrixSource,
+    ReadOptions,
 };
 
 enum Store {
-    Csr { data: Dataset, indices: Dataset, indptr: Dataset, nnz: usize },
-    Csc { data: Dataset, indices: Dataset, indptr: Dataset, cache: Option<CsrMatrix> },
+    Csr {
+        data: Dataset,
+        indices: Dataset,
+        indptr: Dataset,
+        nnz: usize,
+    },
+    Csc {
+        data: Dataset,
+        indices: Dataset,
+        indptr: Dataset,
+        cache: Option<CsrMatrix>,
+    },
     Dense(Dataset),
 }
 
@@ -34,7 +45,13 @@ pub struct H5adSource {
 fn list_group(file: &File, name: &str) -> String {
     file.group(name)
         .and_then(|g| g.member_names())
-        .map(|v| if v.is_empty() { "none".to_string() } else { v.join(", ") })
+        .map(|v| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(", ")
+            }
+        })
         .unwrap_or_else(|_| "none".to_string())
 }
 
@@ -64,9 +81,15 @@ impl H5adSource {
             ("raw/X".to_string(), "raw/var")
         } else if let Some(l) = &opts.layer {
             let ok = member_kind(&file, "layers") == Some(LocationType::Group)
-                && file.group("layers").map(|g| g.link_exists(l)).unwrap_or(false);
+                && file
+                    .group("layers")
+                    .map(|g| g.link_exists(l))
+                    .unwrap_or(false);
             if !ok {
-                bail!("{p}: layer '{l}' not found in layers/; available layers: {}", list_group(&file, "layers"))
+                bail!(
+                    "{p}: layer '{l}' not found in layers/; available layers: {}",
+                    list_group(&file, "layers")
+                )
             }
             (format!("layers/{l}"), "var")
         } else {
@@ -95,10 +118,14 @@ impl H5adSource {
                         if var_fr.columns.is_empty() { "none".to_string() } else { var_fr.columns.join(", ") }
                     )
                 }
-                match read_df_column(&var_g, k).map_err(|e| h5err(path, &format!("{var_name}/{k}"), e))? {
+                match read_df_column(&var_g, k)
+                    .map_err(|e| h5err(path, &format!("{var_name}/{k}"), e))?
+                {
                     Some(ObsColumn::Text(v)) => v,
                     Some(ObsColumn::Number(v)) => v.into_iter().map(fmt_num).collect(),
-                    None => bail!("{p}: {var_name}/{k}: unsupported column encoding for gene symbols"),
+                    None => {
+                        bail!("{p}: {var_name}/{k}: unsupported column encoding for gene symbols")
+                    }
                 }
             }
         };
@@ -125,7 +152,8 @@ impl H5adSource {
             Some(LocationType::Group) => {
                 let g = file.group(&field).map_err(|e| h5err(path, &field, e))?;
                 let enc = attr_string(&g, "encoding-type").map_err(|e| h5err(path, &field, e))?;
-                let legacy = attr_string(&g, "h5sparse_format").map_err(|e| h5err(path, &field, e))?;
+                let legacy =
+                    attr_string(&g, "h5sparse_format").map_err(|e| h5err(path, &field, e))?;
                 let fmt = match (enc.as_deref(), legacy.as_deref()) {
                     (Some("csr_matrix"), _) | (None, Some("csr")) => "csr",
                     (Some("csc_matrix"), _) | (None, Some("csc")) => "csc",
@@ -137,7 +165,11 @@ impl H5adSource {
                         l.map(|l| format!(" (h5sparse_format '{l}')")).unwrap_or_default()
                     ),
                 };
-                let shape_attr = if g.attr_names().map(|a| a.iter().any(|n| n == "shape")).unwrap_or(false) {
+                let shape_attr = if g
+                    .attr_names()
+                    .map(|a| a.iter().any(|n| n == "shape"))
+                    .unwrap_or(false)
+                {
                     "shape"
                 } else {
                     "h5sparse_shape"
@@ -150,7 +182,8 @@ impl H5adSource {
                     bail!("{p}: {field}: bad shape attribute {sh:?}")
                 }
                 let get = |n: &str| -> Result<Dataset> {
-                    g.dataset(n).map_err(|e| h5err(path, &format!("{field}/{n}"), e))
+                    g.dataset(n)
+                        .map_err(|e| h5err(path, &format!("{field}/{n}"), e))
                 };
                 let (data, indices, indptr) = (get("data")?, get("indices")?, get("indptr")?);
                 if data.size() != indices.size() {
@@ -160,7 +193,11 @@ impl H5adSource {
                         indices.size()
                     )
                 }
-                let (n_major, n_minor) = if fmt == "csr" { (sh[0], sh[1]) } else { (sh[1], sh[0]) };
+                let (n_major, n_minor) = if fmt == "csr" {
+                    (sh[0], sh[1])
+                } else {
+                    (sh[1], sh[0])
+                };
                 if indptr.size() != n_major as usize + 1 {
                     bail!(
                         "{p}: {field}/indptr: {} entries but a {} matrix of shape {:?} needs {}",
@@ -173,9 +210,19 @@ impl H5adSource {
                 let _ = n_minor;
                 let nnz = data.size();
                 let store = if fmt == "csr" {
-                    Store::Csr { data, indices, indptr, nnz }
+                    Store::Csr {
+                        data,
+                        indices,
+                        indptr,
+                        nnz,
+                    }
                 } else {
-                    Store::Csc { data, indices, indptr, cache: None }
+                    Store::Csc {
+                        data,
+                        indices,
+                        indptr,
+                        cache: None,
+                    }
                 };
                 (store, (sh[0] as usize, sh[1] as usize))
             }
@@ -199,15 +246,36 @@ impl H5adSource {
             Store::Dense(_) => None,
         };
         if nnz == Some(0) {
-            bail!("{p}: empty matrix: {field} ({} × {}) has no non-zero values", shape.0, shape.1)
+            bail!(
+                "{p}: empty matrix: {field} ({} × {}) has no non-zero values",
+                shape.0,
+                shape.1
+            )
         }
         drop(obs_g);
         drop(var_g);
-        Ok(Self { path: path.to_path_buf(), field, _file: file, store, n_cells, genes, cell_ids, obs })
+        Ok(Self {
+            path: path.to_path_buf(),
+            field,
+            _file: file,
+            store,
+            n_cells,
+            genes,
+            cell_ids,
+            obs,
+        })
     }
 
     fn rows_csr(&self, start: usize, end: usize) -> Result<CsrMatrix> {
-        let Store::Csr { data, indices, indptr, nnz } = &self.store else { bail!("internal: matrix storage kind mismatch") };
+        let Store::Csr {
+            data,
+            indices,
+            indptr,
+            nnz,
+        } = &self.store
+        else {
+            bail!("internal: matrix storage kind mismatch")
+        };
         let p = &self.path;
         let f = &self.field;
         let ip: Vec<i64> = indptr
@@ -221,18 +289,27 @@ impl H5adSource {
         }
         let (a, b) = (ip[0], ip[ip.len() - 1]);
         if a < 0 || b as usize > *nnz {
-            bail!("{}: {f}/indptr values {a}..{b} out of range 0..{nnz} (rows {start}..{end})", p.display())
+            bail!(
+                "{}: {f}/indptr values {a}..{b} out of range 0..{nnz} (rows {start}..{end})",
+                p.display()
+            )
         }
         let (a, b) = (a as usize, b as usize);
-        let idx: Vec<i64> =
-            indices.read_slice_1d::<i64, _>(a..b).map_err(|e| h5err(p, &format!("{f}/indices"), e))?.to_vec();
-        let vals: Vec<f32> =
-            data.read_slice_1d::<f32, _>(a..b).map_err(|e| h5err(p, &format!("{f}/data"), e))?.to_vec();
+        let idx: Vec<i64> = indices
+            .read_slice_1d::<i64, _>(a..b)
+            .map_err(|e| h5err(p, &format!("{f}/indices"), e))?
+            .to_vec();
+        let vals: Vec<f32> = data
+            .read_slice_1d::<f32, _>(a..b)
+            .map_err(|e| h5err(p, &format!("{f}/data"), e))?
+            .to_vec();
         let n_cols = self.genes.len();
         let mut ind32 = Vec::with_capacity(idx.len());
         for (k, &j) in idx.iter().enumerate() {
             if j < 0 || j as usize >= n_cols {
-                let row = start + ip.partition_point(|&q| (q as usize) <= a + k).saturating_sub(1);
+                let row = start
+                    + ip.partition_point(|&q| (q as usize) <= a + k)
+                        .saturating_sub(1);
                 bail!(
                     "{}: {f}/indices: column index {j} out of range 0..{n_cols} (cell {row}); the sparse matrix is corrupt",
                     p.display()
@@ -252,7 +329,15 @@ impl H5adSource {
     }
 
     fn load_csc(&mut self) -> Result<()> {
-        let Store::Csc { data, indices, indptr, cache } = &mut self.store else { bail!("internal: matrix storage kind mismatch") };
+        let Store::Csc {
+            data,
+            indices,
+            indptr,
+            cache,
+        } = &mut self.store
+        else {
+            bail!("internal: matrix storage kind mismatch")
+        };
         if cache.is_some() {
             return Ok(());
         }
@@ -260,11 +345,20 @@ impl H5adSource {
         let f = &self.field;
         let n_rows = self.n_cells;
         let n_cols = self.genes.len();
-        let ip: Vec<i64> = indptr.read_raw::<i64>().map_err(|e| h5err(p, &format!("{f}/indptr"), e))?;
-        let idx: Vec<i64> = indices.read_raw::<i64>().map_err(|e| h5err(p, &format!("{f}/indices"), e))?;
-        let vals: Vec<f32> = data.read_raw::<f32>().map_err(|e| h5err(p, &format!("{f}/data"), e))?;
+        let ip: Vec<i64> = indptr
+            .read_raw::<i64>()
+            .map_err(|e| h5err(p, &format!("{f}/indptr"), e))?;
+        let idx: Vec<i64> = indices
+            .read_raw::<i64>()
+            .map_err(|e| h5err(p, &format!("{f}/indices"), e))?;
+        let vals: Vec<f32> = data
+            .read_raw::<f32>()
+            .map_err(|e| h5err(p, &format!("{f}/data"), e))?;
         let nnz = vals.len();
-        if ip.first() != Some(&0) || ip.last().map(|&x| x as usize) != Some(nnz) || ip.windows(2).any(|w| w[1] < w[0]) {
+        if ip.first() != Some(&0)
+            || ip.last().map(|&x| x as usize) != Some(nnz)
+            || ip.windows(2).any(|w| w[1] < w[0])
+        {
             bail!("{}: {f}/indptr is not a valid CSC pointer array (must run from 0 to nnz={nnz}, non-decreasing)", p.display())
         }
         let mut counts = vec![0usize; n_rows + 1];
@@ -289,18 +383,32 @@ impl H5adSource {
                 fill[r] += 1;
             }
         }
-        let mut m = CsrMatrix { n_rows, n_cols, indptr: counts, indices: out_idx, data: out_val };
+        let mut m = CsrMatrix {
+            n_rows,
+            n_cols,
+            indptr: counts,
+            indices: out_idx,
+            data: out_val,
+        };
         sort_rows_check_dups(&mut m, 0, p, f)?;
         *cache = Some(m);
         Ok(())
     }
 
     fn rows_dense(&self, start: usize, end: usize) -> Result<CsrMatrix> {
-        let Store::Dense(ds) = &self.store else { bail!("internal: matrix storage kind mismatch") };
+        let Store::Dense(ds) = &self.store else {
+            bail!("internal: matrix storage kind mismatch")
+        };
         let n_cols = self.genes.len();
         let block = (16usize << 20) / n_cols.max(1);
         let block = block.max(1);
-        let mut m = CsrMatrix { n_rows: end - start, n_cols, indptr: vec![0], indices: Vec::new(), data: Vec::new() };
+        let mut m = CsrMatrix {
+            n_rows: end - start,
+            n_cols,
+            indptr: vec![0],
+            indices: Vec::new(),
+            data: Vec::new(),
+        };
         let mut r0 = start;
         while r0 < end {
             let r1 = (r0 + block).min(end);
@@ -347,13 +455,23 @@ impl MatrixSource for H5adSource {
             1 => self.rows_dense(start, end)?,
             _ => {
                 self.load_csc()?;
-                let Store::Csc { cache: Some(full), .. } = &self.store else {
+                let Store::Csc {
+                    cache: Some(full), ..
+                } = &self.store
+                else {
                     bail!("{}: internal: CSC cache missing", self.path.display())
                 };
                 slice_rows(full, start, end)
             }
         };
-        check_values(&m, start, &self.path, &self.field, &self.cell_ids, &self.genes)?;
+        check_values(
+            &m,
+            start,
+            &self.path,
+            &self.field,
+            &self.cell_ids,
+            &self.genes,
+        )?;
         Ok(m)
     }
     fn path(&self) -> Option<&Path> {

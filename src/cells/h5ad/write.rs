@@ -20,31 +20,59 @@ fn h5w<T>(r: hdf5::Result<T>, path: &Path, what: &str) -> Result<T> {
 }
 
 fn vlen(s: &str, path: &Path, what: &str) -> Result<VarLenUnicode> {
-    s.parse::<VarLenUnicode>()
-        .map_err(|e| anyhow!("{}: {what}: string {:?} cannot be stored ({e})", path.display(), s))
+    s.parse::<VarLenUnicode>().map_err(|e| {
+        anyhow!(
+            "{}: {what}: string {:?} cannot be stored ({e})",
+            path.display(),
+            s
+        )
+    })
 }
 
 fn set_attr_str(loc: &Location, name: &str, value: &str, path: &Path) -> Result<()> {
-    if loc.attr_names().map(|a| a.iter().any(|n| n == name)).unwrap_or(false) {
+    if loc
+        .attr_names()
+        .map(|a| a.iter().any(|n| n == name))
+        .unwrap_or(false)
+    {
         h5w(loc.delete_attr(name), path, name)?;
     }
     let v = vlen(value, path, name)?;
-    let a = h5w(loc.new_attr::<VarLenUnicode>().shape(()).create(name), path, name)?;
+    let a = h5w(
+        loc.new_attr::<VarLenUnicode>().shape(()).create(name),
+        path,
+        name,
+    )?;
     h5w(a.write_scalar(&v), path, name)
 }
 
 fn set_attr_str_array(loc: &Location, name: &str, values: &[String], path: &Path) -> Result<()> {
-    if loc.attr_names().map(|a| a.iter().any(|n| n == name)).unwrap_or(false) {
+    if loc
+        .attr_names()
+        .map(|a| a.iter().any(|n| n == name))
+        .unwrap_or(false)
+    {
         h5w(loc.delete_attr(name), path, name)?;
     }
     if values.is_empty() {
         // what anndata itself writes for an empty column list
         let empty: [f64; 0] = [];
-        h5w(loc.new_attr_builder().with_data(&empty[..]).create(name), path, name)?;
+        h5w(
+            loc.new_attr_builder().with_data(&empty[..]).create(name),
+            path,
+            name,
+        )?;
         return Ok(());
     }
-    let v: Vec<VarLenUnicode> = values.iter().map(|s| vlen(s, path, name)).collect::<Result<_>>()?;
-    h5w(loc.new_attr_builder().with_data(&v[..]).create(name), path, name)?;
+    let v: Vec<VarLenUnicode> = values
+        .iter()
+        .map(|s| vlen(s, path, name))
+        .collect::<Result<_>>()?;
+    h5w(
+        loc.new_attr_builder().with_data(&v[..]).create(name),
+        path,
+        name,
+    )?;
     Ok(())
 }
 
@@ -67,14 +95,24 @@ fn get_or_create_dict(parent: &Group, name: &str, path: &Path) -> Result<Group> 
 
 fn check_key(key: &str, what: &str, path: &Path) -> Result<()> {
     if key.is_empty() || key.contains('/') || key == "." || key == ".." {
-        bail!("{}: invalid {what} key {key:?} (non-empty, no '/')", path.display())
+        bail!(
+            "{}: invalid {what} key {key:?} (non-empty, no '/')",
+            path.display()
+        )
     }
     Ok(())
 }
 
 fn write_string_array(g: &Group, name: &str, values: &[String], path: &Path) -> Result<()> {
-    let v: Vec<VarLenUnicode> = values.iter().map(|s| vlen(s, path, name)).collect::<Result<_>>()?;
-    let ds = h5w(g.new_dataset_builder().with_data(&v[..]).create(name), path, name)?;
+    let v: Vec<VarLenUnicode> = values
+        .iter()
+        .map(|s| vlen(s, path, name))
+        .collect::<Result<_>>()?;
+    let ds = h5w(
+        g.new_dataset_builder().with_data(&v[..]).create(name),
+        path,
+        name,
+    )?;
     set_encoding(&ds, "string-array", "0.2.0", path)
 }
 
@@ -82,7 +120,11 @@ fn write_obs_column(g: &Group, name: &str, col: &ObsColumn, path: &Path) -> Resu
     match col {
         ObsColumn::Text(v) => write_string_array(g, name, v, path),
         ObsColumn::Number(v) => {
-            let ds = h5w(g.new_dataset_builder().with_data(&v[..]).create(name), path, name)?;
+            let ds = h5w(
+                g.new_dataset_builder().with_data(&v[..]).create(name),
+                path,
+                name,
+            )?;
             set_encoding(&ds, "array", "0.2.0", path)
         }
     }
@@ -120,7 +162,11 @@ fn add_annotations(
             }
             let view = ndarray::ArrayView2::from_shape((n_obs, *dim), data)
                 .map_err(|e| anyhow!("{}: obsm/{key}: {e}", path.display()))?;
-            let ds = h5w(g.new_dataset_builder().with_data(view).create(key.as_str()), path, &format!("obsm/{key}"))?;
+            let ds = h5w(
+                g.new_dataset_builder().with_data(view).create(key.as_str()),
+                path,
+                &format!("obsm/{key}"),
+            )?;
             set_encoding(&ds, "array", "0.2.0", path)?;
         }
     }
@@ -130,10 +176,17 @@ fn add_annotations(
         for (name, col) in obs {
             check_key(name, "obs column", path)?;
             if name == &fr.index_name || name == "__categories" {
-                bail!("{}: obs column name '{name}' is reserved (obs index)", path.display())
+                bail!(
+                    "{}: obs column name '{name}' is reserved (obs index)",
+                    path.display()
+                )
             }
             if obs_len(col) != n_obs {
-                bail!("{}: obs/{name}: {} values for {n_obs} cells", path.display(), obs_len(col))
+                bail!(
+                    "{}: obs/{name}: {} values for {n_obs} cells",
+                    path.display(),
+                    obs_len(col)
+                )
             }
             if g.link_exists(name) {
                 h5w(g.unlink(name), path, &format!("obs/{name}"))?;
@@ -152,7 +205,11 @@ fn add_annotations(
             h5w(g.unlink(key), path, &format!("uns/{key}"))?;
         }
         let v = vlen(json, path, &format!("uns/{key}"))?;
-        let ds = h5w(g.new_dataset::<VarLenUnicode>().shape(()).create(key), path, &format!("uns/{key}"))?;
+        let ds = h5w(
+            g.new_dataset::<VarLenUnicode>().shape(()).create(key),
+            path,
+            &format!("uns/{key}"),
+        )?;
         h5w(ds.write_scalar(&v), path, &format!("uns/{key}"))?;
         set_encoding(&ds, "string", "0.2.0", path)?;
     }
@@ -203,21 +260,28 @@ pub fn write_h5ad_with_obsm(
         )
     }
     let n_obs = {
-        let f = File::open(input).map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", input.display()))?;
+        let f = File::open(input)
+            .map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", input.display()))?;
         let (_, fr) = read_frame_meta(input, &f, "obs")?;
         fr.index.len()
     };
     check_output_path(output)?;
     crate::io::atomic_write_with(output, |tmp| {
-        std::fs::copy(input, tmp).with_context(|| format!("{}: cannot copy to {}", input.display(), tmp.display()))?;
-        let mut perm = std::fs::metadata(tmp).with_context(|| tmp.display().to_string())?.permissions();
+        std::fs::copy(input, tmp)
+            .with_context(|| format!("{}: cannot copy to {}", input.display(), tmp.display()))?;
+        let mut perm = std::fs::metadata(tmp)
+            .with_context(|| tmp.display().to_string())?
+            .permissions();
         #[allow(clippy::permissions_set_readonly_false)]
         perm.set_readonly(false);
-        std::fs::set_permissions(tmp, perm).with_context(|| format!("{}: cannot make writable", tmp.display()))?;
+        std::fs::set_permissions(tmp, perm)
+            .with_context(|| format!("{}: cannot make writable", tmp.display()))?;
         {
-            let f = File::open_rw(tmp).map_err(|e| anyhow!("{}: cannot open for writing: {e}", tmp.display()))?;
+            let f = File::open_rw(tmp)
+                .map_err(|e| anyhow!("{}: cannot open for writing: {e}", tmp.display()))?;
             add_annotations(&f, output, n_obs, obsm, obs, uns_json)?;
-            f.close().map_err(|e| anyhow!("{}: closing: {e}", tmp.display()))?;
+            f.close()
+                .map_err(|e| anyhow!("{}: closing: {e}", tmp.display()))?;
         }
         sync_file(tmp)
     })
@@ -236,11 +300,22 @@ pub struct NewH5ad<'a> {
 
 impl<'a> NewH5ad<'a> {
     pub fn from_matrix(m: &'a ExpressionMatrix, with_x: bool) -> Self {
-        Self { cell_ids: &m.cell_ids, genes: &m.genes, obs: &m.obs, x: with_x.then_some(&m.x) }
+        Self {
+            cell_ids: &m.cell_ids,
+            genes: &m.genes,
+            obs: &m.obs,
+            x: with_x.then_some(&m.x),
+        }
     }
 }
 
-fn write_frame(file: &File, name: &str, index: &[String], cols: &[(String, ObsColumn)], path: &Path) -> Result<()> {
+fn write_frame(
+    file: &File,
+    name: &str,
+    index: &[String],
+    cols: &[(String, ObsColumn)],
+    path: &Path,
+) -> Result<()> {
     let g = h5w(file.create_group(name), path, name)?;
     set_encoding(&g, "dataframe", "0.2.0", path)?;
     set_attr_str(&g, "_index", "_index", path)?;
@@ -249,10 +324,18 @@ fn write_frame(file: &File, name: &str, index: &[String], cols: &[(String, ObsCo
     for (c, col) in cols {
         check_key(c, &format!("{name} column"), path)?;
         if c == "_index" {
-            bail!("{}: {name} column name '_index' is reserved", path.display())
+            bail!(
+                "{}: {name} column name '_index' is reserved",
+                path.display()
+            )
         }
         if obs_len(col) != index.len() {
-            bail!("{}: {name}/{c}: {} values for {} rows", path.display(), obs_len(col), index.len())
+            bail!(
+                "{}: {name}/{c}: {} values for {} rows",
+                path.display(),
+                obs_len(col),
+                index.len()
+            )
         }
         write_obs_column(&g, c, col, path)?;
         order.push(c.clone());
@@ -291,18 +374,39 @@ pub fn write_new_h5ad(
             let g = h5w(f.create_group("X"), output, "X")?;
             set_encoding(&g, "csr_matrix", "0.1.0", output)?;
             let shape = [x.n_rows as i64, x.n_cols as i64];
-            h5w(g.new_attr_builder().with_data(&shape[..]).create("shape"), output, "X shape")?;
-            h5w(g.new_dataset_builder().with_data(&x.data[..]).create("data"), output, "X/data")?;
+            h5w(
+                g.new_attr_builder().with_data(&shape[..]).create("shape"),
+                output,
+                "X shape",
+            )?;
+            h5w(
+                g.new_dataset_builder()
+                    .with_data(&x.data[..])
+                    .create("data"),
+                output,
+                "X/data",
+            )?;
             let ind: Vec<i32> = x.indices.iter().map(|&j| j as i32).collect();
-            h5w(g.new_dataset_builder().with_data(&ind[..]).create("indices"), output, "X/indices")?;
+            h5w(
+                g.new_dataset_builder()
+                    .with_data(&ind[..])
+                    .create("indices"),
+                output,
+                "X/indices",
+            )?;
             let ip: Vec<i64> = x.indptr.iter().map(|&p| p as i64).collect();
-            h5w(g.new_dataset_builder().with_data(&ip[..]).create("indptr"), output, "X/indptr")?;
+            h5w(
+                g.new_dataset_builder().with_data(&ip[..]).create("indptr"),
+                output,
+                "X/indptr",
+            )?;
         }
         for name in ["layers", "obsm", "obsp", "varm", "varp", "uns"] {
             get_or_create_dict(&f, name, output)?;
         }
         add_annotations(&f, output, n_obs, obsm, &[], uns_json)?;
-        f.close().map_err(|e| anyhow!("{}: closing: {e}", tmp.display()))?;
+        f.close()
+            .map_err(|e| anyhow!("{}: closing: {e}", tmp.display()))?;
         sync_file(tmp)
     })
 }

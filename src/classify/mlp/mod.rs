@@ -152,13 +152,22 @@ pub fn parse_hidden(s: &str) -> Result<Vec<usize>> {
 impl MlpConfig {
     fn validate(&self) -> Result<()> {
         if !(self.dropout >= 0.0 && self.dropout < 1.0) {
-            bail!("MLP dropout is {}; use a probability in [0, 1) (default 0.1)", self.dropout);
+            bail!(
+                "MLP dropout is {}; use a probability in [0, 1) (default 0.1)",
+                self.dropout
+            );
         }
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            bail!("MLP learning rate is {}; use a positive finite value (default 1e-3)", self.lr);
+            bail!(
+                "MLP learning rate is {}; use a positive finite value (default 1e-3)",
+                self.lr
+            );
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            bail!("MLP weight decay is {}; use a finite value ≥ 0 (default 1e-2)", self.weight_decay);
+            bail!(
+                "MLP weight decay is {}; use a finite value ≥ 0 (default 1e-2)",
+                self.weight_decay
+            );
         }
         if self.batch_size == 0 {
             bail!("MLP batch size is 0; use at least 1 (default 64)");
@@ -176,7 +185,9 @@ impl MlpConfig {
             );
         }
         if let Some(i) = self.hidden.iter().position(|&h| h == 0) {
-            bail!("MLP hidden layer {i} has width 0; every hidden width must be ≥ 1 (default [256])");
+            bail!(
+                "MLP hidden layer {i} has width 0; every hidden width must be ≥ 1 (default [256])"
+            );
         }
         Ok(())
     }
@@ -192,7 +203,11 @@ pub struct Source<'a> {
 
 impl<'a> Source<'a> {
     pub fn new(name: impl Into<String>, data: &'a [f32], dim: usize) -> Self {
-        Self { name: name.into(), data, dim }
+        Self {
+            name: name.into(),
+            data,
+            dim,
+        }
     }
 }
 
@@ -244,7 +259,13 @@ pub fn balanced_class_weights(labels: &[usize], n_classes: usize) -> Vec<f32> {
     let k = counts.iter().filter(|&&c| c > 0).count();
     counts
         .iter()
-        .map(|&c| if c == 0 { 0.0 } else { (n as f64 / (k as f64 * c as f64)) as f32 })
+        .map(|&c| {
+            if c == 0 {
+                0.0
+            } else {
+                (n as f64 / (k as f64 * c as f64)) as f32
+            }
+        })
         .collect()
 }
 
@@ -264,17 +285,38 @@ mod tests {
         let c = MlpConfig::default();
         assert_eq!(c.hidden, vec![256]);
         assert_eq!((c.dropout, c.lr, c.weight_decay), (0.1, 1e-3, 1e-2));
-        assert_eq!((c.batch_size, c.max_epochs, c.patience, c.val_fraction), (64, 200, 10, 0.1));
+        assert_eq!(
+            (c.batch_size, c.max_epochs, c.patience, c.val_fraction),
+            (64, 200, 10, 0.1)
+        );
         assert!(!c.class_weights);
         assert_eq!(c.fusion, Fusion::Concat);
         assert!(c.validate().is_ok());
         for bad in [
-            MlpConfig { val_fraction: 1.0, ..c.clone() },
-            MlpConfig { patience: 0, ..c.clone() },
-            MlpConfig { max_epochs: 0, ..c.clone() },
-            MlpConfig { lr: 0.0, ..c.clone() },
-            MlpConfig { hidden: vec![8, 0], ..c.clone() },
-            MlpConfig { dropout: f32::NAN, ..c.clone() },
+            MlpConfig {
+                val_fraction: 1.0,
+                ..c.clone()
+            },
+            MlpConfig {
+                patience: 0,
+                ..c.clone()
+            },
+            MlpConfig {
+                max_epochs: 0,
+                ..c.clone()
+            },
+            MlpConfig {
+                lr: 0.0,
+                ..c.clone()
+            },
+            MlpConfig {
+                hidden: vec![8, 0],
+                ..c.clone()
+            },
+            MlpConfig {
+                dropout: f32::NAN,
+                ..c.clone()
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }

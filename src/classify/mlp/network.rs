@@ -73,7 +73,10 @@ pub(super) fn check_sources(sources: &[Source]) -> Result<usize> {
     let mut n_cells = None;
     for (i, s) in sources.iter().enumerate() {
         if s.dim == 0 {
-            bail!("source '{}' has dimension 0; each source needs at least one column", s.name);
+            bail!(
+                "source '{}' has dimension 0; each source needs at least one column",
+                s.name
+            );
         }
         if s.data.len() % s.dim != 0 {
             bail!(
@@ -94,7 +97,10 @@ pub(super) fn check_sources(sources: &[Source]) -> Result<usize> {
             _ => {}
         }
         if sources[..i].iter().any(|o| o.name == s.name) {
-            bail!("source name '{}' is given twice; give each --embedding once", s.name);
+            bail!(
+                "source name '{}' is given twice; give each --embedding once",
+                s.name
+            );
         }
     }
     Ok(n_cells.unwrap_or(0))
@@ -124,7 +130,6 @@ pub(super) fn check_idx(idx: &[usize], n_cells: usize, what: &str) -> Result<()>
     Ok(())
 }
 
-
 /// Gathers rows `idx` of each source into one `[len × dim]` tensor per source.
 pub(super) fn gather_rows(sources: &[Source], idx: &[usize]) -> Result<Vec<Tensor>> {
     sources
@@ -151,32 +156,57 @@ fn per_sample_nll(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 }
 
 impl TrainedMlp {
-    pub(super) fn build(arch: Arch, dropout: f32, init: impl Fn(&str, &[usize]) -> Result<Vec<f32>>) -> Result<Self> {
+    pub(super) fn build(
+        arch: Arch,
+        dropout: f32,
+        init: impl Fn(&str, &[usize]) -> Result<Vec<f32>>,
+    ) -> Result<Self> {
         let varmap = VarMap::new();
         let mut vars = Vec::new();
         {
-            let mut data = varmap.data().lock().map_err(|_| anyhow::anyhow!("MLP VarMap lock poisoned"))?;
+            let mut data = varmap
+                .data()
+                .lock()
+                .map_err(|_| anyhow::anyhow!("MLP VarMap lock poisoned"))?;
             for (name, shape) in arch.params() {
                 let values = init(&name, &shape)?;
                 let numel: usize = shape.iter().product();
                 if values.len() != numel {
-                    bail!("parameter '{name}' has {} values but shape {shape:?} needs {numel}", values.len());
+                    bail!(
+                        "parameter '{name}' has {} values but shape {shape:?} needs {numel}",
+                        values.len()
+                    );
                 }
-                let var = Var::from_tensor(&Tensor::from_vec(values, shape.as_slice(), &Device::Cpu)?)?;
+                let var =
+                    Var::from_tensor(&Tensor::from_vec(values, shape.as_slice(), &Device::Cpu)?)?;
                 data.insert(name.clone(), var.clone());
                 vars.push((name, var));
             }
         }
-        Ok(Self { arch, varmap, vars, dropout, history: TrainingHistory::default() })
+        Ok(Self {
+            arch,
+            varmap,
+            vars,
+            dropout,
+            history: TrainingHistory::default(),
+        })
     }
 
     fn var(&self, name: &str) -> &Tensor {
         // Names come from `Arch::params`, so the lookup cannot miss.
-        self.vars.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_tensor()).expect("known parameter name")
+        self.vars
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_tensor())
+            .expect("known parameter name")
     }
 
     /// Forward pass to logits. `dropout_rng = Some(..)` is train mode (dropout on).
-    pub(super) fn forward(&self, xs: &[Tensor], mut dropout_rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
+    pub(super) fn forward(
+        &self,
+        xs: &[Tensor],
+        mut dropout_rng: Option<&mut ChaCha8Rng>,
+    ) -> Result<Tensor> {
         let mut parts = Vec::with_capacity(xs.len());
         let gates = match self.arch.fusion {
             Fusion::Gated => Some(candle_nn::ops::sigmoid(self.var("gate"))?),
@@ -196,7 +226,11 @@ impl TrainedMlp {
             }
             parts.push(y);
         }
-        let mut h = if parts.len() == 1 { parts.pop().expect("one part") } else { Tensor::cat(&parts, 1)? };
+        let mut h = if parts.len() == 1 {
+            parts.pop().expect("one part")
+        } else {
+            Tensor::cat(&parts, 1)?
+        };
         for i in 0..self.arch.hidden.len() {
             h = h
                 .matmul(&self.var(&format!("hidden.{i}.weight")).t()?)?
@@ -207,16 +241,24 @@ impl TrainedMlp {
                     let p = self.dropout;
                     let scale = 1.0 / (1.0 - p);
                     let (b, w) = h.dims2()?;
-                    let mask: Vec<f32> = (0..b * w).map(|_| if rng.gen::<f32>() < p { 0.0 } else { scale }).collect();
+                    let mask: Vec<f32> = (0..b * w)
+                        .map(|_| if rng.gen::<f32>() < p { 0.0 } else { scale })
+                        .collect();
                     h = h.mul(&Tensor::from_vec(mask, (b, w), &Device::Cpu)?)?;
                 }
             }
         }
-        Ok(h.matmul(&self.var("out.weight").t()?)?.broadcast_add(self.var("out.bias"))?)
+        Ok(h.matmul(&self.var("out.weight").t()?)?
+            .broadcast_add(self.var("out.bias"))?)
     }
 
     /// Scalar loss: mean nll, or weighted mean `Σ w_y nll / Σ w_y`.
-    pub(super) fn batch_loss(logits: &Tensor, labels: &[usize], idx: &[usize], weights: Option<&[f32]>) -> Result<Tensor> {
+    pub(super) fn batch_loss(
+        logits: &Tensor,
+        labels: &[usize],
+        idx: &[usize],
+        weights: Option<&[f32]>,
+    ) -> Result<Tensor> {
         let t = targets(labels, idx)?;
         match weights {
             None => Ok(candle_nn::loss::cross_entropy(logits, &t)?),
@@ -234,7 +276,13 @@ impl TrainedMlp {
     }
 
     /// Eval-mode loss (same weighting as training) and accuracy over `idx`, in fixed chunks.
-    pub(super) fn evaluate(&self, sources: &[Source], labels: &[usize], idx: &[usize], weights: Option<&[f32]>) -> Result<(f32, f32)> {
+    pub(super) fn evaluate(
+        &self,
+        sources: &[Source],
+        labels: &[usize],
+        idx: &[usize],
+        weights: Option<&[f32]>,
+    ) -> Result<(f32, f32)> {
         let (mut num, mut den, mut correct) = (0f64, 0f64, 0usize);
         for chunk in idx.chunks(EVAL_CHUNK) {
             let logits = self.forward(&gather_rows(sources, chunk)?, None)?;
@@ -245,13 +293,20 @@ impl TrainedMlp {
                 den += w;
             }
             let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
-            correct += chunk.iter().zip(&pred).filter(|(&i, &p)| labels[i] == p as usize).count();
+            correct += chunk
+                .iter()
+                .zip(&pred)
+                .filter(|(&i, &p)| labels[i] == p as usize)
+                .count();
         }
         Ok(((num / den) as f32, correct as f32 / idx.len().max(1) as f32))
     }
 
     pub(super) fn snapshot(&self) -> Result<Vec<Tensor>> {
-        self.vars.iter().map(|(_, v)| Ok(v.as_tensor().copy()?)).collect()
+        self.vars
+            .iter()
+            .map(|(_, v)| Ok(v.as_tensor().copy()?))
+            .collect()
     }
 
     pub(super) fn restore(&self, snap: &[Tensor]) -> Result<()> {
@@ -271,7 +326,11 @@ impl TrainedMlp {
             .sources
             .iter()
             .zip(g)
-            .map(|((name, _), logit)| SourceGate { source: name.clone(), logit, gate: 1.0 / (1.0 + (-logit).exp()) })
+            .map(|((name, _), logit)| SourceGate {
+                source: name.clone(),
+                logit,
+                gate: 1.0 / (1.0 + (-logit).exp()),
+            })
             .collect())
     }
 
@@ -288,17 +347,23 @@ impl TrainedMlp {
         Ok(n)
     }
 
-
     /// Draws every Linear weight and bias from `U(−1/√fan_in, 1/√fan_in)`, layer by layer, weight
     /// then bias, row-major (torch's `nn.Linear` default).
     pub(super) fn init_linear(&self, rng: &mut ChaCha8Rng) -> Result<()> {
         let mut fan_in: usize = self.arch.sources.iter().map(|(_, d)| d).sum();
-        let mut layers: Vec<(String, usize)> =
-            self.arch.hidden.iter().enumerate().map(|(i, &h)| (format!("hidden.{i}"), h)).collect();
+        let mut layers: Vec<(String, usize)> = self
+            .arch
+            .hidden
+            .iter()
+            .enumerate()
+            .map(|(i, &h)| (format!("hidden.{i}"), h))
+            .collect();
         layers.push(("out".to_string(), self.arch.n_classes));
         for (prefix, out) in layers {
             let b = 1.0 / (fan_in as f64).sqrt();
-            let w: Vec<f32> = (0..out * fan_in).map(|_| rng.gen_range(-b..b) as f32).collect();
+            let w: Vec<f32> = (0..out * fan_in)
+                .map(|_| rng.gen_range(-b..b) as f32)
+                .collect();
             let bias: Vec<f32> = (0..out).map(|_| rng.gen_range(-b..b) as f32).collect();
             self.set_param(&format!("{prefix}.weight"), w)?;
             self.set_param(&format!("{prefix}.bias"), bias)?;
@@ -313,8 +378,12 @@ impl TrainedMlp {
             .iter()
             .find(|(n, _)| n == name)
             .with_context(|| format!("the MLP has no parameter '{name}'"))?;
-        let t = Tensor::from_vec(values, var.shape(), &Device::Cpu)
-            .with_context(|| format!("wrong number of values for MLP parameter '{name}' of shape {:?}", var.dims()))?;
+        let t = Tensor::from_vec(values, var.shape(), &Device::Cpu).with_context(|| {
+            format!(
+                "wrong number of values for MLP parameter '{name}' of shape {:?}",
+                var.dims()
+            )
+        })?;
         var.set(&t)?;
         Ok(())
     }
@@ -328,7 +397,10 @@ impl TrainedMlp {
         let k = self.arch.n_classes;
         let mut out = Vec::with_capacity(idx.len());
         for chunk in idx.chunks(EVAL_CHUNK) {
-            let logits = self.forward(&gather_rows(sources, chunk)?, None)?.flatten_all()?.to_vec1::<f32>()?;
+            let logits = self
+                .forward(&gather_rows(sources, chunk)?, None)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
             for row in logits.chunks(k) {
                 let (mut best, mut max) = (0usize, row[0]);
                 for (c, &v) in row.iter().enumerate().skip(1) {
@@ -379,7 +451,17 @@ mod tests {
         let names: Vec<&str> = p.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(
             names,
-            ["norm.0.weight", "norm.0.bias", "norm.1.weight", "norm.1.bias", "gate", "hidden.0.weight", "hidden.0.bias", "out.weight", "out.bias"]
+            [
+                "norm.0.weight",
+                "norm.0.bias",
+                "norm.1.weight",
+                "norm.1.bias",
+                "gate",
+                "hidden.0.weight",
+                "hidden.0.bias",
+                "out.weight",
+                "out.bias"
+            ]
         );
         assert_eq!(p[5].1, vec![4, 5]);
         assert_eq!(p[7].1, vec![2, 4]);

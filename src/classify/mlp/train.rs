@@ -12,7 +12,13 @@ use super::network::{check_finite, check_idx, check_sources, gather_rows, Arch};
 use super::{balanced_class_weights, MlpConfig, Source, TrainedMlp, TrainingHistory};
 
 /// Stratified, seeded validation carve (see module docs). Returns (fit, val), each sorted.
-fn carve_validation(train_idx: &[usize], labels: &[usize], n_classes: usize, frac: f32, rng: &mut ChaCha8Rng) -> (Vec<usize>, Vec<usize>) {
+fn carve_validation(
+    train_idx: &[usize],
+    labels: &[usize],
+    n_classes: usize,
+    frac: f32,
+    rng: &mut ChaCha8Rng,
+) -> (Vec<usize>, Vec<usize>) {
     if frac <= 0.0 {
         let mut fit = train_idx.to_vec();
         fit.sort_unstable();
@@ -42,14 +48,23 @@ fn carve_validation(train_idx: &[usize], labels: &[usize], n_classes: usize, fra
 
 impl TrainedMlp {
     /// Trains on cells `train_idx` (a validation part is carved from them; see module docs).
-    pub fn fit(sources: &[Source], labels: &[usize], n_classes: usize, train_idx: &[usize], cfg: &MlpConfig) -> Result<Self> {
+    pub fn fit(
+        sources: &[Source],
+        labels: &[usize],
+        n_classes: usize,
+        train_idx: &[usize],
+        cfg: &MlpConfig,
+    ) -> Result<Self> {
         cfg.validate()?;
         let n_cells = check_sources(sources)?;
         if n_classes < 2 {
             bail!("the MLP needs at least 2 classes, got {n_classes}");
         }
         if labels.len() != n_cells {
-            bail!("got {} labels for {n_cells} cells; pass one label per cell (row) of the sources", labels.len());
+            bail!(
+                "got {} labels for {n_cells} cells; pass one label per cell (row) of the sources",
+                labels.len()
+            );
         }
         if train_idx.is_empty() {
             bail!("the MLP training set is empty; pass at least one labelled training cell");
@@ -69,7 +84,8 @@ impl TrainedMlp {
         check_finite(sources, train_idx)?;
 
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-        let (fit_idx, val_idx) = carve_validation(train_idx, labels, n_classes, cfg.val_fraction, &mut rng);
+        let (fit_idx, val_idx) =
+            carve_validation(train_idx, labels, n_classes, cfg.val_fraction, &mut rng);
         if cfg.val_fraction > 0.0 && val_idx.is_empty() {
             bail!(
                 "validation fraction {} leaves no validation cells ({} training cells, no class with ≥ 2); \
@@ -79,8 +95,11 @@ impl TrainedMlp {
             );
         }
         let train_labels: Vec<usize> = train_idx.iter().map(|&i| labels[i]).collect();
-        let class_weights =
-            if cfg.class_weights { balanced_class_weights(&train_labels, n_classes) } else { vec![1.0; n_classes] };
+        let class_weights = if cfg.class_weights {
+            balanced_class_weights(&train_labels, n_classes)
+        } else {
+            vec![1.0; n_classes]
+        };
         let weights = cfg.class_weights.then_some(class_weights.as_slice());
 
         let arch = Arch {
@@ -100,7 +119,11 @@ impl TrainedMlp {
         let vars: Vec<Var> = model.vars.iter().map(|(_, v)| v.clone()).collect();
         let mut opt = AdamW::new(
             vars,
-            ParamsAdamW { lr: cfg.lr, weight_decay: cfg.weight_decay, ..ParamsAdamW::default() },
+            ParamsAdamW {
+                lr: cfg.lr,
+                weight_decay: cfg.weight_decay,
+                ..ParamsAdamW::default()
+            },
         )?;
 
         let mut history = TrainingHistory {
@@ -125,7 +148,9 @@ impl TrainedMlp {
                 }
                 loss_sum += l as f64 * batch.len() as f64;
             }
-            history.train_loss.push((loss_sum / fit_idx.len() as f64) as f32);
+            history
+                .train_loss
+                .push((loss_sum / fit_idx.len() as f64) as f32);
             if val_idx.is_empty() {
                 history.best_epoch = epoch;
                 continue;
@@ -166,7 +191,15 @@ mod tests {
             }
         }
         let train: Vec<usize> = (0..labels.len()).step_by(2).collect();
-        let carve = |seed| carve_validation(&train, &labels, 4, 0.1, &mut ChaCha8Rng::seed_from_u64(seed));
+        let carve = |seed| {
+            carve_validation(
+                &train,
+                &labels,
+                4,
+                0.1,
+                &mut ChaCha8Rng::seed_from_u64(seed),
+            )
+        };
         let (fit, val) = carve(1);
         let count = |idx: &[usize], c| idx.iter().filter(|&&i| labels[i] == c).count();
         // clamp(round(n·0.1), 1, n−1): 30 → 3, 5 → 1 (round 0.5 → 1), 1 → 0, 2 → 1
@@ -179,7 +212,8 @@ mod tests {
         assert_eq!(carve(1), (fit.clone(), val.clone()));
         assert_ne!(carve(2).1, val);
         // fraction 0: everything is fit
-        let (fit0, val0) = carve_validation(&train, &labels, 4, 0.0, &mut ChaCha8Rng::seed_from_u64(1));
+        let (fit0, val0) =
+            carve_validation(&train, &labels, 4, 0.0, &mut ChaCha8Rng::seed_from_u64(1));
         assert_eq!((fit0, val0), (train.clone(), vec![]));
     }
 }

@@ -31,7 +31,12 @@ pub struct CandleBackend {
 }
 
 impl CandleBackend {
-    pub fn load(wf: &WeightFiles, config: &BertConfig, device: &Device, dtype: DType) -> Result<Self> {
+    pub fn load(
+        wf: &WeightFiles,
+        config: &BertConfig,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
         let emb = layout::load_embeddings(wf, config, device, dtype)?;
         let layers = (0..config.num_hidden_layers)
             .map(|l| layout::load_layer(wf, config, l, device, dtype))
@@ -75,7 +80,9 @@ impl CandleBackend {
         let (ids, mask, seq) = self.pad(batch)?;
         let emb = self.emb.word.index_select(&ids, 0)?.reshape((n, seq, h))?;
         let pos = self.emb.position.narrow(0, 0, seq)?;
-        let emb = emb.broadcast_add(&pos)?.broadcast_add(&self.emb.token_type0)?;
+        let emb = emb
+            .broadcast_add(&pos)?
+            .broadcast_add(&self.emb.token_type0)?;
         let mut x = self.emb.ln.forward(&emb)?.reshape((n * seq, h))?;
 
         // A batch without padding (sorted batching makes most of them so) needs no mask at all.
@@ -86,7 +93,10 @@ impl CandleBackend {
         let bias = if padded {
             let zeros = Tensor::zeros((n, seq), DType::F32, &self.device)?;
             let neg = Tensor::full(f32::NEG_INFINITY, (n, seq), &self.device)?;
-            let b = mask.where_cond(&zeros, &neg)?.reshape((n, 1, 1, seq))?.to_dtype(self.dtype)?;
+            let b = mask
+                .where_cond(&zeros, &neg)?
+                .reshape((n, 1, 1, seq))?
+                .to_dtype(self.dtype)?;
             Some(b.broadcast_as((n, nh, seq, seq))?.contiguous()?)
         } else {
             None
@@ -95,15 +105,29 @@ impl CandleBackend {
 
         for layer in &self.layers {
             let qkv = layer.qkv.forward(&x)?.reshape((n, seq, 3, nh, hd))?;
-            let q = (qkv.narrow(2, 0, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()? * scale)?;
-            let k = qkv.narrow(2, 1, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;
-            let v = qkv.narrow(2, 2, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()?;
+            let q = (qkv
+                .narrow(2, 0, 1)?
+                .squeeze(2)?
+                .transpose(1, 2)?
+                .contiguous()?
+                * scale)?;
+            let k = qkv
+                .narrow(2, 1, 1)?
+                .squeeze(2)?
+                .transpose(1, 2)?
+                .contiguous()?;
+            let v = qkv
+                .narrow(2, 2, 1)?
+                .squeeze(2)?
+                .transpose(1, 2)?
+                .contiguous()?;
             let mut scores = q.matmul(&k.t()?)?;
             if let Some(b) = &bias {
                 scores = (scores + b)?;
             }
             let probs = if self.softmax_in_f32 {
-                candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(self.dtype)?
+                candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?
+                    .to_dtype(self.dtype)?
             } else {
                 candle_nn::ops::softmax_last_dim(&scores)?
             };
@@ -133,7 +157,10 @@ impl Backend for CandleBackend {
         bind_thread(&self.device)?;
         let (hidden, mask) = self.forward(batch)?;
         let pooled = pooling::pool(&hidden, &mask, pooling)?;
-        Ok(pooled.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
+        Ok(pooled
+            .to_device(&Device::Cpu)?
+            .flatten_all()?
+            .to_vec1::<f32>()?)
     }
 
     fn is_packed(&self) -> bool {
@@ -150,7 +177,10 @@ impl Backend for CandleBackend {
 fn bind_thread(device: &Device) -> Result<()> {
     #[cfg(feature = "cuda")]
     if let Device::Cuda(d) = device {
-        d.cuda_stream().context().bind_to_thread().map_err(|e| anyhow::anyhow!("CUDA: {e:?}"))?;
+        d.cuda_stream()
+            .context()
+            .bind_to_thread()
+            .map_err(|e| anyhow::anyhow!("CUDA: {e:?}"))?;
     }
     let _ = device;
     Ok(())
@@ -172,7 +202,9 @@ pub fn cuda_device_count() -> usize {
     #[cfg(feature = "cuda")]
     {
         use candle_core::cuda_backend::cudarc::driver::CudaContext;
-        return CudaContext::device_count().map(|n| n.max(0) as usize).unwrap_or(0);
+        return CudaContext::device_count()
+            .map(|n| n.max(0) as usize)
+            .unwrap_or(0);
     }
     #[allow(unreachable_code)]
     0

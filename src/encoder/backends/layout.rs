@@ -14,16 +14,29 @@ pub struct Linear {
 }
 
 impl Linear {
-    fn load(wf: &WeightFiles, prefix: &str, inp: usize, out: usize, dev: &Device, dt: DType) -> Result<Self> {
+    fn load(
+        wf: &WeightFiles,
+        prefix: &str,
+        inp: usize,
+        out: usize,
+        dev: &Device,
+        dt: DType,
+    ) -> Result<Self> {
         let w = wf.get(&format!("{prefix}.weight"), &[out, inp], dev, dt)?;
         let b = wf.get(&format!("{prefix}.bias"), &[out], dev, dt)?;
-        Ok(Self { w: w.t()?.contiguous()?, b })
+        Ok(Self {
+            w: w.t()?.contiguous()?,
+            b,
+        })
     }
 
     fn fuse(parts: &[Linear]) -> Result<Self> {
         let ws: Vec<&Tensor> = parts.iter().map(|p| &p.w).collect();
         let bs: Vec<&Tensor> = parts.iter().map(|p| &p.b).collect();
-        Ok(Self { w: Tensor::cat(&ws, 1)?.contiguous()?, b: Tensor::cat(&bs, 0)? })
+        Ok(Self {
+            w: Tensor::cat(&ws, 1)?.contiguous()?,
+            b: Tensor::cat(&bs, 0)?,
+        })
     }
 
     /// x: [n, in] → [n, out]
@@ -39,7 +52,14 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    fn load(wf: &WeightFiles, prefix: &str, h: usize, eps: f64, dev: &Device, dt: DType) -> Result<Self> {
+    fn load(
+        wf: &WeightFiles,
+        prefix: &str,
+        h: usize,
+        eps: f64,
+        dev: &Device,
+        dt: DType,
+    ) -> Result<Self> {
         Ok(Self {
             w: wf.get(&format!("{prefix}.weight"), &[h], dev, dt)?,
             b: wf.get(&format!("{prefix}.bias"), &[h], dev, dt)?,
@@ -69,22 +89,65 @@ pub struct Embeddings {
     pub ln: LayerNorm,
 }
 
-pub fn load_embeddings(wf: &WeightFiles, config: &BertConfig, dev: &Device, dt: DType) -> Result<Embeddings> {
+pub fn load_embeddings(
+    wf: &WeightFiles,
+    config: &BertConfig,
+    dev: &Device,
+    dt: DType,
+) -> Result<Embeddings> {
     let h = config.hidden_size;
-    let word = wf.get("embeddings.word_embeddings.weight", &[config.vocab_size, h], dev, dt)?;
-    let position = wf.get("embeddings.position_embeddings.weight", &[config.max_position_embeddings, h], dev, dt)?;
+    let word = wf.get(
+        "embeddings.word_embeddings.weight",
+        &[config.vocab_size, h],
+        dev,
+        dt,
+    )?;
+    let position = wf.get(
+        "embeddings.position_embeddings.weight",
+        &[config.max_position_embeddings, h],
+        dev,
+        dt,
+    )?;
     let token_type0 = if wf.has("embeddings.token_type_embeddings.weight") {
-        wf.get("embeddings.token_type_embeddings.weight", &[config.type_vocab_size, h], dev, dt)?.narrow(0, 0, 1)?
+        wf.get(
+            "embeddings.token_type_embeddings.weight",
+            &[config.type_vocab_size, h],
+            dev,
+            dt,
+        )?
+        .narrow(0, 0, 1)?
     } else {
         Tensor::zeros((1, h), dt, dev)?
     };
-    let ln = LayerNorm::load(wf, "embeddings.LayerNorm", h, config.layer_norm_eps, dev, dt)?;
-    Ok(Embeddings { word, position, token_type0, ln })
+    let ln = LayerNorm::load(
+        wf,
+        "embeddings.LayerNorm",
+        h,
+        config.layer_norm_eps,
+        dev,
+        dt,
+    )?;
+    Ok(Embeddings {
+        word,
+        position,
+        token_type0,
+        ln,
+    })
 }
 
 /// Layer `l` of the encoder.
-pub fn load_layer(wf: &WeightFiles, config: &BertConfig, l: usize, dev: &Device, dt: DType) -> Result<Layer> {
-    let (h, i, eps) = (config.hidden_size, config.intermediate_size, config.layer_norm_eps);
+pub fn load_layer(
+    wf: &WeightFiles,
+    config: &BertConfig,
+    l: usize,
+    dev: &Device,
+    dt: DType,
+) -> Result<Layer> {
+    let (h, i, eps) = (
+        config.hidden_size,
+        config.intermediate_size,
+        config.layer_norm_eps,
+    );
     let p = format!("encoder.layer.{l}");
     let q = Linear::load(wf, &format!("{p}.attention.self.query"), h, h, dev, dt)?;
     let k = Linear::load(wf, &format!("{p}.attention.self.key"), h, h, dev, dt)?;
@@ -92,7 +155,14 @@ pub fn load_layer(wf: &WeightFiles, config: &BertConfig, l: usize, dev: &Device,
     Ok(Layer {
         qkv: Linear::fuse(&[q, k, v])?,
         attn_out: Linear::load(wf, &format!("{p}.attention.output.dense"), h, h, dev, dt)?,
-        ln_attn: LayerNorm::load(wf, &format!("{p}.attention.output.LayerNorm"), h, eps, dev, dt)?,
+        ln_attn: LayerNorm::load(
+            wf,
+            &format!("{p}.attention.output.LayerNorm"),
+            h,
+            eps,
+            dev,
+            dt,
+        )?,
         inter: Linear::load(wf, &format!("{p}.intermediate.dense"), h, i, dev, dt)?,
         out: Linear::load(wf, &format!("{p}.output.dense"), i, h, dev, dt)?,
         ln_out: LayerNorm::load(wf, &format!("{p}.output.LayerNorm"), h, eps, dev, dt)?,

@@ -54,7 +54,11 @@ impl PackedBatch {
     }
 
     pub fn max_len(&self) -> usize {
-        self.offsets.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0)
+        self.offsets
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or(0)
     }
 
     /// Tokens a padded backend computes for this batch.
@@ -98,7 +102,9 @@ impl BackendChoice {
     pub fn resolve(self, devices: &[Device], dtype: DType) -> Result<BackendKind> {
         let all_cpu = devices.iter().all(|d| d.is_cpu());
         match self {
-            Self::Auto if all_cpu && dtype == DType::F32 && devices.len() == 1 => Ok(BackendKind::Cpu),
+            Self::Auto if all_cpu && dtype == DType::F32 && devices.len() == 1 => {
+                Ok(BackendKind::Cpu)
+            }
             Self::Auto | Self::Candle => Ok(BackendKind::Candle),
             Self::Cpu => {
                 if !all_cpu {

@@ -4,7 +4,9 @@
 //! `tensor`'s job once the pickle is read.
 
 use super::tensor::StDType;
-use crate::pickle::{self, printable, Global, GlobalSet, Id, Obj, Pickle, Unpickler, MAX_DIMS, MAX_UNITS};
+use crate::pickle::{
+    self, printable, Global, GlobalSet, Id, Obj, Pickle, Unpickler, MAX_DIMS, MAX_UNITS,
+};
 use anyhow::{anyhow, Result};
 
 /// The only globals a checkpoint may reference besides `collections.OrderedDict` (which the VM
@@ -64,7 +66,12 @@ pub(super) struct TensorRef {
 }
 
 /// Unpickle one PyTorch pickle starting at `start` of `data`.
-pub(super) fn unpickle(data: &[u8], start: usize, what: &str, persistent: bool) -> Result<Pickle<TorchGlobals>> {
+pub(super) fn unpickle(
+    data: &[u8],
+    start: usize,
+    what: &str,
+    persistent: bool,
+) -> Result<Pickle<TorchGlobals>> {
     pickle::unpickle(data, start, what, TorchGlobals { persistent }, MAX_UNITS)
 }
 
@@ -158,7 +165,9 @@ impl Unpickler<'_, TorchGlobals> {
                 let t = self.tensor_ref(p, args[0], args[1], args[2], args[3])?;
                 self.alloc(Obj::Ext(TorchObject::Tensor(t)))
             }
-            TorchGlobal::RebuildParameter | TorchGlobal::RebuildParameterWithState | TorchGlobal::TensorClass => {
+            TorchGlobal::RebuildParameter
+            | TorchGlobal::RebuildParameterWithState
+            | TorchGlobal::TensorClass => {
                 // _rebuild_parameter(data, requires_grad, backward_hooks[, state]) → data;
                 // old-style Parameter(data, requires_grad) → data.
                 match args.first() {

@@ -41,7 +41,7 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::pickle::{Id, Obj, Pickle};
-use globals::{StorageRef, TorchObject, TensorRef, TorchGlobals};
+use globals::{StorageRef, TensorRef, TorchGlobals, TorchObject};
 
 mod globals;
 mod legacy;

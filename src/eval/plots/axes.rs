@@ -82,7 +82,11 @@ impl Axes {
         )
     }
     /// Horizontal grid + y tick labels.
-    pub(super) fn y_ticks<DB: DrawingBackend>(&self, root: &Canvas<'_, DB>, target: usize) -> Result<()> {
+    pub(super) fn y_ticks<DB: DrawingBackend>(
+        &self,
+        root: &Canvas<'_, DB>,
+        target: usize,
+    ) -> Result<()> {
         let (ticks, dec) = nice_ticks(self.y.0, self.y.1, target);
         for v in ticks {
             let y = self.py(v);
@@ -102,7 +106,11 @@ impl Axes {
         Ok(())
     }
     /// Vertical grid + x tick labels.
-    pub(super) fn x_ticks<DB: DrawingBackend>(&self, root: &Canvas<'_, DB>, target: usize) -> Result<()> {
+    pub(super) fn x_ticks<DB: DrawingBackend>(
+        &self,
+        root: &Canvas<'_, DB>,
+        target: usize,
+    ) -> Result<()> {
         let (ticks, dec) = nice_ticks(self.x.0, self.x.1, target);
         for v in ticks {
             let x = self.px(v);

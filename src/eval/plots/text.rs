@@ -102,7 +102,10 @@ impl GlyphMetrics {
     /// "missing glyph" if it has no glyph for `c`.
     fn h_metrics(&self, c: char) -> (f64, f64) {
         let g = self.font.glyph_id(c);
-        (self.font.h_advance_unscaled(g) as f64, self.font.h_side_bearing_unscaled(g) as f64)
+        (
+            self.font.h_advance_unscaled(g) as f64,
+            self.font.h_side_bearing_unscaled(g) as f64,
+        )
     }
 }
 
@@ -181,7 +184,12 @@ pub(super) fn fmt_count(v: usize) -> String {
     out
 }
 
-pub(super) fn text<DB: DrawingBackend>(root: &Canvas<'_, DB>, s: &str, at: (i32, i32), st: &Ts) -> Result<()> {
+pub(super) fn text<DB: DrawingBackend>(
+    root: &Canvas<'_, DB>,
+    s: &str,
+    at: (i32, i32),
+    st: &Ts,
+) -> Result<()> {
     if s.trim().is_empty() {
         return Ok(());
     }
@@ -268,7 +276,10 @@ mod tests {
     fn glyph_metrics_match_plotters_layout() {
         let m = glyph_metrics().expect("parse embedded font metrics");
         assert_ne!(m.font.glyph_id('l').0, 0);
-        assert!(m.h_metrics('l').1 > 0.0, "'l' has a positive left side bearing");
+        assert!(
+            m.h_metrics('l').1 > 0.0,
+            "'l' has a positive left side bearing"
+        );
         assert_eq!(m.font.glyph_id('\u{10FFFF}').0, 0);
         for s in [
             "Platelet",
@@ -276,12 +287,7 @@ mod tests {
             "gene-embedding weighted average",
             "0.874 ± 0.012",
         ] {
-            let ours: f64 = s
-                .chars()
-                .map(|c| m.h_metrics(c).0)
-                .sum::<f64>()
-                * 13.0
-                * m.px_per_unit;
+            let ours: f64 = s.chars().map(|c| m.h_metrics(c).0).sum::<f64>() * 13.0 * m.px_per_unit;
             let theirs = text_width(s, 13.0);
             assert!((ours - theirs).abs() <= 1.5, "{s}: {ours} vs {theirs}");
         }

@@ -1,7 +1,6 @@
 //! Element-wise CPU f32 kernels for the packed forward: erf (for the fused GELU in `sgemm`) and
 //! a vectorized softmax for attention rows.
 
-
 /// erf for f32: x·P(x²)/Q(x²) on [−4, 4] (the rational approximation used by Eigen/XLA), max
 /// abs error ~1e-7 against f64 erf (tested below); branch-free so the loop vectorizes.
 #[inline(always)]
@@ -49,15 +48,31 @@ pub fn softmax_inplace(row: &mut [f32]) {
 #[inline]
 pub unsafe fn exp8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
     use std::arch::x86_64::*;
-    let x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.336_55)), _mm256_set1_ps(88.376_26));
-    let fx = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E), _mm256_set1_ps(0.5)));
+    let x = _mm256_min_ps(
+        _mm256_max_ps(x, _mm256_set1_ps(-87.336_55)),
+        _mm256_set1_ps(88.376_26),
+    );
+    let fx = _mm256_floor_ps(_mm256_fmadd_ps(
+        x,
+        _mm256_set1_ps(std::f32::consts::LOG2_E),
+        _mm256_set1_ps(0.5),
+    ));
     let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693_359_4), x);
     let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.121_944_4e-4), r);
     let mut y = _mm256_set1_ps(1.987_569_1e-4);
-    for c in [1.398_199_9e-3f32, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1] {
+    for c in [
+        1.398_199_9e-3f32,
+        8.333_452e-3,
+        4.166_579_6e-2,
+        1.666_666_5e-1,
+        5.000_000_1e-1,
+    ] {
         y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(c));
     }
-    let y = _mm256_add_ps(_mm256_fmadd_ps(y, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0));
+    let y = _mm256_add_ps(
+        _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), r),
+        _mm256_set1_ps(1.0),
+    );
     let n = _mm256_add_epi32(_mm256_cvttps_epi32(fx), _mm256_set1_epi32(127));
     _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32::<23>(n)))
 }
@@ -75,7 +90,11 @@ unsafe fn softmax_avx2(row: &mut [f32]) {
     }
     let mut lanes = [0f32; 8];
     _mm256_storeu_ps(lanes.as_mut_ptr(), mv);
-    let m = lanes.iter().chain(&row[main..]).copied().fold(f32::NEG_INFINITY, f32::max);
+    let m = lanes
+        .iter()
+        .chain(&row[main..])
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
     let mb = _mm256_set1_ps(m);
     let mut sv = _mm256_setzero_ps();
     for i in (0..main).step_by(8) {
@@ -126,7 +145,12 @@ mod tests {
             let x = i as f64 / 1000.0;
             worst = worst.max((erf_f32(x as f32) as f64 - erf64(x)).abs());
         }
-        for (x, want) in [(3.5, 0.9999992569016276), (4.0, 0.9999999845827421), (5.0, 0.9999999999984626), (9.0, 1.0)] {
+        for (x, want) in [
+            (3.5, 0.9999992569016276),
+            (4.0, 0.9999999845827421),
+            (5.0, 0.9999999999984626),
+            (9.0, 1.0),
+        ] {
             worst = worst.max((erf_f32(x as f32) as f64 - want).abs());
             worst = worst.max((erf_f32(-x as f32) as f64 + want).abs());
         }
@@ -135,7 +159,9 @@ mod tests {
     #[test]
     fn softmax_matches_f64() {
         for n in [1usize, 7, 8, 9, 33, 130, 512] {
-            let v: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.31).collect();
+            let v: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.31)
+                .collect();
             let mut got = v.clone();
             softmax_inplace(&mut got);
             let m = v.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;

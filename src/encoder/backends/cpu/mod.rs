@@ -80,11 +80,20 @@ impl CpuBert {
         let layers = (0..config.num_hidden_layers)
             .map(|l| pack_layer(layout::load_layer(wf, config, l, dev, dt)?))
             .collect::<Result<Vec<_>>>()?;
-        let embeddings = [flat_f32(&emb.word)?, flat_f32(&emb.position)?, flat_f32(&emb.token_type0)?];
+        let embeddings = [
+            flat_f32(&emb.word)?,
+            flat_f32(&emb.position)?,
+            flat_f32(&emb.token_type0)?,
+        ];
         Self::new(config, embeddings, to_norm(emb.ln)?, layers)
     }
 
-    fn new(config: &BertConfig, embeddings: [Vec<f32>; 3], ln_emb: Norm, layers: Vec<CpuLayer>) -> Result<Self> {
+    fn new(
+        config: &BertConfig,
+        embeddings: [Vec<f32>; 3],
+        ln_emb: Norm,
+        layers: Vec<CpuLayer>,
+    ) -> Result<Self> {
         let [word, position, token_type0] = embeddings;
         let h = config.hidden_size;
         Ok(Self {
@@ -140,13 +149,25 @@ impl CpuBert {
             let ctx = sized(&mut ws.ctx, t * h);
             attention::packed_attention(qkv, &lens, self.heads, self.head_dim, ctx);
             let y = sized(&mut tmp, t * h);
-            linear(ctx, t, &layer.attn_out.w, &layer.attn_out.b, Some(&x), Act::None, y);
+            linear(
+                ctx,
+                t,
+                &layer.attn_out.w,
+                &layer.attn_out.b,
+                Some(&x),
+                Act::None,
+                y,
+            );
             layer_norm(y, h, &layer.ln_attn);
             std::mem::swap(&mut x, &mut tmp);
 
             let i = layer.inter.w.n();
             let inter = sized(&mut ws.inter, t * i);
-            let fused = if self.act == Activation::Gelu { Act::GeluErf } else { Act::None };
+            let fused = if self.act == Activation::Gelu {
+                Act::GeluErf
+            } else {
+                Act::None
+            };
             linear(&x, t, &layer.inter.w, &layer.inter.b, None, fused, inter);
             if fused == Act::None {
                 activate(inter, self.act);
@@ -180,14 +201,21 @@ fn flat_f32(t: &Tensor) -> Result<Vec<f32>> {
 }
 
 fn to_norm(n: layout::LayerNorm) -> Result<Norm> {
-    Ok(Norm { w: flat_f32(&n.w)?, b: flat_f32(&n.b)?, eps: n.eps })
+    Ok(Norm {
+        w: flat_f32(&n.w)?,
+        b: flat_f32(&n.b)?,
+        eps: n.eps,
+    })
 }
 
 /// Re-lay one loaded layer for this backend: weights packed for `sgemm`, tensors dropped.
 fn pack_layer(l: layout::Layer) -> Result<CpuLayer> {
     let dense = |l: layout::Linear| -> Result<Dense> {
         let (k, n) = l.w.dims2()?;
-        Ok(Dense { w: PackedWeights::pack(&flat_f32(&l.w)?, k, n), b: flat_f32(&l.b)? })
+        Ok(Dense {
+            w: PackedWeights::pack(&flat_f32(&l.w)?, k, n),
+            b: flat_f32(&l.b)?,
+        })
     };
     Ok(CpuLayer {
         qkv: dense(l.qkv)?,
@@ -255,8 +283,14 @@ mod tests {
     #[test]
     fn layer_norm_matches_f64() {
         let h = 37;
-        let v: Vec<f32> = (0..h * 3).map(|i| ((i * 31 % 17) as f32 - 8.0) * 0.37 + 100.0).collect();
-        let n = Norm { w: (0..h).map(|i| 0.5 + i as f32 * 0.01).collect(), b: (0..h).map(|i| i as f32 * -0.02).collect(), eps: 1e-12 };
+        let v: Vec<f32> = (0..h * 3)
+            .map(|i| ((i * 31 % 17) as f32 - 8.0) * 0.37 + 100.0)
+            .collect();
+        let n = Norm {
+            w: (0..h).map(|i| 0.5 + i as f32 * 0.01).collect(),
+            b: (0..h).map(|i| i as f32 * -0.02).collect(),
+            eps: 1e-12,
+        };
         let mut got = v.clone();
         layer_norm(&mut got, h, &n);
         for r in 0..3 {
@@ -265,7 +299,11 @@ mod tests {
             let var = row.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / h as f64;
             for j in 0..h {
                 let want = (row[j] - mean) / (var + 1e-12).sqrt() * n.w[j] as f64 + n.b[j] as f64;
-                assert!((got[r * h + j] as f64 - want).abs() < 1e-4, "{} vs {want}", got[r * h + j]);
+                assert!(
+                    (got[r * h + j] as f64 - want).abs() < 1e-4,
+                    "{} vs {want}",
+                    got[r * h + j]
+                );
             }
         }
     }

@@ -71,7 +71,12 @@ impl PackedWeights {
     pub fn pack(w: &[f32], k: usize, n: usize) -> Self {
         assert_eq!(w.len(), k * n, "weight shape");
         if !use_avx2() {
-            return Self { k, n, panels: Vec::new(), plain: w.to_vec() };
+            return Self {
+                k,
+                n,
+                panels: Vec::new(),
+                plain: w.to_vec(),
+            };
         }
         let np = n.div_ceil(NR);
         let mut panels = vec![Lane8([0.0; 8]); np * k * 2];
@@ -84,7 +89,12 @@ impl PackedWeights {
                 dst.copy_from_slice(&w[kk * n + c0..kk * n + c0 + cols]);
             }
         }
-        Self { k, n, panels, plain: Vec::new() }
+        Self {
+            k,
+            n,
+            panels,
+            plain: Vec::new(),
+        }
     }
     pub fn k(&self) -> usize {
         self.k
@@ -111,9 +121,20 @@ pub fn gelu_scalar(x: f32) -> f32 {
 
 /// out [m, n] = act(x [m, k] · W + bias (+ residual [m, n])). Panics on shape mismatch (callers
 /// are the model code, whose shapes come from the checked config).
-pub fn linear(x: &[f32], m: usize, w: &PackedWeights, bias: &[f32], residual: Option<&[f32]>, act: Act, out: &mut [f32]) {
+pub fn linear(
+    x: &[f32],
+    m: usize,
+    w: &PackedWeights,
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    act: Act,
+    out: &mut [f32],
+) {
     let (k, n) = (w.k, w.n);
-    assert!(x.len() == m * k && out.len() == m * n && bias.len() == n, "internal: linear shape mismatch");
+    assert!(
+        x.len() == m * k && out.len() == m * n && bias.len() == n,
+        "internal: linear shape mismatch"
+    );
     if let Some(r) = residual {
         assert_eq!(r.len(), m * n, "internal: residual shape mismatch");
     }
@@ -126,24 +147,37 @@ pub fn linear(x: &[f32], m: usize, w: &PackedWeights, bias: &[f32], residual: Op
         return fallback(x, m, w, bias, residual, act, out, threads);
     }
     // a few row tasks per thread for balance; each packs its own A blocks
-    let rows_per_task = (m.div_ceil(threads * 4)).next_multiple_of(MR).max(MC.min(m.next_multiple_of(MR)));
-    out.par_chunks_mut(rows_per_task * n).enumerate().for_each_init(Vec::<f32>::new, |apack, (t, o)| {
-        let r0 = t * rows_per_task;
-        let rows = o.len() / n;
-        let xs = &x[r0 * k..(r0 + rows) * k];
-        let res = residual.map(|r| &r[r0 * n..(r0 + rows) * n]);
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: use_avx2() checked the CPU features; slices have the asserted shapes.
-        unsafe {
-            gemm_rows_avx2(xs, rows, k, n, w, bias, res, act, o, apack)
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = (xs, res, apack);
-    });
+    let rows_per_task = (m.div_ceil(threads * 4))
+        .next_multiple_of(MR)
+        .max(MC.min(m.next_multiple_of(MR)));
+    out.par_chunks_mut(rows_per_task * n)
+        .enumerate()
+        .for_each_init(Vec::<f32>::new, |apack, (t, o)| {
+            let r0 = t * rows_per_task;
+            let rows = o.len() / n;
+            let xs = &x[r0 * k..(r0 + rows) * k];
+            let res = residual.map(|r| &r[r0 * n..(r0 + rows) * n]);
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: use_avx2() checked the CPU features; slices have the asserted shapes.
+            unsafe {
+                gemm_rows_avx2(xs, rows, k, n, w, bias, res, act, o, apack)
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = (xs, res, apack);
+        });
 }
 
 #[allow(clippy::too_many_arguments)]
-fn fallback(x: &[f32], m: usize, w: &PackedWeights, bias: &[f32], residual: Option<&[f32]>, act: Act, out: &mut [f32], threads: usize) {
+fn fallback(
+    x: &[f32],
+    m: usize,
+    w: &PackedWeights,
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    act: Act,
+    out: &mut [f32],
+    threads: usize,
+) {
     let (k, n) = (w.k, w.n);
     out.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
         row.copy_from_slice(bias);
@@ -156,16 +190,34 @@ fn fallback(x: &[f32], m: usize, w: &PackedWeights, bias: &[f32], residual: Opti
     // SAFETY: out [m, n], x [m, k], plain [k, n], row-major, in bounds.
     unsafe {
         gemm::gemm(
-            m, n, k,
-            out.as_mut_ptr(), 1, n as isize, true,
-            x.as_ptr(), 1, k as isize,
-            w.plain.as_ptr(), 1, n as isize,
-            1.0, 1.0, false, false, false,
-            if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None },
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            true,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.plain.as_ptr(),
+            1,
+            n as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            if threads > 1 {
+                gemm::Parallelism::Rayon(threads)
+            } else {
+                gemm::Parallelism::None
+            },
         );
     }
     if act == Act::GeluErf {
-        out.par_chunks_mut(1 << 14).for_each(|c| c.iter_mut().for_each(|v| *v = gelu_scalar(*v)));
+        out.par_chunks_mut(1 << 14)
+            .for_each(|c| c.iter_mut().for_each(|v| *v = gelu_scalar(*v)));
     }
 }
 
@@ -173,15 +225,25 @@ fn fallback(x: &[f32], m: usize, w: &PackedWeights, bias: &[f32], residual: Opti
 fn k_blocks(k: usize) -> impl Iterator<Item = (usize, usize)> {
     let nb = k.div_ceil(KC).max(1);
     let kc = k.div_ceil(nb).max(1);
-    (0..nb).map(move |b| (b * kc, kc.min(k.saturating_sub(b * kc)))).filter(|&(_, len)| len > 0)
+    (0..nb)
+        .map(move |b| (b * kc, kc.min(k.saturating_sub(b * kc))))
+        .filter(|&(_, len)| len > 0)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_rows_avx2(
-    x: &[f32], rows: usize, k: usize, n: usize, w: &PackedWeights, bias: &[f32], residual: Option<&[f32]>,
-    act: Act, out: &mut [f32], apack: &mut Vec<f32>,
+    x: &[f32],
+    rows: usize,
+    k: usize,
+    n: usize,
+    w: &PackedWeights,
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    act: Act,
+    out: &mut [f32],
+    apack: &mut Vec<f32>,
 ) {
     let np = n.div_ceil(NR);
     let bp = lanes(&w.panels);
@@ -225,7 +287,20 @@ unsafe fn gemm_rows_avx2(
                     let a = apack.as_ptr().add(p * MR * kc);
                     let c = out.as_mut_ptr().add(i0 * n + j0);
                     let res = residual.map_or(std::ptr::null(), |r| r.as_ptr().add(i0 * n + j0));
-                    kernel_6x16(kc, a, b, c, n, rws, cols, first, last, bias.as_ptr().add(j0), res, act);
+                    kernel_6x16(
+                        kc,
+                        a,
+                        b,
+                        c,
+                        n,
+                        rws,
+                        cols,
+                        first,
+                        last,
+                        bias.as_ptr().add(j0),
+                        res,
+                        act,
+                    );
                 }
             }
             ic += mc;
@@ -242,11 +317,23 @@ unsafe fn gelu8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
     let z = _mm256_min_ps(_mm256_max_ps(z, _mm256_set1_ps(-4.0)), _mm256_set1_ps(4.0));
     let z2 = _mm256_mul_ps(z, z);
     let mut p = _mm256_set1_ps(-2.726_142_3e-10);
-    for c in [2.770_681_4e-8f32, -2.101_024e-6, -5.692_506_4e-5, -7.349_906_3e-4, -2.954_600e-3, -1.609_603_3e-2] {
+    for c in [
+        2.770_681_4e-8f32,
+        -2.101_024e-6,
+        -5.692_506_4e-5,
+        -7.349_906_3e-4,
+        -2.954_600e-3,
+        -1.609_603_3e-2,
+    ] {
         p = _mm256_fmadd_ps(p, z2, _mm256_set1_ps(c));
     }
     let mut q = _mm256_set1_ps(-1.456_607_2e-5);
-    for c in [-2.133_740_6e-4f32, -1.682_827e-3, -7.373_329_3e-3, -1.426_474e-2] {
+    for c in [
+        -2.133_740_6e-4f32,
+        -1.682_827e-3,
+        -7.373_329_3e-3,
+        -1.426_474e-2,
+    ] {
         q = _mm256_fmadd_ps(q, z2, _mm256_set1_ps(c));
     }
     let erf = _mm256_div_ps(_mm256_mul_ps(z, p), q);
@@ -260,8 +347,18 @@ unsafe fn gelu8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn kernel_6x16(
-    kc: usize, a: *const f32, b: *const f32, c: *mut f32, ldc: usize, rows: usize, cols: usize, first: bool,
-    last: bool, bias: *const f32, res: *const f32, act: Act,
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    cols: usize,
+    first: bool,
+    last: bool,
+    bias: *const f32,
+    res: *const f32,
+    act: Act,
 ) {
     use std::arch::x86_64::*;
     let mut acc = [_mm256_setzero_ps(); 12];
@@ -344,12 +441,21 @@ unsafe fn kernel_6x16(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::kernels::erf64;
+    use super::*;
     use rand::{Rng, SeedableRng};
 
     /// f64 reference: act(x·W + b + r)
-    fn reference(x: &[f32], m: usize, k: usize, w: &[f32], n: usize, b: &[f32], r: Option<&[f32]>, act: Act) -> Vec<f64> {
+    fn reference(
+        x: &[f32],
+        m: usize,
+        k: usize,
+        w: &[f32],
+        n: usize,
+        b: &[f32],
+        r: Option<&[f32]>,
+        act: Act,
+    ) -> Vec<f64> {
         let mut out = vec![0f64; m * n];
         for i in 0..m {
             for j in 0..n {
@@ -368,7 +474,16 @@ mod tests {
     #[test]
     fn matches_f64_reference_on_edge_shapes() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-        let shapes = [(1, 1, 1), (5, 3, 17), (6, 16, 16), (7, 300, 33), (13, 513, 40), (73, 64, 31), (150, 384, 48), (9, 0, 5)];
+        let shapes = [
+            (1, 1, 1),
+            (5, 3, 17),
+            (6, 16, 16),
+            (7, 300, 33),
+            (13, 513, 40),
+            (73, 64, 31),
+            (150, 384, 48),
+            (9, 0, 5),
+        ];
         for &(m, k, n) in &shapes {
             let x: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
             let w: Vec<f32> = (0..k * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
@@ -376,16 +491,32 @@ mod tests {
             let r: Vec<f32> = (0..m * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
             let packed = PackedWeights::pack(&w, k, n);
             // the `gemm` crate path that CPUs without AVX2/FMA take
-            let plain = PackedWeights { k, n, panels: Vec::new(), plain: w.clone() };
+            let plain = PackedWeights {
+                k,
+                n,
+                panels: Vec::new(),
+                plain: w.clone(),
+            };
             for (pw, (res, act)) in [&packed, &plain].into_iter().flat_map(|pw| {
-                [(None, Act::None), (Some(&r[..]), Act::None), (None, Act::GeluErf), (Some(&r[..]), Act::GeluErf)].map(|c| (pw, c))
+                [
+                    (None, Act::None),
+                    (Some(&r[..]), Act::None),
+                    (None, Act::GeluErf),
+                    (Some(&r[..]), Act::GeluErf),
+                ]
+                .map(|c| (pw, c))
             }) {
                 let mut out = vec![f32::NAN; m * n];
                 linear(&x, m, pw, &b, res, act, &mut out);
                 let want = reference(&x, m, k, &w, n, &b, res, act);
                 let tol = 1e-5 * (k as f64).sqrt().max(1.0) + 1e-6;
                 for (i, (g, e)) in out.iter().zip(&want).enumerate() {
-                    assert!(((*g as f64) - e).abs() <= tol * e.abs().max(1.0), "{m}x{k}x{n} {act:?} res={} plain={} [{i}]: {g} vs {e}", res.is_some(), pw.panels.is_empty());
+                    assert!(
+                        ((*g as f64) - e).abs() <= tol * e.abs().max(1.0),
+                        "{m}x{k}x{n} {act:?} res={} plain={} [{i}]: {g} vs {e}",
+                        res.is_some(),
+                        pw.panels.is_empty()
+                    );
                 }
             }
         }
