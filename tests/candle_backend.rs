@@ -185,7 +185,7 @@ fn minilm_half_precision_matches_pytorch_in_the_same_dtype() {
         let d = enc.dim();
         for (what, got) in [
             ("mean64", ids_batch(&enc, &ids64)),
-            ("long", ids_batch(&enc, &[ids.long.clone()])),
+            ("long", ids_batch(&enc, std::slice::from_ref(&ids.long))),
             (
                 "mixed",
                 ids_batch(&enc, &[ids.short.clone(), ids.long.clone()]),

@@ -515,7 +515,7 @@ fn mlp_writes_report_files_and_history() {
     assert!(acc > 0.5, "MLP accuracy {acc}");
     let h = &r["results"][0]["training"][0];
     let epochs = h["train_loss"].as_array().unwrap().len();
-    assert!(epochs >= 1 && epochs <= 60);
+    assert!((1..=60).contains(&epochs));
     assert!(!h["val_idx"].as_array().unwrap().is_empty());
     assert_eq!(
         r["manifest"]["parameters"]["mlp"]["hidden"],

@@ -582,7 +582,7 @@ fn deep_or_hostile_pickles_are_errors() {
     let dir = tempfile::tempdir().unwrap();
     // A 'legacy' file whose header pickle nests a million tuples: must not overflow the stack.
     let mut b = vec![0x80, 2, b')'];
-    b.extend(std::iter::repeat(0x85u8).take(1_000_000));
+    b.extend(std::iter::repeat_n(0x85u8, 1_000_000));
     b.push(b'.');
     let e = load_bytes(dir.path(), "deep tuples", &b).unwrap_err();
     assert!(e.to_string().contains("magic number"), "{e}");

@@ -109,7 +109,7 @@ impl NormalizedMatrix {
         for _ in 0..n {
             match &self.implicit {
                 Some(v) => out.extend_from_slice(v),
-                None => out.extend(std::iter::repeat(0.0f32).take(m)),
+                None => out.extend(std::iter::repeat_n(0.0f32, m)),
             }
         }
         for i in 0..n {

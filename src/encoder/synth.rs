@@ -51,7 +51,7 @@ pub fn write_random_bert(
     pooling: super::Pooling,
     seed: u64,
 ) -> Result<()> {
-    if shape.heads == 0 || shape.hidden % shape.heads != 0 {
+    if shape.heads == 0 || !shape.hidden.is_multiple_of(shape.heads) {
         bail!(
             "hidden size {} is not divisible by {} heads",
             shape.hidden,

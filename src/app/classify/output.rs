@@ -11,7 +11,7 @@ use super::arguments::{ClassifyArgs, FeatureSpace};
 use super::features::{Feature, Labels};
 use super::report::{render_markdown, ClassifyReport};
 use super::run::{knn_features, Arms, Runs};
-use super::{say, COUNTS_REDUCED_GENES, MAP_MAX_DIM, OBS_CONF, OBS_PRED, OBS_SPLIT, UNS_KEY};
+use super::{say, COUNTS_REDUCED_GENES, MAP_MAX_DIM, OBS_CONF, OBS_PRED, OBS_SPLIT};
 use crate::cells::matrix::ObsColumn;
 use crate::classify::features::{gather_rows, select_columns, top_variance_columns};
 use crate::eval::embedding2d::pca_2d;
@@ -207,7 +207,7 @@ fn write_h5ad(
         in_place,
         &[],
         obs,
-        Some((UNS_KEY, uns)),
+        Some((super::UNS_KEY, uns)),
     )
 }
 

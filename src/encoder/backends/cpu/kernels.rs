@@ -43,6 +43,9 @@ pub fn softmax_inplace(row: &mut [f32]) {
 
 /// exp for 8 lanes: range reduction x = n·ln2 + r, degree-5 polynomial for e^r, 2^n via the
 /// exponent bits (the classic Cephes expf used by avx_mathfun / Eigen).
+///
+/// # Safety
+/// The CPU must support AVX2 and FMA (callers check `is_x86_feature_detected!` once).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[inline]

@@ -446,6 +446,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     /// f64 reference: act(x·W + b + r)
+    #[allow(clippy::too_many_arguments)] // mirrors the kernel's signature, argument for argument
     fn reference(
         x: &[f32],
         m: usize,
