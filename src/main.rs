@@ -1,4 +1,8 @@
 //! celltext CLI: parse arguments, call the library, print.
+//!
+//! One file on purpose, although it is long: the whole command-line surface (every subcommand's
+//! flags and what it prints) reads top to bottom in one place, and nothing here computes
+//! anything: each arm calls one library function and formats its result.
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};

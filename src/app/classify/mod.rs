@@ -50,6 +50,8 @@ mod features;
 mod output;
 mod report;
 mod run;
+mod scores;
+mod splits;
 
 pub use crate::classify::mlp::parse_hidden;
 pub use arguments::{parse_k_list, ClassifyArgs, FeatureSpace, Method};
@@ -62,7 +64,8 @@ use anyhow::Result;
 
 use crate::io::{sha256_file, TOOL_VERSION};
 use features::{Feature, Labels};
-use run::{Arms, Splits};
+use run::Arms;
+use splits::Splits;
 
 /// k used when `--k` is not given (KNN).
 pub const DEFAULT_K: usize = 10;
@@ -92,15 +95,15 @@ pub fn run_classify(args: &ClassifyArgs) -> Result<ClassifyReport> {
     let checked = arguments::check_args(args)?;
     let mut notes: Vec<String> = Vec::new();
     let labels = features::load_labels(args, checked.kind, &mut notes)?;
-    let splits = run::make_splits(args, &labels, &mut notes)?;
+    let splits = splits::make_splits(args, &labels, &mut notes)?;
     let feats = features::load_features(args, &labels.cell_ids, &mut notes)?;
     let arms = run::plan_arms(args, &feats, &mut notes);
     let ks = run::plan_ks(args, &splits.cells, &mut notes)?;
 
     let runs = run::run_arms(args, &labels, &splits.cells, &feats, &arms, &ks)?;
-    let results = run::score_arms(args, &labels, &splits.cells, &feats, &arms, &ks, &runs)?;
-    let k_sweep = run::k_sweep(args, &labels, &splits.cells, &arms, &ks, &runs)?;
-    let quality = run::embedding_quality(args, &labels, &feats, &arms);
+    let results = scores::score_arms(args, &labels, &splits.cells, &feats, &arms, &ks, &runs)?;
+    let k_sweep = scores::k_sweep(args, &labels, &splits.cells, &arms, &ks, &runs)?;
+    let quality = scores::embedding_quality(args, &labels, &feats, &arms);
     let (pred, split_col) = run::obs_predictions(args, &labels, &splits.cells, &arms, &runs);
 
     let mut report = assemble_report(
