@@ -5,7 +5,7 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 use crate::cells::ablation::{self, Ablation};
-use crate::cells::matrix::{CsrMatrix, ExpressionMatrix, ObsColumn};
+use crate::cells::matrix::{CsrMatrix, CsrView, ExpressionMatrix, ObsColumn};
 use crate::cells::normalize::log1p_cp10k;
 use crate::cells::read::{append_rows, open_matrix, ReadOptions};
 use crate::cells::sentences::{
@@ -240,7 +240,7 @@ pub fn run_cells_embed(args: &CellsEmbedArgs) -> Result<CellsEmbedReport> {
     let store = GeneEmbeddings::load(&args.store)?;
     let store_manifest = GeneEmbeddings::manifest(&args.store)?;
     let m = read_normalized(&args.input, &args.read, args.normalize, args.quiet)?;
-    let totals = gene_totals(&m.x);
+    let totals = gene_totals(&m.x.view());
     let (rows, coverage) = super::genes::coverage(
         &store.symbols,
         &m.genes,
@@ -324,9 +324,11 @@ pub fn top_n_gene_set(m: &ExpressionMatrix, n: usize) -> std::collections::HashS
     used
 }
 
-fn gene_totals(x: &CsrMatrix) -> Vec<f64> {
+/// Total expression of each gene column (f64, in storage order): the weights of
+/// [`super::genes::coverage`]'s expression fraction.
+pub fn gene_totals(x: &CsrView) -> Vec<f64> {
     let mut t = vec![0f64; x.n_cols];
-    for (&j, &v) in x.indices.iter().zip(&x.data) {
+    for (&j, &v) in x.indices.iter().zip(x.data.iter()) {
         t[j as usize] += v as f64;
     }
     t
@@ -372,6 +374,16 @@ pub fn make_sentences(
     quiet: bool,
 ) -> Result<(ExpressionMatrix, Vec<CellSentence>, Option<TokenBudget>)> {
     let m = read_normalized(&args.input, &args.read, InputNorm::Raw, quiet)?;
+    let (sentences, budget) = sentences_of(&m, args, tokenizer)?;
+    Ok((m, sentences, budget))
+}
+
+/// [`make_sentences`] on a matrix already in memory (`args.input` and `args.read` unused).
+pub fn sentences_of(
+    m: &ExpressionMatrix,
+    args: &SentenceArgs,
+    tokenizer: Option<&TextTokenizer>,
+) -> Result<(Vec<CellSentence>, Option<TokenBudget>)> {
     let cfg = SentenceConfig {
         prefix: args.template.clone(),
         max_genes: args.max_genes,
@@ -399,7 +411,7 @@ pub fn make_sentences(
     } else {
         ablation::apply_all(&sentences, &args.ablation, args.seed, counter_dyn)?
     };
-    Ok((m, sentences, budget))
+    Ok((sentences, budget))
 }
 
 pub fn write_sentences(path: &Path, sentences: &[CellSentence]) -> Result<()> {

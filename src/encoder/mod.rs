@@ -400,6 +400,19 @@ impl Encoder {
         batch_tokens: usize,
         progress: Option<&indicatif::ProgressBar>,
     ) -> Result<Embedded> {
+        self.embed_texts_cancellable(texts, batch_tokens, progress, None)
+    }
+
+    /// [`Encoder::embed_texts`]; with `check`, it is called before each round of batches (one
+    /// batch per device) and its error stops the work: a caller's interrupt (the Python module's
+    /// Ctrl-C). Each batch is still computed whole by one worker, so the vectors are the same.
+    pub fn embed_texts_cancellable(
+        &self,
+        texts: &[&str],
+        batch_tokens: usize,
+        progress: Option<&indicatif::ProgressBar>,
+        check: Option<&dyn Fn() -> Result<()>>,
+    ) -> Result<Embedded> {
         let toks = self.tokenizer.encode_batch(texts)?;
         let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
         let (plan, padding) = TokenBudgetBatcher::new(batch_tokens, 512).batches(&lengths);
@@ -414,11 +427,22 @@ impl Encoder {
                 )
             })
             .collect();
-        let out = self.embed_batches(&batches, &|n| {
+        let on_batch = |n: usize| {
             if let Some(pb) = progress {
                 pb.inc(n as u64);
             }
-        })?;
+        };
+        let out = match check {
+            None => self.embed_batches(&batches, &on_batch)?,
+            Some(check) => {
+                let mut out = Vec::with_capacity(batches.len());
+                for round in batches.chunks(self.workers.len().max(1)) {
+                    check()?;
+                    out.extend(self.embed_batches(round, &on_batch)?);
+                }
+                out
+            }
+        };
         let mut data = vec![0f32; texts.len() * dim];
         for (b, rows) in plan.iter().zip(&out) {
             for (k, &i) in b.iter().enumerate() {
