@@ -135,11 +135,7 @@ fn knn_classify<'py>(
             l.train.iter().for_each(|&i| is_train[i] = true);
             let others: Vec<usize> = (0..n).filter(|&i| !is_train[i]).collect();
             let qx = gather_rows(data, dim, &others);
-            for (p, &i) in knn
-                .predict(&qx, others.len(), k, vote)?
-                .iter()
-                .zip(&others)
-            {
+            for (p, &i) in knn.predict(&qx, others.len(), k, vote)?.iter().zip(&others) {
                 (pred[i], conf[i]) = (p.label, p.confidence);
             }
             for (p, &i) in knn_loo(&knn, &train_x, k, vote)?.iter().zip(&l.train) {
@@ -183,7 +179,10 @@ fn mlp_classify<'py>(
     }
     let (pred, conf, split, report) = py.allow_threads(|| {
         guard(|| {
-            anyhow::ensure!(!views.is_empty(), "use_rep is empty: name at least one embedding");
+            anyhow::ensure!(
+                !views.is_empty(),
+                "use_rep is empty: name at least one embedding"
+            );
             for (name, _, rows, _) in &views {
                 anyhow::ensure!(
                     *rows == n,
@@ -209,7 +208,11 @@ fn mlp_classify<'py>(
                 class_weights,
                 seed,
                 // a gate on a lone source has nothing to weigh against (as the CLI)
-                fusion: if sources.len() == 1 { Fusion::Concat } else { fusion },
+                fusion: if sources.len() == 1 {
+                    Fusion::Concat
+                } else {
+                    fusion
+                },
             };
             let y0: Vec<usize> = l.y.iter().map(|c| c.unwrap_or(0)).collect();
             let model = TrainedMlp::fit(&sources, &y0, l.names.len(), &l.train, &cfg)?;
