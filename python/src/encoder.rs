@@ -19,6 +19,7 @@ pub struct PyEncoder {
 #[pymethods]
 impl PyEncoder {
     #[new]
+    #[allow(clippy::too_many_arguments)] // the Python keyword arguments
     #[pyo3(signature = (model, device="cpu", dtype="f32", backend="auto", max_length=None, lowercase=None, progress=true))]
     fn new(
         py: Python<'_>,
@@ -90,7 +91,7 @@ impl PyEncoder {
                 Ok((out.data, refs.len(), out.dim))
             })
         })?;
-        Ok(data.into_pyarray(py).reshape([n, dim])?)
+        data.into_pyarray(py).reshape([n, dim])
     }
 
     /// Number of tokens of `text` before truncation.

@@ -78,12 +78,11 @@ impl PyGeneStore {
     /// The vectors, float32 [n_genes, dim] (a copy).
     #[getter]
     fn vectors<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        Ok(self
-            .inner
+        self.inner
             .data
             .clone()
             .into_pyarray(py)
-            .reshape([self.inner.len(), self.inner.dim])?)
+            .reshape([self.inner.len(), self.inner.dim])
     }
 
     #[getter]
