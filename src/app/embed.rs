@@ -49,6 +49,7 @@ pub fn run_embed(args: &EmbedArgs) -> Result<EmbedManifest> {
             args.output.display()
         );
     }
+    let _lock = crate::outputs::OutputLock::acquire(&args.output)?;
     let records = encoder::input::read_texts(&args.input)?;
     let input_sha256 = sha256_file(&args.input)?;
     let enc = super::load_encoder(&args.model, &args.options, args.quiet)?;
@@ -114,6 +115,7 @@ pub fn convert(dir: &Path) -> Result<PathBuf> {
     if out.exists() {
         bail!("{}: already exists; nothing to convert", out.display());
     }
+    let _lock = crate::outputs::OutputLock::acquire(&out)?;
     let wf = encoder::weights::WeightFiles::open(dir)?;
     let tensors = wf.all_canonical()?;
     if tensors.is_empty() {

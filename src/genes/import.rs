@@ -345,9 +345,7 @@ pub fn to_store(v: ImportedVectors, file: &Path) -> Result<GeneEmbeddings> {
     let mut symbols = Vec::with_capacity(v.genes.len());
     let mut data = Vec::with_capacity(v.genes.len() * dim);
     for (g, vec) in v.genes {
-        if g.trim().is_empty() || g.contains(['\n', '\r', '\t']) {
-            bail!("{f}: gene symbol {g:?} is empty or contains a tab or line break; fix the symbol in the source");
-        }
+        crate::genes::store::check_symbol(&g, file, "")?;
         if vec.is_empty() {
             bail!("{f}: gene `{g}` has an empty (or null) vector; every gene needs {dim} values like `{first}`");
         }
