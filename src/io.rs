@@ -41,6 +41,7 @@ where
             .with_context(|| format!("{}: cannot create directory", dir.display()))?;
     }
     let tmp = temp_path_for(path);
+    simulate_disk_full(path, &tmp);
     let res = write(&tmp).and_then(|_| crate::outputs::set_output_mode(&tmp, path));
     if let Err(e) = res {
         let _ = std::fs::remove_file(&tmp);
@@ -54,6 +55,22 @@ where
     }
     crate::outputs::remove_stale_temps(path);
     Ok(())
+}
+
+/// Testing hook: with `CELLTEXT_TEST_DISK_FULL=NAME`, the temp file of an output named NAME is a
+/// link to /dev/full, so writing it fails as on a full disk (ENOSPC) through the real writers.
+fn simulate_disk_full(path: &Path, tmp: &Path) {
+    #[cfg(target_os = "linux")]
+    if let Ok(name) = std::env::var("CELLTEXT_TEST_DISK_FULL") {
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy() == name)
+        {
+            let _ = std::os::unix::fs::symlink("/dev/full", tmp);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (path, tmp);
 }
 
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
