@@ -99,7 +99,7 @@ pub fn check_output_name(name: &str) -> Result<()> {
         bail!(
             "--name \"{}\": {} is not allowed; it names obsm['X_celltext_NAME'], so use letters, \
              digits, `_`, `-` and `.` only (e.g. --name genept_w)",
-            name.escape_debug(),
+            crate::genes::store::escape_controls(name),
             match c {
                 '/' => "`/` (an HDF5 group separator)".to_string(),
                 c if c.is_control() => format!("the control character {:?}", c),

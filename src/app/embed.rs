@@ -49,10 +49,12 @@ pub fn run_embed(args: &EmbedArgs) -> Result<EmbedManifest> {
             args.output.display()
         );
     }
-    let _lock = crate::outputs::OutputLock::acquire(&args.output)?;
     let records = encoder::input::read_texts(&args.input)?;
     let input_sha256 = sha256_file(&args.input)?;
     let enc = super::load_encoder(&args.model, &args.options, args.quiet)?;
+    // taken once the inputs and the model are known good: a run refused on its inputs never
+    // touches the output's folder
+    let _lock = crate::outputs::OutputLock::acquire(&args.output)?;
     let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
     let pb = crate::progress::bar(texts.len() as u64, "texts", args.quiet);
     let t0 = std::time::Instant::now();

@@ -97,7 +97,7 @@ where
                 cmd,
                 format!(
                     "{flag} must be a whole number ≥ {min}, got '{}'",
-                    s.escape_debug()
+                    crate::genes::store::escape_controls(&s)
                 ),
             )),
         }
@@ -142,7 +142,10 @@ where
             Ok(v) => Ok(v),
             Err(_) => Err(err(
                 cmd,
-                format!("{flag} must be a number, got '{}'", s.escape_debug()),
+                format!(
+                    "{flag} must be a number, got '{}'",
+                    crate::genes::store::escape_controls(&s)
+                ),
             )),
         }
     }

@@ -68,6 +68,20 @@ pub fn symbol_problem(symbol: &str) -> Option<&'static str> {
     }
 }
 
+/// `s` with its control characters escaped as Rust writes them (`\n`, `\t`, `\0`, `\u{1b}`), so
+/// an error shows a symbol on one line; other characters stay as they are.
+pub fn escape_controls(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// `Err` naming `file`, the symbol (escaped) and the fix when [`symbol_problem`] finds one;
 /// `place` says where in the file (e.g. "line 3: "), or "".
 pub fn check_symbol(symbol: &str, file: &Path, place: &str) -> Result<()> {
@@ -77,7 +91,7 @@ pub fn check_symbol(symbol: &str, file: &Path, place: &str) -> Result<()> {
             "{}: {place}gene symbol \"{}\" {why}; gene symbols must be printable text — fix or drop \
              that entry in the file",
             file.display(),
-            symbol.escape_debug()
+            escape_controls(symbol)
         ),
     }
 }
@@ -155,7 +169,7 @@ impl GeneEmbeddings {
                 bail!(
                     "{}: gene `{}` appears twice; a store holds one row per gene",
                     p.genes.display(),
-                    s.escape_debug()
+                    escape_controls(s)
                 );
             }
         }
