@@ -352,7 +352,7 @@ def generate(cases_dir: pathlib.Path) -> int:
             [needle] if flag in needle else [flag, needle],
             absent,
             f"{flag} {value} is refused by name, not taken for a flag",
-            {**store_files, "texts.txt": "a text\n"},
+            store_files if cmd is cemb else {"texts.txt": "a text\n"} if cmd is temb else None,
         )
     # report folders
     add(
