@@ -560,3 +560,59 @@ fn control_characters_in_gene_symbols_are_refused_at_every_entry() {
         &["genes.txt", "BAD\\u{7}GENE", "control character"],
     );
 }
+
+/// A real `genes import` over an existing store that fails after the vectors were renamed into
+/// place (the gene list hits a full disk): no command accepts the half-replaced store, and a
+/// rerun repairs it.
+#[cfg(target_os = "linux")]
+#[test]
+fn an_import_failing_between_renames_leaves_a_store_every_reader_refuses() {
+    let t = tempfile::tempdir().unwrap();
+    let store = t.path().join("store");
+    ok(&["genes", "import", s(&pickle()), "--out", s(&store)]);
+    refused(
+        &["genes", "import", s(&parquet()), "--out", s(&store)],
+        &[("CELLTEXT_TEST_DISK_FULL", "store.genes.tsv")],
+        &["store.genes.tsv", "No space left on device"],
+    );
+    let genes = t.path().join("genes.txt");
+    std::fs::write(&genes, "RPL11\n").unwrap();
+    let npy = t.path().join("c.npy");
+    let needles = ["store.manifest.json: missing", "celltext genes import"];
+    refused(
+        &[
+            "genes",
+            "coverage",
+            "--store",
+            s(&store),
+            "--genes",
+            s(&genes),
+        ],
+        &[],
+        &needles,
+    );
+    refused(
+        &[
+            "cells",
+            "embed",
+            "-i",
+            s(&h5ad()),
+            "--genes",
+            s(&store),
+            "-o",
+            s(&npy),
+        ],
+        &[],
+        &needles,
+    );
+    assert!(!npy.exists());
+    ok(&["genes", "import", s(&parquet()), "--out", s(&store)]);
+    ok(&[
+        "genes",
+        "coverage",
+        "--store",
+        s(&store),
+        "--genes",
+        s(&genes),
+    ]);
+}

@@ -510,7 +510,7 @@ mod tests {
         let e = to_store(iv(vec![("A\nB", vec![1.0])]), f)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("line break"), "{e}");
+        assert!(e.contains("\"A\\nB\" contains a control character"), "{e}");
         let s = to_store(iv(vec![("A", vec![1.0, 2.0]), ("B", vec![3.0, 4.0])]), f).unwrap();
         assert_eq!(
             (s.symbols.len(), s.dim, s.data),
