@@ -5,7 +5,7 @@
 //! anything: each arm calls one library function and formats its result.
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 
 use celltext::app;
@@ -332,7 +332,9 @@ enum GenesCmd {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // numeric flags take `-1` as a value and refuse it by name (app::numbers)
+    let matches = app::numbers::signed_numbers(Cli::command()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -71,6 +71,45 @@ pub struct CellOutput {
     pub name: String,
 }
 
+impl CellOutput {
+    /// Check the output before any work: `--name` (see [`check_output_name`]), an h5ad's folder
+    /// exists; then take the output's lock, held until the returned guard is dropped.
+    pub fn prepare(&self) -> Result<crate::outputs::OutputLock> {
+        check_output_name(&self.name)?;
+        if is_h5ad(&self.path) {
+            crate::cells::require_output_dir(&self.path)?;
+        }
+        crate::outputs::OutputLock::acquire(&self.path)
+    }
+}
+
+/// `--name` becomes the obsm key `X_celltext_NAME` (and uns/obs keys): non-empty, letters, digits,
+/// `_`, `-` and `.` only (a `/` would make an HDF5 group; control characters break readers).
+pub fn check_output_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        bail!(
+            "--name is empty; it names obsm['X_celltext_NAME'], so give it a value such as \
+             --name genept_w"
+        );
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        bail!(
+            "--name \"{}\": {} is not allowed; it names obsm['X_celltext_NAME'], so use letters, \
+             digits, `_`, `-` and `.` only (e.g. --name genept_w)",
+            crate::genes::store::escape_controls(name),
+            match c {
+                '/' => "`/` (an HDF5 group separator)".to_string(),
+                c if c.is_control() => format!("the control character {:?}", c),
+                c => format!("`{c}`"),
+            }
+        );
+    }
+    Ok(())
+}
+
 fn is_h5ad(p: &Path) -> bool {
     p.extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("h5ad"))
@@ -237,6 +276,7 @@ pub fn aggregation_name(a: &Aggregation) -> String {
 /// GenePT-w: expression-weighted average of gene vectors over each cell's top-N genes.
 pub fn run_cells_embed(args: &CellsEmbedArgs) -> Result<CellsEmbedReport> {
     let t0 = std::time::Instant::now();
+    let _lock = args.output.prepare()?;
     let store = GeneEmbeddings::load(&args.store)?;
     let store_manifest = GeneEmbeddings::manifest(&args.store)?;
     let m = read_normalized(&args.input, &args.read, args.normalize, args.quiet)?;
@@ -415,6 +455,8 @@ pub fn sentences_of(
 }
 
 pub fn write_sentences(path: &Path, sentences: &[CellSentence]) -> Result<()> {
+    crate::cells::require_output_dir(path)?;
+    let _lock = crate::outputs::OutputLock::acquire(path)?;
     write_jsonl(path, sentences)
 }
 
@@ -455,6 +497,7 @@ pub struct EmbedSentencesReport {
 
 /// Cell sentences through the encoder (batched, resumable) into obsm.
 pub fn run_embed_sentences(args: &EmbedSentencesArgs) -> Result<EmbedSentencesReport> {
+    let _lock = args.output.prepare()?;
     let enc = super::load_encoder(&args.model, &args.options, args.quiet)?;
     let (m, sentences, budget) = make_sentences(&args.sentences, Some(&enc.tokenizer), args.quiet)?;
     let texts: Vec<String> = sentences.iter().map(|s| s.text.clone()).collect();

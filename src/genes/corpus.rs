@@ -109,6 +109,7 @@ impl SummaryCorpus {
             if sym.is_empty() {
                 bail!("{}: {line}: empty gene symbol", path.display());
             }
+            crate::genes::store::check_symbol(&sym, path, &format!("{line}: "))?;
             if txt.trim().is_empty() {
                 bail!(
                     "{}: {line}: gene `{sym}` has an empty summary; remove it or give it text",

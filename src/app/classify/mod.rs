@@ -93,6 +93,14 @@ fn say(quiet: bool, msg: impl AsRef<str>) {
 /// Run the classifier(s) and write the requested outputs.
 pub fn run_classify(args: &ClassifyArgs) -> Result<ClassifyReport> {
     let checked = arguments::check_args(args)?;
+    let mut _locks = Vec::new();
+    if let Some(dir) = &args.report_dir {
+        output::check_report_dir(dir)?;
+        _locks.push(crate::outputs::OutputLock::acquire(dir)?);
+    }
+    if let Some(o) = &checked.output {
+        _locks.push(crate::outputs::OutputLock::acquire(o)?);
+    }
     let mut notes: Vec<String> = Vec::new();
     let labels = features::load_labels(args, checked.kind, &mut notes)?;
     let splits = splits::make_splits(args, &labels, &mut notes)?;
@@ -109,14 +117,21 @@ pub fn run_classify(args: &ClassifyArgs) -> Result<ClassifyReport> {
     let mut report = assemble_report(
         args, &labels, splits, &feats, &arms, results, k_sweep, quality, notes,
     )?;
-    if let Some(dir) = &args.report_dir {
-        output::write_plots(dir, args, &mut report, &labels, &feats, &arms, &runs)?;
-    }
-    if let Some(o) = &checked.output {
-        output::write_obs_output(args, o, &mut report, &labels.names, &pred, split_col)?;
-    }
-    if let Some(dir) = &args.report_dir {
-        output::write_report_files(dir, &report)?;
+    match &args.report_dir {
+        // the report folder is built beside `dir` and committed whole (the old one is kept if
+        // anything fails)
+        Some(dir) => crate::outputs::atomic_dir_with(dir, |tmp| {
+            output::write_plots(tmp, args, &mut report, &labels, &feats, &arms, &runs)?;
+            if let Some(o) = &checked.output {
+                output::write_obs_output(args, o, &mut report, &labels.names, &pred, split_col)?;
+            }
+            output::write_report_files(tmp, &report)
+        })?,
+        None => {
+            if let Some(o) = &checked.output {
+                output::write_obs_output(args, o, &mut report, &labels.names, &pred, split_col)?;
+            }
+        }
     }
     Ok(report)
 }
