@@ -1,5 +1,5 @@
 //! Reading what `celltext classify` works on: the cells and their labels (obs), and the feature
-//! sources (obsm embeddings, embedding files, or log1p-CP10k counts), checked for shape, duplicate
+//! sources (obsm embeddings, embedding files, or the count baseline), checked for shape, duplicate
 //! names and non-finite values before anything is trained.
 
 use std::collections::BTreeMap;
