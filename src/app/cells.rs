@@ -164,7 +164,7 @@ pub fn read_normalized(
     })
 }
 
-/// Write vectors + per-cell obs columns + manifest.
+/// Write vectors + per-cell obs columns + manifest (obsm key `X_celltext_<name>`).
 pub fn write_cell_output(
     input: &Path,
     matrix: &ExpressionMatrix,
@@ -174,10 +174,29 @@ pub fn write_cell_output(
     obs: Vec<(String, ObsColumn)>,
     manifest: &serde_json::Value,
 ) -> Result<String> {
-    let key = format!("X_celltext_{}", out.name);
+    let keys = (
+        format!("X_celltext_{}", out.name),
+        format!("celltext_{}", out.name),
+    );
+    write_cell_vectors(input, matrix, out, &keys, data, dim, obs, manifest)
+}
+
+/// Write vectors under `obsm/<keys.0>` (manifest JSON in `uns/<keys.1>`) of an .h5ad output,
+/// or as .npy/.safetensors rows, plus obs columns and `OUT.manifest.json`.
+#[allow(clippy::too_many_arguments)]
+pub fn write_cell_vectors(
+    input: &Path,
+    matrix: &ExpressionMatrix,
+    out: &CellOutput,
+    keys: &(String, String),
+    data: &[f32],
+    dim: usize,
+    obs: Vec<(String, ObsColumn)>,
+    manifest: &serde_json::Value,
+) -> Result<String> {
+    let (key, uns_key) = (keys.0.clone(), keys.1.clone());
     if is_h5ad(&out.path) {
         let json = serde_json::to_string(manifest)?;
-        let uns_key = format!("celltext_{}", out.name);
         let obsm = [(key.clone(), data, dim)];
         #[cfg(feature = "h5ad")]
         {

@@ -84,7 +84,7 @@ pub struct ExperimentConfig {
     pub max_genes: Option<usize>,
     #[serde(default = "d_bt")]
     pub batch_tokens: usize,
-    /// Also classify the normalized count matrix with KNN (the baseline).
+    /// Also classify the counts with KNN on scanpy's standard PCA-50 baseline.
     #[serde(default)]
     pub counts_baseline: bool,
     #[serde(default)]

@@ -1,6 +1,7 @@
 //! Library side of each CLI subcommand: main.rs parses arguments and calls these.
 
 pub mod cells;
+pub mod cells_pca;
 pub mod classify;
 pub mod demo;
 pub mod device_check;

@@ -5,8 +5,11 @@
 //!
 //! - **Features.** `--embedding KEY` reads `obsm/KEY` (repeatable), `--embedding-file F` reads a
 //!   `.npy` / `.safetensors` matrix whose rows are the input's cells in order (repeatable).
-//!   `--on counts` instead uses the log1p-CP10k normalized count matrix (`X`, or
-//!   `layers/<--layer>`), KNN only (cosine on the genes detected in at least one cell).
+//!   `--on counts` adds the count baseline from `X` or `layers/<--layer>`: by default scanpy's
+//!   standard pipeline ([`standard_pca`](crate::cells::standard_pca::standard_pca):
+//!   normalize_total → log1p → 2,000 HVG → scale → PCA 50), usable by KNN and MLP and fusable
+//!   with embeddings; `--baseline log1p-all` keeps the log1p-CP10k matrix of every detected gene
+//!   (KNN only, alone).
 //! - **Labels.** An obs column; cells whose label is empty (`""`, NaN, `nan`) are excluded from
 //!   training and scoring and counted; they still get a prediction (split `unlabeled`).
 //!   Classes are the sorted distinct labels.
