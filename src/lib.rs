@@ -10,5 +10,6 @@ pub mod encoder;
 pub mod eval;
 pub mod genes;
 pub mod io;
+pub mod limits;
 pub mod pickle;
 pub mod progress;
