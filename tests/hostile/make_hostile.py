@@ -59,6 +59,13 @@ def gz(b):
     return gzip.compress(b.encode() if isinstance(b, str) else b, mtime=0)
 
 
+def zput(z, name, data, compress=zipfile.ZIP_STORED):
+    """Add a zip entry with a fixed timestamp (so regenerating gives the same bytes)."""
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+    info.compress_type = compress
+    z.writestr(info, data, compresslevel=9 if compress == zipfile.ZIP_DEFLATED else None)
+
+
 def flip(b, at, bit=0x10):
     b = bytearray(b)
     b[at] ^= bit
@@ -194,7 +201,7 @@ def st_header(h, pad=True):
 
 
 def safetensors_cases():
-    case("st-directory", EMBED, ["model.safetensors", "directory"],
+    case("st-directory", EMBED, ["model.safetensors", "is a directory"],
          model_files(weights=False, extra={"model/model.safetensors": None}),
          "a directory named model.safetensors", EMBED_ABSENT)
     for name, data, want in [
@@ -233,7 +240,7 @@ def safetensors_cases():
         f = model_files(weights=False, extra={
             "model/model.safetensors.index.json": json.dumps({"weight_map": m}),
             "model/model-00001.safetensors": ST})
-        case(f"st-index-{name}", EMBED, ["model.safetensors.index.json"], f,
+        case(f"st-index-{name}", EMBED, ["model.safetensors.index.json", want], f,
              f"index shard path: {name}", EMBED_ABSENT)
     for name, idx, want in [("not-json", "{", "model.safetensors.index.json"),
                             ("no-map", json.dumps({"metadata": {}}), "weight_map"),
@@ -244,7 +251,7 @@ def safetensors_cases():
                                               "model/model-00001.safetensors": ST})
         case(f"st-index-{name}", EMBED, [want], f, f"index: {name}", EMBED_ABSENT)
     f = model_files(weights=False, extra={"model/model.safetensors.index.json": None})
-    case("st-index-directory", EMBED, ["model.safetensors.index.json", "directory"], f,
+    case("st-index-directory", EMBED, ["model.safetensors.index.json", "is a directory"], f,
          "a directory named like the index", EMBED_ABSENT)
 
 
@@ -271,13 +278,12 @@ def bin_cases():
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
         for n in src.namelist():
-            z.writestr(src.getinfo(n).filename, src.read(n),
-                       compress_type=zipfile.ZIP_DEFLATED if "/data/" in n else zipfile.ZIP_STORED)
+            zput(z, n, src.read(n), zipfile.ZIP_DEFLATED if "/data/" in n else zipfile.ZIP_STORED)
     bin_case("zip-bomb-storage", out.getvalue(), ["CELLTEXT_MAX_INFLATE_RATIO"],
              "a ~130 kB zip whose storage inflates to 128 MiB")
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as z:
-        z.writestr("archive/data.pkl", b"\x80\x02}q\x00." + bytes(128 << 20))
+        zput(z, "archive/data.pkl", b"\x80\x02}q\x00." + bytes(128 << 20), zipfile.ZIP_DEFLATED)
     bin_case("zip-bomb-pickle", out.getvalue(), [], "data.pkl inflating to 128 MiB")
     bin_case("zip-truncated", zbin[: len(zbin) // 2], [], "truncated zip checkpoint")
     bin_case("zip-flipped", flip(zbin, len(zbin) // 3, 0xff), [], "bit flips in a zip checkpoint")
@@ -296,7 +302,7 @@ def bin_cases():
                           ("os-popen", b"\x80\x04\x95\x00\x00\x00\x00\x00\x00\x00\x00\x8c\x02os\x8c\x05popen\x93\x8c\x02id\x85R.")]:
         out = io.BytesIO()
         with zipfile.ZipFile(out, "w") as z:
-            z.writestr("archive/data.pkl", payload)
+            zput(z, "archive/data.pkl", payload)
         bin_case(f"zip-evil-{name}", out.getvalue(), [], f"pickle naming {name}")
 
 
