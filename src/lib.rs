@@ -10,6 +10,7 @@ pub mod encoder;
 pub mod eval;
 pub mod genes;
 pub mod io;
+pub mod limits;
 pub mod linalg;
 pub mod outputs;
 pub mod pickle;

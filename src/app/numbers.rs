@@ -14,7 +14,7 @@ fn min_for(flag: &str) -> u64 {
     match flag {
         "folds" => 2,
         "batch-tokens" | "max-length" | "chunk" | "max-genes" | "epochs" | "batch-size"
-        | "top-n" | "n-summaries" | "n-sentences" => 1,
+        | "top-n" | "n-summaries" | "n-sentences" | "n-top-genes" | "n-comps" => 1,
         _ => 0,
     }
 }

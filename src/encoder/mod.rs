@@ -176,9 +176,10 @@ impl Encoder {
         let kind = opts.backend.resolve(&opts.devices, opts.dtype)?;
         let config = BertConfig::from_file(&dir.join("config.json"))?;
         let card = resolved.card.as_ref();
+        let st_max = sentence_transformers_max_len(dir)?;
         let max_length = opts
             .max_length
-            .or_else(|| sentence_transformers_max_len(dir))
+            .or(st_max)
             .or_else(|| card.and_then(|c| c.max_length))
             .unwrap_or(config.max_position_embeddings)
             .min(config.max_position_embeddings);
@@ -460,9 +461,25 @@ impl Encoder {
     }
 }
 
-/// `max_seq_length` from a sentence-transformers `sentence_bert_config.json`.
-fn sentence_transformers_max_len(dir: &Path) -> Option<usize> {
-    let text = std::fs::read_to_string(dir.join("sentence_bert_config.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v.get("max_seq_length")?.as_u64().map(|x| x as usize)
+/// `max_seq_length` from a sentence-transformers `sentence_bert_config.json` (none when the file
+/// is absent; a file that is there but unreadable is an error naming it).
+fn sentence_transformers_max_len(dir: &Path) -> Result<Option<usize>> {
+    let path = dir.join("sentence_bert_config.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?;
+    match v.get("max_seq_length") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(x) => match x.as_u64() {
+            Some(n) if n > 0 => Ok(Some(n as usize)),
+            _ => bail!(
+                "{}: `max_seq_length` is {x}; expected a positive integer",
+                path.display()
+            ),
+        },
+    }
 }

@@ -80,7 +80,7 @@ impl SummaryCorpus {
             .with_context(|| format!("{}: cannot read summaries", path.display()))?;
         let sha256 = crate::io::sha256_bytes(&bytes);
         let bytes = if path.extension().is_some_and(|e| e == "gz") {
-            gunzip(&bytes, &path.display().to_string())?.into_bytes()
+            crate::limits::gunzip_limited(&bytes, path)?
         } else {
             bytes
         };
