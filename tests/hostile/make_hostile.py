@@ -41,7 +41,10 @@ def case(cid, args, contains, files, why, absent=("{out}/o",)):
         if callable(content):
             content(p)
         elif content is None:
+            # a directory; git keeps no empty ones, so it holds one small file
             os.makedirs(p, exist_ok=True)
+            with open(os.path.join(p, "not-a-weight-file.txt"), "w") as f:
+                f.write("a directory where a file is expected\n")
         else:
             with open(p, "wb") as f:
                 f.write(content.encode() if isinstance(content, str) else content)
@@ -695,7 +698,7 @@ def cli_cases():
                               ("dtype-bogus", ["--dtype", "f8"], "f8"),
                               ("device-bogus", ["--device", "tpu"], "tpu"),
                               ("backend-bogus", ["--backend", "gpu2"], "gpu2"),
-                              ("max-length-zero", ["--max-length", "0"], "max length"),
+                              ("max-length-zero", ["--max-length", "0"], "--max-length"),
                               ("batch-tokens-text", ["--batch-tokens", "many"], "batch-tokens")]:
         case(f"cli-{name}", EMBED + extra, [want], f, f"CLI: {name}", EMBED_ABSENT)
     case("cli-model-missing", ["embed", "--model", "{case}/nope", "--input", "{case}/texts.txt",
