@@ -12,3 +12,5 @@ pub mod genes;
 pub mod io;
 pub mod pickle;
 pub mod progress;
+pub mod scilama;
+pub mod training;

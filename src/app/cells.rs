@@ -136,6 +136,22 @@ pub fn write_cell_output(
     manifest: &serde_json::Value,
 ) -> Result<String> {
     let key = format!("X_celltext_{}", out.name);
+    write_cell_output_key(input, matrix, out, &key, data, dim, obs, manifest)
+}
+
+/// [`write_cell_output`] under an explicit obsm key.
+#[allow(clippy::too_many_arguments)]
+pub fn write_cell_output_key(
+    input: &Path,
+    matrix: &ExpressionMatrix,
+    out: &CellOutput,
+    key: &str,
+    data: &[f32],
+    dim: usize,
+    obs: Vec<(String, ObsColumn)>,
+    manifest: &serde_json::Value,
+) -> Result<String> {
+    let key = key.to_string();
     if is_h5ad(&out.path) {
         let json = serde_json::to_string(manifest)?;
         let uns_key = format!("celltext_{}", out.name);

@@ -7,6 +7,7 @@ pub mod device_check;
 pub mod embed;
 pub mod experiment;
 pub mod genes;
+pub mod scilama;
 pub mod value_enum;
 
 use crate::encoder::{Encoder, EncoderOptions};
