@@ -164,7 +164,7 @@ fn gene_input_baselines_run() {
 fn bad_inputs_are_explained() {
     let dir = tempfile::tempdir().unwrap();
     let store = make_store(dir.path());
-    let o = train(&store, &dir.path().join("x.npy"), &[]);
+    let o = train(&store, &dir.path().join("x.csv"), &[]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("must end in .h5ad"));
     let o = train(&store, &dir.path().join("y.h5ad"), &["--hidden", "0"]);

@@ -1,6 +1,7 @@
 //! `celltext scilama train | embed`: sciLaMA cell and gene embeddings (see `crate::scilama`).
 //!
-//! `train -o OUT.h5ad` writes, beside each other (PREFIX = OUT without `.h5ad`):
+//! `train -o OUT.h5ad` writes, beside each other (PREFIX = OUT without `.h5ad`; `-o OUT.npy` or
+//! `.safetensors` puts the cell embeddings there instead of into a copy of the input):
 //! - `OUT.h5ad`: a copy of the input with `obsm['X_scilama']` (cell μ), `obs['scilama_split']`
 //!   (`fit` / `val`) and `uns['celltext_scilama']` (the manifest as JSON), + `OUT.h5ad.manifest.json`;
 //! - `PREFIX.scilama_genes.{safetensors,genes.tsv,manifest.json}`: the contextual gene embeddings
@@ -73,16 +74,9 @@ pub struct TrainReport {
     pub outputs: Vec<String>,
 }
 
-/// `OUT.h5ad` → `OUT` (the prefix of the side files).
+/// `OUT.h5ad` (or `.npy`, `.safetensors`) → `OUT` (the prefix of the side files).
 pub fn prefix_of(out: &Path) -> PathBuf {
-    if out
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("h5ad"))
-    {
-        out.with_extension("")
-    } else {
-        out.to_path_buf()
-    }
+    out.with_extension("")
 }
 
 fn side(prefix: &Path, suffix: &str) -> PathBuf {
@@ -228,12 +222,17 @@ fn write_gene_store(
 /// Trains sciLaMA and writes every output (see the module docs).
 pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
     let t0 = std::time::Instant::now();
-    if !args
+    let ext = args
         .output
         .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("h5ad"))
-    {
-        bail!("{}: --output must end in .h5ad", args.output.display());
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !["h5ad", "npy", "safetensors"].contains(&ext.as_str()) {
+        bail!(
+            "{}: --output must end in .h5ad (or .npy / .safetensors for the cell embeddings alone)",
+            args.output.display()
+        );
     }
     let dev = device(&args.device)?;
     let store = GeneEmbeddings::load(&args.store)?;

@@ -168,6 +168,7 @@ impl TrainedMlp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     #[test]
     fn validation_carve_is_stratified_seeded_and_disjoint() {
