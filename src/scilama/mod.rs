@@ -7,8 +7,8 @@
 //!   `h_gene ∈ R^{h1}`; reconstruction `ĉ_ij = h_cell_i · h_gene_j + b_j` (as in siVAE).
 //! - Step 1 trains the cell VAE with a linear head `W_cell`, `b` (loss Σ_j (ĉ − c)² + β·KL);
 //!   step 2 freezes it and trains the gene VAE on `h_cell · h_gene + b` (recon + β·KL_gene);
-//!   step 3 trains everything but `W_cell` on recon + γ·Σ_j (c_ij − z_cell_i · z_gene_j − b_j)²
-//!   + β·(KL_cell + KL_gene). Squared errors are summed over genes and averaged over cells, KL
+//!   step 3 trains everything but `W_cell` on recon, plus γ·Σ_j (c_ij − z_cell_i · z_gene_j − b_j)²,
+//!   plus β·(KL_cell + KL_gene). Squared errors are summed over genes and averaged over cells, KL
 //!   terms summed over latent dims and averaged over cells (resp. genes), as in the reference
 //!   implementation (`microsoft/sciLaMA`, `loss.py`).
 //! - Architecture ([`model`]): Linear → LayerNorm (no affine) → LeakyReLU(0.01) → Dropout blocks,
@@ -118,7 +118,12 @@ impl ScilamaConfig {
                 self.val_fraction
             );
         }
-        if !(self.lr > 0.0) || self.beta < 0.0 || self.gamma < 0.0 || self.var_eps < 0.0 {
+        if self.lr.is_nan()
+            || self.lr <= 0.0
+            || self.beta < 0.0
+            || self.gamma < 0.0
+            || self.var_eps < 0.0
+        {
             bail!("--lr must be > 0 and --beta, --gamma, --var-eps ≥ 0");
         }
         Ok(())

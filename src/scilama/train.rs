@@ -87,7 +87,7 @@ pub fn fit(
     on_epoch: &mut dyn FnMut(&EpochLog),
 ) -> Result<Trained> {
     cfg.validate()?;
-    if n_cells < 2 || x.len() % n_cells != 0 {
+    if n_cells < 2 || !x.len().is_multiple_of(n_cells) {
         bail!("sciLaMA needs at least 2 cells and a full [cells × genes] matrix");
     }
     let m = x.len() / n_cells;
