@@ -5,6 +5,10 @@
 //! Zipf-like preference for low gene indices, counts geometric-ish) in row chunks, as the CLI
 //! reads files, and runs `embed_cells` per chunk. Reports cells/s, peak RSS and the projection
 //! for 1M cells. Memory stays bounded by the chunk.
+//!
+//! `-- --h5ad FILE --store STORE [--layer NAME] [--repeat 20]` instead times what
+//! `celltext cells embed` computes once its files are read (gene totals, gene mapping, top-100
+//! weighted average): the baseline `benches/python_genept_w.py` compares `tl.genept_w` with.
 
 use celltext::cells::matrix::CsrMatrix;
 use celltext::cells::weighted::{embed_cells, Aggregation, TopN, Weights};
@@ -33,7 +37,59 @@ fn peak_rss_mib() -> f64 {
         / 1024.0
 }
 
+fn sarg(name: &str) -> Option<String> {
+    let a: Vec<String> = std::env::args().collect();
+    a.iter()
+        .position(|x| x == name)
+        .and_then(|i| a.get(i + 1))
+        .cloned()
+}
+
+/// The CLI's `cells embed` minus file I/O, `repeat` times; prints the median and minimum.
+fn h5ad_mode(input: &str, store: &str) -> anyhow::Result<()> {
+    use celltext::app::cells::{gene_totals, read_normalized, InputNorm};
+    let read = celltext::cells::read::ReadOptions {
+        layer: sarg("--layer"),
+        ..Default::default()
+    };
+    let repeat = arg("--repeat", 20).max(1);
+    let m = read_normalized(std::path::Path::new(input), &read, InputNorm::Raw, true)?;
+    let store = GeneEmbeddings::load(std::path::Path::new(store))?;
+    let agg = Aggregation::WeightedMean {
+        weights: Weights::Expr,
+        top_n: TopN::N(100),
+    };
+    let mut secs = Vec::with_capacity(repeat);
+    for _ in 0..repeat {
+        let t = Instant::now();
+        let totals = gene_totals(&m.x.view());
+        let (rows, _) = celltext::app::genes::coverage(
+            &store.symbols,
+            &m.genes,
+            celltext::genes::Species::Human,
+            false,
+            Some(&totals),
+        )?;
+        let emb = embed_cells(&m.x, &rows, &store, &agg)?;
+        std::hint::black_box(&emb);
+        secs.push(t.elapsed().as_secs_f64());
+    }
+    secs.sort_by(f64::total_cmp);
+    println!(
+        "{}",
+        serde_json::json!({
+            "input": input, "cells": m.x.n_rows, "genes": m.x.n_cols, "dim": store.dim,
+            "repeat": repeat, "threads": rayon::current_num_threads(),
+            "median_seconds": secs[repeat / 2], "min_seconds": secs[0],
+        })
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
+    if let (Some(input), Some(store)) = (sarg("--h5ad"), sarg("--store")) {
+        return h5ad_mode(&input, &store);
+    }
     let cells = arg("--cells", 1_000_000);
     let genes = arg("--genes", 20_000);
     let nnz = arg("--nnz-per-cell", 1500).min(genes);

@@ -41,13 +41,36 @@ where
             .with_context(|| format!("{}: cannot create directory", dir.display()))?;
     }
     let tmp = temp_path_for(path);
-    let res = write(&tmp);
+    simulate_disk_full(path, &tmp);
+    let res = write(&tmp).and_then(|_| crate::outputs::set_output_mode(&tmp, path));
     if let Err(e) = res {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("{}: cannot move finished output into place", path.display()))
+    if let Err(e) = std::fs::rename(&tmp, path) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| {
+            format!("{}: cannot move finished output into place", path.display())
+        });
+    }
+    crate::outputs::remove_stale_temps(path);
+    Ok(())
+}
+
+/// Testing hook: with `CELLTEXT_TEST_DISK_FULL=NAME`, the temp file of an output named NAME is a
+/// link to /dev/full, so writing it fails as on a full disk (ENOSPC) through the real writers.
+fn simulate_disk_full(path: &Path, tmp: &Path) {
+    #[cfg(target_os = "linux")]
+    if let Ok(name) = std::env::var("CELLTEXT_TEST_DISK_FULL") {
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy() == name)
+        {
+            let _ = std::os::unix::fs::symlink("/dev/full", tmp);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (path, tmp);
 }
 
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -200,21 +223,7 @@ pub fn write_embeddings(
         .to_ascii_lowercase();
     match ext.as_str() {
         "npy" => write_npy_f32(path, data, n, dim),
-        "safetensors" => {
-            let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-            let view =
-                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![n, dim], &bytes)
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let mut meta = std::collections::HashMap::new();
-            if let Some(ids) = ids {
-                meta.insert("ids".to_string(), serde_json::to_string(ids)?);
-            }
-            meta.insert("tool".to_string(), TOOL_VERSION.to_string());
-            atomic_write_with(path, |tmp| {
-                safetensors::serialize_to_file([("embeddings", view)], Some(meta), tmp)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))
-            })
-        }
+        "safetensors" => atomic_write(path, &embeddings_safetensors_bytes(data, n, dim, ids)?),
         _ => anyhow::bail!(
             "{}: output must end in .npy or .safetensors",
             path.display()
@@ -222,14 +231,41 @@ pub fn write_embeddings(
     }
 }
 
+/// The bytes of a safetensors file holding `embeddings` (f32 [n, dim]) and `ids` in its metadata.
+/// (Serialized in memory: `safetensors::serialize_to_file` writes through a 0600 `tempfile`.)
+pub fn embeddings_safetensors_bytes(
+    data: &[f32],
+    n: usize,
+    dim: usize,
+    ids: Option<&[String]>,
+) -> Result<Vec<u8>> {
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![n, dim], &bytes)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut meta = std::collections::HashMap::new();
+    if let Some(ids) = ids {
+        meta.insert("ids".to_string(), serde_json::to_string(ids)?);
+    }
+    meta.insert("tool".to_string(), TOOL_VERSION.to_string());
+    safetensors::serialize([("embeddings", view)], Some(meta)).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
 /// Read a safetensors `embeddings` matrix (f32) and its `ids` metadata.
 pub fn read_embeddings_safetensors(
     path: &Path,
 ) -> Result<(Vec<f32>, usize, usize, Option<Vec<String>>)> {
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+    parse_embeddings_safetensors(&bytes, path)
+}
+
+/// [`read_embeddings_safetensors`] on bytes already read from `path`.
+pub fn parse_embeddings_safetensors(
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(Vec<f32>, usize, usize, Option<Vec<String>>)> {
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes)
         .map_err(|e| anyhow::anyhow!("{}: not a safetensors file: {e}", path.display()))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes)
+    let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| anyhow::anyhow!("{}: corrupt safetensors file: {e}", path.display()))?;
     let t = st
         .tensor("embeddings")

@@ -5,7 +5,7 @@
 //! anything: each arm calls one library function and formats its result.
 
 use anyhow::Result;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 
 use celltext::app;
@@ -272,6 +272,27 @@ enum CellsCmd {
         #[arg(long, default_value_t = 512)]
         chunk: usize,
     },
+    /// scanpy's standard count baseline: normalize_total(1e4) → log1p → highly variable genes
+    /// (seurat) → scale (clip 10) → PCA, into obsm['X_pca'] (point --layer at raw counts).
+    Pca {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Number of highly variable genes.
+        #[arg(long, default_value_t = 2000)]
+        n_top_genes: usize,
+        /// Number of principal components.
+        #[arg(long, default_value_t = 50)]
+        n_comps: usize,
+        /// out.h5ad (copy of the input + obsm[KEY]), .npy or .safetensors.
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+        /// obsm key.
+        #[arg(long, default_value = "X_pca")]
+        key: String,
+        /// Allow --output to be the input file.
+        #[arg(long)]
+        in_place: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -335,7 +356,9 @@ enum GenesCmd {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // numeric flags take `-1` as a value and refuse it by name (app::numbers)
+    let matches = app::numbers::signed_numbers(Cli::command()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Err(e) = run(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -924,6 +947,42 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
                     r.tokens_per_second,
                     100.0 * r.padding_fraction
                 );
+            }
+        }
+        CellsCmd::Pca {
+            input,
+            n_top_genes,
+            n_comps,
+            output,
+            key,
+            in_place,
+        } => {
+            let args = app::cells_pca::CellsPcaArgs {
+                input: input.input.clone(),
+                read: input.read_options(),
+                params: celltext::cells::standard_pca::StandardPcaParams {
+                    n_top_genes,
+                    n_comps,
+                    ..Default::default()
+                },
+                output: output.clone(),
+                in_place,
+                key,
+                quiet,
+            };
+            let r = app::cells_pca::run_cells_pca(&args)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("wrote {} ({})", output.display(), r.written);
+                println!(
+                    "cells      {} × {} PCs of {} highly variable genes ({:.1} % of the variance)",
+                    r.n_cells,
+                    r.n_comps,
+                    r.highly_variable_genes.len(),
+                    100.0 * r.variance_ratio.iter().sum::<f64>()
+                );
+                println!("time       {:.2} s", r.seconds);
             }
         }
     }

@@ -313,6 +313,56 @@ fn check_accuracy_invariant(output: &Path, report: &Value, label: &str) {
     );
 }
 
+/// `--on counts` defaults to scanpy's standard PCA baseline; the MLP runs on it and fuses it
+/// with an embedding.
+#[test]
+fn counts_default_to_the_standard_pca_baseline_and_fuse() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let rep = tmp.path().join("rep");
+    ok(&[
+        "classify",
+        "-i",
+        s(&f.h5ad),
+        "--label",
+        "label",
+        "--on",
+        "counts",
+        "--layer",
+        "counts",
+        "--report",
+        s(&rep),
+        "--quiet",
+    ]);
+    let r = read_report(&rep);
+    let text = r.to_string();
+    assert!(text.contains("PCA-50 (2000 HVG, layers/counts)"), "{text}");
+    assert!(text.contains("scanpy's standard baseline"), "{text}");
+    let acc = r["summary"]["accuracy"].as_f64().unwrap();
+    assert!(acc > 0.6, "PCA-50 KNN accuracy {acc} (chance 0.25)");
+    let rep2 = tmp.path().join("rep2");
+    ok(&[
+        "classify",
+        "-i",
+        s(&f.h5ad),
+        "--label",
+        "label",
+        "--on",
+        "counts",
+        "--layer",
+        "counts",
+        "-e",
+        "X_rp16",
+        "--method",
+        "mlp",
+        "--report",
+        s(&rep2),
+        "--quiet",
+    ]);
+    let text = read_report(&rep2).to_string();
+    assert!(text.contains("X_rp16") && text.contains("PCA-50"), "{text}");
+}
+
 #[test]
 fn knn_on_counts_sweep_table_output_and_invariant() {
     let f = fixture();
@@ -329,6 +379,8 @@ fn knn_on_counts_sweep_table_output_and_invariant() {
         "label",
         "--on",
         "counts",
+        "--baseline",
+        "log1p-all",
         "--layer",
         "counts",
         "--k",
@@ -887,9 +939,19 @@ fn errors_name_the_problem_without_panicking() {
     );
     expect_error(
         &[
-            "classify", "-i", h, "--on", "counts", "--method", "mlp", "--label", "label",
+            "classify",
+            "-i",
+            h,
+            "--on",
+            "counts",
+            "--baseline",
+            "log1p-all",
+            "--method",
+            "mlp",
+            "--label",
+            "label",
         ],
-        &["--on counts is for --method knn"],
+        &["--baseline log1p-all is for --method knn alone"],
     );
     let bad_npy = f.h5ad.parent().unwrap().join("short.npy");
     celltext::io::write_npy_f32(&bad_npy, &[0.0; 20], 10, 2).unwrap();

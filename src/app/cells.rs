@@ -5,7 +5,7 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 use crate::cells::ablation::{self, Ablation};
-use crate::cells::matrix::{CsrMatrix, ExpressionMatrix, ObsColumn};
+use crate::cells::matrix::{CsrMatrix, CsrView, ExpressionMatrix, ObsColumn};
 use crate::cells::normalize::log1p_cp10k;
 use crate::cells::read::{append_rows, open_matrix, ReadOptions};
 use crate::cells::sentences::{
@@ -71,6 +71,45 @@ pub struct CellOutput {
     pub name: String,
 }
 
+impl CellOutput {
+    /// Check the output before any work: `--name` (see [`check_output_name`]), an h5ad's folder
+    /// exists; then take the output's lock, held until the returned guard is dropped.
+    pub fn prepare(&self) -> Result<crate::outputs::OutputLock> {
+        check_output_name(&self.name)?;
+        if is_h5ad(&self.path) {
+            crate::cells::require_output_dir(&self.path)?;
+        }
+        crate::outputs::OutputLock::acquire(&self.path)
+    }
+}
+
+/// `--name` becomes the obsm key `X_celltext_NAME` (and uns/obs keys): non-empty, letters, digits,
+/// `_`, `-` and `.` only (a `/` would make an HDF5 group; control characters break readers).
+pub fn check_output_name(name: &str) -> Result<()> {
+    if name.is_empty() {
+        bail!(
+            "--name is empty; it names obsm['X_celltext_NAME'], so give it a value such as \
+             --name genept_w"
+        );
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        bail!(
+            "--name \"{}\": {} is not allowed; it names obsm['X_celltext_NAME'], so use letters, \
+             digits, `_`, `-` and `.` only (e.g. --name genept_w)",
+            crate::genes::store::escape_controls(name),
+            match c {
+                '/' => "`/` (an HDF5 group separator)".to_string(),
+                c if c.is_control() => format!("the control character {:?}", c),
+                c => format!("`{c}`"),
+            }
+        );
+    }
+    Ok(())
+}
+
 fn is_h5ad(p: &Path) -> bool {
     p.extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("h5ad"))
@@ -125,7 +164,7 @@ pub fn read_normalized(
     })
 }
 
-/// Write vectors + per-cell obs columns + manifest.
+/// Write vectors + per-cell obs columns + manifest (obsm key `X_celltext_<name>`).
 pub fn write_cell_output(
     input: &Path,
     matrix: &ExpressionMatrix,
@@ -135,11 +174,14 @@ pub fn write_cell_output(
     obs: Vec<(String, ObsColumn)>,
     manifest: &serde_json::Value,
 ) -> Result<String> {
-    let key = format!("X_celltext_{}", out.name);
-    write_cell_output_key(input, matrix, out, &key, data, dim, obs, manifest)
+    let keys = (
+        format!("X_celltext_{}", out.name),
+        format!("celltext_{}", out.name),
+    );
+    write_cell_vectors(input, matrix, out, &keys, data, dim, obs, manifest)
 }
 
-/// [`write_cell_output`] under an explicit obsm key.
+/// [`write_cell_output`] under an explicit obsm key (manifest in `uns/celltext_<name>`).
 #[allow(clippy::too_many_arguments)]
 pub fn write_cell_output_key(
     input: &Path,
@@ -151,10 +193,26 @@ pub fn write_cell_output_key(
     obs: Vec<(String, ObsColumn)>,
     manifest: &serde_json::Value,
 ) -> Result<String> {
-    let key = key.to_string();
+    let keys = (key.to_string(), format!("celltext_{}", out.name));
+    write_cell_vectors(input, matrix, out, &keys, data, dim, obs, manifest)
+}
+
+/// Write vectors under `obsm/<keys.0>` (manifest JSON in `uns/<keys.1>`) of an .h5ad output,
+/// or as .npy/.safetensors rows, plus obs columns and `OUT.manifest.json`.
+#[allow(clippy::too_many_arguments)]
+pub fn write_cell_vectors(
+    input: &Path,
+    matrix: &ExpressionMatrix,
+    out: &CellOutput,
+    keys: &(String, String),
+    data: &[f32],
+    dim: usize,
+    obs: Vec<(String, ObsColumn)>,
+    manifest: &serde_json::Value,
+) -> Result<String> {
+    let (key, uns_key) = (keys.0.clone(), keys.1.clone());
     if is_h5ad(&out.path) {
         let json = serde_json::to_string(manifest)?;
-        let uns_key = format!("celltext_{}", out.name);
         let obsm = [(key.clone(), data, dim)];
         #[cfg(feature = "h5ad")]
         {
@@ -253,10 +311,11 @@ pub fn aggregation_name(a: &Aggregation) -> String {
 /// GenePT-w: expression-weighted average of gene vectors over each cell's top-N genes.
 pub fn run_cells_embed(args: &CellsEmbedArgs) -> Result<CellsEmbedReport> {
     let t0 = std::time::Instant::now();
+    let _lock = args.output.prepare()?;
     let store = GeneEmbeddings::load(&args.store)?;
     let store_manifest = GeneEmbeddings::manifest(&args.store)?;
     let m = read_normalized(&args.input, &args.read, args.normalize, args.quiet)?;
-    let totals = gene_totals(&m.x);
+    let totals = gene_totals(&m.x.view());
     let (rows, coverage) = super::genes::coverage(
         &store.symbols,
         &m.genes,
@@ -340,9 +399,11 @@ pub fn top_n_gene_set(m: &ExpressionMatrix, n: usize) -> std::collections::HashS
     used
 }
 
-fn gene_totals(x: &CsrMatrix) -> Vec<f64> {
+/// Total expression of each gene column (f64, in storage order): the weights of
+/// [`super::genes::coverage`]'s expression fraction.
+pub fn gene_totals(x: &CsrView) -> Vec<f64> {
     let mut t = vec![0f64; x.n_cols];
-    for (&j, &v) in x.indices.iter().zip(&x.data) {
+    for (&j, &v) in x.indices.iter().zip(x.data.iter()) {
         t[j as usize] += v as f64;
     }
     t
@@ -388,6 +449,16 @@ pub fn make_sentences(
     quiet: bool,
 ) -> Result<(ExpressionMatrix, Vec<CellSentence>, Option<TokenBudget>)> {
     let m = read_normalized(&args.input, &args.read, InputNorm::Raw, quiet)?;
+    let (sentences, budget) = sentences_of(&m, args, tokenizer)?;
+    Ok((m, sentences, budget))
+}
+
+/// [`make_sentences`] on a matrix already in memory (`args.input` and `args.read` unused).
+pub fn sentences_of(
+    m: &ExpressionMatrix,
+    args: &SentenceArgs,
+    tokenizer: Option<&TextTokenizer>,
+) -> Result<(Vec<CellSentence>, Option<TokenBudget>)> {
     let cfg = SentenceConfig {
         prefix: args.template.clone(),
         max_genes: args.max_genes,
@@ -415,10 +486,12 @@ pub fn make_sentences(
     } else {
         ablation::apply_all(&sentences, &args.ablation, args.seed, counter_dyn)?
     };
-    Ok((m, sentences, budget))
+    Ok((sentences, budget))
 }
 
 pub fn write_sentences(path: &Path, sentences: &[CellSentence]) -> Result<()> {
+    crate::cells::require_output_dir(path)?;
+    let _lock = crate::outputs::OutputLock::acquire(path)?;
     write_jsonl(path, sentences)
 }
 
@@ -459,6 +532,7 @@ pub struct EmbedSentencesReport {
 
 /// Cell sentences through the encoder (batched, resumable) into obsm.
 pub fn run_embed_sentences(args: &EmbedSentencesArgs) -> Result<EmbedSentencesReport> {
+    let _lock = args.output.prepare()?;
     let enc = super::load_encoder(&args.model, &args.options, args.quiet)?;
     let (m, sentences, budget) = make_sentences(&args.sentences, Some(&enc.tokenizer), args.quiet)?;
     let texts: Vec<String> = sentences.iter().map(|s| s.text.clone()).collect();

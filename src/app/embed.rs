@@ -52,6 +52,9 @@ pub fn run_embed(args: &EmbedArgs) -> Result<EmbedManifest> {
     let records = encoder::input::read_texts(&args.input)?;
     let input_sha256 = sha256_file(&args.input)?;
     let enc = super::load_encoder(&args.model, &args.options, args.quiet)?;
+    // taken once the inputs and the model are known good: a run refused on its inputs never
+    // touches the output's folder
+    let _lock = crate::outputs::OutputLock::acquire(&args.output)?;
     let texts: Vec<&str> = records.iter().map(|r| r.text.as_str()).collect();
     let pb = crate::progress::bar(texts.len() as u64, "texts", args.quiet);
     let t0 = std::time::Instant::now();
@@ -114,6 +117,7 @@ pub fn convert(dir: &Path) -> Result<PathBuf> {
     if out.exists() {
         bail!("{}: already exists; nothing to convert", out.display());
     }
+    let _lock = crate::outputs::OutputLock::acquire(&out)?;
     let wf = encoder::weights::WeightFiles::open(dir)?;
     let tensors = wf.all_canonical()?;
     if tensors.is_empty() {

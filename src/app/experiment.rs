@@ -48,6 +48,7 @@ fn d_bt() -> usize {
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
 pub struct ExperimentConfig {
     pub name: String,
     /// Dataset (.h5ad or an MTX directory); relative paths are relative to the config file.
@@ -84,7 +85,7 @@ pub struct ExperimentConfig {
     pub max_genes: Option<usize>,
     #[serde(default = "d_bt")]
     pub batch_tokens: usize,
-    /// Also classify the normalized count matrix with KNN (the baseline).
+    /// Also classify the counts with KNN on scanpy's standard PCA-50 baseline.
     #[serde(default)]
     pub counts_baseline: bool,
     #[serde(default)]
@@ -105,6 +106,81 @@ pub struct ResultRow {
     pub sd: Scores,
 }
 
+/// Parse and fully validate an experiment config, before any work starts: unknown keys (with
+/// the valid ones), empty lists, unknown models, representations, ablations and classifiers are
+/// errors naming the file and the key.
+pub fn parse_config(text: &str, config_path: &Path) -> Result<ExperimentConfig> {
+    let cfg: ExperimentConfig =
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+    validate(&cfg).map_err(|e| anyhow::anyhow!("{}: {e:#}", config_path.display()))?;
+    Ok(cfg)
+}
+
+fn validate(cfg: &ExperimentConfig) -> Result<()> {
+    let nonempty = |key: &str, n: usize| -> Result<()> {
+        if n == 0 {
+            bail!("`{key}` is empty; give at least one value (or drop the key for the default)")
+        }
+        Ok(())
+    };
+    if cfg.name.trim().is_empty() || cfg.name.contains(['/', '\\']) || cfg.name.starts_with('.') {
+        bail!(
+            "`name` is {:?}; it names the output folder, so it must be non-empty and contain no \
+             path separator",
+            cfg.name
+        )
+    }
+    if cfg.label.trim().is_empty() {
+        bail!("`label` is empty; give the obs column holding the cell labels")
+    }
+    nonempty("models", cfg.models.len())?;
+    nonempty("representations", cfg.representations.len())?;
+    nonempty("ablations", cfg.ablations.len())?;
+    nonempty("classifiers", cfg.classifiers.len())?;
+    nonempty("seeds", cfg.seeds.len())?;
+    for m in &cfg.models {
+        let p = Path::new(m);
+        let hub_like = m.matches('/').count() == 1 && !m.starts_with('.') && !m.starts_with('/');
+        if !(p.is_dir() || crate::encoder::card::find_card(m)?.is_some() || hub_like) {
+            let names: Vec<String> = crate::encoder::card::builtin_cards()?
+                .into_iter()
+                .map(|c| c.name)
+                .collect();
+            bail!(
+                "`models`: `{m}` is neither a model directory nor a known card ({}) nor a hub id \
+                 like org/name",
+                names.join(", ")
+            )
+        }
+    }
+    for r in &cfg.representations {
+        if !matches!(r.as_str(), "genept-w" | "sentences") {
+            bail!("`representations`: unknown value `{r}`; valid values: genept-w, sentences")
+        }
+    }
+    for a in &cfg.ablations {
+        a.parse::<Ablation>()
+            .map_err(|e| anyhow::anyhow!("`ablations`: {e}"))?;
+    }
+    for c in &cfg.classifiers {
+        super::value_enum::parse_value::<Method>("classifiers", c, true)
+            .map_err(|e| anyhow::anyhow!("`classifiers`: {e}"))?;
+    }
+    if cfg.k == 0 || cfg.k_sweep.contains(&0) {
+        bail!("`k` and `k_sweep` values must be at least 1")
+    }
+    cfg.top_n
+        .parse::<TopN>()
+        .map_err(|e| anyhow::anyhow!("`top_n`: {e}"))?;
+    if cfg.batch_tokens == 0 {
+        bail!("`batch_tokens` must be positive")
+    }
+    if cfg.max_genes == Some(0) {
+        bail!("`max_genes` must be positive")
+    }
+    Ok(())
+}
+
 fn cached<F: FnOnce(&Path) -> Result<()>>(path: &Path, make: F) -> Result<PathBuf> {
     if !path.exists() {
         make(path)?;
@@ -121,8 +197,7 @@ pub fn run_experiment(
 ) -> Result<(Vec<ResultRow>, PathBuf)> {
     let text = std::fs::read_to_string(config_path)
         .with_context(|| format!("{}: cannot read", config_path.display()))?;
-    let mut cfg: ExperimentConfig =
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+    let mut cfg = parse_config(&text, config_path)?;
     let base = config_path.parent().unwrap_or(Path::new("."));
     let input = match (input, &cfg.input) {
         (Some(p), _) => {
@@ -152,8 +227,12 @@ pub fn run_experiment(
         .cache_dir
         .clone()
         .unwrap_or_else(|| PathBuf::from("celltext-cache"));
-    std::fs::create_dir_all(&out_dir)?;
-    std::fs::create_dir_all(&cache)?;
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("{}: cannot create the output folder", out_dir.display()))?;
+    // One writer per experiment folder (a second run names the first one's PID).
+    let _lock = crate::outputs::OutputLock::acquire(&out_dir)?;
+    std::fs::create_dir_all(&cache)
+        .with_context(|| format!("{}: cannot create the cache folder", cache.display()))?;
     let species = cfg.species.unwrap_or(Species::Human);
     let input_sha = input_checksum(&input)?;
     let read = ReadOptions {

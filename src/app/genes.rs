@@ -103,6 +103,7 @@ fn plan_texts(
 }
 
 pub fn run_genes_embed(args: &GenesEmbedArgs) -> Result<GenesManifest> {
+    let _lock = crate::outputs::OutputLock::acquire(&store_prefix(&args.out))?;
     let corpus = match &args.summaries {
         Some(p) => SummaryCorpus::from_file(p)?,
         None => SummaryCorpus::bundled(args.species)?,
@@ -236,6 +237,10 @@ pub fn read_gene_list(path: &Path) -> Result<Vec<String>> {
             out.extend(lines.map(|l| pick(l, 0)));
         }
     }
+    for (i, g) in out.iter().enumerate() {
+        let place = format!("gene {} of the list: ", i + 1);
+        crate::genes::store::check_symbol(g, path, &place)?;
+    }
     Ok(out)
 }
 
@@ -309,6 +314,7 @@ pub struct ExportReport {
 /// sciLaMA-style parquet (`gene_id`, `embedding` list<float32>; the manifest in its metadata).
 pub fn export(store: &Path, format: &str, out: &Path) -> Result<ExportReport> {
     let g = GeneEmbeddings::load(store)?;
+    let _lock = crate::outputs::OutputLock::acquire(out)?;
     let report = ExportReport {
         output: out.to_path_buf(),
         format: format.to_string(),
@@ -323,6 +329,8 @@ pub fn export(store: &Path, format: &str, out: &Path) -> Result<ExportReport> {
         "tsv" => {
             let mut s = String::new();
             for (i, sym) in g.symbols.iter().enumerate() {
+                // `load` refused these already; a broken row must never be written
+                crate::genes::store::check_symbol(sym, out, &format!("row {}: ", i + 1))?;
                 s.push_str(sym);
                 for v in g.row(i) {
                     s.push('\t');
@@ -414,6 +422,7 @@ pub fn run_genes_import(args: &GenesImportArgs) -> Result<GenesImportManifest> {
     if !args.input.is_file() {
         bail!("{}: no such file", args.input.display());
     }
+    let _lock = crate::outputs::OutputLock::acquire(&store_prefix(&args.out))?;
     let vectors = match format {
         ImportFormat::Pickle => crate::genes::import::load_pickle_vectors(&args.input)?,
         ImportFormat::Parquet => crate::genes::import::load_parquet_vectors(&args.input)?,

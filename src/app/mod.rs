@@ -1,12 +1,14 @@
 //! Library side of each CLI subcommand: main.rs parses arguments and calls these.
 
 pub mod cells;
+pub mod cells_pca;
 pub mod classify;
 pub mod demo;
 pub mod device_check;
 pub mod embed;
 pub mod experiment;
 pub mod genes;
+pub mod numbers;
 pub mod scilama;
 pub mod value_enum;
 

@@ -90,6 +90,13 @@ pub fn open_dense_table(path: &Path) -> Result<MemorySource> {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
+                if let csv::ErrorKind::Io(io) = e.kind() {
+                    if crate::limits::is_inflate_limit(io) {
+                        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+                        let limit = crate::limits::inflate_limit(len);
+                        return Err(crate::limits::inflate_error(path, len, limit));
+                    }
+                }
                 if gz {
                     bail!("{p}: gzip stream is truncated or corrupt after line {line} ({e}); re-download or re-compress the file")
                 }

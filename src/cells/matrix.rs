@@ -28,6 +28,38 @@ impl CsrMatrix {
     pub fn nnz(&self) -> usize {
         self.data.len()
     }
+    /// A borrowed view of this matrix.
+    pub fn view(&self) -> CsrView<'_> {
+        CsrView {
+            n_rows: self.n_rows,
+            n_cols: self.n_cols,
+            indptr: &self.indptr,
+            indices: &self.indices,
+            data: &self.data,
+        }
+    }
+}
+
+/// A [`CsrMatrix`] over borrowed buffers (e.g. a scipy matrix's arrays, read in place), with the
+/// same layout and invariants; the functions that only read a matrix take a view.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CsrView<'a> {
+    pub n_rows: usize,
+    pub n_cols: usize,
+    pub indptr: &'a [usize],
+    pub indices: &'a [u32],
+    pub data: &'a [f32],
+}
+
+impl<'a> CsrView<'a> {
+    /// Non-zero (column, value) pairs of one row.
+    pub fn row(&self, i: usize) -> impl Iterator<Item = (usize, f32)> + 'a {
+        let (a, b) = (self.indptr[i], self.indptr[i + 1]);
+        self.indices[a..b]
+            .iter()
+            .zip(&self.data[a..b])
+            .map(|(&j, &v)| (j as usize, v))
+    }
 }
 
 /// Per-cell annotation column (AnnData `obs`).

@@ -3,12 +3,14 @@ pub mod ablation;
 pub mod dense;
 #[cfg(feature = "h5ad")]
 pub mod h5ad;
+pub mod hvg;
 pub mod matrix;
 pub mod mtx;
 pub mod normalize;
 pub mod read;
 pub mod sentences;
 pub mod source;
+pub mod standard_pca;
 pub mod text;
 pub mod weighted;
 

@@ -375,8 +375,19 @@ pub fn open_10x_dir(dir: &Path, opts: &ReadOptions) -> Result<MemorySource> {
         ),
     };
     let mut genes = Vec::new();
-    for (n, l) in read_lines(&feat_path)?.into_iter().enumerate() {
+    let lines = read_lines(&feat_path)?;
+    let width = lines.first().map(|l| l.split('\t').count()).unwrap_or(0);
+    for (n, l) in lines.into_iter().enumerate() {
         let f: Vec<&str> = l.split('\t').collect();
+        if f.len() != width {
+            bail!(
+                "{}: line {}: {} tab-separated columns but line 1 has {width}; every row of a 10x \
+                 features file has the same columns (gene id, symbol[, feature type])",
+                feat_path.display(),
+                n + 1,
+                f.len()
+            )
+        }
         let g = if use_ids || f.len() < 2 { f[0] } else { f[1] };
         if g.trim().is_empty() {
             bail!("{}: line {}: empty gene name", feat_path.display(), n + 1)

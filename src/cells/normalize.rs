@@ -32,7 +32,7 @@ use std::fmt;
 
 use anyhow::{bail, Result};
 
-use super::matrix::CsrMatrix;
+use super::matrix::{CsrMatrix, CsrView};
 
 /// `normalize_total` target (counts per 10k).
 pub const CP10K_TARGET: f64 = 1e4;
@@ -145,13 +145,18 @@ impl GeneStats {
 
 /// Mean and std (ddof = 1) of every gene; see the module docs for the zero-variance rule.
 pub fn gene_stats(x: &CsrMatrix) -> Result<GeneStats> {
-    validate_csr(x, "gene statistics")?;
+    gene_stats_view(&x.view())
+}
+
+/// [`gene_stats`] of a borrowed matrix.
+pub fn gene_stats_view(x: &CsrView) -> Result<GeneStats> {
+    validate_csr_view(x, "gene statistics")?;
     let (n, m) = (x.n_rows, x.n_cols);
     let mut sum = vec![0f64; m];
     let mut nnz = vec![0usize; m];
     let mut min = vec![f32::INFINITY; m];
     let mut max = vec![f32::NEG_INFINITY; m];
-    for (&j, &v) in x.indices.iter().zip(&x.data) {
+    for (&j, &v) in x.indices.iter().zip(x.data.iter()) {
         let j = j as usize;
         sum[j] += v as f64;
         nnz[j] += 1;
@@ -161,7 +166,7 @@ pub fn gene_stats(x: &CsrMatrix) -> Result<GeneStats> {
     let mean: Vec<f64> = sum.iter().map(|s| s / n as f64).collect();
     // Second pass: Σ (x − mean)² over stored entries, plus the implicit zeros' (0 − mean)².
     let mut ss = vec![0f64; m];
-    for (&j, &v) in x.indices.iter().zip(&x.data) {
+    for (&j, &v) in x.indices.iter().zip(x.data.iter()) {
         let d = v as f64 - mean[j as usize];
         ss[j as usize] += d * d;
     }
@@ -229,6 +234,11 @@ pub fn zscore(x: &CsrMatrix) -> Result<NormalizedMatrix> {
 /// Structural and value checks shared by the cells modules: consistent CSR arrays, strictly
 /// increasing in-bounds column indices, at least one cell and one gene, finite values.
 pub fn validate_csr(x: &CsrMatrix, what: &str) -> Result<()> {
+    validate_csr_view(&x.view(), what)
+}
+
+/// [`validate_csr`] of a borrowed matrix.
+pub fn validate_csr_view(x: &CsrView, what: &str) -> Result<()> {
     if x.n_rows == 0 || x.n_cols == 0 {
         bail!(
             "{what}: empty expression matrix ({} cells × {} genes); nothing to process",

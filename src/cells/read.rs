@@ -27,6 +27,7 @@ pub use super::source::{
     check_unique_genes, check_values, read_all, slice_rows, sort_rows_check_dups, MatrixSource,
     MemorySource, ReadOptions, DEFAULT_CHUNK_ROWS, VALUE_FIX,
 };
+use super::text::explain_corrupt_gzip;
 
 /// Kinds of input [`open_matrix`] recognises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,9 +140,16 @@ pub fn open_matrix(path: &Path, opts: &ReadOptions) -> Result<Box<dyn MatrixSour
     }
     match kind {
         InputKind::H5ad => open_h5ad(&p, opts),
-        InputKind::MtxCellsByGenes => Ok(Box::new(super::mtx::open_cells_by_genes_dir(&p, opts)?)),
-        InputKind::TenxMtx => Ok(Box::new(super::mtx::open_10x_dir(&p, opts)?)),
-        InputKind::DenseText => Ok(Box::new(super::dense::open_dense_table(&p)?)),
+        InputKind::MtxCellsByGenes => Ok(Box::new(
+            super::mtx::open_cells_by_genes_dir(&p, opts)
+                .map_err(|e| explain_corrupt_gzip(&p, e))?,
+        )),
+        InputKind::TenxMtx => Ok(Box::new(
+            super::mtx::open_10x_dir(&p, opts).map_err(|e| explain_corrupt_gzip(&p, e))?,
+        )),
+        InputKind::DenseText => Ok(Box::new(
+            super::dense::open_dense_table(&p).map_err(|e| explain_corrupt_gzip(&p, e))?,
+        )),
     }
 }
 

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-use super::matrix::{append_rows, find_obs_column, CsrMatrix, ExpressionMatrix, ObsColumn};
+use super::matrix::{
+    append_rows, find_obs_column, CsrMatrix, CsrView, ExpressionMatrix, ObsColumn,
+};
 
 /// How to read an input.
 #[derive(Debug, Clone, PartialEq)]
@@ -210,6 +212,18 @@ pub fn value_problem(v: f32, nan_name: &str) -> Option<String> {
 /// Error on a negative, NaN or infinite value. `row0` is the absolute index of the first row.
 pub fn check_values(
     m: &CsrMatrix,
+    row0: usize,
+    file: &Path,
+    field: &str,
+    cell_ids: &[String],
+    genes: &[String],
+) -> Result<()> {
+    check_values_view(&m.view(), row0, file, field, cell_ids, genes)
+}
+
+/// [`check_values`] of a borrowed matrix.
+pub fn check_values_view(
+    m: &CsrView,
     row0: usize,
     file: &Path,
     field: &str,

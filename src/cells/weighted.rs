@@ -42,8 +42,8 @@ use std::str::FromStr;
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 
-use super::matrix::CsrMatrix;
-use super::normalize::{gene_stats, validate_csr, GeneStats};
+use super::matrix::{CsrMatrix, CsrView};
+use super::normalize::{gene_stats_view, validate_csr_view, GeneStats};
 use crate::genes::store::GeneEmbeddings;
 
 /// Relative cancellation threshold for a weight sum (see module docs).
@@ -157,13 +157,23 @@ pub fn embed_cells(
     emb: &GeneEmbeddings,
     agg: &Aggregation,
 ) -> Result<CellEmbeddings> {
-    validate_csr(x, "weighted average").context("invalid expression matrix")?;
+    embed_cells_view(&x.view(), gene_to_row, emb, agg)
+}
+
+/// [`embed_cells`] over a borrowed matrix (the Python module passes scipy buffers in place).
+pub fn embed_cells_view(
+    x: &CsrView,
+    gene_to_row: &[Option<usize>],
+    emb: &GeneEmbeddings,
+    agg: &Aggregation,
+) -> Result<CellEmbeddings> {
+    validate_csr_view(x, "weighted average").context("invalid expression matrix")?;
     validate_inputs(x, gene_to_row, emb, agg)?;
     let stats: Option<GeneStats> = match agg {
         Aggregation::WeightedMean {
             weights: Weights::ZScore,
             ..
-        } => Some(gene_stats(x)?),
+        } => Some(gene_stats_view(x)?),
         _ => None,
     };
     let dim = emb.dim;
@@ -198,7 +208,7 @@ pub fn embed_cells(
 }
 
 fn validate_inputs(
-    x: &CsrMatrix,
+    x: &CsrView,
     gene_to_row: &[Option<usize>],
     emb: &GeneEmbeddings,
     agg: &Aggregation,
@@ -262,7 +272,7 @@ fn validate_inputs(
 
 #[allow(clippy::too_many_arguments)]
 fn embed_one(
-    x: &CsrMatrix,
+    x: &CsrView,
     i: usize,
     gene_to_row: &[Option<usize>],
     emb: &GeneEmbeddings,

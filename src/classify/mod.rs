@@ -16,6 +16,9 @@ pub fn parse_positive_list(flag: &str, s: &str, example: &str) -> Result<Vec<usi
         if t.is_empty() {
             bail!("{flag} '{s}': empty entry; give positive integers separated by commas, e.g. {flag} {example}");
         }
+        if t.starts_with('-') && t[1..].parse::<u64>().is_ok() {
+            bail!("{flag} must be ≥ 1, got {t} (in {flag} '{s}'), e.g. {flag} {example}");
+        }
         let v: usize = t
             .parse()
             .map_err(|_| anyhow::anyhow!("{flag} '{s}': '{t}' is not a positive integer; give positive integers separated by commas, e.g. {flag} {example}"))?;

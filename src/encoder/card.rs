@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::pooling::Pooling;
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct ModelCard {
     pub name: String,
     pub hub_id: String,
@@ -67,5 +68,14 @@ mod tests {
             find_card("ember-v1").unwrap().unwrap().pooling,
             Some(Pooling::Cls)
         );
+    }
+
+    #[test]
+    fn unknown_card_keys_are_refused_with_the_valid_ones() {
+        let e =
+            parse_card("name = \"x\"\nhub_id = \"a/b\"\nrevision = \"main\"\npoolng = \"cls\"\n")
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("poolng") && e.contains("pooling"), "{e}");
     }
 }

@@ -55,6 +55,13 @@ fn d_posemb() -> String {
     "absolute".into()
 }
 
+/// Upper bounds for config sizes (far above any BERT: base has 12 layers, 768 wide, 30k
+/// tokens, 512 positions), so a corrupt value is refused before it sizes an allocation.
+const MAX_LAYERS: usize = 1024;
+const MAX_WIDTH: usize = 1 << 16;
+const MAX_VOCAB: usize = 1 << 24;
+const MAX_POSITIONS: usize = 1 << 20;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 pub struct BertConfig {
     pub vocab_size: usize,
@@ -134,6 +141,41 @@ impl BertConfig {
         }
         if self.vocab_size == 0 || self.hidden_size == 0 || self.num_hidden_layers == 0 {
             bail!("vocab_size, hidden_size and num_hidden_layers must be positive");
+        }
+        // Sizes that allocate: bounded here, before any weight is read, and checked against the
+        // weight shapes by `WeightFiles::check_config` before any layer is built.
+        for (field, value, max) in [
+            ("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS),
+            ("hidden_size", self.hidden_size, MAX_WIDTH),
+            ("num_attention_heads", self.num_attention_heads, MAX_WIDTH),
+            ("intermediate_size", self.intermediate_size, MAX_WIDTH * 8),
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                MAX_POSITIONS,
+            ),
+            ("type_vocab_size", self.type_vocab_size, MAX_VOCAB),
+        ] {
+            if value == 0 || value > max {
+                bail!(
+                    "`{field}` is {value}, outside 1..={max}; this is not the config of a BERT \
+                     encoder (corrupt or hand-edited config.json?)"
+                );
+            }
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            bail!(
+                "`layer_norm_eps` is {}; it must be a small positive number (BERT uses 1e-12)",
+                self.layer_norm_eps
+            );
+        }
+        if self.pad_token_id >= self.vocab_size {
+            bail!(
+                "`pad_token_id` {} is outside the vocabulary (vocab_size {})",
+                self.pad_token_id,
+                self.vocab_size
+            );
         }
         Ok(())
     }

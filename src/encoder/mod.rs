@@ -176,9 +176,10 @@ impl Encoder {
         let kind = opts.backend.resolve(&opts.devices, opts.dtype)?;
         let config = BertConfig::from_file(&dir.join("config.json"))?;
         let card = resolved.card.as_ref();
+        let st_max = sentence_transformers_max_len(dir)?;
         let max_length = opts
             .max_length
-            .or_else(|| sentence_transformers_max_len(dir))
+            .or(st_max)
             .or_else(|| card.and_then(|c| c.max_length))
             .unwrap_or(config.max_position_embeddings)
             .min(config.max_position_embeddings);
@@ -400,6 +401,19 @@ impl Encoder {
         batch_tokens: usize,
         progress: Option<&indicatif::ProgressBar>,
     ) -> Result<Embedded> {
+        self.embed_texts_cancellable(texts, batch_tokens, progress, None)
+    }
+
+    /// [`Encoder::embed_texts`]; with `check`, it is called before each round of batches (one
+    /// batch per device) and its error stops the work: a caller's interrupt (the Python module's
+    /// Ctrl-C). Each batch is still computed whole by one worker, so the vectors are the same.
+    pub fn embed_texts_cancellable(
+        &self,
+        texts: &[&str],
+        batch_tokens: usize,
+        progress: Option<&indicatif::ProgressBar>,
+        check: Option<&dyn Fn() -> Result<()>>,
+    ) -> Result<Embedded> {
         let toks = self.tokenizer.encode_batch(texts)?;
         let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
         let (plan, padding) = TokenBudgetBatcher::new(batch_tokens, 512).batches(&lengths);
@@ -414,11 +428,22 @@ impl Encoder {
                 )
             })
             .collect();
-        let out = self.embed_batches(&batches, &|n| {
+        let on_batch = |n: usize| {
             if let Some(pb) = progress {
                 pb.inc(n as u64);
             }
-        })?;
+        };
+        let out = match check {
+            None => self.embed_batches(&batches, &on_batch)?,
+            Some(check) => {
+                let mut out = Vec::with_capacity(batches.len());
+                for round in batches.chunks(self.workers.len().max(1)) {
+                    check()?;
+                    out.extend(self.embed_batches(round, &on_batch)?);
+                }
+                out
+            }
+        };
         let mut data = vec![0f32; texts.len() * dim];
         for (b, rows) in plan.iter().zip(&out) {
             for (k, &i) in b.iter().enumerate() {
@@ -436,9 +461,25 @@ impl Encoder {
     }
 }
 
-/// `max_seq_length` from a sentence-transformers `sentence_bert_config.json`.
-fn sentence_transformers_max_len(dir: &Path) -> Option<usize> {
-    let text = std::fs::read_to_string(dir.join("sentence_bert_config.json")).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v.get("max_seq_length")?.as_u64().map(|x| x as usize)
+/// `max_seq_length` from a sentence-transformers `sentence_bert_config.json` (none when the file
+/// is absent; a file that is there but unreadable is an error naming it).
+fn sentence_transformers_max_len(dir: &Path) -> Result<Option<usize>> {
+    let path = dir.join("sentence_bert_config.json");
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?;
+    match v.get("max_seq_length") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(x) => match x.as_u64() {
+            Some(n) if n > 0 => Ok(Some(n as usize)),
+            _ => bail!(
+                "{}: `max_seq_length` is {x}; expected a positive integer",
+                path.display()
+            ),
+        },
+    }
 }

@@ -43,10 +43,24 @@ pub fn canonical_name(key: &str) -> Option<String> {
     Some(k)
 }
 
+/// `path` exists as a file; a directory (or other non-file) under a weight file's name is an
+/// error saying so, not a "truncated" or "cannot read" later on.
+fn present_file(path: &Path) -> Result<bool> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => bail!(
+            "{}: is a directory, not a weight file; remove or rename it so the weights can be read",
+            path.display()
+        ),
+        Ok(m) if !m.is_file() => bail!("{}: is not a regular file", path.display()),
+        Ok(_) => Ok(true),
+        Err(_) => Ok(false),
+    }
+}
+
 /// The weight files of a model directory, in the order they would be loaded.
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let st = dir.join("model.safetensors");
-    if st.exists() {
+    if present_file(&st)? {
         return Ok(vec![st]);
     }
     for index in [
@@ -54,12 +68,12 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
         "pytorch_model.bin.index.json",
     ] {
         let p = dir.join(index);
-        if p.exists() {
+        if present_file(&p)? {
             return shard_files(&p);
         }
     }
     let bin = dir.join("pytorch_model.bin");
-    if bin.exists() {
+    if present_file(&bin)? {
         return Ok(vec![bin]);
     }
     bail!(
@@ -67,6 +81,56 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
          pytorch_model.bin or pytorch_model.bin.index.json",
         dir.display()
     )
+}
+
+/// A shard named by an index must stay inside the model folder: a plain relative file name
+/// (no `..`, not absolute), and once symlinks are resolved it must lie in the folder itself or
+/// beside the index's own target (the Hugging Face cache links both into `blobs/`).
+fn shard_path(index: &Path, dir: &Path, f: &str) -> Result<PathBuf> {
+    use std::path::Component;
+    let rel = Path::new(f);
+    let plain = !f.is_empty()
+        && rel
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+    if !plain || f.contains('\\') {
+        bail!(
+            "{}: weight_map names shard `{}`, which leaves the model folder (absolute path or \
+             `..`); shards must be files inside {}",
+            index.display(),
+            crate::pickle::printable(f),
+            dir.display()
+        );
+    }
+    let p = dir.join(rel);
+    if !present_file(&p)? {
+        bail!(
+            "{}: shard `{}` listed in the index is missing",
+            index.display(),
+            crate::pickle::printable(f)
+        );
+    }
+    let real = p
+        .canonicalize()
+        .with_context(|| format!("{}: cannot resolve", p.display()))?;
+    let roots = [
+        dir.canonicalize().ok(),
+        index
+            .canonicalize()
+            .ok()
+            .and_then(|i| i.parent().map(Path::to_path_buf)),
+    ];
+    if !roots.iter().flatten().any(|r| real.starts_with(r)) {
+        bail!(
+            "{}: shard `{}` is a link to {}, outside the model folder; shards must be files \
+             inside {}",
+            index.display(),
+            crate::pickle::printable(f),
+            real.display(),
+            dir.display()
+        );
+    }
+    Ok(p)
 }
 
 fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
@@ -79,25 +143,54 @@ fn shard_files(index: &Path) -> Result<Vec<PathBuf>> {
         .and_then(|m| m.as_object())
         .with_context(|| format!("{}: missing `weight_map` object", index.display()))?;
     let dir = index.parent().unwrap_or(Path::new("."));
-    let files: BTreeSet<String> = map
-        .values()
-        .filter_map(|f| f.as_str().map(String::from))
-        .collect();
+    let mut files = BTreeSet::new();
+    for (tensor, f) in map {
+        let f = f.as_str().with_context(|| {
+            format!(
+                "{}: weight_map entry `{}` is not a file name (string)",
+                index.display(),
+                crate::pickle::printable(tensor)
+            )
+        })?;
+        files.insert(f.to_string());
+    }
     if files.is_empty() {
         bail!("{}: `weight_map` names no files", index.display());
     }
     let mut out = vec![];
     for f in files {
-        let p = dir.join(&f);
-        if !p.exists() {
-            bail!(
-                "{}: shard `{f}` listed in the index is missing",
-                index.display()
-            );
-        }
-        out.push(p);
+        out.push(shard_path(index, dir, &f)?);
     }
     Ok(out)
+}
+
+/// Refuse NaN and ±inf weights, naming the file and the tensor.
+fn check_finite(t: &Tensor, raw: &str, files: &[PathBuf]) -> Result<()> {
+    if !matches!(
+        t.dtype(),
+        DType::F32 | DType::F16 | DType::BF16 | DType::F64
+    ) {
+        return Ok(());
+    }
+    let v = t.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+    if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+        let file = if files.len() == 1 {
+            files[0].display().to_string()
+        } else {
+            files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
+        bail!(
+            "{file}: tensor `{}` holds a non-finite value ({}) at flat index {i}; the checkpoint \
+             is corrupt: download it again",
+            crate::pickle::printable(raw),
+            v[i]
+        );
+    }
+    Ok(())
 }
 
 impl WeightFiles {
@@ -200,6 +293,16 @@ impl WeightFiles {
             [config.max_position_embeddings, h],
             "max_position_embeddings and hidden_size",
         )?;
+        expect(
+            "embeddings.token_type_embeddings.weight",
+            [config.type_vocab_size, h],
+            "type_vocab_size and hidden_size",
+        )?;
+        expect(
+            "encoder.layer.0.attention.self.query.weight",
+            [h, h],
+            "hidden_size",
+        )?;
         let layers = self.n_layers();
         if config.num_hidden_layers > layers {
             bail!(
@@ -264,6 +367,7 @@ impl WeightFiles {
                 t.dtype()
             );
         }
+        check_finite(&t, raw, &self.files)?;
         Ok(t.to_dtype(dtype)?.to_device(device)?)
     }
 
@@ -277,6 +381,7 @@ impl WeightFiles {
                 Backing::Safetensors(st) => st.load(raw, &Device::Cpu)?,
                 Backing::Loaded(m) => m[raw].clone(),
             };
+            check_finite(&t, raw, &self.files)?;
             out.push((c.clone(), t));
         }
         Ok(out)

@@ -80,7 +80,7 @@ impl SummaryCorpus {
             .with_context(|| format!("{}: cannot read summaries", path.display()))?;
         let sha256 = crate::io::sha256_bytes(&bytes);
         let bytes = if path.extension().is_some_and(|e| e == "gz") {
-            gunzip(&bytes, &path.display().to_string())?.into_bytes()
+            crate::limits::gunzip_limited(&bytes, path)?
         } else {
             bytes
         };
@@ -109,6 +109,7 @@ impl SummaryCorpus {
             if sym.is_empty() {
                 bail!("{}: {line}: empty gene symbol", path.display());
             }
+            crate::genes::store::check_symbol(&sym, path, &format!("{line}: "))?;
             if txt.trim().is_empty() {
                 bail!(
                     "{}: {line}: gene `{sym}` has an empty summary; remove it or give it text",

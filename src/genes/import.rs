@@ -345,9 +345,7 @@ pub fn to_store(v: ImportedVectors, file: &Path) -> Result<GeneEmbeddings> {
     let mut symbols = Vec::with_capacity(v.genes.len());
     let mut data = Vec::with_capacity(v.genes.len() * dim);
     for (g, vec) in v.genes {
-        if g.trim().is_empty() || g.contains(['\n', '\r', '\t']) {
-            bail!("{f}: gene symbol {g:?} is empty or contains a tab or line break; fix the symbol in the source");
-        }
+        crate::genes::store::check_symbol(&g, file, "")?;
         if vec.is_empty() {
             bail!("{f}: gene `{g}` has an empty (or null) vector; every gene needs {dim} values like `{first}`");
         }
@@ -512,7 +510,7 @@ mod tests {
         let e = to_store(iv(vec![("A\nB", vec![1.0])]), f)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("line break"), "{e}");
+        assert!(e.contains("\"A\\nB\" contains a control character"), "{e}");
         let s = to_store(iv(vec![("A", vec![1.0, 2.0]), ("B", vec![3.0, 4.0])]), f).unwrap();
         assert_eq!(
             (s.symbols.len(), s.dim, s.data),

@@ -88,7 +88,8 @@ pub fn unpickle_vector_dict(bytes: &[u8], what: &str) -> Result<Vec<PickledVecto
         );
     }
     // Work is bounded by the file size: a pickle spends at least one byte per object it makes.
-    let pk = unpickle(bytes, 0, what, VectorGlobals, MAX_UNITS.max(bytes.len()))?;
+    let units = crate::limits::pickle_units(MAX_UNITS.max(bytes.len()));
+    let pk = unpickle(bytes, 0, what, VectorGlobals, units)?;
     let Obj::Dict(items) = pk.get(pk.root) else {
         bail!(
             "the pickle holds a {}, not a dict {{gene: vector}} (GenePT layout)",

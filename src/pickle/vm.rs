@@ -69,8 +69,11 @@ impl<'a, S: GlobalSet> Unpickler<'a, S> {
         self.units = self.units.saturating_add(n);
         if self.units > self.max_units {
             bail!(
-                "pickle too large: more than {} objects (corrupt or hostile checkpoint) [{}, byte {}]",
+                "pickle too large: more than {} objects (corrupt or hostile file; if it is genuine, \
+                 raise the limit: {}={}) [{}, byte {}]",
                 self.max_units,
+                crate::limits::PICKLE_OBJECTS_ENV,
+                self.max_units.saturating_mul(4),
                 self.input.what,
                 self.input.pos
             );

@@ -38,6 +38,18 @@ pub enum FeatureSpace {
     Counts,
 }
 
+/// What `--on counts` computes from the counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum CountBaseline {
+    /// scanpy's standard pipeline: normalize_total(1e4) → log1p → highly variable genes
+    /// (seurat) → scale (clip 10) → PCA.
+    Pca,
+    /// log1p-CP10k of every detected gene, as a dense matrix.
+    #[value(name = "log1p-all")]
+    Log1pAll,
+}
+
 /// `--k 1,3,5,10`: positive, distinct. The first value is the k used for predictions.
 pub fn parse_k_list(s: &str) -> Result<Vec<usize>> {
     let ks = crate::classify::parse_positive_list("--k", s, "1,3,5,10,25,50,100,500")?;
@@ -73,12 +85,23 @@ pub struct ClassifyArgs {
     /// knn or mlp.
     #[arg(long, default_value = "knn", ignore_case = true, value_parser = value_enum::<Method>())]
     pub method: Method,
-    /// embedding, or counts (cosine KNN on log1p-CP10k counts; see --layer).
+    /// embedding, or counts (the count baseline, see --baseline and --layer; with --embedding
+    /// too, the counts baseline is one more source to fuse).
     #[arg(long, default_value = "embedding", ignore_case = true, value_parser = value_enum::<FeatureSpace>())]
     pub on: FeatureSpace,
     /// With --on counts: read the counts from layers/NAME instead of X (e.g. counts).
     #[arg(long)]
     pub layer: Option<String>,
+    /// With --on counts: pca (scanpy's normalize_total → log1p → HVG → scale → PCA) or
+    /// log1p-all (log1p-CP10k of every detected gene, KNN only).
+    #[arg(long, default_value = "pca", ignore_case = true, value_parser = value_enum::<CountBaseline>())]
+    pub baseline: CountBaseline,
+    /// With --baseline pca: number of highly variable genes (seurat flavor).
+    #[arg(long, default_value_t = 2000)]
+    pub n_top_genes: usize,
+    /// With --baseline pca: number of principal components.
+    #[arg(long, default_value_t = 50)]
+    pub n_comps: usize,
     /// k, or a comma list for a sweep (e.g. 1,3,5,10,25,50,100,500); the first k gives the
     /// predictions (default 10). With --method mlp: a KNN baseline sweep.
     // `std::vec::Vec`: one `--k 1,3,5` value parsed whole, not a repeatable flag.
@@ -133,6 +156,9 @@ impl ClassifyArgs {
             method: Method::Knn,
             on: FeatureSpace::Embedding,
             layer: None,
+            baseline: CountBaseline::Pca,
+            n_top_genes: 2000,
+            n_comps: 50,
             ks: None,
             vote: Vote::Majority,
             test_fraction: split::DEFAULT_TEST_FRACTION,
@@ -172,11 +198,13 @@ pub(super) fn check_args(args: &ClassifyArgs) -> Result<CheckedArgs> {
     let n_sources = args.embeddings.len() + args.embedding_files.len();
     match args.on {
         FeatureSpace::Counts => {
-            if n_sources > 0 {
-                bail!("--on counts classifies on the count matrix; drop --embedding / --embedding-file (or drop --on counts)");
+            if args.baseline == CountBaseline::Log1pAll
+                && (args.method == Method::Mlp || n_sources > 0)
+            {
+                bail!("--baseline log1p-all is for --method knn alone (cosine KNN on every gene); for the MLP or fusion with embeddings use --baseline pca");
             }
-            if args.method == Method::Mlp {
-                bail!("--on counts is for --method knn (cosine KNN on log1p-CP10k counts); for the MLP pass an embedding with --embedding KEY");
+            if args.n_top_genes == 0 || args.n_comps == 0 {
+                bail!("--n-top-genes and --n-comps must be at least 1 (defaults 2000 and 50)");
             }
         }
         FeatureSpace::Embedding => {

@@ -1,5 +1,5 @@
 //! Reading what `celltext classify` works on: the cells and their labels (obs), and the feature
-//! sources (obsm embeddings, embedding files, or log1p-CP10k counts), checked for shape, duplicate
+//! sources (obsm embeddings, embedding files, or the count baseline), checked for shape, duplicate
 //! names and non-finite values before anything is trained.
 
 use std::collections::BTreeMap;
@@ -7,12 +7,13 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use super::arguments::{ClassifyArgs, FeatureSpace};
+use super::arguments::{ClassifyArgs, CountBaseline, FeatureSpace};
 use super::report::{ClassCount, FeatureInfo};
 use super::{say, MAX_DENSE_COUNTS};
-use crate::cells::matrix::ObsColumn;
+use crate::cells::matrix::{CsrMatrix, ObsColumn};
 use crate::cells::normalize::Normalization;
 use crate::cells::read::{find_obs_column, open_matrix, read_matrix, InputKind, ReadOptions};
+use crate::cells::standard_pca::{standard_pca, StandardPcaParams};
 use crate::io::sha256_file;
 
 /// One feature source: what it is, and its row-major `n_cells × dim` values.
@@ -253,7 +254,8 @@ fn load_embedding_file(path: &Path, n_cells: usize) -> Result<Feature> {
     })
 }
 
-/// log1p-CP10k of the counts as a dense cells × (detected genes) matrix.
+/// The counts feature: scanpy's standard PCA baseline (default) or log1p-CP10k of every
+/// detected gene as a dense cells × genes matrix.
 fn load_counts(args: &ClassifyArgs, n_cells: usize, notes: &mut Vec<String>) -> Result<Feature> {
     let opts = ReadOptions {
         layer: args.layer.clone(),
@@ -273,9 +275,12 @@ fn load_counts(args: &ClassifyArgs, n_cells: usize, notes: &mut Vec<String>) -> 
     }
     if m.x.data.iter().any(|&v| v.fract() != 0.0) {
         notes.push(format!(
-            "--on counts: {field} has non-integer values, so it may not hold raw counts (it was normalized again with log1p-CP10k); \
+            "--on counts: {field} has non-integer values, so it may not hold raw counts (it was normalized again); \
              point --layer at the raw counts (e.g. --layer counts)"
         ));
+    }
+    if args.baseline == CountBaseline::Pca {
+        return standard_pca_feature(args, &m.x, &field, notes);
     }
     let norm = Normalization::Log1pCp10k
         .apply(&m.x)
@@ -334,6 +339,44 @@ fn load_counts(args: &ClassifyArgs, n_cells: usize, notes: &mut Vec<String>) -> 
             sha256: None,
         },
         data,
+    })
+}
+
+/// scanpy's standard pipeline on the counts (normalize_total → log1p → HVG → scale → PCA).
+fn standard_pca_feature(
+    args: &ClassifyArgs,
+    counts: &CsrMatrix,
+    field: &str,
+    notes: &mut Vec<String>,
+) -> Result<Feature> {
+    let params = StandardPcaParams {
+        n_top_genes: args.n_top_genes,
+        n_comps: args.n_comps,
+        ..StandardPcaParams::default()
+    };
+    let out = standard_pca(counts, &params)
+        .with_context(|| format!("{}: {field}: standard PCA baseline", args.input.display()))?;
+    let k = out.pca.k;
+    if k < args.n_comps {
+        notes.push(format!(
+            "--n-comps {}: lowered to {k} (at most min(cells, highly variable genes) − 1)",
+            args.n_comps
+        ));
+    }
+    notes.push(format!(
+        "--on counts: scanpy's standard baseline on {field}: normalize_total(1e4) → log1p → {} highly variable genes (seurat) → scale (clip 10) → PCA {k} ({:.1} % of the variance)",
+        out.genes.len(),
+        100.0 * out.pca.explained_variance_ratio.iter().sum::<f64>()
+    ));
+    Ok(Feature {
+        info: FeatureInfo {
+            name: format!("PCA-{k} ({} HVG, {field})", out.genes.len()),
+            kind: "pca".into(),
+            origin: format!("{}:{field}", args.input.display()),
+            dim: k,
+            sha256: None,
+        },
+        data: out.pca.coords,
     })
 }
 

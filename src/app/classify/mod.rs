@@ -5,8 +5,11 @@
 //!
 //! - **Features.** `--embedding KEY` reads `obsm/KEY` (repeatable), `--embedding-file F` reads a
 //!   `.npy` / `.safetensors` matrix whose rows are the input's cells in order (repeatable).
-//!   `--on counts` instead uses the log1p-CP10k normalized count matrix (`X`, or
-//!   `layers/<--layer>`), KNN only (cosine on the genes detected in at least one cell).
+//!   `--on counts` adds the count baseline from `X` or `layers/<--layer>`: by default scanpy's
+//!   standard pipeline ([`standard_pca`](crate::cells::standard_pca::standard_pca):
+//!   normalize_total → log1p → 2,000 HVG → scale → PCA 50), usable by KNN and MLP and fusable
+//!   with embeddings; `--baseline log1p-all` keeps the log1p-CP10k matrix of every detected gene
+//!   (KNN only, alone).
 //! - **Labels.** An obs column; cells whose label is empty (`""`, NaN, `nan`) are excluded from
 //!   training and scoring and counted; they still get a prediction (split `unlabeled`).
 //!   Classes are the sorted distinct labels.
@@ -93,6 +96,14 @@ fn say(quiet: bool, msg: impl AsRef<str>) {
 /// Run the classifier(s) and write the requested outputs.
 pub fn run_classify(args: &ClassifyArgs) -> Result<ClassifyReport> {
     let checked = arguments::check_args(args)?;
+    let mut _locks = Vec::new();
+    if let Some(dir) = &args.report_dir {
+        output::check_report_dir(dir)?;
+        _locks.push(crate::outputs::OutputLock::acquire(dir)?);
+    }
+    if let Some(o) = &checked.output {
+        _locks.push(crate::outputs::OutputLock::acquire(o)?);
+    }
     let mut notes: Vec<String> = Vec::new();
     let labels = features::load_labels(args, checked.kind, &mut notes)?;
     let splits = splits::make_splits(args, &labels, &mut notes)?;
@@ -109,14 +120,21 @@ pub fn run_classify(args: &ClassifyArgs) -> Result<ClassifyReport> {
     let mut report = assemble_report(
         args, &labels, splits, &feats, &arms, results, k_sweep, quality, notes,
     )?;
-    if let Some(dir) = &args.report_dir {
-        output::write_plots(dir, args, &mut report, &labels, &feats, &arms, &runs)?;
-    }
-    if let Some(o) = &checked.output {
-        output::write_obs_output(args, o, &mut report, &labels.names, &pred, split_col)?;
-    }
-    if let Some(dir) = &args.report_dir {
-        output::write_report_files(dir, &report)?;
+    match &args.report_dir {
+        // the report folder is built beside `dir` and committed whole (the old one is kept if
+        // anything fails)
+        Some(dir) => crate::outputs::atomic_dir_with(dir, |tmp| {
+            output::write_plots(tmp, args, &mut report, &labels, &feats, &arms, &runs)?;
+            if let Some(o) = &checked.output {
+                output::write_obs_output(args, o, &mut report, &labels.names, &pred, split_col)?;
+            }
+            output::write_report_files(tmp, &report)
+        })?,
+        None => {
+            if let Some(o) = &checked.output {
+                output::write_obs_output(args, o, &mut report, &labels.names, &pred, split_col)?;
+            }
+        }
     }
     Ok(report)
 }

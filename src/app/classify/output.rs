@@ -30,9 +30,13 @@ pub(super) fn write_plots(
     runs: &Runs,
 ) -> Result<()> {
     let (primary, labelled, names) = (arms.primary, &lab.labelled, &lab.names);
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("{}: cannot create the report directory", dir.display()))?;
-    say(args.quiet, format!("writing plots to {}", dir.display()));
+    say(
+        args.quiet,
+        format!(
+            "writing plots to {}",
+            args.report_dir.as_deref().unwrap_or(dir).display()
+        ),
+    );
     let mut files = Vec::new();
     let prim = &report.results[primary];
     let split_word = if args.folds.is_some() {
@@ -156,6 +160,30 @@ pub(super) fn write_plots(
     }
     files.extend(["report.md".to_string(), "report.json".to_string()]);
     report.files = files;
+    Ok(())
+}
+
+/// `--report DIR` is replaced whole, so it must be new, empty, or an earlier report (it holds a
+/// report.json): never a folder of other files.
+pub(super) fn check_report_dir(dir: &Path) -> Result<()> {
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return Ok(());
+    };
+    if !meta.is_dir() {
+        anyhow::bail!(
+            "--report {}: exists and is not a folder; give a new folder name",
+            dir.display()
+        );
+    }
+    let mut entries = std::fs::read_dir(dir)
+        .with_context(|| format!("--report {}: cannot read the folder", dir.display()))?;
+    if entries.next().is_some() && !dir.join("report.json").is_file() {
+        anyhow::bail!(
+            "--report {}: the folder holds other files and no report.json; a report replaces \
+             its folder whole, so give a new (or empty) folder",
+            dir.display()
+        );
+    }
     Ok(())
 }
 

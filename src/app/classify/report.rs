@@ -135,7 +135,7 @@ pub struct QualityResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct FeatureInfo {
     pub name: String,
-    /// `obsm`, `file` or `counts`.
+    /// `obsm`, `file`, `pca` (the standard count baseline) or `counts` (log1p-all).
     pub kind: String,
     /// obsm path, file path or matrix field.
     pub origin: String,

@@ -9,7 +9,21 @@ use hdf5::types::{FixedAscii, FixedUnicode, TypeDescriptor, VarLenAscii, VarLenU
 use hdf5::{Container, Group, H5Type, Location, LocationType};
 
 pub(super) fn h5err(path: &Path, what: &str, e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow!("{}: {what}: {e}", path.display())
+    let raw = e.to_string();
+    // HDF5's own words name neither the file nor what was expected: say both.
+    let why = if raw.contains("no conversion path") {
+        "its HDF5 type cannot be read as the expected strings or numbers"
+    } else if raw.contains("ndim") {
+        "it has an unexpected number of dimensions"
+    } else if raw.contains("not found") || raw.contains("doesn't exist") {
+        "it is missing"
+    } else {
+        return anyhow!("{}: {what}: {raw}", path.display());
+    };
+    anyhow!(
+        "{}: {what}: {why} ({raw}); the file is corrupt or was not written by anndata",
+        path.display()
+    )
 }
 
 /// A string attribute (scalar; vlen or fixed, UTF-8 or ASCII). `None` when absent.

@@ -126,6 +126,13 @@ pub(super) fn read_frame_meta(path: &Path, file: &File, name: &str) -> Result<(G
         let ds = g
             .dataset(&index_name)
             .map_err(|e| h5err(path, &format!("{name}/{index_name}"), e))?;
+        if ds.ndim() != 1 {
+            bail!(
+                "{}: {name}/{index_name} (the {name} index): expected a 1-D array of names, found shape {:?}",
+                path.display(),
+                ds.shape()
+            )
+        }
         read_strings(&ds).map_err(|e| h5err(path, &format!("{name}/{index_name} (index)"), e))?
     } else {
         bail!(

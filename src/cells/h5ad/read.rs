@@ -55,6 +55,33 @@ fn list_group(file: &File, name: &str) -> String {
         .unwrap_or_else(|_| "none".to_string())
 }
 
+/// A matrix dataset must have `ndim` dimensions and a numeric type (integers only for index
+/// arrays), checked before reading so HDF5's own conversion errors never reach the user.
+fn check_array(path: &Path, name: &str, ds: &Dataset, ndim: usize, integer: bool) -> Result<()> {
+    use hdf5::types::TypeDescriptor as T;
+    let p = path.display();
+    let want = if integer { "integers" } else { "numbers" };
+    if ds.ndim() != ndim {
+        bail!(
+            "{p}: {name}: expected a {ndim}-D array of {want}, found shape {:?}",
+            ds.shape()
+        )
+    }
+    let td = ds
+        .dtype()
+        .and_then(|t| t.to_descriptor())
+        .map_err(|e| anyhow!("{p}: {name}: unreadable HDF5 datatype ({e}); expected {want}"))?;
+    let ok = match td {
+        T::Integer(_) | T::Unsigned(_) => true,
+        T::Float(_) | T::Boolean => !integer,
+        _ => false,
+    };
+    if !ok {
+        bail!("{p}: {name}: holds HDF5 type {td:?}, expected {want}; the file is corrupt or not an AnnData matrix")
+    }
+    Ok(())
+}
+
 impl H5adSource {
     pub fn open(path: &Path, opts: &ReadOptions) -> Result<Self> {
         let p = path.display().to_string();
@@ -134,7 +161,11 @@ impl H5adSource {
             Some(k) => format!("{var_name}/{k}"),
         };
         if let Some(i) = genes.iter().position(|g| g.is_empty()) {
-            bail!("{p}: {sym_field}: gene {i} has an empty name")
+            bail!(
+                "{p}: {sym_field}: gene {i} has an empty name; expected one non-empty gene name \
+                 (string) per row of {var_name} — the file is corrupt or its index is not the gene names \
+                 (pick a column with --gene-symbols-key)"
+            )
         }
         check_unique_genes(&genes, path, &sym_field)?;
 
@@ -147,6 +178,7 @@ impl H5adSource {
                 if sh.len() != 2 {
                     bail!("{p}: {field}: expected a 2-D matrix, found shape {sh:?}")
                 }
+                check_array(path, &field, &ds, 2, false)?;
                 (Store::Dense(ds), (sh[0], sh[1]))
             }
             Some(LocationType::Group) => {
@@ -186,6 +218,9 @@ impl H5adSource {
                         .map_err(|e| h5err(path, &format!("{field}/{n}"), e))
                 };
                 let (data, indices, indptr) = (get("data")?, get("indices")?, get("indptr")?);
+                check_array(path, &format!("{field}/data"), &data, 1, false)?;
+                check_array(path, &format!("{field}/indices"), &indices, 1, true)?;
+                check_array(path, &format!("{field}/indptr"), &indptr, 1, true)?;
                 if data.size() != indices.size() {
                     bail!(
                         "{p}: {field}: data has {} values but indices has {}; the sparse matrix is corrupt",
@@ -209,6 +244,20 @@ impl H5adSource {
                 }
                 let _ = n_minor;
                 let nnz = data.size();
+                let at = |i: usize| -> Result<i64> {
+                    let v: Vec<i64> = indptr
+                        .read_slice_1d::<i64, _>(i..i + 1)
+                        .map_err(|e| h5err(path, &format!("{field}/indptr"), e))?
+                        .to_vec();
+                    Ok(v[0])
+                };
+                let (first, last) = (at(0)?, at(n_major as usize)?);
+                if first != 0 || last != nnz as i64 {
+                    bail!(
+                        "{p}: {field}/indptr runs from {first} to {last}, but a {fmt} pointer array must \
+                         start at 0 and end at the number of stored values ({nnz}); the sparse matrix is corrupt"
+                    )
+                }
                 let store = if fmt == "csr" {
                     Store::Csr {
                         data,

@@ -72,7 +72,13 @@ pub(super) fn unpickle(
     what: &str,
     persistent: bool,
 ) -> Result<Pickle<TorchGlobals>> {
-    pickle::unpickle(data, start, what, TorchGlobals { persistent }, MAX_UNITS)
+    pickle::unpickle(
+        data,
+        start,
+        what,
+        TorchGlobals { persistent },
+        crate::limits::pickle_units(MAX_UNITS),
+    )
 }
 
 impl GlobalSet for TorchGlobals {

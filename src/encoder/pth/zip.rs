@@ -11,9 +11,6 @@ use candle_core::Tensor;
 use std::collections::{HashMap, HashSet};
 use std::io::{Cursor, Read};
 
-/// Deflate can expand at most ~1032×; anything claiming more than this is corrupt.
-const MAX_INFLATE_RATIO: u64 = 1100;
-
 type Zip<'a> = ::zip::ZipArchive<Cursor<&'a [u8]>>;
 
 /// Run a call into the zip crate. It is fuzzed, but should it ever panic on hostile bytes the
@@ -44,8 +41,9 @@ fn read_entry_unguarded(
     let size = f.size();
     if size > limit {
         bail!(
-            "corrupt zip archive: entry '{}' claims {size} bytes (limit {limit})",
-            printable(name)
+            "entry '{}' claims {size} bytes: {}",
+            printable(name),
+            limit_message(file_len)
         );
     }
     let mut buf = Vec::with_capacity(usize::try_from(size.min(file_len)).unwrap_or(0));
@@ -68,9 +66,15 @@ fn read_entry_unguarded(
     Ok(buf)
 }
 
+/// The whole archive may inflate to at most `limits::inflate_limit` of its size, all entries
+/// together (a 4.7 MB archive cannot unpack gigabytes); the error says how to raise it.
+fn limit_message(file_len: u64) -> String {
+    crate::limits::inflate_message(file_len, crate::limits::inflate_limit(file_len))
+}
+
 pub(super) fn load_zip(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
     let file_len = bytes.len() as u64;
-    let max_entry = file_len.saturating_mul(MAX_INFLATE_RATIO);
+    let mut inflate_left = crate::limits::inflate_limit(file_len);
     let (mut zip, names) = zip_guard(|| {
         let zip = ::zip::ZipArchive::new(Cursor::new(bytes))
             .map_err(|e| anyhow!("corrupt zip archive: {e}"))?;
@@ -101,6 +105,7 @@ pub(super) fn load_zip(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
     let byteorder_name = format!("{prefix}byteorder");
     let big_endian = if name_set.contains(byteorder_name.as_str()) {
         let b = read_entry(&mut zip, &byteorder_name, 64, file_len)?;
+        inflate_left = inflate_left.saturating_sub(b.len() as u64);
         match String::from_utf8_lossy(&b).trim() {
             "little" => false,
             "big" => true,
@@ -114,8 +119,12 @@ pub(super) fn load_zip(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
     };
 
     // data.pkl is stored uncompressed by torch and is tiny next to the storages.
-    let pkl_limit = file_len.saturating_mul(4).saturating_add(1 << 20);
+    let pkl_limit = file_len
+        .saturating_mul(4)
+        .saturating_add(1 << 20)
+        .min(inflate_left);
     let pkl = read_entry(&mut zip, &pkl_name, pkl_limit, file_len)?;
+    inflate_left = inflate_left.saturating_sub(pkl.len() as u64);
     let pk = unpickle(&pkl, 0, &pkl_name, true)?;
     let entries = state_dict_entries(&pk)?;
 
@@ -139,18 +148,22 @@ pub(super) fn load_zip(bytes: &[u8]) -> Result<Vec<(String, Tensor)>> {
                     printable(&name)
                 );
             }
-            let need = s
-                .numel
-                .checked_mul(s.dtype.size() as u64)
-                .filter(|&n| n <= max_entry)
-                .ok_or_else(|| {
-                    anyhow!(
-                        "corrupt checkpoint: storage '{}' claims {} elements",
-                        printable(&s.key),
-                        s.numel
-                    )
-                })?;
-            let data = read_entry(&mut zip, &entry, max_entry, file_len)?;
+            let need = s.numel.checked_mul(s.dtype.size() as u64).ok_or_else(|| {
+                anyhow!(
+                    "corrupt checkpoint: storage '{}' claims {} elements",
+                    printable(&s.key),
+                    s.numel
+                )
+            })?;
+            if need > inflate_left {
+                bail!(
+                    "storage '{}' needs {need} bytes: {}",
+                    printable(&s.key),
+                    limit_message(file_len)
+                );
+            }
+            let data = read_entry(&mut zip, &entry, inflate_left, file_len)?;
+            inflate_left = inflate_left.saturating_sub(data.len() as u64);
             if (data.len() as u64) < need {
                 bail!(
                     "storage record '{}' has {} bytes but the pickle declares {} elements of {} bytes",

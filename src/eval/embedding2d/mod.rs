@@ -38,10 +38,9 @@
 //! Checked against `sklearn.decomposition.PCA` (tests/fixtures/plots/make_pca_ref.py):
 //! coordinates within 1e-4, explained-variance ratio within 1e-6.
 //!
-//! `pca` computes the map, `eigen` holds the symmetric eigen-decomposition it needs, and
-//! `neighbours` scores how well a map keeps labels together.
+//! `pca` computes the map (through [`crate::linalg::pca`], which also holds the eigen-decomposition)
+//! and `neighbours` scores how well a map keeps labels together.
 
-mod eigen;
 mod neighbours;
 mod pca;
 

@@ -58,9 +58,9 @@ pub struct PlotFiles {
 trait DrawOk<T> {
     fn dr(self) -> Result<T>;
 }
-impl<T, E: std::fmt::Debug> DrawOk<T> for std::result::Result<T, E> {
+impl<T, E: std::fmt::Display> DrawOk<T> for std::result::Result<T, E> {
     fn dr(self) -> Result<T> {
-        self.map_err(|e| anyhow!("drawing failed: {e:?}"))
+        self.map_err(|e| anyhow!("drawing failed: {e}"))
     }
 }
 

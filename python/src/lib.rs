@@ -1,0 +1,146 @@
+//! `celltext._celltext`: the celltext library in Python. Every function here calls the same
+//! library code as the CLI; the pure-Python package `celltext` turns AnnData objects into the
+//! buffers these take and writes the results back. Errors come back as Python exceptions with
+//! the CLI's messages; a panic becomes a `RuntimeError`, never an abort.
+
+use std::borrow::Cow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use numpy::{PyReadonlyArray1, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyFileNotFoundError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+
+mod cells;
+mod classify;
+mod encoder;
+mod genes;
+
+/// A library error as a Python exception: the interrupt the work stopped for (Ctrl-C) as is,
+/// a missing file as `FileNotFoundError`, anything else as `ValueError`, with the message the
+/// CLI prints after `error:`.
+pub(crate) fn to_py(e: anyhow::Error) -> PyErr {
+    for cause in e.chain() {
+        if let Some(pe) = cause.downcast_ref::<PyErr>() {
+            return Python::with_gil(|py| pe.clone_ref(py));
+        }
+    }
+    let msg = format!("{e:#}");
+    let not_found = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+    }) || msg.contains(": missing; a gene store is");
+    if not_found {
+        PyFileNotFoundError::new_err(msg)
+    } else {
+        PyValueError::new_err(msg)
+    }
+}
+
+/// Run library code, turning its error into a Python exception and a panic into a
+/// `RuntimeError` (a bug, reported rather than unwound into the interpreter).
+pub(crate) fn guard<T>(f: impl FnOnce() -> anyhow::Result<T>) -> PyResult<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(to_py),
+        Err(p) => {
+            let what = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(PyRuntimeError::new_err(format!(
+                "internal error in celltext (please report): {what}"
+            )))
+        }
+    }
+}
+
+/// Ctrl-C between batches: runs Python's signal handlers (KeyboardInterrupt) with the GIL
+/// taken back for a moment; called from code that released it.
+pub(crate) fn check_signals() -> anyhow::Result<()> {
+    Python::with_gil(|py| py.check_signals()).map_err(anyhow::Error::from)
+}
+
+/// An index array from NumPy: int64 read in place (as usize), int32 widened (a copy).
+pub(crate) fn index_array<'a>(a: &'a Bound<'_, PyAny>, what: &str) -> PyResult<IndexArray<'a>> {
+    if let Ok(x) = a.extract::<PyReadonlyArray1<i64>>() {
+        return Ok(IndexArray::I64(x));
+    }
+    if let Ok(x) = a.extract::<PyReadonlyArray1<i32>>() {
+        return Ok(IndexArray::I32(x));
+    }
+    Err(PyValueError::new_err(format!(
+        "{what} must be a 1-D int32 or int64 NumPy array"
+    )))
+}
+
+pub(crate) enum IndexArray<'py> {
+    I64(PyReadonlyArray1<'py, i64>),
+    I32(PyReadonlyArray1<'py, i32>),
+}
+
+impl IndexArray<'_> {
+    /// As usize values; negative entries are an error naming `what`.
+    pub fn as_usize(&self, what: &str) -> PyResult<Cow<'_, [usize]>> {
+        let bad = || PyValueError::new_err(format!("{what} has a negative entry"));
+        match self {
+            IndexArray::I64(x) => {
+                let s = x.as_slice()?;
+                if s.iter().any(|&v| v < 0) {
+                    return Err(bad());
+                }
+                Ok(Cow::Borrowed(bytemuck::cast_slice(s)))
+            }
+            IndexArray::I32(x) => {
+                let s = x.as_slice()?;
+                if s.iter().any(|&v| v < 0) {
+                    return Err(bad());
+                }
+                Ok(Cow::Owned(s.iter().map(|&v| v as usize).collect()))
+            }
+        }
+    }
+
+    /// As u32 column indices: int32 read in place, int64 narrowed (a copy).
+    pub fn as_u32(&self, what: &str) -> PyResult<Cow<'_, [u32]>> {
+        let bad = || PyValueError::new_err(format!("{what} has an entry outside 0..2^32"));
+        match self {
+            IndexArray::I32(x) => {
+                let s = x.as_slice()?;
+                if s.iter().any(|&v| v < 0) {
+                    return Err(bad());
+                }
+                Ok(Cow::Borrowed(bytemuck::cast_slice(s)))
+            }
+            IndexArray::I64(x) => {
+                let s = x.as_slice()?;
+                s.iter()
+                    .map(|&v| u32::try_from(v).map_err(|_| bad()))
+                    .collect::<PyResult<Vec<u32>>>()
+                    .map(Cow::Owned)
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            IndexArray::I64(x) => x.len(),
+            IndexArray::I32(x) => x.len(),
+        }
+    }
+}
+
+/// The library's version (the CLI's `--version`).
+#[pyfunction]
+fn version() -> &'static str {
+    celltext::io::TOOL_VERSION
+}
+
+#[pymodule]
+fn _celltext(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(version, m)?)?;
+    encoder::register(m)?;
+    genes::register(m)?;
+    cells::register(m)?;
+    classify::register(m)?;
+    Ok(())
+}
