@@ -222,6 +222,13 @@ fn write_gene_store(
 /// Trains sciLaMA and writes every output (see the module docs).
 pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
     let t0 = std::time::Instant::now();
+    // One writer per output; checked before the (minutes-long) training.
+    let _lock = CellOutput {
+        path: args.output.clone(),
+        in_place: args.in_place,
+        name: "scilama".into(),
+    }
+    .prepare()?;
     let ext = args
         .output
         .extension()
