@@ -15,3 +15,5 @@ pub mod linalg;
 pub mod outputs;
 pub mod pickle;
 pub mod progress;
+pub mod scilama;
+pub mod training;

@@ -121,6 +121,9 @@ enum Command {
     },
     /// Precision and throughput of a device (GPU, or a CPU dry run) against the CPU f32 backend.
     DeviceCheck(app::device_check::DeviceCheckArgs),
+    /// sciLaMA: context-aware cell and gene embeddings from a paired VAE over a gene store.
+    #[command(subcommand)]
+    Scilama(ScilamaCmd),
     /// Write a seeded random BERT checkpoint of a known shape (for speed checks without downloads).
     SynthModel {
         /// ember-v1, bert-large, biobert, scibert, bert-base or minilm.
@@ -446,6 +449,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Cells(c) => run_cells(c, cli.quiet, cli.json)?,
+        Command::Scilama(c) => run_scilama(c, cli.quiet, cli.json)?,
         Command::DeviceCheck(mut args) => {
             args.quiet = cli.quiet;
             let r = app::device_check::run_device_check(&args)?;
@@ -511,6 +515,163 @@ fn run(cli: Cli) -> Result<()> {
                     "\nwrote {}/results.md, results.json, accuracy.png/.svg",
                     out.display()
                 );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[derive(Subcommand)]
+enum ScilamaCmd {
+    /// Train on raw counts + a gene store: obsm['X_scilama'], contextual gene store, weights, losses.
+    Train {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Gene store from `celltext genes embed` (the static gene vectors).
+        #[arg(long)]
+        genes: PathBuf,
+        #[arg(long, default_value = "human", ignore_case = true, value_parser = value_enum::<Species>())]
+        species: Species,
+        /// Map genes through mouse <-> human orthologs when the store lacks them.
+        #[arg(long)]
+        orthologs: bool,
+        /// Keep the N store genes with the highest log-expression variance (0 = all).
+        #[arg(long, default_value_t = 2000)]
+        hvg: usize,
+        /// What the gene VAE encodes: store, self (transposed expression), random or shuffled.
+        #[arg(long, default_value = "store", value_parser = value_enum::<celltext::scilama::GeneInput>())]
+        gene_input: celltext::scilama::GeneInput,
+        #[command(flatten)]
+        cfg: celltext::scilama::ScilamaConfig,
+        /// cpu, cuda[:N] or metal[:N].
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// OUT.h5ad (side files OUT.scilama_genes.*, OUT.scilama_model.safetensors, OUT.scilama_losses.tsv).
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+        #[arg(long)]
+        in_place: bool,
+    },
+    /// Project new cells and/or new gene vectors through a trained model's encoders.
+    Embed {
+        /// PREFIX.scilama_model.safetensors from `scilama train`.
+        #[arg(long)]
+        model: PathBuf,
+        /// Cells to project (raw counts; same reading options as `train`).
+        #[arg(long, short = 'i')]
+        input: Option<PathBuf>,
+        #[arg(long)]
+        layer: Option<String>,
+        #[arg(long)]
+        raw: bool,
+        #[arg(long)]
+        gene_symbols_key: Option<String>,
+        #[arg(long, default_value = "human", ignore_case = true, value_parser = value_enum::<Species>())]
+        species: Species,
+        /// OUT.h5ad for the projected cells (obsm['X_scilama']).
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+        #[arg(long)]
+        in_place: bool,
+        /// Gene store whose vectors go through the gene encoder.
+        #[arg(long)]
+        genes: Option<PathBuf>,
+        /// Store prefix for the projected gene embeddings.
+        #[arg(long)]
+        genes_out: Option<PathBuf>,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+}
+
+fn run_scilama(cmd: ScilamaCmd, quiet: bool, json: bool) -> Result<()> {
+    match cmd {
+        ScilamaCmd::Train {
+            input,
+            genes,
+            species,
+            orthologs,
+            hvg,
+            gene_input,
+            cfg,
+            device,
+            output,
+            in_place,
+        } => {
+            let args = app::scilama::TrainArgs {
+                input: input.input.clone(),
+                read: input.read_options(),
+                store: genes,
+                species,
+                orthologs,
+                hvg,
+                gene_input,
+                cfg,
+                device,
+                output,
+                in_place,
+                quiet,
+            };
+            let r = app::scilama::run_train(&args)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                for o in &r.outputs {
+                    println!("wrote {o}");
+                }
+                println!(
+                    "cells {} ({} fit, {} val) × genes {} (of {} in the store), gene input {:?} ({} dims)",
+                    r.n_cells, r.n_fit, r.n_val, r.n_genes, r.gene_coverage.n_genes - r.gene_coverage.n_unmatched, r.gene_input, r.gene_input_dim
+                );
+                println!(
+                    "epochs {:?}, best {:?}, final val loss {:?}",
+                    r.epochs_run, r.best_epochs, r.final_val_loss
+                );
+                println!("time {:.1} s on {}", r.seconds, r.device);
+            }
+        }
+        ScilamaCmd::Embed {
+            model,
+            input,
+            layer,
+            raw,
+            gene_symbols_key,
+            species,
+            output,
+            in_place,
+            genes,
+            genes_out,
+            device,
+        } => {
+            let args = app::scilama::EmbedArgs {
+                model,
+                input,
+                read: celltext::cells::read::ReadOptions {
+                    layer,
+                    raw,
+                    gene_symbols_key,
+                    chunk_rows: 4096,
+                },
+                species,
+                output,
+                in_place,
+                genes,
+                genes_out,
+                device,
+                quiet,
+            };
+            let r = app::scilama::run_embed(&args)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                if let (Some((o, n, k)), Some(found)) = (&r.cells, r.model_genes_found) {
+                    println!(
+                        "wrote {o} (obsm['X_scilama'], {n} cells × {k}; {found} model genes found)"
+                    );
+                }
+                if let Some((o, n)) = &r.genes {
+                    println!("wrote {o}.safetensors ({n} genes)");
+                }
             }
         }
     }

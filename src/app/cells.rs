@@ -181,6 +181,22 @@ pub fn write_cell_output(
     write_cell_vectors(input, matrix, out, &keys, data, dim, obs, manifest)
 }
 
+/// [`write_cell_output`] under an explicit obsm key (manifest in `uns/celltext_<name>`).
+#[allow(clippy::too_many_arguments)]
+pub fn write_cell_output_key(
+    input: &Path,
+    matrix: &ExpressionMatrix,
+    out: &CellOutput,
+    key: &str,
+    data: &[f32],
+    dim: usize,
+    obs: Vec<(String, ObsColumn)>,
+    manifest: &serde_json::Value,
+) -> Result<String> {
+    let keys = (key.to_string(), format!("celltext_{}", out.name));
+    write_cell_vectors(input, matrix, out, &keys, data, dim, obs, manifest)
+}
+
 /// Write vectors under `obsm/<keys.0>` (manifest JSON in `uns/<keys.1>`) of an .h5ad output,
 /// or as .npy/.safetensors rows, plus obs columns and `OUT.manifest.json`.
 #[allow(clippy::too_many_arguments)]

@@ -51,6 +51,12 @@ pub fn run_cells_pca(args: &CellsPcaArgs) -> Result<CellsPcaReport> {
             args.key
         );
     }
+    let target = CellOutput {
+        path: args.output.clone(),
+        in_place: args.in_place,
+        name: args.key.clone(),
+    };
+    let _lock = target.prepare()?;
     let m = read_normalized(&args.input, &args.read, InputNorm::Raw, args.quiet)?;
     let out = standard_pca(&m.x, &args.params)
         .with_context(|| format!("{}: standard PCA baseline", args.input.display()))?;
@@ -73,11 +79,6 @@ pub fn run_cells_pca(args: &CellsPcaArgs) -> Result<CellsPcaReport> {
     };
     report.seconds = t0.elapsed().as_secs_f64();
     let manifest = serde_json::to_value(&report)?;
-    let target = CellOutput {
-        path: args.output.clone(),
-        in_place: args.in_place,
-        name: args.key.clone(),
-    };
     let obs: Vec<(String, ObsColumn)> = Vec::new();
     report.written = write_cell_vectors(
         &args.input,

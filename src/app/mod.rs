@@ -9,6 +9,7 @@ pub mod embed;
 pub mod experiment;
 pub mod genes;
 pub mod numbers;
+pub mod scilama;
 pub mod value_enum;
 
 use crate::encoder::{Encoder, EncoderOptions};

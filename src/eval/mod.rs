@@ -1,5 +1,6 @@
 //! Metrics, clustering scores, reports and plots.
 pub mod clustering;
 pub mod embedding2d;
+pub mod integration;
 pub mod metrics;
 pub mod plots;

@@ -78,6 +78,10 @@ pub struct ClassifyArgs {
     /// obs column with the cell-type labels (empty / NaN labels are excluded and counted).
     #[arg(long)]
     pub label: String,
+    /// obs column with the batch of each cell: adds batch ASW, iLISI and cLISI (scIB) to the
+    /// embedding-quality table.
+    #[arg(long)]
+    pub batch_key: Option<String>,
     /// knn or mlp.
     #[arg(long, default_value = "knn", ignore_case = true, value_parser = value_enum::<Method>())]
     pub method: Method,
@@ -148,6 +152,7 @@ impl ClassifyArgs {
             embeddings: Vec::new(),
             embedding_files: Vec::new(),
             label: label.into(),
+            batch_key: None,
             method: Method::Knn,
             on: FeatureSpace::Embedding,
             layer: None,

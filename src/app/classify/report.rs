@@ -10,6 +10,7 @@ use super::arguments::{ClassifyArgs, Method};
 use crate::classify::knn::Vote;
 use crate::classify::mlp::TrainingHistory;
 use crate::eval::clustering::EmbeddingQuality;
+use crate::eval::integration::IntegrationScores;
 use crate::eval::metrics::ClassificationReport;
 
 /// accuracy / weighted F1 / macro F1 / Cohen's kappa of one set of predictions.
@@ -126,6 +127,9 @@ pub struct QualityResult {
     pub metrics: Option<EmbeddingQuality>,
     /// Why the scores could not be computed, if so.
     pub error: Option<String>,
+    /// With `--batch-key`: batch ASW, iLISI, cLISI (or why they could not be computed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub integration: Option<Result<IntegrationScores, String>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -452,6 +456,35 @@ pub fn render_markdown(r: &ClassifyReport) -> String {
                         q.dim,
                         md(q.error.as_deref().unwrap_or(""))
                     );
+                }
+            }
+        }
+        if r.quality.iter().any(|q| q.integration.is_some()) {
+            let _ = writeln!(s);
+            let _ = writeln!(s, "| embedding | batches | batch ASW | iLISI | cLISI |");
+            let _ = writeln!(s, "| --- | ---: | ---: | ---: | ---: |");
+            for q in &r.quality {
+                match &q.integration {
+                    Some(Ok(i)) => {
+                        let _ = writeln!(
+                            s,
+                            "| {} | {} | {} | {} | {} |",
+                            md(&q.embedding),
+                            i.n_batches,
+                            fmt_score(i.batch_asw),
+                            fmt_score(i.ilisi),
+                            fmt_score(i.clisi)
+                        );
+                    }
+                    Some(Err(e)) => {
+                        let _ = writeln!(
+                            s,
+                            "| {} | not computed: {} | | | |",
+                            md(&q.embedding),
+                            md(e)
+                        );
+                    }
+                    None => {}
                 }
             }
         }

@@ -16,6 +16,7 @@ use crate::classify::features::{
     concat_normalized, gather_rows, select_columns, top_variance_columns,
 };
 use crate::eval::clustering::EmbeddingQuality;
+use crate::eval::integration::{IntegrationScores, DEFAULT_K as DEFAULT_LISI_K};
 use crate::eval::metrics::ClassificationReport;
 
 /// Test (and val) scores of every arm: per split, and pooled (or mean ± sd over folds).
@@ -149,6 +150,27 @@ pub(super) fn embedding_quality(
         ));
     }
     let q_labels: Vec<usize> = q_cells.iter().map(|&i| lab.y[i]).collect();
+    let q_batches: Option<Result<Vec<usize>, String>> = args.batch_key.as_ref().map(|key| {
+        let col = lab
+            .obs
+            .iter()
+            .find(|(n, _)| n == key)
+            .map(|(_, c)| c.to_labels())
+            .ok_or_else(|| {
+                let names: Vec<&str> = lab.obs.iter().map(|(n, _)| n.as_str()).collect();
+                format!(
+                    "--batch-key {key}: no such obs column (obs has: {})",
+                    names.join(", ")
+                )
+            })?;
+        let mut names: Vec<&String> = q_cells.iter().map(|&i| &col[i]).collect();
+        names.sort_unstable();
+        names.dedup();
+        Ok(q_cells
+            .iter()
+            .map(|&i| names.binary_search(&&col[i]).expect("present"))
+            .collect())
+    });
     let mut quality_inputs: Vec<(String, Vec<f32>, usize, Option<String>)> = Vec::new();
     for f in feats {
         if f.info.kind == "counts" {
@@ -190,6 +212,18 @@ pub(super) fn embedding_quality(
                 (Some(a), Some(b)) => Some(format!("{a}; {b}")),
                 (a, b) => a.or_else(|| b.clone()),
             };
+            let integration = q_batches.as_ref().map(|b| {
+                let b = b.as_ref().map_err(|e| e.clone())?;
+                IntegrationScores::compute(
+                    &x,
+                    q_cells.len(),
+                    d,
+                    &q_labels,
+                    b,
+                    DEFAULT_LISI_K.min(q_cells.len()),
+                )
+                .map_err(|e| format!("{e:#}"))
+            });
             match EmbeddingQuality::compute(&x, q_cells.len(), d, &q_labels, args.seed) {
                 Ok(m) => QualityResult {
                     embedding: name,
@@ -198,6 +232,7 @@ pub(super) fn embedding_quality(
                     note,
                     metrics: Some(m),
                     error: None,
+                    integration,
                 },
                 Err(e) => QualityResult {
                     embedding: name,
@@ -206,6 +241,7 @@ pub(super) fn embedding_quality(
                     note,
                     metrics: None,
                     error: Some(format!("{e:#}")),
+                    integration,
                 },
             }
         })

@@ -302,20 +302,6 @@ impl TrainedMlp {
         Ok(((num / den) as f32, correct as f32 / idx.len().max(1) as f32))
     }
 
-    pub(super) fn snapshot(&self) -> Result<Vec<Tensor>> {
-        self.vars
-            .iter()
-            .map(|(_, v)| Ok(v.as_tensor().copy()?))
-            .collect()
-    }
-
-    pub(super) fn restore(&self, snap: &[Tensor]) -> Result<()> {
-        for ((_, v), t) in self.vars.iter().zip(snap) {
-            v.set(t)?;
-        }
-        Ok(())
-    }
-
     pub(super) fn gate_report(&self) -> Result<Vec<SourceGate>> {
         if self.arch.fusion != Fusion::Gated {
             return Ok(Vec::new());

@@ -2,11 +2,12 @@
 //! described in the module docs.
 
 use anyhow::{bail, Result};
-use candle_core::{Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
+use candle_core::Var;
+use candle_nn::Optimizer;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+
+use crate::training::{adamw, epoch_batches, seeded_rng, EarlyStopping};
 
 use super::network::{check_finite, check_idx, check_sources, gather_rows, Arch};
 use super::{balanced_class_weights, MlpConfig, Source, TrainedMlp, TrainingHistory};
@@ -83,7 +84,7 @@ impl TrainedMlp {
         }
         check_finite(sources, train_idx)?;
 
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let mut rng = seeded_rng(cfg.seed);
         let (fit_idx, val_idx) =
             carve_validation(train_idx, labels, n_classes, cfg.val_fraction, &mut rng);
         if cfg.val_fraction > 0.0 && val_idx.is_empty() {
@@ -117,14 +118,7 @@ impl TrainedMlp {
         model.init_linear(&mut rng)?;
 
         let vars: Vec<Var> = model.vars.iter().map(|(_, v)| v.clone()).collect();
-        let mut opt = AdamW::new(
-            vars,
-            ParamsAdamW {
-                lr: cfg.lr,
-                weight_decay: cfg.weight_decay,
-                ..ParamsAdamW::default()
-            },
-        )?;
+        let mut opt = adamw(vars.clone(), cfg.lr, cfg.weight_decay)?;
 
         let mut history = TrainingHistory {
             fit_idx: fit_idx.clone(),
@@ -132,12 +126,11 @@ impl TrainedMlp {
             class_weights: class_weights.clone(),
             ..TrainingHistory::default()
         };
-        let mut best: Option<(f32, usize, Vec<Tensor>)> = None;
+        let mut stopping = EarlyStopping::new(cfg.patience);
         let mut order = fit_idx.clone();
         for epoch in 0..cfg.max_epochs {
-            order.shuffle(&mut rng);
             let mut loss_sum = 0f64;
-            for batch in order.chunks(cfg.batch_size) {
+            for batch in epoch_batches(&mut order, cfg.batch_size, &mut rng) {
                 let xs = gather_rows(sources, batch)?;
                 let logits = model.forward(&xs, Some(&mut rng))?;
                 let loss = Self::batch_loss(&logits, labels, batch, weights)?;
@@ -158,16 +151,12 @@ impl TrainedMlp {
             let (vl, va) = model.evaluate(sources, labels, &val_idx, weights)?;
             history.val_loss.push(vl);
             history.val_accuracy.push(va);
-            let improved = best.as_ref().is_none_or(|(b, _, _)| vl < *b);
-            if improved {
-                best = Some((vl, epoch, model.snapshot()?));
-            } else if epoch - best.as_ref().map_or(0, |b| b.1) >= cfg.patience {
+            if stopping.observe(epoch, vl, &vars)? {
                 history.stopped_early = epoch + 1 < cfg.max_epochs;
                 break;
             }
         }
-        if let Some((_, epoch, snap)) = best {
-            model.restore(&snap)?;
+        if let Some(epoch) = stopping.restore_best(&vars)? {
             history.best_epoch = epoch;
         }
         history.gates = model.gate_report()?;
@@ -179,6 +168,7 @@ impl TrainedMlp {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     #[test]
     fn validation_carve_is_stratified_seeded_and_disjoint() {

@@ -1,0 +1,191 @@
+#!/usr/bin/env python3
+"""sciLaMA evaluation on real data (README, "sciLaMA"): for each dataset, GenePT-w, PCA-50 of the
+scaled matrix sciLaMA sees, and sciLaMA with the gene store (--gene-input store) and with the
+transposed expression matrix (--gene-input self), over several seeds; every embedding scored by
+`celltext classify` (KNN accuracy, k-means ARI/NMI, cosine ASW, and with a batch column batch
+ASW, iLISI, cLISI); on pbmc3k also Davies-Bouldin / Calinski-Harabasz of the canonical markers'
+static vs contextual gene embeddings. Reads each dataset folder's MTX files (so a build without HDF5 runs it) and keeps embeddings
+as .npy. Needs numpy, scipy, scikit-learn, safetensors. Runs are
+ordered seed by seed (store, then self), and results.json is rewritten after each, so a run cut
+short keeps what it finished.
+
+  python3 scripts/scilama_eval.py --data DATA --human-store STORE_H --mouse-store STORE_M \
+      --bin target/release/celltext --work scilama-eval [--seeds 0,1,2] [--epochs 100]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import scipy.io
+import numpy as np
+import scipy.sparse as sp
+from sklearn.decomposition import PCA
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
+
+DATASETS = [
+    # name, folder (matrix.mtx.gz rows = cells, raw counts; genes.tsv; cells.tsv), label, batch, species
+    ("pbmc3k", "pbmc3k_seurat", "label", None, "human"),
+    ("cellbench", "cellbench_celseq2_5cl", "cell_line", "batch", "human"),
+    ("baron", "baron2016_mouse1_pancreas", "label", "library", "mouse"),
+]
+MARKERS = {
+    "IL7R": "Naive CD4 T", "CCR7": "Naive CD4 T", "S100A4": "Memory CD4 T", "CD14": "CD14+ Mono",
+    "LYZ": "CD14+ Mono", "MS4A1": "B", "CD8A": "CD8 T", "FCGR3A": "FCGR3A+ Mono",
+    "MS4A7": "FCGR3A+ Mono", "GNLY": "NK", "NKG7": "NK", "FCER1A": "DC", "CST3": "DC", "PPBP": "Platelet",
+}
+
+
+def run(cmd, log):
+    t = time.time()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    log.write(" ".join(cmd) + f"\n  ({time.time() - t:.1f} s)\n")
+    log.flush()
+    if r.returncode != 0:
+        sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr}")
+    return r.stdout
+
+
+def store_rows(prefix):
+    from safetensors.numpy import load_file
+    e = load_file(prefix + ".safetensors")["embeddings"]
+    genes = open(prefix + ".genes.tsv").read().split("\n")[: e.shape[0]]
+    return dict(zip(genes, e))
+
+
+def read_counts(folder):
+    """Cells x genes CSR of a dataset folder's matrix.mtx.gz (rows = cells) and its gene names."""
+    x = sp.csr_matrix(scipy.io.mmread(os.path.join(folder, "matrix.mtx.gz")))
+    lines = [l.split("\t") for l in open(os.path.join(folder, "genes.tsv")).read().split("\n") if l]
+    if len(lines) == x.shape[1] + 1:  # a header: take its `symbol` column (else the first)
+        col = lines[0].index("symbol") if "symbol" in lines[0] else 0
+        lines = [[l[col]] for l in lines[1:]]
+    return x, [l[0] for l in lines]
+
+
+def pca50(folder, genes, out):
+    x, names = read_counts(folder)
+    x = x.astype(np.float64)
+    tot = np.asarray(x.sum(1)).ravel()
+    x = sp.diags(1e4 / np.where(tot > 0, tot, 1)) @ x
+    x.data = np.log1p(x.data)
+    pos = {g: i for i, g in enumerate(names)}
+    x = x[:, [pos[g] for g in genes]].toarray()
+    sd = x.std(0, ddof=1)
+    z = np.clip((x - x.mean(0)) / np.where(sd == 0, 1, sd), -10, 10)
+    z[:, sd == 0] = 0
+    np.save(out, np.ascontiguousarray(PCA(50, svd_solver="full", random_state=0).fit_transform(z), dtype=np.float32))
+
+
+def markers(res, static, ctx):
+    """Davies-Bouldin / Calinski-Harabasz of the canonical markers, labelled by cell type."""
+    genes_ok = [g for g in MARKERS if g in ctx and g in static]
+    lab = [MARKERS[g] for g in genes_ok]
+    mk = res.setdefault("markers", {"static (store)": [], "contextual (sciLaMA)": []})
+    for k, src in (("static (store)", static), ("contextual (sciLaMA)", ctx)):
+        x = np.array([src[g] for g in genes_ok])
+        mk[k].append({"DB": davies_bouldin_score(x, lab), "CH": calinski_harabasz_score(x, lab), "markers": genes_ok})
+
+
+def classify(bin_, inp, label, batch, seed, emb=None, emb_file=None):
+    cmd = [bin_, "--quiet", "--json", "classify", "-i", inp, "--label", label, "--seed", str(seed)]
+    cmd += ["--embedding", emb] if emb else ["--embedding-file", emb_file]
+    if batch:
+        cmd += ["--batch-key", batch]
+    r = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    q = r["quality"][0]
+    m = q["metrics"]
+    out = {"KNN acc": r["summary"]["accuracy"], "ARI": m["kmeans_ari"], "NMI": m["kmeans_nmi"],
+           "ASW": m["silhouette_cosine"]}
+    if batch:
+        i = q["integration"]["Ok"]
+        out.update({"batch ASW": i["batch_asw"], "iLISI": i["ilisi"], "cLISI": i["clisi"]})
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", required=True)
+    p.add_argument("--human-store", required=True)
+    p.add_argument("--mouse-store", required=True)
+    p.add_argument("--bin", default="target/release/celltext")
+    p.add_argument("--work", default="scilama-eval")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--epochs", default="100")
+    p.add_argument("--hvg", default="0")
+    p.add_argument("--batch-size", default="128")
+    p.add_argument("--only", default="")
+    p.add_argument("--results", default="", help="folder for results.*.json (default: --work)")
+    a = p.parse_args()
+    seeds = [int(s) for s in a.seeds.split(",")]
+    os.makedirs(a.work, exist_ok=True)
+    log = open(os.path.join(a.work, "commands.log"), "a")
+    results = {}
+    for name, folder, label, batch, species in DATASETS:
+        if a.only and name not in a.only.split(","):
+            continue
+        inp = os.path.join(a.data, "cells", folder)
+        store = a.human_store if species == "human" else a.mouse_store
+        common = ["--species", species]
+        w = lambda f: os.path.join(a.work, f"{name}.{f}")
+        run([a.bin, "--quiet", "cells", "embed", "-i", inp, "--genes", store, "-o", w("genept.npy")] + common, log)
+        res = {}
+
+        def score(method, s, f, emb, ef, secs=None):
+            r = res.setdefault(method, {"scores": [], "train_seconds": [], "seeds": []})
+            r["scores"].append(classify(a.bin, f, label, batch, s, emb, ef))
+            r["seeds"].append(s)
+            if secs is not None:
+                r["train_seconds"].append(secs)
+            results[name] = res
+            json.dump(results, open(os.path.join(a.results or a.work, f"results.{name}.json"), "w"), indent=1)
+
+        for s in seeds:
+            for mode in ("store", "self"):
+                out = w(f"{mode}.s{s}.npy")
+                t = time.time()
+                run([a.bin, "--quiet", "scilama", "train", "-i", inp, "--genes", store, "--gene-input", mode,
+                     "--hvg", a.hvg, "--epochs", a.epochs, "--batch-size", a.batch_size, "--seed", str(s),
+                     "-o", out] + common, log)
+                score(f"sciLaMA ({mode})", s, inp, None, out, time.time() - t)
+                if name == "pbmc3k" and mode == "store":
+                    markers(res, store_rows(store), store_rows(w(f"store.s{s}.scilama_genes")))
+                if s == seeds[0] and mode == "store":
+                    genes = open(w("store.s0.scilama_genes.genes.tsv")).read().split()
+                    pca50(inp, genes, w("pca50.npy"))
+            score("GenePT-w", s, inp, None, w("genept.npy"))
+            score("PCA-50", s, inp, None, w("pca50.npy"))
+        results[name] = res
+        json.dump(results, open(os.path.join(a.results or a.work, f"results.{name}.json"), "w"), indent=1)
+    print_tables(results)
+
+
+def ms(v):
+    v = np.array(v, dtype=float)
+    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v[0]:.3f}"
+
+
+def print_tables(results):
+    for name, res in results.items():
+        cols = [c for c in res[next(iter(k for k in res if k != "markers"))]["scores"][0]]
+        print(f"\n{name}\n\n| embedding | " + " | ".join(cols) + " |")
+        print("|---" * (len(cols) + 1) + "|")
+        for method, r in res.items():
+            if method == "markers":
+                continue
+            print(f"| {method} | " + " | ".join(ms([s[c] for s in r["scores"]]) for c in cols) + " |")
+        for method, r in res.items():
+            if method != "markers" and r["train_seconds"]:
+                print(f"{method}: training {ms(r['train_seconds'])} s")
+        if "markers" in res:
+            print("\n| marker gene embeddings | Davies-Bouldin (lower is better) | Calinski-Harabasz (higher is better) |")
+            print("|---|---|---|")
+            for k, v in res["markers"].items():
+                print(f"| {k} | {ms([x['DB'] for x in v])} | {ms([x['CH'] for x in v])} |")
+            print("markers:", ", ".join(res["markers"]["static (store)"][0]["markers"]))
+
+
+if __name__ == "__main__":
+    main()

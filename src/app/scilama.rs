@@ -1,0 +1,493 @@
+//! `celltext scilama train | embed`: sciLaMA cell and gene embeddings (see `crate::scilama`).
+//!
+//! `train -o OUT.h5ad` writes, beside each other (PREFIX = OUT without `.h5ad`; `-o OUT.npy` or
+//! `.safetensors` puts the cell embeddings there instead of into a copy of the input):
+//! - `OUT.h5ad`: a copy of the input with `obsm['X_scilama']` (cell μ), `obs['scilama_split']`
+//!   (`fit` / `val`) and `uns['celltext_scilama']` (the manifest as JSON), + `OUT.h5ad.manifest.json`;
+//! - `PREFIX.scilama_genes.{safetensors,genes.tsv,manifest.json}`: the contextual gene embeddings
+//!   (gene μ) of the model's genes as a celltext gene store (`genes export` turns it into
+//!   parquet / tsv / npy for scanpy users);
+//! - `PREFIX.scilama_model.safetensors` (+ manifest): every parameter, the per-gene scaling
+//!   statistics (`scaling.mean`, `scaling.std`) and, in the metadata, the architecture, settings and
+//!   gene names — what `scilama embed` needs;
+//! - `PREFIX.scilama_losses.tsv`: step, epoch, train loss / recon / KL, validation loss.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+
+use super::cells::{input_checksum, read_normalized, write_cell_output_key, CellOutput, InputNorm};
+use crate::cells::matrix::ObsColumn;
+use crate::cells::read::ReadOptions;
+use crate::genes::resolver::Coverage;
+use crate::genes::store::GeneEmbeddings;
+use crate::genes::Species;
+use crate::io::{atomic_write, atomic_write_with, manifest_path, write_json, TOOL_VERSION};
+use crate::scilama::data::{gene_inputs, prepare, scale_new, GeneInput};
+use crate::scilama::model::{Arch, Network};
+use crate::scilama::{fit, EpochLog, ScilamaConfig};
+use crate::training::device;
+
+pub const OBSM_KEY: &str = "X_scilama";
+
+pub struct TrainArgs {
+    pub input: PathBuf,
+    pub read: ReadOptions,
+    pub store: PathBuf,
+    pub species: Species,
+    pub orthologs: bool,
+    pub hvg: usize,
+    pub gene_input: GeneInput,
+    pub cfg: ScilamaConfig,
+    pub device: String,
+    pub output: PathBuf,
+    pub in_place: bool,
+    pub quiet: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TrainReport {
+    pub tool: String,
+    pub command: String,
+    pub input: String,
+    pub input_sha256: String,
+    pub layer: Option<String>,
+    pub store: String,
+    pub store_manifest: Option<serde_json::Value>,
+    pub gene_input: GeneInput,
+    pub gene_coverage: Coverage,
+    pub hvg: usize,
+    pub n_cells: usize,
+    pub n_genes: usize,
+    pub gene_input_dim: usize,
+    pub config: ScilamaConfig,
+    pub device: String,
+    pub n_fit: usize,
+    pub n_val: usize,
+    pub epochs_run: Vec<(String, usize)>,
+    pub best_epochs: Vec<(String, usize)>,
+    pub final_val_loss: Option<f32>,
+    pub seconds: f64,
+    pub outputs: Vec<String>,
+}
+
+/// `OUT.h5ad` (or `.npy`, `.safetensors`) → `OUT` (the prefix of the side files).
+pub fn prefix_of(out: &Path) -> PathBuf {
+    out.with_extension("")
+}
+
+fn side(prefix: &Path, suffix: &str) -> PathBuf {
+    let mut s = prefix.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn write_losses(path: &Path, history: &[EpochLog]) -> Result<()> {
+    let mut s = String::from("step\tepoch\ttrain_loss\ttrain_recon\ttrain_kl\tval_loss\n");
+    for h in history {
+        s.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\n",
+            h.stage.name(),
+            h.epoch,
+            h.train_loss,
+            h.train_recon,
+            h.train_kl,
+            h.val_loss
+        ));
+    }
+    atomic_write(path, s.as_bytes())
+}
+
+fn tensor_bytes(t: &Tensor) -> Result<(Vec<usize>, Vec<u8>)> {
+    let v = t.flatten_all()?.to_vec1::<f32>()?;
+    Ok((
+        t.dims().to_vec(),
+        v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    ))
+}
+
+fn save_model(
+    path: &Path,
+    net: &Network,
+    genes: &[String],
+    mean: &[f32],
+    std: &[f32],
+    meta_json: &serde_json::Value,
+) -> Result<()> {
+    let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, v) in &net.vars {
+        let (shape, bytes) = tensor_bytes(v.as_tensor())?;
+        owned.push((name.clone(), shape, bytes));
+    }
+    for (name, v) in [("scaling.mean", mean), ("scaling.std", std)] {
+        owned.push((
+            name.into(),
+            vec![v.len()],
+            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ));
+    }
+    let views = owned
+        .iter()
+        .map(|(n, s, b)| {
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| anyhow::anyhow!("{n}: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut meta = HashMap::new();
+    meta.insert("arch".to_string(), serde_json::to_string(&net.arch)?);
+    meta.insert("genes".to_string(), serde_json::to_string(genes)?);
+    meta.insert("celltext".to_string(), serde_json::to_string(meta_json)?);
+    meta.insert("tool".to_string(), TOOL_VERSION.to_string());
+    atomic_write_with(path, |tmp| {
+        safetensors::serialize_to_file(views, Some(meta), tmp)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))
+    })
+}
+
+/// A trained model read back: network, model gene names, scaling statistics, training manifest.
+pub struct LoadedModel {
+    pub net: Network,
+    pub genes: Vec<String>,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+    pub manifest: serde_json::Value,
+}
+
+pub fn load_model(path: &Path, dev: &Device) -> Result<LoadedModel> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| anyhow::anyhow!("{}: not a safetensors file: {e}", path.display()))?;
+    let meta = meta.metadata().clone().unwrap_or_default();
+    let field = |k: &str| {
+        meta.get(k).with_context(|| {
+            format!(
+                "{}: metadata field `{k}` missing; pass a PREFIX.scilama_model.safetensors \
+                 written by `celltext scilama train`",
+                path.display()
+            )
+        })
+    };
+    let arch: Arch = serde_json::from_str(field("arch")?)
+        .with_context(|| format!("{}: metadata `arch`", path.display()))?;
+    let genes: Vec<String> = serde_json::from_str(field("genes")?)
+        .with_context(|| format!("{}: metadata `genes`", path.display()))?;
+    let manifest: serde_json::Value = serde_json::from_str(field("celltext")?)
+        .with_context(|| format!("{}: metadata `celltext`", path.display()))?;
+    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+        .with_context(|| format!("{}: corrupt safetensors file", path.display()))?;
+    let get = |name: &str| -> Result<Vec<f32>> {
+        Ok(tensors
+            .get(name)
+            .with_context(|| format!("{}: tensor `{name}` missing", path.display()))?
+            .flatten_all()?
+            .to_vec1::<f32>()?)
+    };
+    if genes.len() != arch.n_genes {
+        bail!(
+            "{}: {} gene names for a {}-gene model",
+            path.display(),
+            genes.len(),
+            arch.n_genes
+        );
+    }
+    let net = Network::build(arch, dev, |name, _| get(name))?;
+    Ok(LoadedModel {
+        net,
+        genes,
+        mean: get("scaling.mean")?,
+        std: get("scaling.std")?,
+        manifest,
+    })
+}
+
+fn write_gene_store(
+    prefix: &Path,
+    genes: &[String],
+    data: Vec<f32>,
+    dim: usize,
+    manifest: &serde_json::Value,
+) -> Result<()> {
+    let store = GeneEmbeddings {
+        symbols: genes.to_vec(),
+        dim,
+        data,
+    };
+    store.save(prefix, manifest)
+}
+
+/// Trains sciLaMA and writes every output (see the module docs).
+pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
+    let t0 = std::time::Instant::now();
+    // One writer per output; checked before the (minutes-long) training.
+    let _lock = CellOutput {
+        path: args.output.clone(),
+        in_place: args.in_place,
+        name: "scilama".into(),
+    }
+    .prepare()?;
+    let ext = args
+        .output
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !["h5ad", "npy", "safetensors"].contains(&ext.as_str()) {
+        bail!(
+            "{}: --output must end in .h5ad (or .npy / .safetensors for the cell embeddings alone)",
+            args.output.display()
+        );
+    }
+    let dev = device(&args.device)?;
+    let store = GeneEmbeddings::load(&args.store)?;
+    let store_manifest = GeneEmbeddings::manifest(&args.store)?;
+    let m = read_normalized(&args.input, &args.read, InputNorm::Raw, args.quiet)?;
+    let (rows, coverage) =
+        super::genes::coverage(&store.symbols, &m.genes, args.species, args.orthologs, None)?;
+    let prep = prepare(&m.x, &rows, args.hvg)
+        .with_context(|| format!("preparing {}", args.input.display()))?;
+    let (g, gdim) = gene_inputs(args.gene_input, &prep, &store, args.cfg.seed);
+    let genes: Vec<String> = prep.columns.iter().map(|&j| m.genes[j].clone()).collect();
+
+    let pb = crate::progress::bar(3 * args.cfg.epochs as u64, "epochs", args.quiet);
+    let mut step = None;
+    let mut on_epoch = |l: &EpochLog| {
+        if step != Some(l.stage) {
+            // each step ends early or at --epochs; count a finished step as a full one
+            if step.is_some() {
+                let done = pb.position().div_ceil(args.cfg.epochs as u64) * args.cfg.epochs as u64;
+                pb.set_position(done);
+            }
+            step = Some(l.stage);
+        }
+        pb.inc(1);
+        pb.set_message(format!(
+            "{} epoch {} loss {:.1} (recon {:.1}, KL {:.1}) val {:.1}",
+            l.stage.name(),
+            l.epoch + 1,
+            l.train_loss,
+            l.train_recon,
+            l.train_kl,
+            l.val_loss
+        ));
+    };
+    let trained = fit(
+        &prep.x,
+        prep.n_cells,
+        &g,
+        gdim,
+        &args.cfg,
+        &dev,
+        &mut on_epoch,
+    )?;
+    pb.finish_and_clear();
+
+    let cells = trained.net.embed_cells(&prep.x, prep.n_cells)?;
+    let gene_mu = trained.net.embed_genes(&g, prep.n_genes())?;
+    let k = args.cfg.latent;
+
+    let prefix = prefix_of(&args.output);
+    let genes_prefix = side(&prefix, ".scilama_genes");
+    let model_path = side(&prefix, ".scilama_model.safetensors");
+    let losses_path = side(&prefix, ".scilama_losses.tsv");
+    let mut epochs_run = Vec::new();
+    for s in ["cell", "gene", "joint"] {
+        let n = trained
+            .history
+            .iter()
+            .filter(|h| h.stage.name() == s)
+            .count();
+        epochs_run.push((s.to_string(), n));
+    }
+    let mut report = TrainReport {
+        tool: TOOL_VERSION.into(),
+        command: "scilama train".into(),
+        input: args.input.display().to_string(),
+        input_sha256: input_checksum(&args.input)?,
+        layer: args.read.layer.clone(),
+        store: args.store.display().to_string(),
+        store_manifest,
+        gene_input: args.gene_input,
+        gene_coverage: coverage,
+        hvg: args.hvg,
+        n_cells: prep.n_cells,
+        n_genes: prep.n_genes(),
+        gene_input_dim: gdim,
+        config: args.cfg.clone(),
+        device: args.device.clone(),
+        n_fit: trained.fit_idx.len(),
+        n_val: trained.val_idx.len(),
+        epochs_run,
+        best_epochs: trained
+            .best_epochs
+            .iter()
+            .map(|(s, e)| (s.name().to_string(), *e))
+            .collect(),
+        final_val_loss: trained
+            .history
+            .iter()
+            .rev()
+            .find(|h| h.val_loss.is_finite())
+            .map(|h| h.val_loss),
+        seconds: t0.elapsed().as_secs_f64(),
+        outputs: vec![
+            format!(
+                "{} (obsm['{OBSM_KEY}'], obs['scilama_split'])",
+                args.output.display()
+            ),
+            format!(
+                "{}.safetensors (contextual gene embeddings)",
+                genes_prefix.display()
+            ),
+            model_path.display().to_string(),
+            losses_path.display().to_string(),
+        ],
+    };
+    let manifest = serde_json::to_value(&report)?;
+    let mut split = vec!["fit".to_string(); prep.n_cells];
+    for &i in &trained.val_idx {
+        split[i] = "val".into();
+    }
+    let out = CellOutput {
+        path: args.output.clone(),
+        in_place: args.in_place,
+        name: "scilama".into(),
+    };
+    write_cell_output_key(
+        &args.input,
+        &m,
+        &out,
+        OBSM_KEY,
+        &cells,
+        k,
+        vec![("scilama_split".into(), ObsColumn::Text(split))],
+        &manifest,
+    )?;
+    write_gene_store(&genes_prefix, &genes, gene_mu, k, &manifest)?;
+    save_model(
+        &model_path,
+        &trained.net,
+        &genes,
+        &prep.mean,
+        &prep.std,
+        &manifest,
+    )?;
+    write_json(&manifest_path(&model_path), &manifest)?;
+    write_losses(&losses_path, &trained.history)?;
+    write_json(&manifest_path(&losses_path), &manifest)?;
+    report.seconds = t0.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+pub struct EmbedArgs {
+    pub model: PathBuf,
+    pub input: Option<PathBuf>,
+    pub read: ReadOptions,
+    pub species: Species,
+    pub output: Option<PathBuf>,
+    pub in_place: bool,
+    pub genes: Option<PathBuf>,
+    pub genes_out: Option<PathBuf>,
+    pub device: String,
+    pub quiet: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EmbedReport {
+    pub tool: String,
+    pub command: String,
+    pub model: String,
+    pub model_sha256: String,
+    pub cells: Option<(String, usize, usize)>,
+    pub model_genes_found: Option<usize>,
+    pub genes: Option<(String, usize)>,
+}
+
+/// Projects new cells (→ `obsm['X_scilama']`) and/or new gene vectors (→ a gene store) through a
+/// trained model's encoders.
+pub fn run_embed(args: &EmbedArgs) -> Result<EmbedReport> {
+    let dev = device(&args.device)?;
+    let lm = load_model(&args.model, &dev)?;
+    let mut report = EmbedReport {
+        tool: TOOL_VERSION.into(),
+        command: "scilama embed".into(),
+        model: args.model.display().to_string(),
+        model_sha256: crate::io::sha256_file(&args.model)?,
+        cells: None,
+        model_genes_found: None,
+        genes: None,
+    };
+    if args.input.is_none() && args.genes.is_none() {
+        bail!("give --input (cells to project) and/or --genes STORE (gene vectors to project)");
+    }
+    if let Some(input) = &args.input {
+        let Some(output) = &args.output else {
+            bail!("--input needs --output OUT.h5ad");
+        };
+        let m = read_normalized(input, &args.read, InputNorm::Raw, args.quiet)?;
+        // model gene k → column of the new dataset
+        let (rows, _) = super::genes::coverage(&lm.genes, &m.genes, args.species, false, None)?;
+        let mut columns = vec![None; lm.genes.len()];
+        for (j, r) in rows.iter().enumerate() {
+            if let Some(k) = r {
+                columns[*k].get_or_insert(j);
+            }
+        }
+        let found = columns.iter().filter(|c| c.is_some()).count();
+        if found == 0 {
+            bail!(
+                "{}: none of the model's {} genes is in this dataset; check --species and the var names",
+                input.display(),
+                lm.genes.len()
+            );
+        }
+        let x = scale_new(&m.x, &columns, &lm.mean, &lm.std)?;
+        let n = m.cell_ids.len();
+        let z = lm.net.embed_cells(&x, n)?;
+        report.cells = Some((output.display().to_string(), n, lm.net.arch.latent));
+        report.model_genes_found = Some(found);
+        let mut manifest = serde_json::to_value(&report)?;
+        manifest["input"] = serde_json::json!(input.display().to_string());
+        manifest["input_sha256"] = serde_json::json!(input_checksum(input)?);
+        manifest["training"] = lm.manifest.clone();
+        let out = CellOutput {
+            path: output.clone(),
+            in_place: args.in_place,
+            name: "scilama".into(),
+        };
+        write_cell_output_key(
+            input,
+            &m,
+            &out,
+            OBSM_KEY,
+            &z,
+            lm.net.arch.latent,
+            vec![],
+            &manifest,
+        )?;
+    }
+    if let Some(store_path) = &args.genes {
+        let Some(out) = &args.genes_out else {
+            bail!("--genes needs --genes-out PREFIX (a gene store)");
+        };
+        let store = GeneEmbeddings::load(store_path)?;
+        if store.dim != lm.net.arch.gene_dim {
+            bail!(
+                "{}: store vectors have {} dims, the model's gene encoder takes {}; pass a store \
+                 from the same text encoder as the training store",
+                store_path.display(),
+                store.dim,
+                lm.net.arch.gene_dim
+            );
+        }
+        let z = lm.net.embed_genes(&store.data, store.len())?;
+        report.genes = Some((out.display().to_string(), store.len()));
+        let mut manifest = serde_json::to_value(&report)?;
+        manifest["training"] = lm.manifest.clone();
+        write_gene_store(out, &store.symbols, z, lm.net.arch.latent, &manifest)?;
+    }
+    Ok(report)
+}
