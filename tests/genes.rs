@@ -4,7 +4,9 @@
 mod common;
 use common::*;
 
-use celltext::app::genes::{coverage, run_genes_embed, GenesEmbedArgs, MissingPolicy};
+use celltext::app::genes::{
+    coverage, run_genes_embed, run_genes_embed_cancellable, GenesEmbedArgs, MissingPolicy,
+};
 use celltext::encoder::EncoderOptions;
 use celltext::genes::{GeneEmbeddings, Route, Species, SummaryCorpus};
 
@@ -79,6 +81,61 @@ fn resume_after_kill_is_bit_identical_minilm() {
     let store = GeneEmbeddings::load(&a).unwrap();
     assert_eq!(store.dim, 384);
     assert!(store.data.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn cancelled_job_keeps_finished_chunks_and_resumes_bit_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let summaries = write_subset(tmp.path(), 120);
+    let model = fixtures().join("models").join("ember-like");
+    let run = |out: &str, check: Option<&dyn Fn() -> anyhow::Result<()>>| {
+        let mut a = args(
+            model.to_str().unwrap(),
+            &summaries,
+            &tmp.path().join(out),
+            None,
+        );
+        a.chunk_texts = 16;
+        a.batch_tokens = 512;
+        run_genes_embed_cancellable(&a, check)
+    };
+    run("whole", None).unwrap();
+    // a check that never fires changes nothing
+    let m = run("checked", Some(&|| Ok(()))).unwrap();
+    assert_eq!((m.n_genes, m.chunks_resumed), (120, 0));
+    // a check that stops the job as soon as the first chunk is on disk
+    let first = tmp.path().join("resumed.partial").join("chunk-000000.npy");
+    let stop = || {
+        anyhow::ensure!(!first.exists(), "stopped by the caller");
+        Ok(())
+    };
+    let e = format!("{:#}", run("resumed", Some(&stop)).unwrap_err());
+    assert!(e.contains("stopped by the caller"), "{e}");
+    assert!(!tmp.path().join("resumed.safetensors").exists());
+    let n_chunks = std::fs::read_dir(tmp.path().join("resumed.partial"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("chunk-")
+        })
+        .count();
+    assert_eq!(n_chunks, 1, "the job stops before the next batch");
+    let m = run("resumed", Some(&|| Ok(()))).unwrap();
+    assert_eq!(m.chunks_resumed, n_chunks);
+    assert!(!tmp.path().join("resumed.partial").exists());
+    for name in ["checked", "resumed"] {
+        for ext in ["safetensors", "genes.tsv"] {
+            let want = std::fs::read(tmp.path().join(format!("whole.{ext}"))).unwrap();
+            let got = std::fs::read(tmp.path().join(format!("{name}.{ext}"))).unwrap();
+            assert!(
+                want == got,
+                "{name}.{ext} differs from the uninterrupted store"
+            );
+        }
+    }
 }
 
 #[test]

@@ -118,6 +118,7 @@ def embed(
     dtype: str = "f32",
     backend: str = "auto",
     progress: bool = True,
+    chunk_texts: int = 512,
 ) -> GeneStore:
     """Embed gene summaries with ``model`` into a :class:`GeneStore` (``celltext genes embed``).
 
@@ -137,12 +138,15 @@ def embed(
         Store path. The job is resumable: interrupted, the same call continues from the
         finished chunks in ``OUT.partial/`` and gives the same store. Without ``out`` the
         store is built in a temporary directory and only kept in memory.
+    chunk_texts
+        Summaries per finished chunk written to ``OUT.partial/`` (the CLI's ``--chunk``); a
+        resumed call must use the same value.
     missing
         ``skip``, ``zero`` or ``fallback-name``: the policy for ``genes`` without a summary.
 
     The GIL is released while the model runs; progress goes to stderr unless
-    ``progress=False``. Ctrl-C takes effect only when this call returns (an interrupted process
-    resumes from ``OUT.partial/``); :meth:`celltext.Encoder.embed` stops between batches.
+    ``progress=False``. Ctrl-C stops the call between batches with ``KeyboardInterrupt``;
+    the chunks finished so far stay in ``OUT.partial/`` and the same call resumes from them.
     """
     tmp = tempfile.mkdtemp(prefix="celltext-")
     try:
@@ -184,7 +188,7 @@ def embed(
             dataset_genes,
             missing,
             batch_tokens,
-            512,
+            chunk_texts,
             device,
             dtype,
             backend,

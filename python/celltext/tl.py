@@ -135,7 +135,9 @@ def embed_sentences(
 ) -> Optional[Any]:
     """Cell-sentence embeddings (GenePT-s): :func:`cell_sentences` through ``encoder`` into
     ``obsm[key_added]``; ``uns[name]`` records the model and the sentences' token budget
-    (genes that fit in the model's context). Ctrl-C stops between batches."""
+    (genes that fit in the model's context). The vectors equal ``celltext cells
+    embed-sentences`` bit for bit (same sentences, token-budget batches and per-batch math; the
+    CLI also checkpoints them in chunks). Ctrl-C stops between batches."""
     adata = adata.copy() if copy else adata
     names = _adata.gene_names(adata, gene_symbols_key, raw)
     cells = _adata.cell_names(adata)

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use celltext::app::genes::{run_genes_embed, GenesEmbedArgs, MissingPolicy};
+use celltext::app::genes::{run_genes_embed_cancellable, GenesEmbedArgs, MissingPolicy};
 use celltext::app::value_enum::parse_value;
 use celltext::encoder::{self, BackendChoice, EncoderOptions};
 use celltext::genes::{GeneEmbeddings, Species, SummaryCorpus};
 
 use crate::cells::Csr;
-use crate::{guard, index_array};
+use crate::{check_signals, guard, index_array};
 
 /// A gene-embedding store in memory (`STORE.safetensors` + `STORE.genes.tsv` + manifest).
 #[pyclass(module = "celltext._celltext", name = "GeneStore", frozen)]
@@ -102,7 +102,8 @@ impl PyGeneStore {
 }
 
 /// `celltext genes embed`: embed summaries into the store at `out` (resumable: run it again
-/// after an interruption and finished chunks are reused). Returns the manifest as JSON.
+/// after an interruption and finished chunks are reused). Ctrl-C stops it between batches with
+/// `KeyboardInterrupt`, leaving the finished chunks to resume from. Returns the manifest as JSON.
 #[pyfunction]
 #[pyo3(signature = (model, out, species="human", summaries=None, dataset_genes=None, missing="skip", batch_tokens=8192, chunk_texts=512, device="cpu", dtype="f32", backend="auto", progress=true))]
 #[allow(clippy::too_many_arguments)]
@@ -141,7 +142,8 @@ fn genes_embed(
                 stop_after_chunks: None,
                 chunk_texts,
             };
-            Ok(serde_json::to_string(&run_genes_embed(&args)?)?)
+            let manifest = run_genes_embed_cancellable(&args, Some(&check_signals))?;
+            Ok(serde_json::to_string(&manifest)?)
         })
     })
 }

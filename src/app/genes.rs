@@ -103,6 +103,15 @@ fn plan_texts(
 }
 
 pub fn run_genes_embed(args: &GenesEmbedArgs) -> Result<GenesManifest> {
+    run_genes_embed_cancellable(args, None)
+}
+
+/// [`run_genes_embed`] that stops when `check` fails, called between batches (see
+/// [`ResumableJob::run_cancellable`]): the finished chunks stay in `OUT.partial/` to resume from.
+pub fn run_genes_embed_cancellable(
+    args: &GenesEmbedArgs,
+    check: Option<&dyn Fn() -> Result<()>>,
+) -> Result<GenesManifest> {
     let _lock = crate::outputs::OutputLock::acquire(&store_prefix(&args.out))?;
     let corpus = match &args.summaries {
         Some(p) => SummaryCorpus::from_file(p)?,
@@ -147,7 +156,7 @@ pub fn run_genes_embed(args: &GenesEmbedArgs) -> Result<GenesManifest> {
         unit: "genes",
         stop_after_chunks: args.stop_after_chunks,
     };
-    let (emb, report) = job.run(&enc)?;
+    let (emb, report) = job.run_cancellable(&enc, check)?;
     let mut symbols: Vec<String> = genes.iter().map(|g| g.symbol.clone()).collect();
     let mut data = emb.data;
     for z in &zero {

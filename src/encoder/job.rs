@@ -38,6 +38,18 @@ pub struct JobReport {
 
 impl ResumableJob<'_> {
     pub fn run(&self, encoder: &Encoder) -> Result<(Embedded, JobReport)> {
+        self.run_cancellable(encoder, None)
+    }
+
+    /// [`ResumableJob::run`]; with `check`, it is called before each round of batches (one batch
+    /// per device) and its error stops the work: a caller's interrupt (the Python module's
+    /// Ctrl-C). Finished chunks stay on disk, so the same job resumes from them; each batch is
+    /// still computed whole by one worker, so the vectors are the same as without `check`.
+    pub fn run_cancellable(
+        &self,
+        encoder: &Encoder,
+        check: Option<&dyn Fn() -> Result<()>>,
+    ) -> Result<(Embedded, JobReport)> {
         let start = Instant::now();
         let n = self.texts.len();
         let dim = encoder.dim();
@@ -119,9 +131,18 @@ impl ResumableJob<'_> {
                     )
                 })
                 .collect();
-            let rows: Vec<f32> = encoder
-                .embed_batches(&packed, &|k| pb.inc(k as u64))?
-                .concat();
+            let on_batch = |k: usize| pb.inc(k as u64);
+            let rows: Vec<f32> = match check {
+                None => encoder.embed_batches(&packed, &on_batch)?.concat(),
+                Some(check) => {
+                    let mut rows = Vec::with_capacity(packed.len());
+                    for round in packed.chunks(encoder.workers.len().max(1)) {
+                        check()?;
+                        rows.extend(encoder.embed_batches(round, &on_batch)?);
+                    }
+                    rows.concat()
+                }
+            };
             let idx: Vec<usize> = chunk
                 .iter()
                 .flat_map(|&b| batches[b].iter().copied())

@@ -1,0 +1,63 @@
+"""Ctrl-C during genes.embed stops it between batches with KeyboardInterrupt and leaves the
+store resumable: the same call then finishes with the store an uninterrupted run writes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+
+import celltext
+
+N_GENES = 240
+CHUNK = 16
+
+
+def _genes():
+    return sorted(celltext.genes.summaries())[:N_GENES]
+
+
+def _embed(minilm, out):
+    return celltext.genes.embed(minilm, genes=_genes(), out=out, batch_tokens=1024,
+                                chunk_texts=CHUNK, progress=False)
+
+
+def test_ctrl_c_leaves_a_resumable_store(minilm, tmp_path):
+    out = tmp_path / "store"
+    partial = tmp_path / "store.partial"
+    stop = threading.Event()
+
+    def interrupt_after_first_chunk():
+        # SIGINT once a chunk is on disk, so the rerun has finished work to resume from.
+        while not stop.is_set():
+            if (partial / "chunk-000000.npy").exists():
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            stop.wait(0.01)
+
+    watcher = threading.Thread(target=interrupt_after_first_chunk, daemon=True)
+    watcher.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            _embed(minilm, out)
+    finally:
+        stop.set()
+        watcher.join()
+    chunks = sorted(p.name for p in partial.glob("chunk-*.npy"))
+    assert chunks and len(chunks) < -(-N_GENES // CHUNK)
+    assert not (tmp_path / "store.safetensors").exists()
+
+    resumed = _embed(minilm, out)
+    assert not partial.exists()
+    assert resumed.manifest["chunks_resumed"] == len(chunks)
+
+    whole = _embed(minilm, tmp_path / "whole")
+    assert whole.manifest["chunks_resumed"] == 0
+    assert resumed.genes == whole.genes
+    assert resumed.vectors.tobytes() == whole.vectors.tobytes()
+    for suffix in (".safetensors", ".genes.tsv"):
+        got = (tmp_path / f"store{suffix}").read_bytes()
+        want = (tmp_path / f"whole{suffix}").read_bytes()
+        assert got == want, suffix
