@@ -43,6 +43,10 @@
 
 mod neighbours;
 mod pca;
+mod trust;
+mod umap;
 
 pub use neighbours::label_neighbour_preservation;
 pub use pca::{pca_2d, Pca2d};
+pub use trust::{trustworthiness, Metric};
+pub use umap::{umap_2d, Umap2d, UmapParams, MIN_DIST as UMAP_MIN_DIST};
