@@ -438,7 +438,10 @@ fn knn_on_counts_sweep_table_output_and_invariant() {
         315
     );
     assert!(r["quality"][0]["metrics"]["kmeans_ari"].as_f64().is_some());
-    assert_files(&rep, &["confusion", "embedding", "k_sweep"]);
+    assert_files(
+        &rep,
+        &["confusion", "embedding", "embedding_umap", "k_sweep"],
+    );
     // output h5ad: obs columns, predictions for every cell, invariant
     let pred = obs_text(&out_h5ad, "celltext_pred");
     let conf = read_h5ad_obs(&out_h5ad)
@@ -498,7 +501,12 @@ fn knn_embedding_output_keeps_input_and_json_matches_report() {
     let acc = printed["summary"]["accuracy"].as_f64().unwrap();
     assert!(acc > 0.5, "accuracy {acc}");
     assert_eq!(printed["k_sweep"]["rows"].as_array().unwrap().len(), 1);
-    assert_files(&rep, &["confusion", "embedding"]);
+    assert_files(&rep, &["confusion", "embedding", "embedding_umap"]);
+    let svg = std::fs::read_to_string(rep.join("embedding_umap.svg")).unwrap();
+    assert!(
+        svg.contains("UMAP (15 neighbours, cosine"),
+        "UMAP subtitle missing"
+    );
     assert!(
         !rep.join("k_sweep.png").exists(),
         "a single k is not a sweep"
@@ -560,7 +568,10 @@ fn mlp_writes_report_files_and_history() {
     ]);
     assert!(stdout.contains("## KNN baseline k sweep"), "{stdout}");
     assert!(stdout.contains("## MLP training"), "{stdout}");
-    assert_files(&rep, &["confusion", "embedding", "k_sweep"]);
+    assert_files(
+        &rep,
+        &["confusion", "embedding", "embedding_umap", "k_sweep"],
+    );
     let r = read_report(&rep);
     assert_eq!(r["method"], "mlp");
     let acc = r["summary"]["accuracy"].as_f64().unwrap();
@@ -767,7 +778,10 @@ fn kfold_reports_mean_and_sd() {
             );
         }
     }
-    assert_files(&rep, &["confusion", "embedding", "k_sweep"]);
+    assert_files(
+        &rep,
+        &["confusion", "embedding", "embedding_umap", "k_sweep"],
+    );
 }
 
 #[test]

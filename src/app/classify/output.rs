@@ -14,9 +14,15 @@ use super::run::{knn_features, Arms, Runs};
 use super::{say, COUNTS_REDUCED_GENES, MAP_MAX_DIM, OBS_CONF, OBS_PRED, OBS_SPLIT};
 use crate::cells::matrix::ObsColumn;
 use crate::classify::features::{gather_rows, select_columns, top_variance_columns};
-use crate::eval::embedding2d::pca_2d;
+use crate::eval::embedding2d::{pca_2d, umap_2d, Metric, UmapParams};
 use crate::eval::plots;
 use crate::io::{atomic_write, write_json};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// Most labelled cells drawn in the report's UMAP (a seeded subset above it).
+const UMAP_MAX_POINTS: usize = 5_000;
 
 /// The plots of the report directory `dir` (confusion heatmap, 2-D map of the primary features,
 /// k sweep, accuracy by source); lists them, with report.md and report.json, in `report.files`.
@@ -95,6 +101,22 @@ pub(super) fn write_plots(
             &note,
         )?;
         files.extend(["embedding.png".to_string(), "embedding.svg".to_string()]);
+        if labelled.len() >= 3 {
+            write_umap(
+                dir,
+                args,
+                &map_x,
+                map_dim,
+                labelled.len(),
+                lab,
+                &what,
+                reduced,
+            )?;
+            files.extend([
+                "embedding_umap.png".to_string(),
+                "embedding_umap.svg".to_string(),
+            ]);
+        }
     } else {
         report
             .notes
@@ -248,4 +270,66 @@ fn write_h5ad(
     _uns: &str,
 ) -> Result<()> {
     Err(super::features::no_h5ad(input))
+}
+
+/// The UMAP beside the PCA map (`embedding_umap.png/.svg`): cosine distance, as the KNN
+/// classifier uses, seeded by `--seed`; above [`UMAP_MAX_POINTS`] labelled cells it maps a
+/// seeded random subset of that many and says so in the subtitle.
+#[allow(clippy::too_many_arguments)]
+fn write_umap(
+    dir: &Path,
+    args: &ClassifyArgs,
+    map_x: &[f32],
+    map_dim: usize,
+    n: usize,
+    lab: &Labels,
+    what: &str,
+    reduced: Option<usize>,
+) -> Result<()> {
+    let mut rows: Vec<usize> = (0..n).collect();
+    if n > UMAP_MAX_POINTS {
+        let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+        rows.shuffle(&mut rng);
+        rows.truncate(UMAP_MAX_POINTS);
+        rows.sort_unstable();
+    }
+    let x: Vec<f32> = if rows.len() == n {
+        map_x.to_vec()
+    } else {
+        rows.iter()
+            .flat_map(|&r| map_x[r * map_dim..(r + 1) * map_dim].iter().copied())
+            .collect()
+    };
+    let params = UmapParams {
+        metric: Metric::Cosine,
+        seed: args.seed,
+        ..UmapParams::default()
+    };
+    let u = umap_2d(&x, rows.len(), map_dim, &params)?;
+    let mut note = u.method_note();
+    if let Some(d) = reduced {
+        let what = if args.on == FeatureSpace::Counts {
+            "genes"
+        } else {
+            "columns"
+        };
+        let _ = write!(note, " of the {d} highest-variance {what}");
+    }
+    if rows.len() < n {
+        let _ = write!(
+            note,
+            "; a seeded random {} of {n} labelled cells",
+            rows.len()
+        );
+    }
+    let y: Vec<usize> = rows.iter().map(|&r| lab.y_lab[r]).collect();
+    plots::embedding_scatter(
+        &dir.join("embedding_umap"),
+        &u.coords,
+        &y,
+        &lab.names,
+        &format!("{what} — cells colored by {}", args.label),
+        &note,
+    )?;
+    Ok(())
 }
