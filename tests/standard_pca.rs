@@ -138,3 +138,45 @@ fn matches_scanpy_on_pbmc3k_subset() {
         "KNN predictions on the standard PCs differ from scikit-learn's"
     );
 }
+
+/// `celltext cells pca` writes obsm['X_pca'] (cells × 50) into a copy of the input, and refuses
+/// a bad key or zero components by name without writing anything.
+#[test]
+fn cells_pca_writes_obsm_and_refuses_bad_flags() {
+    let input = repo().join("tests/data/pbmc3k_small/data.h5ad");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("pca.h5ad");
+    let run = |extra: &[&str], o: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_celltext"))
+            .args(["--quiet", "cells", "pca", "-i"])
+            .arg(&input)
+            .args(["--layer", "counts", "-o"])
+            .arg(o)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let r = run(&[], &out);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let (data, dim) = celltext::cells::h5ad::read_obsm(&out, "X_pca").unwrap();
+    assert_eq!(dim, 50);
+    assert_eq!(data.len() % dim, 0);
+    assert!(data.iter().all(|v| v.is_finite()));
+
+    let bad = tmp.path().join("bad.h5ad");
+    for (extra, want) in [
+        (&["--key", "a/b"][..], "--key"),
+        (&["--n-comps", "0"][..], "--n-comps"),
+        (&["--n-top-genes", "-1"][..], "--n-top-genes"),
+    ] {
+        let r = run(extra, &bad);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(
+            r.status.code(),
+            Some(if want == "--key" { 1 } else { 2 }),
+            "{err}"
+        );
+        assert!(err.contains(want) && !err.contains("panicked"), "{err}");
+        assert!(!bad.exists(), "{extra:?} wrote an output");
+    }
+}
