@@ -117,8 +117,14 @@ def main():
     p.add_argument("--hvg", default="0")
     p.add_argument("--batch-size", default="128")
     p.add_argument("--only", default="")
+    p.add_argument("--modes", default="store,self", help="sciLaMA gene inputs to train (store, self)")
+    p.add_argument("--tables", nargs="*", default=None,
+                   help="print the tables of these results.*.json files (merged by seed) and exit")
     p.add_argument("--results", default="", help="folder for results.*.json (default: --work)")
     a = p.parse_args()
+    if a.tables is not None:
+        print_tables(merge_results(a.tables))
+        return
     seeds = [int(s) for s in a.seeds.split(",")]
     os.makedirs(a.work, exist_ok=True)
     log = open(os.path.join(a.work, "commands.log"), "a")
@@ -143,7 +149,7 @@ def main():
             json.dump(results, open(os.path.join(a.results or a.work, f"results.{name}.json"), "w"), indent=1)
 
         for s in seeds:
-            for mode in ("store", "self"):
+            for mode in a.modes.split(","):
                 out = w(f"{mode}.s{s}.npy")
                 t = time.time()
                 run([a.bin, "--quiet", "scilama", "train", "-i", inp, "--genes", store, "--gene-input", mode,
@@ -152,14 +158,37 @@ def main():
                 score(f"sciLaMA ({mode})", s, inp, None, out, time.time() - t)
                 if name == "pbmc3k" and mode == "store":
                     markers(res, store_rows(store), store_rows(w(f"store.s{s}.scilama_genes")))
-                if s == seeds[0] and mode == "store":
-                    genes = open(w("store.s0.scilama_genes.genes.tsv")).read().split()
+                if not os.path.exists(w("pca50.npy")):  # the genes sciLaMA sees (same for every mode)
+                    genes = open(w(f"{mode}.s{s}.scilama_genes.genes.tsv")).read().split()
                     pca50(inp, genes, w("pca50.npy"))
             score("GenePT-w", s, inp, None, w("genept.npy"))
             score("PCA-50", s, inp, None, w("pca50.npy"))
         results[name] = res
         json.dump(results, open(os.path.join(a.results or a.work, f"results.{name}.json"), "w"), indent=1)
     print_tables(results)
+
+
+def merge_results(files):
+    """Results of several runs (e.g. seeds run apart) merged per dataset and method, by seed."""
+    out = {}
+    for f in files:
+        for name, res in json.load(open(f)).items():
+            dst = out.setdefault(name, {})
+            for method, r in res.items():
+                if method == "markers":
+                    mk = dst.setdefault("markers", {})
+                    for k, v in r.items():
+                        mk.setdefault(k, []).extend(v)
+                    continue
+                d = dst.setdefault(method, {"scores": [], "train_seconds": [], "seeds": []})
+                for i, s in enumerate(r["seeds"]):
+                    if s in d["seeds"]:
+                        continue
+                    d["seeds"].append(s)
+                    d["scores"].append(r["scores"][i])
+                    if i < len(r["train_seconds"]):
+                        d["train_seconds"].append(r["train_seconds"][i])
+    return out
 
 
 def ms(v):
@@ -170,12 +199,12 @@ def ms(v):
 def print_tables(results):
     for name, res in results.items():
         cols = [c for c in res[next(iter(k for k in res if k != "markers"))]["scores"][0]]
-        print(f"\n{name}\n\n| embedding | " + " | ".join(cols) + " |")
-        print("|---" * (len(cols) + 1) + "|")
+        print(f"\n{name}\n\n| embedding | seeds | " + " | ".join(cols) + " |")
+        print("|---" * (len(cols) + 2) + "|")
         for method, r in res.items():
             if method == "markers":
                 continue
-            print(f"| {method} | " + " | ".join(ms([s[c] for s in r["scores"]]) for c in cols) + " |")
+            print(f"| {method} | {len(r['seeds'])} | " + " | ".join(ms([s[c] for s in r["scores"]]) for c in cols) + " |")
         for method, r in res.items():
             if method != "markers" and r["train_seconds"]:
                 print(f"{method}: training {ms(r['train_seconds'])} s")

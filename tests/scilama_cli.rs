@@ -92,6 +92,15 @@ fn train_writes_everything_deterministically_and_embed_reproduces_it() {
     }
     let genes = GeneEmbeddings::load(&dir.path().join("a.scilama_genes")).unwrap();
     assert_eq!((genes.len(), genes.dim), (200, 8));
+    // --hvg 200: scanpy's seurat-flavor HVGs among the 300 store genes, the same set
+    // (tests/fixtures/scilama/make_hvg_ref.py)
+    let want = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/scilama/hvg_200_of_300.txt"
+    ))
+    .unwrap();
+    let want: Vec<&str> = want.lines().collect();
+    assert_eq!(genes.symbols, want);
     let losses = std::fs::read_to_string(dir.path().join("a.scilama_losses.tsv")).unwrap();
     assert_eq!(losses.lines().count(), 1 + 3 * 3, "{losses}");
     for step in ["cell", "gene", "joint"] {

@@ -1,8 +1,8 @@
 //! sciLaMA inputs: the scaled cell matrix and the gene-side input matrix.
 //!
 //! Cells: library-size normalisation to 10,000 counts over *all* genes, `log1p`, then the genes
-//! found in the gene store (optionally only the `hvg` with the highest variance of the log values,
-//! ties by column order — a plain variance ranking, not scanpy's binned dispersion), per-gene
+//! found in the gene store (optionally only `hvg` of them: scanpy's seurat-flavor highly variable
+//! genes computed among the store's genes, ties included as scanpy includes them), per-gene
 //! z-score (mean and ddof = 1 standard deviation over all cells, zero-variance genes → 0) and
 //! clipping at ±10: scanpy's `normalize_total(1e4)`, `log1p`, `scale(max_value=10)`.
 
@@ -12,6 +12,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::cells::hvg::highly_variable_seurat;
 use crate::cells::matrix::CsrMatrix;
 use crate::cells::normalize::log1p_cp10k;
 use crate::genes::store::GeneEmbeddings;
@@ -43,8 +44,12 @@ impl Prepared {
 
 /// Dense log1p-CP10k values of the chosen columns, `[n × cols.len()]`.
 fn dense_log(counts: &CsrMatrix, cols: &[usize]) -> Result<Vec<f32>> {
-    let logx = log1p_cp10k(counts)?;
-    let mut pos = vec![usize::MAX; counts.n_cols];
+    Ok(dense_columns(&log1p_cp10k(counts)?, cols))
+}
+
+/// Dense values of the chosen columns of `logx`, `[n × cols.len()]`.
+fn dense_columns(logx: &CsrMatrix, cols: &[usize]) -> Vec<f32> {
+    let mut pos = vec![usize::MAX; logx.n_cols];
     for (k, &c) in cols.iter().enumerate() {
         pos[c] = k;
     }
@@ -57,7 +62,36 @@ fn dense_log(counts: &CsrMatrix, cols: &[usize]) -> Result<Vec<f32>> {
             }
         }
     }
-    Ok(x)
+    x
+}
+
+/// The columns `cols` of `x` as their own matrix (columns renumbered in that order).
+fn select_columns(x: &CsrMatrix, cols: &[usize]) -> CsrMatrix {
+    let mut pos = vec![u32::MAX; x.n_cols];
+    for (k, &c) in cols.iter().enumerate() {
+        pos[c] = k as u32;
+    }
+    let mut out = CsrMatrix {
+        n_rows: x.n_rows,
+        n_cols: cols.len(),
+        indptr: vec![0],
+        indices: Vec::new(),
+        data: Vec::new(),
+    };
+    for i in 0..x.n_rows {
+        let mut row: Vec<(u32, f32)> = x
+            .row(i)
+            .filter(|&(j, _)| pos[j] != u32::MAX)
+            .map(|(j, v)| (pos[j], v))
+            .collect();
+        row.sort_unstable_by_key(|&(k, _)| k);
+        for (k, v) in row {
+            out.indices.push(k);
+            out.data.push(v);
+        }
+        out.indptr.push(out.data.len());
+    }
+    out
 }
 
 fn scale_in_place(x: &mut [f32], m: usize, mean: &[f32], std: &[f32]) {
@@ -91,45 +125,30 @@ pub fn prepare(counts: &CsrMatrix, store_row: &[Option<usize>], hvg: usize) -> R
     if n < 2 {
         bail!("sciLaMA needs at least 2 cells, got {n}");
     }
-    let mut x = dense_log(counts, &columns)?;
-    let stats = |x: &[f32], m: usize| {
-        let mut mean = vec![0f64; m];
-        let mut sq = vec![0f64; m];
-        for row in x.chunks(m) {
-            for j in 0..m {
-                mean[j] += row[j] as f64;
-            }
-        }
-        mean.iter_mut().for_each(|v| *v /= n as f64);
-        for row in x.chunks(m) {
-            for j in 0..m {
-                sq[j] += (row[j] as f64 - mean[j]).powi(2);
-            }
-        }
-        let var: Vec<f64> = sq.iter().map(|s| s / (n - 1) as f64).collect();
-        (mean, var)
-    };
-    let m = columns.len();
-    let (mut mean, mut var) = stats(&x, m);
-    if hvg > 0 && hvg < m {
-        let mut order: Vec<usize> = (0..m).collect();
-        order.sort_by(|&a, &b| var[b].total_cmp(&var[a]).then(a.cmp(&b)));
-        let mut keep = order[..hvg].to_vec();
-        keep.sort_unstable();
-        let mut sub = vec![0f32; n * hvg];
-        for i in 0..n {
-            for (k, &j) in keep.iter().enumerate() {
-                sub[i * hvg + k] = x[i * m + j];
-            }
-        }
-        x = sub;
-        columns = keep.iter().map(|&j| columns[j]).collect();
-        mean = keep.iter().map(|&j| mean[j]).collect();
-        var = keep.iter().map(|&j| var[j]).collect();
+    let logx = log1p_cp10k(counts)?;
+    if hvg > 0 && hvg < columns.len() {
+        let chosen = highly_variable_seurat(&select_columns(&logx, &columns), hvg)?.indices();
+        columns = chosen.iter().map(|&k| columns[k]).collect();
     }
+    let mut x = dense_columns(&logx, &columns);
+    drop(logx);
     let m = columns.len();
+    let mut mean = vec![0f64; m];
+    let mut sq = vec![0f64; m];
+    for row in x.chunks(m) {
+        for j in 0..m {
+            mean[j] += row[j] as f64;
+        }
+    }
+    mean.iter_mut().for_each(|v| *v /= n as f64);
+    for row in x.chunks(m) {
+        for j in 0..m {
+            sq[j] += (row[j] as f64 - mean[j]).powi(2);
+        }
+    }
+    let var = sq.iter().map(|s| s / (n - 1) as f64);
     let mean: Vec<f32> = mean.iter().map(|&v| v as f32).collect();
-    let std: Vec<f32> = var.iter().map(|&v| v.sqrt() as f32).collect();
+    let std: Vec<f32> = var.map(|v| v.sqrt() as f32).collect();
     scale_in_place(&mut x, m, &mean, &std);
     let store_rows = columns
         .iter()
@@ -250,7 +269,7 @@ mod tests {
     }
 
     #[test]
-    fn scaling_matches_hand_computation_and_hvg_keeps_the_most_variable() -> Result<()> {
+    fn scaling_matches_hand_computation_and_hvg_keeps_a_subset() -> Result<()> {
         // 3 cells × 4 genes; gene 3 is not in the store, gene 2 is constant after normalising.
         let c = csr(&[
             &[1.0, 0.0, 1.0, 8.0],
@@ -270,20 +289,12 @@ mod tests {
         for i in 0..3 {
             assert!((p.x[i * 3] as f64 - (g0[i] - mean) / sd).abs() < 1e-5);
         }
-        // gene 2: 1, 1, 2 of 10 → not constant; genes 0 and 1 have larger log variance
+        // --hvg keeps a subset in dataset order (its choice is checked against scanpy in
+        // tests/scilama_cli.rs)
         let q = prepare(&c, &rows, 2)?;
-        let var = |j: usize| {
-            let v: Vec<f64> = (0..3)
-                .map(|i| p.x[i * 3 + j] as f64 * p.std[j] as f64)
-                .collect();
-            let m = v.iter().sum::<f64>() / 3.0;
-            v.iter().map(|x| (x - m).powi(2)).sum::<f64>()
-        };
-        let mut order = [0usize, 1, 2];
-        order.sort_by(|&a, &b| var(b).total_cmp(&var(a)));
-        let mut want = order[..2].to_vec();
-        want.sort_unstable();
-        assert_eq!(q.columns, want);
+        assert_eq!(q.n_genes(), 2);
+        assert!(q.columns.windows(2).all(|w| w[0] < w[1]));
+        assert!(q.columns.iter().all(|j| p.columns.contains(j)));
         // projecting the same cells reproduces the training matrix
         let cols: Vec<Option<usize>> = p.columns.iter().map(|&c| Some(c)).collect();
         assert_eq!(scale_new(&c, &cols, &p.mean, &p.std)?, p.x);
