@@ -1,6 +1,8 @@
 //! `celltext experiment CONFIG.toml`: a grid of models × representations × ablations ×
 //! classifiers × seeds on one dataset. Embeddings are cached by content hash (inputs, model
 //! checksum, parameters) so re-runs reuse them; one results table (mean ± sd over seeds) + plots.
+//! `baselines = ["pca"]` adds scanpy's standard PCA-50 (the features of `classify --on counts`,
+//! computed once) with every classifier, and `fusions` the MLP on PCA-50 fused with text.
 //!
 //! Ablations are applied once with `ablation_seed` (the embedding is a property of the
 //! representation); the classifier seeds vary the split, the MLP init and the batches.
