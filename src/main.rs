@@ -233,6 +233,12 @@ enum CellsCmd {
         /// weighted (top-N weighted mean), genept (X·E / n_genes) or scelmo-wa (row-normalized X·E).
         #[arg(long, default_value = "weighted", value_parser = value_enum::<app::cells::AggregationChoice>())]
         aggregation: app::cells::AggregationChoice,
+        /// Use only the N highly variable genes (scanpy seurat flavour on log1p-CP10k).
+        #[arg(long)]
+        hvg: Option<usize>,
+        /// Multiply each gene's weight by max(0, ln(n_cells / (1 + cells expressing it))).
+        #[arg(long)]
+        idf: bool,
         /// out.h5ad (copy of the input + obsm['X_celltext_NAME']), .npy or .safetensors.
         #[arg(long, short = 'o')]
         output: PathBuf,
@@ -825,6 +831,8 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
             top_n,
             weights,
             aggregation,
+            hvg,
+            idf,
             output,
             name,
             in_place,
@@ -838,6 +846,8 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
                 orthologs,
                 normalize,
                 aggregation,
+                hvg,
+                idf,
                 output: app::cells::CellOutput {
                     path: output.clone(),
                     in_place,

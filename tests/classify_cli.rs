@@ -1013,3 +1013,52 @@ fn in_place_writes_into_the_input_copy() {
         "no temp file left behind"
     );
 }
+
+#[test]
+fn batch_key_draws_the_umap_again_coloured_by_batch() {
+    let f = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let rep = tmp.path().join("rep");
+    let base = [
+        "classify",
+        "-i",
+        s(&f.h5ad),
+        "-e",
+        "X_pca",
+        "--label",
+        "label",
+        "--quiet",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--batch-key", "seurat_cluster", "--report", s(&rep)]);
+    ok(&args);
+    assert_files(&rep, &["embedding_umap", "embedding_umap_batch"]);
+    let files = read_report(&rep)["files"].to_string();
+    assert!(files.contains("embedding_umap_batch.svg"), "{files}");
+    let svg = std::fs::read_to_string(rep.join("embedding_umap_batch.svg")).unwrap();
+    assert!(
+        svg.contains("colored by seurat_cluster"),
+        "batch title missing"
+    );
+    // the same map as the label-coloured one: identical subtitle (method, seed, subset)
+    let by_label = std::fs::read_to_string(rep.join("embedding_umap.svg")).unwrap();
+    assert!(
+        svg.contains("UMAP (15 neighbours, cosine")
+            && by_label.contains("UMAP (15 neighbours, cosine")
+    );
+    // without --batch-key: no batch map
+    let rep2 = tmp.path().join("rep2");
+    let mut args = base.to_vec();
+    args.extend(["--report", s(&rep2)]);
+    ok(&args);
+    assert!(rep2.join("embedding_umap.svg").exists());
+    assert!(!rep2.join("embedding_umap_batch.svg").exists());
+    // a batch column that does not exist: no map, and the report says why
+    let rep3 = tmp.path().join("rep3");
+    let mut args = base.to_vec();
+    args.extend(["--batch-key", "no_such_column", "--report", s(&rep3)]);
+    ok(&args);
+    assert!(!rep3.join("embedding_umap_batch.svg").exists());
+    let notes = read_report(&rep3)["notes"].to_string();
+    assert!(notes.contains("no UMAP coloured by batch"), "{notes}");
+}

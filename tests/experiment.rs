@@ -2,6 +2,7 @@
 //! results table shape, cache reuse on a re-run, seeded reproducibility.
 
 mod common;
+use celltext::app::classify::{run_classify, ClassifyArgs, FeatureSpace, Method};
 use common::*;
 
 #[test]
@@ -25,7 +26,8 @@ k_sweep = [1, 5, 15]
 seeds = [0, 1]
 top_n = "10"
 max_genes = 40
-counts_baseline = true
+baselines = ["pca"]
+fusions = ["pca+genept-w", "pca+sentences", "pca+genept-w+sentences"]
 cache_dir = "{cache}"
 out_dir = "{out}"
 "#,
@@ -37,14 +39,69 @@ out_dir = "{out}"
     )
     .unwrap();
     let (rows, out) = celltext::app::experiment::run_experiment(&cfg, None, true).unwrap();
-    // genept-w (none) + sentences (none, shorten:20): KNN at k ∈ {1,5,15} and one MLP row each,
-    // plus the count baseline
-    assert_eq!(rows.len(), 3 * 4 + 1, "{rows:#?}");
-    // MLP rows are the MLP's own scores, not the KNN baseline's
-    for (knn, mlp) in rows
+    // genept-w (none) + sentences (none, shorten:20) + the PCA-50 baseline: KNN at k ∈ {1,5,15}
+    // and one MLP row each, plus the three fused MLP rows
+    assert_eq!(rows.len(), 4 * 4 + 3, "{rows:#?}");
+    let pca = celltext::app::experiment::PCA_REPRESENTATION;
+    let find = |repr: &str, clf: &str, k: Option<usize>| {
+        rows.iter()
+            .find(|r| r.representation == repr && r.classifier == clf && r.k == k)
+            .unwrap_or_else(|| panic!("no row {repr} {clf} {k:?} in {rows:#?}"))
+    };
+    // the baseline rows are `classify --on counts` (KNN and MLP), seed for seed
+    for (method, k) in [(Method::Knn, Some(5)), (Method::Mlp, None)] {
+        let mut accs = vec![];
+        for seed in [0, 1] {
+            let mut a =
+                ClassifyArgs::new(root().join("tests/data/pbmc3k_small/data.h5ad"), "label");
+            a.method = method;
+            a.on = FeatureSpace::Counts;
+            a.layer = Some("counts".into());
+            a.ks = k.map(|k| vec![k]);
+            a.seed = seed;
+            a.quiet = true;
+            let r = run_classify(&a).unwrap();
+            accs.push(
+                r.results
+                    .iter()
+                    .find(|x| x.primary)
+                    .unwrap()
+                    .scores
+                    .accuracy,
+            );
+        }
+        let want = (accs[0] + accs[1]) / 2.0;
+        let got = find(pca, &method.to_string(), k).mean.accuracy;
+        assert!(
+            (got - want).abs() < 1e-12,
+            "{method:?}: {got} vs classify --on counts {want}"
+        );
+    }
+    // each fusion is one MLP row of its own (the fused arm), not a copy of a single source
+    for f in ["pca+genept-w", "pca+sentences", "pca+genept-w+sentences"] {
+        let r = find(f, "mlp", None);
+        let model = dir.display().to_string();
+        assert_eq!(
+            (&r.model, r.ablation.as_str(), r.n_seeds),
+            (&model, "none", 2)
+        );
+    }
+    let accs: Vec<f64> = ["pca+genept-w", "pca+sentences", "pca+genept-w+sentences"]
         .iter()
-        .filter(|r| r.classifier == "knn" && r.k == Some(5) && r.model != "-")
-        .zip(rows.iter().filter(|r| r.classifier == "mlp"))
+        .map(|f| find(f, "mlp", None).mean.accuracy)
+        .collect();
+    assert!(
+        accs.iter()
+            .any(|&a| a != find(pca, "mlp", None).mean.accuracy),
+        "{accs:?}"
+    );
+    // MLP rows are the MLP's own scores, not the KNN baseline's
+    for (knn, mlp) in
+        rows.iter()
+            .filter(|r| r.classifier == "knn" && r.k == Some(5) && r.model != "-")
+            .zip(rows.iter().filter(|r| {
+                r.classifier == "mlp" && r.model != "-" && !r.representation.contains('+')
+            }))
     {
         assert_eq!(
             (&knn.representation, &knn.ablation),
@@ -57,7 +114,8 @@ out_dir = "{out}"
         assert!(r.mean.accuracy > 0.3 && r.mean.accuracy <= 1.0, "{r:?}");
     }
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
-    assert!(md.contains("genept-w") && md.contains("shorten:20") && md.contains("counts"));
+    assert!(md.contains("genept-w") && md.contains("shorten:20") && md.contains("pca-50"));
+    assert!(md.contains("pca+genept-w+sentences"));
     assert!(out.join("accuracy.png").exists() && out.join("accuracy.svg").exists());
     let cached: Vec<_> = std::fs::read_dir(tmp.path().join("cache"))
         .unwrap()
@@ -135,4 +193,38 @@ fn a_config_without_input_asks_for_input() {
         "{e}"
     );
     assert!(!tmp.path().join("never-written").exists());
+}
+
+#[test]
+fn baselines_and_fusions_are_validated_by_name() {
+    let path = std::path::Path::new("exp.toml");
+    let base = "name = \"t\"\nlabel = \"label\"\n";
+    for (extra, want) in [
+        (
+            "baselines = [\"umap\"]\n",
+            "`baselines`: unknown value `umap`",
+        ),
+        ("fusions = [\"genept-w+pca\"]\n", "must start with `pca+`"),
+        ("fusions = [\"pca\"]\n", "must start with `pca+`"),
+        ("fusions = [\"pca+hvg\"]\n", "`hvg` is unknown or repeated"),
+        (
+            "fusions = [\"pca+genept-w+genept-w\"]\n",
+            "unknown or repeated",
+        ),
+        (
+            "representations = [\"genept-w\"]\nfusions = [\"pca+sentences\"]\n",
+            "needs `sentences` in `representations`",
+        ),
+        (
+            "ablations = [\"shuffle-all\"]\nfusions = [\"pca+sentences\"]\n",
+            "add \"none\" to `ablations`",
+        ),
+    ] {
+        let e = celltext::app::experiment::parse_config(&format!("{base}{extra}"), path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("exp.toml") && e.contains(want), "{extra}: {e}");
+    }
+    let ok = "fusions = [\"pca+genept-w\", \"pca+sentences\", \"pca+genept-w+sentences\"]\nbaselines = [\"pca\"]\n";
+    celltext::app::experiment::parse_config(&format!("{base}{ok}"), path).unwrap();
 }

@@ -12,7 +12,9 @@ use crate::cells::sentences::{
     build_sentences, token_budget, write_jsonl, CellSentence, SentenceConfig, Ties, TokenBudget,
     TokenCounter,
 };
-use crate::cells::weighted::{embed_cells, Aggregation, CellEmbeddings, TopN, Weights};
+use crate::cells::weighted::{
+    embed_cells_scaled, idf_factors, Aggregation, CellEmbeddings, TopN, Weights,
+};
 use crate::encoder::job::ResumableJob;
 use crate::encoder::{EncoderOptions, ModelIdentity, TextTokenizer};
 use crate::genes::resolver::Coverage;
@@ -273,6 +275,10 @@ pub struct CellsEmbedArgs {
     pub orthologs: bool,
     pub normalize: InputNorm,
     pub aggregation: Aggregation,
+    /// `--hvg N`: only the N highly variable genes (scanpy seurat flavour on log1p-CP10k).
+    pub hvg: Option<usize>,
+    /// `--idf`: multiply the weights by the IDF-like factors of [`idf_factors`].
+    pub idf: bool,
     pub output: CellOutput,
     pub quiet: bool,
 }
@@ -289,6 +295,10 @@ pub struct CellsEmbedReport {
     pub store_manifest: Option<serde_json::Value>,
     pub normalize: InputNorm,
     pub aggregation: String,
+    /// Genes restricted to this many highly variable ones (`--hvg`), and how many were kept.
+    pub hvg: Option<usize>,
+    pub hvg_selected: Option<usize>,
+    pub idf: bool,
     pub n_cells: usize,
     pub dim: usize,
     pub gene_coverage: Coverage,
@@ -316,15 +326,32 @@ pub fn run_cells_embed(args: &CellsEmbedArgs) -> Result<CellsEmbedReport> {
     let store_manifest = GeneEmbeddings::manifest(&args.store)?;
     let m = read_normalized(&args.input, &args.read, args.normalize, args.quiet)?;
     let totals = gene_totals(&m.x.view());
-    let (rows, coverage) = super::genes::coverage(
+    let (mut rows, coverage) = super::genes::coverage(
         &store.symbols,
         &m.genes,
         args.species,
         args.orthologs,
         Some(&totals),
     )?;
-    let emb: CellEmbeddings = embed_cells(&m.x, &rows, &store, &args.aggregation)
-        .with_context(|| format!("embedding cells of {}", args.input.display()))?;
+    let hvg_selected = match args.hvg {
+        Some(n) => Some(
+            restrict_to_hvg(&m.x, args.normalize, n, &mut rows)
+                .with_context(|| format!("{}: --hvg {n}", args.input.display()))?,
+        ),
+        None => None,
+    };
+    let idf = args.idf.then(|| idf_factors(&m.x.view()));
+    if idf.is_some() && !matches!(args.aggregation, Aggregation::WeightedMean { .. }) {
+        bail!("--idf applies to --aggregation weighted only (it scales the top-N weights)");
+    }
+    let emb: CellEmbeddings = embed_cells_scaled(
+        &m.x.view(),
+        &rows,
+        &store,
+        &args.aggregation,
+        idf.as_deref(),
+    )
+    .with_context(|| format!("embedding cells of {}", args.input.display()))?;
     let n_empty = emb.n_empty();
     let mean_cov =
         emb.coverage.iter().map(|&c| c as f64).sum::<f64>() / emb.coverage.len().max(1) as f64;
@@ -359,6 +386,9 @@ pub fn run_cells_embed(args: &CellsEmbedArgs) -> Result<CellsEmbedReport> {
         store_manifest,
         normalize: args.normalize,
         aggregation: aggregation_name(&args.aggregation),
+        hvg: args.hvg,
+        hvg_selected,
+        idf: args.idf,
         n_cells: emb.n_cells(),
         dim: emb.dim,
         gene_coverage: coverage,
@@ -379,6 +409,33 @@ pub fn run_cells_embed(args: &CellsEmbedArgs) -> Result<CellsEmbedReport> {
         &manifest,
     )?;
     Ok(report)
+}
+
+/// `--hvg N`: unmap every gene that is not among the N highly variable genes (scanpy's
+/// `highly_variable_genes(flavor="seurat")` on log1p-CP10k: `normalize_total` + `log1p` of the
+/// matrix as read, or the matrix itself under `--normalize log1p`). Returns how many were kept.
+fn restrict_to_hvg(
+    x: &CsrMatrix,
+    norm: InputNorm,
+    n: usize,
+    rows: &mut [Option<usize>],
+) -> Result<usize> {
+    if n == 0 {
+        bail!("--hvg must be at least 1 (the number of highly variable genes to keep)");
+    }
+    let hv = match norm {
+        InputNorm::Raw => {
+            let lx = crate::cells::standard_pca::normalize_total_log1p(x, 1e4)?;
+            crate::cells::hvg::highly_variable_seurat(&lx, n)?
+        }
+        InputNorm::Log1p => crate::cells::hvg::highly_variable_seurat(x, n)?,
+    };
+    for (r, &keep) in rows.iter_mut().zip(&hv.highly_variable) {
+        if !keep {
+            *r = None;
+        }
+    }
+    Ok(hv.highly_variable.iter().filter(|&&k| k).count())
 }
 
 /// Genes that appear among some cell's `n` most expressed genes (ties by column order): the

@@ -126,6 +126,8 @@ pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
                     weights: Weights::Expr,
                     top_n: TopN::N(args.top_n),
                 },
+                hvg: None,
+                idf: false,
                 output: CellOutput {
                     path: with_w.clone(),
                     in_place: false,

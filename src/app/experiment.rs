@@ -1,6 +1,8 @@
 //! `celltext experiment CONFIG.toml`: a grid of models × representations × ablations ×
 //! classifiers × seeds on one dataset. Embeddings are cached by content hash (inputs, model
 //! checksum, parameters) so re-runs reuse them; one results table (mean ± sd over seeds) + plots.
+//! `baselines = ["pca"]` adds scanpy's standard PCA-50 (the features of `classify --on counts`,
+//! computed once) with every classifier, and `fusions` the MLP on PCA-50 fused with text.
 //!
 //! Ablations are applied once with `ablation_seed` (the embedding is a property of the
 //! representation); the classifier seeds vary the split, the MLP init and the batches.
@@ -21,6 +23,9 @@ use crate::encoder::resolve::resolve;
 use crate::encoder::EncoderOptions;
 use crate::genes::{Species, SummaryCorpus};
 use crate::io::{sha256_bytes, write_json, TOOL_VERSION};
+
+/// The `representation` of the PCA-50 baseline rows.
+pub const PCA_REPRESENTATION: &str = "pca-50 (scanpy standard)";
 
 fn d_repr() -> Vec<String> {
     vec!["genept-w".into(), "sentences".into()]
@@ -85,9 +90,18 @@ pub struct ExperimentConfig {
     pub max_genes: Option<usize>,
     #[serde(default = "d_bt")]
     pub batch_tokens: usize,
-    /// Also classify the counts with KNN on scanpy's standard PCA-50 baseline.
+    /// Older spelling of `baselines = ["pca"]`.
     #[serde(default)]
     pub counts_baseline: bool,
+    /// Count baselines, each run with every classifier: `"pca"` = scanpy's standard PCA-50
+    /// (`classify --on counts`), computed once and shared by the fusions.
+    #[serde(default)]
+    pub baselines: Vec<String>,
+    /// MLP fusions of the PCA-50 baseline with text representations (concat, per-source
+    /// LayerNorm): `"pca+genept-w"`, `"pca+sentences"`, `"pca+genept-w+sentences"`. Sentences
+    /// enter without ablation.
+    #[serde(default)]
+    pub fusions: Vec<String>,
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
     #[serde(default)]
@@ -178,7 +192,42 @@ fn validate(cfg: &ExperimentConfig) -> Result<()> {
     if cfg.max_genes == Some(0) {
         bail!("`max_genes` must be positive")
     }
+    for b in &cfg.baselines {
+        if b != "pca" {
+            bail!("`baselines`: unknown value `{b}`; valid values: pca (scanpy's standard PCA-50)")
+        }
+    }
+    for f in &cfg.fusions {
+        fusion_parts(f, cfg)?;
+    }
     Ok(())
+}
+
+/// The sources of a `fusions` entry, in order: `pca` first, then text representations, each in
+/// `representations`; sentences need the `none` ablation.
+fn fusion_parts(f: &str, cfg: &ExperimentConfig) -> Result<Vec<String>> {
+    let parts: Vec<String> = f.split('+').map(|p| p.trim().to_string()).collect();
+    let valid = "valid values: pca+genept-w, pca+sentences, pca+genept-w+sentences";
+    if parts.len() < 2 || parts[0] != "pca" {
+        bail!("`fusions`: `{f}` must start with `pca+` and fuse at least one text representation; {valid}")
+    }
+    for (i, p) in parts.iter().enumerate().skip(1) {
+        if !matches!(p.as_str(), "genept-w" | "sentences") || parts[..i].contains(p) {
+            bail!("`fusions`: `{f}`: `{p}` is unknown or repeated; {valid}")
+        }
+        if !cfg.representations.contains(p) {
+            bail!("`fusions`: `{f}` needs `{p}` in `representations`")
+        }
+        if p == "sentences" && !cfg.ablations.iter().any(|a| a == "none") {
+            bail!("`fusions`: `{f}` fuses the un-ablated sentences; add \"none\" to `ablations`")
+        }
+    }
+    Ok(parts)
+}
+
+/// Whether the PCA-50 baseline is computed (as a row or for a fusion).
+fn wants_pca(cfg: &ExperimentConfig) -> bool {
+    cfg.counts_baseline || !cfg.baselines.is_empty() || !cfg.fusions.is_empty()
 }
 
 fn cached<F: FnOnce(&Path) -> Result<()>>(path: &Path, make: F) -> Result<PathBuf> {
@@ -257,6 +306,29 @@ pub fn run_experiment(
     };
     drop(m);
 
+    // scanpy's standard PCA-50 of the counts, once (it uses no seed): the baseline rows and the
+    // fusions classify this file, the same features as `classify --on counts`
+    let pca: Option<PathBuf> = if wants_pca(&cfg) {
+        let key =
+            sha256_bytes(format!("{TOOL_VERSION}|{input_sha}|pca|{:?}", cfg.layer).as_bytes())
+                [..16]
+                .to_string();
+        Some(cached(&cache.join(format!("pca-50-{key}.npy")), |p| {
+            super::cells_pca::run_cells_pca(&super::cells_pca::CellsPcaArgs {
+                input: input.clone(),
+                read: read.clone(),
+                params: crate::cells::standard_pca::StandardPcaParams::default(),
+                output: p.to_path_buf(),
+                in_place: false,
+                key: "X_pca".into(),
+                quiet,
+            })
+            .map(|_| ())
+        })?)
+    } else {
+        None
+    };
+
     for model in &cfg.models {
         let resolved = resolve(model, quiet)?;
         let wsha = crate::encoder::weights::WeightFiles::open(&resolved.dir)?.sha256()?;
@@ -312,6 +384,8 @@ pub fn run_experiment(
                         weights: Weights::Expr,
                         top_n,
                     },
+                    hvg: None,
+                    idf: false,
                     output: CellOutput {
                         path: p.to_path_buf(),
                         in_place: false,
@@ -361,106 +435,52 @@ pub fn run_experiment(
         }
         for (repr, ab, npy) in &features {
             for clf in &cfg.classifiers {
-                let method: Method = super::value_enum::parse_value("--method", clf, true)?;
-                let mut per_seed = vec![];
-                let mut sweep: std::collections::BTreeMap<usize, Vec<Scores>> = Default::default();
-                for &seed in &cfg.seeds {
-                    let mut a = ClassifyArgs::new(input.clone(), cfg.label.clone());
-                    a.method = method;
-                    a.embedding_files = vec![npy.clone()];
-                    a.seed = seed;
-                    a.quiet = true;
-                    // KNN: the table's k first (it makes the predictions), then the sweep;
-                    // MLP: no k (a k list would add a KNN baseline sweep to its report)
-                    a.ks = match method {
-                        Method::Knn => {
-                            let mut ks = vec![cfg.k];
-                            ks.extend(cfg.k_sweep.iter().copied().filter(|&k| k != cfg.k));
-                            Some(ks)
-                        }
-                        Method::Mlp => None,
-                    };
-                    let r = run_classify(&a)
-                        .with_context(|| format!("{repr}/{ab}/{clf} seed {seed}"))?;
-                    let primary = r
-                        .results
-                        .iter()
-                        .find(|x| x.primary)
-                        .unwrap_or(&r.results[0]);
-                    let mut s = primary.scores;
-                    if let Some(ks) = r.k_sweep.as_ref().filter(|_| method == Method::Knn) {
-                        for row in &ks.rows {
-                            sweep.entry(row.k).or_default().push(row.scores);
-                            if row.k == cfg.k {
-                                s = row.scores;
-                            }
-                        }
-                    }
-                    per_seed.push(s);
-                    runs.push(serde_json::json!({"model": model, "representation": repr, "ablation": ab, "classifier": clf, "seed": seed, "scores": s}));
-                }
-                let (mean, sd) = Scores::mean_sd(&per_seed);
-                let k = (method == Method::Knn).then_some(cfg.k);
-                rows.push(ResultRow {
-                    model: model.clone(),
-                    representation: repr.clone(),
-                    ablation: ab.clone(),
-                    classifier: clf.clone(),
-                    k,
-                    n_seeds: per_seed.len(),
-                    mean,
-                    sd,
-                });
-                if method == Method::Knn && sweep.len() > 1 {
-                    for (kk, v) in sweep {
-                        if kk == cfg.k {
-                            continue;
-                        }
-                        let (mean, sd) = Scores::mean_sd(&v);
-                        rows.push(ResultRow {
-                            model: model.clone(),
-                            representation: repr.clone(),
-                            ablation: ab.clone(),
-                            classifier: "knn".into(),
-                            k: Some(kk),
-                            n_seeds: v.len(),
-                            mean,
-                            sd,
-                        });
-                    }
-                }
+                let files = std::slice::from_ref(npy);
+                classify_seeds(
+                    &cfg,
+                    &input,
+                    (model, repr, ab),
+                    files,
+                    clf,
+                    &mut rows,
+                    &mut runs,
+                )?;
             }
         }
-    }
-    if cfg.counts_baseline {
-        let mut per_seed = vec![];
-        for &seed in &cfg.seeds {
-            let mut a = ClassifyArgs::new(input.clone(), cfg.label.clone());
-            a.on = super::classify::FeatureSpace::Counts;
-            a.layer = cfg.layer.clone();
-            a.seed = seed;
-            a.quiet = true;
-            a.ks = Some(vec![cfg.k]);
-            let r = run_classify(&a)?;
-            per_seed.push(
-                r.results
+        for f in &cfg.fusions {
+            let mut files = vec![pca.clone().context("PCA-50 computed for fusions")?];
+            for part in fusion_parts(f, &cfg)?.iter().skip(1) {
+                let (_, _, npy) = features
                     .iter()
-                    .find(|x| x.primary)
-                    .unwrap_or(&r.results[0])
-                    .scores,
-            );
+                    .find(|(r, a, _)| r == part && a == "none")
+                    .context("fusion source embedded")?;
+                files.push(npy.clone());
+            }
+            classify_seeds(
+                &cfg,
+                &input,
+                (model, f, "none"),
+                &files,
+                "mlp",
+                &mut rows,
+                &mut runs,
+            )?;
         }
-        let (mean, sd) = Scores::mean_sd(&per_seed);
-        rows.push(ResultRow {
-            model: "-".into(),
-            representation: "counts (log1p CP10k)".into(),
-            ablation: "none".into(),
-            classifier: "knn".into(),
-            k: Some(cfg.k),
-            n_seeds: per_seed.len(),
-            mean,
-            sd,
-        });
+    }
+    if cfg.counts_baseline || cfg.baselines.iter().any(|b| b == "pca") {
+        let pca = pca.clone().context("PCA-50 computed for the baseline")?;
+        for clf in &cfg.classifiers {
+            let what = ("-", PCA_REPRESENTATION, "none");
+            classify_seeds(
+                &cfg,
+                &input,
+                what,
+                &[pca.clone()],
+                clf,
+                &mut rows,
+                &mut runs,
+            )?;
+        }
     }
     rows.sort_by(|a, b| {
         (&a.model, &a.representation, &a.ablation, &a.classifier, a.k).cmp(&(
@@ -501,6 +521,81 @@ pub fn run_experiment(
         &format!("{} — accuracy (mean ± sd over seeds)", cfg.name),
     )?;
     Ok((rows, out_dir))
+}
+
+/// Classifies `files` (one source, or several fused in the MLP) with `clf` once per seed and
+/// pushes the mean ± sd row(s) (KNN: the table's k, then the sweep) and the per-seed runs.
+fn classify_seeds(
+    cfg: &ExperimentConfig,
+    input: &Path,
+    (model, repr, ab): (&str, &str, &str),
+    files: &[PathBuf],
+    clf: &str,
+    rows: &mut Vec<ResultRow>,
+    runs: &mut Vec<serde_json::Value>,
+) -> Result<()> {
+    let method: Method = super::value_enum::parse_value("--method", clf, true)?;
+    let mut per_seed = vec![];
+    let mut sweep: std::collections::BTreeMap<usize, Vec<Scores>> = Default::default();
+    for &seed in &cfg.seeds {
+        let mut a = ClassifyArgs::new(input.to_path_buf(), cfg.label.clone());
+        a.method = method;
+        a.embedding_files = files.to_vec();
+        a.seed = seed;
+        a.quiet = true;
+        // KNN: the table's k first (it makes the predictions), then the sweep;
+        // MLP: no k (a k list would add a KNN baseline sweep to its report)
+        a.ks = match method {
+            Method::Knn => {
+                let mut ks = vec![cfg.k];
+                ks.extend(cfg.k_sweep.iter().copied().filter(|&k| k != cfg.k));
+                Some(ks)
+            }
+            Method::Mlp => None,
+        };
+        let r = run_classify(&a).with_context(|| format!("{repr}/{ab}/{clf} seed {seed}"))?;
+        // with several sources the fused arm is the primary one
+        let primary = r
+            .results
+            .iter()
+            .find(|x| x.primary)
+            .unwrap_or(&r.results[0]);
+        let mut s = primary.scores;
+        if let Some(ks) = r.k_sweep.as_ref().filter(|_| method == Method::Knn) {
+            for row in &ks.rows {
+                sweep.entry(row.k).or_default().push(row.scores);
+                if row.k == cfg.k {
+                    s = row.scores;
+                }
+            }
+        }
+        per_seed.push(s);
+        runs.push(serde_json::json!({"model": model, "representation": repr, "ablation": ab, "classifier": clf, "seed": seed, "scores": s}));
+    }
+    let row = |classifier: &str, k: Option<usize>, v: &[Scores]| {
+        let (mean, sd) = Scores::mean_sd(v);
+        ResultRow {
+            model: model.to_string(),
+            representation: repr.to_string(),
+            ablation: ab.to_string(),
+            classifier: classifier.to_string(),
+            k,
+            n_seeds: v.len(),
+            mean,
+            sd,
+        }
+    };
+    rows.push(row(
+        clf,
+        (method == Method::Knn).then_some(cfg.k),
+        &per_seed,
+    ));
+    if method == Method::Knn && sweep.len() > 1 {
+        for (kk, v) in sweep.into_iter().filter(|(kk, _)| *kk != cfg.k) {
+            rows.push(row("knn", Some(kk), &v));
+        }
+    }
+    Ok(())
 }
 
 pub fn results_markdown(cfg: &ExperimentConfig, rows: &[ResultRow]) -> String {

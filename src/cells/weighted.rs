@@ -30,6 +30,14 @@
 //! zeros included; scanpy convention ddof = 1, zero-variance genes → 0, see
 //! [`crate::cells::normalize::GeneStats`]); `Uniform` = 1.
 //!
+//! Optional per-gene factors `s_j` ([`embed_cells_scaled`]) multiply the `WeightedMean` weights:
+//! `w_ij · s_j` (the top-N is still chosen by value). [`idf_factors`] gives the IDF-like
+//! down-weighting of ubiquitous genes, `s_j = max(0, ln(n / (1 + df_j)))` with `n` cells and
+//! `df_j` the cells expressing gene j (value > 0): a gene in every cell, or in all but one, gets 0
+//! and drops out; a gene in 1 % of cells gets ≈ 4.6. The `1 +` is scikit-learn's smoothing of
+//! the document frequency; the clip at 0 keeps every factor non-negative, so an `Expr` weighted
+//! mean stays a convex combination of gene vectors.
+//!
 //! A cell is flagged `empty` (zero vector, never NaN) when it has no mapped expressed gene, or
 //! its divisor is 0 — for z-score weights, whose sum can cancel, when
 //! `|Σ w| ≤ 1e-9 · Σ |w|`. Sums are accumulated in f64 in column order and rounded to f32.
@@ -167,8 +175,38 @@ pub fn embed_cells_view(
     emb: &GeneEmbeddings,
     agg: &Aggregation,
 ) -> Result<CellEmbeddings> {
+    embed_cells_scaled(x, gene_to_row, emb, agg, None)
+}
+
+/// [`embed_cells_view`] with per-gene weight factors `scale[j]` (one per column, finite, ≥ 0)
+/// multiplying the `WeightedMean` weights; `None` is all ones. See the module docs.
+pub fn embed_cells_scaled(
+    x: &CsrView,
+    gene_to_row: &[Option<usize>],
+    emb: &GeneEmbeddings,
+    agg: &Aggregation,
+    scale: Option<&[f64]>,
+) -> Result<CellEmbeddings> {
     validate_csr_view(x, "weighted average").context("invalid expression matrix")?;
     validate_inputs(x, gene_to_row, emb, agg)?;
+    if let Some(s) = scale {
+        if s.len() != x.n_cols {
+            bail!(
+                "gene weight factors: {} values for {} gene columns; give one per column",
+                s.len(),
+                x.n_cols
+            );
+        }
+        if let Some(j) = s.iter().position(|v| !v.is_finite() || *v < 0.0) {
+            bail!(
+                "gene weight factor of column {j} is {}; factors must be finite and ≥ 0",
+                s[j]
+            );
+        }
+        if !matches!(agg, Aggregation::WeightedMean { .. }) {
+            bail!("gene weight factors (IDF) apply to the weighted mean only, not {agg:?}");
+        }
+    }
     let stats: Option<GeneStats> = match agg {
         Aggregation::WeightedMean {
             weights: Weights::ZScore,
@@ -184,7 +222,17 @@ pub fn embed_cells_view(
         .map_init(
             || (Vec::<(usize, f32, usize)>::new(), vec![0f64; dim]),
             |(cand, acc), (i, out)| {
-                embed_one(x, i, gene_to_row, emb, agg, stats.as_ref(), cand, acc, out)
+                embed_one(
+                    x,
+                    i,
+                    gene_to_row,
+                    emb,
+                    agg,
+                    (stats.as_ref(), scale),
+                    cand,
+                    acc,
+                    out,
+                )
             },
         )
         .collect();
@@ -277,7 +325,7 @@ fn embed_one(
     gene_to_row: &[Option<usize>],
     emb: &GeneEmbeddings,
     agg: &Aggregation,
-    stats: Option<&GeneStats>,
+    (stats, scale): (Option<&GeneStats>, Option<&[f64]>),
     cand: &mut Vec<(usize, f32, usize)>,
     acc: &mut [f64],
     out: &mut [f32],
@@ -327,7 +375,7 @@ fn embed_one(
                     Weights::Log1p => v.ln_1p(),
                     Weights::ZScore => stats.expect("stats computed for z-score weights").z(j, v),
                     Weights::Uniform => 1.0,
-                };
+                } * scale.map_or(1.0, |s| s[j]);
                 wsum += w;
                 wabs += w.abs();
                 for (a, &g) in acc.iter_mut().zip(emb.row(r)) {
@@ -365,6 +413,21 @@ fn embed_one(
         n_used: if ok { n_used } else { 0 },
         empty: !ok,
     }
+}
+
+/// IDF-like factors of every gene column: `max(0, ln(n_rows / (1 + df_j)))`, `df_j` the rows
+/// with a value > 0 in column j (see the module docs).
+pub fn idf_factors(x: &CsrView) -> Vec<f64> {
+    let mut df = vec![0usize; x.n_cols];
+    for (&j, &v) in x.indices.iter().zip(x.data.iter()) {
+        if v > 0.0 {
+            df[j as usize] += 1;
+        }
+    }
+    let n = x.n_rows as f64;
+    df.iter()
+        .map(|&d| (n / (1.0 + d as f64)).ln().max(0.0))
+        .collect()
 }
 
 #[cfg(test)]

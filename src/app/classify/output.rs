@@ -102,7 +102,7 @@ pub(super) fn write_plots(
         )?;
         files.extend(["embedding.png".to_string(), "embedding.svg".to_string()]);
         if labelled.len() >= 3 {
-            write_umap(
+            let by_batch = write_umap(
                 dir,
                 args,
                 &map_x,
@@ -116,6 +116,16 @@ pub(super) fn write_plots(
                 "embedding_umap.png".to_string(),
                 "embedding_umap.svg".to_string(),
             ]);
+            if by_batch {
+                files.extend([
+                    "embedding_umap_batch.png".to_string(),
+                    "embedding_umap_batch.svg".to_string(),
+                ]);
+            } else if let Some(key) = &args.batch_key {
+                report.notes.push(format!(
+                    "no UMAP coloured by batch: --batch-key {key} is not an obs column"
+                ));
+            }
         }
     } else {
         report
@@ -274,7 +284,9 @@ fn write_h5ad(
 
 /// The UMAP beside the PCA map (`embedding_umap.png/.svg`): cosine distance, as the KNN
 /// classifier uses, seeded by `--seed`; above [`UMAP_MAX_POINTS`] labelled cells it maps a
-/// seeded random subset of that many and says so in the subtitle.
+/// seeded random subset of that many and says so in the subtitle. With `--batch-key` the same
+/// map is drawn again coloured by batch (`embedding_umap_batch.png/.svg`; returns whether it was,
+/// false when the column is missing). A cell with an empty batch value is its own batch, "(none)".
 #[allow(clippy::too_many_arguments)]
 fn write_umap(
     dir: &Path,
@@ -285,7 +297,7 @@ fn write_umap(
     lab: &Labels,
     what: &str,
     reduced: Option<usize>,
-) -> Result<()> {
+) -> Result<bool> {
     let mut rows: Vec<usize> = (0..n).collect();
     if n > UMAP_MAX_POINTS {
         let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
@@ -331,5 +343,35 @@ fn write_umap(
         &format!("{what} — cells colored by {}", args.label),
         &note,
     )?;
-    Ok(())
+    let Some(key) = &args.batch_key else {
+        return Ok(false);
+    };
+    let Some((_, col)) = lab.obs.iter().find(|(name, _)| name == key) else {
+        return Ok(false);
+    };
+    let values = col.to_labels();
+    let batch_of = |r: usize| -> String {
+        let v = values[lab.labelled[r]].trim();
+        if v.is_empty() || v.eq_ignore_ascii_case("nan") {
+            "(none)".to_string()
+        } else {
+            v.to_string()
+        }
+    };
+    let mut batches: Vec<String> = rows.iter().map(|&r| batch_of(r)).collect();
+    batches.sort_unstable();
+    batches.dedup();
+    let b: Vec<usize> = rows
+        .iter()
+        .map(|&r| batches.binary_search(&batch_of(r)).unwrap_or(0))
+        .collect();
+    plots::embedding_scatter(
+        &dir.join("embedding_umap_batch"),
+        &u.coords,
+        &b,
+        &batches,
+        &format!("{what} — cells colored by {key}"),
+        &note,
+    )?;
+    Ok(true)
 }
