@@ -1,8 +1,10 @@
 """Seeded synthetic h5ad for the scale bench of sharded `cells embed` (README, "Beyond one
 machine"): N cells × 20,000 genes, CSR float32 counts with 10x-like sparsity (a lognormal
 number of draws per cell, median 900, ~750 distinct non-zeros; Zipf-like gene popularity;
-counts growing with popularity),
-written chunk by chunk (memory stays ~1 GB whatever N). Genes are the 15,136 human symbols of
+counts growing with popularity). The first --distinct cells are drawn; later rows repeat their
+sparsity pattern with the values permuted by a seeded shuffle per block (drawing 10^9 gene
+indices takes far longer than writing them), so every block holds different cells. Written
+block by block (memory stays ~1 GB whatever N). Genes are the 15,136 human symbols of
 the bundled summaries plus SYNTH_* names (unmapped), in a seeded order. With --store-pickle it
 also writes a seeded gene store as a GenePT-style pickle {symbol: float32[384]} for
 `celltext genes import`.
@@ -39,10 +41,13 @@ def main():
     ap.add_argument("--genes", type=int, default=20_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chunk", type=int, default=20_000)
+    ap.add_argument("--distinct", type=int, default=40_000)
     ap.add_argument("--out", required=True)
     ap.add_argument("--store-pickle")
     ap.add_argument("--dim", type=int, default=384)
     a = ap.parse_args()
+    if a.distinct % a.chunk:
+        ap.error("--distinct must be a multiple of --chunk")
     rng = np.random.default_rng(a.seed)
 
     with gzip.open("assets/genes/human_summaries.tsv.gz", "rt") as f:
@@ -66,8 +71,26 @@ def main():
         indices = x.create_dataset("indices", (0,), np.int32, maxshape=(None,), chunks=(1 << 20,))
         indptr = [np.zeros(1, np.int64)]
         nnz = 0
+        blocks = []  # (data, indices, per-row counts) of the drawn cells
+
+        def write(vals, cols, counts):
+            nonlocal nnz
+            data.resize((nnz + vals.size,))
+            indices.resize((nnz + vals.size,))
+            data[nnz:] = vals
+            indices[nnz:] = cols
+            indptr.append(nnz + np.cumsum(counts))
+            nnz += vals.size
+
         for start in range(0, a.cells, a.chunk):
             n = min(a.chunk, a.cells - start)
+            if start >= a.distinct:
+                vals, cols, counts = blocks[(start // a.chunk) % len(blocks)]
+                if counts.size > n:  # the last, shorter block
+                    k = counts[:n].sum()
+                    vals, cols, counts = vals[:k], cols[:k], counts[:n]
+                write(vals[rng.permutation(vals.size)], cols, counts)
+                continue
             per_cell = np.clip(np.round(rng.lognormal(np.log(900), 0.35, n)), 100, 3000)
             per_cell = per_cell.astype(np.int64)
             rows = np.repeat(np.arange(n, dtype=np.int64), per_cell)
@@ -76,12 +99,8 @@ def main():
             r, c = keys // a.genes, keys % a.genes
             vals = np.ceil(rng.exponential(scale[c])).astype(np.float32)
             counts = np.bincount(r, minlength=n)
-            data.resize((nnz + keys.size,))
-            indices.resize((nnz + keys.size,))
-            data[nnz:] = vals
-            indices[nnz:] = c.astype(np.int32)
-            indptr.append(nnz + np.cumsum(counts))
-            nnz += keys.size
+            blocks.append((vals, c.astype(np.int32), counts))
+            write(*blocks[-1])
         x.create_dataset("indptr", data=np.concatenate(indptr))
         frame(f, "obs", [f"cell{k:07d}" for k in range(a.cells)])
         frame(f, "var", names)

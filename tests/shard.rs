@@ -32,7 +32,10 @@ fn refused(args: &[&str], needles: &[&str]) {
     assert_eq!(code, 1, "celltext {args:?}: exit {code}\n{err}");
     assert!(!err.contains("panicked"), "{err}");
     for n in needles {
-        assert!(err.contains(n), "celltext {args:?}: stderr lacks {n:?}:\n{err}");
+        assert!(
+            err.contains(n),
+            "celltext {args:?}: stderr lacks {n:?}:\n{err}"
+        );
     }
 }
 
@@ -108,7 +111,10 @@ fn sharded_runs_merge_to_the_unsharded_outputs() {
     // the same store name in another folder (the manifest records the file names)
     let merged = d.join("m").join("one");
     // any order: merge sorts the shards by row range
-    merge(&[parts[2].clone(), parts[0].clone(), parts[1].clone()], &merged);
+    merge(
+        &[parts[2].clone(), parts[0].clone(), parts[1].clone()],
+        &merged,
+    );
     for ext in ["safetensors", "genes.tsv"] {
         assert_eq!(
             bytes(&d.join(format!("one.{ext}"))),
@@ -119,7 +125,16 @@ fn sharded_runs_merge_to_the_unsharded_outputs() {
     same_manifest(&d.join("one.manifest.json"), &d.join("m/one.manifest.json"));
 
     // cells embed (GenePT-w): 3 shards → the same h5ad and npy
-    let cells = ["cells", "embed", "-i", s(&input), "--layer", "counts", "--genes", s(&one)];
+    let cells = [
+        "cells",
+        "embed",
+        "-i",
+        s(&input),
+        "--layer",
+        "counts",
+        "--genes",
+        s(&one),
+    ];
     for out in ["one.h5ad", "one.npy"] {
         let o = d.join(out);
         let mut a = cells.to_vec();
@@ -130,7 +145,10 @@ fn sharded_runs_merge_to_the_unsharded_outputs() {
     merge(&parts, &d.join("gw.h5ad"));
     merge(&parts, &d.join("gw.npy"));
     assert_eq!(bytes(&d.join("one.npy")), bytes(&d.join("gw.npy")));
-    same_manifest(&d.join("one.npy.manifest.json"), &d.join("gw.npy.manifest.json"));
+    same_manifest(
+        &d.join("one.npy.manifest.json"),
+        &d.join("gw.npy.manifest.json"),
+    );
     same_h5ad(&d.join("one.h5ad"), &d.join("gw.h5ad"), "genept_w");
 
     // cells embed-sentences: 4 shards (ties shuffled per cell with its dataset-wide stream)
@@ -156,7 +174,11 @@ fn sharded_runs_merge_to_the_unsharded_outputs() {
     ok(&a);
     let parts = shards(d, "sent", 4, &sent, "-o");
     merge(&parts, &d.join("sent-merged.h5ad"));
-    same_h5ad(&d.join("sent.h5ad"), &d.join("sent-merged.h5ad"), "sentences");
+    same_h5ad(
+        &d.join("sent.h5ad"),
+        &d.join("sent-merged.h5ad"),
+        "sentences",
+    );
 
     // embed: 2 shards of a text file → the same .npy
     let texts = fixtures().join("texts.jsonl");
@@ -167,7 +189,10 @@ fn sharded_runs_merge_to_the_unsharded_outputs() {
     ok(&a);
     let parts = shards(d, "texts", 2, &emb, "-o");
     merge(&parts, &d.join("texts-merged.npy"));
-    assert_eq!(bytes(&d.join("texts.npy")), bytes(&d.join("texts-merged.npy")));
+    assert_eq!(
+        bytes(&d.join("texts.npy")),
+        bytes(&d.join("texts-merged.npy"))
+    );
     same_manifest(
         &d.join("texts.npy.manifest.json"),
         &d.join("texts-merged.npy.manifest.json"),
@@ -200,14 +225,27 @@ fn missing_doubled_and_mismatched_shards_are_refused_by_name() {
     let (store, input) = (d.join("store"), h5ad());
     let pickle = fixtures().join("gene_interop/lists_p4.pkl");
     ok(&["genes", "import", s(&pickle), "--out", s(&store)]);
-    let cells = ["cells", "embed", "-i", s(&input), "--layer", "counts", "--genes", s(&store)];
+    let cells = [
+        "cells",
+        "embed",
+        "-i",
+        s(&input),
+        "--layer",
+        "counts",
+        "--genes",
+        s(&store),
+    ];
     let p = shards(d, "gw", 3, &cells, "-o");
     let out = d.join("out.npy");
     let o = s(&out);
 
     refused(
         &["merge", s(&p[0]), s(&p[2]), "-o", o],
-        &["rows 105..210 are missing", "gw.1-of-3.npy", "gw.3-of-3.npy"],
+        &[
+            "rows 105..210 are missing",
+            "gw.1-of-3.npy",
+            "gw.3-of-3.npy",
+        ],
     );
     refused(
         &["merge", s(&p[0]), s(&p[1]), "-o", o],
@@ -229,14 +267,22 @@ fn missing_doubled_and_mismatched_shards_are_refused_by_name() {
     let q = shards(d, "top5", 3, &other, "-o");
     refused(
         &["merge", s(&p[0]), s(&q[1]), s(&p[2]), "-o", o],
-        &["gw.1-of-3.npy", "top5.2-of-3.npy", "different runs", "aggregation"],
+        &[
+            "gw.1-of-3.npy",
+            "top5.2-of-3.npy",
+            "different runs",
+            "aggregation",
+        ],
     );
     // not a shard output; a shard whose vectors were lost
     let whole = d.join("whole.npy");
     let mut a = cells.to_vec();
     a.extend(["-o", s(&whole)]);
     ok(&a);
-    refused(&["merge", s(&whole), "-o", o], &["whole.npy", "not a shard output"]);
+    refused(
+        &["merge", s(&whole), "-o", o],
+        &["whole.npy", "not a shard output"],
+    );
     std::fs::remove_file(&p[1]).unwrap();
     refused(
         &["merge", s(&p[0]), s(&p[1]), s(&p[2]), "-o", o],

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 
 use super::cells::{CellOutput, CellsEmbedArgs, InputNorm};
 use crate::cells::matrix::{CsrMatrix, ExpressionMatrix, ObsColumn};
-use crate::cells::weighted::{embed_cells, Aggregation, CellEmbeddings, Weights};
-use crate::genes::resolver::Coverage;
 use crate::cells::sentences::Summary;
+use crate::cells::weighted::{embed_cells, Aggregation, CellEmbeddings, Weights};
 use crate::encoder::PaddingStats;
+use crate::genes::resolver::Coverage;
 use crate::genes::store::store_prefix;
 use crate::genes::GeneEmbeddings;
 use crate::io::{manifest_path, read_npy_f32, write_embeddings, write_json, write_npy_f32};
@@ -105,13 +105,8 @@ pub fn embed_cells_streaming(
     }
     let range = shard.map_or(0..n_all, |s| s.range(n_all));
     let genes = src.genes().to_vec();
-    let (rows, coverage) = super::genes::coverage(
-        &store.symbols,
-        &genes,
-        args.species,
-        args.orthologs,
-        None,
-    )?;
+    let (rows, coverage) =
+        super::genes::coverage(&store.symbols, &genes, args.species, args.orthologs, None)?;
     let chunk = if args.read.chunk_rows == 0 {
         4096
     } else {
