@@ -16,4 +16,5 @@ pub mod outputs;
 pub mod pickle;
 pub mod progress;
 pub mod scilama;
+pub mod shard;
 pub mod training;

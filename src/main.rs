@@ -97,6 +97,21 @@ enum Command {
         /// Output .npy or .safetensors (a .manifest.json is written beside it).
         #[arg(long, short = 'o')]
         output: PathBuf,
+        /// Only rows floor((I-1)·n/N)..floor(I·n/N) of the input, written as a .npy shard with
+        /// its manifest; gather the N shards with `celltext merge`.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<celltext::shard::Shard>,
+    },
+    /// Gather the outputs of `--shard I/N` runs into the output one unsharded run writes
+    /// (h5ad, .npy, .safetensors or gene store), after checking they cover every row once.
+    Merge {
+        /// The shard outputs (.npy, each with its .npy.manifest.json), in any order.
+        #[arg(required = true)]
+        shards: Vec<PathBuf>,
+        /// out.h5ad (cells: a copy of the shards' input + obsm), .npy, .safetensors, or a gene
+        /// store prefix (genes embed).
+        #[arg(long, short = 'o')]
+        output: PathBuf,
     },
     /// List the model cards and whether each model is present locally.
     Models,
@@ -247,6 +262,10 @@ enum CellsCmd {
         /// Allow --output to be the input file.
         #[arg(long)]
         in_place: bool,
+        /// Only rows floor((I-1)·n/N)..floor(I·n/N) of the input, written as a .npy shard with
+        /// its manifest; gather the N shards with `celltext merge`.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<celltext::shard::Shard>,
     },
     /// Cell sentences (genes by descending expression) as JSONL, with an optional ablation.
     Sentences {
@@ -277,6 +296,10 @@ enum CellsCmd {
         /// Texts per resumable checkpoint chunk.
         #[arg(long, default_value_t = 512)]
         chunk: usize,
+        /// Only rows floor((I-1)·n/N)..floor(I·n/N) of the input, written as a .npy shard with
+        /// its manifest; gather the N shards with `celltext merge`.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<celltext::shard::Shard>,
     },
     /// scanpy's standard count baseline: normalize_total(1e4) → log1p → highly variable genes
     /// (seurat) → scale (clip 10) → PCA, into obsm['X_pca'] (point --layer at raw counts).
@@ -325,6 +348,10 @@ enum GenesCmd {
         /// Texts per resumable checkpoint chunk.
         #[arg(long, default_value_t = 512)]
         chunk: usize,
+        /// Only rows floor((I-1)·n/N)..floor(I·n/N) of the input, written as a .npy shard with
+        /// its manifest; gather the N shards with `celltext merge`.
+        #[arg(long, value_name = "I/N")]
+        shard: Option<celltext::shard::Shard>,
     },
     /// How many genes map onto a store, by which route, and which do not.
     Coverage {
@@ -373,10 +400,26 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
+        Command::Merge { shards, output } => {
+            let r = app::merge::run_merge(&app::merge::MergeArgs { shards, output })?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "wrote {} ({}: {} rows × {} from {} shards)",
+                    r.output,
+                    r.written,
+                    r.n_rows,
+                    r.dim,
+                    r.shards.len()
+                );
+            }
+        }
         Command::Embed {
             model,
             input,
             output,
+            shard,
         } => {
             let args = app::embed::EmbedArgs {
                 model: model.model.clone(),
@@ -386,7 +429,7 @@ fn run(cli: Cli) -> Result<()> {
                 batch_tokens: model.batch_tokens,
                 quiet: cli.quiet,
             };
-            let m = app::embed::run_embed(&args)?;
+            let m = app::embed::run_embed_shard(&args, shard)?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&m)?);
             } else {
@@ -694,6 +737,7 @@ fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
             genes,
             missing,
             chunk,
+            shard,
         } => {
             let dataset_genes = genes
                 .as_deref()
@@ -717,12 +761,19 @@ fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
                     .and_then(|v| v.parse().ok()),
                 chunk_texts: chunk,
             };
-            let m = app::genes::run_genes_embed(&args)?;
+            let m = match shard {
+                Some(s) => app::genes::run_genes_embed_shard(&args, s)?,
+                None => app::genes::run_genes_embed(&args)?,
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&m)?);
             } else {
-                for f in app::genes::store_files(&out) {
-                    println!("wrote {}", f.display());
+                if let Some(s) = shard {
+                    println!("wrote {} (shard {s})", out.display());
+                } else {
+                    for f in app::genes::store_files(&out) {
+                        println!("wrote {}", f.display());
+                    }
                 }
                 println!(
                     "genes      {} × {} ({} truncated at {} tokens)",
@@ -836,6 +887,7 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
             output,
             name,
             in_place,
+            shard,
         } => {
             let aggregation = aggregation.aggregation(weights, top_n);
             let args = app::cells::CellsEmbedArgs {
@@ -855,7 +907,7 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
                 },
                 quiet,
             };
-            let r = app::cells::run_cells_embed(&args)?;
+            let r = app::cells::run_cells_embed_shard(&args, shard)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -918,6 +970,7 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
             name,
             in_place,
             chunk,
+            shard,
         } => {
             let args = app::cells::EmbedSentencesArgs {
                 sentences: opts.args(&input)?,
@@ -935,7 +988,7 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
                     .ok()
                     .and_then(|v| v.parse().ok()),
             };
-            let r = app::cells::run_embed_sentences(&args)?;
+            let r = app::cells::run_embed_sentences_shard(&args, shard)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

@@ -9,8 +9,8 @@ use crate::cells::matrix::{CsrMatrix, CsrView, ExpressionMatrix, ObsColumn};
 use crate::cells::normalize::log1p_cp10k;
 use crate::cells::read::{append_rows, open_matrix, ReadOptions};
 use crate::cells::sentences::{
-    build_sentences, token_budget, write_jsonl, CellSentence, SentenceConfig, Ties, TokenBudget,
-    TokenCounter,
+    build_sentences_from, token_budget, write_jsonl, CellSentence, SentenceConfig, Ties,
+    TokenBudget, TokenCounter,
 };
 use crate::cells::weighted::{
     embed_cells_scaled, idf_factors, Aggregation, CellEmbeddings, TopN, Weights,
@@ -125,11 +125,25 @@ pub fn read_normalized(
     norm: InputNorm,
     quiet: bool,
 ) -> Result<ExpressionMatrix> {
+    Ok(read_normalized_rows(input, opts, norm, quiet, None)?.0)
+}
+
+/// [`read_normalized`] of only the rows of `shard` (obs left empty), read straight from the
+/// input's row ranges, plus the input's number of rows.
+pub fn read_normalized_rows(
+    input: &Path,
+    opts: &ReadOptions,
+    norm: InputNorm,
+    quiet: bool,
+    shard: Option<crate::shard::Shard>,
+) -> Result<(ExpressionMatrix, usize)> {
     let mut src = open_matrix(input, opts)?;
-    let n = src.n_cells();
-    if n == 0 {
+    let n_all = src.n_cells();
+    if n_all == 0 {
         bail!("{}: the matrix has no cells", input.display());
     }
+    let rows = shard.map_or(0..n_all, |s| s.range(n_all));
+    let n = rows.end;
     let chunk = if opts.chunk_rows == 0 {
         4096
     } else {
@@ -143,8 +157,8 @@ pub fn read_normalized(
         indices: vec![],
         data: vec![],
     };
-    let pb = crate::progress::bar(n as u64, "cells read", quiet);
-    let mut start = 0;
+    let pb = crate::progress::bar(rows.len() as u64, "cells read", quiet);
+    let mut start = rows.start;
     while start < n {
         let end = (start + chunk).min(n);
         let part = src.read_rows(start, end)?;
@@ -158,12 +172,17 @@ pub fn read_normalized(
         start = end;
     }
     pb.finish_and_clear();
-    Ok(ExpressionMatrix {
+    let m = ExpressionMatrix {
         x,
-        cell_ids: src.cell_ids().to_vec(),
+        cell_ids: src.cell_ids()[rows.clone()].to_vec(),
         genes,
-        obs: src.obs().to_vec(),
-    })
+        obs: if shard.is_some() {
+            vec![]
+        } else {
+            src.obs().to_vec()
+        },
+    };
+    Ok((m, n_all))
 }
 
 /// Write vectors + per-cell obs columns + manifest (obsm key `X_celltext_<name>`).
@@ -320,38 +339,72 @@ pub fn aggregation_name(a: &Aggregation) -> String {
 
 /// GenePT-w: expression-weighted average of gene vectors over each cell's top-N genes.
 pub fn run_cells_embed(args: &CellsEmbedArgs) -> Result<CellsEmbedReport> {
+    run_cells_embed_shard(args, None)
+}
+
+/// [`run_cells_embed`] of one shard's rows (`--shard I/N`: a .npy and its shard manifest).
+pub fn run_cells_embed_shard(
+    args: &CellsEmbedArgs,
+    shard: Option<crate::shard::Shard>,
+) -> Result<CellsEmbedReport> {
     let t0 = std::time::Instant::now();
+    super::merge::check_shard_output(&args.output.path, shard)?;
     let _lock = args.output.prepare()?;
     let store = GeneEmbeddings::load(&args.store)?;
     let store_manifest = GeneEmbeddings::manifest(&args.store)?;
-    let m = read_normalized(&args.input, &args.read, args.normalize, args.quiet)?;
-    let totals = gene_totals(&m.x.view());
-    let (mut rows, coverage) = super::genes::coverage(
-        &store.symbols,
-        &m.genes,
-        args.species,
-        args.orthologs,
-        Some(&totals),
-    )?;
-    let hvg_selected = match args.hvg {
-        Some(n) => Some(
-            restrict_to_hvg(&m.x, args.normalize, n, &mut rows)
-                .with_context(|| format!("{}: --hvg {n}", args.input.display()))?,
-        ),
-        None => None,
-    };
-    let idf = args.idf.then(|| idf_factors(&m.x.view()));
-    if idf.is_some() && !matches!(args.aggregation, Aggregation::WeightedMean { .. }) {
+    // --hvg, --idf and z-score weights use statistics over every cell: a shard cannot compute
+    // them alone
+    let all_cell_stats = args.hvg.is_some()
+        || args.idf
+        || matches!(
+            args.aggregation,
+            Aggregation::WeightedMean {
+                weights: crate::cells::weighted::Weights::ZScore,
+                ..
+            }
+        );
+    if let (Some(s), true) = (shard, args.hvg.is_some() || args.idf) {
+        bail!(
+            "--shard {s} with --hvg/--idf: both use every cell's expression, so a shard cannot \
+             compute them alone; run this one unsharded, or drop --hvg/--idf"
+        );
+    }
+    if args.idf && !matches!(args.aggregation, Aggregation::WeightedMean { .. }) {
         bail!("--idf applies to --aggregation weighted only (it scales the top-N weights)");
     }
-    let emb: CellEmbeddings = embed_cells_scaled(
-        &m.x.view(),
-        &rows,
-        &store,
-        &args.aggregation,
-        idf.as_deref(),
-    )
-    .with_context(|| format!("embedding cells of {}", args.input.display()))?;
+    // chunk by chunk (the matrix is never held whole) unless the output needs it: a new h5ad
+    // made from a non-h5ad input, or statistics over all cells
+    let whole = all_cell_stats || (is_h5ad(&args.output.path) && !is_h5ad(&args.input));
+    let (m, n_all, mut coverage, sums, emb, hvg_selected) = if whole && shard.is_none() {
+        let (m, n_all) =
+            read_normalized_rows(&args.input, &args.read, args.normalize, args.quiet, None)?;
+        let (mut rows, coverage) =
+            super::genes::coverage(&store.symbols, &m.genes, args.species, args.orthologs, None)?;
+        let sums = super::merge::expression_sums(&m.x, &rows);
+        let hvg_selected = match args.hvg {
+            Some(n) => Some(
+                restrict_to_hvg(&m.x, args.normalize, n, &mut rows)
+                    .with_context(|| format!("{}: --hvg {n}", args.input.display()))?,
+            ),
+            None => None,
+        };
+        let idf = args.idf.then(|| idf_factors(&m.x.view()));
+        let emb: CellEmbeddings = embed_cells_scaled(
+            &m.x.view(),
+            &rows,
+            &store,
+            &args.aggregation,
+            idf.as_deref(),
+        )
+        .with_context(|| format!("embedding cells of {}", args.input.display()))?;
+        (m, n_all, coverage, sums, emb, hvg_selected)
+    } else {
+        let (m, n_all, coverage, sums, emb) =
+            super::merge::embed_cells_streaming(args, &store, shard)?;
+        (m, n_all, coverage, sums, emb, None)
+    };
+    // exact sums: the fraction of a sharded run, gathered by `merge`, is the same number
+    coverage.expression_fraction = Some(sums.1.fraction_of(sums.0));
     let n_empty = emb.n_empty();
     let mean_cov =
         emb.coverage.iter().map(|&c| c as f64).sum::<f64>() / emb.coverage.len().max(1) as f64;
@@ -399,6 +452,19 @@ pub fn run_cells_embed(args: &CellsEmbedArgs) -> Result<CellsEmbedReport> {
     };
     report.seconds = t0.elapsed().as_secs_f64();
     let manifest = serde_json::to_value(&report)?;
+    if let Some(shard) = shard {
+        let extra = serde_json::json!({"obs": obs_json(&obs), "expression_sums": sums});
+        report.written = super::merge::write_shard(
+            &args.output,
+            shard.info(n_all),
+            manifest,
+            &m.cell_ids,
+            &emb.data,
+            emb.dim,
+            extra,
+        )?;
+        return Ok(report);
+    }
     report.written = write_cell_output(
         &args.input,
         &m,
@@ -436,6 +502,18 @@ fn restrict_to_hvg(
         }
     }
     Ok(hv.highly_variable.iter().filter(|&&k| k).count())
+}
+
+/// Per-cell obs columns as `[[name, values], …]` for a shard manifest.
+fn obs_json(obs: &[(String, ObsColumn)]) -> serde_json::Value {
+    let cols: Vec<serde_json::Value> = obs
+        .iter()
+        .map(|(k, c)| match c {
+            ObsColumn::Number(v) => serde_json::json!([k, v]),
+            ObsColumn::Text(v) => serde_json::json!([k, v]),
+        })
+        .collect();
+    serde_json::Value::Array(cols)
 }
 
 /// Genes that appear among some cell's `n` most expressed genes (ties by column order): the
@@ -510,11 +588,30 @@ pub fn make_sentences(
     Ok((m, sentences, budget))
 }
 
+/// [`sentences_of`] for a matrix holding the dataset's rows from `first_cell` on (a shard).
+pub fn sentences_of_from(
+    m: &ExpressionMatrix,
+    args: &SentenceArgs,
+    tokenizer: Option<&TextTokenizer>,
+    first_cell: u64,
+) -> Result<(Vec<CellSentence>, Option<TokenBudget>)> {
+    sentences_impl(m, args, tokenizer, first_cell)
+}
+
 /// [`make_sentences`] on a matrix already in memory (`args.input` and `args.read` unused).
 pub fn sentences_of(
     m: &ExpressionMatrix,
     args: &SentenceArgs,
     tokenizer: Option<&TextTokenizer>,
+) -> Result<(Vec<CellSentence>, Option<TokenBudget>)> {
+    sentences_impl(m, args, tokenizer, 0)
+}
+
+fn sentences_impl(
+    m: &ExpressionMatrix,
+    args: &SentenceArgs,
+    tokenizer: Option<&TextTokenizer>,
+    first_cell: u64,
 ) -> Result<(Vec<CellSentence>, Option<TokenBudget>)> {
     let cfg = SentenceConfig {
         prefix: args.template.clone(),
@@ -525,7 +622,7 @@ pub fn sentences_of(
             Ties::Shuffle { seed: args.seed }
         },
     };
-    let sentences = build_sentences(&m.x, &m.cell_ids, &m.genes, &cfg)?;
+    let sentences = build_sentences_from(&m.x, &m.cell_ids, &m.genes, &cfg, first_cell)?;
     let counter = tokenizer.map(EncoderTokenCounter);
     let counter_dyn: Option<&dyn TokenCounter> = counter.as_ref().map(|c| c as &dyn TokenCounter);
     if args.ablation.needs_counter() && counter_dyn.is_none() {
@@ -541,7 +638,13 @@ pub fn sentences_of(
     let sentences = if args.ablation == Ablation::None {
         sentences
     } else {
-        ablation::apply_all(&sentences, &args.ablation, args.seed, counter_dyn)?
+        ablation::apply_all_from(
+            &sentences,
+            &args.ablation,
+            args.seed,
+            counter_dyn,
+            first_cell,
+        )?
     };
     Ok((sentences, budget))
 }
@@ -589,9 +692,21 @@ pub struct EmbedSentencesReport {
 
 /// Cell sentences through the encoder (batched, resumable) into obsm.
 pub fn run_embed_sentences(args: &EmbedSentencesArgs) -> Result<EmbedSentencesReport> {
+    run_embed_sentences_shard(args, None)
+}
+
+/// [`run_embed_sentences`] of one shard's rows (`--shard I/N`: a .npy and its shard manifest).
+pub fn run_embed_sentences_shard(
+    args: &EmbedSentencesArgs,
+    shard: Option<crate::shard::Shard>,
+) -> Result<EmbedSentencesReport> {
+    super::merge::check_shard_output(&args.output.path, shard)?;
     let _lock = args.output.prepare()?;
     let enc = super::load_encoder(&args.model, &args.options, args.quiet)?;
-    let (m, sentences, budget) = make_sentences(&args.sentences, Some(&enc.tokenizer), args.quiet)?;
+    let sa = &args.sentences;
+    let (m, n_all) = read_normalized_rows(&sa.input, &sa.read, InputNorm::Raw, args.quiet, shard)?;
+    let first_cell = shard.map_or(0, |s| s.range(n_all).start) as u64;
+    let (sentences, budget) = sentences_of_from(&m, sa, Some(&enc.tokenizer), first_cell)?;
     let texts: Vec<String> = sentences.iter().map(|s| s.text.clone()).collect();
     let input_sha256 = input_checksum(&args.sentences.input)?;
     let partial_dir = {
@@ -643,6 +758,23 @@ pub fn run_embed_sentences(args: &EmbedSentencesArgs) -> Result<EmbedSentencesRe
         written: String::new(),
     };
     let manifest = serde_json::to_value(&report)?;
+    if let Some(shard) = shard {
+        let extra = serde_json::json!({
+            "in_context": budget.as_ref().map(|b| &b.in_context),
+            "padding": emb.padding,
+        });
+        report.written = super::merge::write_shard(
+            &args.output,
+            shard.info(n_all),
+            manifest,
+            &m.cell_ids,
+            &emb.data,
+            emb.dim,
+            extra,
+        )?;
+        job.cleanup()?;
+        return Ok(report);
+    }
     report.written = write_cell_output(
         &args.sentences.input,
         &m,

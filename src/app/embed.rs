@@ -37,6 +37,15 @@ pub struct EmbedManifest {
 }
 
 pub fn run_embed(args: &EmbedArgs) -> Result<EmbedManifest> {
+    run_embed_shard(args, None)
+}
+
+/// [`run_embed`] of one shard's texts (`--shard I/N`: a .npy and its shard manifest).
+pub fn run_embed_shard(
+    args: &EmbedArgs,
+    shard: Option<crate::shard::Shard>,
+) -> Result<EmbedManifest> {
+    super::merge::check_shard_output(&args.output, shard)?;
     let ext = args
         .output
         .extension()
@@ -49,7 +58,13 @@ pub fn run_embed(args: &EmbedArgs) -> Result<EmbedManifest> {
             args.output.display()
         );
     }
-    let records = encoder::input::read_texts(&args.input)?;
+    let mut records = encoder::input::read_texts(&args.input)?;
+    let n_all = records.len();
+    if let Some(s) = shard {
+        let r = s.range(n_all);
+        records.truncate(r.end);
+        records.drain(..r.start);
+    }
     let input_sha256 = sha256_file(&args.input)?;
     let enc = super::load_encoder(&args.model, &args.options, args.quiet)?;
     // taken once the inputs and the model are known good: a run refused on its inputs never
@@ -62,7 +77,9 @@ pub fn run_embed(args: &EmbedArgs) -> Result<EmbedManifest> {
     let seconds = t0.elapsed().as_secs_f64();
     pb.finish_and_clear();
     let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
-    write_embeddings(&args.output, &out.data, records.len(), out.dim, Some(&ids))?;
+    if shard.is_none() {
+        write_embeddings(&args.output, &out.data, records.len(), out.dim, Some(&ids))?;
+    }
     let manifest = EmbedManifest {
         tool: TOOL_VERSION.into(),
         command: "embed".into(),
@@ -78,6 +95,18 @@ pub fn run_embed(args: &EmbedArgs) -> Result<EmbedManifest> {
         padding: out.padding,
         seconds,
     };
+    if let Some(s) = shard {
+        super::merge::write_shard_file(
+            &args.output,
+            s.info(n_all),
+            serde_json::to_value(&manifest)?,
+            &ids,
+            &out.data,
+            out.dim,
+            serde_json::json!({}),
+        )?;
+        return Ok(manifest);
+    }
     write_json(&manifest_path(&args.output), &manifest)?;
     Ok(manifest)
 }

@@ -106,13 +106,34 @@ pub fn run_genes_embed(args: &GenesEmbedArgs) -> Result<GenesManifest> {
     run_genes_embed_cancellable(args, None)
 }
 
+/// [`run_genes_embed`] of one shard's store rows (`--shard I/N`: `--out` names a .npy).
+pub fn run_genes_embed_shard(
+    args: &GenesEmbedArgs,
+    shard: crate::shard::Shard,
+) -> Result<GenesManifest> {
+    genes_embed_impl(args, None, Some(shard))
+}
+
 /// [`run_genes_embed`] that stops when `check` fails, called between batches (see
 /// [`ResumableJob::run_cancellable`]): the finished chunks stay in `OUT.partial/` to resume from.
 pub fn run_genes_embed_cancellable(
     args: &GenesEmbedArgs,
     check: Option<&dyn Fn() -> Result<()>>,
 ) -> Result<GenesManifest> {
-    let _lock = crate::outputs::OutputLock::acquire(&store_prefix(&args.out))?;
+    genes_embed_impl(args, check, None)
+}
+
+fn genes_embed_impl(
+    args: &GenesEmbedArgs,
+    check: Option<&dyn Fn() -> Result<()>>,
+    shard: Option<crate::shard::Shard>,
+) -> Result<GenesManifest> {
+    super::merge::check_shard_output(&args.out, shard)?;
+    let prefix = match shard {
+        Some(_) => args.out.clone(),
+        None => store_prefix(&args.out),
+    };
+    let _lock = crate::outputs::OutputLock::acquire(&prefix)?;
     let corpus = match &args.summaries {
         Some(p) => SummaryCorpus::from_file(p)?,
         None => SummaryCorpus::bundled(args.species)?,
@@ -123,7 +144,14 @@ pub fn run_genes_embed_cancellable(
         args.dataset_genes.as_deref(),
         args.missing,
     )?;
-    let texts: Vec<String> = genes.iter().map(|g| g.text.clone()).collect();
+    // store rows: the texts, then the zero-vector genes; a shard takes its range of those rows
+    let n_all = genes.len() + zero.len();
+    let rows = shard.map_or(0..n_all, |s| s.range(n_all));
+    let text_rows = rows.start.min(genes.len())..rows.end.min(genes.len());
+    let texts: Vec<String> = genes[text_rows.clone()]
+        .iter()
+        .map(|g| g.text.clone())
+        .collect();
     let mut all = String::new();
     for g in &genes {
         all.push_str(&g.symbol);
@@ -133,19 +161,21 @@ pub fn run_genes_embed_cancellable(
     }
     let text_sha256 = sha256_bytes(all.as_bytes());
     let enc = super::load_encoder(&args.model, &args.options, args.quiet)?;
-    let prefix = store_prefix(&args.out);
     let partial_dir = {
         let mut s = prefix.as_os_str().to_owned();
         s.push(".partial");
         PathBuf::from(s)
     };
-    let fingerprint = serde_json::json!({
+    let mut fingerprint = serde_json::json!({
         "tool": TOOL_VERSION,
         "model": enc.identity,
         "text_sha256": text_sha256,
         "batch_tokens": args.batch_tokens,
         "chunk_texts": args.chunk_texts,
     });
+    if shard.is_some() {
+        fingerprint["rows"] = serde_json::json!([rows.start, rows.end]);
+    }
     let job = ResumableJob {
         partial_dir,
         fingerprint,
@@ -157,9 +187,11 @@ pub fn run_genes_embed_cancellable(
         stop_after_chunks: args.stop_after_chunks,
     };
     let (emb, report) = job.run_cancellable(&enc, check)?;
-    let mut symbols: Vec<String> = genes.iter().map(|g| g.symbol.clone()).collect();
+    let mut symbols: Vec<String> = genes[text_rows].iter().map(|g| g.symbol.clone()).collect();
     let mut data = emb.data;
-    for z in &zero {
+    let zero_rows =
+        rows.start.max(genes.len()) - genes.len()..rows.end.max(genes.len()) - genes.len();
+    for z in &zero[zero_rows] {
         symbols.push(z.clone());
         data.extend(std::iter::repeat_n(0f32, emb.dim));
     }
@@ -189,6 +221,19 @@ pub fn run_genes_embed_cancellable(
         tokens_per_second: report.tokens_per_second,
         chunks_resumed: report.chunks_resumed,
     };
+    if let Some(s) = shard {
+        super::merge::write_shard_file(
+            &args.out,
+            s.info(n_all),
+            serde_json::to_value(&manifest)?,
+            &store.symbols,
+            &store.data,
+            store.dim,
+            serde_json::json!({"padding": report.padding}),
+        )?;
+        job.cleanup()?;
+        return Ok(manifest);
+    }
     store.save(&prefix, &serde_json::to_value(&manifest)?)?;
     job.cleanup()?;
     Ok(manifest)

@@ -8,6 +8,7 @@ pub mod device_check;
 pub mod embed;
 pub mod experiment;
 pub mod genes;
+pub mod merge;
 pub mod numbers;
 pub mod scilama;
 pub mod value_enum;

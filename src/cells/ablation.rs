@@ -219,13 +219,25 @@ pub fn apply_all(
     seed: u64,
     counter: Option<&dyn TokenCounter>,
 ) -> Result<Vec<CellSentence>> {
+    apply_all_from(sentences, ablation, seed, counter, 0)
+}
+
+/// [`apply_all`] for sentences that start at cell `first_cell` of the dataset (a shard):
+/// sentence `i` uses RNG stream `first_cell + i`, as in one run over all cells.
+pub fn apply_all_from(
+    sentences: &[CellSentence],
+    ablation: &Ablation,
+    seed: u64,
+    counter: Option<&dyn TokenCounter>,
+    first_cell: u64,
+) -> Result<Vec<CellSentence>> {
     if ablation.needs_counter() {
         need(counter, ablation)?;
     }
     sentences
         .par_iter()
         .enumerate()
-        .map(|(i, s)| apply(s, ablation, seed, i as u64, counter))
+        .map(|(i, s)| apply(s, ablation, seed, first_cell + i as u64, counter))
         .collect()
 }
 

@@ -119,10 +119,16 @@ pub fn render(prefix: &str, genes: &[impl AsRef<str>]) -> String {
 /// Column indices of cell `i`'s expressed genes, by descending value, ties per `ties`.
 /// Values must be finite and non-negative (checked by the callers).
 pub fn rank_genes(x: &CsrMatrix, i: usize, ties: Ties) -> Vec<usize> {
+    rank_genes_as(x, i, i as u64, ties)
+}
+
+/// [`rank_genes`] of row `i` drawing ties from the RNG stream of cell `cell_index` (its row in
+/// the whole dataset when `x` holds one shard's rows).
+pub fn rank_genes_as(x: &CsrMatrix, i: usize, cell_index: u64, ties: Ties) -> Vec<usize> {
     let mut entries: Vec<(usize, f32)> = x.row(i).filter(|&(_, v)| v > 0.0).collect();
     entries.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     if let Ties::Shuffle { seed } = ties {
-        let mut rng = cell_rng(TIES_DOMAIN, seed, i as u64);
+        let mut rng = cell_rng(TIES_DOMAIN, seed, cell_index);
         let mut a = 0;
         while a < entries.len() {
             let mut b = a + 1;
@@ -144,6 +150,18 @@ pub fn build_sentences(
     cell_ids: &[String],
     genes: &[String],
     cfg: &SentenceConfig,
+) -> Result<Vec<CellSentence>> {
+    build_sentences_from(x, cell_ids, genes, cfg, 0)
+}
+
+/// [`build_sentences`] for rows that start at row `first_cell` of the dataset (a shard): each
+/// cell draws from its dataset-wide RNG stream, so shards give the sentences of one run.
+pub fn build_sentences_from(
+    x: &CsrMatrix,
+    cell_ids: &[String],
+    genes: &[String],
+    cfg: &SentenceConfig,
+    first_cell: u64,
 ) -> Result<Vec<CellSentence>> {
     validate_csr(x, "cell sentences")?;
     if cell_ids.len() != x.n_rows {
@@ -175,7 +193,7 @@ pub fn build_sentences(
     Ok((0..x.n_rows)
         .into_par_iter()
         .map(|i| {
-            let mut order = rank_genes(x, i, cfg.ties);
+            let mut order = rank_genes_as(x, i, first_cell + i as u64, cfg.ties);
             if let Some(m) = cfg.max_genes {
                 order.truncate(m);
             }

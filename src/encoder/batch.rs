@@ -11,7 +11,7 @@ pub struct TokenBudgetBatcher {
     pub max_batch: usize,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PaddingStats {
     pub real_tokens: usize,
     pub padded_tokens: usize,

@@ -430,10 +430,19 @@ unsafe fn kernel_6x16(
                 } else {
                     v += *cp;
                 }
-                if gelu {
-                    v = gelu_scalar(v);
-                }
-                *cp = v;
+                tile[r * NR + j] = v;
+            }
+        }
+        // the same 8-lane GELU as full tiles, so a row's values never depend on where its batch
+        // cut the rows (sharded runs are bit-identical to one run)
+        if gelu {
+            for ch in tile.chunks_exact_mut(8) {
+                _mm256_storeu_ps(ch.as_mut_ptr(), gelu8(_mm256_loadu_ps(ch.as_ptr())));
+            }
+        }
+        for r in 0..rows {
+            for j in 0..cols {
+                *c.add(r * ldc + j) = tile[r * NR + j];
             }
         }
     }

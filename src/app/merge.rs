@@ -1,0 +1,644 @@
+//! `--shard I/N` outputs and `celltext merge`: each shard writes its rows as `.npy` plus a
+//! manifest (the command's own manifest over its rows, a `shard` record and the per-row values
+//! a merge needs in `shard_rows`); `merge` checks that the shards come from one run and cover
+//! every row once, then writes what one unsharded run writes (h5ad, npy, safetensors or store).
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+use super::cells::{CellOutput, CellsEmbedArgs, InputNorm};
+use crate::cells::matrix::{CsrMatrix, ExpressionMatrix, ObsColumn};
+use crate::cells::sentences::Summary;
+use crate::cells::weighted::{embed_cells, Aggregation, CellEmbeddings, Weights};
+use crate::encoder::PaddingStats;
+use crate::genes::resolver::Coverage;
+use crate::genes::store::store_prefix;
+use crate::genes::GeneEmbeddings;
+use crate::io::{manifest_path, read_npy_f32, write_embeddings, write_json, write_npy_f32};
+use crate::shard::{check_cover, ExactSum, Shard, ShardInfo};
+
+/// Manifest fields that describe how a run went, not what it computed: they differ between a
+/// sharded and an unsharded run (and between two runs) and are left out of comparisons.
+pub const RUN_FIELDS: [&str; 2] = ["seconds", "tokens_per_second"];
+
+/// Fields a merge adds up or recomputes from the shards' rows (so they may differ per shard).
+const SUMMED: [&str; 14] = [
+    "seconds",
+    "tokens_per_second",
+    "chunks_resumed",
+    "written",
+    "padding",
+    "padding_fraction",
+    "n_truncated",
+    "n_cells",
+    "n_texts",
+    "n_genes",
+    "cells_without_mapped_genes",
+    "mean_expression_coverage",
+    "genes_in_context_mean",
+    "genes_in_context_median",
+];
+
+/// With `--shard`, the output must be a `.npy` (the shard's rows); checked before any work.
+pub fn check_shard_output(out: &Path, shard: Option<Shard>) -> Result<()> {
+    let Some(s) = shard else { return Ok(()) };
+    let npy = out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if !npy {
+        bail!(
+            "{}: with --shard {s} the output is this shard's rows as a .npy (plus \
+             OUT.npy.manifest.json); name it e.g. shards/part-{}-of-{}.npy and gather the shards \
+             with `celltext merge SHARDS… -o OUT`",
+            out.display(),
+            s.index,
+            s.count
+        );
+    }
+    Ok(())
+}
+
+/// (total, mapped) expression of `x`, as exact sums: mapped columns are those with a store row.
+pub fn expression_sums(x: &CsrMatrix, rows: &[Option<usize>]) -> (ExactSum, ExactSum) {
+    let (mut total, mut mapped) = (ExactSum::default(), ExactSum::default());
+    for (&j, &v) in x.indices.iter().zip(&x.data) {
+        total.add(v);
+        if rows.get(j as usize).is_some_and(|r| r.is_some()) {
+            mapped.add(v);
+        }
+    }
+    (total, mapped)
+}
+
+/// `cells embed` read and embedded chunk by chunk (memory: one chunk of the matrix plus the
+/// vectors), over all rows or one shard's: (cells without x, row count of the input, gene
+/// coverage without its expression fraction, exact expression sums, the vectors).
+pub fn embed_cells_streaming(
+    args: &CellsEmbedArgs,
+    store: &GeneEmbeddings,
+    shard: Option<Shard>,
+) -> Result<(
+    ExpressionMatrix,
+    usize,
+    Coverage,
+    (ExactSum, ExactSum),
+    CellEmbeddings,
+)> {
+    if let (
+        Some(s),
+        Aggregation::WeightedMean {
+            weights: Weights::ZScore,
+            ..
+        },
+    ) = (shard, &args.aggregation)
+    {
+        bail!(
+            "--shard {s} with --weights zscore: z-scores use every cell's expression, so a shard \
+             cannot compute them alone; run this one unsharded, or use --weights expr, log1p or \
+             uniform"
+        );
+    }
+    let mut src = crate::cells::read::open_matrix(&args.input, &args.read)?;
+    let n_all = src.n_cells();
+    if n_all == 0 {
+        bail!("{}: the matrix has no cells", args.input.display());
+    }
+    let range = shard.map_or(0..n_all, |s| s.range(n_all));
+    let genes = src.genes().to_vec();
+    let (rows, coverage) =
+        super::genes::coverage(&store.symbols, &genes, args.species, args.orthologs, None)?;
+    let chunk = if args.read.chunk_rows == 0 {
+        4096
+    } else {
+        args.read.chunk_rows
+    };
+    let mut emb = CellEmbeddings {
+        dim: store.dim,
+        data: Vec::with_capacity(range.len() * store.dim),
+        coverage: vec![],
+        n_mapped: vec![],
+        n_unmapped: vec![],
+        n_used: vec![],
+        empty: vec![],
+    };
+    let mut sums = (ExactSum::default(), ExactSum::default());
+    let pb = crate::progress::bar(range.len() as u64, "cells", args.quiet);
+    let mut start = range.start;
+    while start < range.end {
+        let end = (start + chunk).min(range.end);
+        let part = src.read_rows(start, end)?;
+        let part = if args.normalize == InputNorm::Log1p {
+            crate::cells::normalize::log1p_cp10k(&part)?
+        } else {
+            part
+        };
+        let (t, m) = expression_sums(&part, &rows);
+        sums.0.merge(t);
+        sums.1.merge(m);
+        let e = embed_cells(&part, &rows, store, &args.aggregation)
+            .with_context(|| format!("embedding cells of {}", args.input.display()))?;
+        emb.data.extend(e.data);
+        emb.coverage.extend(e.coverage);
+        emb.n_mapped.extend(e.n_mapped);
+        emb.n_unmapped.extend(e.n_unmapped);
+        emb.n_used.extend(e.n_used);
+        emb.empty.extend(e.empty);
+        pb.inc((end - start) as u64);
+        start = end;
+    }
+    pb.finish_and_clear();
+    let m = ExpressionMatrix {
+        x: CsrMatrix {
+            n_rows: 0,
+            n_cols: genes.len(),
+            indptr: vec![0],
+            indices: vec![],
+            data: vec![],
+        },
+        cell_ids: src.cell_ids()[range].to_vec(),
+        genes,
+        obs: vec![],
+    };
+    Ok((m, n_all, coverage, sums, emb))
+}
+
+/// A cell command's shard: [`write_shard_file`] with the output's `--name`.
+#[allow(clippy::too_many_arguments)]
+pub fn write_shard(
+    out: &CellOutput,
+    info: ShardInfo,
+    manifest: Value,
+    ids: &[String],
+    data: &[f32],
+    dim: usize,
+    mut rows: Value,
+) -> Result<String> {
+    rows["name"] = json!(out.name);
+    write_shard_file(&out.path, info, manifest, ids, data, dim, rows)
+}
+
+/// Write a shard's vectors (`.npy`, f32 [rows, dim]) and then its manifest: the command's
+/// manifest plus `shard` (which rows) and `shard_rows` (ids and the per-row values to merge).
+pub fn write_shard_file(
+    path: &Path,
+    info: ShardInfo,
+    mut manifest: Value,
+    ids: &[String],
+    data: &[f32],
+    dim: usize,
+    mut rows: Value,
+) -> Result<String> {
+    let n = info.end - info.start;
+    if ids.len() != n {
+        bail!("internal: shard of {n} rows has {} ids", ids.len());
+    }
+    rows["ids"] = json!(ids);
+    let written = format!(
+        "shard {}/{}: rows {}..{} of {}",
+        info.index, info.count, info.start, info.end, info.n_rows
+    );
+    manifest["shard"] = serde_json::to_value(&info)?;
+    manifest["shard_rows"] = rows;
+    write_npy_f32(path, data, n, dim)?;
+    write_json(&manifest_path(path), &manifest)?;
+    Ok(written)
+}
+
+pub struct MergeArgs {
+    pub shards: Vec<PathBuf>,
+    pub output: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MergeReport {
+    pub command: String,
+    pub shards: Vec<String>,
+    pub n_rows: usize,
+    pub dim: usize,
+    pub output: String,
+    pub written: String,
+}
+
+struct Part {
+    path: PathBuf,
+    manifest: Value,
+    info: ShardInfo,
+}
+
+/// The parameters a shard was run with: its manifest less the shard record and the fields a
+/// merge sums (and `gene_coverage.expression_fraction`, which it recomputes).
+fn parameters(m: &Value) -> Value {
+    let mut p = m.clone();
+    if let Some(o) = p.as_object_mut() {
+        o.remove("shard");
+        for k in SUMMED {
+            o.remove(k);
+        }
+        if let Some(rows) = o.get_mut("shard_rows").and_then(Value::as_object_mut) {
+            let name = rows.get("name").cloned();
+            o.insert("name".into(), name.unwrap_or(Value::Null));
+        }
+        o.remove("shard_rows");
+        o.remove("genes_in_context_min");
+        if let Some(c) = o.get_mut("gene_coverage").and_then(Value::as_object_mut) {
+            c.remove("expression_fraction");
+        }
+    }
+    p
+}
+
+fn first_difference(a: &Value, b: &Value) -> String {
+    match (a.as_object(), b.as_object()) {
+        (Some(x), Some(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let (va, vb) = (x.get(k), y.get(k));
+                if va != vb {
+                    let show = |v: Option<&Value>| {
+                        let s = v.map_or("absent".to_string(), |v| v.to_string());
+                        if s.chars().count() > 80 {
+                            format!("{}…", s.chars().take(80).collect::<String>())
+                        } else {
+                            s
+                        }
+                    };
+                    return format!("`{k}` ({} vs {})", show(va), show(vb));
+                }
+            }
+            "nothing".into()
+        }
+        _ => "the manifest".into(),
+    }
+}
+
+fn rows_of<'a>(p: &'a Part, key: &str) -> Result<&'a Value> {
+    p.manifest
+        .get("shard_rows")
+        .and_then(|r| r.get(key))
+        .ok_or_else(|| {
+            anyhow!(
+                "{}: shard_rows.{key} missing; rerun this shard with this version",
+                manifest_path(&p.path).display()
+            )
+        })
+}
+
+fn num(p: &Part, key: &str) -> f64 {
+    p.manifest.get(key).and_then(Value::as_f64).unwrap_or(0.0)
+}
+
+fn count(p: &Part, key: &str) -> u64 {
+    p.manifest.get(key).and_then(Value::as_u64).unwrap_or(0)
+}
+
+fn padding(parts: &[&Part], from_rows: bool) -> Result<PaddingStats> {
+    let mut s = PaddingStats {
+        real_tokens: 0,
+        padded_tokens: 0,
+    };
+    for p in parts {
+        let v = if from_rows {
+            rows_of(p, "padding")?
+        } else {
+            p.manifest
+                .get("padding")
+                .ok_or_else(|| anyhow!("{}: no `padding`", p.path.display()))?
+        };
+        let one: PaddingStats = serde_json::from_value(v.clone())
+            .with_context(|| format!("{}: bad padding record", p.path.display()))?;
+        s.real_tokens += one.real_tokens;
+        s.padded_tokens += one.padded_tokens;
+    }
+    Ok(s)
+}
+
+/// The manifest one run over all rows writes, from the shards' manifests (in row order).
+fn merged_manifest(command: &str, parts: &[&Part]) -> Result<(Value, Vec<(String, ObsColumn)>)> {
+    let mut m = parts[0].manifest.clone();
+    let o = m
+        .as_object_mut()
+        .ok_or_else(|| anyhow!("manifest is not an object"))?;
+    o.remove("shard");
+    o.remove("shard_rows");
+    let seconds: f64 = parts.iter().map(|p| num(p, "seconds")).sum();
+    o.insert("seconds".into(), json!(seconds));
+    if o.contains_key("tokens_per_second") {
+        let toks: f64 = parts
+            .iter()
+            .map(|p| num(p, "tokens_per_second") * num(p, "seconds"))
+            .sum();
+        o.insert("tokens_per_second".into(), json!(toks / seconds.max(1e-9)));
+    }
+    for k in [
+        "chunks_resumed",
+        "n_truncated",
+        "n_cells",
+        "n_texts",
+        "n_genes",
+    ] {
+        if o.contains_key(k) {
+            o.insert(
+                k.into(),
+                json!(parts.iter().map(|p| count(p, k)).sum::<u64>()),
+            );
+        }
+    }
+    let mut obs = vec![];
+    match command {
+        "cells embed" => {
+            let k = "cells_without_mapped_genes";
+            o.insert(
+                k.into(),
+                json!(parts.iter().map(|p| count(p, k)).sum::<u64>()),
+            );
+            // per-cell columns, concatenated in row order
+            let mut cols: Vec<(String, Vec<f64>)> = vec![];
+            for p in parts {
+                let c: Vec<(String, Vec<f64>)> = serde_json::from_value(rows_of(p, "obs")?.clone())
+                    .with_context(|| format!("{}: bad shard_rows.obs", p.path.display()))?;
+                if cols.is_empty() {
+                    cols = c;
+                } else {
+                    for ((name, v), (name2, more)) in cols.iter_mut().zip(c) {
+                        if *name != name2 {
+                            bail!(
+                                "{}: obs column {name2} where {name} was expected",
+                                p.path.display()
+                            );
+                        }
+                        v.extend(more);
+                    }
+                }
+            }
+            let cov = cols
+                .iter()
+                .find(|(n, _)| n.ends_with("_coverage"))
+                .map(|(_, v)| v.iter().sum::<f64>() / v.len().max(1) as f64)
+                .unwrap_or(0.0);
+            o.insert("mean_expression_coverage".into(), json!(cov));
+            let (mut total, mut mapped) = (ExactSum::default(), ExactSum::default());
+            for p in parts {
+                let (t, m): (ExactSum, ExactSum) = serde_json::from_value(
+                    rows_of(p, "expression_sums")?.clone(),
+                )
+                .with_context(|| format!("{}: bad shard_rows.expression_sums", p.path.display()))?;
+                total.merge(t);
+                mapped.merge(m);
+            }
+            if let Some(c) = o.get_mut("gene_coverage").and_then(Value::as_object_mut) {
+                c.insert(
+                    "expression_fraction".into(),
+                    json!(mapped.fraction_of(total)),
+                );
+            }
+            obs = cols
+                .into_iter()
+                .map(|(n, v)| (n, ObsColumn::Number(v)))
+                .collect();
+        }
+        "cells embed-sentences" => {
+            let mut all = vec![];
+            let mut any_none = false;
+            for p in parts {
+                match rows_of(p, "in_context")? {
+                    Value::Null => any_none = true,
+                    v => all.extend(
+                        serde_json::from_value::<Vec<usize>>(v.clone())
+                            .with_context(|| format!("{}: bad in_context", p.path.display()))?,
+                    ),
+                }
+            }
+            let s = if any_none { None } else { Summary::of(&all) };
+            o.insert(
+                "genes_in_context_mean".into(),
+                json!(s.as_ref().map(|s| s.mean)),
+            );
+            o.insert(
+                "genes_in_context_median".into(),
+                json!(s.as_ref().map(|s| s.median)),
+            );
+            o.insert(
+                "genes_in_context_min".into(),
+                json!(s.as_ref().map(|s| s.min)),
+            );
+            let pad = padding(parts, true)?;
+            o.insert("padding_fraction".into(), json!(pad.padding_fraction()));
+        }
+        "embed" => {
+            let pad = padding(parts, false)?;
+            o.insert("padding_fraction".into(), json!(pad.padding_fraction()));
+            o.insert("padding".into(), serde_json::to_value(&pad)?);
+        }
+        "genes embed" => {
+            let pad = padding(parts, true)?;
+            o.insert("padding_fraction".into(), json!(pad.padding_fraction()));
+        }
+        other => bail!("merge: shards of `{other}` cannot be merged"),
+    }
+    Ok((m, obs))
+}
+
+/// `celltext merge SHARDS… -o OUT`.
+pub fn run_merge(args: &MergeArgs) -> Result<MergeReport> {
+    let mut parts = vec![];
+    for path in &args.shards {
+        let manifest = crate::shard::read_manifest(path)?;
+        let info: ShardInfo = match manifest.get("shard") {
+            Some(s) => serde_json::from_value(s.clone()).with_context(|| {
+                format!("{}: bad `shard` record", manifest_path(path).display())
+            })?,
+            None => bail!(
+                "{}: not a shard output (its manifest has no `shard` record); pass the .npy files \
+                 written with --shard I/N",
+                path.display()
+            ),
+        };
+        parts.push(Part {
+            path: path.clone(),
+            manifest,
+            info,
+        });
+    }
+    let first = parts
+        .first()
+        .ok_or_else(|| anyhow!("merge: no shard outputs given"))?;
+    let command = first
+        .manifest
+        .get("command")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let params0 = parameters(&first.manifest);
+    for p in &parts[1..] {
+        let params = parameters(&p.manifest);
+        if params != params0 {
+            bail!(
+                "{} and {} come from different runs: they differ in {}; shards of one run share \
+                 the command, input, model and parameters",
+                first.path.display(),
+                p.path.display(),
+                first_difference(&params0, &params)
+            );
+        }
+    }
+    let infos: Vec<(PathBuf, ShardInfo)> = parts
+        .iter()
+        .map(|p| (p.path.clone(), p.info.clone()))
+        .collect();
+    let order = check_cover(&infos)?;
+    let ordered: Vec<&Part> = order.iter().map(|&k| &parts[k]).collect();
+    let n_rows = first.info.n_rows;
+
+    // vectors and ids, in row order
+    let mut data: Vec<f32> = vec![];
+    let mut ids: Vec<String> = vec![];
+    let mut dim = None;
+    for p in &ordered {
+        let (rows, r, d) = read_npy_f32(&p.path)?;
+        let want = p.info.end - p.info.start;
+        if r != want {
+            bail!(
+                "{}: holds {r} rows but its manifest says rows {}..{} ({want}); rerun this shard",
+                p.path.display(),
+                p.info.start,
+                p.info.end
+            );
+        }
+        if want > 0 {
+            if dim.is_some_and(|d0| d0 != d) {
+                bail!(
+                    "{}: {d} columns where other shards have {}",
+                    p.path.display(),
+                    dim.unwrap_or(0)
+                );
+            }
+            dim = Some(d);
+        }
+        data.extend(rows);
+        let these: Vec<String> = serde_json::from_value(rows_of(p, "ids")?.clone())
+            .with_context(|| format!("{}: bad shard_rows.ids", p.path.display()))?;
+        if these.len() != want {
+            bail!(
+                "{}: {} ids for {want} rows",
+                manifest_path(&p.path).display(),
+                these.len()
+            );
+        }
+        ids.extend(these);
+    }
+    let dim = dim
+        .or_else(|| {
+            first
+                .manifest
+                .get("dim")
+                .and_then(Value::as_u64)
+                .map(|d| d as usize)
+        })
+        .unwrap_or(0);
+    let (manifest, obs) = merged_manifest(&command, &ordered)?;
+    let written = match command.as_str() {
+        "cells embed" | "cells embed-sentences" => {
+            let name = rows_of(first, "name")?
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            write_cells(&manifest, &args.output, name, &ids, &data, dim, obs)?
+        }
+        "embed" => {
+            let _lock = crate::outputs::OutputLock::acquire(&args.output)?;
+            write_embeddings(&args.output, &data, ids.len(), dim, Some(&ids))?;
+            write_json(&manifest_path(&args.output), &manifest)?;
+            format!("{} rows", ids.len())
+        }
+        _ => {
+            let prefix = store_prefix(&args.output);
+            let _lock = crate::outputs::OutputLock::acquire(&prefix)?;
+            let store = GeneEmbeddings {
+                symbols: ids,
+                dim,
+                data,
+            };
+            store.save(&prefix, &manifest)?;
+            format!("gene store {}", prefix.display())
+        }
+    };
+    Ok(MergeReport {
+        command,
+        shards: ordered
+            .iter()
+            .map(|p| p.path.display().to_string())
+            .collect(),
+        n_rows,
+        dim,
+        output: args.output.display().to_string(),
+        written,
+    })
+}
+
+/// A cell command's merged output: an h5ad copy of the input (checked against the shards'
+/// input sha256) plus obsm, obs and the manifest, or `.npy`/`.safetensors` rows.
+fn write_cells(
+    manifest: &Value,
+    output: &Path,
+    name: String,
+    ids: &[String],
+    data: &[f32],
+    dim: usize,
+    obs: Vec<(String, ObsColumn)>,
+) -> Result<String> {
+    let out = CellOutput {
+        path: output.to_path_buf(),
+        in_place: false,
+        name,
+    };
+    let _lock = out.prepare()?;
+    let input = PathBuf::from(manifest.get("input").and_then(Value::as_str).unwrap_or(""));
+    let h5ad = |p: &Path| {
+        p.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("h5ad"))
+    };
+    if h5ad(output) {
+        if !h5ad(&input) {
+            bail!(
+                "{}: an .h5ad merge copies the input, but the shards' input {} is not an .h5ad; \
+                 merge into .npy or .safetensors",
+                output.display(),
+                input.display()
+            );
+        }
+        let want = manifest
+            .get("input_sha256")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let got = super::cells::input_checksum(&input).with_context(|| {
+            format!(
+                "{}: the shards' input, needed for the .h5ad copy (run merge where that path is valid)",
+                input.display()
+            )
+        })?;
+        if got != want {
+            bail!(
+                "{}: its sha256 {got} is not the {want} the shards were run on; merge against the \
+                 same input file",
+                input.display()
+            );
+        }
+    }
+    let matrix = ExpressionMatrix {
+        x: CsrMatrix {
+            n_rows: 0,
+            n_cols: 0,
+            indptr: vec![0],
+            indices: vec![],
+            data: vec![],
+        },
+        cell_ids: ids.to_vec(),
+        genes: vec![],
+        obs: vec![],
+    };
+    super::cells::write_cell_output(&input, &matrix, &out, data, dim, obs, manifest)
+}
