@@ -8,6 +8,7 @@ pub mod cells;
 pub mod classify;
 pub mod encoder;
 pub mod eval;
+pub mod explain;
 pub mod genes;
 pub mod io;
 pub mod limits;

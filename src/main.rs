@@ -122,6 +122,8 @@ enum Command {
     Genes(GenesCmd),
     /// Cell-type classification (cosine KNN or MLP) on embeddings or counts: report, plots, predictions in obs.
     Classify(app::classify::ClassifyArgs),
+    /// Which genes make the MLP call each cell type: integrated gradients, top genes per class, marker hits.
+    Explain(app::explain::ExplainArgs),
     /// Cell embeddings (GenePT-w), cell sentences and their ablations, sentence embeddings.
     #[command(subcommand)]
     Cells(CellsCmd),
@@ -495,6 +497,19 @@ fn run(cli: Cli) -> Result<()> {
                 print!("{}", app::classify::report_json(&r)?);
             } else {
                 print!("{}", app::classify::render_markdown(&r));
+            }
+        }
+        Command::Explain(mut args) => {
+            args.quiet = cli.quiet;
+            let r = app::explain::run_explain(&args)?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", app::explain::render_markdown(&r));
+                println!(
+                    "\nwrote {}/explain.tsv, report.md, report.json, manifest.json",
+                    args.out.display()
+                );
             }
         }
         Command::Cells(c) => run_cells(c, cli.quiet, cli.json)?,

@@ -7,6 +7,7 @@ pub mod demo;
 pub mod device_check;
 pub mod embed;
 pub mod experiment;
+pub mod explain;
 pub mod genes;
 pub mod merge;
 pub mod numbers;

@@ -402,6 +402,24 @@ impl TrainedMlp {
         Ok(out)
     }
 
+    /// Eval-mode logits `[b × n_classes]` of one `[b × dim_s]` CPU tensor per source (no
+    /// dropout). Differentiable with respect to the inputs: explanations backpropagate through it.
+    pub fn logits(&self, xs: &[Tensor]) -> Result<Tensor> {
+        if xs.len() != self.arch.sources.len() {
+            bail!(
+                "the MLP has {} sources but was given {} input tensors",
+                self.arch.sources.len(),
+                xs.len()
+            );
+        }
+        for (x, (name, d)) in xs.iter().zip(&self.arch.sources) {
+            if x.dims().len() != 2 || x.dim(1)? != *d {
+                bail!("source '{name}' needs [cells × {d}], got {:?}", x.dims());
+            }
+        }
+        self.forward(xs, None)
+    }
+
     pub fn history(&self) -> &TrainingHistory {
         &self.history
     }

@@ -141,6 +141,71 @@ impl CandleBackend {
         Ok((x.reshape((n, seq, h))?, mask))
     }
 
+    /// The word-embedding rows of `ids` ([len, hidden]): the inputs that
+    /// [`forward_from_word_embeddings`](Self::forward_from_word_embeddings) starts from.
+    pub fn word_embeddings(&self, ids: &[u32]) -> Result<Tensor> {
+        let ids = Tensor::from_vec(ids.to_vec(), (ids.len(),), &self.device)?;
+        Ok(self.emb.word.index_select(&ids, 0)?)
+    }
+
+    /// The id of the padding token ([PAD]).
+    pub fn pad_id(&self) -> u32 {
+        self.pad_id
+    }
+
+    /// Token states [n, seq, hidden] of `n` unpadded sequences of one length, starting from their
+    /// word embeddings `word` [n, seq, hidden] (position and token-type embeddings are added as in
+    /// [`forward`](Self::forward)). Every op here has a backward pass (LayerNorm and softmax are
+    /// built from differentiable primitives; the fused kernels of `forward` have none), so
+    /// `Tensor::backward` on anything computed from the result gives gradients with respect to
+    /// `word`: integrated gradients use it. f32 models only.
+    pub fn forward_from_word_embeddings(&self, word: &Tensor) -> Result<Tensor> {
+        ensure!(
+            self.dtype == DType::F32,
+            "gradients through the encoder need an f32 model (got {:?}); pass --dtype f32",
+            self.dtype
+        );
+        let (n, seq, h) = word.dims3()?;
+        ensure!(
+            h == self.hidden,
+            "word embeddings of width {h}, model hidden size {}",
+            self.hidden
+        );
+        let (nh, hd) = (self.heads, self.head_dim);
+        let max_pos = self.emb.position.dim(0)?;
+        ensure!(
+            seq <= max_pos,
+            "a sequence of {seq} tokens is longer than the model's {max_pos} positions"
+        );
+        let pos = self.emb.position.narrow(0, 0, seq)?;
+        let emb = word
+            .broadcast_add(&pos)?
+            .broadcast_add(&self.emb.token_type0)?;
+        let ln = |x: &Tensor, l: &layout::LayerNorm| {
+            candle_nn::ops::layer_norm_slow(x, &l.w, &l.b, l.eps)
+        };
+        let mut x = ln(&emb, &self.emb.ln)?.reshape((n * seq, h))?;
+        let scale = 1.0 / (hd as f64).sqrt();
+        let heads = |t: &Tensor, k: usize| -> candle_core::Result<Tensor> {
+            t.narrow(2, k, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous()
+        };
+        for layer in &self.layers {
+            let qkv = layer.qkv.forward(&x)?.reshape((n, seq, 3, nh, hd))?;
+            let q = (heads(&qkv, 0)? * scale)?;
+            let k = heads(&qkv, 1)?;
+            let v = heads(&qkv, 2)?;
+            let scores = q.matmul(&k.t()?.contiguous()?)?;
+            let probs = candle_nn::ops::softmax(&scores, candle_core::D::Minus1)?;
+            let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((n * seq, h))?;
+            let attn = layer.attn_out.forward(&ctx)?;
+            x = ln(&(attn + &x)?, &layer.ln_attn)?;
+            let inter = self.activate(&layer.inter.forward(&x)?)?;
+            let out = layer.out.forward(&inter)?;
+            x = ln(&(out + &x)?, &layer.ln_out)?;
+        }
+        Ok(x.reshape((n, seq, h))?)
+    }
+
     fn activate(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self.act {
             Activation::Gelu => x.gelu_erf(),

@@ -1,0 +1,672 @@
+//! `celltext explain`: which genes make the MLP call a cell type.
+//!
+//! 1. Reads the matrix and the `--label` column, splits the labelled cells as `celltext classify`
+//!    does (stratified, `--test-fraction`, `--seed`), computes the cell vectors as
+//!    `cells embed-sentences` (`--on sentences`: GenePT-s prompt, seeded tie shuffle, the model's
+//!    pooling) or `cells embed` (`--on genept-w`: top-N expression-weighted mean) would, and trains
+//!    the MLP exactly as `classify --method mlp` would on that one source (same flags and seed).
+//! 2. Picks up to `--cells-per-class` test cells per class: correctly predicted ones first, then
+//!    misclassified ones, each in cell order.
+//! 3. Integrated gradients of the cell's *true*-class logit ([`crate::explain::ig`]): through the
+//!    encoder with respect to the input word embeddings, summed over each gene's word pieces; or
+//!    with respect to the normalised GenePT-w weights of the cell's top-N genes.
+//! 4. Per class: genes ranked by mean attribution over the explained cells, the top `--top`, and
+//!    with `--markers` the class's markers among them and each marker's rank.
+//!
+//! Writes `OUT/explain.tsv`, `OUT/report.md`, `OUT/report.json` and `OUT/manifest.json`, the
+//! folder built beside `OUT` and committed whole.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device};
+use serde::Serialize;
+
+use super::cells::{read_normalized, sentences_of, InputNorm, SentenceArgs};
+use crate::cells::ablation::Ablation;
+use crate::cells::matrix::{find_obs_column, ExpressionMatrix};
+use crate::cells::read::ReadOptions;
+use crate::cells::sentences::{CellSentence, GENEPT_S_PREFIX};
+use crate::cells::weighted::{embed_cells, Aggregation, TopN, Weights};
+use crate::classify::mlp::{Fusion, MlpConfig, Source, TrainedMlp};
+use crate::classify::split::stratified_split;
+use crate::encoder::backends::candle::CandleBackend;
+use crate::encoder::{EncoderOptions, ModelIdentity};
+use crate::explain::ig::{genept_w_ig, IgResult, SentenceIg, DEFAULT_STEPS};
+
+/// `--steps` default on the GenePT-w path.
+pub const GENEPT_W_STEPS: usize = 1024;
+use crate::explain::{
+    gene_spans, mark_markers, rank_genes, sum_by_gene, token_genes, GeneScore, Markers,
+};
+use crate::genes::store::GeneEmbeddings;
+use crate::genes::Species;
+use crate::io::{atomic_write, sha256_file, write_json, TOOL_VERSION};
+
+/// Which MLP input is explained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExplainOn {
+    /// Cell sentences through the encoder (`cells embed-sentences`).
+    Sentences,
+    /// GenePT-w cell vectors (`cells embed`), needs --genes.
+    #[value(name = "genept-w")]
+    GeneptW,
+}
+
+/// Everything `celltext explain` takes (the doc comments are the `--help` texts).
+#[derive(Debug, Clone, Serialize, clap::Args)]
+pub struct ExplainArgs {
+    /// Input .h5ad (or any matrix celltext reads) with the labels in obs.
+    #[arg(long, short = 'i')]
+    pub input: PathBuf,
+    /// h5ad: read layers/NAME instead of X (point it at raw counts, e.g. counts).
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// h5ad: gene symbols from this var column (CELLxGENE: feature_name).
+    #[arg(long)]
+    pub gene_symbols_key: Option<String>,
+    /// obs column with the cell-type labels (empty / NaN labels are left out).
+    #[arg(long)]
+    pub label: String,
+    /// Encoder: model directory, card name (minilm, …) or hub id.
+    #[arg(long, short = 'm')]
+    pub model: Option<String>,
+    /// sentences (cell sentences through the encoder) or genept-w (needs --genes).
+    #[arg(long, default_value = "sentences", ignore_case = true, value_parser = crate::app::value_enum::value_enum::<ExplainOn>())]
+    pub on: ExplainOn,
+    /// --on genept-w: gene store from `celltext genes embed`.
+    #[arg(long)]
+    pub genes: Option<PathBuf>,
+    /// --on genept-w: genes per cell in the weighted mean.
+    #[arg(long, default_value_t = 100)]
+    pub top_n: usize,
+    /// Test cells explained per class (correctly predicted first, in cell order).
+    #[arg(long, default_value_t = 10)]
+    pub cells_per_class: usize,
+    /// Interpolation steps of integrated gradients (midpoint rule) [default 32 for sentences,
+    /// 1024 for genept-w: its steps cost one MLP pass each, and it needs them to be complete].
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Interpolation points per forward/backward pass through the encoder (memory vs speed).
+    #[arg(long, default_value_t = 8)]
+    pub chunk: usize,
+    /// Genes listed per class.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// TSV of marker genes (header `cell_type<TAB>gene`), e.g. assets/markers/pbmc3k_markers.tsv.
+    #[arg(long)]
+    pub markers: Option<PathBuf>,
+    /// Seed of the split, the MLP and the sentences' tie shuffle (as in classify).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Fraction of each class's labelled cells held out for testing (as in classify).
+    #[arg(long, default_value_t = crate::classify::split::DEFAULT_TEST_FRACTION)]
+    pub test_fraction: f64,
+    #[command(flatten)]
+    pub mlp: MlpConfig,
+    /// Output folder (explain.tsv, report.md, report.json, manifest.json).
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+    #[arg(skip)]
+    #[serde(skip)]
+    pub quiet: bool,
+}
+
+/// One explained cell.
+#[derive(Debug, Clone, Serialize)]
+pub struct CellRecord {
+    pub cell_id: String,
+    pub class: String,
+    pub predicted: String,
+    /// The explained logit (the true class's) at the cell and at the baseline.
+    pub f_input: f32,
+    pub f_baseline: f32,
+    pub attribution_sum: f32,
+    /// |Σ attributions − (f(x) − f(b))| / |f(x) − f(b)|: the completeness error of the Riemann sum.
+    pub relative_gap: f32,
+    /// Genes with an attribution (sentence genes that fit in the context, or top-N genes).
+    pub n_genes: usize,
+    /// Attribution of the non-gene tokens (prompt prefix; [CLS]/[SEP] are kept in the baseline).
+    pub prefix_attribution: f32,
+}
+
+/// A class marker and where it ranks among all attributed genes of the class.
+#[derive(Debug, Clone, Serialize)]
+pub struct MarkerRank {
+    pub gene: String,
+    /// 1-based rank by mean attribution; None when it was in no explained cell's input.
+    pub rank: Option<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassExplanation {
+    pub class: String,
+    pub n_test_cells: usize,
+    pub n_explained: usize,
+    pub n_correct: usize,
+    pub top_genes: Vec<GeneScore>,
+    /// Markers of this class among `top_genes` (None without --markers or without an entry).
+    pub marker_hits: Option<usize>,
+    pub markers: Vec<MarkerRank>,
+    /// Genes ranked in all (with an attribution in at least one explained cell).
+    pub n_genes_ranked: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplainManifest {
+    pub tool: String,
+    pub command: String,
+    pub input: String,
+    pub input_sha256: String,
+    pub model: Option<ModelIdentity>,
+    pub store: Option<String>,
+    pub store_manifest: Option<serde_json::Value>,
+    pub parameters: ExplainArgs,
+    pub n_train: usize,
+    pub n_test: usize,
+    pub mlp_best_epoch: usize,
+    pub files: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExplainReport {
+    pub manifest: ExplainManifest,
+    pub on: ExplainOn,
+    pub source: String,
+    pub method: String,
+    /// Interpolation steps used (`--steps` or the path's default).
+    pub steps: usize,
+    pub test_accuracy: f64,
+    pub classes: Vec<ClassExplanation>,
+    pub cells: Vec<CellRecord>,
+    pub max_relative_gap: f32,
+    pub median_relative_gap: f32,
+    pub seconds: f64,
+    pub notes: Vec<String>,
+}
+
+fn say(quiet: bool, msg: impl AsRef<str>) {
+    if !quiet {
+        eprintln!("celltext explain: {}", msg.as_ref());
+    }
+}
+
+/// The cell vectors of every cell and what the explanation needs to revisit one cell.
+enum Features {
+    Sentences {
+        enc: Box<crate::encoder::Encoder>,
+        sentences: Vec<CellSentence>,
+    },
+    GeneptW {
+        store: GeneEmbeddings,
+        rows: Vec<Option<usize>>,
+        store_manifest: Option<serde_json::Value>,
+    },
+}
+
+fn check_args(args: &ExplainArgs) -> Result<()> {
+    if args.cells_per_class == 0 || args.top == 0 || args.steps == Some(0) || args.chunk == 0 {
+        bail!("--cells-per-class, --top, --steps and --chunk must each be at least 1");
+    }
+    match args.on {
+        ExplainOn::Sentences if args.model.is_none() => {
+            bail!("--on sentences needs --model (e.g. -m minilm)")
+        }
+        ExplainOn::GeneptW if args.genes.is_none() => {
+            bail!("--on genept-w needs --genes STORE (a gene store from `celltext genes embed`)")
+        }
+        ExplainOn::GeneptW if args.top_n == 0 => bail!("--top-n must be at least 1"),
+        _ => Ok(()),
+    }
+}
+
+/// The classes (sorted distinct non-empty labels) and every cell's class (usize::MAX: unlabelled).
+fn labels_of(m: &ExpressionMatrix, args: &ExplainArgs) -> Result<(Vec<String>, Vec<usize>)> {
+    let col = find_obs_column(&m.obs, &args.label, Some(&args.input)).context("--label")?;
+    let raw = col.to_labels();
+    let missing = |s: &str| s.trim().is_empty() || s.trim().eq_ignore_ascii_case("nan");
+    let mut names: Vec<String> = raw.iter().filter(|s| !missing(s)).cloned().collect();
+    names.sort();
+    names.dedup();
+    if names.len() < 2 {
+        bail!(
+            "{}: --label {}: {} distinct labels; the MLP needs at least 2 classes",
+            args.input.display(),
+            args.label,
+            names.len()
+        );
+    }
+    let y = raw
+        .iter()
+        .map(|s| {
+            if missing(s) {
+                usize::MAX
+            } else {
+                names.binary_search(s).unwrap_or(usize::MAX)
+            }
+        })
+        .collect();
+    Ok((names, y))
+}
+
+/// The top-N mapped expressed genes of cell `i` (value descending, then column), as
+/// [`embed_cells`]'s weighted mean takes them: `(column, weight, store row)`.
+fn top_genes(
+    m: &ExpressionMatrix,
+    rows: &[Option<usize>],
+    i: usize,
+    n: usize,
+) -> Vec<(usize, f32, usize)> {
+    let mut c: Vec<(usize, f32, usize)> =
+        m.x.row(i)
+            .filter(|(_, v)| *v > 0.0)
+            .filter_map(|(j, v)| rows[j].map(|r| (j, v, r)))
+            .collect();
+    c.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    c.truncate(n);
+    c
+}
+
+/// Explained test cells of class `c`: correctly predicted first, then the others, in cell order.
+fn pick_cells(
+    test: &[usize],
+    pred: &[(usize, f32)],
+    y: &[usize],
+    c: usize,
+    n: usize,
+) -> Vec<usize> {
+    let of_class: Vec<(usize, bool)> = test
+        .iter()
+        .zip(pred)
+        .filter(|(&i, _)| y[i] == c)
+        .map(|(&i, p)| (i, p.0 == c))
+        .collect();
+    let mut v: Vec<usize> = of_class.iter().filter(|x| x.1).map(|x| x.0).collect();
+    v.extend(of_class.iter().filter(|x| !x.1).map(|x| x.0));
+    v.truncate(n);
+    v
+}
+
+/// Run the explanation and write the report folder.
+pub fn run_explain(args: &ExplainArgs) -> Result<ExplainReport> {
+    let t0 = std::time::Instant::now();
+    check_args(args)?;
+    let steps = args.steps.unwrap_or(match args.on {
+        ExplainOn::Sentences => DEFAULT_STEPS,
+        ExplainOn::GeneptW => GENEPT_W_STEPS,
+    });
+    let markers = args.markers.as_deref().map(Markers::read).transpose()?;
+    let _lock = crate::outputs::OutputLock::acquire(&args.out)?;
+    let read = ReadOptions {
+        layer: args.layer.clone(),
+        gene_symbols_key: args.gene_symbols_key.clone(),
+        ..ReadOptions::default()
+    };
+    say(args.quiet, format!("reading {}", args.input.display()));
+    let m = read_normalized(&args.input, &read, InputNorm::Raw, args.quiet)?;
+    let (names, y) = labels_of(&m, args)?;
+    let labelled: Vec<usize> = (0..y.len()).filter(|&i| y[i] != usize::MAX).collect();
+    let y_lab: Vec<usize> = labelled.iter().map(|&i| y[i]).collect();
+    let split = stratified_split(&y_lab, &names, args.test_fraction, args.seed)?;
+    let train: Vec<usize> = split.train.iter().map(|&k| labelled[k]).collect();
+    let test: Vec<usize> = split.test.iter().map(|&k| labelled[k]).collect();
+    let mut notes = Vec::new();
+
+    // the cell vectors, as `cells embed-sentences` / `cells embed` compute them
+    let (features, data, dim, source) = match args.on {
+        ExplainOn::Sentences => {
+            let model = args.model.as_deref().unwrap_or_default();
+            let enc = super::load_encoder(model, &EncoderOptions::default(), args.quiet)?;
+            let sargs = SentenceArgs {
+                input: args.input.clone(),
+                read: read.clone(),
+                max_genes: None,
+                ties_stable: false,
+                seed: args.seed,
+                template: GENEPT_S_PREFIX.to_string(),
+                ablation: Ablation::None,
+            };
+            let (sentences, _) = sentences_of(&m, &sargs, Some(&enc.tokenizer))?;
+            let texts: Vec<&str> = sentences.iter().map(|s| s.text.as_str()).collect();
+            let pb = crate::progress::bar(texts.len() as u64, "cells embedded", args.quiet);
+            let emb = enc.embed_texts(&texts, 8192, Some(&pb))?;
+            pb.finish_and_clear();
+            let f = Features::Sentences {
+                enc: Box::new(enc),
+                sentences,
+            };
+            (f, emb.data, emb.dim, "X_celltext_sentences")
+        }
+        ExplainOn::GeneptW => {
+            let path = args.genes.as_deref().unwrap_or(Path::new(""));
+            let store = GeneEmbeddings::load(path)?;
+            let store_manifest = GeneEmbeddings::manifest(path)?;
+            let (rows, cov) =
+                super::genes::coverage(&store.symbols, &m.genes, Species::Human, false, None)?;
+            notes.push(format!(
+                "{} of {} dataset genes have a vector in the store",
+                cov.n_genes - cov.n_unmatched,
+                cov.n_genes
+            ));
+            let agg = Aggregation::WeightedMean {
+                weights: Weights::Expr,
+                top_n: TopN::N(args.top_n),
+            };
+            let emb = embed_cells(&m.x, &rows, &store, &agg)?;
+            let (data, dim) = (emb.data, emb.dim);
+            let f = Features::GeneptW {
+                store,
+                rows,
+                store_manifest,
+            };
+            (f, data, dim, "X_celltext_genept_w")
+        }
+    };
+
+    // the MLP, as `classify --method mlp --embedding SOURCE` trains it
+    let cfg = MlpConfig {
+        seed: args.seed,
+        fusion: Fusion::Concat,
+        ..args.mlp.clone()
+    };
+    say(args.quiet, format!("training the MLP on {source}"));
+    let src = [Source::new(source, &data, dim)];
+    let mlp = TrainedMlp::fit(&src, &y, names.len(), &train, &cfg)?;
+    let pred = mlp.predict(&src, &test)?;
+    let correct = test.iter().zip(&pred).filter(|(&i, p)| y[i] == p.0).count();
+    let test_accuracy = correct as f64 / test.len().max(1) as f64;
+
+    let picked: Vec<Vec<usize>> = (0..names.len())
+        .map(|c| pick_cells(&test, &pred, &y, c, args.cells_per_class))
+        .collect();
+    let pred_of: std::collections::HashMap<usize, usize> =
+        test.iter().zip(&pred).map(|(&i, p)| (i, p.0)).collect();
+    let n_cells: usize = picked.iter().map(Vec::len).sum();
+
+    let bert = match &features {
+        Features::Sentences { enc, .. } => {
+            let wf = crate::encoder::weights::WeightFiles::open(Path::new(&enc.identity.dir))?;
+            Some(CandleBackend::load(
+                &wf,
+                &enc.config,
+                &Device::Cpu,
+                DType::F32,
+            )?)
+        }
+        Features::GeneptW { .. } => None,
+    };
+    let per_cell_units = match args.on {
+        ExplainOn::Sentences => steps as u64,
+        ExplainOn::GeneptW => 1,
+    };
+    let pb = crate::progress::bar(n_cells as u64 * per_cell_units, "steps", args.quiet);
+    let mut cells = Vec::with_capacity(n_cells);
+    let mut per_class_genes: Vec<Vec<Vec<(String, f32)>>> = vec![Vec::new(); names.len()];
+    for (c, idx) in picked.iter().enumerate() {
+        for &i in idx {
+            pb.set_message(format!("{} ({})", m.cell_ids[i], names[c]));
+            let (ig, genes, prefix): (IgResult, Vec<(String, f32)>, f32) = match &features {
+                Features::Sentences { enc, sentences } => {
+                    let s = &sentences[i];
+                    let e = enc
+                        .tokenizer
+                        .inner()
+                        .encode(s.text.as_str(), true)
+                        .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
+                    let ig = SentenceIg {
+                        bert: bert.as_ref().context("candle encoder")?,
+                        pooling: enc.pooling,
+                        normalize: enc.normalize,
+                        mlp: &mlp,
+                        chunk: args.chunk,
+                    }
+                    .attribute(e.get_ids(), c, steps, &|k| pb.inc(k as u64))?;
+                    let tg = token_genes(e.get_offsets(), &gene_spans(&s.prefix, &s.genes));
+                    let by_gene = sum_by_gene(&ig.attributions, &tg);
+                    let n = ig.attributions.len();
+                    let prefix: f32 = (1..n.saturating_sub(1))
+                        .filter(|&t| tg[t].is_none())
+                        .map(|t| ig.attributions[t])
+                        .sum();
+                    let genes = by_gene
+                        .into_iter()
+                        .map(|(g, a, _)| (s.genes[g].clone(), a))
+                        .collect();
+                    (ig, genes, prefix)
+                }
+                Features::GeneptW { store, rows, .. } => {
+                    let top = top_genes(&m, rows, i, args.top_n);
+                    if top.is_empty() {
+                        notes.push(format!(
+                            "cell {} has no mapped expressed gene; skipped",
+                            m.cell_ids[i]
+                        ));
+                        pb.inc(1);
+                        continue;
+                    }
+                    let vecs: Vec<f32> = top
+                        .iter()
+                        .flat_map(|t| store.row(t.2).iter().copied())
+                        .collect();
+                    let w: Vec<f32> = top.iter().map(|t| t.1).collect();
+                    let ig = genept_w_ig(&mlp, &vecs, &w, c, steps)?;
+                    pb.inc(1);
+                    let genes = top
+                        .iter()
+                        .zip(&ig.attributions)
+                        .map(|(t, &a)| (m.genes[t.0].clone(), a))
+                        .collect();
+                    (ig, genes, 0.0)
+                }
+            };
+            cells.push(CellRecord {
+                cell_id: m.cell_ids[i].clone(),
+                class: names[c].clone(),
+                predicted: names[pred_of[&i]].clone(),
+                f_input: ig.f_input,
+                f_baseline: ig.f_baseline,
+                attribution_sum: ig.attributions.iter().sum(),
+                relative_gap: ig.relative_gap(),
+                n_genes: genes.len(),
+                prefix_attribution: prefix,
+            });
+            per_class_genes[c].push(genes);
+        }
+    }
+    pb.finish_and_clear();
+
+    let classes: Vec<ClassExplanation> = names
+        .iter()
+        .enumerate()
+        .map(|(c, name)| {
+            let cg = &per_class_genes[c];
+            let mut all = rank_genes(cg, usize::MAX);
+            let class_markers = markers.as_ref().and_then(|mk| mk.of(name));
+            let mut marker_ranks = Vec::new();
+            if let Some(mk) = class_markers {
+                mark_markers(&mut all, mk);
+                for g in mk {
+                    let rank = all
+                        .iter()
+                        .position(|s| s.gene.eq_ignore_ascii_case(g))
+                        .map(|r| r + 1);
+                    marker_ranks.push(MarkerRank {
+                        gene: g.clone(),
+                        rank,
+                    });
+                }
+            }
+            let n_ranked = all.len();
+            all.truncate(args.top);
+            ClassExplanation {
+                class: name.clone(),
+                n_test_cells: test.iter().filter(|&&i| y[i] == c).count(),
+                n_explained: picked[c].len(),
+                n_correct: picked[c].iter().filter(|&&i| pred_of[&i] == c).count(),
+                marker_hits: class_markers.map(|_| all.iter().filter(|g| g.marker).count()),
+                top_genes: all,
+                markers: marker_ranks,
+                n_genes_ranked: n_ranked,
+            }
+        })
+        .collect();
+    if let Some(mk) = &markers {
+        let unmatched: Vec<&str> = mk
+            .by_type
+            .keys()
+            .filter(|t| !names.iter().any(|n| n.eq_ignore_ascii_case(t)))
+            .map(String::as_str)
+            .collect();
+        if !unmatched.is_empty() {
+            notes.push(format!(
+                "marker cell types that are no class of --label {}: {}",
+                args.label,
+                unmatched.join(", ")
+            ));
+        }
+    }
+    let mut gaps: Vec<f32> = cells.iter().map(|c| c.relative_gap).collect();
+    gaps.sort_by(f32::total_cmp);
+    let (model, store, store_manifest) = match &features {
+        Features::Sentences { enc, .. } => (Some(enc.identity.clone()), None, None),
+        Features::GeneptW { store_manifest, .. } => (
+            None,
+            args.genes.as_ref().map(|p| p.display().to_string()),
+            store_manifest.clone(),
+        ),
+    };
+    let method = match args.on {
+        ExplainOn::Sentences => format!(
+            "integrated gradients ({} midpoint steps) of the true-class MLP logit w.r.t. the input word embeddings, baseline [PAD] (keeping [CLS]/[SEP]), summed over hidden dimensions and each gene's word pieces",
+            steps
+        ),
+        ExplainOn::GeneptW => format!(
+            "integrated gradients ({} midpoint steps in u, α = u³) of the true-class MLP logit w.r.t. the normalised expression weights of the cell's top {} genes, baseline 0 (the zero cell vector)",
+            steps, args.top_n
+        ),
+    };
+    let mut report = ExplainReport {
+        manifest: ExplainManifest {
+            tool: TOOL_VERSION.into(),
+            command: "explain".into(),
+            input: args.input.display().to_string(),
+            input_sha256: if args.input.is_file() {
+                sha256_file(&args.input)?
+            } else {
+                String::new()
+            },
+            model,
+            store,
+            store_manifest,
+            parameters: args.clone(),
+            n_train: train.len(),
+            n_test: test.len(),
+            mlp_best_epoch: mlp.history().best_epoch,
+            files: Vec::new(),
+        },
+        on: args.on,
+        source: source.into(),
+        method,
+        steps,
+        test_accuracy,
+        classes,
+        cells,
+        max_relative_gap: gaps.last().copied().unwrap_or(0.0),
+        median_relative_gap: gaps.get(gaps.len() / 2).copied().unwrap_or(0.0),
+        seconds: 0.0,
+        notes,
+    };
+    report.seconds = t0.elapsed().as_secs_f64();
+    crate::outputs::atomic_dir_with(&args.out, |tmp| write_outputs(tmp, &mut report))?;
+    Ok(report)
+}
+
+fn write_outputs(dir: &Path, report: &mut ExplainReport) -> Result<()> {
+    let tsv = explain_tsv(report);
+    atomic_write(&dir.join("explain.tsv"), tsv.as_bytes())?;
+    atomic_write(&dir.join("report.md"), render_markdown(report).as_bytes())?;
+    write_json(&dir.join("report.json"), report)?;
+    let mut files = Vec::new();
+    for f in ["explain.tsv", "report.md", "report.json"] {
+        files.push((f.to_string(), sha256_file(&dir.join(f))?));
+    }
+    report.manifest.files = files;
+    write_json(&dir.join("manifest.json"), &report.manifest)
+}
+
+/// One line per (class, rank): class, rank, gene, mean attribution, cells, marker.
+pub fn explain_tsv(r: &ExplainReport) -> String {
+    let mut s = String::from("class\trank\tgene\tmean_attribution\tn_cells\tmarker\n");
+    for c in &r.classes {
+        for (k, g) in c.top_genes.iter().enumerate() {
+            s.push_str(&format!(
+                "{}\t{}\t{}\t{:.6e}\t{}\t{}\n",
+                c.class,
+                k + 1,
+                g.gene,
+                g.mean_attribution,
+                g.n_cells,
+                g.marker as u8
+            ));
+        }
+    }
+    s
+}
+
+/// The report as Markdown (also what the command prints).
+pub fn render_markdown(r: &ExplainReport) -> String {
+    let mut s = format!(
+        "## celltext explain — {} ({}), MLP test accuracy {:.3}\n\n{}.\n\n",
+        r.manifest.input, r.source, r.test_accuracy, r.method
+    );
+    s.push_str("| class | cells (correct) | top genes by mean attribution | marker hits |\n|---|---|---|---|\n");
+    for c in &r.classes {
+        let genes: Vec<String> = c
+            .top_genes
+            .iter()
+            .map(|g| {
+                if g.marker {
+                    format!("**{}**", g.gene)
+                } else {
+                    g.gene.clone()
+                }
+            })
+            .collect();
+        let hits = match c.marker_hits {
+            Some(h) => {
+                let ranks: Vec<String> = c
+                    .markers
+                    .iter()
+                    .map(|m| match m.rank {
+                        Some(k) => format!("{} #{k}", m.gene),
+                        None => format!("{} absent", m.gene),
+                    })
+                    .collect();
+                format!("{h}/{} ({})", c.top_genes.len(), ranks.join(", "))
+            }
+            None => "-".into(),
+        };
+        s.push_str(&format!(
+            "| {} | {} ({}) | {} | {} |\n",
+            c.class,
+            c.n_explained,
+            c.n_correct,
+            genes.join(", "),
+            hits
+        ));
+    }
+    s.push_str(&format!(
+        "\nCompleteness (|Σ attributions − (f(x) − f(baseline))| / |f(x) − f(baseline)|) over {} cells: median {:.2e}, max {:.2e}. Markers in bold; `#k` is a marker's rank among all attributed genes of its class.\n",
+        r.cells.len(),
+        r.median_relative_gap,
+        r.max_relative_gap
+    ));
+    for n in &r.notes {
+        s.push_str(&format!("\n- {n}"));
+    }
+    if !r.notes.is_empty() {
+        s.push('\n');
+    }
+    s
+}
