@@ -120,6 +120,20 @@ pub fn manifest_path(out: &Path) -> PathBuf {
 
 pub const TOOL_VERSION: &str = concat!("celltext ", env!("CARGO_PKG_VERSION"));
 
+/// The `.npy` v1.0 header of a little-endian f32 C-order `[rows, cols]` array.
+fn npy_header(rows: usize, cols: usize) -> Vec<u8> {
+    let mut header =
+        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
+    let total = 10 + header.len() + 1;
+    header.push_str(&" ".repeat((64 - total % 64) % 64));
+    header.push('\n');
+    let mut bytes = Vec::with_capacity(10 + header.len());
+    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes
+}
+
 /// Write a row-major f32 matrix as `.npy` (v1.0, little-endian, C order).
 /// Hand-written: the format is a 10-line header and no maintained crate fits candle-free use.
 pub fn write_npy_f32(path: &Path, data: &[f32], rows: usize, cols: usize) -> Result<()> {
@@ -127,49 +141,60 @@ pub fn write_npy_f32(path: &Path, data: &[f32], rows: usize, cols: usize) -> Res
         data.len() == rows * cols,
         "internal: matrix data does not match its shape"
     );
-    let mut header =
-        format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {cols}), }}");
-    let total = 10 + header.len() + 1;
-    header.push_str(&" ".repeat((64 - total % 64) % 64));
-    header.push('\n');
-    let mut bytes = Vec::with_capacity(10 + header.len() + data.len() * 4);
-    bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
-    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    bytes.extend_from_slice(header.as_bytes());
+    let mut bytes = npy_header(rows, cols);
+    bytes.reserve(data.len() * 4);
     for v in data {
         bytes.extend_from_slice(&v.to_le_bytes());
     }
     atomic_write(path, &bytes)
 }
 
-/// Read a 2-D little-endian f32 `.npy` (C order) as (data, rows, cols).
-pub fn read_npy_f32(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    anyhow::ensure!(
-        bytes.len() >= 10 && &bytes[..6] == b"\x93NUMPY",
-        "{}: not a .npy file",
-        path.display()
-    );
-    let (hlen, start) = if bytes[6] == 1 {
-        (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10)
-    } else {
+/// [`write_npy_f32`] from row blocks (`next_block` returns whole rows, `None` at the end), never
+/// holding the matrix: the same bytes, for outputs larger than memory.
+pub fn write_npy_f32_blocks(
+    path: &Path,
+    rows: usize,
+    cols: usize,
+    next_block: &mut dyn FnMut() -> Result<Option<Vec<f32>>>,
+) -> Result<()> {
+    atomic_write_with(path, |tmp| {
+        let f = std::fs::File::create(tmp)
+            .with_context(|| format!("{}: cannot create", tmp.display()))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        let io = |e: std::io::Error| anyhow::anyhow!("{}: write failed: {e}", tmp.display());
+        w.write_all(&npy_header(rows, cols)).map_err(io)?;
+        let mut written = 0usize;
+        let mut buf = Vec::new();
+        while let Some(block) = next_block()? {
+            written += block.len();
+            anyhow::ensure!(
+                written <= rows * cols,
+                "internal: more values than a [{rows}, {cols}] matrix"
+            );
+            buf.clear();
+            buf.extend(block.iter().flat_map(|v| v.to_le_bytes()));
+            w.write_all(&buf).map_err(io)?;
+        }
         anyhow::ensure!(
-            bytes.len() >= 12,
-            "{}: truncated .npy header",
-            path.display()
+            written == rows * cols,
+            "internal: {written} values for a [{rows}, {cols}] matrix"
         );
-        (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        )
-    };
+        let f = w.into_inner().map_err(|e| io(e.into_error()))?;
+        f.sync_all().map_err(io)
+    })
+}
+
+/// Parses the start of a `.npy` file: (rows, cols, offset of the data). `head` must hold the
+/// whole header (the caller reads enough bytes; see [`npy_header_len`]).
+fn parse_npy_header(path: &Path, head: &[u8]) -> Result<(usize, usize, usize)> {
+    let (hlen, start) = npy_header_len(path, head)?;
     anyhow::ensure!(
-        bytes.len() >= start + hlen,
+        head.len() >= start + hlen,
         "{}: truncated .npy header",
         path.display()
     );
     let header =
-        std::str::from_utf8(&bytes[start..start + hlen]).context("npy header is not UTF-8")?;
+        std::str::from_utf8(&head[start..start + hlen]).context("npy header is not UTF-8")?;
     anyhow::ensure!(
         header.contains("'descr': '<f4'") && header.contains("'fortran_order': False"),
         "{}: expected a little-endian float32 C-order array, header is {header}",
@@ -195,10 +220,38 @@ pub fn read_npy_f32(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
             path.display()
         ),
     };
-    let body = &bytes[start + hlen..];
+    Ok((rows, cols, start + hlen))
+}
+
+/// (header length, header start) from the first 12 bytes of a `.npy` file.
+fn npy_header_len(path: &Path, head: &[u8]) -> Result<(usize, usize)> {
+    anyhow::ensure!(
+        head.len() >= 10 && &head[..6] == b"\x93NUMPY",
+        "{}: not a .npy file",
+        path.display()
+    );
+    if head[6] == 1 {
+        return Ok((u16::from_le_bytes([head[8], head[9]]) as usize, 10));
+    }
+    anyhow::ensure!(
+        head.len() >= 12,
+        "{}: truncated .npy header",
+        path.display()
+    );
+    Ok((
+        u32::from_le_bytes([head[8], head[9], head[10], head[11]]) as usize,
+        12,
+    ))
+}
+
+/// Read a 2-D little-endian f32 `.npy` (C order) as (data, rows, cols).
+pub fn read_npy_f32(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let (rows, cols, start) = parse_npy_header(path, &bytes)?;
+    let body = &bytes[start..];
     anyhow::ensure!(
         body.len() == rows * cols * 4,
-        "{}: data size does not match shape {dims:?}",
+        "{}: data size does not match shape ({rows}, {cols})",
         path.display()
     );
     let data = body
@@ -206,6 +259,68 @@ pub fn read_npy_f32(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
     Ok((data, rows, cols))
+}
+
+/// A 2-D f32 `.npy` read a block of rows at a time (merge streams shards larger than memory).
+pub struct NpyRows {
+    path: PathBuf,
+    file: std::io::BufReader<std::fs::File>,
+    pub rows: usize,
+    pub cols: usize,
+    left: usize,
+}
+
+impl NpyRows {
+    /// Opens `path` and checks its header and its size against the shape.
+    pub fn open(path: &Path) -> Result<Self> {
+        use std::io::Seek;
+        let mut f = std::fs::File::open(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        let size = f
+            .metadata()
+            .with_context(|| format!("{}: cannot read", path.display()))?
+            .len();
+        let mut head = vec![0u8; 12.min(size as usize)];
+        f.read_exact(&mut head)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        let (hlen, start) = npy_header_len(path, &head)?;
+        let mut full = vec![0u8; start + hlen];
+        f.rewind()
+            .and_then(|_| f.read_exact(&mut full))
+            .with_context(|| format!("{}: truncated .npy header", path.display()))?;
+        let (rows, cols, data_start) = parse_npy_header(path, &full)?;
+        anyhow::ensure!(
+            size == (data_start + rows * cols * 4) as u64,
+            "{}: data size does not match shape ({rows}, {cols})",
+            path.display()
+        );
+        Ok(Self {
+            path: path.to_path_buf(),
+            file: std::io::BufReader::with_capacity(1 << 20, f),
+            rows,
+            cols,
+            left: rows,
+        })
+    }
+
+    /// The next (at most) `max_rows` rows, row-major; `None` when every row has been read.
+    pub fn next_rows(&mut self, max_rows: usize) -> Result<Option<Vec<f32>>> {
+        if self.left == 0 {
+            return Ok(None);
+        }
+        let r = self.left.min(max_rows.max(1));
+        let mut bytes = vec![0u8; r * self.cols * 4];
+        self.file
+            .read_exact(&mut bytes)
+            .with_context(|| format!("{}: read failed", self.path.display()))?;
+        self.left -= r;
+        Ok(Some(
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ))
+    }
 }
 
 /// `.npy` (f32 [n, dim]) or `.safetensors` (tensor `embeddings`; ids as JSON in metadata `ids`).
@@ -315,6 +430,41 @@ mod tests {
             .filter_map(|e| e.ok())
             .collect();
         assert_eq!(leftovers.len(), 1, "no temp file left behind");
+    }
+    #[test]
+    fn npy_blocks_write_the_same_bytes_and_read_back_in_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (whole, streamed) = (dir.path().join("w.npy"), dir.path().join("s.npy"));
+        let data: Vec<f32> = (0..7 * 3).map(|i| (i as f32).sin()).collect();
+        write_npy_f32(&whole, &data, 7, 3).unwrap();
+        let mut blocks = data.chunks(2 * 3).map(|b| b.to_vec());
+        write_npy_f32_blocks(&streamed, 7, 3, &mut || Ok(blocks.next())).unwrap();
+        assert_eq!(
+            std::fs::read(&whole).unwrap(),
+            std::fs::read(&streamed).unwrap()
+        );
+        let mut r = NpyRows::open(&streamed).unwrap();
+        assert_eq!((r.rows, r.cols), (7, 3));
+        let mut back = vec![];
+        let mut sizes = vec![];
+        while let Some(b) = r.next_rows(3).unwrap() {
+            sizes.push(b.len() / 3);
+            back.extend(b);
+        }
+        assert_eq!((back, sizes), (data.clone(), vec![3, 3, 1]));
+        // too few or too many values: refused, nothing written
+        let short = dir.path().join("short.npy");
+        let mut one = std::iter::once(data[..3].to_vec());
+        assert!(write_npy_f32_blocks(&short, 7, 3, &mut || Ok(one.next())).is_err());
+        assert!(!short.exists());
+        // a truncated file is refused on open, naming it
+        let bytes = std::fs::read(&whole).unwrap();
+        std::fs::write(&short, &bytes[..bytes.len() - 4]).unwrap();
+        let e = NpyRows::open(&short).err().unwrap().to_string();
+        assert!(
+            e.contains("short.npy") && e.contains("does not match"),
+            "{e}"
+        );
     }
     #[test]
     fn failed_write_leaves_nothing() {

@@ -475,7 +475,7 @@ pub fn run_experiment(
                 &cfg,
                 &input,
                 what,
-                &[pca.clone()],
+                std::slice::from_ref(&pca),
                 clf,
                 &mut rows,
                 &mut runs,

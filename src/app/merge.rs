@@ -2,6 +2,8 @@
 //! manifest (the command's own manifest over its rows, a `shard` record and the per-row values
 //! a merge needs in `shard_rows`); `merge` checks that the shards come from one run and cover
 //! every row once, then writes what one unsharded run writes (h5ad, npy, safetensors or store).
+//! h5ad and npy outputs are streamed from the shards a block of rows at a time, so merging never
+//! holds all vectors in memory; safetensors files and gene stores are assembled in memory.
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
@@ -16,7 +18,9 @@ use crate::encoder::PaddingStats;
 use crate::genes::resolver::Coverage;
 use crate::genes::store::store_prefix;
 use crate::genes::GeneEmbeddings;
-use crate::io::{manifest_path, read_npy_f32, write_embeddings, write_json, write_npy_f32};
+use crate::io::{
+    manifest_path, write_embeddings, write_json, write_npy_f32, write_npy_f32_blocks, NpyRows,
+};
 use crate::shard::{check_cover, ExactSum, Shard, ShardInfo};
 
 /// Manifest fields that describe how a run went, not what it computed: they differ between a
@@ -493,32 +497,15 @@ pub fn run_merge(args: &MergeArgs) -> Result<MergeReport> {
     let ordered: Vec<&Part> = order.iter().map(|&k| &parts[k]).collect();
     let n_rows = first.info.n_rows;
 
-    // vectors and ids, in row order
-    let mut data: Vec<f32> = vec![];
+    // shapes (headers only) and ids, in row order; the vectors are streamed when written
     let mut ids: Vec<String> = vec![];
     let mut dim = None;
     for p in &ordered {
-        let (rows, r, d) = read_npy_f32(&p.path)?;
-        let want = p.info.end - p.info.start;
-        if r != want {
-            bail!(
-                "{}: holds {r} rows but its manifest says rows {}..{} ({want}); rerun this shard",
-                p.path.display(),
-                p.info.start,
-                p.info.end
-            );
-        }
-        if want > 0 {
-            if dim.is_some_and(|d0| d0 != d) {
-                bail!(
-                    "{}: {d} columns where other shards have {}",
-                    p.path.display(),
-                    dim.unwrap_or(0)
-                );
-            }
+        let d = shard_shape(p, dim)?;
+        if p.info.end > p.info.start {
             dim = Some(d);
         }
-        data.extend(rows);
+        let want = p.info.end - p.info.start;
         let these: Vec<String> = serde_json::from_value(rows_of(p, "ids")?.clone())
             .with_context(|| format!("{}: bad shard_rows.ids", p.path.display()))?;
         if these.len() != want {
@@ -540,17 +527,18 @@ pub fn run_merge(args: &MergeArgs) -> Result<MergeReport> {
         })
         .unwrap_or(0);
     let (manifest, obs) = merged_manifest(&command, &ordered)?;
+    let mut blocks = shard_blocks(&ordered, dim);
     let written = match command.as_str() {
         "cells embed" | "cells embed-sentences" => {
             let name = rows_of(first, "name")?
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
-            write_cells(&manifest, &args.output, name, &ids, &data, dim, obs)?
+            write_cells(&manifest, &args.output, name, &ids, &mut blocks, dim, obs)?
         }
         "embed" => {
             let _lock = crate::outputs::OutputLock::acquire(&args.output)?;
-            write_embeddings(&args.output, &data, ids.len(), dim, Some(&ids))?;
+            write_rows(&args.output, &ids, &mut blocks, dim)?;
             write_json(&manifest_path(&args.output), &manifest)?;
             format!("{} rows", ids.len())
         }
@@ -560,7 +548,7 @@ pub fn run_merge(args: &MergeArgs) -> Result<MergeReport> {
             let store = GeneEmbeddings {
                 symbols: ids,
                 dim,
-                data,
+                data: collect_blocks(&mut blocks)?,
             };
             store.save(&prefix, &manifest)?;
             format!("gene store {}", prefix.display())
@@ -579,14 +567,98 @@ pub fn run_merge(args: &MergeArgs) -> Result<MergeReport> {
     })
 }
 
+/// A shard's column count, after checking that its `.npy` holds the rows its manifest names and
+/// as many columns as the shards before it (`dim`).
+fn shard_shape(p: &Part, dim: Option<usize>) -> Result<usize> {
+    let r = NpyRows::open(&p.path)?;
+    let want = p.info.end - p.info.start;
+    if r.rows != want {
+        bail!(
+            "{}: holds {} rows but its manifest says rows {}..{} ({want}); rerun this shard",
+            p.path.display(),
+            r.rows,
+            p.info.start,
+            p.info.end
+        );
+    }
+    if want > 0 && dim.is_some_and(|d0| d0 != r.cols) {
+        bail!(
+            "{}: {} columns where other shards have {}",
+            p.path.display(),
+            r.cols,
+            dim.unwrap_or(0)
+        );
+    }
+    Ok(r.cols)
+}
+
+/// The shards' vectors in row order, a block of rows (≤ 16 Mi values) at a time; each shard is
+/// opened (and its shape checked again) only when its turn comes.
+fn shard_blocks<'a>(
+    parts: &'a [&'a Part],
+    dim: usize,
+) -> impl FnMut() -> Result<Option<Vec<f32>>> + 'a {
+    let block_rows = ((16 << 20) / dim.max(1)).max(1);
+    let mut next = 0usize;
+    let mut current: Option<NpyRows> = None;
+    move || loop {
+        if current.is_none() {
+            let Some(p) = parts.get(next) else {
+                return Ok(None);
+            };
+            next += 1;
+            if p.info.end == p.info.start {
+                continue;
+            }
+            shard_shape(p, Some(dim))?;
+            current = Some(NpyRows::open(&p.path)?);
+        }
+        match current
+            .as_mut()
+            .map(|r| r.next_rows(block_rows))
+            .transpose()?
+        {
+            Some(Some(block)) => return Ok(Some(block)),
+            _ => current = None,
+        }
+    }
+}
+
+/// Every block, concatenated (for the outputs that are written from memory).
+fn collect_blocks(blocks: &mut dyn FnMut() -> Result<Option<Vec<f32>>>) -> Result<Vec<f32>> {
+    let mut data = vec![];
+    while let Some(b) = blocks()? {
+        data.extend(b);
+    }
+    Ok(data)
+}
+
+/// Rows as `.npy` (streamed) or `.safetensors` (with ids, from memory).
+fn write_rows(
+    output: &Path,
+    ids: &[String],
+    blocks: &mut dyn FnMut() -> Result<Option<Vec<f32>>>,
+    dim: usize,
+) -> Result<()> {
+    let npy = output
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if npy {
+        write_npy_f32_blocks(output, ids.len(), dim, blocks)
+    } else {
+        write_embeddings(output, &collect_blocks(blocks)?, ids.len(), dim, Some(ids))
+    }
+}
+
 /// A cell command's merged output: an h5ad copy of the input (checked against the shards'
 /// input sha256) plus obsm, obs and the manifest, or `.npy`/`.safetensors` rows.
+#[allow(clippy::too_many_arguments)]
 fn write_cells(
     manifest: &Value,
     output: &Path,
     name: String,
     ids: &[String],
-    data: &[f32],
+    blocks: &mut dyn FnMut() -> Result<Option<Vec<f32>>>,
     dim: usize,
     obs: Vec<(String, ObsColumn)>,
 ) -> Result<String> {
@@ -601,44 +673,58 @@ fn write_cells(
         p.extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("h5ad"))
     };
-    if h5ad(output) {
-        if !h5ad(&input) {
-            bail!(
-                "{}: an .h5ad merge copies the input, but the shards' input {} is not an .h5ad; \
-                 merge into .npy or .safetensors",
-                output.display(),
-                input.display()
-            );
-        }
-        let want = manifest
-            .get("input_sha256")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let got = super::cells::input_checksum(&input).with_context(|| {
-            format!(
-                "{}: the shards' input, needed for the .h5ad copy (run merge where that path is valid)",
-                input.display()
-            )
-        })?;
-        if got != want {
-            bail!(
-                "{}: its sha256 {got} is not the {want} the shards were run on; merge against the \
-                 same input file",
-                input.display()
-            );
-        }
+    if !h5ad(output) {
+        write_rows(output, ids, blocks, dim)?;
+        write_json(&manifest_path(output), manifest)?;
+        return Ok(format!("{} rows", ids.len()));
     }
-    let matrix = ExpressionMatrix {
-        x: CsrMatrix {
-            n_rows: 0,
-            n_cols: 0,
-            indptr: vec![0],
-            indices: vec![],
-            data: vec![],
-        },
-        cell_ids: ids.to_vec(),
-        genes: vec![],
-        obs: vec![],
-    };
-    super::cells::write_cell_output(&input, &matrix, &out, data, dim, obs, manifest)
+    if !h5ad(&input) {
+        bail!(
+            "{}: an .h5ad merge copies the input, but the shards' input {} is not an .h5ad; \
+             merge into .npy or .safetensors",
+            output.display(),
+            input.display()
+        );
+    }
+    let want = manifest
+        .get("input_sha256")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let got = super::cells::input_checksum(&input).with_context(|| {
+        format!(
+            "{}: the shards' input, needed for the .h5ad copy (run merge where that path is valid)",
+            input.display()
+        )
+    })?;
+    if got != want {
+        bail!(
+            "{}: its sha256 {got} is not the {want} the shards were run on; merge against the \
+             same input file",
+            input.display()
+        );
+    }
+    // the keys and uns entry `cells embed` / `embed-sentences` write (app::cells::write_cell_output)
+    let key = format!("X_celltext_{}", out.name);
+    let uns = (
+        format!("celltext_{}", out.name),
+        serde_json::to_string(manifest)?,
+    );
+    #[cfg(feature = "h5ad")]
+    {
+        crate::cells::h5ad::write_h5ad_with_obsm_blocks(
+            &input,
+            output,
+            (&key, dim),
+            blocks,
+            &obs,
+            Some((&uns.0, &uns.1)),
+        )?;
+        write_json(&manifest_path(output), manifest)?;
+        Ok(format!("obsm['{key}']"))
+    }
+    #[cfg(not(feature = "h5ad"))]
+    {
+        let _ = (blocks, obs, uns, key);
+        bail!("this build has no h5ad support (rebuild with the default `h5ad` feature)");
+    }
 }

@@ -41,7 +41,9 @@ use attrs::{h5err, read_strings};
 use frame::{read_frame_columns, read_frame_meta};
 
 pub use read::H5adSource;
-pub use write::{write_h5ad_with_obsm, write_new_h5ad, NewH5ad, ObsmEntry};
+pub use write::{
+    write_h5ad_with_obsm, write_h5ad_with_obsm_blocks, write_new_h5ad, NewH5ad, ObsmEntry,
+};
 
 // ====================================================================== small readers for outputs
 

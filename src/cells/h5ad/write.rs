@@ -266,6 +266,81 @@ pub fn write_h5ad_with_obsm(
         fr.index.len()
     };
     check_output_path(output)?;
+    copy_and_open(input, output, |f| {
+        add_annotations(f, output, n_obs, obsm, obs, uns_json)
+    })
+}
+
+/// [`write_h5ad_with_obsm`] for one obsm array given as row blocks (`next_block` returns whole
+/// rows in order, `None` at the end), so an array larger than memory is never held whole.
+pub fn write_h5ad_with_obsm_blocks(
+    input: &Path,
+    output: &Path,
+    (key, dim): (&str, usize),
+    next_block: &mut dyn FnMut() -> Result<Option<Vec<f32>>>,
+    obs: &[(String, ObsColumn)],
+    uns_json: Option<(&str, &str)>,
+) -> Result<()> {
+    if same_file(input, output) {
+        bail!(
+            "{}: output is the input file; refusing to modify it (write to another path)",
+            output.display()
+        )
+    }
+    let n_obs = {
+        let f = File::open(input)
+            .map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", input.display()))?;
+        let (_, fr) = read_frame_meta(input, &f, "obs")?;
+        fr.index.len()
+    };
+    check_output_path(output)?;
+    check_key(key, "obsm", output)?;
+    if dim == 0 {
+        bail!("{}: obsm/{key}: 0 dimensions", output.display())
+    }
+    copy_and_open(input, output, |f| {
+        let g = get_or_create_dict(f, "obsm", output)?;
+        let what = format!("obsm/{key}");
+        if g.link_exists(key) {
+            h5w(g.unlink(key), output, &what)?;
+        }
+        let ds = h5w(
+            g.new_dataset::<f32>().shape((n_obs, dim)).create(key),
+            output,
+            &what,
+        )?;
+        let mut row = 0usize;
+        while let Some(block) = next_block()? {
+            let r = block.len() / dim;
+            if block.len() % dim != 0 || row + r > n_obs {
+                bail!(
+                    "{}: {what}: the rows given do not form {n_obs} cells × {dim} dimensions",
+                    output.display()
+                )
+            }
+            let view = ndarray::ArrayView2::from_shape((r, dim), &block)
+                .map_err(|e| anyhow!("{}: {what}: {e}", output.display()))?;
+            h5w(ds.write_slice(view, (row..row + r, ..)), output, &what)?;
+            row += r;
+        }
+        if row != n_obs {
+            bail!(
+                "{}: {what}: {row} rows written for {n_obs} cells",
+                output.display()
+            )
+        }
+        set_encoding(&ds, "array", "0.2.0", output)?;
+        add_annotations(f, output, n_obs, &[], obs, uns_json)
+    })
+}
+
+/// Copies `input` to a temp file beside `output`, opens it for writing, lets `annotate` add to
+/// it, syncs it and renames it into place.
+fn copy_and_open(
+    input: &Path,
+    output: &Path,
+    annotate: impl FnOnce(&File) -> Result<()>,
+) -> Result<()> {
     crate::io::atomic_write_with(output, |tmp| {
         std::fs::copy(input, tmp)
             .with_context(|| format!("{}: cannot copy to {}", input.display(), tmp.display()))?;
@@ -279,7 +354,7 @@ pub fn write_h5ad_with_obsm(
         {
             let f = File::open_rw(tmp)
                 .map_err(|e| anyhow!("{}: cannot open for writing: {e}", tmp.display()))?;
-            add_annotations(&f, output, n_obs, obsm, obs, uns_json)?;
+            annotate(&f)?;
             f.close()
                 .map_err(|e| anyhow!("{}: closing: {e}", tmp.display()))?;
         }
