@@ -253,19 +253,7 @@ pub fn write_h5ad_with_obsm(
     obs: &[(String, ObsColumn)],
     uns_json: Option<(&str, &str)>,
 ) -> Result<()> {
-    if same_file(input, output) && !in_place {
-        bail!(
-            "{}: output is the input file; refusing to modify it (write to another path, or pass --in-place)",
-            output.display()
-        )
-    }
-    let n_obs = {
-        let f = File::open(input)
-            .map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", input.display()))?;
-        let (_, fr) = read_frame_meta(input, &f, "obs")?;
-        fr.index.len()
-    };
-    check_output_path(output)?;
+    let n_obs = copy_target_n_obs(input, output, in_place)?;
     copy_and_open(input, output, |f| {
         add_annotations(f, output, n_obs, obsm, obs, uns_json)
     })
@@ -281,19 +269,7 @@ pub fn write_h5ad_with_obsm_blocks(
     obs: &[(String, ObsColumn)],
     uns_json: Option<(&str, &str)>,
 ) -> Result<()> {
-    if same_file(input, output) {
-        bail!(
-            "{}: output is the input file; refusing to modify it (write to another path)",
-            output.display()
-        )
-    }
-    let n_obs = {
-        let f = File::open(input)
-            .map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", input.display()))?;
-        let (_, fr) = read_frame_meta(input, &f, "obs")?;
-        fr.index.len()
-    };
-    check_output_path(output)?;
+    let n_obs = copy_target_n_obs(input, output, false)?;
     check_key(key, "obsm", output)?;
     if dim == 0 {
         bail!("{}: obsm/{key}: 0 dimensions", output.display())
@@ -332,6 +308,22 @@ pub fn write_h5ad_with_obsm_blocks(
         set_encoding(&ds, "array", "0.2.0", output)?;
         add_annotations(f, output, n_obs, &[], obs, uns_json)
     })
+}
+
+/// Checks that a copy of `input` may be written to `output` (not the input itself unless
+/// `in_place`; a valid output path) and returns the input's number of cells.
+fn copy_target_n_obs(input: &Path, output: &Path, in_place: bool) -> Result<usize> {
+    if same_file(input, output) && !in_place {
+        bail!(
+            "{}: output is the input file; refusing to modify it (write to another path, or pass --in-place)",
+            output.display()
+        )
+    }
+    let f = File::open(input)
+        .map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", input.display()))?;
+    let (_, fr) = read_frame_meta(input, &f, "obs")?;
+    check_output_path(output)?;
+    Ok(fr.index.len())
 }
 
 /// Copies `input` to a temp file beside `output`, opens it for writing, lets `annotate` add to
