@@ -77,6 +77,9 @@ def test_ctrl_c_interrupts(encoder):
     texts = [f"gene {i} is expressed in cell type {i % 7} of the blood" for i in range(20000)]
     # A kernel timer, not a Python thread (which a loaded machine may not schedule before the
     # call ends): at 0.3 s its handler, run by the call's own signal check, sends the SIGINT.
+    # Python's own Ctrl-C handler even where the shell started the tests with SIGINT ignored
+    # (a background job), which Python then leaves ignored.
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     old = signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
     signal.setitimer(signal.ITIMER_REAL, 0.3)
     try:
@@ -85,6 +88,7 @@ def test_ctrl_c_interrupts(encoder):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+        signal.signal(signal.SIGINT, old_int)
 
 
 def test_missing_model_is_an_error(tmp_path):

@@ -35,6 +35,9 @@ def test_ctrl_c_leaves_a_resumable_store(minilm, tmp_path):
             signal.setitimer(signal.ITIMER_REAL, 0)
             os.kill(os.getpid(), signal.SIGINT)
 
+    # Python's own Ctrl-C handler even where the shell started the tests with SIGINT ignored
+    # (a background job), which Python then leaves ignored.
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     old = signal.signal(signal.SIGALRM, interrupt_after_first_chunk)
     signal.setitimer(signal.ITIMER_REAL, 0.05, 0.05)
     try:
@@ -43,6 +46,7 @@ def test_ctrl_c_leaves_a_resumable_store(minilm, tmp_path):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+        signal.signal(signal.SIGINT, old_int)
     chunks = sorted(p.name for p in partial.glob("chunk-*.npy"))
     assert chunks and len(chunks) < -(-N_GENES // CHUNK)
     assert not (tmp_path / "store.safetensors").exists()
