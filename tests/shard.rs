@@ -219,6 +219,30 @@ fn same_h5ad(a: &Path, b: &Path, name: &str) {
 }
 
 #[test]
+fn all_cell_statistics_are_refused_with_shard_before_any_work() {
+    let t = tempfile::tempdir().unwrap();
+    let out = t.path().join("x.npy");
+    let input = h5ad();
+    for extra in [&["--hvg", "10"][..], &["--idf"], &["--weights", "zscore"]] {
+        let mut a = vec![
+            "cells",
+            "embed",
+            "-i",
+            s(&input),
+            "--genes",
+            "no-such-store",
+            "--shard",
+            "1/2",
+            "-o",
+            s(&out),
+        ];
+        a.extend_from_slice(extra);
+        refused(&a, &["--shard 1/2", "unsharded"]);
+        assert!(!out.exists());
+    }
+}
+
+#[test]
 fn missing_doubled_and_mismatched_shards_are_refused_by_name() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();

@@ -349,9 +349,6 @@ pub fn run_cells_embed_shard(
 ) -> Result<CellsEmbedReport> {
     let t0 = std::time::Instant::now();
     super::merge::check_shard_output(&args.output.path, shard)?;
-    let _lock = args.output.prepare()?;
-    let store = GeneEmbeddings::load(&args.store)?;
-    let store_manifest = GeneEmbeddings::manifest(&args.store)?;
     // --hvg, --idf and z-score weights use statistics over every cell: a shard cannot compute
     // them alone
     let all_cell_stats = args.hvg.is_some()
@@ -363,15 +360,18 @@ pub fn run_cells_embed_shard(
                 ..
             }
         );
-    if let (Some(s), true) = (shard, args.hvg.is_some() || args.idf) {
+    if let (Some(s), true) = (shard, all_cell_stats) {
         bail!(
-            "--shard {s} with --hvg/--idf: both use every cell's expression, so a shard cannot \
-             compute them alone; run this one unsharded, or drop --hvg/--idf"
+            "--shard {s} with --hvg, --idf or --weights zscore: they use every cell's expression, \
+             so a shard cannot compute them alone; run this one unsharded, or drop them"
         );
     }
     if args.idf && !matches!(args.aggregation, Aggregation::WeightedMean { .. }) {
         bail!("--idf applies to --aggregation weighted only (it scales the top-N weights)");
     }
+    let _lock = args.output.prepare()?;
+    let store = GeneEmbeddings::load(&args.store)?;
+    let store_manifest = GeneEmbeddings::manifest(&args.store)?;
     // chunk by chunk (the matrix is never held whole) unless the output needs it: a new h5ad
     // made from a non-h5ad input, or statistics over all cells
     let whole = all_cell_stats || (is_h5ad(&args.output.path) && !is_h5ad(&args.input));

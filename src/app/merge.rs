@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use super::cells::{CellOutput, CellsEmbedArgs, InputNorm};
 use crate::cells::matrix::{CsrMatrix, ExpressionMatrix, ObsColumn};
 use crate::cells::sentences::Summary;
-use crate::cells::weighted::{embed_cells, Aggregation, CellEmbeddings, Weights};
+use crate::cells::weighted::{embed_cells, CellEmbeddings};
 use crate::encoder::PaddingStats;
 use crate::genes::resolver::Coverage;
 use crate::genes::store::store_prefix;
@@ -90,20 +90,7 @@ pub fn embed_cells_streaming(
     (ExactSum, ExactSum),
     CellEmbeddings,
 )> {
-    if let (
-        Some(s),
-        Aggregation::WeightedMean {
-            weights: Weights::ZScore,
-            ..
-        },
-    ) = (shard, &args.aggregation)
-    {
-        bail!(
-            "--shard {s} with --weights zscore: z-scores use every cell's expression, so a shard \
-             cannot compute them alone; run this one unsharded, or use --weights expr, log1p or \
-             uniform"
-        );
-    }
+    // (statistics over all cells — --hvg, --idf, zscore — are refused with --shard by the caller)
     let mut src = crate::cells::read::open_matrix(&args.input, &args.read)?;
     let n_all = src.n_cells();
     if n_all == 0 {
