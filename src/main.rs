@@ -549,21 +549,24 @@ fn run(cli: Cli) -> Result<()> {
                 let rows: Vec<_> = r
                     .table
                     .iter()
-                    .map(|(n, rep)| serde_json::json!({"run": n, "summary": rep.summary}))
+                    .map(|d| serde_json::json!({"run": d.run, "seed": d.seed, "summary": d.report.summary}))
                     .collect();
                 println!(
                     "{}",
-                    serde_json::json!({"out": r.out, "seconds": r.seconds, "steps": r.steps, "results": rows})
+                    serde_json::json!({"out": r.out, "seconds": r.seconds, "seeds": r.seeds, "steps": r.steps, "results": rows})
                 );
             } else {
-                println!("\n## celltext demo — pbmc3k (601 real cells, 9 Seurat labels), stratified 80/20, seed 0\n");
+                println!(
+                    "\n## celltext demo — pbmc3k (601 real cells, 9 Seurat labels), stratified 80/20, mean ± sd over seeds {}\n",
+                    app::demo::join_seeds(&r.seeds)
+                );
                 print!("{}", app::demo::demo_table(&r));
                 println!();
                 for (name, secs) in &r.steps {
                     println!("{secs:>7.1} s  {name}");
                 }
                 println!("{:>7.1} s  total", r.seconds);
-                println!("\nreport: {}/report/<run>/report.md (plots: confusion, embedding, k_sweep .png/.svg)", r.out.display());
+                println!("\nreports: {}/report/seed<S>/<run>/report.md (plots: confusion, embedding, k_sweep .png/.svg)", r.out.display());
                 println!("cells with embeddings: {}/pbmc3k_demo.celltext.h5ad (obsm X_celltext_genept_w, X_celltext_sentences)", r.out.display());
             }
         }

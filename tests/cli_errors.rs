@@ -351,3 +351,15 @@ fn embed_writes_npy_safetensors_and_manifest() {
     let (npy, _, _) = celltext::io::read_npy_f32(&tmp.path().join("e.npy")).unwrap();
     assert_eq!(npy, data);
 }
+
+#[test]
+fn demo_refuses_a_repeated_seed_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    let o = out.to_str().unwrap();
+    expect_error(
+        &["demo", "--seeds", "0,1,0", "--out", o],
+        &["--seeds", "each seed once"],
+    );
+    assert!(!out.exists(), "nothing written for a refused demo");
+}

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::cells::{CellOutput, CellsEmbedArgs, EmbedSentencesArgs, InputNorm, SentenceArgs};
-use super::classify::{run_classify, ClassifyArgs, ClassifyReport, FeatureSpace, Method};
+use super::classify::{run_classify, ClassifyArgs, ClassifyReport, FeatureSpace, Method, Scores};
 use super::genes::{run_genes_embed, GenesEmbedArgs, MissingPolicy};
 use crate::cells::ablation::Ablation;
 use crate::cells::read::ReadOptions;
@@ -29,8 +29,10 @@ pub struct DemoArgs {
     /// Genes per cell in the GenePT-w average.
     #[arg(long, default_value_t = 100)]
     pub top_n: usize,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// Split and MLP seeds, comma-separated: every classifier runs once per seed and the table
+    /// gives mean ± sd (ddof 1). The first seed also orders tied genes in the sentences.
+    #[arg(long = "seeds", alias = "seed", value_delimiter = ',', num_args = 1.., default_values_t = vec![0u64, 1, 2])]
+    pub seeds: Vec<u64>,
     /// No progress output (the CLI's global `--quiet`).
     #[arg(skip)]
     pub quiet: bool,
@@ -39,8 +41,16 @@ pub struct DemoArgs {
 pub struct DemoResult {
     pub out: PathBuf,
     pub steps: Vec<(String, f64)>,
-    pub table: Vec<(String, ClassifyReport)>,
+    pub seeds: Vec<u64>,
+    /// One report per (run, seed), in run order then seed order.
+    pub table: Vec<DemoRun>,
     pub seconds: f64,
+}
+
+pub struct DemoRun {
+    pub run: String,
+    pub seed: u64,
+    pub report: ClassifyReport,
 }
 
 fn step<T>(
@@ -60,6 +70,17 @@ fn step<T>(
 
 pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
     let t0 = Instant::now();
+    let Some(&first_seed) = args.seeds.first() else {
+        anyhow::bail!("--seeds: give at least one seed, e.g. --seeds 0,1,2");
+    };
+    let seeds = args.seeds.clone();
+    if seeds
+        .iter()
+        .enumerate()
+        .any(|(i, s)| seeds[..i].contains(s))
+    {
+        anyhow::bail!("--seeds: each seed once, e.g. --seeds 0,1,2");
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create", args.out.display()))?;
     let input = args.out.join("pbmc3k_demo.h5ad");
@@ -146,7 +167,7 @@ pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
                 read: read.clone(),
                 max_genes: None,
                 ties_stable: false,
-                seed: args.seed,
+                seed: first_seed,
                 template: crate::cells::sentences::GENEPT_S_PREFIX.into(),
                 ablation: Ablation::None,
             },
@@ -198,53 +219,100 @@ pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
         ("mlp-all", Method::Mlp, FeatureSpace::Counts, vec![g, st]),
     ];
     for (name, method, on, keys) in runs {
-        let r = step(&mut steps, &format!("classify: {name}"), q, || {
-            let mut a = ClassifyArgs::new(with_w.clone(), "label");
-            a.method = method;
-            a.on = on;
-            if on == FeatureSpace::Counts {
-                a.layer = Some("counts".into());
+        let label = format!("classify: {name} (seeds {})", join_seeds(&seeds));
+        let reports = step(&mut steps, &label, q, || {
+            let mut reports = Vec::with_capacity(seeds.len());
+            for &seed in &seeds {
+                let mut a = ClassifyArgs::new(with_w.clone(), "label");
+                a.method = method;
+                a.on = on;
+                if on == FeatureSpace::Counts {
+                    a.layer = Some("counts".into());
+                }
+                a.embeddings = keys.iter().map(|k| k.to_string()).collect();
+                a.seed = seed;
+                a.quiet = true;
+                if method == Method::Knn {
+                    a.ks = Some(vec![10, 1, 3, 5, 25, 50]);
+                }
+                a.report_dir = Some(report_dir(&args.out, seed, name));
+                reports.push((seed, run_classify(&a)?));
             }
-            a.embeddings = keys.iter().map(|k| k.to_string()).collect();
-            a.seed = args.seed;
-            a.quiet = true;
-            if method == Method::Knn {
-                a.ks = Some(vec![10, 1, 3, 5, 25, 50]);
-            }
-            a.report_dir = Some(args.out.join("report").join(name));
-            run_classify(&a)
+            Ok(reports)
         })?;
-        table.push((name.to_string(), r));
+        table.extend(reports.into_iter().map(|(seed, report)| DemoRun {
+            run: name.to_string(),
+            seed,
+            report,
+        }));
     }
     let _ = gm;
     Ok(DemoResult {
         out: args.out.clone(),
         steps,
+        seeds,
         table,
         seconds: t0.elapsed().as_secs_f64(),
     })
 }
 
-/// One row per predictor; a single-source MLP arm that several fusion runs share is shown once.
+/// Where the report of one run and seed goes: `OUT/report/seed<S>/<run>/`.
+pub fn report_dir(out: &Path, seed: u64, run: &str) -> PathBuf {
+    out.join("report").join(format!("seed{seed}")).join(run)
+}
+
+pub fn join_seeds(seeds: &[u64]) -> String {
+    seeds
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One row per predictor, scores as mean ± sd (ddof 1) over the seeds; a single-source MLP arm
+/// that several fusion runs share is shown once (from the first run that has it).
 pub fn demo_table(r: &DemoResult) -> String {
-    let mut s = String::from("| run | predictor | accuracy | weighted F1 | macro F1 | kappa |\n|---|---|---|---|---|---|\n");
-    let mut seen = std::collections::HashSet::new();
-    for (name, rep) in &r.table {
-        for arm in &rep.results {
-            let method = name.split('-').next().unwrap_or(name);
-            if !seen.insert((method.to_string(), arm.name.clone())) {
-                continue;
+    let mut s = String::from(
+        "| run | predictor | accuracy | weighted F1 | macro F1 | kappa |\n|---|---|---|---|---|---|\n",
+    );
+    // (method, arm) -> (run shown, display name, scores over seeds), in first-seen order
+    let mut rows: Vec<((String, String), String, String, Vec<Scores>)> = Vec::new();
+    for d in &r.table {
+        let method = d.run.split('-').next().unwrap_or(&d.run).to_string();
+        for arm in &d.report.results {
+            let key = (method.clone(), arm.name.clone());
+            match rows.iter_mut().find(|row| row.0 == key) {
+                Some(row) if row.1 == d.run => row.3.push(arm.scores),
+                Some(_) => {}
+                None => rows.push((
+                    key,
+                    d.run.clone(),
+                    format!(
+                        "{}{}",
+                        arm.name,
+                        arm.k.map(|k| format!(" (k={k})")).unwrap_or_default()
+                    ),
+                    vec![arm.scores],
+                )),
             }
-            s.push_str(&format!(
-                "| {name} | {}{} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
-                arm.name,
-                arm.k.map(|k| format!(" (k={k})")).unwrap_or_default(),
-                arm.scores.accuracy,
-                arm.scores.weighted_f1,
-                arm.scores.macro_f1,
-                arm.scores.cohen_kappa
-            ));
         }
+    }
+    for (_, run, name, all) in rows {
+        let (m, sd) = Scores::mean_sd(&all);
+        let f = |m: f64, d: f64| {
+            if all.len() > 1 {
+                format!("{m:.3} ± {d:.3}")
+            } else {
+                format!("{m:.3}")
+            }
+        };
+        s.push_str(&format!(
+            "| {run} | {name} | {} | {} | {} | {} |\n",
+            f(m.accuracy, sd.accuracy),
+            f(m.weighted_f1, sd.weighted_f1),
+            f(m.macro_f1, sd.macro_f1),
+            f(m.cohen_kappa, sd.cohen_kappa)
+        ));
     }
     s
 }
