@@ -337,7 +337,7 @@ def generate(cases_dir: pathlib.Path) -> int:
         (cls, "--val-fraction", "-0.5", "--val-fraction must be ≥ 0, got -0.5", []),
         (cls, "--lr", "nan", "--lr must be a finite number", []),
         (["demo", "--out", "{out}/demo"], "--top-n", "-100", "--top-n must be ≥ 1, got -100", ["{out}/demo"]),
-        (["demo", "--out", "{out}/demo"], "--seed", "-1", "--seed must be ≥ 0, got -1", ["{out}/demo"]),
+        (["demo", "--out", "{out}/demo"], "--seeds", "-1", "--seeds must be ≥ 0, got -1", ["{out}/demo"]),
         (["synth-model", "--tokenizer-from", MODEL, "-o", "{out}/m"], "--seed", "-1", "--seed must be ≥ 0, got -1", ["{out}/m"]),
         (["device-check", "--device", "cpu", "--work", "{out}/w"], "--n-summaries", "-1", "--n-summaries must be ≥ 1, got -1", ["{out}/w"]),
     ]:
