@@ -90,8 +90,8 @@ def build_stores(a, out):
         with open(path, "w") as f:
             json.dump(sub, f)
         print(f"{sp}: {len(sub)} of {len(genes)} dataset genes have a summary", flush=True)
-        run([a.celltext, "genes", "embed", "-m", a.model, "--summaries", path, "--out", prefix,
-             "--quiet"])
+        run([a.celltext, "genes", "embed", "-m", a.model, "--summaries", path, "--species", sp,
+             "--out", prefix, "--quiet"])
     return stores
 
 
