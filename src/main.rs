@@ -556,10 +556,11 @@ fn run(cli: Cli) -> Result<()> {
                     serde_json::json!({"out": r.out, "seconds": r.seconds, "seeds": r.seeds, "steps": r.steps, "results": rows})
                 );
             } else {
-                println!(
-                    "\n## celltext demo — pbmc3k (601 real cells, 9 Seurat labels), stratified 80/20, mean ± sd over seeds {}\n",
-                    app::demo::join_seeds(&r.seeds)
-                );
+                let over = match r.seeds.as_slice() {
+                    [one] => format!("seed {one}"),
+                    all => format!("mean ± sd over seeds {}", app::demo::join_seeds(all)),
+                };
+                println!("\n## celltext demo — pbmc3k (601 real cells, 9 Seurat labels), stratified 80/20, {over}\n");
                 print!("{}", app::demo::demo_table(&r));
                 println!();
                 for (name, secs) in &r.steps {

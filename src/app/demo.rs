@@ -73,7 +73,7 @@ pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
     let Some(&first_seed) = args.seeds.first() else {
         anyhow::bail!("--seeds: give at least one seed, e.g. --seeds 0,1,2");
     };
-    let seeds = args.seeds.clone();
+    let seeds = &args.seeds;
     if seeds
         .iter()
         .enumerate()
@@ -219,10 +219,10 @@ pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
         ("mlp-all", Method::Mlp, FeatureSpace::Counts, vec![g, st]),
     ];
     for (name, method, on, keys) in runs {
-        let label = format!("classify: {name} (seeds {})", join_seeds(&seeds));
+        let label = format!("classify: {name} (seeds {})", join_seeds(seeds));
         let reports = step(&mut steps, &label, q, || {
             let mut reports = Vec::with_capacity(seeds.len());
-            for &seed in &seeds {
+            for &seed in seeds {
                 let mut a = ClassifyArgs::new(with_w.clone(), "label");
                 a.method = method;
                 a.on = on;
@@ -250,7 +250,7 @@ pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
     Ok(DemoResult {
         out: args.out.clone(),
         steps,
-        seeds,
+        seeds: seeds.clone(),
         table,
         seconds: t0.elapsed().as_secs_f64(),
     })
