@@ -1,6 +1,5 @@
-"""Seeded synthetic h5ad for the scale bench of sharded `cells embed` (README, "Beyond one
-machine"): N cells × 20,000 genes, CSR float32 counts with 10x-like sparsity (a lognormal
-number of draws per cell, median 900, ~750 distinct non-zeros; Zipf-like gene popularity;
+"""Seeded synthetic h5ad for the scale bench of sharded `cells embed` (docs/sharding.md):
+N cells × 20,000 genes, CSR float32 counts with 10x-like sparsity (a lognormal number of draws per cell, median 900, ~750 distinct non-zeros; Zipf-like gene popularity;
 counts growing with popularity). The first --distinct cells are drawn; later rows repeat their
 sparsity pattern with the values permuted by a seeded shuffle per block (drawing 10^9 gene
 indices takes far longer than writing them), so every block holds different cells. Written

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Scale bench of the sharded workflow (README, "Beyond one machine"): GenePT-w (`cells embed`)
+# Scale bench of the sharded workflow (docs/sharding.md): GenePT-w (`cells embed`)
 # on a seeded synthetic h5ad, once unsharded and as N shards through workflows/Snakefile with
 # 2 workers and with 1 worker (one thread per shard), each command under `/usr/bin/time -v`;
 # then checks that the merged h5ad equals the unsharded one (workflows/compare.py).

@@ -6,7 +6,7 @@ workloads of the speed issue, same texts, batches and threads, median of --repea
 Needs the MiniLM weights (scripts/fetch_minilm.sh) and, for the PyTorch column, a Python with
 torch + transformers. Cell sentences for the ember-shaped row come from
 `celltext cells sentences -i assets/data/pbmc3k_demo.h5ad --layer counts -o cells.jsonl`.
-Prints a Markdown table (the README's) and writes every raw row to --json-out.
+Prints a Markdown table (the one in docs/speed.md) and writes every raw row to --json-out.
 """
 import argparse, datetime, json, os, platform, subprocess, sys, tempfile
 

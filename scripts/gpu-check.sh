@@ -8,7 +8,7 @@
 #   scripts/gpu-check.sh [--bin target/release/celltext] [--minilm models-local/all-MiniLM-L6-v2]
 #                        [--device cuda] [--work celltext-device-check] [device-check options...]
 #
-# The binary must be built with `--features cuda` for --device cuda (see README, "GPUs").
+# The binary must be built with `--features cuda` for --device cuda (see docs/gpus.md).
 set -euo pipefail
 BIN=target/release/celltext
 MINILM=models-local/all-MiniLM-L6-v2

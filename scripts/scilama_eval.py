@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""sciLaMA evaluation on real data (README, "sciLaMA"): for each dataset, GenePT-w, PCA-50 of the
+"""sciLaMA evaluation on real data (docs/scilama.md): for each dataset, GenePT-w, PCA-50 of the
 scaled matrix sciLaMA sees, and sciLaMA with the gene store (--gene-input store) and with the
 transposed expression matrix (--gene-input self), over several seeds; every embedding scored by
 `celltext classify` (KNN accuracy, k-means ARI/NMI, cosine ASW, and with a batch column batch
