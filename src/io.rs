@@ -54,6 +54,7 @@ where
         });
     }
     crate::outputs::remove_stale_temps(path);
+    crate::outputs::fault_point(path);
     Ok(())
 }
 
@@ -246,6 +247,7 @@ fn npy_header_len(path: &Path, head: &[u8]) -> Result<(usize, usize)> {
 
 /// Read a 2-D little-endian f32 `.npy` (C order) as (data, rows, cols).
 pub fn read_npy_f32(path: &Path) -> Result<(Vec<f32>, usize, usize)> {
+    crate::outputs::require_regular_file(path, "a .npy file")?;
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let (rows, cols, start) = parse_npy_header(path, &bytes)?;
     let body = &bytes[start..];
@@ -274,6 +276,7 @@ impl NpyRows {
     /// Opens `path` and checks its header and its size against the shape.
     pub fn open(path: &Path) -> Result<Self> {
         use std::io::Seek;
+        crate::outputs::require_regular_file(path, "a .npy file")?;
         let mut f = std::fs::File::open(path)
             .with_context(|| format!("{}: cannot read", path.display()))?;
         let size = f
@@ -363,6 +366,50 @@ pub fn embeddings_safetensors_bytes(
     }
     meta.insert("tool".to_string(), TOOL_VERSION.to_string());
     safetensors::serialize([("embeddings", view)], Some(meta)).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// Write tensors as a safetensors file through [`atomic_write_with`], streamed (header, then each
+/// tensor's bytes in order) into celltext's own temp file: `safetensors::serialize_to_file`
+/// writes through a second temp file of its own, which a kill would leave behind unnamed.
+pub fn write_safetensors<V: safetensors::View>(
+    path: &Path,
+    tensors: &[(String, V)],
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<()> {
+    let mut header = serde_json::Map::new();
+    if let Some(m) = metadata {
+        let m: serde_json::Map<String, serde_json::Value> =
+            m.into_iter().map(|(k, v)| (k, v.into())).collect();
+        header.insert("__metadata__".into(), m.into());
+    }
+    let mut offset = 0usize;
+    for (name, t) in tensors {
+        let n = t.data_len();
+        header.insert(
+            name.clone(),
+            serde_json::json!({
+                "dtype": t.dtype().to_string(),
+                "shape": t.shape(),
+                "data_offsets": [offset, offset + n],
+            }),
+        );
+        offset += n;
+    }
+    let mut h = serde_json::to_vec(&serde_json::Value::Object(header))?;
+    h.resize(h.len().div_ceil(8) * 8, b' ');
+    atomic_write_with(path, |tmp| {
+        let f = std::fs::File::create(tmp)
+            .with_context(|| format!("{}: cannot create", tmp.display()))?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+        let io = |e: std::io::Error| anyhow::anyhow!("{}: write failed: {e}", tmp.display());
+        w.write_all(&(h.len() as u64).to_le_bytes()).map_err(io)?;
+        w.write_all(&h).map_err(io)?;
+        for (_, t) in tensors {
+            w.write_all(&t.data()).map_err(io)?;
+        }
+        let f = w.into_inner().map_err(|e| io(e.into_error()))?;
+        f.sync_all().map_err(io)
+    })
 }
 
 /// Read a safetensors `embeddings` matrix (f32) and its `ids` metadata.

@@ -62,6 +62,32 @@ pub fn pickle_units(default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// `CELLTEXT_MAX_ELEMENTS=N`: the most values (f32 or f64) one buffer sized by a user's flags may
+/// hold before it is allocated (a `--latent`, `--hidden`, `--steps` or `--n-sentences` in the
+/// billions is refused by name instead of aborting on allocation).
+pub const ELEMENTS_ENV: &str = "CELLTEXT_MAX_ELEMENTS";
+/// 2³⁰ values: 4 GiB of f32, far above any model or run celltext makes.
+pub const DEFAULT_MAX_ELEMENTS: u64 = 1 << 30;
+
+/// The element limit in force (the environment variable, else the default).
+pub fn max_elements() -> u64 {
+    env_u64(ELEMENTS_ENV).unwrap_or(DEFAULT_MAX_ELEMENTS)
+}
+
+/// Refuse a buffer of `elements` values (computed by the caller in u128, so no product
+/// overflows) sized by `what` (the flags, e.g. "--latent 5000000000 × --hidden 256"), before it
+/// is allocated. The error names the flags, the size, the limit and how to raise it.
+pub fn check_elements(what: &str, elements: u128) -> Result<()> {
+    let limit = max_elements();
+    if elements > limit as u128 {
+        return Err(anyhow!(
+            "{what} needs {elements} values in one buffer, more than the limit of {limit};              give smaller sizes, or if the machine has the memory raise the limit:              {ELEMENTS_ENV}={}",
+            elements.min(u64::MAX as u128)
+        ));
+    }
+    Ok(())
+}
+
 /// The io error a [`Limited`] reader returns once its limit is passed (find it with
 /// [`is_inflate_limit`]).
 #[derive(Debug)]
@@ -164,6 +190,18 @@ mod tests {
             gunzip_limited(&ok, Path::new("ok.gz")).unwrap().len() as u64,
             INFLATE_FLOOR
         );
+    }
+
+    #[test]
+    fn huge_sizes_are_refused_by_name() {
+        let e = check_elements("--latent 3000000000", 3_000_000_000 * 256)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--latent 3000000000") && e.contains(ELEMENTS_ENV),
+            "{e}"
+        );
+        assert!(check_elements("--latent 32", 32 * 256).is_ok());
     }
 
     #[test]

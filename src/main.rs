@@ -951,6 +951,7 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
             output,
         } => {
             let sargs = opts.args(&input)?;
+            celltext::outputs::check_apart(&[&output], &[&sargs.input])?;
             let enc;
             let tok = match &model {
                 Some(m) => {

@@ -278,6 +278,7 @@ where
         return Err(e);
     }
     remove_stale_temps(dir);
+    fault_point(dir);
     Ok(())
 }
 
@@ -323,6 +324,225 @@ fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
     }
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
+}
+
+// ---------------------------------------------------------------- the output contract
+
+/// `path` made absolute and resolved through symlinks: the existing part canonicalized, the rest
+/// (not yet created) appended with `.`/`..` folded, so two spellings of one place compare equal.
+pub fn resolve(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    };
+    let mut clean = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                // `a/link/..` must follow the link first: canonicalize what exists so far
+                if let Ok(real) = std::fs::canonicalize(&clean) {
+                    clean = real;
+                }
+                clean.pop();
+            }
+            other => clean.push(other),
+        }
+    }
+    let mut existing = clean.clone();
+    let mut rest = vec![];
+    loop {
+        if let Ok(real) = std::fs::canonicalize(&existing) {
+            let mut out = real;
+            for r in rest.iter().rev() {
+                out.push(r);
+            }
+            return out;
+        }
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return clean,
+        }
+    }
+}
+
+/// The output contract's first rule: no output path is, contains, or lies inside an input
+/// (compared after [`resolve`], so symlinks and `..` do not hide an overlap). Call it before any
+/// work with every file or folder the command writes and every file or folder it reads (model
+/// folders, gene store files, shards, input matrices). The error names both paths.
+pub fn check_apart(outputs: &[&Path], inputs: &[&Path]) -> Result<()> {
+    let ins: Vec<(&Path, PathBuf)> = inputs
+        .iter()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(|p| (*p, resolve(p)))
+        .collect();
+    for out in outputs.iter().filter(|p| !p.as_os_str().is_empty()) {
+        let o = resolve(out);
+        for (input, i) in &ins {
+            let how = if o == *i {
+                "is"
+            } else if o.starts_with(i) {
+                "lies inside"
+            } else if i.starts_with(&o) {
+                "contains"
+            } else {
+                continue;
+            };
+            bail!(
+                "output {} {how} the input {}; celltext never writes over its inputs, so choose \
+                 an output path outside every input",
+                out.display(),
+                input.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The output contract's second rule, for outputs that are folders replaced whole
+/// ([`atomic_dir_with`]): `dir` must be new, empty, or a previous output of the same command,
+/// recognised by its `marker` file (e.g. `report.json`), and, when `command` is given, by the
+/// marker's JSON field `command` (at the top level or under `manifest`; `celltext_command` in a
+/// synthetic model's config.json). Anything else is refused
+/// before any work, naming `flag`, so a folder of other files is never deleted.
+pub fn check_replaceable_dir(
+    dir: &Path,
+    flag: &str,
+    marker: &str,
+    command: Option<&str>,
+) -> Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(dir) else {
+        return Ok(());
+    };
+    if !meta.is_dir() {
+        bail!(
+            "{flag} {}: exists and is not a folder; give a new folder name",
+            dir.display()
+        );
+    }
+    let mut entries = std::fs::read_dir(dir)
+        .with_context(|| format!("{flag} {}: cannot read the folder", dir.display()))?;
+    if entries.next().is_none() {
+        return Ok(());
+    }
+    let m = dir.join(marker);
+    let ours = match command {
+        _ if !m.is_file() => false,
+        None => true,
+        Some(cmd) => std::fs::read(&m)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .is_some_and(|v| {
+                [
+                    v.get("command"),
+                    v.get("celltext_command"),
+                    v.pointer("/manifest/command"),
+                ]
+                .iter()
+                .flatten()
+                .any(|c| c.as_str() == Some(cmd))
+            }),
+    };
+    if !ours {
+        let what = match command {
+            Some(cmd) => format!("no {marker} of `celltext {cmd}`"),
+            None => format!("no {marker}"),
+        };
+        bail!(
+            "{flag} {}: the folder holds other files and {what}; this output replaces its folder \
+             whole, so give a new (or empty) folder",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// A regular file (or a link to one) at `path`, else an error naming it: FIFOs, sockets and
+/// devices would block or never end, folders are not files.
+pub fn require_regular_file(path: &Path, what: &str) -> Result<()> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("{}: cannot read {what}", path.display()))?;
+    if meta.is_dir() {
+        bail!("{}: is a folder, not {what}", path.display());
+    }
+    if !meta.is_file() {
+        bail!(
+            "{}: is not a regular file (a FIFO, socket or device); pass {what} as a file",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// `{"file": NAME, "bytes": N, "sha256": HEX}` of one finished part of a multi-file output. The
+/// part written last (a manifest) records its siblings this way, so a reader can tell parts of
+/// one run from parts of two (a kill between the renames); see [`verify_part`].
+pub fn part_record(path: &Path) -> Result<serde_json::Value> {
+    let bytes = std::fs::metadata(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?
+        .len();
+    Ok(serde_json::json!({
+        "file": path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
+        "bytes": bytes,
+        "sha256": crate::io::sha256_file(path)?,
+    }))
+}
+
+/// Check `path` against the [`part_record`] its manifest `manifest` holds; the error names both
+/// files and what differs.
+pub fn verify_part(path: &Path, record: &serde_json::Value, manifest: &Path) -> Result<()> {
+    let want_sha = record.get("sha256").and_then(|v| v.as_str());
+    let want_bytes = record.get("bytes").and_then(|v| v.as_u64());
+    let (Some(want_sha), Some(want_bytes)) = (want_sha, want_bytes) else {
+        bail!(
+            "{}: the record of {} is malformed (want `bytes` and `sha256`); rewrite the output",
+            manifest.display(),
+            path.display()
+        );
+    };
+    require_regular_file(path, "an output part")?;
+    let got_bytes = std::fs::metadata(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?
+        .len();
+    let why = if got_bytes != want_bytes {
+        format!("{got_bytes} bytes where the manifest records {want_bytes}")
+    } else {
+        let got = crate::io::sha256_file(path)?;
+        if got == want_sha {
+            return Ok(());
+        }
+        format!("sha256 {got} where the manifest records {want_sha}")
+    };
+    bail!(
+        "{}: does not match its manifest {} ({why}): the two come from different runs (a run \
+         killed between writing them, or a file replaced); rerun the command that wrote it",
+        path.display(),
+        manifest.display()
+    )
+}
+
+/// Testing hook of the kill points: with `CELLTEXT_TEST_ABORT_AFTER=NAME`, the process aborts
+/// (as if killed with -9) right after the output part named NAME is committed, before the parts
+/// after it. Tests use it to prove that multi-file outputs are old-or-new or refused by readers.
+pub fn fault_point(committed: &Path) {
+    if let Ok(name) = std::env::var("CELLTEXT_TEST_ABORT_AFTER") {
+        if committed
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy() == name)
+        {
+            std::process::abort();
+        }
+    }
 }
 
 #[cfg(test)]

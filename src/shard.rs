@@ -221,6 +221,10 @@ pub fn read_manifest(shard_output: &Path) -> Result<serde_json::Value> {
             shard_output.display()
         );
     }
+    crate::outputs::require_regular_file(shard_output, "a shard .npy")?;
+    if p.exists() {
+        crate::outputs::require_regular_file(&p, "a shard manifest")?;
+    }
     let text = std::fs::read_to_string(&p).with_context(|| {
         format!(
             "{}: cannot read the manifest of shard output {} (it is written last; rerun the shard)",

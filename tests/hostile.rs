@@ -1,11 +1,15 @@
 //! The hostile-input suite: every case under `tests/hostile/cases/` (made by
 //! `tests/hostile/make_hostile.py`) runs the real binary on malformed or adversarial input and
 //! must fail cleanly: exit code 1 or 2 (never a panic's 101, never a signal), no "panicked" in
-//! stderr, stderr naming the file and the field (`stderr_contains`), and nothing written under
-//! the output names (`absent`). Placeholders in `args` and `absent`: `{case}` (the case folder),
-//! `{out}` (a fresh empty folder per case, also the working directory), `{repo}` (the
-//! repository root). All failures are collected and reported together.
+//! stderr, stderr naming the file and the field (`stderr_contains`), nothing written under the
+//! output names (`absent`), every input byte-identical afterwards, and no hang. Each case runs on a
+//! copy of its folder, so a case whose output names an input can never touch the repository.
+//! Placeholders in `args`, `absent` and `setup`: `{case}` (the copy of the case folder), `{out}`
+//! (a fresh empty folder per case, also the working directory), `{repo}` (the repository root).
+//! `setup` steps run on the copy before the command: `["copy", FROM, TO]` (a file or folder),
+//! `["fifo", PATH]`, `["symlink", TARGET, LINK]`. All failures are collected and reported together.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -19,34 +23,141 @@ struct Case {
     absent: Vec<String>,
     #[serde(default)]
     why: String,
+    #[serde(default)]
+    setup: Vec<Vec<String>>,
+}
+
+/// A case whose command has not exited after this long is reported as a hang (a watchdog, not a
+/// timed assertion: every case finishes in seconds).
+const HANG_SECONDS: u64 = 300;
+
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    let meta = std::fs::symlink_metadata(from)?;
+    if meta.file_type().is_symlink() {
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(std::fs::read_link(from)?, to)?;
+        return Ok(());
+    }
+    if meta.is_dir() {
+        std::fs::create_dir_all(to)?;
+        for e in std::fs::read_dir(from)? {
+            let e = e?;
+            copy_tree(&e.path(), &to.join(e.file_name()))?;
+        }
+        return Ok(());
+    }
+    std::fs::copy(from, to).map(|_| ())
+}
+
+/// Every entry under `root` (not following links): regular files by content, links by target,
+/// other files by kind.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_path_buf();
+            let Ok(m) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            let v = if m.file_type().is_symlink() {
+                format!("link {:?}", std::fs::read_link(&p).ok()).into_bytes()
+            } else if m.is_dir() {
+                stack.push(p.clone());
+                b"dir".to_vec()
+            } else if m.is_file() {
+                std::fs::read(&p).unwrap_or_default()
+            } else {
+                b"special".to_vec()
+            };
+            out.insert(rel, v);
+        }
+    }
+    out
+}
+
+fn run_setup(step: &[String]) -> Result<(), String> {
+    let err = |e: std::io::Error| format!("setup {step:?}: {e}");
+    match step {
+        [op, from, to] if op == "copy" => copy_tree(Path::new(from), Path::new(to)).map_err(err),
+        #[cfg(unix)]
+        [op, target, link] if op == "symlink" => {
+            std::os::unix::fs::symlink(target, link).map_err(err)
+        }
+        #[cfg(unix)]
+        [op, path] if op == "fifo" => {
+            let c = std::ffi::CString::new(path.as_bytes()).unwrap();
+            // SAFETY: a NUL-terminated path; mkfifo touches no memory of ours.
+            match unsafe { libc::mkfifo(c.as_ptr(), 0o644) } {
+                0 => Ok(()),
+                _ => Err(err(std::io::Error::last_os_error())),
+            }
+        }
+        _ => Err(format!("unknown setup step {step:?}")),
+    }
 }
 
 fn run_case(dir: &Path, repo: &Path) -> Result<(), String> {
     let text =
         std::fs::read_to_string(dir.join("case.json")).map_err(|e| format!("case.json: {e}"))?;
     let case: Case = serde_json::from_str(&text).map_err(|e| format!("case.json: {e}"))?;
-    let out = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let copy = tmp.path().join("case");
+    let out = tmp.path().join("out");
+    copy_tree(dir, &copy).map_err(|e| format!("copying the case: {e}"))?;
+    std::fs::create_dir(&out).map_err(|e| e.to_string())?;
     let subst = |s: &str| {
-        s.replace("{case}", &dir.display().to_string())
-            .replace("{out}", &out.path().display().to_string())
+        s.replace("{case}", &copy.display().to_string())
+            .replace("{out}", &out.display().to_string())
             .replace("{repo}", &repo.display().to_string())
     };
+    for step in &case.setup {
+        let step: Vec<String> = step.iter().map(|s| subst(s)).collect();
+        run_setup(&step)?;
+    }
+    let before = snapshot(&copy);
     let args: Vec<String> = case.args.iter().map(|a| subst(a)).collect();
-    let o = Command::new(env!("CARGO_BIN_EXE_celltext"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_celltext"))
         .args(&args)
-        .current_dir(out.path())
+        .current_dir(&out)
         .env("HF_HUB_OFFLINE", "1")
         .env("RUST_BACKTRACE", "0")
         .env_remove("CELLTEXT_MAX_INFLATE_RATIO")
         .env_remove("CELLTEXT_MAX_PICKLE_OBJECTS")
-        .output()
+        .env_remove("CELLTEXT_MAX_ELEMENTS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .map_err(|e| format!("cannot run the binary: {e}"))?;
-    let stderr = String::from_utf8_lossy(&o.stderr);
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut stderr_pipe, &mut s);
+        s
+    });
+    let t0 = std::time::Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().map_err(|e| e.to_string())? {
+            break Some(st);
+        }
+        if t0.elapsed().as_secs() > HANG_SECONDS {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let stderr = String::from_utf8_lossy(&reader.join().unwrap_or_default()).into_owned();
     let mut problems = vec![];
-    match o.status.code() {
-        Some(1 | 2) => {}
-        Some(c) => problems.push(format!("exit code {c} (want 1 or 2)")),
-        None => problems.push(format!("killed by a signal ({:?})", o.status)),
+    match status.map(|s| (s.code(), s)) {
+        None => problems.push(format!("hang: still running after {HANG_SECONDS} s")),
+        Some((Some(1 | 2), _)) => {}
+        Some((Some(c), _)) => problems.push(format!("exit code {c} (want 1 or 2)")),
+        Some((None, st)) => problems.push(format!("killed by a signal ({st:?})")),
     }
     if stderr.contains("panicked") {
         problems.push("stderr reports a panic".to_string());
@@ -61,6 +172,14 @@ fn run_case(dir: &Path, repo: &Path) -> Result<(), String> {
         let p = PathBuf::from(subst(a));
         if p.exists() {
             problems.push(format!("{} exists afterwards", a));
+        }
+    }
+    let after = snapshot(&copy);
+    for (p, v) in &before {
+        match after.get(p) {
+            None => problems.push(format!("input {} was removed", p.display())),
+            Some(w) if w != v => problems.push(format!("input {} was modified", p.display())),
+            _ => {}
         }
     }
     if problems.is_empty() {

@@ -83,6 +83,20 @@ impl CellOutput {
         }
         crate::outputs::OutputLock::acquire(&self.path)
     }
+
+    /// [`prepare`](Self::prepare) after the output contract's overlap check: the output and its
+    /// manifest may not be, contain or lie inside any of `inputs` (with --in-place the output is
+    /// the input on purpose; only its manifest is checked).
+    pub fn prepare_apart(&self, inputs: &[&Path]) -> Result<crate::outputs::OutputLock> {
+        let m = crate::io::manifest_path(&self.path);
+        let outs: Vec<&Path> = if self.in_place {
+            vec![&m]
+        } else {
+            vec![&self.path, &m]
+        };
+        crate::outputs::check_apart(&outs, inputs)?;
+        self.prepare()
+    }
 }
 
 /// `--name` becomes the obsm key `X_celltext_NAME` (and uns/obs keys): non-empty, letters, digits,
@@ -172,6 +186,9 @@ pub fn read_normalized_rows(
         start = end;
     }
     pb.finish_and_clear();
+    if shard.is_none() {
+        crate::cells::source::check_not_all_zero(&x, input, &src.field())?;
+    }
     let m = ExpressionMatrix {
         x,
         cell_ids: src.cell_ids()[rows.clone()].to_vec(),
@@ -369,7 +386,11 @@ pub fn run_cells_embed_shard(
     if args.idf && !matches!(args.aggregation, Aggregation::WeightedMean { .. }) {
         bail!("--idf applies to --aggregation weighted only (it scales the top-N weights)");
     }
-    let _lock = args.output.prepare()?;
+    let store_files =
+        crate::genes::store::store_paths(&crate::genes::store::store_prefix(&args.store));
+    let mut inputs: Vec<&Path> = vec![&args.input];
+    inputs.extend(store_files.all());
+    let _lock = args.output.prepare_apart(&inputs)?;
     let store = GeneEmbeddings::load(&args.store)?;
     let store_manifest = GeneEmbeddings::manifest(&args.store)?;
     // chunk by chunk (the matrix is never held whole) unless the output needs it: a new h5ad
@@ -701,7 +722,10 @@ pub fn run_embed_sentences_shard(
     shard: Option<crate::shard::Shard>,
 ) -> Result<EmbedSentencesReport> {
     super::merge::check_shard_output(&args.output.path, shard)?;
-    let _lock = args.output.prepare()?;
+    let model_dir = Path::new(&args.model);
+    let mut inputs: Vec<&Path> = vec![&args.sentences.input];
+    inputs.extend(Some(model_dir).filter(|p| p.exists()));
+    let _lock = args.output.prepare_apart(&inputs)?;
     let enc = super::load_encoder(&args.model, &args.options, args.quiet)?;
     let sa = &args.sentences;
     let (m, n_all) = read_normalized_rows(&sa.input, &sa.read, InputNorm::Raw, args.quiet, shard)?;

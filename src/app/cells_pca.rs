@@ -56,7 +56,7 @@ pub fn run_cells_pca(args: &CellsPcaArgs) -> Result<CellsPcaReport> {
         in_place: args.in_place,
         name: args.key.clone(),
     };
-    let _lock = target.prepare()?;
+    let _lock = target.prepare_apart(&[&args.input])?;
     let m = read_normalized(&args.input, &args.read, InputNorm::Raw, args.quiet)?;
     let out = standard_pca(&m.x, &args.params)
         .with_context(|| format!("{}: standard PCA baseline", args.input.display()))?;

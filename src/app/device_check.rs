@@ -110,6 +110,31 @@ pub fn run_device_check(args: &DeviceCheckArgs) -> Result<DeviceReport> {
     let devices = parse_devices(&args.device)?;
     let device = devices[0].clone();
     let on_cpu = device.is_cpu();
+    {
+        // the output contract: what is written under --work may not be or hold an input
+        let w = |f: &str| args.work.join(f);
+        let outs = [
+            w("summaries.jsonl"),
+            w("sentences.jsonl"),
+            w("report.json"),
+            w("ember-v1-shaped"),
+        ];
+        let outs: Vec<&Path> = outs
+            .iter()
+            .filter(|p| args.ember.is_none() || !p.ends_with("ember-v1-shaped"))
+            .map(|p| p.as_path())
+            .collect();
+        let mut ins: Vec<&Path> = vec![&args.minilm];
+        ins.extend(args.ember.as_deref());
+        ins.extend(args.sentences.as_deref());
+        crate::outputs::check_apart(&outs, &ins)?;
+        if let Some(n) = args.n_sentences {
+            crate::limits::check_elements(
+                &format!("--n-sentences {n} (512-token sentences)"),
+                n as u128 * 512,
+            )?;
+        }
+    }
     std::fs::create_dir_all(&args.work)
         .with_context(|| format!("{}: cannot create", args.work.display()))?;
     let say = |m: &str| {

@@ -6,9 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::encoder::{self, card, resolve, EncoderOptions, ModelIdentity, PaddingStats};
-use crate::io::{
-    atomic_write_with, manifest_path, sha256_file, write_embeddings, write_json, TOOL_VERSION,
-};
+use crate::io::{manifest_path, sha256_file, write_embeddings, write_json, TOOL_VERSION};
 
 pub struct EmbedArgs {
     pub model: String,
@@ -34,6 +32,11 @@ pub struct EmbedManifest {
     pub padding_fraction: f64,
     pub seconds: f64,
     pub tokens_per_second: f64,
+    /// sha256 of the output file: the manifest is written last, so an output and a manifest of
+    /// two runs (one killed between its two renames) are told apart. (A shard records its
+    /// `.npy` in `shard.npy` instead.)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_sha256: Option<String>,
 }
 
 pub fn run_embed(args: &EmbedArgs) -> Result<EmbedManifest> {
@@ -58,6 +61,11 @@ pub fn run_embed_shard(
             args.output.display()
         );
     }
+    let out_manifest = manifest_path(&args.output);
+    let model_dir = Path::new(&args.model);
+    let mut inputs: Vec<&Path> = vec![&args.input];
+    inputs.extend(Some(model_dir).filter(|p| p.exists()));
+    crate::outputs::check_apart(&[&args.output, &out_manifest], &inputs)?;
     let mut records = encoder::input::read_texts(&args.input)?;
     let n_all = records.len();
     if let Some(s) = shard {
@@ -94,6 +102,7 @@ pub fn run_embed_shard(
         tokens_per_second: out.padding.real_tokens as f64 / seconds.max(1e-9),
         padding: out.padding,
         seconds,
+        output_sha256: None,
     };
     if let Some(s) = shard {
         super::merge::write_shard_file(
@@ -107,7 +116,11 @@ pub fn run_embed_shard(
         )?;
         return Ok(manifest);
     }
-    write_json(&manifest_path(&args.output), &manifest)?;
+    let manifest = EmbedManifest {
+        output_sha256: Some(sha256_file(&args.output)?),
+        ..manifest
+    };
+    write_json(&out_manifest, &manifest)?;
     Ok(manifest)
 }
 
@@ -152,13 +165,12 @@ pub fn convert(dir: &Path) -> Result<PathBuf> {
     if tensors.is_empty() {
         bail!("{}: no BERT tensors found", dir.display());
     }
-    let mut map = HashMap::new();
-    for (name, t) in tensors {
-        map.insert(name, t);
-    }
-    atomic_write_with(&out, |tmp| {
-        candle_core::safetensors::save(&map, tmp)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))
-    })?;
+    let mut map: Vec<(String, candle_core::Tensor)> = tensors
+        .into_iter()
+        .collect::<HashMap<_, _>>()
+        .into_iter()
+        .collect();
+    map.sort_by(|a, b| a.0.cmp(&b.0));
+    crate::io::write_safetensors(&out, &map, None)?;
     Ok(out)
 }

@@ -209,6 +209,14 @@ fn check_args(args: &ExplainArgs) -> Result<()> {
     if args.cells_per_class == 0 || args.top == 0 || args.steps == Some(0) || args.chunk == 0 {
         bail!("--cells-per-class, --top, --steps and --chunk must each be at least 1");
     }
+    if let Some(s) = args.steps {
+        crate::explain::ig::check_steps(s)?;
+    }
+    // one pass holds --chunk interpolated copies of a sentence (≤ 512 tokens × ≤ 1024 dims)
+    crate::limits::check_elements(
+        &format!("--chunk {} (interpolation points per pass)", args.chunk),
+        args.chunk as u128 * 512 * 1024,
+    )?;
     match args.on {
         ExplainOn::Sentences if args.model.is_none() => {
             bail!("--on sentences needs --model (e.g. -m minilm)")
@@ -296,6 +304,18 @@ pub fn run_explain(args: &ExplainArgs) -> Result<ExplainReport> {
         ExplainOn::Sentences => DEFAULT_STEPS,
         ExplainOn::GeneptW => GENEPT_W_STEPS,
     });
+    // the output contract: -o is a folder replaced whole, so it may not hold or lie in an input,
+    // and an existing folder must be empty or an earlier `explain` report
+    let store_files = args
+        .genes
+        .as_deref()
+        .map(|g| crate::genes::store::store_paths(&crate::genes::store::store_prefix(g)));
+    let mut inputs: Vec<&Path> = vec![&args.input];
+    inputs.extend(args.markers.as_deref());
+    inputs.extend(args.model.as_deref().map(Path::new).filter(|p| p.exists()));
+    inputs.extend(store_files.iter().flat_map(|s| s.all()));
+    crate::outputs::check_apart(&[&args.out], &inputs)?;
+    crate::outputs::check_replaceable_dir(&args.out, "--out", "report.json", Some("explain"))?;
     let markers = args.markers.as_deref().map(Markers::read).transpose()?;
     let _lock = crate::outputs::OutputLock::acquire(&args.out)?;
     let read = ReadOptions {

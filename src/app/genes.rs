@@ -133,6 +133,17 @@ fn genes_embed_impl(
         Some(_) => args.out.clone(),
         None => store_prefix(&args.out),
     };
+    {
+        let store = crate::genes::store::store_paths(&prefix);
+        let shard_manifest = crate::io::manifest_path(&prefix);
+        let outs: Vec<&Path> = match shard {
+            Some(_) => vec![&prefix, &shard_manifest],
+            None => store.all().to_vec(),
+        };
+        let mut inputs: Vec<&Path> = args.summaries.iter().map(|p| p.as_path()).collect();
+        inputs.extend(Some(Path::new(&args.model)).filter(|p| p.exists()));
+        crate::outputs::check_apart(&outs, &inputs)?;
+    }
     let _lock = crate::outputs::OutputLock::acquire(&prefix)?;
     let corpus = match &args.summaries {
         Some(p) => SummaryCorpus::from_file(p)?,
@@ -367,6 +378,8 @@ pub struct ExportReport {
 /// `genes export`: npy (rows in store order; genes in STORE.genes.tsv), TSV (symbol + values) or
 /// sciLaMA-style parquet (`gene_id`, `embedding` list<float32>; the manifest in its metadata).
 pub fn export(store: &Path, format: &str, out: &Path) -> Result<ExportReport> {
+    let files = crate::genes::store::store_paths(&store_prefix(store));
+    crate::outputs::check_apart(&[out], &files.all())?;
     let g = GeneEmbeddings::load(store)?;
     let _lock = crate::outputs::OutputLock::acquire(out)?;
     let report = ExportReport {
@@ -469,6 +482,8 @@ pub struct GenesImportManifest {
 /// `genes import`: vectors from another tool → a normal store (every file written atomically,
 /// the manifest last).
 pub fn run_genes_import(args: &GenesImportArgs) -> Result<GenesImportManifest> {
+    let out_files = crate::genes::store::store_paths(&store_prefix(&args.out));
+    crate::outputs::check_apart(&out_files.all(), &[&args.input])?;
     let format = match args.format {
         Some(f) => f,
         None => ImportFormat::detect(&args.input)?,

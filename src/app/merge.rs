@@ -192,7 +192,13 @@ pub fn write_shard_file(
     );
     manifest["shard"] = serde_json::to_value(&info)?;
     manifest["shard_rows"] = rows;
+    // the .npy first, then the manifest recording its size and sha256: a run killed between the
+    // two leaves a pair that `merge` refuses (the old manifest does not match the new vectors)
     write_npy_f32(path, data, n, dim)?;
+    let mut record = crate::outputs::part_record(path)?;
+    record["rows"] = json!(n);
+    record["cols"] = json!(dim);
+    manifest["shard"]["npy"] = record;
     write_json(&manifest_path(path), &manifest)?;
     Ok(written)
 }
@@ -435,8 +441,10 @@ fn merged_manifest(command: &str, parts: &[&Part]) -> Result<(Value, Vec<(String
 
 /// `celltext merge SHARDS… -o OUT`.
 pub fn run_merge(args: &MergeArgs) -> Result<MergeReport> {
+    check_merge_paths(args, None)?;
     let mut parts = vec![];
     for path in &args.shards {
+        crate::outputs::require_regular_file(path, "a shard .npy")?;
         let manifest = crate::shard::read_manifest(path)?;
         let info: ShardInfo = match manifest.get("shard") {
             Some(s) => serde_json::from_value(s.clone()).with_context(|| {
@@ -483,6 +491,11 @@ pub fn run_merge(args: &MergeArgs) -> Result<MergeReport> {
     let order = check_cover(&infos)?;
     let ordered: Vec<&Part> = order.iter().map(|&k| &parts[k]).collect();
     let n_rows = first.info.n_rows;
+    check_merge_paths(args, Some(first))?;
+    // every shard's vectors against its manifest before any is used
+    for p in &ordered {
+        verify_shard(p)?;
+    }
 
     // shapes (headers only) and ids, in row order; the vectors are streamed when written
     let mut ids: Vec<String> = vec![];
@@ -526,6 +539,9 @@ pub fn run_merge(args: &MergeArgs) -> Result<MergeReport> {
         "embed" => {
             let _lock = crate::outputs::OutputLock::acquire(&args.output)?;
             write_rows(&args.output, &ids, &mut blocks, dim)?;
+            // the manifest, written last, records the output's sha256 (as `embed` does)
+            let mut manifest = manifest;
+            manifest["output_sha256"] = json!(crate::io::sha256_file(&args.output)?);
             write_json(&manifest_path(&args.output), &manifest)?;
             format!("{} rows", ids.len())
         }
@@ -552,6 +568,117 @@ pub fn run_merge(args: &MergeArgs) -> Result<MergeReport> {
         output: args.output.display().to_string(),
         written,
     })
+}
+
+/// The output contract for `merge`: whatever it may write (OUT and OUT.manifest.json, or a
+/// store's three files when OUT is a store prefix) may not be, contain or lie inside a shard, a
+/// shard's manifest or (once the manifests are read, `first`) the shards' input.
+fn check_merge_paths(args: &MergeArgs, first: Option<&Part>) -> Result<()> {
+    let store = crate::genes::store::store_paths(&store_prefix(&args.output));
+    let out_manifest = manifest_path(&args.output);
+    let mut outs: Vec<&Path> = vec![&args.output, &out_manifest];
+    outs.extend(store.all());
+    let manifests: Vec<PathBuf> = args.shards.iter().map(|p| manifest_path(p)).collect();
+    let input = first
+        .and_then(|f| f.manifest.get("input"))
+        .and_then(Value::as_str)
+        .map(PathBuf::from);
+    let mut ins: Vec<&Path> = args.shards.iter().map(|p| p.as_path()).collect();
+    ins.extend(manifests.iter().map(|p| p.as_path()));
+    ins.extend(input.as_deref().filter(|p| p.exists()));
+    crate::outputs::check_apart(&outs, &ins)
+}
+
+/// A shard's `.npy` checked against the record its manifest holds (`shard.npy`: rows, cols,
+/// bytes, sha256) and for finite values, in one pass over the file; errors name the file and
+/// the mismatch.
+fn verify_shard(p: &Part) -> Result<()> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mp = manifest_path(&p.path);
+    let Some(rec) = p.manifest.pointer("/shard/npy") else {
+        bail!(
+            "{}: records no size and sha256 of {} (`shard.npy`), so its vectors cannot be \
+             checked; rerun this shard with this version of celltext",
+            mp.display(),
+            p.path.display()
+        );
+    };
+    let r = NpyRows::open(&p.path)?;
+    let want_rows = p.info.end - p.info.start;
+    let (rows, cols) = (
+        rec.get("rows").and_then(Value::as_u64),
+        rec.get("cols").and_then(Value::as_u64),
+    );
+    if rows != Some(want_rows as u64) || rows != Some(r.rows as u64) || cols != Some(r.cols as u64)
+    {
+        bail!(
+            "{}: holds {} × {} but its manifest {} records {} × {} for rows {}..{}; the two come \
+             from different runs, rerun this shard",
+            p.path.display(),
+            r.rows,
+            r.cols,
+            mp.display(),
+            rows.map_or("?".into(), |v| v.to_string()),
+            cols.map_or("?".into(), |v| v.to_string()),
+            p.info.start,
+            p.info.end
+        );
+    }
+    let mut f = std::fs::File::open(&p.path)
+        .with_context(|| format!("{}: cannot read", p.path.display()))?;
+    let size = f
+        .metadata()
+        .with_context(|| format!("{}: cannot read", p.path.display()))?
+        .len();
+    let data_start = size - (r.rows * r.cols * 4) as u64;
+    let io = |e: std::io::Error| anyhow!("{}: read failed: {e}", p.path.display());
+    let mut h = sha2::Sha256::new();
+    let mut head = vec![0u8; data_start as usize];
+    f.read_exact(&mut head).map_err(io)?;
+    h.update(&head);
+    let mut buf = vec![0u8; 1 << 20];
+    let (mut left, mut idx, mut first_bad) = (size - data_start, 0u64, None);
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        f.read_exact(&mut buf[..n]).map_err(io)?;
+        h.update(&buf[..n]);
+        if first_bad.is_none() {
+            first_bad = buf[..n]
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .enumerate()
+                .find(|(_, v)| !v.is_finite())
+                .map(|(k, v)| (idx + k as u64, v));
+        }
+        idx += (n / 4) as u64;
+        left -= n as u64;
+    }
+    let got = hex::encode(h.finalize());
+    let want = rec.get("sha256").and_then(Value::as_str).unwrap_or("");
+    let want_bytes = rec.get("bytes").and_then(Value::as_u64);
+    if got != want || want_bytes != Some(size) {
+        bail!(
+            "{}: does not match its manifest {} (sha256 {got}, {size} bytes; the manifest records \
+             {want}, {} bytes): the vectors come from another run or were changed (a rerun killed \
+             between its .npy and its manifest, a swapped or replaced file); rerun this shard",
+            p.path.display(),
+            mp.display(),
+            want_bytes.map_or("?".into(), |v| v.to_string())
+        );
+    }
+    if let Some((idx, v)) = first_bad {
+        let cols = r.cols.max(1) as u64;
+        bail!(
+            "{}: row {} (input row {}) holds {v} at column {}: a shard's vectors must be finite; \
+             check that shard's input and rerun it",
+            p.path.display(),
+            idx / cols,
+            p.info.start as u64 + idx / cols,
+            idx % cols
+        );
+    }
+    Ok(())
 }
 
 /// A shard's column count, after checking that its `.npy` holds the rows its manifest names and

@@ -25,7 +25,7 @@ use crate::cells::read::ReadOptions;
 use crate::genes::resolver::Coverage;
 use crate::genes::store::GeneEmbeddings;
 use crate::genes::Species;
-use crate::io::{atomic_write, atomic_write_with, manifest_path, write_json, TOOL_VERSION};
+use crate::io::{atomic_write, manifest_path, write_json, TOOL_VERSION};
 use crate::scilama::data::{gene_inputs, prepare, scale_new, GeneInput};
 use crate::scilama::model::{Arch, Network};
 use crate::scilama::{fit, EpochLog, ScilamaConfig};
@@ -85,6 +85,81 @@ fn side(prefix: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// The files of one `scilama train` run (see the module docs); the model's manifest is the set's
+/// marker, written last with the size and sha256 of every other part ([`verify_model_set`]).
+pub struct OutputSet {
+    pub cells: PathBuf,
+    pub genes: PathBuf,
+    pub model: PathBuf,
+    pub losses: PathBuf,
+    genes_files: crate::genes::store::StorePaths,
+    cells_manifest: PathBuf,
+    model_manifest: PathBuf,
+    losses_manifest: PathBuf,
+}
+
+impl OutputSet {
+    pub fn of(output: &Path) -> Self {
+        let prefix = prefix_of(output);
+        let genes = side(&prefix, ".scilama_genes");
+        let model = side(&prefix, ".scilama_model.safetensors");
+        let losses = side(&prefix, ".scilama_losses.tsv");
+        Self {
+            cells: output.to_path_buf(),
+            genes_files: crate::genes::store::store_paths(&genes),
+            cells_manifest: manifest_path(output),
+            model_manifest: manifest_path(&model),
+            losses_manifest: manifest_path(&losses),
+            genes,
+            model,
+            losses,
+        }
+    }
+
+    /// Every file the set writes, the marker last.
+    pub fn files(&self) -> Vec<&Path> {
+        let mut v: Vec<&Path> = vec![&self.cells, &self.cells_manifest];
+        v.extend(self.genes_files.all());
+        v.extend([
+            self.losses.as_path(),
+            &self.losses_manifest,
+            &self.model,
+            &self.model_manifest,
+        ]);
+        v
+    }
+
+    fn remove_marker(&self) -> Result<()> {
+        match std::fs::remove_file(&self.model_manifest) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "{}: cannot remove the old manifest before replacing the model",
+                    self.model_manifest.display()
+                )
+            }),
+        }
+    }
+
+    /// The marker: `manifest` plus `parts` (every other file's record). With --in-place the
+    /// cells went into the input, which is not recorded as a part.
+    fn write_marker(&self, manifest: &serde_json::Value, in_place: bool) -> Result<()> {
+        let mut parts = vec![];
+        for f in self.files() {
+            if f == self.model_manifest.as_path() || (in_place && f == self.cells.as_path()) {
+                continue;
+            }
+            if f.exists() {
+                parts.push(crate::outputs::part_record(f)?);
+            }
+        }
+        let mut m = manifest.clone();
+        m[PARTS_KEY] = serde_json::Value::Array(parts);
+        write_json(&self.model_manifest, &m)
+    }
+}
+
 fn write_losses(path: &Path, history: &[EpochLog]) -> Result<()> {
     let mut s = String::from("step\tepoch\ttrain_loss\ttrain_recon\ttrain_kl\tval_loss\n");
     for h in history {
@@ -142,10 +217,7 @@ fn save_model(
     meta.insert("genes".to_string(), serde_json::to_string(genes)?);
     meta.insert("celltext".to_string(), serde_json::to_string(meta_json)?);
     meta.insert("tool".to_string(), TOOL_VERSION.to_string());
-    atomic_write_with(path, |tmp| {
-        safetensors::serialize_to_file(views, Some(meta), tmp)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))
-    })
+    crate::io::write_safetensors(path, &views, Some(meta))
 }
 
 /// A trained model read back: network, model gene names, scaling statistics, training manifest.
@@ -158,6 +230,7 @@ pub struct LoadedModel {
 }
 
 pub fn load_model(path: &Path, dev: &Device) -> Result<LoadedModel> {
+    crate::outputs::require_regular_file(path, "a sciLaMA model")?;
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| anyhow::anyhow!("{}: not a safetensors file: {e}", path.display()))?;
@@ -179,30 +252,105 @@ pub fn load_model(path: &Path, dev: &Device) -> Result<LoadedModel> {
         .with_context(|| format!("{}: metadata `celltext`", path.display()))?;
     let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .with_context(|| format!("{}: corrupt safetensors file", path.display()))?;
-    let get = |name: &str| -> Result<Vec<f32>> {
-        Ok(tensors
+    let retrain = "retrain it with `celltext scilama train` (the file is damaged or not a \
+                   sciLaMA model)";
+    // every saved tensor: the shape the declared architecture gives it, finite values
+    let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+        let t = tensors
             .get(name)
-            .with_context(|| format!("{}: tensor `{name}` missing", path.display()))?
-            .flatten_all()?
-            .to_vec1::<f32>()?)
+            .with_context(|| format!("{}: tensor `{name}` missing; {retrain}", path.display()))?;
+        if t.dims() != shape {
+            bail!(
+                "{}: tensor `{name}` has shape {:?} but the architecture in the metadata (`arch`) \
+                 declares {shape:?}; {retrain}",
+                path.display(),
+                t.dims()
+            );
+        }
+        let v = t.flatten_all()?.to_vec1::<f32>()?;
+        if let Some(k) = v.iter().position(|x| !x.is_finite()) {
+            bail!(
+                "{}: tensor `{name}` holds {} at element {k}; a model's values must be finite \
+                 numbers; {retrain}",
+                path.display(),
+                v[k]
+            );
+        }
+        Ok(v)
     };
+    arch.validate()
+        .with_context(|| format!("{}: metadata `arch`", path.display()))?;
     if genes.len() != arch.n_genes {
         bail!(
-            "{}: {} gene names for a {}-gene model",
+            "{}: metadata `genes` lists {} gene names for the {}-gene model its `arch` declares; \
+             {retrain}",
             path.display(),
             genes.len(),
             arch.n_genes
         );
     }
-    let net = Network::build(arch, dev, |name, _| get(name))?;
+    let net = Network::build(arch, dev, |n, s| get(n, s))?;
+    let mean = get("scaling.mean", &[genes.len()])?;
+    let std = get("scaling.std", &[genes.len()])?;
+    if let Some(k) = std.iter().position(|&s| s < 0.0) {
+        bail!(
+            "{}: tensor `scaling.std` is negative ({}) for gene `{}`; {retrain}",
+            path.display(),
+            std[k],
+            genes[k]
+        );
+    }
     Ok(LoadedModel {
         net,
         genes,
-        mean: get("scaling.mean")?,
-        std: get("scaling.std")?,
+        mean,
+        std,
         manifest,
     })
 }
+
+/// The manifest beside a model (`MODEL.manifest.json`) is the marker of a `scilama train` output
+/// set: written last, it records every part's size and sha256 (`parts`). `scilama embed` checks
+/// the model against it, so a model from one run under the manifest of another (a run killed
+/// between the two) is refused rather than used.
+pub fn verify_model_set(model: &Path) -> Result<()> {
+    let mp = manifest_path(model);
+    if !mp.exists() {
+        bail!(
+            "{}: missing; a sciLaMA model is complete only with its manifest, which `scilama \
+             train` writes last (a run that was interrupted leaves none); rerun `celltext \
+             scilama train`",
+            mp.display()
+        );
+    }
+    crate::outputs::require_regular_file(&mp, "a manifest")?;
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&mp).with_context(|| format!("{}: cannot read", mp.display()))?,
+    )
+    .with_context(|| format!("{}: not valid JSON", mp.display()))?;
+    let name = model
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let Some(parts) = m.get(PARTS_KEY).and_then(|p| p.as_array()) else {
+        // written before output sets recorded their parts
+        return Ok(());
+    };
+    let own = parts
+        .iter()
+        .find(|p| p.get("file").and_then(|f| f.as_str()) == Some(name.as_str()));
+    match own {
+        Some(rec) => crate::outputs::verify_part(model, rec, &mp),
+        None => bail!(
+            "{}: records no part named {name}: it is the manifest of another model; pass the \
+             model beside its own manifest",
+            mp.display()
+        ),
+    }
+}
+
+/// The key of a marker manifest that lists the parts of its output set.
+pub const PARTS_KEY: &str = "parts";
 
 fn write_gene_store(
     prefix: &Path,
@@ -222,6 +370,18 @@ fn write_gene_store(
 /// Trains sciLaMA and writes every output (see the module docs).
 pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
     let t0 = std::time::Instant::now();
+    {
+        let set = OutputSet::of(&args.output);
+        let mut outs = set.files();
+        if args.in_place {
+            outs.retain(|p| *p != args.output.as_path());
+        }
+        let store =
+            crate::genes::store::store_paths(&crate::genes::store::store_prefix(&args.store));
+        let mut ins: Vec<&Path> = vec![&args.input];
+        ins.extend(store.all());
+        crate::outputs::check_apart(&outs, &ins)?;
+    }
     // One writer per output; checked before the (minutes-long) training.
     let _lock = CellOutput {
         path: args.output.clone(),
@@ -285,14 +445,17 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
     )?;
     pb.finish_and_clear();
 
+    crate::limits::check_elements(
+        &format!("--latent {} × {} cells", args.cfg.latent, prep.n_cells),
+        args.cfg.latent as u128 * prep.n_cells as u128,
+    )?;
     let cells = trained.net.embed_cells(&prep.x, prep.n_cells)?;
     let gene_mu = trained.net.embed_genes(&g, prep.n_genes())?;
     let k = args.cfg.latent;
 
-    let prefix = prefix_of(&args.output);
-    let genes_prefix = side(&prefix, ".scilama_genes");
-    let model_path = side(&prefix, ".scilama_model.safetensors");
-    let losses_path = side(&prefix, ".scilama_losses.tsv");
+    let set = OutputSet::of(&args.output);
+    let (genes_prefix, model_path, losses_path) =
+        (set.genes.clone(), set.model.clone(), set.losses.clone());
     let mut epochs_run = Vec::new();
     for s in ["cell", "gene", "joint"] {
         let n = trained
@@ -356,6 +519,9 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
         in_place: args.in_place,
         name: "scilama".into(),
     };
+    // One output set: the old marker (the model's manifest) goes first, the parts are written,
+    // and the new marker, recording every part's sha256, is written last.
+    set.remove_marker()?;
     write_cell_output_key(
         &args.input,
         &m,
@@ -367,6 +533,8 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
         &manifest,
     )?;
     write_gene_store(&genes_prefix, &genes, gene_mu, k, &manifest)?;
+    write_losses(&losses_path, &trained.history)?;
+    write_json(&manifest_path(&losses_path), &manifest)?;
     save_model(
         &model_path,
         &trained.net,
@@ -375,9 +543,7 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
         &prep.std,
         &manifest,
     )?;
-    write_json(&manifest_path(&model_path), &manifest)?;
-    write_losses(&losses_path, &trained.history)?;
-    write_json(&manifest_path(&losses_path), &manifest)?;
+    set.write_marker(&manifest, args.in_place)?;
     report.seconds = t0.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -409,7 +575,30 @@ pub struct EmbedReport {
 /// Projects new cells (→ `obsm['X_scilama']`) and/or new gene vectors (→ a gene store) through a
 /// trained model's encoders.
 pub fn run_embed(args: &EmbedArgs) -> Result<EmbedReport> {
+    {
+        let mut outs: Vec<&Path> = vec![];
+        let out_manifest = args.output.as_deref().map(manifest_path);
+        if !args.in_place {
+            outs.extend(args.output.as_deref());
+            outs.extend(out_manifest.as_deref());
+        }
+        let genes_out = args
+            .genes_out
+            .as_deref()
+            .map(crate::genes::store::store_paths);
+        outs.extend(genes_out.iter().flat_map(|s| s.all()));
+        let model_manifest = manifest_path(&args.model);
+        let mut ins: Vec<&Path> = vec![&args.model, &model_manifest];
+        ins.extend(args.input.as_deref());
+        let store = args
+            .genes
+            .as_deref()
+            .map(|g| crate::genes::store::store_paths(&crate::genes::store::store_prefix(g)));
+        ins.extend(store.iter().flat_map(|s| s.all()));
+        crate::outputs::check_apart(&outs, &ins)?;
+    }
     let dev = device(&args.device)?;
+    verify_model_set(&args.model)?;
     let lm = load_model(&args.model, &dev)?;
     let mut report = EmbedReport {
         tool: TOOL_VERSION.into(),

@@ -138,19 +138,21 @@ pub fn open_matrix(path: &Path, opts: &ReadOptions) -> Result<Box<dyn MatrixSour
             kind
         )
     }
-    match kind {
-        InputKind::H5ad => open_h5ad(&p, opts),
-        InputKind::MtxCellsByGenes => Ok(Box::new(
+    let src: Box<dyn MatrixSource> = match kind {
+        InputKind::H5ad => open_h5ad(&p, opts)?,
+        InputKind::MtxCellsByGenes => Box::new(
             super::mtx::open_cells_by_genes_dir(&p, opts)
                 .map_err(|e| explain_corrupt_gzip(&p, e))?,
-        )),
-        InputKind::TenxMtx => Ok(Box::new(
-            super::mtx::open_10x_dir(&p, opts).map_err(|e| explain_corrupt_gzip(&p, e))?,
-        )),
-        InputKind::DenseText => Ok(Box::new(
-            super::dense::open_dense_table(&p).map_err(|e| explain_corrupt_gzip(&p, e))?,
-        )),
-    }
+        ),
+        InputKind::TenxMtx => {
+            Box::new(super::mtx::open_10x_dir(&p, opts).map_err(|e| explain_corrupt_gzip(&p, e))?)
+        }
+        InputKind::DenseText => {
+            Box::new(super::dense::open_dense_table(&p).map_err(|e| explain_corrupt_gzip(&p, e))?)
+        }
+    };
+    super::source::check_unique_cells(src.cell_ids(), path, "cell ids")?;
+    Ok(src)
 }
 
 #[cfg(feature = "h5ad")]

@@ -98,6 +98,9 @@ pub fn read_all(src: &mut dyn MatrixSource, chunk_rows: usize) -> Result<Express
         append_rows(&mut out, &part)?;
         start = end;
     }
+    if let Some(p) = src.path() {
+        check_not_all_zero(&out, p, &src.field())?;
+    }
     Ok(ExpressionMatrix {
         x: out,
         cell_ids: src.cell_ids().to_vec(),
@@ -151,6 +154,56 @@ impl MatrixSource for MemorySource {
 }
 
 // ---------------------------------------------------------------- validation helpers
+
+/// Error if any cell id repeats (anndata only warns and keeps them; celltext refuses, since
+/// outputs, shards and classify splits are keyed by cell id). Names the duplicates and the fix.
+pub fn check_unique_cells(ids: &[String], file: &Path, field: &str) -> Result<()> {
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(ids.len());
+    let mut dups: Vec<&str> = Vec::new();
+    for c in ids {
+        let n = seen.entry(c.as_str()).or_insert(0);
+        *n += 1;
+        if *n == 2 {
+            dups.push(c.as_str());
+        }
+    }
+    if dups.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = dups
+        .iter()
+        .take(10)
+        .map(|d| format!("'{d}' ×{}", seen[d]))
+        .collect();
+    let more = if dups.len() > 10 {
+        format!(" and {} more", dups.len() - 10)
+    } else {
+        String::new()
+    };
+    bail!(
+        "{}: {field}: {} duplicate cell ids: {}{more}. Cell ids must be unique (outputs and shards \
+         are keyed by them): make them unique first (e.g. anndata's obs_names_make_unique, which \
+         appends -1, -2 ...)",
+        file.display(),
+        dups.len(),
+        shown.join(", ")
+    )
+}
+
+/// Error if every expression value of `x` is 0: nothing can be ranked, weighted or normalized.
+pub fn check_not_all_zero(x: &CsrMatrix, file: &Path, field: &str) -> Result<()> {
+    if x.n_rows > 0 && x.data.iter().all(|&v| v == 0.0) {
+        bail!(
+            "{}: {field}: every expression value is 0 ({} cells × {} genes), so there is nothing \
+             to rank or embed; point celltext at the counts (--layer NAME, or --raw for an h5ad \
+             with .raw) or check the file",
+            file.display(),
+            x.n_rows,
+            x.n_cols
+        );
+    }
+    Ok(())
+}
 
 /// Error if any gene name repeats; names the duplicates and how to fix it.
 pub fn check_unique_genes(genes: &[String], file: &Path, field: &str) -> Result<()> {

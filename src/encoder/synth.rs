@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use std::path::Path;
 
 use super::config::BertConfig;
-use crate::io::{atomic_write, atomic_write_with};
+use crate::io::atomic_write;
 
 /// Shape of a synthetic checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,8 +43,25 @@ const TOKENIZER_FILES: [&str; 4] = [
 
 /// Write `config.json`, `model.safetensors` (f32, weights ~ U(±0.02·√3), i.e. std 0.02 as BERT's
 /// initializer; LayerNorm γ = 1, β = 0; biases 0), the tokenizer of `tokenizer_from`, and a
-/// sentence-transformers pooling config to `out`. The same seed gives the same bytes.
+/// sentence-transformers pooling config to `out`. The same seed gives the same bytes. The folder is
+/// written whole under a temp name and committed by one rename ([`crate::outputs::atomic_dir_with`]);
+/// it must not overlap `tokenizer_from` and, if it exists, be empty or an earlier synthetic model.
 pub fn write_random_bert(
+    out: &Path,
+    shape: Shape,
+    tokenizer_from: &Path,
+    pooling: super::Pooling,
+    seed: u64,
+) -> Result<()> {
+    crate::outputs::check_apart(&[out], &[tokenizer_from])?;
+    crate::outputs::check_replaceable_dir(out, "--out", "config.json", Some("synth-model"))?;
+    let _lock = crate::outputs::OutputLock::acquire(out)?;
+    crate::outputs::atomic_dir_with(out, |tmp| {
+        write_model_files(tmp, shape, tokenizer_from, pooling, seed)
+    })
+}
+
+fn write_model_files(
     out: &Path,
     shape: Shape,
     tokenizer_from: &Path,
@@ -92,6 +109,7 @@ pub fn write_random_bert(
         "position_embedding_type": "absolute",
         "initializer_range": 0.02,
         "celltext_synthetic_seed": seed,
+        "celltext_command": "synth-model",
     });
     atomic_write(
         &out.join("config.json"),
@@ -139,10 +157,7 @@ pub fn write_random_bert(
                 .map_err(|e| anyhow::anyhow!("{name}: {e}"))
         })
         .collect::<Result<_>>()?;
-    atomic_write_with(&out.join("model.safetensors"), |tmp| {
-        safetensors::serialize_to_file(views, None, tmp)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", tmp.display()))
-    })
+    crate::io::write_safetensors(&out.join("model.safetensors"), &views, None)
 }
 
 /// Every tensor of a BERT encoder under its checkpoint name, in a fixed order.

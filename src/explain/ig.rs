@@ -82,9 +82,18 @@ impl IgResult {
     }
 }
 
-fn check_steps(steps: usize) -> Result<()> {
+/// Most interpolation steps (`--steps`): far above the defaults (32, 1024), far below a size
+/// whose points alone would not fit in memory.
+pub const MAX_STEPS: usize = 1 << 20;
+
+pub fn check_steps(steps: usize) -> Result<()> {
     if steps == 0 {
         bail!("--steps must be at least 1 (default {DEFAULT_STEPS})");
+    }
+    if steps > MAX_STEPS {
+        bail!(
+            "--steps {steps}: at most {MAX_STEPS} interpolation steps (the defaults are 32 for              sentences and 1024 for genept-w; more add nothing measurable)"
+        );
     }
     Ok(())
 }

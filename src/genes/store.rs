@@ -32,6 +32,13 @@ pub struct StorePaths {
     pub manifest: PathBuf,
 }
 
+impl StorePaths {
+    /// The three files, for [`crate::outputs::check_apart`].
+    pub fn all(&self) -> [&Path; 3] {
+        [&self.embeddings, &self.genes, &self.manifest]
+    }
+}
+
 pub fn store_paths(prefix: &Path) -> StorePaths {
     let with = |suffix: &str| {
         let mut s = prefix.as_os_str().to_owned();
@@ -233,6 +240,9 @@ impl GeneEmbeddings {
                 rebuild_hint(&prefix)
             );
         }
+        for f in p.all() {
+            crate::outputs::require_regular_file(f, "a gene store file")?;
+        }
         let manifest = Self::manifest(&prefix)?.unwrap_or(serde_json::Value::Null);
         let files: Option<StoreFiles> = match manifest.get(FILES_KEY) {
             None => None, // written before stores recorded their files: checked by shape only
@@ -293,6 +303,17 @@ impl GeneEmbeddings {
                 p.genes.display(),
                 symbols.len(),
                 p.embeddings.display(),
+                rebuild_hint(&prefix)
+            );
+        }
+        if let Some(k) = data.iter().position(|v| !v.is_finite()) {
+            let row = k / dim.max(1);
+            bail!(
+                "{}: row {row} (gene `{}`) holds {} at column {}; a gene store's vectors must be                  finite numbers, {}",
+                p.embeddings.display(),
+                escape_controls(&symbols[row]),
+                data[k],
+                k % dim.max(1),
                 rebuild_hint(&prefix)
             );
         }

@@ -159,6 +159,26 @@ impl Arch {
         if !(0.0..1.0).contains(&self.dropout) {
             bail!("--dropout must be in [0, 1), got {}", self.dropout);
         }
+        // sizes come from flags (--latent, --hidden) or a model file: refuse before allocating
+        let params: u128 = self
+            .param_shapes()
+            .iter()
+            .map(|(_, s)| s.iter().map(|&d| d as u128).product::<u128>())
+            .sum();
+        crate::limits::check_elements(
+            &format!(
+                "a sciLaMA model with --hidden {} and --latent {} over {} genes and {}-dim gene                  inputs",
+                self.hidden
+                    .iter()
+                    .map(|h| h.to_string())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                self.latent,
+                self.n_genes,
+                self.gene_dim
+            ),
+            params,
+        )?;
         Ok(())
     }
 

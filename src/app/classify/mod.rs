@@ -63,7 +63,7 @@ pub use report::{
     KSweepResult, Manifest, QualityResult, Scores, SplitInfo, Summary,
 };
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::io::{sha256_file, TOOL_VERSION};
 use features::{Feature, Labels};
@@ -96,6 +96,16 @@ fn say(quiet: bool, msg: impl AsRef<str>) {
 /// Run the classifier(s) and write the requested outputs.
 pub fn run_classify(args: &ClassifyArgs) -> Result<ClassifyReport> {
     let checked = arguments::check_args(args)?;
+    {
+        // the output contract: no output over an input (an --in-place output is the input)
+        let mut outs: Vec<&std::path::Path> = args.report_dir.iter().map(|p| p.as_path()).collect();
+        if !args.in_place {
+            outs.extend(checked.output.as_deref());
+        }
+        let mut ins: Vec<&std::path::Path> = vec![&args.input];
+        ins.extend(args.embedding_files.iter().map(|p| p.as_path()));
+        crate::outputs::check_apart(&outs, &ins)?;
+    }
     let mut _locks = Vec::new();
     if let Some(dir) = &args.report_dir {
         output::check_report_dir(dir)?;
@@ -106,6 +116,22 @@ pub fn run_classify(args: &ClassifyArgs) -> Result<ClassifyReport> {
     }
     let mut notes: Vec<String> = Vec::new();
     let labels = features::load_labels(args, checked.kind, &mut notes)?;
+    if let Some(key) = &args.batch_key {
+        // a batch column that is missing or holds no value is an error, not a note in the report
+        let col = crate::cells::matrix::find_obs_column(&labels.obs, key, Some(&args.input))
+            .with_context(|| format!("--batch-key {key}"))?;
+        if col
+            .to_labels()
+            .iter()
+            .all(|v| v.trim().is_empty() || v.trim().eq_ignore_ascii_case("nan"))
+        {
+            anyhow::bail!(
+                "--batch-key {key}: obs column '{key}' of {} holds no value (every cell is empty \
+                 or NaN); name a column that records each cell's batch, or drop --batch-key",
+                args.input.display()
+            );
+        }
+    }
     let splits = splits::make_splits(args, &labels, &mut notes)?;
     let feats = features::load_features(args, &labels.cell_ids, &mut notes)?;
     let arms = run::plan_arms(args, &feats, &mut notes);

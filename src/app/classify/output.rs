@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::arguments::{ClassifyArgs, FeatureSpace};
 use super::features::{Feature, Labels};
@@ -196,27 +196,9 @@ pub(super) fn write_plots(
 }
 
 /// `--report DIR` is replaced whole, so it must be new, empty, or an earlier report (it holds a
-/// report.json): never a folder of other files.
+/// report.json): never a folder of other files (the library's one folder guard).
 pub(super) fn check_report_dir(dir: &Path) -> Result<()> {
-    let Ok(meta) = std::fs::metadata(dir) else {
-        return Ok(());
-    };
-    if !meta.is_dir() {
-        anyhow::bail!(
-            "--report {}: exists and is not a folder; give a new folder name",
-            dir.display()
-        );
-    }
-    let mut entries = std::fs::read_dir(dir)
-        .with_context(|| format!("--report {}: cannot read the folder", dir.display()))?;
-    if entries.next().is_some() && !dir.join("report.json").is_file() {
-        anyhow::bail!(
-            "--report {}: the folder holds other files and no report.json; a report replaces \
-             its folder whole, so give a new (or empty) folder",
-            dir.display()
-        );
-    }
-    Ok(())
+    crate::outputs::check_replaceable_dir(dir, "--report", "report.json", None)
 }
 
 /// report.md and report.json into the report directory (after the plots, so report.json lists
