@@ -1053,12 +1053,19 @@ fn batch_key_draws_the_umap_again_coloured_by_batch() {
     ok(&args);
     assert!(rep2.join("embedding_umap.svg").exists());
     assert!(!rep2.join("embedding_umap_batch.svg").exists());
-    // a batch column that does not exist: no map, and the report says why
+    // a batch column that does not exist: an error naming it and the columns that exist, before
+    // any report is written
     let rep3 = tmp.path().join("rep3");
     let mut args = base.to_vec();
     args.extend(["--batch-key", "no_such_column", "--report", s(&rep3)]);
-    ok(&args);
-    assert!(!rep3.join("embedding_umap_batch.svg").exists());
-    let notes = read_report(&rep3)["notes"].to_string();
-    assert!(notes.contains("no UMAP coloured by batch"), "{notes}");
+    expect_error(
+        &args,
+        &[
+            "--batch-key no_such_column",
+            "obs column 'no_such_column' not found",
+            "available columns",
+            "label",
+        ],
+    );
+    assert!(!rep3.exists());
 }

@@ -229,6 +229,17 @@ fn hostile_inputs_fail_cleanly() {
     });
     let mut failures = failures.into_inner().unwrap();
     failures.sort();
+    let count = |what: &str| failures.iter().filter(|f| f.contains(what)).count();
+    eprintln!(
+        "hostile suite: {} cases, {} failed, {} panics, {} killed by a signal, {} hangs, {} \
+         modified an input",
+        dirs.len(),
+        failures.len(),
+        count("reports a panic"),
+        count("killed by a signal"),
+        count("hang: still running"),
+        count("was modified")
+    );
     assert!(
         failures.is_empty(),
         "{} of {} hostile cases failed:\n{}",

@@ -35,6 +35,12 @@ fn adapt(a: Arg) -> Arg {
     let flag = format!("--{long}");
     let min = min_for(&long);
     let a = a.allow_negative_numbers(true);
+    // `--shard -1/4` is no number, so clap took it for a flag; let `Shard` refuse it by name
+    let a = if long == "shard" {
+        a.allow_hyphen_values(true)
+    } else {
+        a
+    };
     if t == TypeId::of::<usize>() {
         a.value_parser(Whole::<usize>::new(flag, min))
     } else if t == TypeId::of::<u64>() {

@@ -129,6 +129,14 @@ pub fn prepare(counts: &CsrMatrix, store_row: &[Option<usize>], hvg: usize) -> R
     if hvg > 0 && hvg < columns.len() {
         let chosen = highly_variable_seurat(&select_columns(&logx, &columns), hvg)?.indices();
         columns = chosen.iter().map(|&k| columns[k]).collect();
+        if columns.len() < 2 {
+            bail!(
+                "--hvg {hvg}: only {} of the dataset's genes in the gene store vary across cells, \
+                 so no highly variable genes are left (sciLaMA needs at least 2); check the input's \
+                 counts (--layer), or pass --hvg 0 to keep every store gene",
+                columns.len()
+            );
+        }
     }
     let mut x = dense_columns(&logx, &columns);
     drop(logx);

@@ -352,6 +352,63 @@ def generate(cases_dir: pathlib.Path) -> int:
     add("c-shard-is-folder", merge, ["s2.npy", "is a folder"], absent, "a folder as a shard",
         {"s": shard_dir})
 
+    # ------------------------------------------------ FIFOs where a file is read
+    def store_fifo(d):
+        store(d)
+        (d / "store.safetensors").unlink()
+
+    add("c-fifo-store-embeddings",
+        ["cells", "embed", "-i", H5AD, "--genes", "{case}/store", "-o", "{out}/c.npy"],
+        ["store.safetensors", "not a regular file"], ["{out}/c.npy"],
+        "a FIFO as a gene store's vectors is refused, not read forever", {"s": store_fifo},
+        [["fifo", "{case}/store.safetensors"]])
+    add("c-fifo-scilama-model",
+        ["scilama", "embed", "--model", "{case}/m.scilama_model.safetensors", "--genes",
+         "{case}/store", "--genes-out", "{out}/p"],
+        ["m.scilama_model.safetensors", "not a regular file"], ["{out}/p.safetensors"],
+        "a FIFO as a sciLaMA model",
+        {"store": store, "m.scilama_model.safetensors.manifest.json": "{}\n"},
+        [["fifo", "{case}/m.scilama_model.safetensors"]])
+    add("c-fifo-embedding-file",
+        ["classify", "-i", H5AD, "--label", "label", "--embedding-file", "{case}/e.npy"],
+        ["e.npy", "not a regular file"], [], "a FIFO as an embedding file", None,
+        [["fifo", "{case}/e.npy"]])
+    add("c-scilama-model-no-manifest",
+        ["scilama", "embed", "--model", "{case}/m.scilama_model.safetensors", "--genes",
+         "{case}/store", "--genes-out", "{out}/p"],
+        ["m.scilama_model.safetensors.manifest.json", "missing", "scilama train"],
+        ["{out}/p.safetensors"],
+        "a model without the marker `scilama train` writes last (an interrupted run)",
+        {"store": store, "m.scilama_model.safetensors": b"not read"})
+
+    # ------------------------------------------------ inputs refused with a message
+    add("c-scilama-no-variable-gene",
+        ["scilama", "train", "-i", "{case}/const.csv", "--genes", "{case}/store", "--hvg", "2",
+         "-o", "{out}/s.npy"],
+        ["--hvg 2", "no highly variable genes", "--hvg 0"], ["{out}/s.npy"],
+        "every store gene is constant across cells: no gene survives --hvg (was a panic)",
+        {"store": store,
+         "const.csv": "cell,RPL11,RPS8,RPS27,TMSB4X\nc1,1,2,0,0\nc2,1,2,0,0\nc3,1,2,0,0\n"})
+    add("c-duplicate-cell-ids",
+        ["cells", "sentences", "-i", "{case}/m.csv", "-o", "{out}/s.jsonl"],
+        ["m.csv", "duplicate cell ids", "'c1' ×2", "obs_names_make_unique"], ["{out}/s.jsonl"],
+        "two cells with one id (anndata warns; celltext refuses)",
+        {"m.csv": "cell,RPL11,RPS8\nc1,1,2\nc2,3,0\nc1,0,5\n"})
+    add("c-all-zero-matrix",
+        ["cells", "sentences", "-i", "{case}/m.csv", "-o", "{out}/s.jsonl"],
+        ["m.csv", "every expression value is 0", "--layer"], ["{out}/s.jsonl"],
+        "an all-zero matrix has nothing to rank",
+        {"m.csv": "cell,RPL11,RPS8\nc1,0,0\nc2,0,0\n"})
+    add("c-batch-key-missing",
+        ["classify", "-i", H5AD, "--label", "label", "--on", "counts", "--batch-key", "donor"],
+        ["--batch-key donor", "obs column 'donor' not found", "available columns", "label"], [],
+        "a missing --batch-key column is an error, not a string inside report.json")
+
+    add("c-shard-negative",
+        ["embed", "-m", MODEL, "-i", "{case}/texts.txt", "--shard", "-1/4", "-o", "{out}/p.npy"],
+        ["--shard", "-1/4", "expected I/N with 1 ≤ I ≤ N"], ["{out}/p.npy"],
+        "a negative --shard is refused by name, not reported as an unknown argument", texts)
+
     # ------------------------------------------------ sizes in the billions
     add("c-size-explain-steps",
         ["explain", "-i", H5AD, "--label", "label", "--on", "genept-w", "--genes", "{case}/store",
