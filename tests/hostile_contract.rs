@@ -507,3 +507,86 @@ fn an_empty_batch_key_column_is_an_error() {
     );
     assert!(!report.exists());
 }
+
+/// A full disk (the library's `CELLTEXT_TEST_DISK_FULL=NAME` hook: the part NAME's temp file is
+/// /dev/full) fails the run with exit 1 and leaves old-or-refused, as a kill does.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_leaves_old_or_refused() {
+    let full = |args: &[&str], name: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_celltext"))
+            .arg("--quiet")
+            .args(args)
+            .env("HF_HUB_OFFLINE", "1")
+            .env("CELLTEXT_TEST_DISK_FULL", name)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let d = tempfile::tempdir().unwrap();
+    // a shard whose manifest cannot be written: new vectors, old manifest, refused by merge
+    let (t1, t2) = (d.path().join("t1.txt"), d.path().join("t2.txt"));
+    std::fs::write(&t1, "hello world\ngene cell\nworld gene\ncell hello\n").unwrap();
+    std::fs::write(&t2, "cell cell\nhello hello\ngene world\nworld world\n").unwrap();
+    let (p1, p2) = (d.path().join("p1.npy"), d.path().join("p2.npy"));
+    embed_shard(&t1, &p1, "1/2", None);
+    embed_shard(&t1, &p2, "2/2", None);
+    let args = [
+        "embed",
+        "-m",
+        MODEL,
+        "-i",
+        s(&t2),
+        "--shard",
+        "1/2",
+        "-o",
+        s(&p1),
+    ];
+    let (code, err) = full(&args, "p1.npy.manifest.json");
+    assert_eq!(code, Some(1), "{err}");
+    let (code, err) = run(
+        &["merge", s(&p1), s(&p2), "-o", s(&d.path().join("m.npy"))],
+        None,
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("p1.npy") && err.contains("does not match its manifest"),
+        "{err}"
+    );
+
+    // a sciLaMA run that cannot write its losses: no marker, the model is refused
+    let store = make_store(d.path());
+    let out = d.path().join("a.npy");
+    train(&store, &out, "0", None);
+    let model = d.path().join("a.scilama_model.safetensors");
+    let args = [
+        "scilama",
+        "train",
+        "-i",
+        H5AD,
+        "--genes",
+        s(&store),
+        "--hvg",
+        "100",
+        "--hidden",
+        "16",
+        "--latent",
+        "4",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--seed",
+        "1",
+        "-o",
+        s(&out),
+    ];
+    let (code, err) = full(&args, "a.scilama_losses.tsv");
+    assert_eq!(code, Some(1), "{err}");
+    let (code, err) = scilama_embed(&model, &store, &d.path().join("p"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("missing"), "{err}");
+}

@@ -298,7 +298,10 @@ pub fn write_cell_vectors(
             dim,
             Some(&matrix.cell_ids),
         )?;
-        write_json(&manifest_path(&out.path), manifest)?;
+        // the manifest, written last, records the rows' sha256 (the output contract's marker)
+        let mut manifest = manifest.clone();
+        manifest["output_sha256"] = serde_json::json!(crate::io::sha256_file(&out.path)?);
+        write_json(&manifest_path(&out.path), &manifest)?;
         Ok(format!("{} rows", matrix.cell_ids.len()))
     }
 }

@@ -788,7 +788,10 @@ fn write_cells(
     };
     if !h5ad(output) {
         write_rows(output, ids, blocks, dim)?;
-        write_json(&manifest_path(output), manifest)?;
+        // as `cells embed` writes it: the manifest, last, records the rows' sha256
+        let mut manifest = manifest.clone();
+        manifest["output_sha256"] = json!(crate::io::sha256_file(output)?);
+        write_json(&manifest_path(output), &manifest)?;
         return Ok(format!("{} rows", ids.len()));
     }
     if !h5ad(&input) {
