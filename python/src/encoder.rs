@@ -4,7 +4,7 @@
 use numpy::{IntoPyArray, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;
 
-use celltext::app::value_enum::parse_value;
+use celltext::choice::parse_choice as parse_value;
 use celltext::encoder::{self, BackendChoice, EncoderOptions, Pooling};
 
 use crate::{check_signals, guard};

@@ -6,13 +6,12 @@ use std::path::PathBuf;
 use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use celltext::app::genes::{run_genes_embed_cancellable, GenesEmbedArgs, MissingPolicy};
-use celltext::app::value_enum::parse_value;
+use celltext::choice::parse_choice as parse_value;
 use celltext::encoder::{self, BackendChoice, EncoderOptions};
+use celltext::genes::pipeline::{run_genes_embed_cancellable, GenesEmbedArgs, MissingPolicy};
 use celltext::genes::{GeneEmbeddings, Species, SummaryCorpus};
 
-use crate::cells::Csr;
-use crate::{check_signals, guard, index_array};
+use crate::{check_signals, guard, index_array, Csr};
 
 /// A gene-embedding store in memory (`STORE.safetensors` + `STORE.genes.tsv` + manifest).
 #[pyclass(module = "celltext._celltext", name = "GeneStore", frozen)]
@@ -177,21 +176,24 @@ fn map_genes(
     n_rows: usize,
 ) -> PyResult<(Vec<i64>, String)> {
     let species = guard(|| parse_value::<Species>("species", species, true))?;
-    let totals = match (&indptr, &indices, &data) {
+    let arrays = match (&indptr, &indices, &data) {
         (Some(p), Some(i), Some(d)) => {
-            let (p, i) = (index_array(p, "indptr")?, index_array(i, "indices")?);
-            let csr = Csr::new(&p, &i, d, n_rows, genes.len())?;
-            Some(celltext::app::cells::gene_totals(&csr.view()))
+            Some((index_array(p, "indptr")?, index_array(i, "indices")?, d))
         }
         _ => None,
     };
+    let csr = match &arrays {
+        Some((p, i, d)) => Some(Csr::new(p, i, d, n_rows, genes.len())?),
+        None => None,
+    };
+    let view = csr.as_ref().map(|c| c.view());
     guard(|| {
-        let (rows, cov) = celltext::app::genes::coverage(
+        let (rows, cov) = celltext::genes::pipeline::coverage(
             &store.inner.symbols,
             &genes,
             species,
             orthologs,
-            totals.as_deref(),
+            view.as_ref().map(|v| (v.indices, v.data)),
         )?;
         let rows = rows
             .iter()

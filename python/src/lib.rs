@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use celltext::cells::matrix::CsrView;
 use numpy::{PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyFileNotFoundError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -130,6 +131,51 @@ impl IndexArray<'_> {
 }
 
 /// The library's version (the CLI's `--version`).
+/// A cells × genes CSR matrix over NumPy buffers: float32 data and int32 indices are read in
+/// place, int64 indptr too; int32 indptr is widened (n_rows + 1 values).
+pub(crate) struct Csr<'a> {
+    n_rows: usize,
+    n_cols: usize,
+    indptr: Cow<'a, [usize]>,
+    indices: Cow<'a, [u32]>,
+    data: &'a [f32],
+}
+
+impl<'a> Csr<'a> {
+    pub fn new(
+        indptr: &'a IndexArray<'_>,
+        indices: &'a IndexArray<'_>,
+        data: &'a PyReadonlyArray1<'_, f32>,
+        n_rows: usize,
+        n_cols: usize,
+    ) -> PyResult<Self> {
+        if indptr.len() != n_rows + 1 {
+            return Err(PyValueError::new_err(format!(
+                "indptr has {} entries but the matrix has {n_rows} rows (expected {})",
+                indptr.len(),
+                n_rows + 1
+            )));
+        }
+        Ok(Self {
+            n_rows,
+            n_cols,
+            indptr: indptr.as_usize("indptr")?,
+            indices: indices.as_u32("indices")?,
+            data: data.as_slice()?,
+        })
+    }
+
+    pub fn view(&self) -> CsrView<'_> {
+        CsrView {
+            n_rows: self.n_rows,
+            n_cols: self.n_cols,
+            indptr: &self.indptr,
+            indices: &self.indices,
+            data: self.data,
+        }
+    }
+}
+
 #[pyfunction]
 fn version() -> &'static str {
     celltext::io::TOOL_VERSION

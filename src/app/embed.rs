@@ -45,7 +45,7 @@ pub fn run_embed_shard(
     args: &EmbedArgs,
     shard: Option<crate::shard::Shard>,
 ) -> Result<EmbedManifest> {
-    super::merge::check_shard_output(&args.output, shard)?;
+    crate::shard::check_shard_output(&args.output, shard)?;
     let ext = args
         .output
         .extension()
@@ -96,7 +96,7 @@ pub fn run_embed_shard(
         seconds,
     };
     if let Some(s) = shard {
-        super::merge::write_shard_file(
+        crate::shard::write_shard_file(
             &args.output,
             s.info(n_all),
             serde_json::to_value(&manifest)?,
