@@ -7,10 +7,12 @@
 #  3. runs workflows/check.sh through it with the unchanged CPU profile (15 jobs, one per shard
 #     and merge, on the bundled pbmc3k subset, into a folder whose name has a space) and compares
 #     the merged outputs with the unsharded commands (workflows/compare.py);
-#  4. failure: holds shard 2 of a 2-shard `steps=genes` run (workflows/tests/hold_shard.sh), cancels its
-#     job with scancel, expects the workflow to fail naming the shard's log, then reruns: only the
-#     missing shards run, the finished ones are not rewritten, and the merged store equals the
-#     unsharded one;
+#  4. restarts the cluster with one `gpu` GRES on the node (no device behind it) and runs the
+#     unchanged GPU profile (its encoder shards ask --gpus=1; celltext runs with device=cpu) on a
+#     2-shard `steps=genes` run whose shard 2 is held (workflows/tests/hold_shard.sh): checks the
+#     held job holds a GPU, cancels it with scancel, expects the workflow to fail naming the
+#     shard's log, then reruns: only the missing shard runs, the finished one is not rewritten,
+#     and the merged store equals the unsharded one;
 #  5. cancels every job left and stops every daemon it started (trap, also on failure).
 # Needs root (the daemons and jobs run as root) and a built binary.
 #   bash workflows/slurm_ci.sh [CELLTEXT_BINARY] [WORK_DIR]
@@ -22,9 +24,9 @@ VENV=.venv-workflow
 # workflows/check.sh's config, for the failure run's genes step:
 SUMMARIES=tests/data/shard/pbmc3k_top10_summaries.tsv
 MODEL=models-local/all-MiniLM-L6-v2
-# The CPU profile as shipped; CI only shortens the wait before the first status check (the
-# profile's 20 s suits long shards; these jobs take seconds).
-PROFILE=(--profile workflows/profiles/slurm-cpu --slurm-init-seconds-before-status-checks 2)
+# The profiles as shipped; CI only shortens the wait before the first status check (the
+# profiles' 20 s suits long shards; these jobs take seconds).
+FAST=(--slurm-init-seconds-before-status-checks 2)
 t0=$SECONDS
 say() { echo "slurm_ci ($((SECONDS - t0)) s): $*"; }
 fail() { echo "slurm_ci: FAILED: $*" >&2; exit 1; }
@@ -41,35 +43,45 @@ say "installed slurm-wlm $(dpkg-query -W -f '${Version}' slurm-wlm), snakemake $
     "plugin $(pip show snakemake-executor-plugin-slurm 2>/dev/null | awk '/^Version/ {print $2}')"
 
 source workflows/slurm_cluster.sh
-CLUSTER=$(mktemp -d "${TMPDIR:-/tmp}/celltext-slurm.XXXXXX")
+CLUSTER=$(mktemp -d -t celltext-slurm.XXXXXX)
 SNAKE_PID=""
 cleanup() {
-    local rc=$?
+    local rc=$? i
+    rm -f "$CLUSTER/hold"
     if [ -n "$SNAKE_PID" ] && kill -0 "$SNAKE_PID" 2>/dev/null; then
-        kill "$SNAKE_PID" 2>/dev/null || true
-        wait "$SNAKE_PID" 2>/dev/null || true
+        # SIGINT: snakemake cancels its SLURM jobs and exits (it finishes them on SIGTERM).
+        kill -INT "$SNAKE_PID" 2>/dev/null || true
+        for i in $(seq 1 60); do
+            kill -0 "$SNAKE_PID" 2>/dev/null || break
+            sleep 0.5
+        done
+        kill -9 "$SNAKE_PID" 2>/dev/null || true
     fi
     cluster_stop
     if [ $rc -ne 0 ] && [ -d "$CLUSTER/logs" ]; then
         echo "slurm_ci: daemon logs (last lines):" >&2
-        tail -n 15 "$CLUSTER"/logs/*.log >&2 || true
+        tail -n 15 "$CLUSTER"/*/logs/*.log >&2 || true
     fi
     rm -rf "$CLUSTER"
     exit $rc
 }
 trap cleanup EXIT
-cluster_start "$CLUSTER"
-say "cluster up"
+cluster_start "$CLUSTER/cpu"
+say "cluster up, no GPU"
 
 # 3. The whole workflow on the cluster = the unsharded commands.
 t1=$SECONDS
-bash workflows/check.sh "$BIN" "$WORK" "${PROFILE[@]}"
+bash workflows/check.sh "$BIN" "$WORK" --profile workflows/profiles/slurm-cpu "${FAST[@]}"
 say "workflow through SLURM + unsharded commands + comparison: $((SECONDS - t1)) s"
 
-# 4. A cancelled shard is reported and resumed.
+# 4. The GPU profile on a node with a gpu GRES; a cancelled shard is reported and resumed.
+cluster_stop
+cluster_start "$CLUSTER/gpu" 1
+say "cluster up, 1 gpu GRES"
 F="$WORK/failure"
 HOLD="$CLUSTER/hold"
-RUN=(snakemake -s workflows/Snakefile "${PROFILE[@]}" --config celltext="$BIN" steps=genes
+RUN=(snakemake -s workflows/Snakefile --profile workflows/profiles/slurm-gpu "${FAST[@]}"
+    --config celltext="$BIN" steps=genes
     model="$MODEL" summaries="$SUMMARIES" shards=2 out="$F"
     wrap="bash workflows/tests/hold_shard.sh $HOLD")
 touch "$HOLD"
@@ -80,6 +92,7 @@ until [ -s "$HOLD.job" ]; do
     sleep 1
 done
 job=$(cat "$HOLD.job")
+scontrol show job "$job" | grep -q "TresPerJob=gres:gpu:1" || fail "job $job (GPU profile) holds no GPU: $(scontrol show job "$job")"
 scancel "$job"
 say "cancelled SLURM job $job (genes shard 2/2)"
 if wait "$SNAKE_PID"; then fail "the workflow succeeded although shard 2's job was cancelled"; fi

@@ -1,7 +1,9 @@
 # A throwaway single-node SLURM cluster for CI (sourced by workflows/slurm_ci.sh): munged,
 # slurmctld and slurmd with every file in one private folder, no cgroups (proctrack/linuxproc,
-# task/none), no accounting database, the node declared with this machine's cores and memory.
-#   source workflows/slurm_cluster.sh; cluster_start DIR; ...; cluster_stop
+# task/none), no accounting database, the node declared with the host's cores and memory.
+#   source workflows/slurm_cluster.sh; cluster_start DIR [GPUS]; ...; cluster_stop
+# GPUS > 0 declares that many `gpu` GRES on the node (no devices behind them: the requests of
+# workflows/profiles/slurm-gpu are scheduled, the jobs themselves run on the CPU).
 # Needs Debian's slurm-wlm and munge, and root (the daemons run as root; so do the jobs).
 # /etc/slurm/slurm.conf becomes a link to DIR/slurm.conf while the cluster runs (removed by
 # cluster_stop): the executor plugin's job step clears SLURM_CONF before its inner `srun`, which
@@ -13,21 +15,27 @@ CLUSTER_DIR=""
 CLUSTER_CONF_LINK=/etc/slurm/slurm.conf
 
 cluster_start() {
-    local dir=$1 cpus mem_mb i
+    local dir=$1 gpus=${2:-0} cpus mem_mb gres="" i
     if [ -e "$CLUSTER_CONF_LINK" ] || [ -L "$CLUSTER_CONF_LINK" ]; then
-        echo "slurm: $CLUSTER_CONF_LINK exists: this machine has its own Slurm; the throwaway cluster runs only where there is none" >&2
+        echo "slurm: $CLUSTER_CONF_LINK exists: the host has its own Slurm; the throwaway cluster runs only where there is none" >&2
         return 1
     fi
     CLUSTER_DIR=$dir
     mkdir -p "$dir/state" "$dir/spool" "$dir/logs"
     chmod 700 "$dir"
     cpus=$(nproc)
-    mem_mb=$(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
+    # The node declares at least 32 GB: the profiles ask up to 16 GB per job, and memory is not
+    # enforced without cgroups, so a smaller CI machine still schedules them.
+    mem_mb=$(awk '/^MemTotal:/ {m = int($2 / 1024); print (m > 32000 ? m : 32000)}' /proc/meminfo)
     mungekey -c -k "$dir/munge.key"
     munged --force --socket="$dir/munge.socket" --key-file="$dir/munge.key" \
         --pid-file="$dir/munged.pid" --log-file="$dir/logs/munged.log" \
         --seed-file="$dir/munged.seed"
     CLUSTER_PIDS+=("$(cat "$dir/munged.pid")")
+    if [ "$gpus" -gt 0 ]; then
+        gres="Gres=gpu:$gpus"
+        echo "NodeName=ci Name=gpu Count=$gpus File=/dev/null" >"$dir/gres.conf"
+    fi
     cat >"$dir/slurm.conf" <<EOF
 ClusterName=celltextci
 SlurmctldHost=localhost
@@ -56,7 +64,8 @@ SelectTypeParameters=CR_Core
 ReturnToService=2
 SlurmdParameters=config_overrides
 MinJobAge=300
-NodeName=ci NodeAddr=127.0.0.1 NodeHostname=localhost CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+$([ "$gpus" -gt 0 ] && echo GresTypes=gpu)
+NodeName=ci NodeAddr=127.0.0.1 NodeHostname=localhost CPUs=$cpus RealMemory=$mem_mb $gres State=UNKNOWN
 PartitionName=ci Nodes=ci Default=YES MaxTime=INFINITE State=UP
 EOF
     mkdir -p "$(dirname "$CLUSTER_CONF_LINK")"
@@ -71,7 +80,7 @@ EOF
     CLUSTER_PIDS+=("$(cat "$dir/slurmctld.pid")" "$(cat "$dir/slurmd.pid")")
     for i in $(seq 1 60); do
         if sinfo -h -N -o '%T' 2>/dev/null | grep -qx idle; then
-            echo "slurm: node ci idle ($cpus CPUs, $mem_mb MB), $(sinfo -V)"
+            echo "slurm: node ci idle ($cpus CPUs, $mem_mb MB declared, ${gpus} gpu GRES), $(sinfo -V)"
             return 0
         fi
         sleep 0.5
