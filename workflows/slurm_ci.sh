@@ -31,7 +31,8 @@ t0=$SECONDS
 say() { echo "slurm_ci ($((SECONDS - t0)) s): $*"; }
 fail() { echo "slurm_ci: FAILED: $*" >&2; exit 1; }
 
-if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
+export PATH="$PATH:/usr/sbin:/sbin"
+if ! dpkg -s slurm-wlm munge >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurm-wlm munge >/dev/null
 fi
@@ -87,12 +88,16 @@ RUN=(snakemake -s workflows/Snakefile --profile workflows/profiles/slurm-gpu "${
 touch "$HOLD"
 "${RUN[@]}" >"$WORK/failure.log" 2>&1 &
 SNAKE_PID=$!
-until [ -s "$HOLD.job" ]; do
-    kill -0 "$SNAKE_PID" 2>/dev/null || fail "the workflow ended before shard 2 started: $(tail -n 30 "$WORK/failure.log")"
+for _ in $(seq 1 600); do
+    [ -s "$HOLD.job" ] && break
+    kill -0 "$SNAKE_PID" 2>/dev/null ||
+        fail "the workflow ended before shard 2 started: $(tail -n 30 "$WORK/failure.log")"
     sleep 1
 done
+[ -s "$HOLD.job" ] || fail "shard 2's job did not start in 10 minutes: $(squeue)"
 job=$(cat "$HOLD.job")
-scontrol show job "$job" | grep -q "TresPerJob=gres:gpu:1" || fail "job $job (GPU profile) holds no GPU: $(scontrol show job "$job")"
+scontrol show job "$job" | grep -q "TresPerJob=gres:gpu:1" ||
+    fail "job $job (GPU profile) holds no GPU: $(scontrol show job "$job")"
 scancel "$job"
 say "cancelled SLURM job $job (genes shard 2/2)"
 if wait "$SNAKE_PID"; then fail "the workflow succeeded although shard 2's job was cancelled"; fi

@@ -17,7 +17,8 @@ CLUSTER_CONF_LINK=/etc/slurm/slurm.conf
 cluster_start() {
     local dir=$1 gpus=${2:-0} cpus mem_mb gres="" i
     if [ -e "$CLUSTER_CONF_LINK" ] || [ -L "$CLUSTER_CONF_LINK" ]; then
-        echo "slurm: $CLUSTER_CONF_LINK exists: the host has its own Slurm; the throwaway cluster runs only where there is none" >&2
+        echo "slurm: $CLUSTER_CONF_LINK exists: the host has its own Slurm;" \
+            "the throwaway cluster runs only where there is none" >&2
         return 1
     fi
     CLUSTER_DIR=$dir

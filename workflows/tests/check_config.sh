@@ -46,7 +46,8 @@ runs = [json.loads(line) for line in open(log)]
 assert len(runs) == 9, f"expected 9 commands (2 shards x 3 steps + 3 merges), got {len(runs)}"
 words = [w for r in runs for w in r]
 for want in (f"{d}/in put.h5ad", "minilm$(touch PWNED);touch PWNED", "counts`touch PWNED`",
-             "s.tsv; touch PWNED", "WRAPPED=$(touch PWNED)", f"{d}/out dir/shards/genes.1-of-2.npy", f"{d}/out dir/genes"):
+             "s.tsv; touch PWNED", "WRAPPED=$(touch PWNED)",
+             f"{d}/out dir/shards/genes.1-of-2.npy", f"{d}/out dir/genes"):
     assert want in words, f"argument {want!r} did not arrive as one word: {runs}"
 print(f"quoted: {len(runs)} commands got every value as one literal argument; nothing injected ran")
 PY

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""A stand-in for the celltext binary in workflows/tests/check_config.sh: it records its argv
-(one JSON list per line, appended to $FAKE_CELLTEXT_LOG, led by WRAPPED=... when the `wrap` prefix
-set that variable) and writes empty files where the real
-command would write its outputs, so the workflow's shell quoting is tested without real work."""
+"""A stand-in for the celltext binary in workflows/tests/check_config.sh: it records its argv (one
+JSON list per line, appended to $FAKE_CELLTEXT_LOG, led by WRAPPED=... when the `wrap` prefix set
+that variable) and writes empty files where the real command writes its outputs, so the workflow's
+shell quoting is tested without real work."""
 import json
 import os
 import sys
