@@ -57,6 +57,7 @@ cleanup() {
             sleep 0.5
         done
         kill -9 "$SNAKE_PID" 2>/dev/null || true
+        "${RUN[@]}" --unlock >/dev/null 2>&1 || true # a killed snakemake leaves its lock
     fi
     cluster_stop
     if [ $rc -ne 0 ] && [ -d "$CLUSTER/logs" ]; then

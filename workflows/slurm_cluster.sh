@@ -92,7 +92,7 @@ EOF
 }
 
 cluster_stop() {
-    local pid i
+    local pid i env
     if [ ${#CLUSTER_PIDS[@]} -gt 1 ]; then
         # Jobs first: a job's slurmstepd outlives slurmd.
         scancel --partition=ci 2>/dev/null || true
@@ -112,6 +112,18 @@ cluster_stop() {
         kill -9 "$pid" 2>/dev/null || true
     done
     CLUSTER_PIDS=()
+    # A cancelled job's processes can outlive their slurmstepd: find them by this cluster's
+    # SLURM_CONF and a SLURM_JOB_ID in their environment, and end them.
+    if [ -n "$CLUSTER_DIR" ]; then
+        for env in /proc/[0-9]*/environ; do
+            pid=${env#/proc/}
+            pid=${pid%/environ}
+            if grep -qzx "SLURM_CONF=$CLUSTER_DIR/slurm.conf" "$env" 2>/dev/null &&
+                grep -qz "^SLURM_JOB_ID=" "$env" 2>/dev/null; then
+                kill -9 "$pid" 2>/dev/null || true
+            fi
+        done
+    fi
     if [ -n "$CLUSTER_DIR" ] && [ "$(readlink "$CLUSTER_CONF_LINK")" = "$CLUSTER_DIR/slurm.conf" ]; then
         rm -f "$CLUSTER_CONF_LINK"
     fi
