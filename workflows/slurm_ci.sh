@@ -50,7 +50,8 @@ cleanup() {
     local rc=$? i
     rm -f "$CLUSTER/hold"
     if [ -n "$SNAKE_PID" ] && kill -0 "$SNAKE_PID" 2>/dev/null; then
-        # SIGINT: snakemake cancels its SLURM jobs and exits (it finishes them on SIGTERM).
+        # SIGINT asks snakemake to cancel its SLURM jobs (on SIGTERM it goes on submitting);
+        # killed if it has not ended after 30 s.
         kill -INT "$SNAKE_PID" 2>/dev/null || true
         for i in $(seq 1 60); do
             kill -0 "$SNAKE_PID" 2>/dev/null || break
@@ -60,7 +61,7 @@ cleanup() {
         "${RUN[@]}" --unlock >/dev/null 2>&1 || true # a killed snakemake leaves its lock
     fi
     cluster_stop
-    if [ $rc -ne 0 ] && [ -d "$CLUSTER/logs" ]; then
+    if [ $rc -ne 0 ] && ls "$CLUSTER"/*/logs/*.log >/dev/null 2>&1; then
         echo "slurm_ci: daemon logs (last lines):" >&2
         tail -n 15 "$CLUSTER"/*/logs/*.log >&2 || true
     fi
