@@ -54,11 +54,13 @@ def confusion(
     split: Optional[str] = "test",
     normalize: bool = True,
     annotate: bool = True,
-    cmap: str = "Blues",
+    cmap: str = "viridis",
     ax: Any = None,
     show: bool = False,
 ) -> Any:
-    """Confusion matrix of ``obs[label]`` (rows) against ``obs[pred]`` (columns).
+    """Confusion matrix of ``obs[label]`` (rows) against ``obs[pred]`` (columns): the CLI
+    report's heatmap (cells coloured by their row-normalized value, viridis, annotated with
+    their counts).
 
     Parameters
     ----------
@@ -73,9 +75,10 @@ def confusion(
         ``celltext_knn_split``) equals this (default ``test``: the cells the metrics score);
         None: every labelled cell.
     normalize : bool
-        Divide each row by its sum (the share of a true class predicted as each class).
+        Colour by each row divided by its sum (the share of a true class predicted as each
+        class); False: by the counts.
     annotate : bool
-        Write each cell's value.
+        Write each non-zero cell's count (up to 30 classes).
     cmap : str
         Matplotlib colour map.
     ax : matplotlib.axes.Axes, optional
@@ -143,14 +146,14 @@ def confusion(
     ax.set_xlabel(f"predicted ({pred})")
     ax.set_ylabel(f"true ({label})")
     ax.set_title(f"{pred}: {where}, n = {int(keep.sum())}")
-    if annotate:
+    if annotate and n <= 30:
         top = shown.max() if shown.size else 1.0
         for i in range(n):
             for j in range(n):
                 if cm[i, j]:
-                    v = shown[i, j]
-                    ax.text(j, i, f"{v:.2f}" if normalize else f"{int(v)}", ha="center",
-                            va="center", fontsize=7, color="white" if v > 0.6 * top else "black")
+                    dark = shown[i, j] < 0.5 * top  # viridis is dark at the low end
+                    ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=7,
+                            color="white" if dark else "black")
     return _finish(ax, show)
 
 
