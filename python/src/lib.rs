@@ -55,10 +55,23 @@ pub(crate) fn guard<T>(f: impl FnOnce() -> anyhow::Result<T>) -> PyResult<T> {
     }
 }
 
-/// Ctrl-C between batches: runs Python's signal handlers (KeyboardInterrupt) with the GIL
-/// taken back for a moment; called from code that released it.
-pub(crate) fn check_signals() -> anyhow::Result<()> {
-    Python::with_gil(|py| py.check_signals()).map_err(anyhow::Error::from)
+/// Between batches, from code that released the GIL: Ctrl-C (Python's signal handlers run with
+/// the GIL taken back for a moment, KeyboardInterrupt stops the work), then, when given a
+/// callable, hand it the (done, total) of the progress bar the work made inside
+/// `celltext::progress::observe`; the Python package draws its notebook bar from these.
+pub(crate) fn check_and_report(
+    progress: Option<&PyObject>,
+) -> impl Fn() -> anyhow::Result<()> + Send + Sync + '_ {
+    move || {
+        Python::with_gil(|py| {
+            py.check_signals()?;
+            if let (Some(cb), Some((done, total))) = (progress, celltext::progress::observed()) {
+                cb.call1(py, (done, total))?;
+            }
+            Ok::<(), PyErr>(())
+        })
+        .map_err(anyhow::Error::from)
+    }
 }
 
 /// An index array from NumPy: int64 read in place (as usize), int32 widened (a copy).
@@ -184,6 +197,10 @@ fn version() -> &'static str {
 #[pymodule]
 fn _celltext(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add(
+        "GENEPT_S_PREFIX",
+        celltext::cells::sentences::GENEPT_S_PREFIX,
+    )?;
     encoder::register(m)?;
     genes::register(m)?;
     cells::register(m)?;

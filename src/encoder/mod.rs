@@ -424,7 +424,7 @@ impl Encoder {
         &self,
         texts: &[&str],
         batch_tokens: usize,
-        progress: Option<&crate::progress::Bar>,
+        progress: Option<&indicatif::ProgressBar>,
     ) -> Result<Embedded> {
         self.embed_texts_cancellable(texts, batch_tokens, progress, None)
     }
@@ -436,7 +436,7 @@ impl Encoder {
         &self,
         texts: &[&str],
         batch_tokens: usize,
-        progress: Option<&crate::progress::Bar>,
+        progress: Option<&indicatif::ProgressBar>,
         check: Option<&dyn Fn() -> Result<()>>,
     ) -> Result<Embedded> {
         let (toks, plan, padding) = self.plan_batches(texts, batch_tokens)?;
