@@ -47,7 +47,7 @@ fn sarg(name: &str) -> Option<String> {
 
 /// The CLI's `cells embed` minus file I/O, `repeat` times; prints the median and minimum.
 fn h5ad_mode(input: &str, store: &str) -> anyhow::Result<()> {
-    use celltext::app::cells::{gene_totals, read_normalized, InputNorm};
+    use celltext::cells::pipeline::{gene_totals, read_normalized, InputNorm};
     let read = celltext::cells::read::ReadOptions {
         layer: sarg("--layer"),
         ..Default::default()
@@ -63,7 +63,7 @@ fn h5ad_mode(input: &str, store: &str) -> anyhow::Result<()> {
     for _ in 0..repeat {
         let t = Instant::now();
         let totals = gene_totals(&m.x.view());
-        let (rows, _) = celltext::app::genes::coverage(
+        let (rows, _) = celltext::genes::pipeline::coverage(
             &store.symbols,
             &m.genes,
             celltext::genes::Species::Human,

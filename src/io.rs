@@ -6,30 +6,7 @@ use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-/// A temporary path beside `path` (same directory, so the final rename is atomic). It keeps the
-/// final extension, so writers that pick a format from the name (plotters, hdf5) work on it, and
-/// is unique per process and call, so concurrent writers never share a temp file.
-pub fn temp_path_for(path: &Path) -> PathBuf {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "out".into());
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let unique = format!(
-        "{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    match path.extension().and_then(|e| e.to_str()) {
-        Some(ext) => dir.join(format!(".{name}.{unique}.tmp.{ext}")),
-        None => dir.join(format!(".{name}.{unique}.tmp")),
-    }
-}
+pub use crate::outputs::temp_path_for;
 
 /// Write `path` via a temp file + rename: readers never see a partial file under the final name.
 pub fn atomic_write_with<F>(path: &Path, write: F) -> Result<()>

@@ -3,8 +3,10 @@
 //! Data flows one way: files → matrices/texts → encoder → vectors → classifiers → reports.
 //! Lower layers never import higher ones (`encoder` knows nothing of cells; `cells` nothing of `classify`).
 
+#[cfg(feature = "cli")]
 pub mod app;
 pub mod cells;
+pub mod choice;
 pub mod classify;
 pub mod encoder;
 pub mod eval;
@@ -13,6 +15,7 @@ pub mod genes;
 pub mod io;
 pub mod limits;
 pub mod linalg;
+pub mod merge;
 pub mod outputs;
 pub mod pickle;
 pub mod progress;

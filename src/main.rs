@@ -9,9 +9,9 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::path::PathBuf;
 
 use celltext::app;
-use celltext::app::genes::MissingPolicy;
-use celltext::app::value_enum::value_enum;
+use celltext::choice::value_enum;
 use celltext::encoder::{parse_devices, parse_dtype, BackendChoice, EncoderOptions, Pooling};
+use celltext::genes::pipeline::MissingPolicy;
 use celltext::genes::Species;
 
 #[derive(Parser)]
@@ -175,7 +175,7 @@ struct InputArgs {
     #[arg(long)]
     gene_symbols_key: Option<String>,
     /// Cells per read chunk.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = celltext::cells::source::DEFAULT_CHUNK_ROWS)]
     chunk_rows: usize,
 }
 
@@ -210,8 +210,8 @@ struct SentenceOpts {
 }
 
 impl SentenceOpts {
-    fn args(&self, input: &InputArgs) -> Result<app::cells::SentenceArgs> {
-        Ok(app::cells::SentenceArgs {
+    fn args(&self, input: &InputArgs) -> Result<celltext::cells::pipeline::SentenceArgs> {
+        Ok(celltext::cells::pipeline::SentenceArgs {
             input: input.input.clone(),
             read: input.read_options(),
             max_genes: self.max_genes,
@@ -239,8 +239,8 @@ enum CellsCmd {
         #[arg(long)]
         orthologs: bool,
         /// raw, or log1p (counts per 10k, then log1p).
-        #[arg(long, default_value = "raw", value_parser = value_enum::<app::cells::InputNorm>())]
-        normalize: app::cells::InputNorm,
+        #[arg(long, default_value = "raw", value_parser = value_enum::<celltext::cells::pipeline::InputNorm>())]
+        normalize: celltext::cells::pipeline::InputNorm,
         /// N, or `all`.
         #[arg(long, default_value = "100")]
         top_n: celltext::cells::weighted::TopN,
@@ -248,8 +248,8 @@ enum CellsCmd {
         #[arg(long, default_value = "expr", ignore_case = true, value_parser = value_enum::<celltext::cells::weighted::Weights>())]
         weights: celltext::cells::weighted::Weights,
         /// weighted (top-N weighted mean), genept (X·E / n_genes) or scelmo-wa (row-normalized X·E).
-        #[arg(long, default_value = "weighted", value_parser = value_enum::<app::cells::AggregationChoice>())]
-        aggregation: app::cells::AggregationChoice,
+        #[arg(long, default_value = "weighted", value_parser = value_enum::<celltext::cells::pipeline::AggregationChoice>())]
+        aggregation: celltext::cells::pipeline::AggregationChoice,
         /// Use only the N highly variable genes (scanpy seurat flavour on log1p-CP10k).
         #[arg(long)]
         hvg: Option<usize>,
@@ -387,7 +387,7 @@ enum GenesCmd {
     },
     /// Make a store from another tool's gene vectors: a GenePT pickle ({symbol: list or numpy
     /// array}) or a sciLaMA-style parquet (gene_id + embedding list column, or one column per dim).
-    Import(app::genes::GenesImportArgs),
+    Import(celltext::genes::pipeline::GenesImportArgs),
 }
 
 fn main() {
@@ -403,7 +403,7 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.cmd {
         Command::Merge { shards, output } => {
-            let r = app::merge::run_merge(&app::merge::MergeArgs { shards, output })?;
+            let r = celltext::merge::run_merge(&celltext::merge::MergeArgs { shards, output })?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -718,7 +718,7 @@ fn run_scilama(cmd: ScilamaCmd, quiet: bool, json: bool) -> Result<()> {
                     layer,
                     raw,
                     gene_symbols_key,
-                    chunk_rows: 4096,
+                    chunk_rows: celltext::cells::source::DEFAULT_CHUNK_ROWS,
                 },
                 species,
                 output,
@@ -760,12 +760,12 @@ fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
         } => {
             let dataset_genes = genes
                 .as_deref()
-                .map(app::genes::read_gene_list)
+                .map(celltext::genes::pipeline::read_gene_list)
                 .transpose()?;
             if dataset_genes.is_none() && missing != MissingPolicy::Skip {
                 anyhow::bail!("--missing {missing:?} needs --genes FILE (the dataset's genes)");
             }
-            let args = app::genes::GenesEmbedArgs {
+            let args = celltext::genes::pipeline::GenesEmbedArgs {
                 model: model.model.clone(),
                 options: model.options()?,
                 species,
@@ -781,8 +781,8 @@ fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
                 chunk_texts: chunk,
             };
             let m = match shard {
-                Some(s) => app::genes::run_genes_embed_shard(&args, s)?,
-                None => app::genes::run_genes_embed(&args)?,
+                Some(s) => celltext::genes::pipeline::run_genes_embed_shard(&args, s)?,
+                None => celltext::genes::pipeline::run_genes_embed(&args)?,
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&m)?);
@@ -790,7 +790,7 @@ fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
                 if let Some(s) = shard {
                     println!("wrote {} (shard {s})", out.display());
                 } else {
-                    for f in app::genes::store_files(&out) {
+                    for f in celltext::genes::pipeline::store_files(&out) {
                         println!("wrote {}", f.display());
                     }
                 }
@@ -830,32 +830,37 @@ fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
         } => {
             let s = celltext::genes::GeneEmbeddings::load(&store)?;
             let (names, totals) = match (genes, input) {
-                (Some(g), _) => (app::genes::read_gene_list(&g)?, None),
+                (Some(g), _) => (celltext::genes::pipeline::read_gene_list(&g)?, None),
                 (None, Some(i)) => {
                     let opts = celltext::cells::read::ReadOptions {
                         layer,
                         ..Default::default()
                     };
-                    let m =
-                        app::cells::read_normalized(&i, &opts, app::cells::InputNorm::Raw, quiet)?;
-                    let mut t = vec![0f64; m.genes.len()];
-                    for (&j, &v) in m.x.indices.iter().zip(&m.x.data) {
-                        t[j as usize] += v as f64;
-                    }
-                    (m.genes, Some(t))
+                    let m = celltext::cells::pipeline::read_normalized(
+                        &i,
+                        &opts,
+                        celltext::cells::pipeline::InputNorm::Raw,
+                        quiet,
+                    )?;
+                    (m.genes, Some((m.x.indices, m.x.data)))
                 }
                 (None, None) => anyhow::bail!("give --genes FILE or --input MATRIX"),
             };
-            let (_, cov) =
-                app::genes::coverage(&s.symbols, &names, species, orthologs, totals.as_deref())?;
+            let (_, cov) = celltext::genes::pipeline::coverage(
+                &s.symbols,
+                &names,
+                species,
+                orthologs,
+                totals.as_ref().map(|(i, v)| (i.as_slice(), v.as_slice())),
+            )?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&cov)?);
             } else {
-                print!("{}", app::genes::coverage_table(&cov));
+                print!("{}", celltext::genes::pipeline::coverage_table(&cov));
             }
         }
         GenesCmd::Export { store, format, out } => {
-            let r = app::genes::export(&store, &format, &out)?;
+            let r = celltext::genes::pipeline::export(&store, &format, &out)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -869,12 +874,12 @@ fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
             }
         }
         GenesCmd::Import(args) => {
-            let m = app::genes::run_genes_import(&args)?;
+            let m = celltext::genes::pipeline::run_genes_import(&args)?;
             let out = &args.out;
             if json {
                 println!("{}", serde_json::to_string_pretty(&m)?);
             } else {
-                for f in app::genes::store_files(out) {
+                for f in celltext::genes::pipeline::store_files(out) {
                     println!("wrote {}", f.display());
                 }
                 println!("genes      {} × {} (f32)", m.n_genes, m.dim);
@@ -909,7 +914,7 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
             shard,
         } => {
             let aggregation = aggregation.aggregation(weights, top_n);
-            let args = app::cells::CellsEmbedArgs {
+            let args = celltext::cells::pipeline::CellsEmbedArgs {
                 input: input.input.clone(),
                 read: input.read_options(),
                 store: genes,
@@ -919,20 +924,23 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
                 aggregation,
                 hvg,
                 idf,
-                output: app::cells::CellOutput {
+                output: celltext::cells::pipeline::CellOutput {
                     path: output.clone(),
                     in_place,
                     name,
                 },
                 quiet,
             };
-            let r = app::cells::run_cells_embed_shard(&args, shard)?;
+            let r = celltext::cells::pipeline::run_cells_embed_shard(&args, shard)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 println!("wrote {} ({})", output.display(), r.written);
                 println!("cells      {} × {} ({})", r.n_cells, r.dim, r.aggregation);
-                print!("{}", app::genes::coverage_table(&r.gene_coverage));
+                print!(
+                    "{}",
+                    celltext::genes::pipeline::coverage_table(&r.gene_coverage)
+                );
                 println!(
                     "cells with no mapped expressed gene: {} (zero vectors, flagged in obs)",
                     r.cells_without_mapped_genes
@@ -960,8 +968,9 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
                 }
                 None => None,
             };
-            let (_, sentences, budget) = app::cells::make_sentences(&sargs, tok, quiet)?;
-            app::cells::write_sentences(&output, &sentences)?;
+            let (_, sentences, budget) =
+                celltext::cells::pipeline::make_sentences(&sargs, tok, quiet)?;
+            celltext::cells::pipeline::write_sentences(&output, &sentences)?;
             if json {
                 println!(
                     "{}",
@@ -992,13 +1001,13 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
             chunk,
             shard,
         } => {
-            let args = app::cells::EmbedSentencesArgs {
+            let args = celltext::cells::pipeline::EmbedSentencesArgs {
                 sentences: opts.args(&input)?,
                 model: model.model.clone(),
                 options: model.options()?,
                 batch_tokens: model.batch_tokens,
                 chunk_texts: chunk,
-                output: app::cells::CellOutput {
+                output: celltext::cells::pipeline::CellOutput {
                     path: output.clone(),
                     in_place,
                     name,
@@ -1008,7 +1017,7 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
                     .ok()
                     .and_then(|v| v.parse().ok()),
             };
-            let r = app::cells::run_embed_sentences_shard(&args, shard)?;
+            let r = celltext::cells::pipeline::run_embed_sentences_shard(&args, shard)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

@@ -2,7 +2,7 @@
 //! output (a second writer fails fast, naming the first), the file mode of new and replaced
 //! outputs, removal of temp files left by killed runs, and directories committed by one rename.
 //!
-//! Temp names are `.NAME.PID-N.tmp[.EXT]` (`io::temp_path_for`), lock files `.NAME.celltext-lock`,
+//! Temp names are `.NAME.PID-N.tmp[.EXT]` ([`temp_path_for`]), lock files `.NAME.celltext-lock`,
 //! both beside the output, so what belongs to which output (and which process) reads off the name.
 
 use anyhow::{bail, Context, Result};
@@ -21,6 +21,31 @@ fn dir_and_name(path: &Path) -> (PathBuf, String) {
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| "out".into());
     (dir, name)
+}
+
+/// A temporary path beside `path` (same directory, so the final rename is atomic). It keeps the
+/// final extension, so writers that pick a format from the name (plotters, hdf5) work on it, and
+/// is unique per process and call, so concurrent writers never share a temp file.
+pub fn temp_path_for(path: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "out".into());
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let unique = format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(ext) => dir.join(format!(".{name}.{unique}.tmp.{ext}")),
+        None => dir.join(format!(".{name}.{unique}.tmp")),
+    }
 }
 
 /// `.NAME.celltext-lock` beside `output`.
@@ -252,7 +277,7 @@ where
             );
         }
     }
-    let tmp = crate::io::temp_path_for(dir);
+    let tmp = temp_path_for(dir);
     if let Some(parent) = tmp.parent() {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("{}: cannot create directory", parent.display()))?;
@@ -307,7 +332,7 @@ fn replace_dir(tmp: &Path, dir: &Path) -> Result<()> {
         }
     }
     let old = {
-        let t = crate::io::temp_path_for(dir);
+        let t = temp_path_for(dir);
         let s = t.to_string_lossy();
         PathBuf::from(format!("{}.old", s.trim_end_matches(".tmp")))
     };

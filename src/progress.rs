@@ -1,11 +1,29 @@
 //! Progress bars on stderr (rate + ETA), silenced by `--quiet`.
+//!
+//! A caller that draws progress itself (the Python package's notebook bars) runs the work
+//! inside [`observe`]: bars made on that thread are then hidden, and [`observed`] reads the
+//! newest one's position and length (from a callback the work already calls between batches).
+
+use std::cell::RefCell;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// A progress bar over `total` items named `unit`; hidden when `quiet`.
+thread_local! {
+    /// `Some(newest bar)` while [`observe`] runs on this thread.
+    static OBSERVED: RefCell<Option<Option<ProgressBar>>> = const { RefCell::new(None) };
+}
+
+/// A progress bar over `total` items named `unit`; hidden when `quiet` (or inside [`observe`]).
 pub fn bar(total: u64, unit: &str, quiet: bool) -> ProgressBar {
     let pb = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-    if quiet {
+    let observed = OBSERVED.with(|o| match &mut *o.borrow_mut() {
+        Some(slot) => {
+            *slot = Some(pb.clone());
+            true
+        }
+        None => false,
+    });
+    if quiet || observed {
         pb.set_draw_target(ProgressDrawTarget::hidden());
     }
     let template = format!(
@@ -15,4 +33,50 @@ pub fn bar(total: u64, unit: &str, quiet: bool) -> ProgressBar {
         ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     pb
+}
+
+/// Run `f` with the progress bars it makes on this thread hidden and readable through
+/// [`observed`] (for callers that show progress their own way).
+pub fn observe<T>(f: impl FnOnce() -> T) -> T {
+    struct Reset(Option<Option<ProgressBar>>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let prev = self.0.take();
+            OBSERVED.with(|o| *o.borrow_mut() = prev);
+        }
+    }
+    let prev = OBSERVED.with(|o| o.borrow_mut().replace(None));
+    let _reset = Reset(prev);
+    f()
+}
+
+/// Inside [`observe`]: the newest bar's (position, length), once a bar has been made.
+pub fn observed() -> Option<(u64, u64)> {
+    OBSERVED.with(|o| {
+        o.borrow()
+            .as_ref()
+            .and_then(|b| b.as_ref())
+            .map(|b| (b.position(), b.length().unwrap_or(0)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observe_reads_the_newest_bar_and_resets() {
+        assert_eq!(observed(), None);
+        observe(|| {
+            assert_eq!(observed(), None);
+            let pb = bar(10, "items", false);
+            assert!(pb.is_hidden());
+            pb.inc(3);
+            assert_eq!(observed(), Some((3, 10)));
+            let pb2 = bar(5, "items", false);
+            pb2.inc(1);
+            assert_eq!(observed(), Some((1, 5)));
+        });
+        assert_eq!(observed(), None);
+    }
 }

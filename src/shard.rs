@@ -5,8 +5,11 @@
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+
+use crate::io::{manifest_path, write_json, write_npy_f32};
 
 /// `--shard I/N`: shard `I` (1-based) of `N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,6 +236,58 @@ pub fn read_manifest(shard_output: &Path) -> Result<serde_json::Value> {
         )
     })?;
     serde_json::from_str(&text).with_context(|| format!("{}: not valid JSON", p.display()))
+}
+
+/// With `--shard`, the output must be a `.npy` (the shard's rows); checked before any work.
+pub fn check_shard_output(out: &Path, shard: Option<Shard>) -> Result<()> {
+    let Some(s) = shard else { return Ok(()) };
+    let npy = out
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if !npy {
+        bail!(
+            "{}: with --shard {s} the output is this shard's rows as a .npy (plus \
+             OUT.npy.manifest.json); name it e.g. shards/part-{}-of-{}.npy and gather the shards \
+             with `celltext merge SHARDS… -o OUT`",
+            out.display(),
+            s.index,
+            s.count
+        );
+    }
+    Ok(())
+}
+
+/// Write a shard's vectors (`.npy`, f32 [rows, dim]) and then its manifest: the command's
+/// manifest plus `shard` (which rows) and `shard_rows` (ids and the per-row values to merge).
+pub fn write_shard_file(
+    path: &Path,
+    info: ShardInfo,
+    mut manifest: Value,
+    ids: &[String],
+    data: &[f32],
+    dim: usize,
+    mut rows: Value,
+) -> Result<String> {
+    let n = info.end - info.start;
+    if ids.len() != n {
+        bail!("internal: shard of {n} rows has {} ids", ids.len());
+    }
+    rows["ids"] = json!(ids);
+    let written = format!(
+        "shard {}/{}: rows {}..{} of {}",
+        info.index, info.count, info.start, info.end, info.n_rows
+    );
+    manifest["shard"] = serde_json::to_value(&info)?;
+    manifest["shard_rows"] = rows;
+    // the .npy first, then the manifest recording its size and sha256: a run killed between the
+    // two leaves a pair that `merge` refuses (the old manifest does not match the new vectors)
+    write_npy_f32(path, data, n, dim)?;
+    let mut record = crate::outputs::part_record(path)?;
+    record["rows"] = json!(n);
+    record["cols"] = json!(dim);
+    manifest["shard"]["npy"] = record;
+    write_json(&manifest_path(path), &manifest)?;
+    Ok(written)
 }
 
 #[cfg(test)]

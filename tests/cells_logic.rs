@@ -332,8 +332,12 @@ fn agg_of(r: &Value) -> Aggregation {
         "genept" => Aggregation::GenePtMean,
         "scelmo" => Aggregation::ScElmoWa,
         "weighted" => Aggregation::WeightedMean {
-            weights: <Weights as clap::ValueEnum>::from_str(r["weights"].as_str().unwrap(), true)
-                .unwrap(),
+            weights: celltext::choice::parse_choice::<Weights>(
+                "weights",
+                r["weights"].as_str().unwrap(),
+                true,
+            )
+            .unwrap(),
             top_n: match &r["top_n"] {
                 Value::String(s) => s.parse().unwrap(),
                 v => TopN::N(v.as_u64().unwrap() as usize),
@@ -568,7 +572,7 @@ fn weighted_errors_not_panics() {
     emb.data[0] = f32::NAN;
     assert!(embed_cells(&f.x, &f.g2r, &emb, &agg).is_err());
     assert!(
-        <Weights as clap::ValueEnum>::from_str("bogus", true).is_err()
+        celltext::choice::parse_choice::<Weights>("weights", "bogus", true).is_err()
             && "0".parse::<TopN>().is_err()
     );
 }

@@ -4,10 +4,10 @@
 mod common;
 use common::*;
 
-use celltext::app::genes::{
+use celltext::encoder::EncoderOptions;
+use celltext::genes::pipeline::{
     coverage, run_genes_embed, run_genes_embed_cancellable, GenesEmbedArgs, MissingPolicy,
 };
-use celltext::encoder::EncoderOptions;
 use celltext::genes::{GeneEmbeddings, Route, Species, SummaryCorpus};
 
 fn write_subset(dir: &std::path::Path, n: usize) -> std::path::PathBuf {

@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 
-use celltext::app::genes::{run_genes_import, GenesImportArgs};
+use celltext::genes::pipeline::{run_genes_import, GenesImportArgs};
 use celltext::genes::GeneEmbeddings;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -56,7 +56,7 @@ fn genes(e: &Value) -> Vec<String> {
         .collect()
 }
 
-fn import(file: &str, out: &Path) -> celltext::app::genes::GenesImportManifest {
+fn import(file: &str, out: &Path) -> celltext::genes::pipeline::GenesImportManifest {
     run_genes_import(&GenesImportArgs {
         input: dir().join(file),
         out: out.to_path_buf(),
@@ -270,7 +270,7 @@ print(json.dumps({"columns": list(df.columns), "genes": df["gene_id"].tolist(),
     );
 }
 
-fn import_path(p: &Path, out: &Path) -> celltext::app::genes::GenesImportManifest {
+fn import_path(p: &Path, out: &Path) -> celltext::genes::pipeline::GenesImportManifest {
     run_genes_import(&GenesImportArgs {
         input: p.to_path_buf(),
         out: out.to_path_buf(),
@@ -516,7 +516,8 @@ fn npy_read(p: &Path) -> (Vec<f32>, usize, usize) {
 /// Corrupted fixtures (every byte, two ways) give errors or vectors, never a panic or a hang.
 #[test]
 fn byte_flips_never_panic() {
-    use celltext::genes::import::{load_parquet_vectors, load_pickle_vectors, to_store};
+    use celltext::genes::import::{load_pickle_vectors, to_store};
+    use celltext::genes::parquet::load_parquet_vectors;
     let tmp = tempfile::tempdir().unwrap();
     for file in ["lists_p4.pkl", "f32_p5.pkl", "f32_p2.pkl", "f32.parquet"] {
         let orig = std::fs::read(dir().join(file)).unwrap();

@@ -58,7 +58,7 @@ fn summaries() -> PathBuf {
 /// A manifest less the timing fields `merge` documents as run fields.
 fn without_timing(json: &str) -> serde_json::Value {
     let mut v: serde_json::Value = serde_json::from_str(json).unwrap();
-    for k in celltext::app::merge::RUN_FIELDS {
+    for k in celltext::merge::RUN_FIELDS {
         v.as_object_mut().unwrap().remove(k);
     }
     v

@@ -25,6 +25,24 @@ def _layers_list(adata: Any) -> str:
     return ", ".join(names) if names else "(none)"
 
 
+def check_source(adata: Any, layer: Optional[str], raw: bool) -> None:
+    """``raw=`` and ``layer=`` name a matrix that exists (before anything reads it)."""
+    if raw and layer is not None:
+        raise ValueError(
+            f"raw=True and layer={layer!r} are mutually exclusive (adata.raw has no layers): "
+            "pass raw=True to read adata.raw.X, or layer= to read adata.layers[layer]"
+        )
+    if raw and getattr(adata, "raw", None) is None:
+        raise ValueError(
+            "raw=True but adata.raw is None; drop raw=True, or read a layer with layer= "
+            f"(available layers: {_layers_list(adata)})"
+        )
+    if layer is not None and layer not in adata.layers:
+        raise KeyError(
+            f"layer={layer!r}: not found in adata.layers; available layers: {_layers_list(adata)}"
+        )
+
+
 def matrix(adata: Any, layer: Optional[str] = None, raw: bool = False) -> Matrix:
     """The expression matrix of ``adata`` (``X``, ``layers[layer]`` or ``raw.X``) as CSR.
 
@@ -32,27 +50,16 @@ def matrix(adata: Any, layer: Optional[str] = None, raw: bool = False) -> Matrix
     converted first, which copies: CSC and dense arrays to CSR, other dtypes to float32, and
     rows with unsorted column indices are sorted in a copy.
     """
-    if raw and layer is not None:
-        raise ValueError("AnnData: raw=True and layer are mutually exclusive (raw has no layers)")
+    check_source(adata, layer, raw)
     if raw:
-        if adata.raw is None:
-            raise ValueError(
-                "AnnData: raw=True requested but AnnData.raw is empty; drop raw=True, or use a "
-                f"layer (available layers: {_layers_list(adata)})"
-            )
         x, field = adata.raw.X, "raw.X"
     elif layer is not None:
-        if layer not in adata.layers:
-            raise KeyError(
-                f"AnnData: layer '{layer}' not found in layers; available layers: "
-                f"{_layers_list(adata)}"
-            )
         x, field = adata.layers[layer], f"layers['{layer}']"
     else:
         x, field = adata.X, "X"
         if x is None:
             raise ValueError(
-                "AnnData: X is None; choose a layer with layer= (available: "
+                "adata.X is None; choose a matrix with layer= (available layers: "
                 f"{_layers_list(adata)})"
             )
     copied = False
@@ -112,12 +119,13 @@ def gene_names(
     adata: Any, gene_symbols_key: Optional[str] = None, raw: bool = False
 ) -> List[str]:
     """Gene names: var_names, or the var column ``gene_symbols_key``."""
+    check_source(adata, None, raw)
     var = adata.raw.var if raw else adata.var
     if gene_symbols_key is None:
         return _utf8_names(var.index, "var_names")
     if gene_symbols_key not in var.columns:
         raise KeyError(
-            f"AnnData: var column '{gene_symbols_key}' not found; available columns: "
+            f"gene_symbols_key={gene_symbols_key!r}: no such column in adata.{'raw.' if raw else ''}var; available columns: "
             f"{', '.join(map(str, var.columns)) or '(none)'}"
         )
     return _utf8_names(var[gene_symbols_key], f"var['{gene_symbols_key}']")
@@ -137,10 +145,10 @@ def obs_labels(adata: Any, key: str) -> List[str]:
         )
         if not cols:
             raise KeyError(
-                f"AnnData: obs column '{key}' not found: this input has no obs (cell annotation) "
+                f"label={key!r}: obs column '{key}' not found: this input has no obs (cell annotation) "
                 f"columns{hint}"
             )
-        raise KeyError(f"AnnData: obs column '{key}' not found{hint}; available columns: {', '.join(cols)}")
+        raise KeyError(f"label={key!r}: obs column '{key}' not found{hint}; available columns: {', '.join(cols)}")
     col = adata.obs[key]
     out = []
     for v in col.astype(object):
@@ -161,9 +169,9 @@ def representation(adata: Any, use_rep: str) -> np.ndarray:
     else:
         if use_rep not in adata.obsm:
             keys = ", ".join(adata.obsm.keys()) or "(none)"
-            raise KeyError(f"AnnData: obsm['{use_rep}'] not found; available: {keys}")
+            raise KeyError(f"use_rep={use_rep!r}: obsm['{use_rep}'] not found; available: {keys}")
         x = adata.obsm[use_rep]
         x = x.toarray() if sp.issparse(x) else np.asarray(x)
     if x.ndim != 2:
-        raise ValueError(f"AnnData: obsm['{use_rep}'] must be 2-D, found shape {x.shape}")
+        raise ValueError(f"use_rep={use_rep!r}: obsm['{use_rep}'] must be 2-D, found shape {x.shape}")
     return np.ascontiguousarray(x, dtype=np.float32)

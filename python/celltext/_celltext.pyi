@@ -1,12 +1,16 @@
 """Type stubs of the compiled module `celltext._celltext` (use the `celltext` package)."""
 
 from os import PathLike
-from typing import List, Optional, Tuple, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
 
 _Index = npt.NDArray[Union[np.int32, np.int64]]
+# Called with (done, total) between batches; the package draws its tqdm bar from it.
+_Progress = Optional[Callable[[int, int], None]]
+
+GENEPT_S_PREFIX: str
 
 def version() -> str: ...
 
@@ -27,7 +31,7 @@ class Encoder:
         pooling: Optional[str] = None,
         normalize: bool = False,
         batch_tokens: int = 8192,
-        progress: bool = True,
+        progress: _Progress = None,
     ) -> npt.NDArray[np.float32]: ...
     def count_tokens(self, text: str) -> int: ...
     @property
@@ -64,7 +68,7 @@ def genes_embed(
     device: str = "cpu",
     dtype: str = "f32",
     backend: str = "auto",
-    progress: bool = True,
+    progress: _Progress = None,
 ) -> str: ...
 def bundled_summaries(species: str) -> Tuple[List[str], List[str], List[str]]: ...
 def map_genes(

@@ -1,17 +1,38 @@
-"""Tools in scanpy's style: take an AnnData, write into it, return None unless ``copy=True``."""
+"""Tools in scanpy's style: take an AnnData, write into it, return None unless ``copy=True``.
+
+Every tool records what it did in ``adata.uns`` as data (nested dicts, scalars and arrays that
+h5ad and zarr store), never JSON strings: the parameters actually used, the model or store,
+and summaries (coverage, token budget, metrics).
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence, Union
+import warnings
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
 
 from . import _adata, _celltext
 from ._encoder import Encoder
+from ._errors import translated
+from ._settings import logger
+from ._uns import SAMPLE, metrics_to_uns, summary, to_uns
 from .genes import GeneStore
+
+#: :func:`genept_w` warns when the genes that map onto the store carry less than this share
+#: of the expression (or when a cell has no mapped expressed gene).
+COVERAGE_WARN = 0.5
+
+
+class CoverageWarning(UserWarning):
+    """Few of the dataset's genes (by expression) map onto the gene store."""
+
+
+class ContextWarning(UserWarning):
+    """Cell sentences are longer than the model's context: the genes past it are cut."""
 
 
 def _store(store: Union[GeneStore, str, "os.PathLike[str]"]) -> GeneStore:
@@ -19,13 +40,28 @@ def _store(store: Union[GeneStore, str, "os.PathLike[str]"]) -> GeneStore:
         return store
     if isinstance(store, (str, os.PathLike)):
         return GeneStore.load(store)
-    raise TypeError(f"store must be a GeneStore or a store path, not {type(store).__name__}")
+    raise TypeError(f"store= must be a GeneStore or a store path, not {type(store).__name__}")
 
 
 def _name(key_added: str) -> str:
     return key_added[2:] if key_added.startswith("X_") else key_added
 
 
+def _coverage_uns(cov: Dict[str, Any], full: bool) -> Dict[str, Any]:
+    routes = cov.get("by_route") or []
+    by_route = dict(routes) if isinstance(routes, list) else dict(routes)
+    out: Dict[str, Any] = {
+        "n_genes": cov["n_genes"],
+        "n_mapped": cov["n_genes"] - cov["n_unmatched"],
+        "by_route": {str(k): int(v) for k, v in by_route.items()},
+        "unmatched": summary(cov.get("unmatched") or [], full),
+    }
+    if cov.get("expression_fraction") is not None:
+        out["expression_fraction"] = float(cov["expression_fraction"])
+    return to_uns(out)
+
+
+@translated()
 def genept_w(
     adata: Any,
     store: Union[GeneStore, str, "os.PathLike[str]"],
@@ -38,25 +74,68 @@ def genept_w(
     orthologs: bool = False,
     gene_symbols_key: Optional[str] = None,
     raw: bool = False,
+    keep_unmatched: bool = False,
     copy: bool = False,
 ) -> Optional[Any]:
     """GenePT-w cell embeddings: each cell's expression-weighted average of the gene vectors
     of its ``top_n`` most expressed mapped genes (``celltext cells embed``, same numbers).
 
-    Reads ``X``, ``layers[layer]`` or ``raw.X`` as given (pass counts, or log-normalized
-    values: no normalization is applied). A scipy CSR matrix of float32 is read in place; CSC,
-    dense or other dtypes are converted to a CSR float32 copy first. The GIL is released
-    during the computation.
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        Cells × genes. The matrix is read as given (counts or log-normalized values; no
+        normalization is applied). A scipy CSR matrix of float32 is read in place; CSC,
+        dense or other dtypes are converted to a CSR float32 copy first.
+    store : GeneStore or str or os.PathLike
+        Gene vectors (:func:`celltext.genes.embed`) or a store path.
+    layer : str, optional
+        Read ``adata.layers[layer]`` instead of ``adata.X``.
+    top_n : int or 'all'
+        Most expressed mapped genes per cell that enter the average.
+    weights : {'expr', 'log1p', 'zscore', 'uniform'}
+        Gene weights in the average.
+    key_added : str
+        ``obsm`` key of the vectors; the other outputs are named after it without ``X_``.
+    aggregation : {'weighted', 'genept', 'scelmo-wa'}
+        ``weighted`` (this), ``genept`` (``X·E / n_genes``) or ``scelmo-wa`` (row-normalized
+        ``X·E``).
+    species : {'human', 'mouse'}
+        The resolver's aliases and Ensembl ids for mapping gene names onto the store.
+    orthologs : bool
+        Also map genes through human-mouse orthologs.
+    gene_symbols_key : str, optional
+        A ``var`` column of gene symbols to use instead of ``var_names`` (e.g. when
+        ``var_names`` are Ensembl ids and the store has symbols).
+    raw : bool
+        Read ``adata.raw`` (its ``X`` and ``var``); not with ``layer``.
+    keep_unmatched : bool
+        Record every unmatched gene in ``uns`` (default: their count and the first 10;
+        :meth:`GeneStore.coverage` lists them all).
+    copy : bool
+        Return a copy instead of writing into ``adata``.
 
-    Writes ``obsm[key_added]`` (float32 ``[n_obs, dim]``) and, with ``name = key_added``
-    without its ``X_`` prefix, ``obs[name + "_coverage"]`` (share of the cell's expression
-    on mapped genes), ``obs[name + "_n_genes"]`` and ``obs[name + "_empty"]`` (no mapped
-    expressed gene: a zero vector), and ``uns[name]`` (parameters and gene coverage).
+    Returns
+    -------
+    anndata.AnnData or None
+        The copy when ``copy=True``, else None. Writes ``obsm[key_added]`` (float32
+        ``[n_obs, dim]``) and, with ``name`` = ``key_added`` without ``X_``:
+        ``obs[name + '_coverage']`` (share of the cell's expression on mapped genes),
+        ``obs[name + '_n_genes']``, ``obs[name + '_empty']`` (no mapped expressed gene: a
+        zero vector) and ``uns[name]``: ``params`` (as used), ``gene_coverage``
+        (``n_genes``, ``n_mapped``, ``by_route``, ``expression_fraction``, ``unmatched``:
+        ``n``, ``sample``, and ``all`` with ``keep_unmatched``), ``store`` (its manifest)
+        and ``tool``. Raises ValueError when no gene maps onto the store; warns
+        (:class:`CoverageWarning`) when the mapped genes carry less than ``COVERAGE_WARN``
+        of the expression or some cells get zero vectors.
 
-    ``weights``: ``expr``, ``log1p``, ``zscore`` or ``uniform``; ``top_n``: an int or
-    ``"all"``; ``aggregation``: ``weighted`` (this), ``genept`` (``X·E / n_genes``) or
-    ``scelmo-wa`` (row-normalized ``X·E``).
+    Examples
+    --------
+    >>> celltext.tl.genept_w(adata, store, layer="counts")
+    >>> adata.obsm["X_celltext_genept_w"].shape
+    (601, 384)
+    >>> sc.pp.neighbors(adata, use_rep="X_celltext_genept_w")
     """
+    _adata.check_source(adata, layer, raw)
     adata = adata.copy() if copy else adata
     st = _store(store)
     names = _adata.gene_names(adata, gene_symbols_key, raw)
@@ -66,24 +145,90 @@ def genept_w(
         m.indptr, m.indices, m.data, m.n_rows, cells, names, st._inner, m.field,
         species, orthologs, aggregation, weights, str(top_n),
     )
+    gc = json.loads(gene_cov)
+    n_genes, n_mapped = gc["n_genes"], gc["n_genes"] - gc["n_unmatched"]
+    where = f"adata.{'raw.' if raw else ''}var" + (
+        f"['{gene_symbols_key}']" if gene_symbols_key else "_names"
+    )
+    if n_mapped == 0:
+        ours = ", ".join(repr(g) for g in names[:3])
+        theirs = ", ".join(repr(g) for g in st.genes[:3])
+        raise ValueError(
+            f"store=: none of the {n_genes:,} genes of {where} ({ours}, ...) is in the store "
+            f"({len(st):,} genes: {theirs}, ...), so every cell would be a zero vector. If "
+            "the names are ids of another kind, pass gene_symbols_key= (a var column of gene "
+            "symbols); for another species, species= or orthologs=True"
+        )
+    frac = gc.get("expression_fraction")
+    n_empty = int(np.count_nonzero(empty))
+    if (frac is not None and frac < COVERAGE_WARN) or n_empty:
+        warnings.warn(
+            f"low gene coverage: {n_mapped:,} of {n_genes:,} genes of {where} "
+            f"({n_mapped / n_genes:.1%}) map onto the store, carrying "
+            f"{(frac or 0.0):.1%} of the expression; {n_empty:,} of {m.n_rows:,} cells have no "
+            "mapped expressed gene (zero vectors). Check gene_symbols_key= and species=, or "
+            "embed more genes (celltext.genes.embed(..., genes=celltext.genes.top_genes(adata, "
+            "top_n)))",
+            CoverageWarning,
+            stacklevel=3,
+        )
     name = _name(key_added)
     adata.obsm[key_added] = emb
     adata.obs[f"{name}_coverage"] = cov.astype(np.float64)
     adata.obs[f"{name}_n_genes"] = n_used.astype(np.int64)
     adata.obs[f"{name}_empty"] = empty
+    params = {
+        "layer": layer, "raw": raw, "matrix": m.field, "top_n": top_n, "weights": weights,
+        "aggregation": aggregation, "species": species, "orthologs": orthologs,
+        "gene_symbols_key": gene_symbols_key, "matrix_copied": m.copied,
+    }
     adata.uns[name] = {
-        "params": {
-            "layer": layer, "raw": raw, "top_n": str(top_n), "weights": weights,
-            "aggregation": aggregation, "species": species, "orthologs": orthologs,
-            "matrix_copied": m.copied,
-        },
-        "store_manifest": json.dumps(st.manifest) if st.manifest is not None else "",
-        "gene_coverage": json.dumps(json.loads(gene_cov)),
+        "params": to_uns(params),
+        "gene_coverage": _coverage_uns(gc, keep_unmatched),
+        "store": to_uns(
+            {"n_genes": len(st), "dim": st.dim, "manifest": st.manifest}, max_list=SAMPLE
+        ),
         "tool": _celltext.version(),
     }
+    logger.info(
+        "genept_w: %s of %s genes mapped (%s of the expression) -> obsm[%r] %s",
+        f"{n_mapped:,}", f"{n_genes:,}", "n/a" if frac is None else f"{frac:.1%}", key_added,
+        emb.shape,
+    )
     return adata if copy else None
 
 
+def _sentences(
+    adata: Any, encoder: Optional[Encoder], layer: Optional[str], max_genes: Optional[int],
+    ablation: Optional[str], seed: int, ties_stable: bool, template: Optional[str],
+    gene_symbols_key: Optional[str], raw: bool,
+) -> Tuple[List[str], Optional[Dict[str, Any]], str]:
+    _adata.check_source(adata, layer, raw)
+    names = _adata.gene_names(adata, gene_symbols_key, raw)
+    cells = _adata.cell_names(adata)
+    m = _adata.matrix(adata, layer, raw)
+    texts, budget = _celltext.cell_sentences(
+        m.indptr, m.indices, m.data, m.n_rows, cells, names, m.field, max_genes,
+        ties_stable, seed, template, ablation or "none",
+        None if encoder is None else encoder._inner,
+    )
+    b = json.loads(budget) if budget else None
+    if b and b.get("n_truncated"):
+        s = b.get("summary") or {}
+        n_genes = float(np.median(b["n_genes"])) if b.get("n_genes") else float("nan")
+        fit = f"a median of {s.get('median', float('nan')):g} of {n_genes:g} genes fit"
+        warnings.warn(
+            f"{b['n_truncated']:,} of {len(texts):,} cell sentences are longer than the model's "
+            f"context ({b['max_len']} tokens): {fit}, the rest are cut when embedded. Pass "
+            "max_genes= to say how many genes a sentence holds, or use a model with a longer "
+            "context",
+            ContextWarning,
+            stacklevel=4,
+        )
+    return texts, b, m.field
+
+
+@translated(rename={"model": "encoder"})
 def cell_sentences(
     adata: Any,
     layer: Optional[str] = None,
@@ -97,24 +242,53 @@ def cell_sentences(
     raw: bool = False,
 ) -> List[str]:
     """Cell sentences (``celltext cells sentences``): each cell's expressed genes in
-    descending expression, after ``template`` ("A cell with genes ranked by expression: ").
+    descending expression, after ``template``.
 
-    Ties are broken by a seeded shuffle (``seed``) unless ``ties_stable``. ``ablation``:
-    ``hash``, ``hash-instance``, ``shuffle-all``, ``shuffle-in-context``, ``shuffle-top10``,
-    ``hash+shuffle-in-context`` or ``shorten:10|20|50``; the in-context ones need
-    ``encoder`` (its context length). The matrix is copied once.
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        Cells × genes (the matrix is copied once).
+    layer : str, optional
+        Rank by ``adata.layers[layer]`` instead of ``adata.X``.
+    max_genes : int, optional
+        Genes per sentence (None: every expressed gene).
+    ablation : str, optional
+        ``hash``, ``hash-instance``, ``shuffle-all``, ``shuffle-in-context``,
+        ``shuffle-top10``, ``hash+shuffle-in-context`` or ``shorten:10|20|50``; the
+        in-context ones need ``encoder``.
+    seed : int
+        Seed of the tie-breaking shuffle and of the ablations.
+    ties_stable : bool
+        Break ties by column order instead of a seeded shuffle.
+    template : str, optional
+        Text before the genes (default ``celltext._celltext.GENEPT_S_PREFIX``, "A cell with
+        genes ranked by expression: ").
+    encoder : Encoder, optional
+        The model the sentences are for: its context length for the in-context ablations
+        and for a :class:`ContextWarning` when sentences are longer than it.
+    gene_symbols_key : str, optional
+        A ``var`` column of gene symbols to use instead of ``var_names``.
+    raw : bool
+        Read ``adata.raw`` (its ``X`` and ``var``); not with ``layer``.
+
+    Returns
+    -------
+    list of str
+        One sentence per cell, in ``obs`` order.
+
+    Examples
+    --------
+    >>> celltext.tl.cell_sentences(adata, layer="counts", max_genes=5)[0]
+    'A cell with genes ranked by expression: MALAT1 B2M TMSB4X ...'
     """
-    names = _adata.gene_names(adata, gene_symbols_key, raw)
-    cells = _adata.cell_names(adata)
-    m = _adata.matrix(adata, layer, raw)
-    texts, _ = _celltext.cell_sentences(
-        m.indptr, m.indices, m.data, m.n_rows, cells, names, m.field, max_genes,
-        ties_stable, seed, template, ablation or "none",
-        None if encoder is None else encoder._inner,
+    texts, _, _ = _sentences(
+        adata, encoder, layer, max_genes, ablation, seed, ties_stable, template,
+        gene_symbols_key, raw,
     )
     return texts
 
 
+@translated(rename={"model": "encoder"})
 def embed_sentences(
     adata: Any,
     encoder: Encoder,
@@ -133,34 +307,154 @@ def embed_sentences(
     progress: bool = True,
     copy: bool = False,
 ) -> Optional[Any]:
-    """Cell-sentence embeddings (GenePT-s): :func:`cell_sentences` through ``encoder`` into
-    ``obsm[key_added]``; ``uns[name]`` records the model and the sentences' token budget
-    (genes that fit in the model's context). The vectors equal ``celltext cells
-    embed-sentences`` bit for bit (same sentences, token-budget batches and per-batch math; the
-    CLI also checkpoints them in chunks). Ctrl-C stops between batches."""
+    """Cell-sentence embeddings (GenePT-s): :func:`cell_sentences` through ``encoder``.
+
+    The vectors equal ``celltext cells embed-sentences`` bit for bit (same sentences,
+    token-budget batches and per-batch math; the CLI also checkpoints them in chunks).
+
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        Cells × genes.
+    encoder : Encoder
+        The text encoder.
+    layer : str, optional
+        Rank genes by ``adata.layers[layer]`` instead of ``adata.X``.
+    max_genes : int, optional
+        Genes per sentence (None: every expressed gene; the model reads as many as fit in
+        its context, and a :class:`ContextWarning` says how many when sentences are cut).
+    ablation : str, optional
+        As :func:`cell_sentences`.
+    seed : int
+        Seed of the tie-breaking shuffle and of the ablations.
+    ties_stable : bool
+        Break ties by column order instead of a seeded shuffle.
+    template : str, optional
+        Text before the genes (default ``celltext._celltext.GENEPT_S_PREFIX``).
+    pooling : {'cls', 'mean', 'max'}, optional
+        Token pooling; None uses the model's.
+    normalize : bool
+        L2-normalize each vector.
+    batch_tokens : int
+        Token budget of one batch.
+    key_added : str
+        ``obsm`` key of the vectors; ``uns`` is named after it without ``X_``.
+    gene_symbols_key : str, optional
+        A ``var`` column of gene symbols to use instead of ``var_names``.
+    raw : bool
+        Read ``adata.raw`` (its ``X`` and ``var``); not with ``layer``.
+    progress : bool
+        Show a progress bar (tqdm: a widget in Jupyter, text in a terminal).
+    copy : bool
+        Return a copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    anndata.AnnData or None
+        The copy when ``copy=True``, else None. Writes ``obsm[key_added]`` (float32
+        ``[n_obs, dim]``) and ``uns[name]``: ``params`` (every parameter as used: the
+        template and pooling actually applied, ``normalize``, ``layer``, ...), ``model``
+        (id, revision, weights sha256, ...), ``genes_in_context`` (how many genes of a
+        sentence fit in the model's context: min, median, mean, max), ``n_truncated`` and
+        ``max_len``; ``obs[name + '_genes_in_context']`` per cell.
+        Ctrl-C stops the work between batches.
+
+    Examples
+    --------
+    >>> enc = celltext.Encoder("models-local/all-MiniLM-L6-v2")
+    >>> celltext.tl.embed_sentences(adata, enc, layer="counts", max_genes=60)
+    >>> adata.uns["celltext_sentences"]["params"]["pooling"]
+    'mean'
+    """
+    if not isinstance(encoder, Encoder):
+        raise TypeError(f"encoder= must be a celltext.Encoder, not {type(encoder).__name__}")
+    _adata.check_source(adata, layer, raw)
     adata = adata.copy() if copy else adata
-    names = _adata.gene_names(adata, gene_symbols_key, raw)
-    cells = _adata.cell_names(adata)
-    m = _adata.matrix(adata, layer, raw)
-    texts, budget = _celltext.cell_sentences(
-        m.indptr, m.indices, m.data, m.n_rows, cells, names, m.field, max_genes,
-        ties_stable, seed, template, ablation or "none", encoder._inner,
+    texts, b, field = _sentences(
+        adata, encoder, layer, max_genes, ablation, seed, ties_stable, template,
+        gene_symbols_key, raw,
     )
+    info = encoder.info
+    used_pooling = pooling if pooling is not None else info["pooling"]
     adata.obsm[key_added] = encoder.embed(
-        texts, pooling=pooling, normalize=normalize, batch_tokens=batch_tokens, progress=progress
+        texts, pooling=used_pooling, normalize=normalize, batch_tokens=batch_tokens,
+        progress=progress,
     )
-    b = json.loads(budget) if budget else {}
-    adata.uns[_name(key_added)] = {
-        "model": json.dumps(encoder.info),
-        "ablation": ablation or "none",
-        "seed": seed,
-        "max_genes": -1 if max_genes is None else max_genes,
-        "genes_in_context": json.dumps(b.get("summary")),
+    params = {
+        "layer": layer, "raw": raw, "matrix": field, "max_genes": max_genes,
+        "ablation": ablation or "none", "seed": seed, "ties_stable": ties_stable,
+        "template": _celltext.GENEPT_S_PREFIX if template is None else template,
+        "pooling": used_pooling, "normalize": normalize, "batch_tokens": batch_tokens,
+        "gene_symbols_key": gene_symbols_key,
+    }
+    model = {k: v for k, v in info.items() if k not in ("pooling", "normalize")}
+    model["default_pooling"] = info["pooling"]
+    entry: Dict[str, Any] = {
+        "params": to_uns(params),
+        "model": to_uns(model),
         "tool": _celltext.version(),
     }
+    if b:
+        entry["genes_in_context"] = to_uns(b.get("summary") or {})
+        entry["n_truncated"] = int(b.get("n_truncated") or 0)
+        entry["max_len"] = int(b["max_len"])
+        adata.obs[f"{_name(key_added)}_genes_in_context"] = np.asarray(
+            b["in_context"], dtype=np.int64
+        )
+    adata.uns[_name(key_added)] = entry
+    logger.info("embed_sentences: %d cells -> obsm[%r]", len(texts), key_added)
     return adata if copy else None
 
 
+def _label_values(adata: Any, label: str) -> Tuple[List[str], Dict[str, Any], pd.Series]:
+    """The label column as the core's strings, the way back from a class name to the
+    column's own value, and the column."""
+    strs = _adata.obs_labels(adata, label)
+    col = adata.obs[label]
+    back: Dict[str, Any] = {}
+    for s, v in zip(strs, col.tolist()):
+        t = s.strip()
+        if t and t.lower() != "nan" and t not in back:
+            back[t] = v
+    return strs, back, col
+
+
+def _write_predictions(
+    adata: Any, key_added: str, label: str, back: Dict[str, Any], col: pd.Series,
+    pred: List[str], conf: np.ndarray, split: List[str],
+) -> None:
+    """Predictions in the label's own terms: its categories (in order, so scanpy colours a
+    class alike in both panels; ``uns[label + '_colors']`` is copied) or its dtype."""
+    values = [back[p] for p in pred]
+    key = f"{key_added}_pred"
+    colors = adata.uns.get(f"{label}_colors")
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        cats = col.cat.categories
+        out: Any = pd.Categorical(values, categories=cats, ordered=col.cat.ordered)
+        if colors is not None and len(colors) == len(cats):
+            adata.uns[f"{key}_colors"] = np.array(colors, dtype=object).copy()
+    elif pd.api.types.is_bool_dtype(col.dtype) or pd.api.types.is_numeric_dtype(col.dtype):
+        out = pd.array(values, dtype=col.dtype) if pd.api.types.is_extension_array_dtype(
+            col.dtype
+        ) else np.asarray(values, dtype=col.dtype)
+    else:
+        # strings: categories sorted, as scanpy makes them for the label column
+        out = pd.Categorical(values, categories=sorted(set(back.values()), key=str))
+    adata.obs[key] = out
+    adata.obs[f"{key_added}_conf"] = conf
+    adata.obs[f"{key_added}_split"] = pd.Categorical(
+        split, categories=["train", "test", "unlabeled"]
+    )
+
+
+def _metrics(report: str, back: Dict[str, Any]) -> Dict[str, Any]:
+    m = json.loads(report)
+    names = sorted(back)
+    m["classes"] = [names[i] for i in m["labels"]]
+    return m
+
+
+@translated()
 def knn_classify(
     adata: Any,
     label: str,
@@ -169,36 +463,76 @@ def knn_classify(
     vote: str = "majority",
     test_fraction: float = 0.2,
     seed: int = 0,
-    key_added: str = "celltext",
+    key_added: str = "celltext_knn",
     copy: bool = False,
 ) -> Union[Dict[str, Any], Any]:
-    """Cosine KNN on ``obsm[use_rep]`` (``celltext classify --method knn``).
+    """Cosine KNN on ``obsm[use_rep]`` (``celltext classify --method knn``, same numbers).
 
-    Labelled cells (``obs[label]`` non-empty) are split train/test, stratified by class
-    (``test_fraction``, ``seed``: the CLI's split). Train cells are predicted leave-one-out,
-    test and unlabelled cells from the train cells. Writes ``obs[key_added + "_pred"]``,
-    ``obs[key_added + "_conf"]`` (the winner's share of the votes) and
-    ``obs[key_added + "_split"]`` (``train``/``test``/``unlabeled``), and
-    ``uns[key_added + "_knn"]``. Returns the test-set metrics (accuracy, macro/weighted F1,
-    Cohen's kappa, per class, confusion), or the AnnData copy when ``copy=True`` (metrics in
-    ``uns``).
+    Labelled cells (``obs[label]`` not missing) are split train/test, stratified by class
+    (the CLI's split for the same ``test_fraction`` and ``seed``). Train cells are predicted
+    leave-one-out, test and unlabelled cells from the train cells.
+
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        Cells with an embedding in ``obsm``.
+    label : str
+        ``obs`` column of the cell types (categorical, string or integer).
+    use_rep : str
+        ``obsm`` key of the embedding (``"X"`` for ``adata.X``).
+    k : int
+        Neighbours that vote.
+    vote : {'majority', 'distance'}
+        Vote of the neighbours.
+    test_fraction : float
+        Share of each class held out for the test metrics.
+    seed : int
+        Seed of the split.
+    key_added : str
+        Prefix of the outputs. The default differs from :func:`mlp_classify`'s
+        (``celltext_mlp``), so running both keeps both; pass your own to keep several runs.
+    copy : bool
+        Return a copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    dict or anndata.AnnData
+        The test-set metrics (as :func:`celltext.metrics.classification_report`), or the
+        copy when ``copy=True``. Writes ``obs[key_added + '_pred']`` (in the label's terms:
+        its categories and colours for a categorical label, its dtype for an integer one),
+        ``obs[key_added + '_conf']`` (the winner's share of the votes),
+        ``obs[key_added + '_split']`` (``train``/``test``/``unlabeled``) and
+        ``uns[key_added]``: ``params``, ``metrics`` (confusion as a 2-D array, per-class
+        scores as arrays in the order of ``classes``).
+
+    Examples
+    --------
+    >>> m = celltext.tl.knn_classify(adata, "label", use_rep="X_celltext_genept_w", k=10)
+    >>> round(m["accuracy"], 3)
+    0.738
+    >>> celltext.pl.confusion(adata, "label", "celltext_knn_pred")
     """
     adata = adata.copy() if copy else adata
-    labels = _adata.obs_labels(adata, label)
+    labels, back, col = _label_values(adata, label)
     x = _adata.representation(adata, use_rep)
     pred, conf, split, report = _celltext.knn_classify(
         x, labels, label, int(k), vote, float(test_fraction), int(seed)
     )
-    _write_predictions(adata, key_added, pred, conf, split)
-    metrics = json.loads(report)
-    adata.uns[f"{key_added}_knn"] = {
-        "params": {"label": label, "use_rep": use_rep, "k": k, "vote": vote,
-                   "test_fraction": test_fraction, "seed": seed},
-        "metrics": json.dumps(metrics),
+    _write_predictions(adata, key_added, label, back, col, pred, conf, split)
+    metrics = _metrics(report, back)
+    adata.uns[key_added] = {
+        "method": "knn",
+        "params": to_uns({"label": label, "use_rep": use_rep, "k": k, "vote": vote,
+                          "test_fraction": test_fraction, "seed": seed}),
+        "metrics": metrics_to_uns(metrics),
+        "tool": _celltext.version(),
     }
+    logger.info("knn_classify: test accuracy %.3f on %d cells -> obs[%r]",
+                metrics["accuracy"], metrics["n_samples"], f"{key_added}_pred")
     return adata if copy else metrics
 
 
+@translated()
 def mlp_classify(
     adata: Any,
     label: str,
@@ -215,46 +549,93 @@ def mlp_classify(
     class_weights: bool = False,
     test_fraction: float = 0.2,
     seed: int = 0,
-    key_added: str = "celltext",
+    key_added: str = "celltext_mlp",
     copy: bool = False,
 ) -> Union[Dict[str, Any], Any]:
-    """A small MLP on one or several embeddings (``celltext classify --method mlp``).
+    """A small MLP on one or several embeddings (``celltext classify --method mlp``, same
+    numbers). The GIL is released while it trains.
 
-    ``use_rep`` names one obsm key or several; several are fused (``fusion``: ``concat``, the
-    default, or ``gated``) after each is layer-normalized. Same labels and stratified split
-    as :func:`knn_classify`; a seeded validation part of the train cells (``val_fraction``)
-    stops training early (``patience``). AdamW, ``hidden`` ReLU layers with ``dropout``.
-    Writes ``obs[key_added + "_pred"]``, ``obs[key_added + "_conf"]`` (softmax
-    probability of the prediction), ``obs[key_added + "_split"]`` and ``uns[key_added +
-    "_mlp"]``; returns the test-set metrics (or the AnnData copy when ``copy=True``). The GIL
-    is released while it trains.
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        Cells with embeddings in ``obsm``.
+    label : str
+        ``obs`` column of the cell types (categorical, string or integer).
+    use_rep : str or sequence of str
+        One ``obsm`` key, or several to fuse (each layer-normalized first).
+    fusion : {'concat', 'gated'}, optional
+        How several embeddings are combined (default ``concat``).
+    hidden : sequence of int
+        Widths of the hidden ReLU layers.
+    dropout : float
+        Dropout after each hidden layer.
+    lr : float
+        AdamW learning rate.
+    weight_decay : float
+        AdamW weight decay.
+    epochs : int
+        Most epochs.
+    patience : int
+        Epochs without a better validation loss before training stops.
+    batch_size : int
+        Minibatch size.
+    val_fraction : float
+        Seeded share of the train cells used for early stopping.
+    class_weights : bool
+        Weigh the loss by inverse class frequency.
+    test_fraction : float
+        Share of each class held out for the test metrics (the split of
+        :func:`knn_classify`).
+    seed : int
+        Seed of the split, initialization and minibatch order.
+    key_added : str
+        Prefix of the outputs (default ``celltext_mlp``, distinct from
+        :func:`knn_classify`'s).
+    copy : bool
+        Return a copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    dict or anndata.AnnData
+        The test-set metrics, or the copy when ``copy=True``. Writes
+        ``obs[key_added + '_pred']`` (in the label's terms), ``obs[key_added + '_conf']``
+        (softmax probability of the prediction), ``obs[key_added + '_split']`` and
+        ``uns[key_added]`` (``params``, ``metrics``).
+
+    Examples
+    --------
+    >>> m = celltext.tl.mlp_classify(adata, "label", use_rep=["X_celltext_genept_w",
+    ...                                                       "X_celltext_sentences"])
     """
     adata = adata.copy() if copy else adata
     reps = [use_rep] if isinstance(use_rep, str) else list(use_rep)
-    labels = _adata.obs_labels(adata, label)
+    labels, back, col = _label_values(adata, label)
     xs = [(r, _adata.representation(adata, r)) for r in reps]
     pred, conf, split, report = _celltext.mlp_classify(
         xs, labels, label, fusion or "concat", [int(h) for h in hidden], float(dropout),
         float(lr), float(weight_decay), int(epochs), int(patience), int(batch_size),
         float(val_fraction), bool(class_weights), float(test_fraction), int(seed),
     )
-    _write_predictions(adata, key_added, pred, conf, split)
-    metrics = json.loads(report)
-    adata.uns[f"{key_added}_mlp"] = {
-        "params": {"label": label, "use_rep": reps, "fusion": fusion or "concat",
-                   "hidden": list(hidden), "epochs": epochs, "seed": seed,
-                   "test_fraction": test_fraction},
-        "metrics": json.dumps(metrics),
+    _write_predictions(adata, key_added, label, back, col, pred, conf, split)
+    metrics = _metrics(report, back)
+    adata.uns[key_added] = {
+        "method": "mlp",
+        "params": to_uns({
+            "label": label, "use_rep": reps, "fusion": fusion or "concat",
+            "hidden": [int(h) for h in hidden], "dropout": dropout, "lr": lr,
+            "weight_decay": weight_decay, "epochs": epochs, "patience": patience,
+            "batch_size": batch_size, "val_fraction": val_fraction,
+            "class_weights": class_weights, "test_fraction": test_fraction, "seed": seed,
+        }),
+        "metrics": metrics_to_uns(metrics),
+        "tool": _celltext.version(),
     }
+    logger.info("mlp_classify: test accuracy %.3f on %d cells -> obs[%r]",
+                metrics["accuracy"], metrics["n_samples"], f"{key_added}_pred")
     return adata if copy else metrics
 
 
-def _write_predictions(adata: Any, key_added: str, pred, conf, split) -> None:
-    adata.obs[f"{key_added}_pred"] = pd.Categorical(pred, categories=sorted(set(pred)))
-    adata.obs[f"{key_added}_conf"] = conf
-    adata.obs[f"{key_added}_split"] = pd.Categorical(
-        split, categories=["train", "test", "unlabeled"]
-    )
-
-
-__all__ = ["genept_w", "cell_sentences", "embed_sentences", "knn_classify", "mlp_classify"]
+__all__ = [
+    "genept_w", "cell_sentences", "embed_sentences", "knn_classify", "mlp_classify",
+    "CoverageWarning", "ContextWarning", "COVERAGE_WARN",
+]

@@ -49,7 +49,7 @@ print(
     f"KNN (k=10) on {m['n_samples']} test cells: accuracy {m['accuracy']:.3f}, "
     f"macro F1 {m['macro_f1']:.3f}, kappa {m['cohen_kappa']:.3f}"
 )
-print(adata.obs[["label", "celltext_pred", "celltext_conf", "celltext_split"]].head())
+print(adata.obs[["label", "celltext_knn_pred", "celltext_knn_conf", "celltext_knn_split"]].head())
 
 if args.plot:
     try:
@@ -59,6 +59,6 @@ if args.plot:
     else:
         sc.pp.neighbors(adata, use_rep="X_celltext_genept_w", random_state=0)
         sc.tl.umap(adata, random_state=0)
-        fig = sc.pl.umap(adata, color=["label", "celltext_pred"], return_fig=True, show=False)
+        fig = sc.pl.umap(adata, color=["label", "celltext_knn_pred"], return_fig=True, show=False)
         fig.savefig(args.plot, dpi=100, bbox_inches="tight")
         print(f"wrote {args.plot}")

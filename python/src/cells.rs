@@ -1,68 +1,22 @@
 //! Cells: GenePT-w (`celltext cells embed`) over a scipy CSR matrix read in place, and cell
 //! sentences (`celltext cells sentences`).
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
 use pyo3::prelude::*;
 
-use celltext::app::cells::{sentences_of, AggregationChoice, SentenceArgs};
-use celltext::app::value_enum::parse_value;
 use celltext::cells::matrix::{CsrMatrix, CsrView, ExpressionMatrix};
+use celltext::cells::pipeline::{sentences_of, AggregationChoice, SentenceArgs};
 use celltext::cells::read::ReadOptions;
 use celltext::cells::source::{check_unique_genes, check_values_view};
 use celltext::cells::weighted::{embed_cells_view, TopN, Weights};
+use celltext::choice::parse_choice as parse_value;
 use celltext::genes::Species;
 
 use crate::encoder::PyEncoder;
 use crate::genes::PyGeneStore;
-use crate::{guard, index_array, IndexArray};
-
-/// A cells × genes CSR matrix over NumPy buffers: float32 data and int32 indices are read in
-/// place, int64 indptr too; int32 indptr is widened (n_rows + 1 values).
-pub struct Csr<'a> {
-    n_rows: usize,
-    n_cols: usize,
-    indptr: Cow<'a, [usize]>,
-    indices: Cow<'a, [u32]>,
-    data: &'a [f32],
-}
-
-impl<'a> Csr<'a> {
-    pub fn new(
-        indptr: &'a IndexArray<'_>,
-        indices: &'a IndexArray<'_>,
-        data: &'a PyReadonlyArray1<'_, f32>,
-        n_rows: usize,
-        n_cols: usize,
-    ) -> PyResult<Self> {
-        if indptr.len() != n_rows + 1 {
-            return Err(pyo3::exceptions::PyValueError::new_err(format!(
-                "indptr has {} entries but the matrix has {n_rows} rows (expected {})",
-                indptr.len(),
-                n_rows + 1
-            )));
-        }
-        Ok(Self {
-            n_rows,
-            n_cols,
-            indptr: indptr.as_usize("indptr")?,
-            indices: indices.as_u32("indices")?,
-            data: data.as_slice()?,
-        })
-    }
-
-    pub fn view(&self) -> CsrView<'_> {
-        CsrView {
-            n_rows: self.n_rows,
-            n_cols: self.n_cols,
-            indptr: &self.indptr,
-            indices: &self.indices,
-            data: self.data,
-        }
-    }
-}
+use crate::{guard, index_array, Csr};
 
 /// The checks the h5ad reader applies to every matrix it reads, with its messages: the CSR
 /// structure, unique non-empty gene names and usable values.
@@ -138,13 +92,12 @@ fn genept_w<'py>(
             let agg = parse_value::<AggregationChoice>("aggregation", aggregation, true)?
                 .aggregation(weights, top_n);
             check_matrix(&view, &cell_ids, &genes, field)?;
-            let totals = celltext::app::cells::gene_totals(&view);
-            let (rows, coverage) = celltext::app::genes::coverage(
+            let (rows, coverage) = celltext::genes::pipeline::coverage(
                 &store.symbols,
                 &genes,
                 species,
                 orthologs,
-                Some(&totals),
+                Some((view.indices, view.data)),
             )?;
             let emb = embed_cells_view(&view, &rows, store, &agg)?;
             Ok((emb, serde_json::to_string(&coverage)?))
@@ -265,7 +218,7 @@ fn top_n_genes<'py>(
                 genes,
                 obs: vec![],
             };
-            let mut used: Vec<String> = celltext::app::cells::top_n_gene_set(&m, n)
+            let mut used: Vec<String> = celltext::cells::pipeline::top_n_gene_set(&m, n)
                 .into_iter()
                 .collect();
             used.sort();

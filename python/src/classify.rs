@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use celltext::app::value_enum::parse_value;
+use celltext::choice::parse_choice as parse_value;
 use celltext::classify::features::gather_rows;
 use celltext::classify::knn::{knn_loo, CosineKnn, Vote};
 use celltext::classify::mlp::{Fusion, MlpConfig, Source, TrainedMlp};

@@ -4,10 +4,10 @@
 use numpy::{IntoPyArray, PyArray2, PyArrayMethods};
 use pyo3::prelude::*;
 
-use celltext::app::value_enum::parse_value;
+use celltext::choice::parse_choice as parse_value;
 use celltext::encoder::{self, BackendChoice, EncoderOptions, Pooling};
 
-use crate::{check_signals, guard};
+use crate::{check_and_report, guard};
 
 #[pyclass(module = "celltext._celltext", name = "Encoder")]
 pub struct PyEncoder {
@@ -51,8 +51,9 @@ impl PyEncoder {
         })
     }
 
-    /// Embed texts: float32 [len(texts), dim], input order.
-    #[pyo3(signature = (texts, pooling=None, normalize=false, batch_tokens=8192, progress=true))]
+    /// Embed texts: float32 [len(texts), dim], input order. `progress`: a callable given
+    /// (texts done, total) between batches.
+    #[pyo3(signature = (texts, pooling=None, normalize=false, batch_tokens=8192, progress=None))]
     fn embed<'py>(
         mut slf: PyRefMut<'py, Self>,
         py: Python<'py>,
@@ -60,7 +61,7 @@ impl PyEncoder {
         pooling: Option<&str>,
         normalize: bool,
         batch_tokens: usize,
-        progress: bool,
+        progress: Option<PyObject>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let pooling = match pooling {
             Some(p) => guard(|| parse_value::<Pooling>("pooling", p, true))?,
@@ -79,15 +80,11 @@ impl PyEncoder {
                 enc.identity.pooling = pooling;
                 enc.identity.normalize = normalize;
                 let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                let pb = celltext::progress::bar(refs.len() as u64, "texts", !progress);
-                let out = enc.embed_texts_cancellable(
-                    &refs,
-                    batch_tokens,
-                    Some(&pb),
-                    Some(&check_signals),
-                );
-                pb.finish_and_clear();
-                let out = out?;
+                let check = check_and_report(progress.as_ref());
+                let out = celltext::progress::observe(|| {
+                    let pb = celltext::progress::bar(refs.len() as u64, "texts", true);
+                    enc.embed_texts_cancellable(&refs, batch_tokens, Some(&pb), Some(&check))
+                })?;
                 Ok((out.data, refs.len(), out.dim))
             })
         })?;

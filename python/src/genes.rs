@@ -6,13 +6,12 @@ use std::path::PathBuf;
 use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use celltext::app::genes::{run_genes_embed_cancellable, GenesEmbedArgs, MissingPolicy};
-use celltext::app::value_enum::parse_value;
+use celltext::choice::parse_choice as parse_value;
 use celltext::encoder::{self, BackendChoice, EncoderOptions};
+use celltext::genes::pipeline::{run_genes_embed_cancellable, GenesEmbedArgs, MissingPolicy};
 use celltext::genes::{GeneEmbeddings, Species, SummaryCorpus};
 
-use crate::cells::Csr;
-use crate::{check_signals, guard, index_array};
+use crate::{check_and_report, guard, index_array, Csr};
 
 /// A gene-embedding store in memory (`STORE.safetensors` + `STORE.genes.tsv` + manifest).
 #[pyclass(module = "celltext._celltext", name = "GeneStore", frozen)]
@@ -103,9 +102,10 @@ impl PyGeneStore {
 
 /// `celltext genes embed`: embed summaries into the store at `out` (resumable: run it again
 /// after an interruption and finished chunks are reused). Ctrl-C stops it between batches with
-/// `KeyboardInterrupt`, leaving the finished chunks to resume from. Returns the manifest as JSON.
+/// `KeyboardInterrupt`, leaving the finished chunks to resume from. `progress`: a callable given
+/// (genes done, total) between batches (no stderr bar). Returns the manifest as JSON.
 #[pyfunction]
-#[pyo3(signature = (model, out, species="human", summaries=None, dataset_genes=None, missing="skip", batch_tokens=8192, chunk_texts=512, device="cpu", dtype="f32", backend="auto", progress=true))]
+#[pyo3(signature = (model, out, species="human", summaries=None, dataset_genes=None, missing="skip", batch_tokens=8192, chunk_texts=512, device="cpu", dtype="f32", backend="auto", progress=None))]
 #[allow(clippy::too_many_arguments)]
 fn genes_embed(
     py: Python<'_>,
@@ -120,7 +120,7 @@ fn genes_embed(
     device: &str,
     dtype: &str,
     backend: &str,
-    progress: bool,
+    progress: Option<PyObject>,
 ) -> PyResult<String> {
     py.allow_threads(|| {
         guard(|| {
@@ -138,11 +138,13 @@ fn genes_embed(
                 dataset_genes,
                 missing: parse_value::<MissingPolicy>("missing", missing, true)?,
                 batch_tokens,
-                quiet: !progress,
+                quiet: progress.is_none(),
                 stop_after_chunks: None,
                 chunk_texts,
             };
-            let manifest = run_genes_embed_cancellable(&args, Some(&check_signals))?;
+            let check = check_and_report(progress.as_ref());
+            let manifest =
+                celltext::progress::observe(|| run_genes_embed_cancellable(&args, Some(&check)))?;
             Ok(serde_json::to_string(&manifest)?)
         })
     })
@@ -177,21 +179,24 @@ fn map_genes(
     n_rows: usize,
 ) -> PyResult<(Vec<i64>, String)> {
     let species = guard(|| parse_value::<Species>("species", species, true))?;
-    let totals = match (&indptr, &indices, &data) {
+    let arrays = match (&indptr, &indices, &data) {
         (Some(p), Some(i), Some(d)) => {
-            let (p, i) = (index_array(p, "indptr")?, index_array(i, "indices")?);
-            let csr = Csr::new(&p, &i, d, n_rows, genes.len())?;
-            Some(celltext::app::cells::gene_totals(&csr.view()))
+            Some((index_array(p, "indptr")?, index_array(i, "indices")?, d))
         }
         _ => None,
     };
+    let csr = match &arrays {
+        Some((p, i, d)) => Some(Csr::new(p, i, d, n_rows, genes.len())?),
+        None => None,
+    };
+    let view = csr.as_ref().map(|c| c.view());
     guard(|| {
-        let (rows, cov) = celltext::app::genes::coverage(
+        let (rows, cov) = celltext::genes::pipeline::coverage(
             &store.inner.symbols,
             &genes,
             species,
             orthologs,
-            totals.as_deref(),
+            view.as_ref().map(|v| (v.indices, v.data)),
         )?;
         let rows = rows
             .iter()

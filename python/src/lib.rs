@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use celltext::cells::matrix::CsrView;
 use numpy::{PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::exceptions::{PyFileNotFoundError, PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -54,10 +55,23 @@ pub(crate) fn guard<T>(f: impl FnOnce() -> anyhow::Result<T>) -> PyResult<T> {
     }
 }
 
-/// Ctrl-C between batches: runs Python's signal handlers (KeyboardInterrupt) with the GIL
-/// taken back for a moment; called from code that released it.
-pub(crate) fn check_signals() -> anyhow::Result<()> {
-    Python::with_gil(|py| py.check_signals()).map_err(anyhow::Error::from)
+/// Between batches, from code that released the GIL: Ctrl-C (Python's signal handlers run with
+/// the GIL taken back for a moment, KeyboardInterrupt stops the work), then, when given a
+/// callable, hand it the (done, total) of the progress bar the work made inside
+/// `celltext::progress::observe`; the Python package draws its notebook bar from these.
+pub(crate) fn check_and_report(
+    progress: Option<&PyObject>,
+) -> impl Fn() -> anyhow::Result<()> + Send + Sync + '_ {
+    move || {
+        Python::with_gil(|py| {
+            py.check_signals()?;
+            if let (Some(cb), Some((done, total))) = (progress, celltext::progress::observed()) {
+                cb.call1(py, (done, total))?;
+            }
+            Ok::<(), PyErr>(())
+        })
+        .map_err(anyhow::Error::from)
+    }
 }
 
 /// An index array from NumPy: int64 read in place (as usize), int32 widened (a copy).
@@ -130,6 +144,51 @@ impl IndexArray<'_> {
 }
 
 /// The library's version (the CLI's `--version`).
+/// A cells × genes CSR matrix over NumPy buffers: float32 data and int32 indices are read in
+/// place, int64 indptr too; int32 indptr is widened (n_rows + 1 values).
+pub(crate) struct Csr<'a> {
+    n_rows: usize,
+    n_cols: usize,
+    indptr: Cow<'a, [usize]>,
+    indices: Cow<'a, [u32]>,
+    data: &'a [f32],
+}
+
+impl<'a> Csr<'a> {
+    pub fn new(
+        indptr: &'a IndexArray<'_>,
+        indices: &'a IndexArray<'_>,
+        data: &'a PyReadonlyArray1<'_, f32>,
+        n_rows: usize,
+        n_cols: usize,
+    ) -> PyResult<Self> {
+        if indptr.len() != n_rows + 1 {
+            return Err(PyValueError::new_err(format!(
+                "indptr has {} entries but the matrix has {n_rows} rows (expected {})",
+                indptr.len(),
+                n_rows + 1
+            )));
+        }
+        Ok(Self {
+            n_rows,
+            n_cols,
+            indptr: indptr.as_usize("indptr")?,
+            indices: indices.as_u32("indices")?,
+            data: data.as_slice()?,
+        })
+    }
+
+    pub fn view(&self) -> CsrView<'_> {
+        CsrView {
+            n_rows: self.n_rows,
+            n_cols: self.n_cols,
+            indptr: &self.indptr,
+            indices: &self.indices,
+            data: self.data,
+        }
+    }
+}
+
 #[pyfunction]
 fn version() -> &'static str {
     celltext::io::TOOL_VERSION
@@ -138,6 +197,10 @@ fn version() -> &'static str {
 #[pymodule]
 fn _celltext(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(version, m)?)?;
+    m.add(
+        "GENEPT_S_PREFIX",
+        celltext::cells::sentences::GENEPT_S_PREFIX,
+    )?;
     encoder::register(m)?;
     genes::register(m)?;
     cells::register(m)?;

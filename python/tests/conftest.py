@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+os.environ.setdefault("MPLBACKEND", "Agg")  # celltext.pl draws without a display
+
 REPO = Path(__file__).resolve().parents[2]
 PBMC = REPO / "assets" / "data" / "pbmc3k_demo.h5ad"
 

@@ -23,11 +23,15 @@ def test_knn_equals_cli(cli, tmp_path, pbmc):
     want = json.loads(out)
     pbmc.obsm["X_emb"] = emb
     got = celltext.tl.knn_classify(pbmc, "label", use_rep="X_emb", k=10)
+    classes = got.pop("classes")
     assert got == want["results"][0]["test"]
-    test = np.flatnonzero(pbmc.obs["celltext_split"].to_numpy() == "test").tolist()
+    assert [classes[i] for i in range(len(classes))] == [
+        sorted(set(pbmc.obs["label"]))[i] for i in got["labels"]
+    ]
+    test = np.flatnonzero(pbmc.obs["celltext_knn_split"].to_numpy() == "test").tolist()
     assert test == want["manifest"]["split"]["test"]
     assert got["accuracy"] > 0.5
-    conf = pbmc.obs["celltext_conf"].to_numpy()
+    conf = pbmc.obs["celltext_knn_conf"].to_numpy()
     assert ((conf > 0) & (conf <= 1)).all()
 
 
@@ -44,8 +48,9 @@ def test_mlp_equals_cli(cli, tmp_path, pbmc):
     pbmc.obsm["X_emb"] = emb
     got = celltext.tl.mlp_classify(pbmc, "label", use_rep="X_emb", epochs=15, hidden=[32])
     primary = [r for r in want["results"] if r["primary"]][0]
+    got.pop("classes")
     assert got == primary["test"]
-    assert pbmc.obs["celltext_pred"].notna().all()
+    assert pbmc.obs["celltext_mlp_pred"].notna().all()
     pbmc.obsm["X_emb2"] = emb[:, ::-1].copy()
     fused = celltext.tl.mlp_classify(pbmc, "label", use_rep=["X_emb", "X_emb2"], fusion="gated",
                                      epochs=3, copy=True)
@@ -68,3 +73,4 @@ def test_metrics_equal_sklearn():
     )
     cm = sk.confusion_matrix(y_true, y_pred, labels=["a", "b", "c", "d"])
     assert np.array_equal(np.array(r["confusion"]), cm)
+    assert r["classes"] == ["a", "b", "c", "d"]

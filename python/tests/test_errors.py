@@ -26,7 +26,7 @@ def small(x=None, genes=("A", "B", "C")):
 def test_missing_layer(store):
     a = small()
     a.layers["counts"] = a.X.copy()
-    with pytest.raises(KeyError, match=r"layer 'count' not found in layers; available layers: counts"):
+    with pytest.raises(KeyError, match=r"layer='count': not found in adata.layers; available layers: counts"):
         celltext.tl.genept_w(a, store, layer="count")
 
 
@@ -93,7 +93,7 @@ def test_bad_options(store):
         celltext.tl.genept_w(small(), store, top_n=0)
     with pytest.raises(ValueError, match="unknown species"):
         celltext.tl.genept_w(small(), store, species="fish")
-    with pytest.raises(TypeError, match="GeneStore or a store path"):
+    with pytest.raises(TypeError, match="store= must be a GeneStore or a store path"):
         celltext.tl.genept_w(small(), 42)
 
 

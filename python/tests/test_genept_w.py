@@ -91,7 +91,7 @@ def test_obs_and_uns(pbmc, random_store):
     assert ((cov >= 0) & (cov <= 1)).all() and cov.mean() > 0.5
     assert (pbmc.obs["gw_n_genes"] <= 100).all()
     assert not pbmc.obs["gw_empty"].any()
-    assert pbmc.uns["gw"]["params"]["top_n"] == "100"
+    assert pbmc.uns["gw"]["params"]["top_n"] == 100
 
 
 def test_hand_computed():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 import celltext
 from conftest import PBMC, run_cli
@@ -27,7 +28,51 @@ def test_embed_sentences(minilm, pbmc):
     texts = celltext.tl.cell_sentences(small, layer="counts", max_genes=20)
     assert x.shape == (12, 384)
     assert x.tobytes() == enc.embed(texts, progress=False).tobytes()
-    assert json.loads(small.uns["celltext_sentences"]["model"])["id"]
+    assert small.uns["celltext_sentences"]["model"]["id"]
+
+
+def test_embed_sentences_records_the_parameters_used(minilm, pbmc):
+    """Issue 29 (3): uns records normalize, pooling, layer and template as used, and the
+    vectors are the ones those parameters give."""
+    enc = celltext.Encoder(minilm, progress=False)
+    small = pbmc[:8].copy()
+    celltext.tl.embed_sentences(small, enc, layer="counts", max_genes=15, normalize=True,
+                                pooling="cls", template="Genes: ", seed=2, progress=False)
+    u = small.uns["celltext_sentences"]
+    p = u["params"]
+    assert p["normalize"] is True and p["pooling"] == "cls"
+    assert p["layer"] == "counts" and p["matrix"] == "layers['counts']"
+    assert p["template"] == "Genes: " and p["max_genes"] == 15 and p["seed"] == 2
+    assert u["model"]["default_pooling"] == "mean" and u["model"]["weights_sha256"]
+    texts = celltext.tl.cell_sentences(small, layer="counts", max_genes=15, seed=2,
+                                       template="Genes: ")
+    assert all(t.startswith("Genes: ") for t in texts)
+    want = enc.embed(texts, pooling="cls", normalize=True, progress=False)
+    assert small.obsm["X_celltext_sentences"].tobytes() == want.tobytes()
+    np.testing.assert_allclose(np.linalg.norm(want, axis=1), 1.0, atol=1e-5)
+    # the defaults are recorded as the values they stand for
+    celltext.tl.embed_sentences(small, enc, layer="counts", max_genes=15, progress=False)
+    p = small.uns["celltext_sentences"]["params"]
+    assert p["pooling"] == "mean" and p["normalize"] is False
+    assert p["template"] == celltext._celltext.GENEPT_S_PREFIX
+    assert "max_genes" in p and "gene_symbols_key" not in p  # None is left out
+
+
+def test_sentences_past_the_context_warn(minilm, pbmc):
+    """Whole-cell sentences are longer than MiniLM's 256 tokens: a warning says how many genes
+    fit (checked against the tokenizer, one gene at a time)."""
+    enc = celltext.Encoder(minilm, progress=False)
+    small = pbmc[:4].copy()
+    with pytest.warns(celltext.tl.ContextWarning, match=r"4 of 4 cell sentences are longer than "
+                      r"the model's context \(256 tokens\): a median of"):
+        celltext.tl.embed_sentences(small, enc, layer="counts", progress=False)
+    fit = small.obs["celltext_sentences_genes_in_context"].to_numpy()
+    texts = celltext.tl.cell_sentences(small, layer="counts")
+    prefix = celltext._celltext.GENEPT_S_PREFIX
+    for t, n in zip(texts, fit):
+        genes = t[len(prefix):].split(" ")
+        assert enc.count_tokens(prefix + " ".join(genes[:n])) <= 256
+        assert enc.count_tokens(prefix + " ".join(genes[: n + 1])) > 256
 
 
 def test_embed_sentences_equals_cli(cli, minilm, tmp_path, pbmc):

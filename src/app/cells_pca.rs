@@ -5,8 +5,10 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::PathBuf;
 
-use super::cells::{input_checksum, read_normalized, write_cell_vectors, CellOutput, InputNorm};
 use crate::cells::matrix::ObsColumn;
+use crate::cells::pipeline::{
+    input_checksum, read_normalized, write_cell_vectors, CellOutput, InputNorm,
+};
 use crate::cells::read::ReadOptions;
 use crate::cells::standard_pca::{standard_pca, StandardPcaParams};
 use crate::io::TOOL_VERSION;

@@ -6,13 +6,15 @@ use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::cells::{CellOutput, CellsEmbedArgs, EmbedSentencesArgs, InputNorm, SentenceArgs};
 use super::classify::{run_classify, ClassifyArgs, ClassifyReport, FeatureSpace, Method, Scores};
-use super::genes::{run_genes_embed, GenesEmbedArgs, MissingPolicy};
 use crate::cells::ablation::Ablation;
+use crate::cells::pipeline::{
+    CellOutput, CellsEmbedArgs, EmbedSentencesArgs, InputNorm, SentenceArgs,
+};
 use crate::cells::read::ReadOptions;
 use crate::cells::weighted::{Aggregation, TopN, Weights};
 use crate::encoder::EncoderOptions;
+use crate::genes::pipeline::{run_genes_embed, GenesEmbedArgs, MissingPolicy};
 use crate::genes::{Species, SummaryCorpus};
 
 const DEMO_H5AD: &[u8] = include_bytes!("../../assets/data/pbmc3k_demo.h5ad");
@@ -93,8 +95,8 @@ pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
     let q = args.quiet;
 
     // 1. gene embeddings for the genes GenePT-w will use: every gene in some cell's top N
-    let m = super::cells::read_normalized(&input, &read, InputNorm::Raw, true)?;
-    let used = super::cells::top_n_gene_set(&m, args.top_n);
+    let m = crate::cells::pipeline::read_normalized(&input, &read, InputNorm::Raw, true)?;
+    let used = crate::cells::pipeline::top_n_gene_set(&m, args.top_n);
     let corpus = SummaryCorpus::bundled(Species::Human)?;
     let mut tsv = String::from("symbol\ttext\n");
     let mut n_sum = 0;
@@ -136,7 +138,7 @@ pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
         "GenePT-w cell embeddings (top-N weighted average)",
         q,
         || {
-            super::cells::run_cells_embed(&CellsEmbedArgs {
+            crate::cells::pipeline::run_cells_embed(&CellsEmbedArgs {
                 input: input.clone(),
                 read: read.clone(),
                 store: store.clone(),
@@ -161,7 +163,7 @@ pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
 
     // 3. cell sentences through the encoder, into the same file
     step(&mut steps, "cell-sentence embeddings (GenePT-s)", q, || {
-        super::cells::run_embed_sentences(&EmbedSentencesArgs {
+        crate::cells::pipeline::run_embed_sentences(&EmbedSentencesArgs {
             sentences: SentenceArgs {
                 input: with_w.clone(),
                 read: read.clone(),

@@ -20,7 +20,6 @@ use crate::encoder::backends::{candle as candle_backend, device_kind};
 use crate::encoder::synth::{write_random_bert, Shape};
 use crate::encoder::{
     dtype_name, parse_devices, BackendChoice, Encoder, EncoderOptions, PackedBatch, Pooling,
-    TokenBudgetBatcher,
 };
 use crate::genes::{Species, SummaryCorpus};
 use crate::io::{write_json, TOOL_VERSION};
@@ -453,20 +452,11 @@ fn time_forward(
     batch_tokens: usize,
     quiet: bool,
 ) -> Result<SpeedRow> {
-    let toks = enc
-        .tokenizer
-        .encode_batch(&texts.iter().map(String::as_str).collect::<Vec<_>>())?;
-    let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
-    let (plan, padding) = TokenBudgetBatcher::new(batch_tokens, 512).batches(&lengths);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (toks, plan, padding) = enc.plan_batches(&refs, batch_tokens)?;
     let batches: Vec<PackedBatch> = plan
         .iter()
-        .map(|b| {
-            PackedBatch::from_seqs(
-                &b.iter()
-                    .map(|&i| toks[i].ids.as_slice())
-                    .collect::<Vec<_>>(),
-            )
-        })
+        .map(|b| PackedBatch::gather(b, |i| toks[i].ids.as_slice()))
         .collect();
     enc.embed_batches(&batches[..1], &|_| {})?;
     let pb = crate::progress::bar(texts.len() as u64, "texts", quiet);

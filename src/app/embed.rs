@@ -48,7 +48,7 @@ pub fn run_embed_shard(
     args: &EmbedArgs,
     shard: Option<crate::shard::Shard>,
 ) -> Result<EmbedManifest> {
-    super::merge::check_shard_output(&args.output, shard)?;
+    crate::shard::check_shard_output(&args.output, shard)?;
     let ext = args
         .output
         .extension()
@@ -105,7 +105,7 @@ pub fn run_embed_shard(
         output_sha256: None,
     };
     if let Some(s) = shard {
-        super::merge::write_shard_file(
+        crate::shard::write_shard_file(
             &args.output,
             s.info(n_all),
             serde_json::to_value(&manifest)?,

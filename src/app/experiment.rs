@@ -11,16 +11,16 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-use super::cells::{
+use super::classify::{run_classify, ClassifyArgs, Method, Scores};
+use crate::cells::ablation::Ablation;
+use crate::cells::pipeline::{
     input_checksum, CellOutput, CellsEmbedArgs, EmbedSentencesArgs, InputNorm, SentenceArgs,
 };
-use super::classify::{run_classify, ClassifyArgs, Method, Scores};
-use super::genes::{run_genes_embed, GenesEmbedArgs, MissingPolicy};
-use crate::cells::ablation::Ablation;
 use crate::cells::read::ReadOptions;
 use crate::cells::weighted::{Aggregation, TopN, Weights};
 use crate::encoder::resolve::resolve;
 use crate::encoder::EncoderOptions;
+use crate::genes::pipeline::{run_genes_embed, GenesEmbedArgs, MissingPolicy};
 use crate::genes::{Species, SummaryCorpus};
 use crate::io::{sha256_bytes, write_json, TOOL_VERSION};
 
@@ -177,7 +177,7 @@ fn validate(cfg: &ExperimentConfig) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("`ablations`: {e}"))?;
     }
     for c in &cfg.classifiers {
-        super::value_enum::parse_value::<Method>("classifiers", c, true)
+        crate::choice::parse_choice::<Method>("classifiers", c, true)
             .map_err(|e| anyhow::anyhow!("`classifiers`: {e}"))?;
     }
     if cfg.k == 0 || cfg.k_sweep.contains(&0) {
@@ -298,10 +298,12 @@ pub fn run_experiment(
     let mut runs = vec![];
 
     // dataset genes, for restricting the summaries to what the dataset can use
-    let m = super::cells::read_normalized(&input, &read, InputNorm::Raw, quiet)?;
+    let m = crate::cells::pipeline::read_normalized(&input, &read, InputNorm::Raw, quiet)?;
     // a top-N average only ever uses genes in some cell's top N: embed just their summaries
     let dataset_genes: Vec<String> = match top_n {
-        TopN::N(n) => super::cells::top_n_gene_set(&m, n).into_iter().collect(),
+        TopN::N(n) => crate::cells::pipeline::top_n_gene_set(&m, n)
+            .into_iter()
+            .collect(),
         TopN::All => m.genes.clone(),
     };
     drop(m);
@@ -373,7 +375,7 @@ pub fn run_experiment(
             }
             let key = mkey(&["genept-w", &cfg.top_n]);
             let npy = cached(&cache.join(format!("cells-genept-w-{key}.npy")), |p| {
-                super::cells::run_cells_embed(&CellsEmbedArgs {
+                crate::cells::pipeline::run_cells_embed(&CellsEmbedArgs {
                     input: input.clone(),
                     read: read.clone(),
                     store: store.clone(),
@@ -406,7 +408,7 @@ pub fn run_experiment(
                     &format!("{:?}", cfg.max_genes),
                 ]);
                 let npy = cached(&cache.join(format!("cells-sentences-{key}.npy")), |p| {
-                    super::cells::run_embed_sentences(&EmbedSentencesArgs {
+                    crate::cells::pipeline::run_embed_sentences(&EmbedSentencesArgs {
                         sentences: SentenceArgs {
                             input: input.clone(),
                             read: read.clone(),
@@ -534,7 +536,7 @@ fn classify_seeds(
     rows: &mut Vec<ResultRow>,
     runs: &mut Vec<serde_json::Value>,
 ) -> Result<()> {
-    let method: Method = super::value_enum::parse_value("--method", clf, true)?;
+    let method: Method = crate::choice::parse_choice("--method", clf, true)?;
     let mut per_seed = vec![];
     let mut sweep: std::collections::BTreeMap<usize, Vec<Scores>> = Default::default();
     for &seed in &cfg.seeds {

@@ -22,9 +22,9 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use serde::Serialize;
 
-use super::cells::{read_normalized, sentences_of, InputNorm, SentenceArgs};
 use crate::cells::ablation::Ablation;
 use crate::cells::matrix::{find_obs_column, ExpressionMatrix};
+use crate::cells::pipeline::{read_normalized, sentences_of, InputNorm, SentenceArgs};
 use crate::cells::read::ReadOptions;
 use crate::cells::sentences::{CellSentence, GENEPT_S_PREFIX};
 use crate::cells::weighted::{embed_cells, Aggregation, TopN, Weights};
@@ -44,15 +44,16 @@ use crate::genes::Species;
 use crate::io::{atomic_write, sha256_file, write_json, TOOL_VERSION};
 
 /// Which MLP input is explained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ExplainOn {
     /// Cell sentences through the encoder (`cells embed-sentences`).
     Sentences,
     /// GenePT-w cell vectors (`cells embed`), needs --genes.
-    #[value(name = "genept-w")]
     GeneptW,
 }
+
+crate::choices!(ExplainOn { Sentences = "sentences", GeneptW = "genept-w" });
 
 /// Everything `celltext explain` takes (the doc comments are the `--help` texts).
 #[derive(Debug, Clone, Serialize, clap::Args)]
@@ -73,7 +74,7 @@ pub struct ExplainArgs {
     #[arg(long, short = 'm')]
     pub model: Option<String>,
     /// sentences (cell sentences through the encoder) or genept-w (needs --genes).
-    #[arg(long, default_value = "sentences", ignore_case = true, value_parser = crate::app::value_enum::value_enum::<ExplainOn>())]
+    #[arg(long, default_value = "sentences", ignore_case = true, value_parser = crate::choice::value_enum::<ExplainOn>())]
     pub on: ExplainOn,
     /// --on genept-w: gene store from `celltext genes embed`.
     #[arg(long)]
@@ -362,8 +363,13 @@ pub fn run_explain(args: &ExplainArgs) -> Result<ExplainReport> {
             let path = args.genes.as_deref().unwrap_or(Path::new(""));
             let store = GeneEmbeddings::load(path)?;
             let store_manifest = GeneEmbeddings::manifest(path)?;
-            let (rows, cov) =
-                super::genes::coverage(&store.symbols, &m.genes, Species::Human, false, None)?;
+            let (rows, cov) = crate::genes::pipeline::coverage(
+                &store.symbols,
+                &m.genes,
+                Species::Human,
+                false,
+                None,
+            )?;
             notes.push(format!(
                 "{} of {} dataset genes have a vector in the store",
                 cov.n_genes - cov.n_unmatched,

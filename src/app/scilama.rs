@@ -19,8 +19,10 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
-use super::cells::{input_checksum, read_normalized, write_cell_output_key, CellOutput, InputNorm};
 use crate::cells::matrix::ObsColumn;
+use crate::cells::pipeline::{
+    input_checksum, read_normalized, write_cell_output_key, CellOutput, InputNorm,
+};
 use crate::cells::read::ReadOptions;
 use crate::genes::resolver::Coverage;
 use crate::genes::store::GeneEmbeddings;
@@ -405,8 +407,13 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
     let store = GeneEmbeddings::load(&args.store)?;
     let store_manifest = GeneEmbeddings::manifest(&args.store)?;
     let m = read_normalized(&args.input, &args.read, InputNorm::Raw, args.quiet)?;
-    let (rows, coverage) =
-        super::genes::coverage(&store.symbols, &m.genes, args.species, args.orthologs, None)?;
+    let (rows, coverage) = crate::genes::pipeline::coverage(
+        &store.symbols,
+        &m.genes,
+        args.species,
+        args.orthologs,
+        None,
+    )?;
     let prep = prepare(&m.x, &rows, args.hvg)
         .with_context(|| format!("preparing {}", args.input.display()))?;
     let (g, gdim) = gene_inputs(args.gene_input, &prep, &store, args.cfg.seed);
@@ -618,7 +625,8 @@ pub fn run_embed(args: &EmbedArgs) -> Result<EmbedReport> {
         };
         let m = read_normalized(input, &args.read, InputNorm::Raw, args.quiet)?;
         // model gene k → column of the new dataset
-        let (rows, _) = super::genes::coverage(&lm.genes, &m.genes, args.species, false, None)?;
+        let (rows, _) =
+            crate::genes::pipeline::coverage(&lm.genes, &m.genes, args.species, false, None)?;
         let mut columns = vec![None; lm.genes.len()];
         for (j, r) in rows.iter().enumerate() {
             if let Some(k) = r {

@@ -38,15 +38,18 @@ use super::matrix::{CsrMatrix, CsrView};
 pub const CP10K_TARGET: f64 = 1e4;
 
 /// How to normalize a cells × genes matrix; see the module docs for exact definitions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Normalization {
-    #[value(name = "raw")]
     Raw,
-    #[value(name = "log1p-cp10k", aliases = ["log1p_cp10k", "log1p"])]
     Log1pCp10k,
-    #[value(name = "zscore", aliases = ["z-score", "scale"])]
     ZScore,
 }
+
+crate::choices!(Normalization {
+    Raw = "raw",
+    Log1pCp10k = "log1p-cp10k" | "log1p_cp10k" | "log1p",
+    ZScore = "zscore" | "z-score" | "scale",
+});
 
 impl Normalization {
     /// Apply to `x`. Errors (never panics) on malformed CSR, empty matrices and non-finite
@@ -189,7 +192,9 @@ pub fn gene_stats_view(x: &CsrView) -> Result<GeneStats> {
     })
 }
 
-/// scanpy `normalize_total(target_sum=1e4)` + `log1p` (natural log), same sparsity pattern.
+/// scanpy `normalize_total(target_sum=1e4)` + `log1p` (natural log), same sparsity pattern,
+/// computed in f64 (the standard baseline's scanpy-exact f32 twin is
+/// [`crate::cells::standard_pca::normalize_total_log1p`]).
 pub fn log1p_cp10k(x: &CsrMatrix) -> Result<CsrMatrix> {
     validate_csr(x, "log1p-cp10k")?;
     if let Some(k) = x.data.iter().position(|&v| v < 0.0) {
@@ -355,11 +360,11 @@ mod tests {
         assert!(Normalization::Log1pCp10k.apply(&nan).is_err());
         let neg = m(1, 2, &[&[(0, -1.0)]]);
         assert!(Normalization::Log1pCp10k.apply(&neg).is_err());
-        use clap::ValueEnum;
-        assert!(Normalization::from_str("bogus", true).is_err());
+        use crate::choice::parse_choice;
+        assert!(parse_choice::<Normalization>("normalization", "bogus", true).is_err());
         assert_eq!(
-            Normalization::from_str("log1p", true),
-            Ok(Normalization::Log1pCp10k)
+            parse_choice::<Normalization>("normalization", "log1p", true).ok(),
+            Some(Normalization::Log1pCp10k)
         );
     }
 }

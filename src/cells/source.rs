@@ -75,29 +75,44 @@ pub(crate) fn check_rows(src: &dyn MatrixSource, start: usize, end: usize) -> Re
     Ok(())
 }
 
-/// Drain a source into an in-memory [`ExpressionMatrix`], `chunk_rows` rows at a time (0: the default).
-pub fn read_all(src: &mut dyn MatrixSource, chunk_rows: usize) -> Result<ExpressionMatrix> {
+/// Read rows `rows` of `src` in consecutive chunks of at most `chunk_rows` rows (0: the default),
+/// calling `f(chunk)` on each in order: the one chunked read loop, so memory stays one chunk.
+pub fn for_each_chunk(
+    src: &mut dyn MatrixSource,
+    rows: std::ops::Range<usize>,
+    chunk_rows: usize,
+    mut f: impl FnMut(CsrMatrix) -> Result<()>,
+) -> Result<()> {
     let chunk = if chunk_rows == 0 {
         DEFAULT_CHUNK_ROWS
     } else {
         chunk_rows
     };
-    let n = src.n_cells();
-    let n_cols = src.genes().len();
-    let mut out = CsrMatrix {
+    let mut start = rows.start;
+    while start < rows.end {
+        let end = (start + chunk).min(rows.end);
+        f(src.read_rows(start, end)?)?;
+        start = end;
+    }
+    Ok(())
+}
+
+/// An empty CSR matrix of `n_cols` columns, to [`append_rows`] to.
+pub fn empty_rows(n_cols: usize) -> CsrMatrix {
+    CsrMatrix {
         n_rows: 0,
         n_cols,
         indptr: vec![0],
         indices: Vec::new(),
         data: Vec::new(),
-    };
-    let mut start = 0;
-    while start < n {
-        let end = (start + chunk).min(n);
-        let part = src.read_rows(start, end)?;
-        append_rows(&mut out, &part)?;
-        start = end;
     }
+}
+
+/// Drain a source into an in-memory [`ExpressionMatrix`], `chunk_rows` rows at a time (0: the default).
+pub fn read_all(src: &mut dyn MatrixSource, chunk_rows: usize) -> Result<ExpressionMatrix> {
+    let mut out = empty_rows(src.genes().len());
+    let n = src.n_cells();
+    for_each_chunk(src, 0..n, chunk_rows, |part| append_rows(&mut out, &part))?;
     if let Some(p) = src.path() {
         check_not_all_zero(&out, p, &src.field())?;
     }

@@ -46,6 +46,8 @@ pub struct StandardPca {
 }
 
 /// scanpy's `normalize_total(target_sum)` + `log1p` on raw counts, same sparsity pattern.
+/// Not [`crate::cells::normalize::log1p_cp10k`]: this one repeats scanpy's float32 arithmetic
+/// (divide by `total / target_sum` in f32), so the HVG set matches scanpy's exactly.
 pub fn normalize_total_log1p(x: &CsrMatrix, target_sum: f32) -> Result<CsrMatrix> {
     validate_csr(x, "normalize_total")?;
     if let Some(k) = x.data.iter().position(|&v| v < 0.0 || !v.is_finite()) {

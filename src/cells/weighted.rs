@@ -57,17 +57,20 @@ use crate::genes::store::GeneEmbeddings;
 /// Relative cancellation threshold for a weight sum (see module docs).
 pub const WEIGHT_SUM_REL_EPS: f64 = 1e-9;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Weights {
-    #[value(name = "expr", alias = "expression")]
     Expr,
-    #[value(name = "log1p")]
     Log1p,
-    #[value(name = "zscore", alias = "z-score")]
     ZScore,
-    #[value(name = "uniform")]
     Uniform,
 }
+
+crate::choices!(Weights {
+    Expr = "expr" | "expression",
+    Log1p = "log1p",
+    ZScore = "zscore" | "z-score",
+    Uniform = "uniform",
+});
 
 impl fmt::Display for Weights {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -25,11 +25,13 @@ const MAX_QUERY_BLOCK: usize = 256;
 const BLOCK_SCORES: usize = 8 << 20;
 
 /// How neighbours vote (`--vote majority|distance`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Vote {
     Majority,
     Distance,
 }
+
+crate::choices!(Vote { Majority = "majority", Distance = "distance" });
 
 /// One predicted class with the winner's share of the votes.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

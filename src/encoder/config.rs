@@ -5,6 +5,19 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// A JSON file a model folder may hold (`tokenizer_config.json`, `1_Pooling/config.json`, …):
+/// `None` when absent; present but unreadable or not JSON is an error naming it.
+pub fn optional_json(path: &Path) -> Result<Option<serde_json::Value>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .with_context(|| format!("{}: invalid JSON", path.display()))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Activation {
     /// Exact erf GELU (`gelu` in transformers).

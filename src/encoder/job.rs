@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::{Embedded, Encoder, PackedBatch, PaddingStats, TokenBudgetBatcher};
+use super::{Embedded, Encoder, PackedBatch, PaddingStats};
 use crate::io::{read_npy_f32, write_json, write_npy_f32};
 
 pub struct ResumableJob<'a> {
@@ -54,9 +54,7 @@ impl ResumableJob<'_> {
         let n = self.texts.len();
         let dim = encoder.dim();
         let refs: Vec<&str> = self.texts.iter().map(String::as_str).collect();
-        let toks = encoder.tokenizer.encode_batch(&refs)?;
-        let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
-        let (batches, padding) = TokenBudgetBatcher::new(self.batch_tokens, 512).batches(&lengths);
+        let (toks, batches, padding) = encoder.plan_batches(&refs, self.batch_tokens)?;
         let chunks = group_batches(&batches, self.chunk_texts.max(1));
         let padding = encoder.processed_padding(padding);
 
@@ -122,14 +120,7 @@ impl ResumableJob<'_> {
             }
             let packed: Vec<PackedBatch> = chunk
                 .iter()
-                .map(|&b| {
-                    PackedBatch::from_seqs(
-                        &batches[b]
-                            .iter()
-                            .map(|&i| toks[i].ids.as_slice())
-                            .collect::<Vec<_>>(),
-                    )
-                })
+                .map(|&b| PackedBatch::gather(&batches[b], |i| toks[i].ids.as_slice()))
                 .collect();
             let on_batch = |k: usize| pb.inc(k as u64);
             let rows: Vec<f32> = match check {

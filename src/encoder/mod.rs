@@ -163,6 +163,18 @@ pub struct Embedded {
     pub padding: PaddingStats,
 }
 
+/// Load an encoder for a pipeline and show its setup warnings (a guessed casing, an ignored
+/// casing flag) on stderr unless `quiet`.
+pub fn load_encoder(model: &str, options: &EncoderOptions, quiet: bool) -> Result<Encoder> {
+    let enc = Encoder::load(model, options, quiet)?;
+    if !quiet {
+        for w in &enc.tokenizer.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    Ok(enc)
+}
+
 impl Encoder {
     /// Resolve `spec` (directory, card name or hub id) and load tokenizer + weights.
     pub fn load(spec: &str, opts: &EncoderOptions, quiet: bool) -> Result<Self> {
@@ -394,6 +406,19 @@ impl Encoder {
         Ok(())
     }
 
+    /// Tokenize `texts` and plan token-budget batches (length-sorted, sequences ≤ 512 tokens):
+    /// the tokens, each batch's text rows, and the padding a padded backend would add.
+    pub fn plan_batches(
+        &self,
+        texts: &[&str],
+        batch_tokens: usize,
+    ) -> Result<(Vec<TokenizedText>, Vec<Vec<usize>>, PaddingStats)> {
+        let toks = self.tokenizer.encode_batch(texts)?;
+        let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
+        let (plan, padding) = TokenBudgetBatcher::new(batch_tokens, 512).batches(&lengths);
+        Ok((toks, plan, padding))
+    }
+
     /// Tokenize and embed `texts` in token-budget batches, reporting progress per text.
     pub fn embed_texts(
         &self,
@@ -414,19 +439,11 @@ impl Encoder {
         progress: Option<&indicatif::ProgressBar>,
         check: Option<&dyn Fn() -> Result<()>>,
     ) -> Result<Embedded> {
-        let toks = self.tokenizer.encode_batch(texts)?;
-        let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
-        let (plan, padding) = TokenBudgetBatcher::new(batch_tokens, 512).batches(&lengths);
+        let (toks, plan, padding) = self.plan_batches(texts, batch_tokens)?;
         let dim = self.dim();
         let batches: Vec<PackedBatch> = plan
             .iter()
-            .map(|b| {
-                PackedBatch::from_seqs(
-                    &b.iter()
-                        .map(|&i| toks[i].ids.as_slice())
-                        .collect::<Vec<_>>(),
-                )
-            })
+            .map(|b| PackedBatch::gather(b, |i| toks[i].ids.as_slice()))
             .collect();
         let on_batch = |n: usize| {
             if let Some(pb) = progress {
@@ -465,13 +482,9 @@ impl Encoder {
 /// is absent; a file that is there but unreadable is an error naming it).
 fn sentence_transformers_max_len(dir: &Path) -> Result<Option<usize>> {
     let path = dir.join("sentence_bert_config.json");
-    if !path.exists() {
+    let Some(v) = config::optional_json(&path)? else {
         return Ok(None);
-    }
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?;
+    };
     match v.get("max_seq_length") {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(x) => match x.as_u64() {

@@ -1,18 +1,20 @@
 //! Pooling token states into one vector per text.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use candle_core::{DType, Tensor, D};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// How token states become one vector (`--pooling cls|mean|max`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Pooling {
     Cls,
     Mean,
     Max,
 }
+
+crate::choices!(Pooling { Cls = "cls", Mean = "mean", Max = "max" });
 
 impl std::fmt::Display for Pooling {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -27,13 +29,9 @@ impl std::fmt::Display for Pooling {
 /// Pooling declared by a sentence-transformers `1_Pooling/config.json`, if the directory has one.
 pub fn pooling_from_sentence_transformers(dir: &Path) -> Result<Option<Pooling>> {
     let path = dir.join("1_Pooling").join("config.json");
-    if !path.exists() {
+    let Some(v) = super::config::optional_json(&path)? else {
         return Ok(None);
-    }
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?;
+    };
     let flag = |k: &str| v.get(k).and_then(|x| x.as_bool()).unwrap_or(false);
     Ok(if flag("pooling_mode_cls_token") {
         Some(Pooling::Cls)

@@ -229,13 +229,9 @@ fn wp_token_id(wp: &WordPiece, tok: &str) -> Option<u32> {
 
 fn do_lower_case_from_config(dir: &Path) -> Result<Option<bool>> {
     let path = dir.join("tokenizer_config.json");
-    if !path.exists() {
+    let Some(v) = super::config::optional_json(&path)? else {
         return Ok(None);
-    }
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?;
+    };
     Ok(v.get("do_lower_case").and_then(|x| x.as_bool()))
 }
 

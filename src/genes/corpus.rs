@@ -8,16 +8,17 @@ use std::io::Read;
 use std::path::Path;
 
 /// Species of gene names (`--species human|mouse`, also `hs` / `homo_sapiens`, `mm` / `mus_musculus`).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Species {
-    #[value(alias = "hs", alias = "homo_sapiens")]
     Human,
-    #[value(alias = "mm", alias = "mus_musculus")]
     Mouse,
 }
+
+crate::choices!(Species {
+    Human = "human" | "hs" | "homo_sapiens",
+    Mouse = "mouse" | "mm" | "mus_musculus",
+});
 
 /// One gene's text and where it came from (`human`, `mouse`, `human-ortholog:SYMBOL`, `user`,
 /// `fallback-name`).

@@ -2,6 +2,9 @@
 
 pub mod corpus;
 pub mod import;
+#[cfg(feature = "parquet")]
+pub mod parquet;
+pub mod pipeline;
 pub mod resolver;
 pub mod store;
 

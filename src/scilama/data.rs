@@ -200,13 +200,12 @@ pub fn scale_new(
 }
 
 /// `--gene-input`: what the gene VAE encodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GeneInput {
     /// The gene store's vectors (the text prior).
     Store,
     /// Each gene's scaled expression over the training cells (the transposed matrix; "s.i.").
-    #[value(name = "self")]
     #[serde(rename = "self")]
     SelfExpr,
     /// A seeded standard-normal matrix of the store's width.
@@ -214,6 +213,13 @@ pub enum GeneInput {
     /// The store's vectors assigned to the genes in a seeded random permutation.
     Shuffled,
 }
+
+crate::choices!(GeneInput {
+    Store = "store",
+    SelfExpr = "self",
+    Random = "random",
+    Shuffled = "shuffled",
+});
 
 /// The gene-input matrix `[M × D]` and `D`. Random choices use stream 1 of `seed`, so they never
 /// shift the training stream.

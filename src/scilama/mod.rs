@@ -34,6 +34,7 @@ pub use data::GeneInput;
 pub use model::{Arch, Network, Stage};
 pub use train::{fit, EpochLog, Trained};
 
+#[cfg(feature = "cli")]
 fn parse_hidden(s: &str) -> Result<Vec<usize>, String> {
     s.split(',')
         .map(|p| {
@@ -45,44 +46,81 @@ fn parse_hidden(s: &str) -> Result<Vec<usize>, String> {
 }
 
 /// Model and training settings (also the `celltext scilama train` flags).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct ScilamaConfig {
-    #[arg(long, value_parser = parse_hidden, default_value = "256,128", help = "Encoder hidden widths (decoders mirror them)")]
+    #[cfg_attr(feature = "cli", arg(long, value_parser = parse_hidden, default_value = "256,128", help = "Encoder hidden widths (decoders mirror them)"))]
     pub hidden: std::vec::Vec<usize>,
-    #[arg(long, default_value_t = 40, help = "Latent dimension K")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 40, help = "Latent dimension K")
+    )]
     pub latent: usize,
-    #[arg(long, default_value_t = 1.0, help = "KL weight β")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 1.0, help = "KL weight β")
+    )]
     pub beta: f64,
-    #[arg(
-        long,
-        default_value_t = 0.05,
-        help = "Latent alignment weight γ (joint step)"
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 0.05,
+            help = "Latent alignment weight γ (joint step)"
+        )
     )]
     pub gamma: f64,
-    #[arg(long, default_value_t = 0.1, help = "Dropout after each hidden block")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 0.1, help = "Dropout after each hidden block")
+    )]
     pub dropout: f32,
-    #[arg(long, default_value_t = 1e-4, help = "Added to exp(logvar)")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 1e-4, help = "Added to exp(logvar)")
+    )]
     pub var_eps: f64,
-    #[arg(long, default_value_t = 1e-3, help = "AdamW learning rate")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 1e-3, help = "AdamW learning rate")
+    )]
     pub lr: f64,
-    #[arg(long, default_value_t = 0.0, help = "AdamW weight decay")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 0.0, help = "AdamW weight decay")
+    )]
     pub weight_decay: f64,
-    #[arg(long, default_value_t = 128, help = "Cells per minibatch")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 128, help = "Cells per minibatch")
+    )]
     pub batch_size: usize,
-    #[arg(long, default_value_t = 100, help = "Maximum epochs per training step")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 100, help = "Maximum epochs per training step")
+    )]
     pub epochs: usize,
-    #[arg(long, default_value_t = 10, help = "Early-stopping patience in epochs")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 10, help = "Early-stopping patience in epochs")
+    )]
     pub patience: usize,
-    #[arg(
-        long,
-        default_value_t = 0.1,
-        help = "Fraction of cells held out for early stopping (0: none)"
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 0.1,
+            help = "Fraction of cells held out for early stopping (0: none)"
+        )
     )]
     pub val_fraction: f32,
-    #[arg(
-        long,
-        default_value_t = 0,
-        help = "Seed for the split, weights, batches, dropout and noise"
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 0,
+            help = "Seed for the split, weights, batches, dropout and noise"
+        )
     )]
     pub seed: u64,
 }

@@ -7,18 +7,20 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::app::value_enum::value_enum;
 use crate::cells::read::{detect_kind, InputKind};
+use crate::choice::value_enum;
 use crate::classify::knn::Vote;
 use crate::classify::mlp::{Fusion, MlpConfig};
 use crate::classify::split;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     Knn,
     Mlp,
 }
+
+crate::choices!(Method { Knn = "knn", Mlp = "mlp" });
 
 impl std::fmt::Display for Method {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -30,25 +32,27 @@ impl std::fmt::Display for Method {
 }
 
 /// What the classifier reads: embeddings, or the normalized count matrix.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FeatureSpace {
-    #[value(alias = "embeddings")]
     Embedding,
     Counts,
 }
 
+crate::choices!(FeatureSpace { Embedding = "embedding" | "embeddings", Counts = "counts" });
+
 /// What `--on counts` computes from the counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum CountBaseline {
     /// scanpy's standard pipeline: normalize_total(1e4) → log1p → highly variable genes
     /// (seurat) → scale (clip 10) → PCA.
     Pca,
     /// log1p-CP10k of every detected gene, as a dense matrix.
-    #[value(name = "log1p-all")]
     Log1pAll,
 }
+
+crate::choices!(CountBaseline { Pca = "pca", Log1pAll = "log1p-all" });
 
 /// `--k 1,3,5,10`: positive, distinct. The first value is the k used for predictions.
 pub fn parse_k_list(s: &str) -> Result<Vec<usize>> {

@@ -67,7 +67,7 @@ use serde::{Deserialize, Serialize};
 pub const LAYER_NORM_EPS: f64 = 1e-5;
 
 /// How the (LayerNorm-ed) sources are combined before the MLP (`--fusion concat|gated`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub enum Fusion {
     /// Concatenate the normalised sources.
     #[default]
@@ -77,49 +77,55 @@ pub enum Fusion {
     Gated,
 }
 
+crate::choices!(Fusion { Concat = "concat", Gated = "gated" });
+
 /// Training configuration. See the module docs for what each knob does.
 ///
 /// It is also the `celltext classify` MLP flags (`--hidden`, `--dropout`, …): the `help` texts
 /// below are theirs, and the clap defaults (hidden from `--help`, whose texts state them) are
 /// [`MlpConfig::default`]'s. Fields are in flag order, which is also their order in report.json.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct MlpConfig {
     /// Hidden layer widths (may be empty: a linear model on the normalised sources).
     // `std::vec::Vec`: one `--hidden 256,128` value parsed whole, not a repeatable flag.
-    #[arg(long, value_parser = parse_hidden, default_value = "256", hide_default_value = true,
-          help = "MLP hidden widths, e.g. 256,128 (`none` = linear) [default 256]")]
+    #[cfg_attr(feature = "cli", arg(long, value_parser = parse_hidden, default_value = "256", hide_default_value = true,
+          help = "MLP hidden widths, e.g. 256,128 (`none` = linear) [default 256]"))]
     pub hidden: std::vec::Vec<usize>,
     /// Dropout probability after each hidden ReLU, in `[0, 1)`.
-    #[arg(long, default_value_t = MlpConfig::default().dropout, hide_default_value = true, help = "MLP dropout [default 0.1]")]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = MlpConfig::default().dropout, hide_default_value = true, help = "MLP dropout [default 0.1]"))]
     pub dropout: f32,
     /// AdamW learning rate.
-    #[arg(long, default_value_t = MlpConfig::default().lr, hide_default_value = true, help = "MLP learning rate (AdamW) [default 1e-3]")]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = MlpConfig::default().lr, hide_default_value = true, help = "MLP learning rate (AdamW) [default 1e-3]"))]
     pub lr: f64,
     /// AdamW decoupled weight decay.
-    #[arg(long, default_value_t = MlpConfig::default().weight_decay, hide_default_value = true, help = "MLP weight decay [default 1e-2]")]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = MlpConfig::default().weight_decay, hide_default_value = true, help = "MLP weight decay [default 1e-2]"))]
     pub weight_decay: f64,
-    #[arg(long = "epochs", value_name = "EPOCHS", default_value_t = MlpConfig::default().max_epochs, hide_default_value = true,
-          help = "MLP maximum epochs [default 200]")]
+    #[cfg_attr(feature = "cli", arg(long = "epochs", value_name = "EPOCHS", default_value_t = MlpConfig::default().max_epochs, hide_default_value = true,
+          help = "MLP maximum epochs [default 200]"))]
     pub max_epochs: usize,
     /// Epochs without a strictly lower validation loss before stopping (≥ 1).
-    #[arg(long, default_value_t = MlpConfig::default().patience, hide_default_value = true,
-          help = "MLP early-stopping patience in epochs [default 10]")]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = MlpConfig::default().patience, hide_default_value = true,
+          help = "MLP early-stopping patience in epochs [default 10]"))]
     pub patience: usize,
-    #[arg(long, default_value_t = MlpConfig::default().batch_size, hide_default_value = true, help = "MLP minibatch size [default 64]")]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = MlpConfig::default().batch_size, hide_default_value = true, help = "MLP minibatch size [default 64]"))]
     pub batch_size: usize,
     /// Fraction of each class's training cells held out for early stopping, in `[0, 1)`;
     /// 0 disables validation and early stopping.
-    #[arg(long, default_value_t = MlpConfig::default().val_fraction, hide_default_value = true,
-          help = "MLP: fraction of training cells held out for early stopping [default 0.1]")]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = MlpConfig::default().val_fraction, hide_default_value = true,
+          help = "MLP: fraction of training cells held out for early stopping [default 0.1]"))]
     pub val_fraction: f32,
     /// Balanced class weights in the loss (scikit-learn's `"balanced"`).
-    #[arg(long, help = "MLP: balanced class weights in the loss")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, help = "MLP: balanced class weights in the loss")
+    )]
     pub class_weights: bool,
     /// `celltext classify` sets it from its own `--seed`.
-    #[arg(skip)]
+    #[cfg_attr(feature = "cli", arg(skip))]
     pub seed: u64,
     /// `celltext classify` sets it from its own `--fusion`.
-    #[arg(skip)]
+    #[cfg_attr(feature = "cli", arg(skip))]
     pub fusion: Fusion,
 }
 

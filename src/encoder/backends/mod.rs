@@ -36,6 +36,11 @@ impl PackedBatch {
         Self { ids, offsets }
     }
 
+    /// The sequences `seq(i)` for `i` in `rows`, in that order (a planned batch of token rows).
+    pub fn gather<'a>(rows: &[usize], seq: impl Fn(usize) -> &'a [u32]) -> Self {
+        Self::from_seqs(&rows.iter().map(|&i| seq(i)).collect::<Vec<_>>())
+    }
+
     /// Number of sequences.
     pub fn len(&self) -> usize {
         self.offsets.len().saturating_sub(1)
@@ -80,7 +85,7 @@ pub trait Backend: Send + Sync {
 }
 
 /// `--backend auto|cpu|candle`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
     /// `cpu` for CPU f32, `candle` otherwise.
@@ -89,6 +94,8 @@ pub enum BackendChoice {
     Cpu,
     Candle,
 }
+
+crate::choices!(BackendChoice { Auto = "auto", Cpu = "cpu", Candle = "candle" });
 
 /// The backend that will actually run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,7 +3,6 @@
 //! references, and how persistent ids name storages. Nothing here touches storage bytes; that is
 //! `tensor`'s job once the pickle is read.
 
-use super::tensor::StDType;
 use crate::pickle::{
     self, printable, Global, GlobalSet, Id, Obj, Pickle, Unpickler, MAX_DIMS, MAX_UNITS,
 };
@@ -353,6 +352,48 @@ impl Unpickler<'_, TorchGlobals> {
             key,
             numel,
             view,
+        })
+    }
+}
+
+/// Element type of a torch storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StDType {
+    F32,
+    F64,
+    F16,
+    BF16,
+    I64,
+    I32,
+    I16,
+    I8,
+    U8,
+    Bool,
+}
+
+impl StDType {
+    pub(super) fn size(self) -> usize {
+        match self {
+            StDType::F64 | StDType::I64 => 8,
+            StDType::F32 | StDType::I32 => 4,
+            StDType::F16 | StDType::BF16 | StDType::I16 => 2,
+            StDType::I8 | StDType::U8 | StDType::Bool => 1,
+        }
+    }
+
+    pub(super) fn from_storage_name(name: &str) -> Option<StDType> {
+        Some(match name {
+            "FloatStorage" => StDType::F32,
+            "DoubleStorage" => StDType::F64,
+            "HalfStorage" => StDType::F16,
+            "BFloat16Storage" => StDType::BF16,
+            "LongStorage" => StDType::I64,
+            "IntStorage" => StDType::I32,
+            "ShortStorage" => StDType::I16,
+            "CharStorage" => StDType::I8,
+            "ByteStorage" => StDType::U8,
+            "BoolStorage" => StDType::Bool,
+            _ => return None,
         })
     }
 }

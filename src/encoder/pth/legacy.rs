@@ -2,8 +2,9 @@
 //! stream of pickles (magic number, protocol version, `sys_info`, the state dict, the storage-key
 //! list) followed by one `u64` element count and the raw little-endian bytes per storage.
 
+use super::globals::StDType;
 use super::globals::{unpickle, TorchObject};
-use super::tensor::{materialize, output_budget, StDType};
+use super::tensor::{materialize, output_budget};
 use super::{state_dict_entries, tensor_parts};
 use crate::pickle::{printable, Obj};
 use anyhow::{anyhow, bail, Result};

@@ -2,52 +2,10 @@
 //! view a tensor takes of its storage, bounds checks against the bytes present, and decoding into
 //! a contiguous CPU tensor of the matching candle dtype.
 
-use super::globals::{StorageRef, TensorRef};
+use super::globals::{StDType, StorageRef, TensorRef};
 use crate::pickle::printable;
 use anyhow::{anyhow, bail, Result};
 use candle_core::{DType, Device, Tensor};
-
-/// Element type of a torch storage.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum StDType {
-    F32,
-    F64,
-    F16,
-    BF16,
-    I64,
-    I32,
-    I16,
-    I8,
-    U8,
-    Bool,
-}
-
-impl StDType {
-    pub(super) fn size(self) -> usize {
-        match self {
-            StDType::F64 | StDType::I64 => 8,
-            StDType::F32 | StDType::I32 => 4,
-            StDType::F16 | StDType::BF16 | StDType::I16 => 2,
-            StDType::I8 | StDType::U8 | StDType::Bool => 1,
-        }
-    }
-
-    pub(super) fn from_storage_name(name: &str) -> Option<StDType> {
-        Some(match name {
-            "FloatStorage" => StDType::F32,
-            "DoubleStorage" => StDType::F64,
-            "HalfStorage" => StDType::F16,
-            "BFloat16Storage" => StDType::BF16,
-            "LongStorage" => StDType::I64,
-            "IntStorage" => StDType::I32,
-            "ShortStorage" => StDType::I16,
-            "CharStorage" => StDType::I8,
-            "ByteStorage" => StDType::U8,
-            "BoolStorage" => StDType::Bool,
-            _ => return None,
-        })
-    }
-}
 
 /// Materialized output may exceed the file size only through views sharing one storage (tied
 /// weights) or zero strides; cap it so a tiny hostile file cannot demand terabytes.

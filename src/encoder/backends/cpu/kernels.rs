@@ -26,7 +26,7 @@ pub fn erf_f32(x: f32) -> f32 {
 /// (max rel. error ~2e-7, tested below): libm's scalar `expf` was 5 % of encoder time.
 pub fn softmax_inplace(row: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if super::sgemm::use_avx2() {
+    if super::features::use_avx2() {
         // SAFETY: AVX2/FMA presence checked at run time.
         unsafe { softmax_avx2(row) };
         return;
@@ -180,7 +180,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn exp8_relative_error() {
-        if !super::super::sgemm::use_avx2() {
+        if !super::super::features::use_avx2() {
             return;
         }
         let mut worst = 0f64;

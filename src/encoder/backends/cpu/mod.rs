@@ -6,6 +6,7 @@
 //! reused across layers and batches: fresh multi-MB allocations per op cost ~5 % in page faults.
 
 pub mod attention;
+mod features;
 pub mod kernels;
 pub mod sgemm;
 

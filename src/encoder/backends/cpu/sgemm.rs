@@ -10,6 +10,7 @@
 //! The AVX2/FMA path is chosen at run time (`is_x86_feature_detected!`), so one generic x86-64
 //! binary runs everywhere; CPUs without AVX2/FMA and non-x86 targets use the `gemm` crate.
 
+use super::features::use_avx2;
 use rayon::prelude::*;
 
 const MR: usize = 6;
@@ -39,22 +40,6 @@ pub struct PackedWeights {
     panels: Vec<Lane8>,
     /// row-major [k, n] for the `gemm` crate fallback (no AVX2/FMA).
     plain: Vec<f32>,
-}
-
-pub(crate) fn use_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        static FLAG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *FLAG.get_or_init(|| {
-            std::env::var_os("CELLTEXT_NO_AVX2").is_none()
-                && is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-        })
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// Name of the kernel path this CPU takes (recorded in bench output).

@@ -10,18 +10,14 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-use super::cells::{CellOutput, CellsEmbedArgs, InputNorm};
-use crate::cells::matrix::{CsrMatrix, ExpressionMatrix, ObsColumn};
+use crate::cells::matrix::ObsColumn;
+use crate::cells::pipeline::CellOutput;
 use crate::cells::sentences::Summary;
-use crate::cells::weighted::{embed_cells, CellEmbeddings};
 use crate::encoder::PaddingStats;
-use crate::genes::resolver::Coverage;
 use crate::genes::store::store_prefix;
 use crate::genes::GeneEmbeddings;
-use crate::io::{
-    manifest_path, write_embeddings, write_json, write_npy_f32, write_npy_f32_blocks, NpyRows,
-};
-use crate::shard::{check_cover, ExactSum, Shard, ShardInfo};
+use crate::io::{manifest_path, write_embeddings, write_json, write_npy_f32_blocks, NpyRows};
+use crate::shard::{check_cover, ExactSum, ShardInfo};
 
 /// Manifest fields that describe how a run went, not what it computed: they differ between a
 /// sharded and an unsharded run (and between two runs) and are left out of comparisons.
@@ -44,164 +40,6 @@ const SUMMED: [&str; 14] = [
     "genes_in_context_mean",
     "genes_in_context_median",
 ];
-
-/// With `--shard`, the output must be a `.npy` (the shard's rows); checked before any work.
-pub fn check_shard_output(out: &Path, shard: Option<Shard>) -> Result<()> {
-    let Some(s) = shard else { return Ok(()) };
-    let npy = out
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
-    if !npy {
-        bail!(
-            "{}: with --shard {s} the output is this shard's rows as a .npy (plus \
-             OUT.npy.manifest.json); name it e.g. shards/part-{}-of-{}.npy and gather the shards \
-             with `celltext merge SHARDS… -o OUT`",
-            out.display(),
-            s.index,
-            s.count
-        );
-    }
-    Ok(())
-}
-
-/// (total, mapped) expression of `x`, as exact sums: mapped columns are those with a store row.
-pub fn expression_sums(x: &CsrMatrix, rows: &[Option<usize>]) -> (ExactSum, ExactSum) {
-    let (mut total, mut mapped) = (ExactSum::default(), ExactSum::default());
-    for (&j, &v) in x.indices.iter().zip(&x.data) {
-        total.add(v);
-        if rows.get(j as usize).is_some_and(|r| r.is_some()) {
-            mapped.add(v);
-        }
-    }
-    (total, mapped)
-}
-
-/// `cells embed` read and embedded chunk by chunk (memory: one chunk of the matrix plus the
-/// vectors), over all rows or one shard's: (cells without x, row count of the input, gene
-/// coverage without its expression fraction, exact expression sums, the vectors).
-pub fn embed_cells_streaming(
-    args: &CellsEmbedArgs,
-    store: &GeneEmbeddings,
-    shard: Option<Shard>,
-) -> Result<(
-    ExpressionMatrix,
-    usize,
-    Coverage,
-    (ExactSum, ExactSum),
-    CellEmbeddings,
-)> {
-    // (statistics over all cells — --hvg, --idf, zscore — are refused with --shard by the caller)
-    let mut src = crate::cells::read::open_matrix(&args.input, &args.read)?;
-    let n_all = src.n_cells();
-    if n_all == 0 {
-        bail!("{}: the matrix has no cells", args.input.display());
-    }
-    let range = shard.map_or(0..n_all, |s| s.range(n_all));
-    let genes = src.genes().to_vec();
-    let (rows, coverage) =
-        super::genes::coverage(&store.symbols, &genes, args.species, args.orthologs, None)?;
-    let chunk = if args.read.chunk_rows == 0 {
-        4096
-    } else {
-        args.read.chunk_rows
-    };
-    let mut emb = CellEmbeddings {
-        dim: store.dim,
-        data: Vec::with_capacity(range.len() * store.dim),
-        coverage: vec![],
-        n_mapped: vec![],
-        n_unmapped: vec![],
-        n_used: vec![],
-        empty: vec![],
-    };
-    let mut sums = (ExactSum::default(), ExactSum::default());
-    let pb = crate::progress::bar(range.len() as u64, "cells", args.quiet);
-    let mut start = range.start;
-    while start < range.end {
-        let end = (start + chunk).min(range.end);
-        let part = src.read_rows(start, end)?;
-        let part = if args.normalize == InputNorm::Log1p {
-            crate::cells::normalize::log1p_cp10k(&part)?
-        } else {
-            part
-        };
-        let (t, m) = expression_sums(&part, &rows);
-        sums.0.merge(t);
-        sums.1.merge(m);
-        let e = embed_cells(&part, &rows, store, &args.aggregation)
-            .with_context(|| format!("embedding cells of {}", args.input.display()))?;
-        emb.data.extend(e.data);
-        emb.coverage.extend(e.coverage);
-        emb.n_mapped.extend(e.n_mapped);
-        emb.n_unmapped.extend(e.n_unmapped);
-        emb.n_used.extend(e.n_used);
-        emb.empty.extend(e.empty);
-        pb.inc((end - start) as u64);
-        start = end;
-    }
-    pb.finish_and_clear();
-    let m = ExpressionMatrix {
-        x: CsrMatrix {
-            n_rows: 0,
-            n_cols: genes.len(),
-            indptr: vec![0],
-            indices: vec![],
-            data: vec![],
-        },
-        cell_ids: src.cell_ids()[range].to_vec(),
-        genes,
-        obs: vec![],
-    };
-    Ok((m, n_all, coverage, sums, emb))
-}
-
-/// A cell command's shard: [`write_shard_file`] with the output's `--name`.
-#[allow(clippy::too_many_arguments)]
-pub fn write_shard(
-    out: &CellOutput,
-    info: ShardInfo,
-    manifest: Value,
-    ids: &[String],
-    data: &[f32],
-    dim: usize,
-    mut rows: Value,
-) -> Result<String> {
-    rows["name"] = json!(out.name);
-    write_shard_file(&out.path, info, manifest, ids, data, dim, rows)
-}
-
-/// Write a shard's vectors (`.npy`, f32 [rows, dim]) and then its manifest: the command's
-/// manifest plus `shard` (which rows) and `shard_rows` (ids and the per-row values to merge).
-pub fn write_shard_file(
-    path: &Path,
-    info: ShardInfo,
-    mut manifest: Value,
-    ids: &[String],
-    data: &[f32],
-    dim: usize,
-    mut rows: Value,
-) -> Result<String> {
-    let n = info.end - info.start;
-    if ids.len() != n {
-        bail!("internal: shard of {n} rows has {} ids", ids.len());
-    }
-    rows["ids"] = json!(ids);
-    let written = format!(
-        "shard {}/{}: rows {}..{} of {}",
-        info.index, info.count, info.start, info.end, info.n_rows
-    );
-    manifest["shard"] = serde_json::to_value(&info)?;
-    manifest["shard_rows"] = rows;
-    // the .npy first, then the manifest recording its size and sha256: a run killed between the
-    // two leaves a pair that `merge` refuses (the old manifest does not match the new vectors)
-    write_npy_f32(path, data, n, dim)?;
-    let mut record = crate::outputs::part_record(path)?;
-    record["rows"] = json!(n);
-    record["cols"] = json!(dim);
-    manifest["shard"]["npy"] = record;
-    write_json(&manifest_path(path), &manifest)?;
-    Ok(written)
-}
 
 pub struct MergeArgs {
     pub shards: Vec<PathBuf>,
@@ -806,7 +644,7 @@ fn write_cells(
         .get("input_sha256")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let got = super::cells::input_checksum(&input).with_context(|| {
+    let got = crate::cells::pipeline::input_checksum(&input).with_context(|| {
         format!(
             "{}: the shards' input, needed for the .h5ad copy (run merge where that path is valid)",
             input.display()
@@ -819,7 +657,7 @@ fn write_cells(
             input.display()
         );
     }
-    // the keys and uns entry `cells embed` / `embed-sentences` write (app::cells::write_cell_output)
+    // the keys and uns entry `cells embed` / `embed-sentences` write (cells::pipeline::write_cell_output)
     let key = format!("X_celltext_{}", out.name);
     let uns = (
         format!("celltext_{}", out.name),

@@ -1,25 +1,31 @@
-//! `celltext cells embed | sentences | embed-sentences`.
+//! The cell pipelines behind `celltext cells embed | sentences | embed-sentences` and the Python
+//! `celltext.tl`: GenePT-w (streamed chunk by chunk), cell sentences, sentence embeddings, and
+//! their outputs (h5ad copy, npy, safetensors, or a shard).
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
 use crate::cells::ablation::{self, Ablation};
-use crate::cells::matrix::{CsrMatrix, CsrView, ExpressionMatrix, ObsColumn};
+use crate::cells::matrix::{CsrMatrix, ExpressionMatrix, ObsColumn};
 use crate::cells::normalize::log1p_cp10k;
 use crate::cells::read::{append_rows, open_matrix, ReadOptions};
 use crate::cells::sentences::{
     build_sentences_from, token_budget, write_jsonl, CellSentence, SentenceConfig, Ties,
     TokenBudget, TokenCounter,
 };
+use crate::cells::source::{empty_rows, for_each_chunk};
 use crate::cells::weighted::{
-    embed_cells_scaled, idf_factors, Aggregation, CellEmbeddings, TopN, Weights,
+    embed_cells, embed_cells_scaled, idf_factors, Aggregation, CellEmbeddings, TopN, Weights,
 };
 use crate::encoder::job::ResumableJob;
 use crate::encoder::{EncoderOptions, ModelIdentity, TextTokenizer};
+use crate::genes::pipeline::expression_sums;
 use crate::genes::resolver::Coverage;
 use crate::genes::{GeneEmbeddings, Species};
 use crate::io::{manifest_path, sha256_file, write_embeddings, write_json, TOOL_VERSION};
+use crate::shard::{ExactSum, Shard, ShardInfo};
+use serde_json::{json, Value};
 
 /// Adapter: the encoder's tokenizer counts tokens for sentence budgets and in-context ablations.
 pub struct EncoderTokenCounter<'a>(pub &'a TextTokenizer);
@@ -34,25 +40,27 @@ impl TokenCounter for EncoderTokenCounter<'_> {
 }
 
 /// `--normalize raw|log1p`: the matrix as read, or counts per 10k then log1p (as scanpy).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum InputNorm {
     Raw,
-    #[value(name = "log1p")]
     Log1p,
 }
 
+crate::choices!(InputNorm { Raw = "raw", Log1p = "log1p" });
+
 /// `--aggregation weighted|genept|scelmo-wa`: which [`Aggregation`] `cells embed` uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AggregationChoice {
     /// Top-N weighted mean ([`Aggregation::WeightedMean`], with `--weights` and `--top-n`).
     Weighted,
     /// `X·E / n_genes` ([`Aggregation::GenePtMean`]).
     Genept,
     /// Row-normalized `X·E` ([`Aggregation::ScElmoWa`]).
-    #[value(name = "scelmo-wa")]
     ScelmoWa,
 }
+
+crate::choices!(AggregationChoice { Weighted = "weighted", Genept = "genept", ScelmoWa = "scelmo-wa" });
 
 impl AggregationChoice {
     /// The aggregation; `weights` and `top_n` only apply to [`AggregationChoice::Weighted`].
@@ -157,34 +165,20 @@ pub fn read_normalized_rows(
         bail!("{}: the matrix has no cells", input.display());
     }
     let rows = shard.map_or(0..n_all, |s| s.range(n_all));
-    let n = rows.end;
-    let chunk = if opts.chunk_rows == 0 {
-        4096
-    } else {
-        opts.chunk_rows
-    };
     let genes = src.genes().to_vec();
-    let mut x = CsrMatrix {
-        n_rows: 0,
-        n_cols: genes.len(),
-        indptr: vec![0],
-        indices: vec![],
-        data: vec![],
-    };
+    let mut x = empty_rows(genes.len());
     let pb = crate::progress::bar(rows.len() as u64, "cells read", quiet);
-    let mut start = rows.start;
-    while start < n {
-        let end = (start + chunk).min(n);
-        let part = src.read_rows(start, end)?;
+    for_each_chunk(src.as_mut(), rows.clone(), opts.chunk_rows, |part| {
+        let n = part.n_rows as u64;
         let part = if norm == InputNorm::Log1p {
             log1p_cp10k(&part)?
         } else {
             part
         };
         append_rows(&mut x, &part)?;
-        pb.inc((end - start) as u64);
-        start = end;
-    }
+        pb.inc(n);
+        Ok(())
+    })?;
     pb.finish_and_clear();
     if shard.is_none() {
         crate::cells::source::check_not_all_zero(&x, input, &src.field())?;
@@ -368,7 +362,7 @@ pub fn run_cells_embed_shard(
     shard: Option<crate::shard::Shard>,
 ) -> Result<CellsEmbedReport> {
     let t0 = std::time::Instant::now();
-    super::merge::check_shard_output(&args.output.path, shard)?;
+    crate::shard::check_shard_output(&args.output.path, shard)?;
     // --hvg, --idf and z-score weights use statistics over every cell: a shard cannot compute
     // them alone
     let all_cell_stats = args.hvg.is_some()
@@ -402,9 +396,14 @@ pub fn run_cells_embed_shard(
     let (m, n_all, mut coverage, sums, emb, hvg_selected) = if whole && shard.is_none() {
         let (m, n_all) =
             read_normalized_rows(&args.input, &args.read, args.normalize, args.quiet, None)?;
-        let (mut rows, coverage) =
-            super::genes::coverage(&store.symbols, &m.genes, args.species, args.orthologs, None)?;
-        let sums = super::merge::expression_sums(&m.x, &rows);
+        let (mut rows, coverage) = crate::genes::pipeline::coverage(
+            &store.symbols,
+            &m.genes,
+            args.species,
+            args.orthologs,
+            None,
+        )?;
+        let sums = expression_sums(&m.x.indices, &m.x.data, &rows);
         let hvg_selected = match args.hvg {
             Some(n) => Some(
                 restrict_to_hvg(&m.x, args.normalize, n, &mut rows)
@@ -423,8 +422,7 @@ pub fn run_cells_embed_shard(
         .with_context(|| format!("embedding cells of {}", args.input.display()))?;
         (m, n_all, coverage, sums, emb, hvg_selected)
     } else {
-        let (m, n_all, coverage, sums, emb) =
-            super::merge::embed_cells_streaming(args, &store, shard)?;
+        let (m, n_all, coverage, sums, emb) = embed_cells_streaming(args, &store, shard)?;
         (m, n_all, coverage, sums, emb, None)
     };
     // exact sums: the fraction of a sharded run, gathered by `merge`, is the same number
@@ -478,7 +476,7 @@ pub fn run_cells_embed_shard(
     let manifest = serde_json::to_value(&report)?;
     if let Some(shard) = shard {
         let extra = serde_json::json!({"obs": obs_json(&obs), "expression_sums": sums});
-        report.written = super::merge::write_shard(
+        report.written = write_shard(
             &args.output,
             shard.info(n_all),
             manifest,
@@ -556,16 +554,6 @@ pub fn top_n_gene_set(m: &ExpressionMatrix, n: usize) -> std::collections::HashS
         }
     }
     used
-}
-
-/// Total expression of each gene column (f64, in storage order): the weights of
-/// [`super::genes::coverage`]'s expression fraction.
-pub fn gene_totals(x: &CsrView) -> Vec<f64> {
-    let mut t = vec![0f64; x.n_cols];
-    for (&j, &v) in x.indices.iter().zip(x.data.iter()) {
-        t[j as usize] += v as f64;
-    }
-    t
 }
 
 /// sha256 of a file, or of a directory's files in name order (10x / MTX inputs).
@@ -724,12 +712,12 @@ pub fn run_embed_sentences_shard(
     args: &EmbedSentencesArgs,
     shard: Option<crate::shard::Shard>,
 ) -> Result<EmbedSentencesReport> {
-    super::merge::check_shard_output(&args.output.path, shard)?;
+    crate::shard::check_shard_output(&args.output.path, shard)?;
     let model_dir = Path::new(&args.model);
     let mut inputs: Vec<&Path> = vec![&args.sentences.input];
     inputs.extend(Some(model_dir).filter(|p| p.exists()));
     let _lock = args.output.prepare_apart(&inputs)?;
-    let enc = super::load_encoder(&args.model, &args.options, args.quiet)?;
+    let enc = crate::encoder::load_encoder(&args.model, &args.options, args.quiet)?;
     let sa = &args.sentences;
     let (m, n_all) = read_normalized_rows(&sa.input, &sa.read, InputNorm::Raw, args.quiet, shard)?;
     let first_cell = shard.map_or(0, |s| s.range(n_all).start) as u64;
@@ -790,7 +778,7 @@ pub fn run_embed_sentences_shard(
             "in_context": budget.as_ref().map(|b| &b.in_context),
             "padding": emb.padding,
         });
-        report.written = super::merge::write_shard(
+        report.written = write_shard(
             &args.output,
             shard.info(n_all),
             manifest,
@@ -813,4 +801,95 @@ pub fn run_embed_sentences_shard(
     )?;
     job.cleanup()?;
     Ok(report)
+}
+
+/// `cells embed` read and embedded chunk by chunk (memory: one chunk of the matrix plus the
+/// vectors), over all rows or one shard's: (cells without x, row count of the input, gene
+/// coverage without its expression fraction, exact expression sums, the vectors).
+pub fn embed_cells_streaming(
+    args: &CellsEmbedArgs,
+    store: &GeneEmbeddings,
+    shard: Option<Shard>,
+) -> Result<(
+    ExpressionMatrix,
+    usize,
+    Coverage,
+    (ExactSum, ExactSum),
+    CellEmbeddings,
+)> {
+    // (statistics over all cells — --hvg, --idf, zscore — are refused with --shard by the caller)
+    let mut src = crate::cells::read::open_matrix(&args.input, &args.read)?;
+    let n_all = src.n_cells();
+    if n_all == 0 {
+        bail!("{}: the matrix has no cells", args.input.display());
+    }
+    let range = shard.map_or(0..n_all, |s| s.range(n_all));
+    let genes = src.genes().to_vec();
+    let (rows, coverage) = crate::genes::pipeline::coverage(
+        &store.symbols,
+        &genes,
+        args.species,
+        args.orthologs,
+        None,
+    )?;
+    let mut emb = CellEmbeddings {
+        dim: store.dim,
+        data: Vec::with_capacity(range.len() * store.dim),
+        coverage: vec![],
+        n_mapped: vec![],
+        n_unmapped: vec![],
+        n_used: vec![],
+        empty: vec![],
+    };
+    let mut sums = (ExactSum::default(), ExactSum::default());
+    let pb = crate::progress::bar(range.len() as u64, "cells", args.quiet);
+    for_each_chunk(src.as_mut(), range.clone(), args.read.chunk_rows, |part| {
+        let part = if args.normalize == InputNorm::Log1p {
+            crate::cells::normalize::log1p_cp10k(&part)?
+        } else {
+            part
+        };
+        let (t, m) = expression_sums(&part.indices, &part.data, &rows);
+        sums.0.merge(t);
+        sums.1.merge(m);
+        let e = embed_cells(&part, &rows, store, &args.aggregation)
+            .with_context(|| format!("embedding cells of {}", args.input.display()))?;
+        emb.data.extend(e.data);
+        emb.coverage.extend(e.coverage);
+        emb.n_mapped.extend(e.n_mapped);
+        emb.n_unmapped.extend(e.n_unmapped);
+        emb.n_used.extend(e.n_used);
+        emb.empty.extend(e.empty);
+        pb.inc(part.n_rows as u64);
+        Ok(())
+    })?;
+    pb.finish_and_clear();
+    let m = ExpressionMatrix {
+        x: CsrMatrix {
+            n_rows: 0,
+            n_cols: genes.len(),
+            indptr: vec![0],
+            indices: vec![],
+            data: vec![],
+        },
+        cell_ids: src.cell_ids()[range].to_vec(),
+        genes,
+        obs: vec![],
+    };
+    Ok((m, n_all, coverage, sums, emb))
+}
+
+/// A cell command's shard: [`write_shard_file`] with the output's `--name`.
+#[allow(clippy::too_many_arguments)]
+pub fn write_shard(
+    out: &CellOutput,
+    info: ShardInfo,
+    manifest: Value,
+    ids: &[String],
+    data: &[f32],
+    dim: usize,
+    mut rows: Value,
+) -> Result<String> {
+    rows["name"] = json!(out.name);
+    crate::shard::write_shard_file(&out.path, info, manifest, ids, data, dim, rows)
 }

@@ -1,10 +1,10 @@
-//! `celltext genes embed | coverage | export | import`.
+//! The gene pipelines behind `celltext genes embed | coverage | export | import` and the Python
+//! `celltext.genes`: plain functions over option structs.
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-use super::value_enum::value_enum;
 use crate::encoder::job::ResumableJob;
 use crate::encoder::{EncoderOptions, ModelIdentity};
 use crate::genes::corpus::GeneText;
@@ -12,9 +12,10 @@ use crate::genes::resolver::{map_genes, Coverage};
 use crate::genes::store::{store_paths, store_prefix};
 use crate::genes::{GeneEmbeddings, GeneResolver, Species, SummaryCorpus};
 use crate::io::{sha256_bytes, TOOL_VERSION};
+use crate::shard::ExactSum;
 
 /// `--missing skip|zero|fallback-name`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum MissingPolicy {
     /// Leave dataset genes without a summary out of the store (reported).
@@ -24,6 +25,8 @@ pub enum MissingPolicy {
     /// Embed "SYMBOL: full gene name" from the bundled gene-info tables.
     FallbackName,
 }
+
+crate::choices!(MissingPolicy { Skip = "skip", Zero = "zero", FallbackName = "fallback-name" });
 
 pub struct GenesEmbedArgs {
     pub model: String,
@@ -128,7 +131,7 @@ fn genes_embed_impl(
     check: Option<&dyn Fn() -> Result<()>>,
     shard: Option<crate::shard::Shard>,
 ) -> Result<GenesManifest> {
-    super::merge::check_shard_output(&args.out, shard)?;
+    crate::shard::check_shard_output(&args.out, shard)?;
     let prefix = match shard {
         Some(_) => args.out.clone(),
         None => store_prefix(&args.out),
@@ -171,7 +174,7 @@ fn genes_embed_impl(
         all.push('\n');
     }
     let text_sha256 = sha256_bytes(all.as_bytes());
-    let enc = super::load_encoder(&args.model, &args.options, args.quiet)?;
+    let enc = crate::encoder::load_encoder(&args.model, &args.options, args.quiet)?;
     let partial_dir = {
         let mut s = prefix.as_os_str().to_owned();
         s.push(".partial");
@@ -233,7 +236,7 @@ fn genes_embed_impl(
         chunks_resumed: report.chunks_resumed,
     };
     if let Some(s) = shard {
-        super::merge::write_shard_file(
+        crate::shard::write_shard_file(
             &args.out,
             s.info(n_all),
             serde_json::to_value(&manifest)?,
@@ -309,28 +312,42 @@ pub fn read_gene_list(path: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Coverage of `names` by a store (per route, unmatched) and, with per-gene totals, the
-/// fraction of all expression that falls on mapped genes.
+/// Coverage of `names` by a store (per route, unmatched) and, given a matrix's non-zeros over
+/// those names (`(column indices, values)`), the fraction of all expression on mapped genes,
+/// from exact sums ([`expression_sums`]): the one implementation behind `genes coverage`,
+/// `cells embed` and the Python package.
 pub fn coverage(
     store_symbols: &[String],
     names: &[String],
     species: Species,
     orthologs: bool,
-    gene_totals: Option<&[f64]>,
+    expression: Option<(&[u32], &[f32])>,
 ) -> Result<(Vec<Option<usize>>, Coverage)> {
     let resolver = GeneResolver::new(store_symbols, species, orthologs)?;
     let (rows, mut cov) = map_genes(&resolver, names);
-    if let Some(t) = gene_totals {
-        let total: f64 = t.iter().sum();
-        let mapped: f64 = t
-            .iter()
-            .zip(&rows)
-            .filter(|(_, r)| r.is_some())
-            .map(|(v, _)| *v)
-            .sum();
-        cov.expression_fraction = Some(if total > 0.0 { mapped / total } else { 0.0 });
+    if let Some((indices, values)) = expression {
+        let (total, mapped) = expression_sums(indices, values, &rows);
+        cov.expression_fraction = Some(mapped.fraction_of(total));
     }
     Ok((rows, cov))
+}
+
+/// (total, mapped) expression of a matrix's non-zeros (`indices[k]` is the column of
+/// `values[k]`), as exact fixed-point sums, so any split of the rows adds up to the same totals:
+/// mapped columns are those with a store row.
+pub fn expression_sums(
+    indices: &[u32],
+    values: &[f32],
+    rows: &[Option<usize>],
+) -> (ExactSum, ExactSum) {
+    let (mut total, mut mapped) = (ExactSum::default(), ExactSum::default());
+    for (&j, &v) in indices.iter().zip(values) {
+        total.add(v);
+        if rows.get(j as usize).is_some_and(|r| r.is_some()) {
+            mapped.add(v);
+        }
+    }
+    (total, mapped)
 }
 
 pub fn coverage_table(cov: &Coverage) -> String {
@@ -390,9 +407,7 @@ pub fn export(store: &Path, format: &str, out: &Path) -> Result<ExportReport> {
     };
     match format {
         "npy" => crate::io::write_npy_f32(out, &g.data, g.len(), g.dim),
-        "parquet" => {
-            crate::genes::import::write_parquet(out, &g, GeneEmbeddings::manifest(store)?.as_ref())
-        }
+        "parquet" => parquet::write(out, &g, GeneEmbeddings::manifest(store)?.as_ref()),
         "tsv" => {
             let mut s = String::new();
             for (i, sym) in g.symbols.iter().enumerate() {
@@ -412,14 +427,57 @@ pub fn export(store: &Path, format: &str, out: &Path) -> Result<ExportReport> {
     Ok(report)
 }
 
+/// Parquet import/export, or a clear error in a build without the `parquet` feature.
+mod parquet {
+    use anyhow::Result;
+    use std::path::Path;
+
+    use crate::genes::import::ImportedVectors;
+    use crate::genes::GeneEmbeddings;
+
+    #[cfg(feature = "parquet")]
+    pub fn read(path: &Path) -> Result<ImportedVectors> {
+        crate::genes::parquet::load_parquet_vectors(path)
+    }
+
+    #[cfg(feature = "parquet")]
+    pub fn write(
+        out: &Path,
+        g: &GeneEmbeddings,
+        manifest: Option<&serde_json::Value>,
+    ) -> Result<()> {
+        crate::genes::parquet::write_parquet(out, g, manifest)
+    }
+
+    #[cfg(not(feature = "parquet"))]
+    fn unavailable(path: &Path) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{}: this build of celltext reads and writes no parquet (built without the `parquet` \
+             feature); use the `celltext genes import|export` command",
+            path.display()
+        )
+    }
+
+    #[cfg(not(feature = "parquet"))]
+    pub fn read(path: &Path) -> Result<ImportedVectors> {
+        Err(unavailable(path))
+    }
+
+    #[cfg(not(feature = "parquet"))]
+    pub fn write(out: &Path, _: &GeneEmbeddings, _: Option<&serde_json::Value>) -> Result<()> {
+        Err(unavailable(out))
+    }
+}
+
 /// Format of a file given to `genes import` (`--format pickle|parquet`, also `pkl`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ImportFormat {
-    #[value(alias = "pkl")]
     Pickle,
     Parquet,
 }
+
+crate::choices!(ImportFormat { Pickle = "pickle" | "pkl", Parquet = "parquet" });
 
 impl ImportFormat {
     /// From the extension: .pkl / .pickle, .parquet / .pq.
@@ -441,19 +499,20 @@ impl ImportFormat {
 }
 
 /// What `celltext genes import` takes; the doc comments are the flags' `--help` texts.
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct GenesImportArgs {
     /// .pkl / .pickle or .parquet file.
-    #[arg(value_name = "FILE")]
+    #[cfg_attr(feature = "cli", arg(value_name = "FILE"))]
     pub input: PathBuf,
     /// Store prefix: writes OUT.safetensors, OUT.genes.tsv, OUT.manifest.json.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub out: PathBuf,
     /// pickle or parquet (default: from the file extension).
-    #[arg(long, value_parser = value_enum::<ImportFormat>())]
+    #[cfg_attr(feature = "cli", arg(long, value_parser = crate::choice::value_enum::<ImportFormat>()))]
     pub format: Option<ImportFormat>,
     /// What made the vectors (e.g. "GenePT ada-002"), recorded in the manifest.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub source_name: Option<String>,
 }
 
@@ -494,7 +553,7 @@ pub fn run_genes_import(args: &GenesImportArgs) -> Result<GenesImportManifest> {
     let _lock = crate::outputs::OutputLock::acquire(&store_prefix(&args.out))?;
     let vectors = match format {
         ImportFormat::Pickle => crate::genes::import::load_pickle_vectors(&args.input)?,
-        ImportFormat::Parquet => crate::genes::import::load_parquet_vectors(&args.input)?,
+        ImportFormat::Parquet => parquet::read(&args.input)?,
     };
     let layout = vectors.layout.clone();
     let store = crate::genes::import::to_store(vectors, &args.input)?;
