@@ -47,7 +47,7 @@ fn sarg(name: &str) -> Option<String> {
 
 /// The CLI's `cells embed` minus file I/O, `repeat` times; prints the median and minimum.
 fn h5ad_mode(input: &str, store: &str) -> anyhow::Result<()> {
-    use celltext::cells::pipeline::{gene_totals, read_normalized, InputNorm};
+    use celltext::cells::pipeline::{read_normalized, InputNorm};
     let read = celltext::cells::read::ReadOptions {
         layer: sarg("--layer"),
         ..Default::default()
@@ -62,13 +62,12 @@ fn h5ad_mode(input: &str, store: &str) -> anyhow::Result<()> {
     let mut secs = Vec::with_capacity(repeat);
     for _ in 0..repeat {
         let t = Instant::now();
-        let totals = gene_totals(&m.x.view());
         let (rows, _) = celltext::genes::pipeline::coverage(
             &store.symbols,
             &m.genes,
             celltext::genes::Species::Human,
             false,
-            Some(&totals),
+            Some((&m.x.indices, &m.x.data)),
         )?;
         let emb = embed_cells(&m.x, &rows, &store, &agg)?;
         std::hint::black_box(&emb);

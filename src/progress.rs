@@ -11,6 +11,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 thread_local! {
     /// `Some(newest bar)` while [`observe`] runs on this thread.
     static OBSERVED: RefCell<Option<Option<ProgressBar>>> = const { RefCell::new(None) };
+    /// `Some(warnings kept)` while [`observe`] runs on this thread.
+    static WARNINGS: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
 }
 
 /// A progress bar over `total` items named `unit`; hidden when `quiet` (or inside [`observe`]).
@@ -35,18 +37,46 @@ pub fn bar(total: u64, unit: &str, quiet: bool) -> ProgressBar {
     pb
 }
 
+/// A note for the user from library work (a guessed casing, an ignored flag): on stderr, above
+/// any bar, unless `quiet`; inside [`observe`] kept for [`take_warnings`] instead, so the front
+/// end that observes decides how to show it (the Python package logs it).
+pub fn warn(quiet: bool, message: &str) {
+    let kept = WARNINGS.with(|w| match &mut *w.borrow_mut() {
+        Some(list) => {
+            list.push(message.to_string());
+            true
+        }
+        None => false,
+    });
+    if !kept && !quiet {
+        eprintln!("warning: {message}");
+    }
+}
+
+/// Inside [`observe`]: the warnings [`warn`] kept since the last call.
+pub fn take_warnings() -> Vec<String> {
+    WARNINGS.with(|w| {
+        w.borrow_mut()
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    })
+}
+
 /// Run `f` with the progress bars it makes on this thread hidden and readable through
 /// [`observed`] (for callers that show progress their own way).
 pub fn observe<T>(f: impl FnOnce() -> T) -> T {
-    struct Reset(Option<Option<ProgressBar>>);
+    struct Reset(Option<Option<ProgressBar>>, Option<Vec<String>>);
     impl Drop for Reset {
         fn drop(&mut self) {
-            let prev = self.0.take();
-            OBSERVED.with(|o| *o.borrow_mut() = prev);
+            let (bar, warnings) = (self.0.take(), self.1.take());
+            OBSERVED.with(|o| *o.borrow_mut() = bar);
+            WARNINGS.with(|w| *w.borrow_mut() = warnings);
         }
     }
     let prev = OBSERVED.with(|o| o.borrow_mut().replace(None));
-    let _reset = Reset(prev);
+    let prev_warnings = WARNINGS.with(|w| w.borrow_mut().replace(vec![]));
+    let _reset = Reset(prev, prev_warnings);
     f()
 }
 
@@ -78,5 +108,15 @@ mod tests {
             assert_eq!(observed(), Some((1, 5)));
         });
         assert_eq!(observed(), None);
+    }
+
+    #[test]
+    fn warnings_inside_observe_are_kept_for_the_caller() {
+        observe(|| {
+            warn(false, "casing guessed");
+            assert_eq!(take_warnings(), vec!["casing guessed".to_string()]);
+            assert!(take_warnings().is_empty());
+        });
+        assert!(take_warnings().is_empty());
     }
 }

@@ -122,7 +122,7 @@ fn genes_embed(
     backend: &str,
     progress: Option<PyObject>,
 ) -> PyResult<String> {
-    py.allow_threads(|| {
+    let (manifest, warnings) = py.allow_threads(|| {
         guard(|| {
             let args = GenesEmbedArgs {
                 model,
@@ -143,11 +143,21 @@ fn genes_embed(
                 chunk_texts,
             };
             let check = check_and_report(progress.as_ref());
-            let manifest =
-                celltext::progress::observe(|| run_genes_embed_cancellable(&args, Some(&check)))?;
-            Ok(serde_json::to_string(&manifest)?)
+            let (manifest, warnings) = celltext::progress::observe(|| {
+                let m = run_genes_embed_cancellable(&args, Some(&check));
+                (m, celltext::progress::take_warnings())
+            });
+            Ok((serde_json::to_string(&manifest?)?, warnings))
         })
-    })
+    })?;
+    // the library's notes (a guessed casing, …) go to the package's logger, not stderr
+    let logger = py
+        .import("logging")?
+        .call_method1("getLogger", ("celltext",))?;
+    for w in warnings {
+        logger.call_method1("warning", (w,))?;
+    }
+    Ok(manifest)
 }
 
 /// The bundled NCBI RefSeq summaries of a species: (symbols, texts, sources).

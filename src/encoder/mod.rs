@@ -163,14 +163,12 @@ pub struct Embedded {
     pub padding: PaddingStats,
 }
 
-/// Load an encoder for a pipeline and show its setup warnings (a guessed casing, an ignored
-/// casing flag) on stderr unless `quiet`.
+/// Load an encoder for a pipeline and pass its setup warnings (a guessed casing, an ignored
+/// casing flag) to [`crate::progress::warn`].
 pub fn load_encoder(model: &str, options: &EncoderOptions, quiet: bool) -> Result<Encoder> {
     let enc = Encoder::load(model, options, quiet)?;
-    if !quiet {
-        for w in &enc.tokenizer.warnings {
-            eprintln!("warning: {w}");
-        }
+    for w in &enc.tokenizer.warnings {
+        crate::progress::warn(quiet, w);
     }
     Ok(enc)
 }
