@@ -666,7 +666,7 @@ fn run_scilama(cmd: ScilamaCmd, quiet: bool, json: bool) -> Result<()> {
             output,
             in_place,
         } => {
-            let args = app::scilama::TrainArgs {
+            let args = celltext::scilama::pipeline::TrainArgs {
                 input: input.input.clone(),
                 read: input.read_options(),
                 store: genes,
@@ -680,7 +680,7 @@ fn run_scilama(cmd: ScilamaCmd, quiet: bool, json: bool) -> Result<()> {
                 in_place,
                 quiet,
             };
-            let r = app::scilama::run_train(&args)?;
+            let r = celltext::scilama::pipeline::run_train(&args)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -711,7 +711,7 @@ fn run_scilama(cmd: ScilamaCmd, quiet: bool, json: bool) -> Result<()> {
             genes_out,
             device,
         } => {
-            let args = app::scilama::EmbedArgs {
+            let args = celltext::scilama::pipeline::EmbedArgs {
                 model,
                 input,
                 read: celltext::cells::read::ReadOptions {
@@ -728,7 +728,7 @@ fn run_scilama(cmd: ScilamaCmd, quiet: bool, json: bool) -> Result<()> {
                 device,
                 quiet,
             };
-            let r = app::scilama::run_embed(&args)?;
+            let r = celltext::scilama::pipeline::run_embed(&args)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

@@ -8,6 +8,5 @@ pub mod embed;
 pub mod experiment;
 pub mod explain;
 pub mod numbers;
-pub mod scilama;
 
 pub use crate::encoder::load_encoder;

@@ -25,6 +25,7 @@
 
 pub mod data;
 pub mod model;
+pub mod pipeline;
 pub mod train;
 
 use anyhow::{bail, Result};

@@ -1,4 +1,4 @@
-//! `celltext scilama train | embed`: sciLaMA cell and gene embeddings (see `crate::scilama`).
+//! The sciLaMA pipeline behind `celltext scilama train | embed` (the model is in `model`, training in `train`).
 //!
 //! `train -o OUT.h5ad` writes, beside each other (PREFIX = OUT without `.h5ad`; `-o OUT.npy` or
 //! `.safetensors` puts the cell embeddings there instead of into a copy of the input):
