@@ -10,6 +10,7 @@ pub mod choice;
 pub mod classify;
 pub mod encoder;
 pub mod eval;
+pub mod experiment;
 pub mod explain;
 pub mod genes;
 pub mod io;

@@ -13,6 +13,7 @@ use celltext::choice::value_enum;
 use celltext::encoder::{parse_devices, parse_dtype, BackendChoice, EncoderOptions, Pooling};
 use celltext::genes::pipeline::MissingPolicy;
 use celltext::genes::Species;
+use celltext::{cells, classify, encoder, experiment, explain};
 
 #[derive(Parser)]
 #[command(
@@ -121,9 +122,9 @@ enum Command {
     #[command(subcommand)]
     Genes(GenesCmd),
     /// Cell-type classification (cosine KNN or MLP) on embeddings or counts: report, plots, predictions in obs.
-    Classify(app::classify::ClassifyArgs),
+    Classify(classify::pipeline::ClassifyArgs),
     /// Which genes make the MLP call each cell type: integrated gradients, top genes per class, marker hits.
-    Explain(app::explain::ExplainArgs),
+    Explain(explain::pipeline::ExplainArgs),
     /// Cell embeddings (GenePT-w), cell sentences and their ablations, sentence embeddings.
     #[command(subcommand)]
     Cells(CellsCmd),
@@ -423,7 +424,7 @@ fn run(cli: Cli) -> Result<()> {
             output,
             shard,
         } => {
-            let args = app::embed::EmbedArgs {
+            let args = encoder::pipeline::EmbedArgs {
                 model: model.model.clone(),
                 input,
                 output: output.clone(),
@@ -431,7 +432,7 @@ fn run(cli: Cli) -> Result<()> {
                 batch_tokens: model.batch_tokens,
                 quiet: cli.quiet,
             };
-            let m = app::embed::run_embed_shard(&args, shard)?;
+            let m = encoder::pipeline::run_embed_shard(&args, shard)?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&m)?);
             } else {
@@ -464,7 +465,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Models => {
-            let rows = app::embed::list_models()?;
+            let rows = encoder::pipeline::list_models()?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
@@ -486,26 +487,26 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Convert { dir } => {
-            let out = app::embed::convert(&dir)?;
+            let out = encoder::pipeline::convert(&dir)?;
             println!("wrote {}", out.display());
         }
         Command::Genes(g) => run_genes(g, cli.quiet, cli.json)?,
         Command::Classify(mut args) => {
             args.quiet = cli.quiet;
-            let r = app::classify::run_classify(&args)?;
+            let r = classify::pipeline::run_classify(&args)?;
             if cli.json {
-                print!("{}", app::classify::report_json(&r)?);
+                print!("{}", classify::pipeline::report_json(&r)?);
             } else {
-                print!("{}", app::classify::render_markdown(&r));
+                print!("{}", classify::pipeline::render_markdown(&r));
             }
         }
         Command::Explain(mut args) => {
             args.quiet = cli.quiet;
-            let r = app::explain::run_explain(&args)?;
+            let r = explain::pipeline::run_explain(&args)?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                print!("{}", app::explain::render_markdown(&r));
+                print!("{}", explain::pipeline::render_markdown(&r));
                 println!(
                     "\nwrote {}/explain.tsv, report.md, report.json, manifest.json",
                     args.out.display()
@@ -572,8 +573,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Experiment { config, input } => {
-            let (rows, out) =
-                app::experiment::run_experiment(&config, input.as_deref(), cli.quiet)?;
+            let (rows, out) = experiment::run_experiment(&config, input.as_deref(), cli.quiet)?;
             if cli.json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
@@ -1049,7 +1049,7 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
             key,
             in_place,
         } => {
-            let args = app::cells_pca::CellsPcaArgs {
+            let args = cells::pca_pipeline::CellsPcaArgs {
                 input: input.input.clone(),
                 read: input.read_options(),
                 params: celltext::cells::standard_pca::StandardPcaParams {
@@ -1062,7 +1062,7 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
                 key,
                 quiet,
             };
-            let r = app::cells_pca::run_cells_pca(&args)?;
+            let r = cells::pca_pipeline::run_cells_pca(&args)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

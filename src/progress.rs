@@ -13,6 +13,8 @@ thread_local! {
     static OBSERVED: RefCell<Option<Option<ProgressBar>>> = const { RefCell::new(None) };
     /// `Some(warnings kept)` while [`observe`] runs on this thread.
     static WARNINGS: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+    /// `Some(notes kept)` while [`observe`] runs on this thread.
+    static NOTES: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
 }
 
 /// A progress bar over `total` items named `unit`; hidden when `quiet` (or inside [`observe`]).
@@ -41,21 +43,45 @@ pub fn bar(total: u64, unit: &str, quiet: bool) -> ProgressBar {
 /// any bar, unless `quiet`; inside [`observe`] kept for [`take_warnings`] instead, so the front
 /// end that observes decides how to show it (the Python package logs it).
 pub fn warn(quiet: bool, message: &str) {
-    let kept = WARNINGS.with(|w| match &mut *w.borrow_mut() {
+    if !keep(&WARNINGS, message) && !quiet {
+        eprintln!("warning: {message}");
+    }
+}
+
+/// A step of library work worth telling the user ("reading X", "training the MLP"): on stderr
+/// unless `quiet`; inside [`observe`] kept for [`take_notes`], so the front end that observes
+/// decides how to show it (the Python package logs it).
+pub fn note(quiet: bool, message: &str) {
+    if !keep(&NOTES, message) && !quiet {
+        eprintln!("{message}");
+    }
+}
+
+/// Push `message` onto `list` when [`observe`] runs on this thread; false outside it.
+fn keep(list: &'static std::thread::LocalKey<Kept>, message: &str) -> bool {
+    list.with(|w| match &mut *w.borrow_mut() {
         Some(list) => {
             list.push(message.to_string());
             true
         }
         None => false,
-    });
-    if !kept && !quiet {
-        eprintln!("warning: {message}");
-    }
+    })
 }
+
+type Kept = RefCell<Option<Vec<String>>>;
 
 /// Inside [`observe`]: the warnings [`warn`] kept since the last call.
 pub fn take_warnings() -> Vec<String> {
-    WARNINGS.with(|w| {
+    take(&WARNINGS)
+}
+
+/// Inside [`observe`]: the notes [`note`] kept since the last call.
+pub fn take_notes() -> Vec<String> {
+    take(&NOTES)
+}
+
+fn take(list: &'static std::thread::LocalKey<Kept>) -> Vec<String> {
+    list.with(|w| {
         w.borrow_mut()
             .as_mut()
             .map(std::mem::take)
@@ -66,17 +92,23 @@ pub fn take_warnings() -> Vec<String> {
 /// Run `f` with the progress bars it makes on this thread hidden and readable through
 /// [`observed`] (for callers that show progress their own way).
 pub fn observe<T>(f: impl FnOnce() -> T) -> T {
-    struct Reset(Option<Option<ProgressBar>>, Option<Vec<String>>);
+    struct Reset(
+        Option<Option<ProgressBar>>,
+        Option<Vec<String>>,
+        Option<Vec<String>>,
+    );
     impl Drop for Reset {
         fn drop(&mut self) {
-            let (bar, warnings) = (self.0.take(), self.1.take());
+            let (bar, warnings, notes) = (self.0.take(), self.1.take(), self.2.take());
             OBSERVED.with(|o| *o.borrow_mut() = bar);
             WARNINGS.with(|w| *w.borrow_mut() = warnings);
+            NOTES.with(|n| *n.borrow_mut() = notes);
         }
     }
     let prev = OBSERVED.with(|o| o.borrow_mut().replace(None));
     let prev_warnings = WARNINGS.with(|w| w.borrow_mut().replace(vec![]));
-    let _reset = Reset(prev, prev_warnings);
+    let prev_notes = NOTES.with(|n| n.borrow_mut().replace(vec![]));
+    let _reset = Reset(prev, prev_warnings, prev_notes);
     f()
 }
 
@@ -118,5 +150,17 @@ mod tests {
             assert!(take_warnings().is_empty());
         });
         assert!(take_warnings().is_empty());
+    }
+
+    #[test]
+    fn notes_inside_observe_are_kept_apart_from_warnings() {
+        observe(|| {
+            note(false, "reading x.h5ad");
+            warn(false, "casing guessed");
+            assert_eq!(take_notes(), vec!["reading x.h5ad".to_string()]);
+            assert_eq!(take_warnings(), vec!["casing guessed".to_string()]);
+            assert!(take_notes().is_empty());
+        });
+        assert!(take_notes().is_empty());
     }
 }

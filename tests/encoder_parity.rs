@@ -213,7 +213,7 @@ fn convert_writes_equivalent_safetensors() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("m");
     copy_dir(&fixtures().join("models").join("biobert-like"), &dir);
-    let out = celltext::app::embed::convert(&dir).unwrap();
+    let out = celltext::encoder::pipeline::convert(&dir).unwrap();
     assert!(out.exists());
     let texts = texts();
     // with model.safetensors present the loader prefers it over the .bin

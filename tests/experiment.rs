@@ -2,7 +2,7 @@
 //! results table shape, cache reuse on a re-run, seeded reproducibility.
 
 mod common;
-use celltext::app::classify::{run_classify, ClassifyArgs, FeatureSpace, Method};
+use celltext::classify::pipeline::{run_classify, ClassifyArgs, FeatureSpace, Method};
 use common::*;
 
 #[test]
@@ -38,11 +38,11 @@ out_dir = "{out}"
         ),
     )
     .unwrap();
-    let (rows, out) = celltext::app::experiment::run_experiment(&cfg, None, true).unwrap();
+    let (rows, out) = celltext::experiment::run_experiment(&cfg, None, true).unwrap();
     // genept-w (none) + sentences (none, shorten:20) + the PCA-50 baseline: KNN at k ∈ {1,5,15}
     // and one MLP row each, plus the three fused MLP rows
     assert_eq!(rows.len(), 4 * 4 + 3, "{rows:#?}");
-    let pca = celltext::app::experiment::PCA_REPRESENTATION;
+    let pca = celltext::experiment::PCA_REPRESENTATION;
     let find = |repr: &str, clf: &str, k: Option<usize>| {
         rows.iter()
             .find(|r| r.representation == repr && r.classifier == clf && r.k == k)
@@ -122,7 +122,7 @@ out_dir = "{out}"
         .collect();
     let n_cached = cached.len();
     // re-run: same numbers, nothing recomputed
-    let (rows2, _) = celltext::app::experiment::run_experiment(&cfg, None, true).unwrap();
+    let (rows2, _) = celltext::experiment::run_experiment(&cfg, None, true).unwrap();
     assert_eq!(
         std::fs::read_dir(tmp.path().join("cache")).unwrap().count(),
         n_cached
@@ -143,7 +143,7 @@ fn shipped_configs_run_on_bundled_data_or_ask_for_input() {
         }
         n += 1;
         let text = std::fs::read_to_string(&path).unwrap();
-        let cfg: celltext::app::experiment::ExperimentConfig =
+        let cfg: celltext::experiment::ExperimentConfig =
             toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         if let Some(input) = &cfg.input {
             // a dataset every clone has, never one outside the repository
@@ -180,13 +180,13 @@ fn a_config_without_input_asks_for_input() {
     .unwrap();
     let e = format!(
         "{:#}",
-        celltext::app::experiment::run_experiment(&cfg, None, true).unwrap_err()
+        celltext::experiment::run_experiment(&cfg, None, true).unwrap_err()
     );
     assert!(e.contains("exp.toml") && e.contains("--input"), "{e}");
     let missing = tmp.path().join("missing.h5ad");
     let e = format!(
         "{:#}",
-        celltext::app::experiment::run_experiment(&cfg, Some(&missing), true).unwrap_err()
+        celltext::experiment::run_experiment(&cfg, Some(&missing), true).unwrap_err()
     );
     assert!(
         e.contains("missing.h5ad") && e.contains("does not exist"),
@@ -220,11 +220,11 @@ fn baselines_and_fusions_are_validated_by_name() {
             "add \"none\" to `ablations`",
         ),
     ] {
-        let e = celltext::app::experiment::parse_config(&format!("{base}{extra}"), path)
+        let e = celltext::experiment::parse_config(&format!("{base}{extra}"), path)
             .unwrap_err()
             .to_string();
         assert!(e.contains("exp.toml") && e.contains(want), "{extra}: {e}");
     }
     let ok = "fusions = [\"pca+genept-w\", \"pca+sentences\", \"pca+genept-w+sentences\"]\nbaselines = [\"pca\"]\n";
-    celltext::app::experiment::parse_config(&format!("{base}{ok}"), path).unwrap();
+    celltext::experiment::parse_config(&format!("{base}{ok}"), path).unwrap();
 }

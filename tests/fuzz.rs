@@ -407,6 +407,6 @@ fn fuzz_summaries() {
 fn fuzz_experiment_toml() {
     let p = Path::new("fuzz.toml");
     fuzz("experiment_toml", |b| {
-        let _ = celltext::app::experiment::parse_config(&String::from_utf8_lossy(b), p);
+        let _ = celltext::experiment::parse_config(&String::from_utf8_lossy(b), p);
     });
 }

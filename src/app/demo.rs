@@ -6,13 +6,15 @@ use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::classify::{run_classify, ClassifyArgs, ClassifyReport, FeatureSpace, Method, Scores};
 use crate::cells::ablation::Ablation;
 use crate::cells::pipeline::{
     CellOutput, CellsEmbedArgs, EmbedSentencesArgs, InputNorm, SentenceArgs,
 };
 use crate::cells::read::ReadOptions;
 use crate::cells::weighted::{Aggregation, TopN, Weights};
+use crate::classify::pipeline::{
+    run_classify, ClassifyArgs, ClassifyReport, FeatureSpace, Method, Scores,
+};
 use crate::encoder::EncoderOptions;
 use crate::genes::pipeline::{run_genes_embed, GenesEmbedArgs, MissingPolicy};
 use crate::genes::{Species, SummaryCorpus};

@@ -1,12 +1,9 @@
-//! Library side of each CLI subcommand: main.rs parses arguments and calls these.
+//! The CLI-only subcommands: `demo` and `device-check` run other pipelines and print their own
+//! tables (nothing a library caller needs), and `numbers` is a clap helper. Every other pipeline
+//! is a library function (`genes::pipeline`, `cells::pipeline`, `classify::pipeline`, …).
 
-pub mod cells_pca;
-pub mod classify;
 pub mod demo;
 pub mod device_check;
-pub mod embed;
-pub mod experiment;
-pub mod explain;
 pub mod numbers;
 
 pub use crate::encoder::load_encoder;

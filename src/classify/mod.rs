@@ -5,6 +5,7 @@ use anyhow::{bail, Result};
 pub mod features;
 pub mod knn;
 pub mod mlp;
+pub mod pipeline;
 pub mod split;
 
 /// A comma list of positive integers, such as `--k 1,3,5` or `--hidden 256,128`. Errors name

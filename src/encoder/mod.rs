@@ -6,6 +6,7 @@ pub mod card;
 pub mod config;
 pub mod input;
 pub mod job;
+pub mod pipeline;
 pub mod pooling;
 pub mod pth;
 pub mod resolve;

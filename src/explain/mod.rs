@@ -5,6 +5,7 @@
 //! Sits above `classify` in the data flow: it reads the trained MLP and the encoder, never the CLI.
 
 pub mod ig;
+pub mod pipeline;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

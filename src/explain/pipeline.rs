@@ -56,60 +56,61 @@ pub enum ExplainOn {
 crate::choices!(ExplainOn { Sentences = "sentences", GeneptW = "genept-w" });
 
 /// Everything `celltext explain` takes (the doc comments are the `--help` texts).
-#[derive(Debug, Clone, Serialize, clap::Args)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct ExplainArgs {
     /// Input .h5ad (or any matrix celltext reads) with the labels in obs.
-    #[arg(long, short = 'i')]
+    #[cfg_attr(feature = "cli", arg(long, short = 'i'))]
     pub input: PathBuf,
     /// h5ad: read layers/NAME instead of X (point it at raw counts, e.g. counts).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub layer: Option<String>,
     /// h5ad: gene symbols from this var column (CELLxGENE: feature_name).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub gene_symbols_key: Option<String>,
     /// obs column with the cell-type labels (empty / NaN labels are left out).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub label: String,
     /// Encoder: model directory, card name (minilm, …) or hub id.
-    #[arg(long, short = 'm')]
+    #[cfg_attr(feature = "cli", arg(long, short = 'm'))]
     pub model: Option<String>,
     /// sentences (cell sentences through the encoder) or genept-w (needs --genes).
-    #[arg(long, default_value = "sentences", ignore_case = true, value_parser = crate::choice::value_enum::<ExplainOn>())]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "sentences", ignore_case = true, value_parser = crate::choice::value_enum::<ExplainOn>()))]
     pub on: ExplainOn,
     /// --on genept-w: gene store from `celltext genes embed`.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub genes: Option<PathBuf>,
     /// --on genept-w: genes per cell in the weighted mean.
-    #[arg(long, default_value_t = 100)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 100))]
     pub top_n: usize,
     /// Test cells explained per class (correctly predicted first, in cell order).
-    #[arg(long, default_value_t = 10)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 10))]
     pub cells_per_class: usize,
     /// Interpolation steps of integrated gradients (midpoint rule) [default 32 for sentences,
     /// 1024 for genept-w: its steps cost one MLP pass each, and it needs them to be complete].
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub steps: Option<usize>,
     /// Interpolation points per forward/backward pass through the encoder (memory vs speed).
-    #[arg(long, default_value_t = 8)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 8))]
     pub chunk: usize,
     /// Genes listed per class.
-    #[arg(long, default_value_t = 10)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 10))]
     pub top: usize,
     /// TSV of marker genes (header `cell_type<TAB>gene`), e.g. assets/markers/pbmc3k_markers.tsv.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub markers: Option<PathBuf>,
     /// Seed of the split, the MLP and the sentences' tie shuffle (as in classify).
-    #[arg(long, default_value_t = 0)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 0))]
     pub seed: u64,
     /// Fraction of each class's labelled cells held out for testing (as in classify).
-    #[arg(long, default_value_t = crate::classify::split::DEFAULT_TEST_FRACTION)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = crate::classify::split::DEFAULT_TEST_FRACTION))]
     pub test_fraction: f64,
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub mlp: MlpConfig,
     /// Output folder (explain.tsv, report.md, report.json, manifest.json).
-    #[arg(long, short = 'o')]
+    #[cfg_attr(feature = "cli", arg(long, short = 'o'))]
     pub out: PathBuf,
-    #[arg(skip)]
+    #[cfg_attr(feature = "cli", arg(skip))]
     #[serde(skip)]
     pub quiet: bool,
 }
@@ -187,10 +188,9 @@ pub struct ExplainReport {
     pub notes: Vec<String>,
 }
 
+/// A step of the run for the user, through [`crate::progress::note`].
 fn say(quiet: bool, msg: impl AsRef<str>) {
-    if !quiet {
-        eprintln!("celltext explain: {}", msg.as_ref());
-    }
+    crate::progress::note(quiet, &format!("celltext explain: {}", msg.as_ref()));
 }
 
 /// The cell vectors of every cell and what the explanation needs to revisit one cell.
@@ -338,7 +338,7 @@ pub fn run_explain(args: &ExplainArgs) -> Result<ExplainReport> {
     let (features, data, dim, source) = match args.on {
         ExplainOn::Sentences => {
             let model = args.model.as_deref().unwrap_or_default();
-            let enc = super::load_encoder(model, &EncoderOptions::default(), args.quiet)?;
+            let enc = crate::encoder::load_encoder(model, &EncoderOptions::default(), args.quiet)?;
             let sargs = SentenceArgs {
                 input: args.input.clone(),
                 read: read.clone(),

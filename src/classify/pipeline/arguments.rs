@@ -8,6 +8,7 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 
 use crate::cells::read::{detect_kind, InputKind};
+#[cfg(feature = "cli")]
 use crate::choice::value_enum;
 use crate::classify::knn::Vote;
 use crate::classify::mlp::{Fusion, MlpConfig};
@@ -68,82 +69,89 @@ pub fn parse_k_list(s: &str) -> Result<Vec<usize>> {
 /// Everything `celltext classify` takes. Build with [`ClassifyArgs::new`] and adjust. The doc
 /// comments of the fields are the flags' `--help` texts; fields are in flag order, which is also
 /// their order in report.json (`manifest.parameters`).
-#[derive(Debug, Clone, Serialize, clap::Args)]
+#[derive(Debug, Clone, Serialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct ClassifyArgs {
     /// Input .h5ad (labels in obs, embeddings in obsm).
-    #[arg(long, short = 'i')]
+    #[cfg_attr(feature = "cli", arg(long, short = 'i'))]
     pub input: PathBuf,
     /// obsm key of an embedding; repeat to fuse several (each alone and fused are reported).
-    #[arg(long = "embedding", short = 'e', value_name = "EMBEDDING")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long = "embedding", short = 'e', value_name = "EMBEDDING")
+    )]
     pub embeddings: Vec<String>,
     /// Embedding as .npy / .safetensors, rows = cells in input order (repeatable).
-    #[arg(long = "embedding-file", value_name = "EMBEDDING_FILE")]
+    #[cfg_attr(
+        feature = "cli",
+        arg(long = "embedding-file", value_name = "EMBEDDING_FILE")
+    )]
     pub embedding_files: Vec<PathBuf>,
     /// obs column with the cell-type labels (empty / NaN labels are excluded and counted).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub label: String,
     /// obs column with the batch of each cell: adds batch ASW, iLISI and cLISI (scIB) to the
     /// embedding-quality table.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub batch_key: Option<String>,
     /// knn or mlp.
-    #[arg(long, default_value = "knn", ignore_case = true, value_parser = value_enum::<Method>())]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "knn", ignore_case = true, value_parser = value_enum::<Method>()))]
     pub method: Method,
     /// embedding, or counts (the count baseline, see --baseline and --layer; with --embedding
     /// too, the counts baseline is one more source to fuse).
-    #[arg(long, default_value = "embedding", ignore_case = true, value_parser = value_enum::<FeatureSpace>())]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "embedding", ignore_case = true, value_parser = value_enum::<FeatureSpace>()))]
     pub on: FeatureSpace,
     /// With --on counts: read the counts from layers/NAME instead of X (e.g. counts).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub layer: Option<String>,
     /// With --on counts: pca (scanpy's normalize_total → log1p → HVG → scale → PCA) or
     /// log1p-all (log1p-CP10k of every detected gene, KNN only).
-    #[arg(long, default_value = "pca", ignore_case = true, value_parser = value_enum::<CountBaseline>())]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "pca", ignore_case = true, value_parser = value_enum::<CountBaseline>()))]
     pub baseline: CountBaseline,
     /// With --baseline pca: number of highly variable genes (seurat flavor).
-    #[arg(long, default_value_t = 2000)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 2000))]
     pub n_top_genes: usize,
     /// With --baseline pca: number of principal components.
-    #[arg(long, default_value_t = 50)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 50))]
     pub n_comps: usize,
     /// k, or a comma list for a sweep (e.g. 1,3,5,10,25,50,100,500); the first k gives the
     /// predictions (default 10). With --method mlp: a KNN baseline sweep.
     // `std::vec::Vec`: one `--k 1,3,5` value parsed whole, not a repeatable flag.
-    #[arg(long = "k", value_name = "K", value_parser = parse_k_list)]
+    #[cfg_attr(feature = "cli", arg(long = "k", value_name = "K", value_parser = parse_k_list))]
     pub ks: Option<std::vec::Vec<usize>>,
     /// majority or distance.
-    #[arg(long, default_value = "majority", ignore_case = true, value_parser = value_enum::<Vote>())]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "majority", ignore_case = true, value_parser = value_enum::<Vote>()))]
     pub vote: Vote,
     /// Fraction of each class held out for test (stratified, seeded).
-    #[arg(long, default_value_t = split::DEFAULT_TEST_FRACTION, conflicts_with_all = ["split_column", "folds"])]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = split::DEFAULT_TEST_FRACTION, conflicts_with_all = ["split_column", "folds"]))]
     pub test_fraction: f64,
     /// obs column with train / test / val per cell, instead of a random split.
-    #[arg(long, conflicts_with = "folds")]
+    #[cfg_attr(feature = "cli", arg(long, conflicts_with = "folds"))]
     pub split_column: Option<String>,
     /// Stratified K-fold cross-validation: scores as mean ± sd over folds.
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub folds: Option<usize>,
     /// MLP fusion of several embeddings: concat or gated.
-    #[arg(long, default_value = "concat", ignore_case = true, value_parser = value_enum::<Fusion>())]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "concat", ignore_case = true, value_parser = value_enum::<Fusion>()))]
     pub fusion: Fusion,
     /// MLP settings (`--hidden`, `--dropout`, …); `seed` and `fusion` are taken from the fields of
     /// this struct.
-    #[command(flatten)]
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub mlp: MlpConfig,
     /// Seed for the split, the MLP and k-means.
-    #[arg(long, default_value_t = 0)]
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 0))]
     pub seed: u64,
     /// Directory for report.json, report.md and plots (PNG + SVG).
-    #[arg(long = "report", value_name = "REPORT")]
+    #[cfg_attr(feature = "cli", arg(long = "report", value_name = "REPORT"))]
     pub report_dir: Option<PathBuf>,
     /// Output .h5ad: copy of the input plus obs celltext_pred, celltext_conf, celltext_split.
-    #[arg(long, short = 'o')]
+    #[cfg_attr(feature = "cli", arg(long, short = 'o'))]
     pub output: Option<PathBuf>,
     /// Allow --output to be the input file (without --output: write into the input).
-    #[arg(long)]
+    #[cfg_attr(feature = "cli", arg(long))]
     pub in_place: bool,
     /// No progress messages (the CLI's global `--quiet`).
-    #[arg(skip)]
+    #[cfg_attr(feature = "cli", arg(skip))]
     #[serde(skip)]
     pub quiet: bool,
 }
@@ -266,7 +274,8 @@ pub(super) fn check_args(args: &ClassifyArgs) -> Result<CheckedArgs> {
     Ok(CheckedArgs { kind, output })
 }
 
-#[cfg(test)]
+// the flags as clap parses them
+#[cfg(all(test, feature = "cli"))]
 mod tests {
     use super::*;
     use crate::classify::mlp::parse_hidden;

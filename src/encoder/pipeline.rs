@@ -74,7 +74,7 @@ pub fn run_embed_shard(
         records.drain(..r.start);
     }
     let input_sha256 = sha256_file(&args.input)?;
-    let enc = super::load_encoder(&args.model, &args.options, args.quiet)?;
+    let enc = crate::encoder::load_encoder(&args.model, &args.options, args.quiet)?;
     // taken once the inputs and the model are known good: a run refused on its inputs never
     // touches the output's folder
     let _lock = crate::outputs::OutputLock::acquire(&args.output)?;

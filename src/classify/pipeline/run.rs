@@ -56,6 +56,8 @@ pub(super) struct Runs {
     /// `[split][k]` test predictions of the k sweep.
     pub sweep_preds: Vec<Vec<Vec<usize>>>,
     /// KNN features of every arm (for the MLP only the primary arm's, for the baseline sweep).
+    // read by the figures (the 2-D maps) only
+    #[cfg_attr(not(feature = "plots"), allow(dead_code))]
     pub arm_knn: Vec<(Vec<f32>, usize)>,
 }
 

@@ -11,13 +11,13 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-use super::classify::{run_classify, ClassifyArgs, Method, Scores};
 use crate::cells::ablation::Ablation;
 use crate::cells::pipeline::{
     input_checksum, CellOutput, CellsEmbedArgs, EmbedSentencesArgs, InputNorm, SentenceArgs,
 };
 use crate::cells::read::ReadOptions;
 use crate::cells::weighted::{Aggregation, TopN, Weights};
+use crate::classify::pipeline::{run_classify, ClassifyArgs, Method, Scores};
 use crate::encoder::resolve::resolve;
 use crate::encoder::EncoderOptions;
 use crate::genes::pipeline::{run_genes_embed, GenesEmbedArgs, MissingPolicy};
@@ -316,7 +316,7 @@ pub fn run_experiment(
                 [..16]
                 .to_string();
         Some(cached(&cache.join(format!("pca-50-{key}.npy")), |p| {
-            super::cells_pca::run_cells_pca(&super::cells_pca::CellsPcaArgs {
+            crate::cells::pca_pipeline::run_cells_pca(&crate::cells::pca_pipeline::CellsPcaArgs {
                 input: input.clone(),
                 read: read.clone(),
                 params: crate::cells::standard_pca::StandardPcaParams::default(),
@@ -499,6 +499,15 @@ pub fn run_experiment(
         &out_dir.join("results.json"),
         &serde_json::json!({"tool": TOOL_VERSION, "config": cfg, "input_sha256": input_sha, "rows": rows, "runs": runs}),
     )?;
+    // the figure needs the `plots` feature (the CLI has it); results.md and .json do not
+    #[cfg(feature = "plots")]
+    write_accuracy_bars(&out_dir, &cfg, &rows)?;
+    Ok((rows, out_dir))
+}
+
+/// `accuracy.png/.svg`: one bar (mean ± sd over seeds) per results row.
+#[cfg(feature = "plots")]
+fn write_accuracy_bars(out_dir: &Path, cfg: &ExperimentConfig, rows: &[ResultRow]) -> Result<()> {
     let bars: Vec<(String, f64, f64)> = rows
         .iter()
         .map(|r| {
@@ -522,7 +531,7 @@ pub fn run_experiment(
         "accuracy",
         &format!("{} — accuracy (mean ± sd over seeds)", cfg.name),
     )?;
-    Ok((rows, out_dir))
+    Ok(())
 }
 
 /// Classifies `files` (one source, or several fused in the MLP) with `clf` once per seed and

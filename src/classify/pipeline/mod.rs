@@ -50,6 +50,8 @@
 
 mod arguments;
 mod features;
+#[cfg(feature = "plots")]
+mod figures;
 mod output;
 mod report;
 mod run;
@@ -87,10 +89,9 @@ pub const OBS_SPLIT: &str = "celltext_split";
 /// uns key holding the run manifest (JSON) in the output h5ad.
 pub const UNS_KEY: &str = "celltext_classify";
 
+/// A step of the run for the user, through [`crate::progress::note`].
 fn say(quiet: bool, msg: impl AsRef<str>) {
-    if !quiet {
-        eprintln!("celltext classify: {}", msg.as_ref());
-    }
+    crate::progress::note(quiet, &format!("celltext classify: {}", msg.as_ref()));
 }
 
 /// Run the classifier(s) and write the requested outputs.
@@ -150,7 +151,8 @@ pub fn run_classify(args: &ClassifyArgs) -> Result<ClassifyReport> {
         // the report folder is built beside `dir` and committed whole (the old one is kept if
         // anything fails)
         Some(dir) => crate::outputs::atomic_dir_with(dir, |tmp| {
-            output::write_plots(tmp, args, &mut report, &labels, &feats, &arms, &runs)?;
+            #[cfg(feature = "plots")]
+            figures::write_plots(tmp, args, &mut report, &labels, &feats, &arms, &runs)?;
             if let Some(o) = &checked.output {
                 output::write_obs_output(args, o, &mut report, &labels.names, &pred, split_col)?;
             }
