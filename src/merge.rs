@@ -627,9 +627,7 @@ fn write_cells(
     if !h5ad(output) {
         write_rows(output, ids, blocks, dim)?;
         // as `cells embed` writes it: the manifest, last, records the rows' sha256
-        let mut manifest = manifest.clone();
-        manifest["output_sha256"] = json!(crate::io::sha256_file(output)?);
-        write_json(&manifest_path(output), &manifest)?;
+        crate::cells::output::commit_manifest(output, &mut manifest.clone())?;
         return Ok(format!("{} rows", ids.len()));
     }
     if !h5ad(&input) {
@@ -657,7 +655,7 @@ fn write_cells(
             input.display()
         );
     }
-    // the keys and uns entry `cells embed` / `embed-sentences` write (cells::pipeline::write_cell_output)
+    // the keys and uns entry `cells embed` / `embed-sentences` write (cells::output::CellOutput::write)
     let key = format!("X_celltext_{}", out.name);
     let uns = (
         format!("celltext_{}", out.name),
@@ -673,7 +671,7 @@ fn write_cells(
             &obs,
             Some((&uns.0, &uns.1)),
         )?;
-        write_json(&manifest_path(output), manifest)?;
+        crate::cells::output::commit_manifest(output, &mut manifest.clone())?;
         Ok(format!("obsm['{key}']"))
     }
     #[cfg(not(feature = "h5ad"))]

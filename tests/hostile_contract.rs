@@ -590,3 +590,60 @@ fn a_full_disk_leaves_old_or_refused() {
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("missing"), "{err}");
 }
+
+/// `cells embed` into an .h5ad: the manifest, written last, records the h5ad's sha256, so a run
+/// killed between the two renames leaves a pair that `verify_output` refuses by name; the next
+/// whole run makes them one again.
+#[test]
+fn an_h5ad_output_killed_before_its_manifest_is_refused() {
+    use celltext::cells::output::verify_output;
+    let d = tempfile::tempdir().unwrap();
+    let store = make_store(d.path());
+    let out = d.path().join("cells.h5ad");
+    let embed = |top_n: &str, abort_after: Option<&str>| {
+        let args = [
+            "cells",
+            "embed",
+            "-i",
+            H5AD,
+            "--genes",
+            s(&store),
+            "--top-n",
+            top_n,
+            "-o",
+            s(&out),
+        ];
+        run(&args, abort_after)
+    };
+    let (code, err) = embed("50", None);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(manifest(&out)["output_sha256"], sha(&out));
+    verify_output(&out).unwrap();
+
+    let old_manifest = std::fs::read(celltext::io::manifest_path(&out)).unwrap();
+    let old_h5ad = std::fs::read(&out).unwrap();
+    assert_eq!(
+        embed("20", Some("cells.h5ad")).0,
+        None,
+        "the fault hook kills the run"
+    );
+    assert_eq!(
+        std::fs::read(celltext::io::manifest_path(&out)).unwrap(),
+        old_manifest,
+        "the manifest is the old one"
+    );
+    assert_ne!(
+        std::fs::read(&out).unwrap(),
+        old_h5ad,
+        "the h5ad is the new one"
+    );
+    let err = verify_output(&out).unwrap_err().to_string();
+    assert!(
+        err.contains("cells.h5ad") && err.contains("different runs"),
+        "{err}"
+    );
+
+    let (code, err) = embed("20", None);
+    assert_eq!(code, Some(0), "{err}");
+    verify_output(&out).unwrap();
+}

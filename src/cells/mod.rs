@@ -7,6 +7,7 @@ pub mod hvg;
 pub mod matrix;
 pub mod mtx;
 pub mod normalize;
+pub mod output;
 pub mod pca_pipeline;
 pub mod pipeline;
 pub mod read;

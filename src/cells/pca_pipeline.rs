@@ -5,9 +5,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::PathBuf;
 
-use crate::cells::matrix::ObsColumn;
 use crate::cells::pipeline::{
-    input_checksum, read_normalized, write_cell_vectors, CellOutput, InputNorm,
+    input_checksum, read_normalized, CellOutput, CellVectors, InputNorm, Placement,
 };
 use crate::cells::read::ReadOptions;
 use crate::cells::standard_pca::{standard_pca, StandardPcaParams};
@@ -81,16 +80,17 @@ pub fn run_cells_pca(args: &CellsPcaArgs) -> Result<CellsPcaReport> {
     };
     report.seconds = t0.elapsed().as_secs_f64();
     let manifest = serde_json::to_value(&report)?;
-    let obs: Vec<(String, ObsColumn)> = Vec::new();
-    report.written = write_cell_vectors(
-        &args.input,
-        &m,
-        &target,
-        &(args.key.clone(), format!("celltext_{}", args.key)),
-        &out.pca.coords,
-        out.pca.k,
-        obs,
-        &manifest,
-    )?;
+    let vectors = CellVectors {
+        cell_ids: &m.cell_ids,
+        data: &out.pca.coords,
+        dim: out.pca.k,
+        obs: vec![],
+    };
+    let placement = Placement::Whole {
+        input: &args.input,
+        cells: &m,
+        key: Some(&args.key),
+    };
+    report.written = target.write(vectors, placement, manifest)?;
     Ok(report)
 }

@@ -23,9 +23,14 @@ use crate::encoder::{EncoderOptions, ModelIdentity, TextTokenizer};
 use crate::genes::pipeline::expression_sums;
 use crate::genes::resolver::Coverage;
 use crate::genes::{GeneEmbeddings, Species};
-use crate::io::{manifest_path, sha256_file, write_embeddings, write_json, TOOL_VERSION};
-use crate::shard::{ExactSum, Shard, ShardInfo};
-use serde_json::{json, Value};
+use crate::io::{sha256_file, TOOL_VERSION};
+use crate::shard::{ExactSum, Shard};
+use serde_json::json;
+
+use crate::cells::output::is_h5ad;
+pub use crate::cells::output::{
+    check_output_name, write_cell_output_key, CellOutput, CellVectors, Placement,
+};
 
 /// Adapter: the encoder's tokenizer counts tokens for sentence budgets and in-context ablations.
 pub struct EncoderTokenCounter<'a>(pub &'a TextTokenizer);
@@ -71,72 +76,6 @@ impl AggregationChoice {
             Self::ScelmoWa => Aggregation::ScElmoWa,
         }
     }
-}
-
-/// Where to write cell vectors: an .h5ad (copy of the input + obsm) or .npy/.safetensors.
-pub struct CellOutput {
-    pub path: PathBuf,
-    pub in_place: bool,
-    /// obsm key suffix: `X_celltext_<name>`.
-    pub name: String,
-}
-
-impl CellOutput {
-    /// Check the output before any work: `--name` (see [`check_output_name`]), an h5ad's folder
-    /// exists; then take the output's lock, held until the returned guard is dropped.
-    pub fn prepare(&self) -> Result<crate::outputs::OutputLock> {
-        check_output_name(&self.name)?;
-        if is_h5ad(&self.path) {
-            crate::cells::require_output_dir(&self.path)?;
-        }
-        crate::outputs::OutputLock::acquire(&self.path)
-    }
-
-    /// [`prepare`](Self::prepare) after the output contract's overlap check: the output and its
-    /// manifest may not be, contain or lie inside any of `inputs` (with --in-place the output is
-    /// the input on purpose; only its manifest is checked).
-    pub fn prepare_apart(&self, inputs: &[&Path]) -> Result<crate::outputs::OutputLock> {
-        let m = crate::io::manifest_path(&self.path);
-        let outs: Vec<&Path> = if self.in_place {
-            vec![&m]
-        } else {
-            vec![&self.path, &m]
-        };
-        crate::outputs::check_apart(&outs, inputs)?;
-        self.prepare()
-    }
-}
-
-/// `--name` becomes the obsm key `X_celltext_NAME` (and uns/obs keys): non-empty, letters, digits,
-/// `_`, `-` and `.` only (a `/` would make an HDF5 group; control characters break readers).
-pub fn check_output_name(name: &str) -> Result<()> {
-    if name.is_empty() {
-        bail!(
-            "--name is empty; it names obsm['X_celltext_NAME'], so give it a value such as \
-             --name genept_w"
-        );
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-    {
-        bail!(
-            "--name \"{}\": {} is not allowed; it names obsm['X_celltext_NAME'], so use letters, \
-             digits, `_`, `-` and `.` only (e.g. --name genept_w)",
-            crate::genes::store::escape_controls(name),
-            match c {
-                '/' => "`/` (an HDF5 group separator)".to_string(),
-                c if c.is_control() => format!("the control character {:?}", c),
-                c => format!("`{c}`"),
-            }
-        );
-    }
-    Ok(())
-}
-
-fn is_h5ad(p: &Path) -> bool {
-    p.extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("h5ad"))
 }
 
 /// Read all cells chunk by chunk, applying a per-cell normalization chunk-wise (memory ~ one chunk
@@ -194,110 +133,6 @@ pub fn read_normalized_rows(
         },
     };
     Ok((m, n_all))
-}
-
-/// Write vectors + per-cell obs columns + manifest (obsm key `X_celltext_<name>`).
-pub fn write_cell_output(
-    input: &Path,
-    matrix: &ExpressionMatrix,
-    out: &CellOutput,
-    data: &[f32],
-    dim: usize,
-    obs: Vec<(String, ObsColumn)>,
-    manifest: &serde_json::Value,
-) -> Result<String> {
-    let keys = (
-        format!("X_celltext_{}", out.name),
-        format!("celltext_{}", out.name),
-    );
-    write_cell_vectors(input, matrix, out, &keys, data, dim, obs, manifest)
-}
-
-/// [`write_cell_output`] under an explicit obsm key (manifest in `uns/celltext_<name>`).
-#[allow(clippy::too_many_arguments)]
-pub fn write_cell_output_key(
-    input: &Path,
-    matrix: &ExpressionMatrix,
-    out: &CellOutput,
-    key: &str,
-    data: &[f32],
-    dim: usize,
-    obs: Vec<(String, ObsColumn)>,
-    manifest: &serde_json::Value,
-) -> Result<String> {
-    let keys = (key.to_string(), format!("celltext_{}", out.name));
-    write_cell_vectors(input, matrix, out, &keys, data, dim, obs, manifest)
-}
-
-/// Write vectors under `obsm/<keys.0>` (manifest JSON in `uns/<keys.1>`) of an .h5ad output,
-/// or as .npy/.safetensors rows, plus obs columns and `OUT.manifest.json`.
-#[allow(clippy::too_many_arguments)]
-pub fn write_cell_vectors(
-    input: &Path,
-    matrix: &ExpressionMatrix,
-    out: &CellOutput,
-    keys: &(String, String),
-    data: &[f32],
-    dim: usize,
-    obs: Vec<(String, ObsColumn)>,
-    manifest: &serde_json::Value,
-) -> Result<String> {
-    let (key, uns_key) = (keys.0.clone(), keys.1.clone());
-    if is_h5ad(&out.path) {
-        let json = serde_json::to_string(manifest)?;
-        let obsm = [(key.clone(), data, dim)];
-        #[cfg(feature = "h5ad")]
-        {
-            if is_h5ad(input) {
-                crate::cells::h5ad::write_h5ad_with_obsm(
-                    input,
-                    &out.path,
-                    out.in_place,
-                    &obsm,
-                    &obs,
-                    Some((&uns_key, &json)),
-                )?;
-            } else {
-                let mut all_obs = matrix.obs.clone();
-                all_obs.extend(obs);
-                let meta = crate::cells::h5ad::NewH5ad {
-                    cell_ids: &matrix.cell_ids,
-                    genes: &matrix.genes,
-                    obs: &all_obs,
-                    x: Some(&matrix.x),
-                };
-                crate::cells::h5ad::write_new_h5ad(
-                    &out.path,
-                    &meta,
-                    &obsm,
-                    Some((&uns_key, &json)),
-                )?;
-            }
-        }
-        #[cfg(not(feature = "h5ad"))]
-        {
-            let _ = (input, matrix, obs, obsm, uns_key, json, key);
-            bail!("this build has no h5ad support (rebuild with the default `h5ad` feature)");
-        }
-        #[cfg(feature = "h5ad")]
-        {
-            write_json(&manifest_path(&out.path), manifest)?;
-            Ok(format!("obsm['{key}']"))
-        }
-    } else {
-        write_embeddings(
-            &out.path,
-            data,
-            matrix.cell_ids.len(),
-            dim,
-            Some(&matrix.cell_ids),
-        )?;
-        // the manifest, written last, records the rows' sha256 (the output contract's marker)
-        let mut manifest = manifest.clone();
-        manifest["output_sha256"] = serde_json::json!(crate::io::sha256_file(&out.path)?);
-        write_json(&manifest_path(&out.path), &manifest)?;
-        Ok(format!("{} rows", matrix.cell_ids.len()))
-    }
 }
 
 pub struct CellsEmbedArgs {
@@ -393,37 +228,17 @@ pub fn run_cells_embed_shard(
     // chunk by chunk (the matrix is never held whole) unless the output needs it: a new h5ad
     // made from a non-h5ad input, or statistics over all cells
     let whole = all_cell_stats || (is_h5ad(&args.output.path) && !is_h5ad(&args.input));
-    let (m, n_all, mut coverage, sums, emb, hvg_selected) = if whole && shard.is_none() {
-        let (m, n_all) =
-            read_normalized_rows(&args.input, &args.read, args.normalize, args.quiet, None)?;
-        let (mut rows, coverage) = crate::genes::pipeline::coverage(
-            &store.symbols,
-            &m.genes,
-            args.species,
-            args.orthologs,
-            None,
-        )?;
-        let sums = expression_sums(&m.x.indices, &m.x.data, &rows);
-        let hvg_selected = match args.hvg {
-            Some(n) => Some(
-                restrict_to_hvg(&m.x, args.normalize, n, &mut rows)
-                    .with_context(|| format!("{}: --hvg {n}", args.input.display()))?,
-            ),
-            None => None,
-        };
-        let idf = args.idf.then(|| idf_factors(&m.x.view()));
-        let emb: CellEmbeddings = embed_cells_scaled(
-            &m.x.view(),
-            &rows,
-            &store,
-            &args.aggregation,
-            idf.as_deref(),
-        )
-        .with_context(|| format!("embedding cells of {}", args.input.display()))?;
-        (m, n_all, coverage, sums, emb, hvg_selected)
+    let EmbeddedCells {
+        cells: m,
+        n_all,
+        mut coverage,
+        sums,
+        vectors: emb,
+        hvg_selected,
+    } = if whole && shard.is_none() {
+        embed_cells_whole(args, &store)?
     } else {
-        let (m, n_all, coverage, sums, emb) = embed_cells_streaming(args, &store, shard)?;
-        (m, n_all, coverage, sums, emb, None)
+        embed_cells_streaming(args, &store, shard)?
     };
     // exact sums: the fraction of a sharded run, gathered by `merge`, is the same number
     coverage.expression_fraction = Some(sums.1.fraction_of(sums.0));
@@ -474,28 +289,24 @@ pub fn run_cells_embed_shard(
     };
     report.seconds = t0.elapsed().as_secs_f64();
     let manifest = serde_json::to_value(&report)?;
-    if let Some(shard) = shard {
-        let extra = serde_json::json!({"obs": obs_json(&obs), "expression_sums": sums});
-        report.written = write_shard(
-            &args.output,
-            shard.info(n_all),
-            manifest,
-            &m.cell_ids,
-            &emb.data,
-            emb.dim,
-            extra,
-        )?;
-        return Ok(report);
-    }
-    report.written = write_cell_output(
-        &args.input,
-        &m,
-        &args.output,
-        &emb.data,
-        emb.dim,
+    let vectors = CellVectors {
+        cell_ids: &m.cell_ids,
+        data: &emb.data,
+        dim: emb.dim,
         obs,
-        &manifest,
-    )?;
+    };
+    let placement = match shard {
+        Some(shard) => Placement::Shard {
+            info: shard.info(n_all),
+            rows: json!({"expression_sums": sums}),
+        },
+        None => Placement::Whole {
+            input: &args.input,
+            cells: &m,
+            key: None,
+        },
+    };
+    report.written = args.output.write(vectors, placement, manifest)?;
     Ok(report)
 }
 
@@ -524,18 +335,6 @@ fn restrict_to_hvg(
         }
     }
     Ok(hv.highly_variable.iter().filter(|&&k| k).count())
-}
-
-/// Per-cell obs columns as `[[name, values], …]` for a shard manifest.
-fn obs_json(obs: &[(String, ObsColumn)]) -> serde_json::Value {
-    let cols: Vec<serde_json::Value> = obs
-        .iter()
-        .map(|(k, c)| match c {
-            ObsColumn::Number(v) => serde_json::json!([k, v]),
-            ObsColumn::Text(v) => serde_json::json!([k, v]),
-        })
-        .collect();
-    serde_json::Value::Array(cols)
 }
 
 /// Genes that appear among some cell's `n` most expressed genes (ties by column order): the
@@ -773,50 +572,84 @@ pub fn run_embed_sentences_shard(
         written: String::new(),
     };
     let manifest = serde_json::to_value(&report)?;
-    if let Some(shard) = shard {
-        let extra = serde_json::json!({
-            "in_context": budget.as_ref().map(|b| &b.in_context),
-            "padding": emb.padding,
-        });
-        report.written = write_shard(
-            &args.output,
-            shard.info(n_all),
-            manifest,
-            &m.cell_ids,
-            &emb.data,
-            emb.dim,
-            extra,
-        )?;
-        job.cleanup()?;
-        return Ok(report);
-    }
-    report.written = write_cell_output(
-        &args.sentences.input,
-        &m,
-        &args.output,
-        &emb.data,
-        emb.dim,
-        vec![],
-        &manifest,
-    )?;
+    let vectors = CellVectors {
+        cell_ids: &m.cell_ids,
+        data: &emb.data,
+        dim: emb.dim,
+        obs: vec![],
+    };
+    let placement = match shard {
+        Some(shard) => Placement::Shard {
+            info: shard.info(n_all),
+            rows: json!({
+                "in_context": budget.as_ref().map(|b| &b.in_context),
+                "padding": emb.padding,
+            }),
+        },
+        None => Placement::Whole {
+            input: &args.sentences.input,
+            cells: &m,
+            key: None,
+        },
+    };
+    report.written = args.output.write(vectors, placement, manifest)?;
     job.cleanup()?;
     Ok(report)
 }
 
+/// What `cells embed` computed before writing: the cells (without X when streamed), the
+/// input's row count, gene coverage (its expression fraction still unset), the exact expression
+/// sums (total, mapped), the vectors, and how many genes `--hvg` kept.
+pub struct EmbeddedCells {
+    pub cells: ExpressionMatrix,
+    pub n_all: usize,
+    pub coverage: Coverage,
+    pub sums: (ExactSum, ExactSum),
+    pub vectors: CellEmbeddings,
+    pub hvg_selected: Option<usize>,
+}
+
+/// `cells embed` over the whole matrix read at once: for statistics over all cells (`--hvg`,
+/// `--idf`) or a new .h5ad output built from a non-h5ad input.
+fn embed_cells_whole(args: &CellsEmbedArgs, store: &GeneEmbeddings) -> Result<EmbeddedCells> {
+    let (m, n_all) =
+        read_normalized_rows(&args.input, &args.read, args.normalize, args.quiet, None)?;
+    let (mut rows, coverage) = crate::genes::pipeline::coverage(
+        &store.symbols,
+        &m.genes,
+        args.species,
+        args.orthologs,
+        None,
+    )?;
+    let sums = expression_sums(&m.x.indices, &m.x.data, &rows);
+    let hvg_selected = match args.hvg {
+        Some(n) => Some(
+            restrict_to_hvg(&m.x, args.normalize, n, &mut rows)
+                .with_context(|| format!("{}: --hvg {n}", args.input.display()))?,
+        ),
+        None => None,
+    };
+    let idf = args.idf.then(|| idf_factors(&m.x.view()));
+    let emb: CellEmbeddings =
+        embed_cells_scaled(&m.x.view(), &rows, store, &args.aggregation, idf.as_deref())
+            .with_context(|| format!("embedding cells of {}", args.input.display()))?;
+    Ok(EmbeddedCells {
+        cells: m,
+        n_all,
+        coverage,
+        sums,
+        vectors: emb,
+        hvg_selected,
+    })
+}
+
 /// `cells embed` read and embedded chunk by chunk (memory: one chunk of the matrix plus the
-/// vectors), over all rows or one shard's: (cells without x, row count of the input, gene
-/// coverage without its expression fraction, exact expression sums, the vectors).
+/// vectors), over all rows or one shard's.
 pub fn embed_cells_streaming(
     args: &CellsEmbedArgs,
     store: &GeneEmbeddings,
     shard: Option<Shard>,
-) -> Result<(
-    ExpressionMatrix,
-    usize,
-    Coverage,
-    (ExactSum, ExactSum),
-    CellEmbeddings,
-)> {
+) -> Result<EmbeddedCells> {
     // (statistics over all cells — --hvg, --idf, zscore — are refused with --shard by the caller)
     let mut src = crate::cells::read::open_matrix(&args.input, &args.read)?;
     let n_all = src.n_cells();
@@ -876,20 +709,12 @@ pub fn embed_cells_streaming(
         genes,
         obs: vec![],
     };
-    Ok((m, n_all, coverage, sums, emb))
-}
-
-/// A cell command's shard: [`write_shard_file`] with the output's `--name`.
-#[allow(clippy::too_many_arguments)]
-pub fn write_shard(
-    out: &CellOutput,
-    info: ShardInfo,
-    manifest: Value,
-    ids: &[String],
-    data: &[f32],
-    dim: usize,
-    mut rows: Value,
-) -> Result<String> {
-    rows["name"] = json!(out.name);
-    crate::shard::write_shard_file(&out.path, info, manifest, ids, data, dim, rows)
+    Ok(EmbeddedCells {
+        cells: m,
+        n_all,
+        coverage,
+        sums,
+        vectors: emb,
+        hvg_selected: None,
+    })
 }
