@@ -173,17 +173,31 @@ impl MatrixSource for MemorySource {
 /// Error if any cell id repeats (anndata only warns and keeps them; celltext refuses, since
 /// outputs, shards and classify splits are keyed by cell id). Names the duplicates and the fix.
 pub fn check_unique_cells(ids: &[String], file: &Path, field: &str) -> Result<()> {
-    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(ids.len());
+    let Some((n, shown)) = duplicates(ids) else {
+        return Ok(());
+    };
+    bail!(
+        "{}: {field}: {n} duplicate cell ids: {shown}. Cell ids must be unique (outputs and shards \
+         are keyed by them): make them unique first (e.g. anndata's obs_names_make_unique, which \
+         appends -1, -2 ...)",
+        file.display(),
+    )
+}
+
+/// The names that repeat in `names`, in first-repeat order: how many, and the first ten as
+/// `'NAME' ×COUNT, …` (then `and N more`); None when all are unique.
+fn duplicates(names: &[String]) -> Option<(usize, String)> {
+    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(names.len());
     let mut dups: Vec<&str> = Vec::new();
-    for c in ids {
-        let n = seen.entry(c.as_str()).or_insert(0);
+    for name in names {
+        let n = seen.entry(name.as_str()).or_insert(0);
         *n += 1;
         if *n == 2 {
-            dups.push(c.as_str());
+            dups.push(name.as_str());
         }
     }
     if dups.is_empty() {
-        return Ok(());
+        return None;
     }
     let shown: Vec<String> = dups
         .iter()
@@ -195,14 +209,7 @@ pub fn check_unique_cells(ids: &[String], file: &Path, field: &str) -> Result<()
     } else {
         String::new()
     };
-    bail!(
-        "{}: {field}: {} duplicate cell ids: {}{more}. Cell ids must be unique (outputs and shards \
-         are keyed by them): make them unique first (e.g. anndata's obs_names_make_unique, which \
-         appends -1, -2 ...)",
-        file.display(),
-        dups.len(),
-        shown.join(", ")
-    )
+    Some((dups.len(), format!("{}{more}", shown.join(", "))))
 }
 
 /// Error if every expression value of `x` is 0: nothing can be ranked, weighted or normalized.
@@ -222,36 +229,15 @@ pub fn check_not_all_zero(x: &CsrMatrix, file: &Path, field: &str) -> Result<()>
 
 /// Error if any gene name repeats; names the duplicates and how to fix it.
 pub fn check_unique_genes(genes: &[String], file: &Path, field: &str) -> Result<()> {
-    let mut seen: HashMap<&str, usize> = HashMap::with_capacity(genes.len());
-    let mut dups: Vec<&str> = Vec::new();
-    for g in genes {
-        let c = seen.entry(g.as_str()).or_insert(0);
-        *c += 1;
-        if *c == 2 {
-            dups.push(g.as_str());
-        }
-    }
-    if dups.is_empty() {
+    let Some((n, shown)) = duplicates(genes) else {
         return Ok(());
-    }
-    let shown: Vec<String> = dups
-        .iter()
-        .take(10)
-        .map(|d| format!("'{d}' ×{}", seen[d]))
-        .collect();
-    let more = if dups.len() > 10 {
-        format!(" and {} more", dups.len() - 10)
-    } else {
-        String::new()
     };
     bail!(
-        "{}: {field}: {} duplicate gene names: {}{more}. Gene names must be unique: pick a column of \
+        "{}: {field}: {n} duplicate gene names: {shown}. Gene names must be unique: pick a column of \
          unique names with --gene-symbols-key (an h5ad var column such as feature_name or gene_ids, a \
          named genes.tsv column, or gene_ids for a 10x features file), or \
          make them unique first (e.g. anndata's var_names_make_unique, which appends -1, -2 ...)",
         file.display(),
-        dups.len(),
-        shown.join(", ")
     )
 }
 

@@ -297,16 +297,10 @@ fn pick_cells(
     v
 }
 
-/// Run the explanation and write the report folder.
-pub fn run_explain(args: &ExplainArgs) -> Result<ExplainReport> {
-    let t0 = std::time::Instant::now();
-    check_args(args)?;
-    let steps = args.steps.unwrap_or(match args.on {
-        ExplainOn::Sentences => DEFAULT_STEPS,
-        ExplainOn::GeneptW => GENEPT_W_STEPS,
-    });
-    // the output contract: -o is a folder replaced whole, so it may not hold or lie in an input,
-    // and an existing folder must be empty or an earlier `explain` report
+/// The output contract before any work: -o is a folder replaced whole, so it may not hold or lie
+/// in an input, and an existing folder must be empty or an earlier `explain` report. Returns the
+/// markers (read once the paths are known apart) and the output's lock.
+fn check_outputs(args: &ExplainArgs) -> Result<(Option<Markers>, crate::outputs::OutputLock)> {
     let store_files = args
         .genes
         .as_deref()
@@ -318,24 +312,18 @@ pub fn run_explain(args: &ExplainArgs) -> Result<ExplainReport> {
     crate::outputs::check_apart(&[&args.out], &inputs)?;
     crate::outputs::check_replaceable_dir(&args.out, "--out", "report.json", Some("explain"))?;
     let markers = args.markers.as_deref().map(Markers::read).transpose()?;
-    let _lock = crate::outputs::OutputLock::acquire(&args.out)?;
-    let read = ReadOptions {
-        layer: args.layer.clone(),
-        gene_symbols_key: args.gene_symbols_key.clone(),
-        ..ReadOptions::default()
-    };
-    say(args.quiet, format!("reading {}", args.input.display()));
-    let m = read_normalized(&args.input, &read, InputNorm::Raw, args.quiet)?;
-    let (names, y) = labels_of(&m, args)?;
-    let labelled: Vec<usize> = (0..y.len()).filter(|&i| y[i] != usize::MAX).collect();
-    let y_lab: Vec<usize> = labelled.iter().map(|&i| y[i]).collect();
-    let split = stratified_split(&y_lab, &names, args.test_fraction, args.seed)?;
-    let train: Vec<usize> = split.train.iter().map(|&k| labelled[k]).collect();
-    let test: Vec<usize> = split.test.iter().map(|&k| labelled[k]).collect();
-    let mut notes = Vec::new();
+    Ok((markers, crate::outputs::OutputLock::acquire(&args.out)?))
+}
 
-    // the cell vectors, as `cells embed-sentences` / `cells embed` compute them
-    let (features, data, dim, source) = match args.on {
+/// The cell vectors `--on` names, computed as `cells embed-sentences` / `cells embed` would, with
+/// what explaining one cell needs again and the source's obsm name.
+fn cell_features(
+    args: &ExplainArgs,
+    m: &ExpressionMatrix,
+    read: &ReadOptions,
+    notes: &mut Vec<String>,
+) -> Result<(Features, Vec<f32>, usize, &'static str)> {
+    let r = match args.on {
         ExplainOn::Sentences => {
             let model = args.model.as_deref().unwrap_or_default();
             let enc = crate::encoder::load_encoder(model, &EncoderOptions::default(), args.quiet)?;
@@ -348,7 +336,7 @@ pub fn run_explain(args: &ExplainArgs) -> Result<ExplainReport> {
                 template: GENEPT_S_PREFIX.to_string(),
                 ablation: Ablation::None,
             };
-            let (sentences, _) = sentences_of(&m, &sargs, Some(&enc.tokenizer))?;
+            let (sentences, _) = sentences_of(m, &sargs, Some(&enc.tokenizer))?;
             let texts: Vec<&str> = sentences.iter().map(|s| s.text.as_str()).collect();
             let pb = crate::progress::bar(texts.len() as u64, "cells embedded", args.quiet);
             let emb = enc.embed_texts(&texts, 8192, Some(&pb))?;
@@ -389,126 +377,91 @@ pub fn run_explain(args: &ExplainArgs) -> Result<ExplainReport> {
             (f, data, dim, "X_celltext_genept_w")
         }
     };
+    Ok(r)
+}
 
-    // the MLP, as `classify --method mlp --embedding SOURCE` trains it
-    let cfg = MlpConfig {
-        seed: args.seed,
-        fusion: Fusion::Concat,
-        ..args.mlp.clone()
-    };
-    say(args.quiet, format!("training the MLP on {source}"));
-    let src = [Source::new(source, &data, dim)];
-    let mlp = TrainedMlp::fit(&src, &y, names.len(), &train, &cfg)?;
-    let pred = mlp.predict(&src, &test)?;
-    let correct = test.iter().zip(&pred).filter(|(&i, p)| y[i] == p.0).count();
-    let test_accuracy = correct as f64 / test.len().max(1) as f64;
-
-    let picked: Vec<Vec<usize>> = (0..names.len())
-        .map(|c| pick_cells(&test, &pred, &y, c, args.cells_per_class))
-        .collect();
-    let pred_of: std::collections::HashMap<usize, usize> =
-        test.iter().zip(&pred).map(|(&i, p)| (i, p.0)).collect();
-    let n_cells: usize = picked.iter().map(Vec::len).sum();
-
-    let bert = match &features {
-        Features::Sentences { enc, .. } => {
-            let wf = crate::encoder::weights::WeightFiles::open(Path::new(&enc.identity.dir))?;
-            Some(CandleBackend::load(
-                &wf,
-                &enc.config,
-                &Device::Cpu,
-                DType::F32,
-            )?)
+/// Integrated gradients of cell `i` towards class `c` over `steps`: the result, (gene,
+/// attribution) pairs and the prefix tokens' attribution; None for a GenePT-w cell without a
+/// mapped expressed gene.
+fn explain_cell(
+    features: &Features,
+    bert: Option<&CandleBackend>,
+    mlp: &TrainedMlp,
+    m: &ExpressionMatrix,
+    args: &ExplainArgs,
+    (i, c, steps): (usize, usize, usize),
+    pb: &indicatif::ProgressBar,
+) -> Result<Option<(IgResult, Vec<(String, f32)>, f32)>> {
+    let r = match &features {
+        Features::Sentences { enc, sentences } => {
+            let s = &sentences[i];
+            let e = enc
+                .tokenizer
+                .inner()
+                .encode(s.text.as_str(), true)
+                .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
+            let ig = SentenceIg {
+                bert: bert.context("candle encoder")?,
+                pooling: enc.pooling,
+                normalize: enc.normalize,
+                mlp,
+                chunk: args.chunk,
+            }
+            .attribute(e.get_ids(), c, steps, &|k| pb.inc(k as u64))?;
+            let tg = token_genes(e.get_offsets(), &gene_spans(&s.prefix, &s.genes));
+            let by_gene = sum_by_gene(&ig.attributions, &tg);
+            let n = ig.attributions.len();
+            let prefix: f32 = (1..n.saturating_sub(1))
+                .filter(|&t| tg[t].is_none())
+                .map(|t| ig.attributions[t])
+                .sum();
+            let genes = by_gene
+                .into_iter()
+                .map(|(g, a, _)| (s.genes[g].clone(), a))
+                .collect();
+            (ig, genes, prefix)
         }
-        Features::GeneptW { .. } => None,
-    };
-    let per_cell_units = match args.on {
-        ExplainOn::Sentences => steps as u64,
-        ExplainOn::GeneptW => 1,
-    };
-    let pb = crate::progress::bar(n_cells as u64 * per_cell_units, "steps", args.quiet);
-    let mut cells = Vec::with_capacity(n_cells);
-    let mut per_class_genes: Vec<Vec<Vec<(String, f32)>>> = vec![Vec::new(); names.len()];
-    for (c, idx) in picked.iter().enumerate() {
-        for &i in idx {
-            pb.set_message(format!("{} ({})", m.cell_ids[i], names[c]));
-            let (ig, genes, prefix): (IgResult, Vec<(String, f32)>, f32) = match &features {
-                Features::Sentences { enc, sentences } => {
-                    let s = &sentences[i];
-                    let e = enc
-                        .tokenizer
-                        .inner()
-                        .encode(s.text.as_str(), true)
-                        .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
-                    let ig = SentenceIg {
-                        bert: bert.as_ref().context("candle encoder")?,
-                        pooling: enc.pooling,
-                        normalize: enc.normalize,
-                        mlp: &mlp,
-                        chunk: args.chunk,
-                    }
-                    .attribute(e.get_ids(), c, steps, &|k| pb.inc(k as u64))?;
-                    let tg = token_genes(e.get_offsets(), &gene_spans(&s.prefix, &s.genes));
-                    let by_gene = sum_by_gene(&ig.attributions, &tg);
-                    let n = ig.attributions.len();
-                    let prefix: f32 = (1..n.saturating_sub(1))
-                        .filter(|&t| tg[t].is_none())
-                        .map(|t| ig.attributions[t])
-                        .sum();
-                    let genes = by_gene
-                        .into_iter()
-                        .map(|(g, a, _)| (s.genes[g].clone(), a))
-                        .collect();
-                    (ig, genes, prefix)
-                }
-                Features::GeneptW { store, rows, .. } => {
-                    let top = top_genes(&m, rows, i, args.top_n);
-                    if top.is_empty() {
-                        notes.push(format!(
-                            "cell {} has no mapped expressed gene; skipped",
-                            m.cell_ids[i]
-                        ));
-                        pb.inc(1);
-                        continue;
-                    }
-                    let vecs: Vec<f32> = top
-                        .iter()
-                        .flat_map(|t| store.row(t.2).iter().copied())
-                        .collect();
-                    let w: Vec<f32> = top.iter().map(|t| t.1).collect();
-                    let ig = genept_w_ig(&mlp, &vecs, &w, c, steps)?;
-                    pb.inc(1);
-                    let genes = top
-                        .iter()
-                        .zip(&ig.attributions)
-                        .map(|(t, &a)| (m.genes[t.0].clone(), a))
-                        .collect();
-                    (ig, genes, 0.0)
-                }
-            };
-            cells.push(CellRecord {
-                cell_id: m.cell_ids[i].clone(),
-                class: names[c].clone(),
-                predicted: names[pred_of[&i]].clone(),
-                f_input: ig.f_input,
-                f_baseline: ig.f_baseline,
-                attribution_sum: ig.attributions.iter().sum(),
-                relative_gap: ig.relative_gap(),
-                n_genes: genes.len(),
-                prefix_attribution: prefix,
-            });
-            per_class_genes[c].push(genes);
+        Features::GeneptW { store, rows, .. } => {
+            let top = top_genes(m, rows, i, args.top_n);
+            if top.is_empty() {
+                pb.inc(1);
+                return Ok(None);
+            }
+            let vecs: Vec<f32> = top
+                .iter()
+                .flat_map(|t| store.row(t.2).iter().copied())
+                .collect();
+            let w: Vec<f32> = top.iter().map(|t| t.1).collect();
+            let ig = genept_w_ig(mlp, &vecs, &w, c, steps)?;
+            pb.inc(1);
+            let genes = top
+                .iter()
+                .zip(&ig.attributions)
+                .map(|(t, &a)| (m.genes[t.0].clone(), a))
+                .collect();
+            (ig, genes, 0.0)
         }
-    }
-    pb.finish_and_clear();
+    };
+    Ok(Some(r))
+}
 
-    let classes: Vec<ClassExplanation> = names
+/// Per class: genes ranked by mean attribution over the explained cells (the top `--top`), and
+/// with markers each marker's rank.
+fn class_explanations(
+    args: &ExplainArgs,
+    names: &[String],
+    per_class_genes: &[Vec<Vec<(String, f32)>>],
+    markers: Option<&Markers>,
+    (test, y): (&[usize], &[usize]),
+    (picked, pred_of): (&[Vec<usize>], &std::collections::HashMap<usize, usize>),
+) -> Vec<ClassExplanation> {
+    names
         .iter()
         .enumerate()
         .map(|(c, name)| {
             let cg = &per_class_genes[c];
             let mut all = rank_genes(cg, usize::MAX);
-            let class_markers = markers.as_ref().and_then(|mk| mk.of(name));
+            let class_markers = markers.and_then(|mk| mk.of(name));
             let mut marker_ranks = Vec::new();
             if let Some(mk) = class_markers {
                 mark_markers(&mut all, mk);
@@ -536,42 +489,193 @@ pub fn run_explain(args: &ExplainArgs) -> Result<ExplainReport> {
                 n_genes_ranked: n_ranked,
             }
         })
-        .collect();
-    if let Some(mk) = &markers {
-        let unmatched: Vec<&str> = mk
-            .by_type
-            .keys()
-            .filter(|t| !names.iter().any(|n| n.eq_ignore_ascii_case(t)))
-            .map(String::as_str)
-            .collect();
-        if !unmatched.is_empty() {
-            notes.push(format!(
-                "marker cell types that are no class of --label {}: {}",
-                args.label,
-                unmatched.join(", ")
-            ));
+        .collect()
+}
+
+/// The report's one-line description of the attribution method.
+fn method_text(args: &ExplainArgs, steps: usize) -> String {
+    match args.on {
+    ExplainOn::Sentences => format!(
+        "integrated gradients ({} midpoint steps) of the true-class MLP logit w.r.t. the input word embeddings, baseline [PAD] (keeping [CLS]/[SEP]), summed over hidden dimensions and each gene's word pieces",
+        steps
+    ),
+    ExplainOn::GeneptW => format!(
+        "integrated gradients ({} midpoint steps in u, α = u³) of the true-class MLP logit w.r.t. the normalised expression weights of the cell's top {} genes, baseline 0 (the zero cell vector)",
+        steps, args.top_n
+    ),
+}
+}
+
+impl Features {
+    /// The candle encoder integrated gradients run through (sentences only).
+    fn candle_backend(&self) -> Result<Option<CandleBackend>> {
+        let Features::Sentences { enc, .. } = self else {
+            return Ok(None);
+        };
+        let wf = crate::encoder::weights::WeightFiles::open(Path::new(&enc.identity.dir))?;
+        let bert = CandleBackend::load(&wf, &enc.config, &Device::Cpu, DType::F32)?;
+        Ok(Some(bert))
+    }
+
+    /// The manifest's model, or store and its manifest.
+    fn provenance(
+        &self,
+        args: &ExplainArgs,
+    ) -> (
+        Option<ModelIdentity>,
+        Option<String>,
+        Option<serde_json::Value>,
+    ) {
+        match self {
+            Features::Sentences { enc, .. } => (Some(enc.identity.clone()), None, None),
+            Features::GeneptW { store_manifest, .. } => (
+                None,
+                args.genes.as_ref().map(|p| p.display().to_string()),
+                store_manifest.clone(),
+            ),
         }
     }
+}
+
+/// A note naming the marker cell types that are no class of `--label` (None when all are).
+fn unmatched_markers(markers: Option<&Markers>, names: &[String], label: &str) -> Option<String> {
+    let unmatched: Vec<&str> = markers?
+        .by_type
+        .keys()
+        .filter(|t| !names.iter().any(|n| n.eq_ignore_ascii_case(t)))
+        .map(String::as_str)
+        .collect();
+    (!unmatched.is_empty()).then(|| {
+        format!(
+            "marker cell types that are no class of --label {label}: {}",
+            unmatched.join(", ")
+        )
+    })
+}
+
+/// The labelled cells split as `classify` splits them (stratified, `--test-fraction`, `--seed`):
+/// (train, test) cell indices.
+fn split_cells(
+    args: &ExplainArgs,
+    names: &[String],
+    y: &[usize],
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    let labelled: Vec<usize> = (0..y.len()).filter(|&i| y[i] != usize::MAX).collect();
+    let y_lab: Vec<usize> = labelled.iter().map(|&i| y[i]).collect();
+    let split = stratified_split(&y_lab, names, args.test_fraction, args.seed)?;
+    let train: Vec<usize> = split.train.iter().map(|&k| labelled[k]).collect();
+    let test: Vec<usize> = split.test.iter().map(|&k| labelled[k]).collect();
+    Ok((train, test))
+}
+
+/// The MLP, as `classify --method mlp --embedding SOURCE` trains it, its test predictions and
+/// test accuracy.
+fn train_mlp(
+    args: &ExplainArgs,
+    source: Source,
+    (y, n_classes): (&[usize], usize),
+    (train, test): (&[usize], &[usize]),
+) -> Result<(TrainedMlp, Vec<(usize, f32)>, f64)> {
+    let cfg = MlpConfig {
+        seed: args.seed,
+        fusion: Fusion::Concat,
+        ..args.mlp.clone()
+    };
+    say(args.quiet, format!("training the MLP on {}", source.name));
+    let src = [source];
+    let mlp = TrainedMlp::fit(&src, y, n_classes, train, &cfg)?;
+    let pred = mlp.predict(&src, test)?;
+    let correct = test.iter().zip(&pred).filter(|(&i, p)| y[i] == p.0).count();
+    let test_accuracy = correct as f64 / test.len().max(1) as f64;
+    Ok((mlp, pred, test_accuracy))
+}
+
+/// Run the explanation and write the report folder.
+pub fn run_explain(args: &ExplainArgs) -> Result<ExplainReport> {
+    let t0 = std::time::Instant::now();
+    check_args(args)?;
+    let steps = args.steps.unwrap_or(match args.on {
+        ExplainOn::Sentences => DEFAULT_STEPS,
+        ExplainOn::GeneptW => GENEPT_W_STEPS,
+    });
+    let (markers, _lock) = check_outputs(args)?;
+    let read = ReadOptions {
+        layer: args.layer.clone(),
+        gene_symbols_key: args.gene_symbols_key.clone(),
+        ..ReadOptions::default()
+    };
+    say(args.quiet, format!("reading {}", args.input.display()));
+    let m = read_normalized(&args.input, &read, InputNorm::Raw, args.quiet)?;
+    let (names, y) = labels_of(&m, args)?;
+    let (train, test) = split_cells(args, &names, &y)?;
+    let mut notes = Vec::new();
+
+    // the cell vectors, as `cells embed-sentences` / `cells embed` compute them
+    let (features, data, dim, source) = cell_features(args, &m, &read, &mut notes)?;
+
+    let (mlp, pred, test_accuracy) = train_mlp(
+        args,
+        Source::new(source, &data, dim),
+        (&y, names.len()),
+        (&train, &test),
+    )?;
+
+    let picked: Vec<Vec<usize>> = (0..names.len())
+        .map(|c| pick_cells(&test, &pred, &y, c, args.cells_per_class))
+        .collect();
+    let pred_of: std::collections::HashMap<usize, usize> =
+        test.iter().zip(&pred).map(|(&i, p)| (i, p.0)).collect();
+    let n_cells: usize = picked.iter().map(Vec::len).sum();
+
+    let bert = features.candle_backend()?;
+    let per_cell_units = match args.on {
+        ExplainOn::Sentences => steps as u64,
+        ExplainOn::GeneptW => 1,
+    };
+    let pb = crate::progress::bar(n_cells as u64 * per_cell_units, "steps", args.quiet);
+    let mut cells = Vec::with_capacity(n_cells);
+    let mut per_class_genes: Vec<Vec<Vec<(String, f32)>>> = vec![Vec::new(); names.len()];
+    for (c, idx) in picked.iter().enumerate() {
+        for &i in idx {
+            pb.set_message(format!("{} ({})", m.cell_ids[i], names[c]));
+            let Some((ig, genes, prefix)) =
+                explain_cell(&features, bert.as_ref(), &mlp, &m, args, (i, c, steps), &pb)?
+            else {
+                notes.push(format!(
+                    "cell {} has no mapped expressed gene; skipped",
+                    m.cell_ids[i]
+                ));
+                continue;
+            };
+            cells.push(CellRecord {
+                cell_id: m.cell_ids[i].clone(),
+                class: names[c].clone(),
+                predicted: names[pred_of[&i]].clone(),
+                f_input: ig.f_input,
+                f_baseline: ig.f_baseline,
+                attribution_sum: ig.attributions.iter().sum(),
+                relative_gap: ig.relative_gap(),
+                n_genes: genes.len(),
+                prefix_attribution: prefix,
+            });
+            per_class_genes[c].push(genes);
+        }
+    }
+    pb.finish_and_clear();
+
+    let classes = class_explanations(
+        args,
+        &names,
+        &per_class_genes,
+        markers.as_ref(),
+        (&test, &y),
+        (&picked, &pred_of),
+    );
+    notes.extend(unmatched_markers(markers.as_ref(), &names, &args.label));
     let mut gaps: Vec<f32> = cells.iter().map(|c| c.relative_gap).collect();
     gaps.sort_by(f32::total_cmp);
-    let (model, store, store_manifest) = match &features {
-        Features::Sentences { enc, .. } => (Some(enc.identity.clone()), None, None),
-        Features::GeneptW { store_manifest, .. } => (
-            None,
-            args.genes.as_ref().map(|p| p.display().to_string()),
-            store_manifest.clone(),
-        ),
-    };
-    let method = match args.on {
-        ExplainOn::Sentences => format!(
-            "integrated gradients ({} midpoint steps) of the true-class MLP logit w.r.t. the input word embeddings, baseline [PAD] (keeping [CLS]/[SEP]), summed over hidden dimensions and each gene's word pieces",
-            steps
-        ),
-        ExplainOn::GeneptW => format!(
-            "integrated gradients ({} midpoint steps in u, α = u³) of the true-class MLP logit w.r.t. the normalised expression weights of the cell's top {} genes, baseline 0 (the zero cell vector)",
-            steps, args.top_n
-        ),
-    };
+    let (model, store, store_manifest) = features.provenance(args);
+    let method = method_text(args, steps);
     let mut report = ExplainReport {
         manifest: ExplainManifest {
             tool: TOOL_VERSION.into(),

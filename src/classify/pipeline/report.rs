@@ -260,6 +260,41 @@ fn scores_row(s: &Scores, sd: Option<&Scores>) -> String {
 pub fn render_markdown(r: &ClassifyReport) -> String {
     let mut s = String::new();
     let m = &r.manifest;
+    render_header(&mut s, r);
+    let sp = &m.split;
+    let where_ = if sp.kind == "kfold" {
+        "mean ± sd over folds"
+    } else {
+        "test set"
+    };
+    render_results(&mut s, r, where_);
+    render_k_sweep(&mut s, r, where_);
+    render_per_class(&mut s, r);
+    render_quality(&mut s, r);
+    render_training(&mut s, r);
+    if !r.notes.is_empty() {
+        let _ = writeln!(s, "## Notes");
+        let _ = writeln!(s);
+        for n in &r.notes {
+            let _ = writeln!(s, "- {}", md(n));
+        }
+        let _ = writeln!(s);
+    }
+    if !r.files.is_empty() {
+        let _ = writeln!(s, "## Files");
+        let _ = writeln!(s);
+        for f in &r.files {
+            let _ = writeln!(s, "- `{}`", md(f));
+        }
+        let _ = writeln!(s);
+    }
+    let _ = writeln!(s, "{} · seed {}", m.tool, m.parameters.seed);
+    s
+}
+
+/// Title, input, cells, split, k and MLP settings.
+fn render_header(s: &mut String, r: &ClassifyReport) {
+    let m = &r.manifest;
     let method = match r.method {
         Method::Knn => "cosine KNN",
         Method::Mlp => "MLP",
@@ -324,12 +359,10 @@ pub fn render_markdown(r: &ClassifyReport) -> String {
         );
     }
     let _ = writeln!(s);
+}
 
-    let where_ = if sp.kind == "kfold" {
-        "mean ± sd over folds"
-    } else {
-        "test set"
-    };
+/// Scores of every predictor (and on the validation cells).
+fn render_results(s: &mut String, r: &ClassifyReport, where_: &str) {
     let _ = writeln!(s, "## Results ({where_})");
     let _ = writeln!(s);
     let _ = writeln!(
@@ -366,7 +399,10 @@ pub fn render_markdown(r: &ClassifyReport) -> String {
         }
         let _ = writeln!(s);
     }
+}
 
+/// The k sweep (KNN, or the MLP's KNN baseline).
+fn render_k_sweep(s: &mut String, r: &ClassifyReport, where_: &str) {
     if let Some(ks) = &r.k_sweep {
         let title = if r.method == Method::Mlp {
             "KNN baseline k sweep"
@@ -405,7 +441,11 @@ pub fn render_markdown(r: &ClassifyReport) -> String {
         }
         let _ = writeln!(s);
     }
+}
 
+/// Per-class scores of the primary predictor.
+fn render_per_class(s: &mut String, r: &ClassifyReport) {
+    let sp = &r.manifest.split;
     if let Some(p) = r.results.iter().find(|a| a.primary) {
         let pooled = if sp.kind == "kfold" {
             ", pooled out-of-fold predictions"
@@ -422,7 +462,10 @@ pub fn render_markdown(r: &ClassifyReport) -> String {
         s.push_str(&p.test.to_markdown());
         let _ = writeln!(s);
     }
+}
 
+/// Embedding quality, and integration scores with a batch key.
+fn render_quality(s: &mut String, r: &ClassifyReport) {
     if !r.quality.is_empty() {
         let _ = writeln!(s, "## Embedding quality (labelled cells vs. labels)");
         let _ = writeln!(s);
@@ -501,7 +544,10 @@ pub fn render_markdown(r: &ClassifyReport) -> String {
         }
         let _ = writeln!(s);
     }
+}
 
+/// The MLP's training histories.
+fn render_training(s: &mut String, r: &ClassifyReport) {
     let trained: Vec<&ArmResult> = r
         .results
         .iter()
@@ -539,25 +585,6 @@ pub fn render_markdown(r: &ClassifyReport) -> String {
         }
         let _ = writeln!(s);
     }
-
-    if !r.notes.is_empty() {
-        let _ = writeln!(s, "## Notes");
-        let _ = writeln!(s);
-        for n in &r.notes {
-            let _ = writeln!(s, "- {}", md(n));
-        }
-        let _ = writeln!(s);
-    }
-    if !r.files.is_empty() {
-        let _ = writeln!(s, "## Files");
-        let _ = writeln!(s);
-        for f in &r.files {
-            let _ = writeln!(s, "- `{}`", md(f));
-        }
-        let _ = writeln!(s);
-    }
-    let _ = writeln!(s, "{} · seed {}", m.tool, m.parameters.seed);
-    s
 }
 
 #[cfg(test)]
