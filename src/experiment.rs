@@ -237,16 +237,13 @@ fn cached<F: FnOnce(&Path) -> Result<()>>(path: &Path, make: F) -> Result<PathBu
     Ok(path.to_path_buf())
 }
 
-/// Run the grid in `config_path`. `input` (from `--input`, relative to the working directory)
-/// replaces the config's `input`, so one config can be run on any dataset.
-pub fn run_experiment(
+/// The dataset: `--input` as given, else the config's `input` (relative to the config's folder
+/// when it is not found as given).
+fn resolve_input(
     config_path: &Path,
     input: Option<&Path>,
-    quiet: bool,
-) -> Result<(Vec<ResultRow>, PathBuf)> {
-    let text = std::fs::read_to_string(config_path)
-        .with_context(|| format!("{}: cannot read", config_path.display()))?;
-    let mut cfg = parse_config(&text, config_path)?;
+    cfg: &ExperimentConfig,
+) -> Result<PathBuf> {
     let base = config_path.parent().unwrap_or(Path::new("."));
     let input = match (input, &cfg.input) {
         (Some(p), _) => {
@@ -267,6 +264,210 @@ pub fn run_experiment(
             config_path.display()
         ),
     };
+    Ok(input)
+}
+
+/// What every run of the grid shares.
+struct Grid<'a> {
+    cfg: &'a ExperimentConfig,
+    input: &'a Path,
+    input_sha: &'a str,
+    read: &'a ReadOptions,
+    cache: &'a Path,
+    species: Species,
+    top_n: TopN,
+    ablations: &'a [Ablation],
+    dataset_genes: &'a [String],
+    pca: Option<&'a PathBuf>,
+    quiet: bool,
+}
+
+/// The gene store of the bundled summaries of the dataset's genes under the model in
+/// `model_dir`, embedded once into the cache (`key`: weights, input, species).
+fn summaries_store(g: &Grid, model_dir: &Path, key: &str) -> Result<PathBuf> {
+    let corpus = SummaryCorpus::bundled(g.species)?;
+    let store = g.cache.join(format!("genes-{key}"));
+    if !crate::genes::store::store_paths(&store).manifest.exists() {
+        // only summaries of genes the dataset has (exact or case-insensitive)
+        let wanted: std::collections::HashSet<String> =
+            g.dataset_genes.iter().map(|d| d.to_lowercase()).collect();
+        let mut tsv = String::from("symbol\ttext\n");
+        for gene in corpus
+            .genes
+            .iter()
+            .filter(|gene| wanted.contains(&gene.symbol.to_lowercase()))
+        {
+            tsv.push_str(&format!("{}\t{}\n", gene.symbol, gene.text));
+        }
+        let sub = g.cache.join(format!("summaries-{key}.tsv"));
+        crate::io::atomic_write(&sub, tsv.as_bytes())?;
+        run_genes_embed(&GenesEmbedArgs {
+            model: model_dir.display().to_string(),
+            options: EncoderOptions::default(),
+            species: g.species,
+            summaries: Some(sub),
+            out: store.clone(),
+            dataset_genes: None,
+            missing: MissingPolicy::Skip,
+            batch_tokens: g.cfg.batch_tokens,
+            quiet: g.quiet,
+            stop_after_chunks: None,
+            chunk_texts: 512,
+        })?;
+    }
+    Ok(store)
+}
+
+/// The rows of one model: its cell vectors (cached by weights, input and parameters), each
+/// classified per seed, and the configured fusions with the PCA baseline.
+fn model_rows(
+    g: &Grid,
+    model: &str,
+    rows: &mut Vec<ResultRow>,
+    runs: &mut Vec<serde_json::Value>,
+) -> Result<()> {
+    let resolved = resolve(model, g.quiet)?;
+    let wsha = crate::encoder::weights::WeightFiles::open(&resolved.dir)?.sha256()?;
+    let mkey = |parts: &[&str]| {
+        sha256_bytes(
+            format!("{TOOL_VERSION}|{wsha}|{}|{}", g.input_sha, parts.join("|")).as_bytes(),
+        )[..16]
+            .to_string()
+    };
+    let mut features: Vec<(String, String, PathBuf)> = vec![]; // (representation, ablation, npy)
+    if g.cfg.representations.iter().any(|r| r == "genept-w") {
+        let key = mkey(&["genes", &format!("{:?}", g.species)]);
+        let store = summaries_store(g, &resolved.dir, &key)?;
+        let key = mkey(&["genept-w", &g.cfg.top_n]);
+        let npy = cached(&g.cache.join(format!("cells-genept-w-{key}.npy")), |p| {
+            crate::cells::pipeline::run_cells_embed(&CellsEmbedArgs {
+                input: g.input.to_path_buf(),
+                read: g.read.clone(),
+                store: store.clone(),
+                species: g.species,
+                orthologs: g.cfg.orthologs,
+                normalize: InputNorm::Raw,
+                aggregation: Aggregation::WeightedMean {
+                    weights: Weights::Expr,
+                    top_n: g.top_n,
+                },
+                hvg: None,
+                idf: false,
+                output: CellOutput {
+                    path: p.to_path_buf(),
+                    in_place: false,
+                    name: "genept_w".into(),
+                },
+                quiet: g.quiet,
+            })
+            .map(|_| ())
+        })?;
+        features.push(("genept-w".into(), "none".into(), npy));
+    }
+    if g.cfg.representations.iter().any(|r| r == "sentences") {
+        for ab in g.ablations {
+            let key = mkey(&[
+                "sentences",
+                &ab.to_string(),
+                &g.cfg.ablation_seed.to_string(),
+                &format!("{:?}", g.cfg.max_genes),
+            ]);
+            let npy = cached(&g.cache.join(format!("cells-sentences-{key}.npy")), |p| {
+                crate::cells::pipeline::run_embed_sentences(&EmbedSentencesArgs {
+                    sentences: SentenceArgs {
+                        input: g.input.to_path_buf(),
+                        read: g.read.clone(),
+                        max_genes: g.cfg.max_genes,
+                        ties_stable: false,
+                        seed: g.cfg.ablation_seed,
+                        template: crate::cells::sentences::GENEPT_S_PREFIX.to_string(),
+                        ablation: *ab,
+                    },
+                    model: resolved.dir.display().to_string(),
+                    options: EncoderOptions::default(),
+                    batch_tokens: g.cfg.batch_tokens,
+                    chunk_texts: 512,
+                    output: CellOutput {
+                        path: p.to_path_buf(),
+                        in_place: false,
+                        name: "sentences".into(),
+                    },
+                    quiet: g.quiet,
+                    stop_after_chunks: None,
+                })
+                .map(|_| ())
+            })?;
+            features.push(("sentences".into(), ab.to_string(), npy));
+        }
+    }
+    for (repr, ab, npy) in &features {
+        for clf in &g.cfg.classifiers {
+            let files = std::slice::from_ref(npy);
+            classify_seeds(g.cfg, g.input, (model, repr, ab), files, clf, rows, runs)?;
+        }
+    }
+    for f in &g.cfg.fusions {
+        let mut files = vec![g.pca.cloned().context("PCA-50 computed for fusions")?];
+        for part in fusion_parts(f, g.cfg)?.iter().skip(1) {
+            let (_, _, npy) = features
+                .iter()
+                .find(|(r, a, _)| r == part && a == "none")
+                .context("fusion source embedded")?;
+            files.push(npy.clone());
+        }
+        classify_seeds(
+            g.cfg,
+            g.input,
+            (model, f, "none"),
+            &files,
+            "mlp",
+            rows,
+            runs,
+        )?;
+    }
+    Ok(())
+}
+
+/// scanpy's standard PCA-50 of the counts, cached (it uses no seed); None when no row needs it.
+fn pca_baseline(
+    cfg: &ExperimentConfig,
+    (input, input_sha): (&Path, &str),
+    read: &ReadOptions,
+    cache: &Path,
+    quiet: bool,
+) -> Result<Option<PathBuf>> {
+    if !wants_pca(cfg) {
+        return Ok(None);
+    }
+    let key = sha256_bytes(format!("{TOOL_VERSION}|{input_sha}|pca|{:?}", cfg.layer).as_bytes())
+        [..16]
+        .to_string();
+    let pca = cached(&cache.join(format!("pca-50-{key}.npy")), |p| {
+        crate::cells::pca_pipeline::run_cells_pca(&crate::cells::pca_pipeline::CellsPcaArgs {
+            input: input.to_path_buf(),
+            read: read.clone(),
+            params: crate::cells::standard_pca::StandardPcaParams::default(),
+            output: p.to_path_buf(),
+            in_place: false,
+            key: "X_pca".into(),
+            quiet,
+        })
+        .map(|_| ())
+    })?;
+    Ok(Some(pca))
+}
+
+/// Run the grid in `config_path`. `input` (from `--input`, relative to the working directory)
+/// replaces the config's `input`, so one config can be run on any dataset.
+pub fn run_experiment(
+    config_path: &Path,
+    input: Option<&Path>,
+    quiet: bool,
+) -> Result<(Vec<ResultRow>, PathBuf)> {
+    let text = std::fs::read_to_string(config_path)
+        .with_context(|| format!("{}: cannot read", config_path.display()))?;
+    let mut cfg = parse_config(&text, config_path)?;
+    let input = resolve_input(config_path, input, &cfg)?;
     cfg.input = Some(input.clone());
     let out_dir = cfg
         .out_dir
@@ -310,164 +511,23 @@ pub fn run_experiment(
 
     // scanpy's standard PCA-50 of the counts, once (it uses no seed): the baseline rows and the
     // fusions classify this file, the same features as `classify --on counts`
-    let pca: Option<PathBuf> = if wants_pca(&cfg) {
-        let key =
-            sha256_bytes(format!("{TOOL_VERSION}|{input_sha}|pca|{:?}", cfg.layer).as_bytes())
-                [..16]
-                .to_string();
-        Some(cached(&cache.join(format!("pca-50-{key}.npy")), |p| {
-            crate::cells::pca_pipeline::run_cells_pca(&crate::cells::pca_pipeline::CellsPcaArgs {
-                input: input.clone(),
-                read: read.clone(),
-                params: crate::cells::standard_pca::StandardPcaParams::default(),
-                output: p.to_path_buf(),
-                in_place: false,
-                key: "X_pca".into(),
-                quiet,
-            })
-            .map(|_| ())
-        })?)
-    } else {
-        None
-    };
+    let pca = pca_baseline(&cfg, (&input, &input_sha), &read, &cache, quiet)?;
 
+    let grid = Grid {
+        cfg: &cfg,
+        input: &input,
+        input_sha: &input_sha,
+        read: &read,
+        cache: &cache,
+        species,
+        top_n,
+        ablations: &ablations,
+        dataset_genes: &dataset_genes,
+        pca: pca.as_ref(),
+        quiet,
+    };
     for model in &cfg.models {
-        let resolved = resolve(model, quiet)?;
-        let wsha = crate::encoder::weights::WeightFiles::open(&resolved.dir)?.sha256()?;
-        let mkey = |parts: &[&str]| {
-            sha256_bytes(
-                format!("{TOOL_VERSION}|{wsha}|{input_sha}|{}", parts.join("|")).as_bytes(),
-            )[..16]
-                .to_string()
-        };
-        let mut features: Vec<(String, String, PathBuf)> = vec![]; // (representation, ablation, npy)
-        if cfg.representations.iter().any(|r| r == "genept-w") {
-            let corpus = SummaryCorpus::bundled(species)?;
-            let key = mkey(&["genes", &format!("{species:?}")]);
-            let store = cache.join(format!("genes-{key}"));
-            if !crate::genes::store::store_paths(&store).manifest.exists() {
-                // only summaries of genes the dataset has (exact or case-insensitive)
-                let wanted: std::collections::HashSet<String> =
-                    dataset_genes.iter().map(|g| g.to_lowercase()).collect();
-                let mut tsv = String::from("symbol\ttext\n");
-                for g in corpus
-                    .genes
-                    .iter()
-                    .filter(|g| wanted.contains(&g.symbol.to_lowercase()))
-                {
-                    tsv.push_str(&format!("{}\t{}\n", g.symbol, g.text));
-                }
-                let sub = cache.join(format!("summaries-{key}.tsv"));
-                crate::io::atomic_write(&sub, tsv.as_bytes())?;
-                run_genes_embed(&GenesEmbedArgs {
-                    model: resolved.dir.display().to_string(),
-                    options: EncoderOptions::default(),
-                    species,
-                    summaries: Some(sub),
-                    out: store.clone(),
-                    dataset_genes: None,
-                    missing: MissingPolicy::Skip,
-                    batch_tokens: cfg.batch_tokens,
-                    quiet,
-                    stop_after_chunks: None,
-                    chunk_texts: 512,
-                })?;
-            }
-            let key = mkey(&["genept-w", &cfg.top_n]);
-            let npy = cached(&cache.join(format!("cells-genept-w-{key}.npy")), |p| {
-                crate::cells::pipeline::run_cells_embed(&CellsEmbedArgs {
-                    input: input.clone(),
-                    read: read.clone(),
-                    store: store.clone(),
-                    species,
-                    orthologs: cfg.orthologs,
-                    normalize: InputNorm::Raw,
-                    aggregation: Aggregation::WeightedMean {
-                        weights: Weights::Expr,
-                        top_n,
-                    },
-                    hvg: None,
-                    idf: false,
-                    output: CellOutput {
-                        path: p.to_path_buf(),
-                        in_place: false,
-                        name: "genept_w".into(),
-                    },
-                    quiet,
-                })
-                .map(|_| ())
-            })?;
-            features.push(("genept-w".into(), "none".into(), npy));
-        }
-        if cfg.representations.iter().any(|r| r == "sentences") {
-            for ab in &ablations {
-                let key = mkey(&[
-                    "sentences",
-                    &ab.to_string(),
-                    &cfg.ablation_seed.to_string(),
-                    &format!("{:?}", cfg.max_genes),
-                ]);
-                let npy = cached(&cache.join(format!("cells-sentences-{key}.npy")), |p| {
-                    crate::cells::pipeline::run_embed_sentences(&EmbedSentencesArgs {
-                        sentences: SentenceArgs {
-                            input: input.clone(),
-                            read: read.clone(),
-                            max_genes: cfg.max_genes,
-                            ties_stable: false,
-                            seed: cfg.ablation_seed,
-                            template: crate::cells::sentences::GENEPT_S_PREFIX.to_string(),
-                            ablation: *ab,
-                        },
-                        model: resolved.dir.display().to_string(),
-                        options: EncoderOptions::default(),
-                        batch_tokens: cfg.batch_tokens,
-                        chunk_texts: 512,
-                        output: CellOutput {
-                            path: p.to_path_buf(),
-                            in_place: false,
-                            name: "sentences".into(),
-                        },
-                        quiet,
-                        stop_after_chunks: None,
-                    })
-                    .map(|_| ())
-                })?;
-                features.push(("sentences".into(), ab.to_string(), npy));
-            }
-        }
-        for (repr, ab, npy) in &features {
-            for clf in &cfg.classifiers {
-                let files = std::slice::from_ref(npy);
-                classify_seeds(
-                    &cfg,
-                    &input,
-                    (model, repr, ab),
-                    files,
-                    clf,
-                    &mut rows,
-                    &mut runs,
-                )?;
-            }
-        }
-        for f in &cfg.fusions {
-            let mut files = vec![pca.clone().context("PCA-50 computed for fusions")?];
-            for part in fusion_parts(f, &cfg)?.iter().skip(1) {
-                let (_, _, npy) = features
-                    .iter()
-                    .find(|(r, a, _)| r == part && a == "none")
-                    .context("fusion source embedded")?;
-                files.push(npy.clone());
-            }
-            classify_seeds(
-                &cfg,
-                &input,
-                (model, f, "none"),
-                &files,
-                "mlp",
-                &mut rows,
-                &mut runs,
-            )?;
-        }
+        model_rows(&grid, model, &mut rows, &mut runs)?;
     }
     if cfg.counts_baseline || cfg.baselines.iter().any(|b| b == "pca") {
         let pca = pca.clone().context("PCA-50 computed for the baseline")?;

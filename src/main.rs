@@ -98,10 +98,8 @@ enum Command {
         /// Output .npy or .safetensors (a .manifest.json is written beside it).
         #[arg(long, short = 'o')]
         output: PathBuf,
-        /// Only rows floor((I-1)·n/N)..floor(I·n/N) of the input, written as a .npy shard with
-        /// its manifest; gather the N shards with `celltext merge`.
-        #[arg(long, value_name = "I/N")]
-        shard: Option<celltext::shard::Shard>,
+        #[command(flatten)]
+        shard: ShardArg,
     },
     /// Gather the outputs of `--shard I/N` runs into the output one unsharded run writes
     /// (h5ad, .npy, .safetensors or gene store), after checking they cover every row once.
@@ -159,6 +157,15 @@ enum Command {
         #[arg(long, short = 'o')]
         out: PathBuf,
     },
+}
+
+/// `--shard I/N` of the commands that can run one part of their rows.
+#[derive(Args, Clone)]
+struct ShardArg {
+    /// Only rows floor((I-1)·n/N)..floor(I·n/N) of the input, written as a .npy shard with
+    /// its manifest; gather the N shards with `celltext merge`.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<celltext::shard::Shard>,
 }
 
 #[derive(Args, Clone)]
@@ -265,10 +272,8 @@ enum CellsCmd {
         /// Allow --output to be the input file.
         #[arg(long)]
         in_place: bool,
-        /// Only rows floor((I-1)·n/N)..floor(I·n/N) of the input, written as a .npy shard with
-        /// its manifest; gather the N shards with `celltext merge`.
-        #[arg(long, value_name = "I/N")]
-        shard: Option<celltext::shard::Shard>,
+        #[command(flatten)]
+        shard: ShardArg,
     },
     /// Cell sentences (genes by descending expression) as JSONL, with an optional ablation.
     Sentences {
@@ -299,10 +304,8 @@ enum CellsCmd {
         /// Texts per resumable checkpoint chunk.
         #[arg(long, default_value_t = 512)]
         chunk: usize,
-        /// Only rows floor((I-1)·n/N)..floor(I·n/N) of the input, written as a .npy shard with
-        /// its manifest; gather the N shards with `celltext merge`.
-        #[arg(long, value_name = "I/N")]
-        shard: Option<celltext::shard::Shard>,
+        #[command(flatten)]
+        shard: ShardArg,
     },
     /// scanpy's standard count baseline: normalize_total(1e4) → log1p → highly variable genes
     /// (seurat) → scale (clip 10) → PCA, into obsm['X_pca'] (point --layer at raw counts).
@@ -351,10 +354,8 @@ enum GenesCmd {
         /// Texts per resumable checkpoint chunk.
         #[arg(long, default_value_t = 512)]
         chunk: usize,
-        /// Only rows floor((I-1)·n/N)..floor(I·n/N) of the input, written as a .npy shard with
-        /// its manifest; gather the N shards with `celltext merge`.
-        #[arg(long, value_name = "I/N")]
-        shard: Option<celltext::shard::Shard>,
+        #[command(flatten)]
+        shard: ShardArg,
     },
     /// How many genes map onto a store, by which route, and which do not.
     Coverage {
@@ -422,7 +423,7 @@ fn run(cli: Cli) -> Result<()> {
             model,
             input,
             output,
-            shard,
+            shard: ShardArg { shard },
         } => {
             let args = encoder::pipeline::EmbedArgs {
                 model: model.model.clone(),
@@ -756,7 +757,7 @@ fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
             genes,
             missing,
             chunk,
-            shard,
+            shard: ShardArg { shard },
         } => {
             let dataset_genes = genes
                 .as_deref()
@@ -911,7 +912,7 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
             output,
             name,
             in_place,
-            shard,
+            shard: ShardArg { shard },
         } => {
             let aggregation = aggregation.aggregation(weights, top_n);
             let args = celltext::cells::pipeline::CellsEmbedArgs {
@@ -999,7 +1000,7 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
             name,
             in_place,
             chunk,
-            shard,
+            shard: ShardArg { shard },
         } => {
             let args = celltext::cells::pipeline::EmbedSentencesArgs {
                 sentences: opts.args(&input)?,
