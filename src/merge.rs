@@ -20,8 +20,10 @@ use crate::io::{manifest_path, write_embeddings, write_json, write_npy_f32_block
 use crate::shard::{check_cover, ExactSum, ShardInfo};
 
 /// Manifest fields that describe how a run went, not what it computed: they differ between a
-/// sharded and an unsharded run (and between two runs) and are left out of comparisons.
-pub const RUN_FIELDS: [&str; 2] = ["seconds", "tokens_per_second"];
+/// sharded and an unsharded run (and between two runs) and are left out of comparisons. Among
+/// them `output_sha256`, the written file's bytes: an .h5ad written whole and one merged block by
+/// block hold the same values in different HDF5 layouts (compare the values themselves).
+pub const RUN_FIELDS: [&str; 3] = ["seconds", "tokens_per_second", "output_sha256"];
 
 /// Fields a merge adds up or recomputes from the shards' rows (so they may differ per shard).
 const SUMMED: [&str; 14] = [
