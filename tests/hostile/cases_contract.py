@@ -454,6 +454,10 @@ def generate(cases_dir: pathlib.Path) -> int:
          "rescale"], ["{out}/r"],
         "a float64 embedding value too large for float32 is named as stored, not as an inf the "
         "file does not hold", {"x": obsm_beyond_f32})
+    add("c-fifo-h5ad-input", ["cells", "sentences", "-i", "{case}/x.h5ad", "-o", "{out}/s.jsonl"],
+        ["x.h5ad", "not a regular file"], ["{out}/s.jsonl"],
+        "a FIFO named as the input h5ad is refused, not opened (which would wait forever)", {},
+        [["fifo", "{case}/x.h5ad"]])
     add("c-dup-genes-coverage-flag",
         ["genes", "coverage", "--store", "{case}/store", "--input", "{case}/x.h5ad"],
         ["x.h5ad", "var index", "duplicate gene names", "'RPS8' ×2", "var_names_make_unique",

@@ -17,6 +17,8 @@ const MIN_COLLECTION: u64 = 4096;
 
 /// Refuse the file if one of its global heap collections would make HDF5 loop forever.
 pub fn check_global_heaps(path: &Path) -> Result<()> {
+    // a FIFO would block the open below (and HDF5's) forever
+    crate::outputs::require_regular_file(path, "an .h5ad file")?;
     let file = std::fs::File::open(path)
         .with_context(|| format!("{}: cannot open as HDF5/h5ad", path.display()))?;
     let len = file
