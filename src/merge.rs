@@ -86,29 +86,75 @@ fn parameters(m: &Value) -> Value {
     p
 }
 
+/// The flag that sets a manifest field (by its dotted path), where one does.
+fn flag_of(path: &str) -> Option<&'static str> {
+    let leaf = path.rsplit('.').next().unwrap_or(path);
+    Some(match (path, leaf) {
+        ("model.dir" | "model.id" | "model", _) => "--model",
+        (_, "normalize") => "--normalize",
+        (_, "pooling") => "--pooling",
+        (_, "max_length") => "--max-length",
+        (_, "dtype") => "--dtype",
+        (_, "backend") => "--device or --backend",
+        (_, "batch_tokens") => "--batch-tokens",
+        (_, "lowercase") => "--lowercase or --cased",
+        ("input", _) => "--input",
+        ("input_sha256", _) => "--input (the file's bytes changed between shards)",
+        (_, "layer") => "--layer",
+        (_, "raw") => "--raw",
+        (_, "gene_symbols_key") => "--gene-symbols-key",
+        (_, "top_n") => "--top-n",
+        (_, "weights") => "--weights",
+        (_, "template") => "--template",
+        (_, "ablation") => "--ablation",
+        (_, "max_genes") => "--max-genes",
+        (_, "seed") => "--seed",
+        (_, "ties_stable") => "--ties-stable",
+        (_, "species") => "--species",
+        _ => return None,
+    })
+}
+
+/// The first field (dotted path, descending into nested objects) whose value differs, with both
+/// values and, where a flag sets it, that flag: "`model.normalize` (false vs true), set by
+/// --normalize".
 fn first_difference(a: &Value, b: &Value) -> String {
-    match (a.as_object(), b.as_object()) {
-        (Some(x), Some(y)) => {
-            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
-            keys.sort();
-            keys.dedup();
-            for k in keys {
-                let (va, vb) = (x.get(k), y.get(k));
-                if va != vb {
-                    let show = |v: Option<&Value>| {
-                        let s = v.map_or("absent".to_string(), |v| v.to_string());
-                        if s.chars().count() > 80 {
-                            format!("{}…", s.chars().take(80).collect::<String>())
-                        } else {
-                            s
-                        }
-                    };
-                    return format!("`{k}` ({} vs {})", show(va), show(vb));
-                }
+    fn walk(a: &Value, b: &Value, path: &str) -> Option<(String, String, String)> {
+        let show = |v: Option<&Value>| {
+            let s = v.map_or("absent".to_string(), |v| v.to_string());
+            if s.chars().count() > 80 {
+                format!("{}…", s.chars().take(80).collect::<String>())
+            } else {
+                s
             }
-            "nothing".into()
+        };
+        let (Some(x), Some(y)) = (a.as_object(), b.as_object()) else {
+            return (a != b).then(|| (path.to_string(), show(Some(a)), show(Some(b))));
+        };
+        let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            let sub = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            match (x.get(k), y.get(k)) {
+                (Some(va), Some(vb)) if va != vb => return walk(va, vb, &sub),
+                (va, vb) if va != vb => return Some((sub, show(va), show(vb))),
+                _ => {}
+            }
         }
-        _ => "the manifest".into(),
+        None
+    }
+    match walk(a, b, "") {
+        Some((path, va, vb)) => {
+            let set_by = flag_of(&path).map_or(String::new(), |f| format!(", set by {f}"));
+            format!("`{path}` ({va} vs {vb}){set_by}")
+        }
+        None if a == b => "nothing".into(),
+        None => "the manifest".into(),
     }
 }
 
@@ -316,7 +362,8 @@ pub fn run_merge(args: &MergeArgs) -> Result<MergeReport> {
         if params != params0 {
             bail!(
                 "{} and {} come from different runs: they differ in {}; shards of one run share \
-                 the command, input, model and parameters",
+                 the command, input, model and parameters: rerun the shards that differ with the \
+                 same flags as the others",
                 first.path.display(),
                 p.path.display(),
                 first_difference(&params0, &params)

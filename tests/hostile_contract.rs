@@ -463,6 +463,66 @@ fn synth_model_killed_mid_write_keeps_the_old_folder() {
     assert!(leftovers().is_empty(), "{:?}", leftovers());
 }
 
+/// A synthetic model written before config.json recorded `celltext_command` (it records
+/// `celltext_synthetic_seed` only) is replaced by `synth-model` and by `device-check` (both go
+/// through `write_random_bert`) when the folder holds nothing but a synthetic model's files; a
+/// folder with anything else in it is still refused and left untouched.
+#[test]
+fn an_older_synthetic_model_folder_is_replaced_and_a_foreign_one_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("m");
+    let synth = |seed: &str| {
+        run(
+            &[
+                "synth-model",
+                "--shape",
+                "minilm",
+                "--tokenizer-from",
+                MODEL,
+                "--seed",
+                seed,
+                "-o",
+                s(&out),
+            ],
+            None,
+        )
+    };
+    assert_eq!(synth("1").0, Some(0));
+    // as an older version left it: no `celltext_command`, weights never written (killed)
+    let cfg_path = out.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    cfg.as_object_mut().unwrap().remove("celltext_command");
+    std::fs::write(&cfg_path, serde_json::to_vec_pretty(&cfg).unwrap()).unwrap();
+    std::fs::remove_file(out.join("model.safetensors")).unwrap();
+    let (code, err) = synth("2");
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.join("model.safetensors").is_file());
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&cfg_path).unwrap()).unwrap();
+    assert_eq!(cfg["celltext_command"], "synth-model");
+    assert_eq!(cfg["celltext_synthetic_seed"], 2);
+    // the same old config beside a file synth-model never writes: refused, nothing touched
+    let mut old = cfg.clone();
+    old.as_object_mut().unwrap().remove("celltext_command");
+    std::fs::write(&cfg_path, serde_json::to_vec_pretty(&old).unwrap()).unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let weights = sha(&out.join("model.safetensors"));
+    let (code, err) = synth("3");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("--out")
+            && err.contains("holds other files")
+            && err.contains("new (or empty) folder"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    assert_eq!(sha(&out.join("model.safetensors")), weights);
+}
+
 /// A `--batch-key` column that exists but holds no value is an error naming it (exit 1), not a
 /// string inside report.json.
 #[test]

@@ -78,6 +78,8 @@ pub fn detect_kind(path: &Path) -> Result<(InputKind, PathBuf)> {
         .file_name()
         .map(|n| n.to_string_lossy().to_lowercase())
         .unwrap_or_default();
+    // a FIFO would block the read below forever
+    crate::outputs::require_regular_file(path, "an expression matrix file")?;
     let magic = read_magic(path)?;
     if magic.starts_with(b"\x89HDF\r\n\x1a\n") || name.ends_with(".h5ad") {
         return Ok((InputKind::H5ad, path.to_path_buf()));

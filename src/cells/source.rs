@@ -217,8 +217,8 @@ pub fn check_not_all_zero(x: &CsrMatrix, file: &Path, field: &str) -> Result<()>
     if x.n_rows > 0 && x.data.iter().all(|&v| v == 0.0) {
         bail!(
             "{}: {field}: every expression value is 0 ({} cells × {} genes), so there is nothing \
-             to rank or embed; point celltext at the counts (--layer NAME, or --raw for an h5ad \
-             with .raw) or check the file",
+             to rank or embed; point celltext at the counts (--layer NAME; or --raw for an h5ad \
+             with .raw, in `cells` and `scilama` commands) or check the file",
             file.display(),
             x.n_rows,
             x.n_cols
@@ -233,10 +233,12 @@ pub fn check_unique_genes(genes: &[String], file: &Path, field: &str) -> Result<
         return Ok(());
     };
     bail!(
-        "{}: {field}: {n} duplicate gene names: {shown}. Gene names must be unique: pick a column of \
-         unique names with --gene-symbols-key (an h5ad var column such as feature_name or gene_ids, a \
-         named genes.tsv column, or gene_ids for a 10x features file), or \
-         make them unique first (e.g. anndata's var_names_make_unique, which appends -1, -2 ...)",
+        "{}: {field}: {n} duplicate gene names: {shown}. Gene names must be unique: make them \
+         unique in the file (e.g. anndata's var_names_make_unique, which appends -1, -2 ...), or, \
+         in `cells`, `explain` and `scilama` commands, read a column of unique names with \
+         --gene-symbols-key (an h5ad var column such as feature_name or gene_ids, a named \
+         genes.tsv column, or gene_ids for a 10x features file); `classify` and \
+         `genes coverage` always read the var index",
         file.display(),
     )
 }
@@ -244,8 +246,8 @@ pub fn check_unique_genes(genes: &[String], file: &Path, field: &str) -> Result<
 /// The fix to suggest for bad values.
 pub const VALUE_FIX: &str = "celltext needs non-negative, finite expression values (raw counts or \
 log-normalized counts). If this matrix is scaled/centered (e.g. after sc.pp.scale), point celltext at \
-the counts instead (--layer counts, or --raw for an h5ad with .raw); replace NaN/inf with 0 or drop \
-those cells/genes before running";
+the counts instead (--layer counts; or --raw for an h5ad with .raw, in `cells` and `scilama` \
+commands); replace NaN/inf with 0 or drop those cells/genes before running";
 
 /// `None` for a usable expression value (finite, ≥ 0); otherwise what is wrong with it, for the
 /// message. `nan_name` names a NaN (text tables also read empty / NA cells as NaN).

@@ -54,10 +54,43 @@ pub fn write_random_bert(
     seed: u64,
 ) -> Result<()> {
     crate::outputs::check_apart(&[out], &[tokenizer_from])?;
-    crate::outputs::check_replaceable_dir(out, "--out", "config.json", Some("synth-model"))?;
+    if !earlier_synthetic_model(out) {
+        crate::outputs::check_replaceable_dir(out, "--out", "config.json", Some("synth-model"))?;
+    }
     let _lock = crate::outputs::OutputLock::acquire(out)?;
     crate::outputs::atomic_dir_with(out, |tmp| {
         write_model_files(tmp, shape, tokenizer_from, pooling, seed)
+    })
+}
+
+/// Whether `dir` is a synthetic model written before config.json recorded `celltext_command`:
+/// its config.json records `celltext_synthetic_seed` (which only this writer adds) and the
+/// folder holds nothing but the files this writer makes, so replacing it loses nothing else.
+fn earlier_synthetic_model(dir: &Path) -> bool {
+    let Some(config) = std::fs::read(dir.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    else {
+        return false;
+    };
+    if config.get("celltext_synthetic_seed").is_none() {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().all(|e| {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let is_file = e.file_type().is_ok_and(|t| t.is_file());
+        match name.as_str() {
+            "1_Pooling" => std::fs::read_dir(e.path()).is_ok_and(|sub| {
+                sub.flatten().all(|f| {
+                    f.file_name() == "config.json" && f.file_type().is_ok_and(|t| t.is_file())
+                })
+            }),
+            "config.json" | "model.safetensors" => is_file,
+            n => is_file && TOKENIZER_FILES.contains(&n),
+        }
     })
 }
 

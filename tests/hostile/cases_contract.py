@@ -59,7 +59,7 @@ def write_store(d, prefix, genes, dim=4):
     (d / f"{prefix}.manifest.json").write_text(json.dumps(m, indent=2) + "\n")
 
 
-def embed_shard(d, name, index, count, n_rows, rows, record=True, npy_bytes=None):
+def embed_shard(d, name, index, count, n_rows, rows, record=True, npy_bytes=None, model=None):
     """An `embed --shard` output as celltext writes it: NAME (.npy) + NAME.manifest.json, the
     manifest recording the .npy's rows, cols, size and sha256 under shard.npy."""
     start, end = (index - 1) * n_rows // count, index * n_rows // count
@@ -69,7 +69,7 @@ def embed_shard(d, name, index, count, n_rows, rows, record=True, npy_bytes=None
     if record:
         shard["npy"] = {"file": name, "bytes": len(b), "sha256": hashlib.sha256(b).hexdigest(),
                         "rows": len(rows), "cols": len(rows[0])}
-    m = {"tool": "celltext 0.1.0", "command": "embed", "model": {"name": "tiny"},
+    m = {"tool": "celltext 0.1.0", "command": "embed", "model": model or {"name": "tiny"},
          "input": "texts.txt", "input_sha256": "0" * 64, "n_texts": len(rows), "dim": len(rows[0]),
          "n_truncated": 0, "batch_tokens": 8192,
          "padding": {"real_tokens": 10, "padded_tokens": 12}, "padding_fraction": 0.2,
@@ -408,6 +408,63 @@ def generate(cases_dir: pathlib.Path) -> int:
         ["embed", "-m", MODEL, "-i", "{case}/texts.txt", "--shard", "-1/4", "-o", "{out}/p.npy"],
         ["--shard", "-1/4", "expected I/N with 1 ≤ I ≤ N"], ["{out}/p.npy"],
         "a negative --shard is refused by name, not reported as an unknown argument", texts)
+
+    def normalize_differs(d):
+        embed_shard(d, "s1.npy", 1, 2, 4, A, model={"name": "tiny", "normalize": False})
+        embed_shard(d, "s2.npy", 2, 2, 4, B, model={"name": "tiny", "normalize": True})
+
+    add("c-merge-normalize-differs", merge,
+        ["s1.npy", "s2.npy", "`model.normalize` (false vs true)", "set by --normalize",
+         "rerun the shards that differ"], absent,
+        "shards run with and without --normalize: the message names that field and flag, not "
+        "the whole `model` record", {"s": normalize_differs})
+
+    def small_h5ad(path, var=("G0", "G1"), obsm=None, n=12):
+        import h5py  # the cases here that write an h5ad (make_hostile.py needs h5py too)
+        import numpy as np
+
+        st = h5py.string_dtype()
+        with h5py.File(path, "w", track_order=True) as f:
+            f.attrs["encoding-type"] = "anndata"
+            f.attrs["encoding-version"] = "0.1.0"
+            for name, idx in [("obs", [f"c{i}" for i in range(n)]), ("var", list(var))]:
+                g = f.create_group(name)
+                g.attrs["encoding-type"] = "dataframe"
+                g.attrs["encoding-version"] = "0.2.0"
+                g.attrs["_index"] = "_index"
+                cols = ["label"] if name == "obs" else []
+                g.attrs["column-order"] = np.array(cols, dtype=st)
+                g.create_dataset("_index", data=np.array(idx, dtype=object), dtype=st)
+            f["obs"].create_dataset("label", data=np.array(["a", "b"] * (n // 2), dtype=object), dtype=st)
+            f.create_dataset("X", data=np.ones((n, len(var)), dtype=np.float32))
+            if obsm is not None:
+                f.create_group("obsm").create_dataset("X_t", data=obsm)
+
+    def obsm_beyond_f32(d):
+        import numpy as np
+
+        emb = np.arange(12 * 4, dtype=np.float64).reshape(12, 4)
+        emb[5, 2] = 1e300  # finite in float64, beyond float32
+        small_h5ad(d / "x.h5ad", obsm=emb)
+
+    add("c-obsm-beyond-float32",
+        ["classify", "-i", "{case}/x.h5ad", "--label", "label", "--embedding", "X_t", "--k", "1",
+         "--report", "{out}/r"],
+        ["x.h5ad", "obsm/X_t", "value 1e300 at cell 5, column 2", "beyond float32's range",
+         "rescale"], ["{out}/r"],
+        "a float64 embedding value too large for float32 is named as stored, not as an inf the "
+        "file does not hold", {"x": obsm_beyond_f32})
+    add("c-fifo-h5ad-input", ["cells", "sentences", "-i", "{case}/x.h5ad", "-o", "{out}/s.jsonl"],
+        ["x.h5ad", "not a regular file"], ["{out}/s.jsonl"],
+        "a FIFO named as the input h5ad is refused, not opened (which would wait forever)", {},
+        [["fifo", "{case}/x.h5ad"]])
+    add("c-dup-genes-coverage-flag",
+        ["genes", "coverage", "--store", "{case}/store", "--input", "{case}/x.h5ad"],
+        ["x.h5ad", "var index", "duplicate gene names", "'RPS8' ×2", "var_names_make_unique",
+         "`genes coverage` always read the var index"], [],
+        "duplicate var names under a command without --gene-symbols-key: the fix names what "
+        "this command can do, not a flag it lacks",
+        {"store": store, "x": lambda d: small_h5ad(d / "x.h5ad", var=("RPL11", "RPS8", "RPS8"))})
 
     # ------------------------------------------------ sizes in the billions
     add("c-size-explain-steps",

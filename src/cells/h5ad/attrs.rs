@@ -41,7 +41,25 @@ pub(super) fn attr_string(loc: &Location, name: &str) -> Result<Option<String>> 
     Ok(v.into_iter().next())
 }
 
+/// Refuse a whole-dataset read whose declared size would need more memory than the file could
+/// hold even compressed (the inflate limit of the file's size): a corrupt dataspace can declare
+/// 2⁶⁰ elements, and allocating for it aborts the process.
+pub(super) fn check_declared_size(c: &Container, elem_bytes: usize) -> Result<()> {
+    let n = c.size() as u128;
+    let need = n.saturating_mul(elem_bytes as u128);
+    let file_bytes = c.file().map(|f| f.size()).unwrap_or(0);
+    let limit = crate::limits::inflate_limit(file_bytes);
+    if need > limit as u128 {
+        bail!(
+            "declares {n} values ({need} bytes in memory), {}",
+            crate::limits::inflate_message(file_bytes, limit)
+        );
+    }
+    Ok(())
+}
+
 fn read_with<T: H5Type>(c: &Container, f: impl Fn(&T) -> String) -> Result<Vec<String>> {
+    check_declared_size(c, std::mem::size_of::<T>())?;
     let v: Vec<T> = c.read_raw::<T>().map_err(|e| anyhow!("{e}"))?;
     Ok(v.iter().map(f).collect())
 }
@@ -85,11 +103,13 @@ pub(super) fn read_strings(c: &Container) -> Result<Vec<String>> {
         TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) | TypeDescriptor::Float(_) => {
             Ok(read_numbers(c)?.into_iter().map(fmt_num).collect())
         }
-        TypeDescriptor::Boolean => Ok(c
-            .read_raw::<bool>()?
-            .into_iter()
-            .map(|b| if b { "True" } else { "False" }.to_string())
-            .collect()),
+        TypeDescriptor::Boolean => {
+            check_declared_size(c, 1)?;
+            Ok(c.read_raw::<bool>()?
+                .into_iter()
+                .map(|b| if b { "True" } else { "False" }.to_string())
+                .collect())
+        }
         other => bail!("expected strings, found HDF5 type {other:?}"),
     }
 }
@@ -101,13 +121,16 @@ pub(super) fn read_numbers(c: &Container) -> Result<Vec<f64>> {
         .map_err(|e| anyhow!("unsupported datatype: {e}"))?;
     match td {
         TypeDescriptor::Integer(_) | TypeDescriptor::Unsigned(_) | TypeDescriptor::Float(_) => {
+            check_declared_size(c, 8)?;
             Ok(c.read_raw::<f64>()?)
         }
-        TypeDescriptor::Boolean => Ok(c
-            .read_raw::<bool>()?
-            .into_iter()
-            .map(|b| b as u8 as f64)
-            .collect()),
+        TypeDescriptor::Boolean => {
+            check_declared_size(c, 1)?;
+            Ok(c.read_raw::<bool>()?
+                .into_iter()
+                .map(|b| b as u8 as f64)
+                .collect())
+        }
         other => bail!("expected numbers, found HDF5 type {other:?}"),
     }
 }

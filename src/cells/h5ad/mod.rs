@@ -28,6 +28,7 @@
 
 mod attrs;
 mod frame;
+mod heap;
 mod read;
 mod write;
 
@@ -45,12 +46,18 @@ pub use write::{
     write_h5ad_with_obsm, write_h5ad_with_obsm_blocks, write_new_h5ad, NewH5ad, ObsmEntry,
 };
 
+/// Open an h5ad that may be corrupt: [`heap::check_global_heaps`] first (HDF5 would loop forever
+/// on one kind of corrupt string storage), then HDF5.
+pub(crate) fn open_untrusted(path: &Path) -> Result<File> {
+    heap::check_global_heaps(path)?;
+    File::open(path).map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", path.display()))
+}
+
 // ====================================================================== small readers for outputs
 
 /// The `obsm` keys of an h5ad file, sorted; empty when it has no `obsm` group.
 pub fn obsm_keys(path: &Path) -> Result<Vec<String>> {
-    let f = File::open(path)
-        .map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", path.display()))?;
+    let f = open_untrusted(path)?;
     if !f.link_exists("obsm") {
         return Ok(Vec::new());
     }
@@ -62,8 +69,7 @@ pub fn obsm_keys(path: &Path) -> Result<Vec<String>> {
 
 /// `obsm/<key>` as row-major f32 values and its dimension.
 pub fn read_obsm(path: &Path, key: &str) -> Result<(Vec<f32>, usize)> {
-    let f = File::open(path)
-        .map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", path.display()))?;
+    let f = open_untrusted(path)?;
     let g = f.group("obsm").map_err(|e| h5err(path, "obsm", e))?;
     if !g.link_exists(key) {
         let avail = g.member_names().unwrap_or_default();
@@ -83,16 +89,49 @@ pub fn read_obsm(path: &Path, key: &str) -> Result<(Vec<f32>, usize)> {
             path.display()
         )
     }
+    let wide = matches!(
+        ds.dtype().and_then(|t| t.to_descriptor()),
+        Ok(hdf5::types::TypeDescriptor::Float(
+            hdf5::types::FloatSize::U8
+        ))
+    );
+    if !wide {
+        let v = ds
+            .read_raw::<f32>()
+            .map_err(|e| h5err(path, &format!("obsm/{key}"), e))?;
+        return Ok((v, sh[1]));
+    }
+    // float64: HDF5's conversion would turn a finite value beyond f32's range into ±inf, and the
+    // error would then name an inf the file does not hold; name the value as stored instead.
     let v = ds
-        .read_raw::<f32>()
+        .read_raw::<f64>()
         .map_err(|e| h5err(path, &format!("obsm/{key}"), e))?;
-    Ok((v, sh[1]))
+    narrow_f64(&v, sh[1], path, &format!("obsm/{key}")).map(|v| (v, sh[1]))
+}
+
+/// f64 values as f32; a finite value whose magnitude f32 cannot hold is an error naming it.
+fn narrow_f64(v: &[f64], dim: usize, path: &Path, field: &str) -> Result<Vec<f32>> {
+    if let Some(i) = v
+        .iter()
+        .position(|x| x.is_finite() && x.abs() > f32::MAX as f64)
+    {
+        bail!(
+            "{}: {field}: value {:e} at cell {}, column {} is beyond float32's range (±{:e}), \
+             which celltext computes in; rescale this embedding (e.g. divide it by its largest \
+             absolute value) or write it as float32",
+            path.display(),
+            v[i],
+            i / dim.max(1),
+            i % dim.max(1),
+            f32::MAX
+        );
+    }
+    Ok(v.iter().map(|&x| x as f32).collect())
 }
 
 /// `uns/<key>` as a string (a scalar string dataset).
 pub fn read_uns_string(path: &Path, key: &str) -> Result<String> {
-    let f = File::open(path)
-        .map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", path.display()))?;
+    let f = open_untrusted(path)?;
     let ds = f
         .dataset(&format!("uns/{key}"))
         .map_err(|e| h5err(path, &format!("uns/{key}"), e))?;
@@ -105,8 +144,7 @@ pub fn read_uns_string(path: &Path, key: &str) -> Result<String> {
 
 /// The obs index (cell ids) and obs columns of an AnnData file, without touching X.
 pub fn read_h5ad_obs(path: &Path) -> Result<(Vec<String>, Vec<(String, ObsColumn)>)> {
-    let f = File::open(path)
-        .map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", path.display()))?;
+    let f = open_untrusted(path)?;
     let (g, fr) = read_frame_meta(path, &f, "obs")?;
     let cols = read_frame_columns(path, &g, &fr, "obs")?;
     Ok((fr.index, cols))

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail, Result};
 use hdf5::{Dataset, File, LocationType};
 
-use super::attrs::{attr_string, fmt_num, h5err, member_kind};
+use super::attrs::{attr_string, check_declared_size, fmt_num, h5err, member_kind};
 use super::frame::{read_df_column, read_frame_columns, read_frame_meta};
 use crate::cells::matrix::{CsrMatrix, ObsColumn};
 use crate::cells::source::{
@@ -85,7 +85,7 @@ fn check_array(path: &Path, name: &str, ds: &Dataset, ndim: usize, integer: bool
 impl H5adSource {
     pub fn open(path: &Path, opts: &ReadOptions) -> Result<Self> {
         let p = path.display().to_string();
-        let file = File::open(path).map_err(|e| anyhow!("{p}: cannot open as HDF5/h5ad: {e}"))?;
+        let file = super::open_untrusted(path)?;
         if let Some(enc) = attr_string(&file, "encoding-type").map_err(|e| h5err(path, "/", e))? {
             if enc != "anndata" {
                 bail!("{p}: root encoding-type is '{enc}', not 'anndata'")
@@ -208,7 +208,13 @@ impl H5adSource {
                 };
                 let sh: Vec<i64> = g
                     .attr(shape_attr)
-                    .and_then(|a| a.read_raw::<i64>())
+                    .and_then(|a| {
+                        if a.size() > 2 {
+                            // a 2-D shape has 2 values; do not allocate for a corrupt count
+                            return Err(format!("{} values, expected 2", a.size()).into());
+                        }
+                        a.read_raw::<i64>()
+                    })
                     .map_err(|e| h5err(path, &format!("{field} shape attribute"), e))?;
                 if sh.len() != 2 || sh.iter().any(|&x| x < 0) {
                     bail!("{p}: {field}: bad shape attribute {sh:?}")
@@ -394,6 +400,14 @@ impl H5adSource {
         let f = &self.field;
         let n_rows = self.n_cells;
         let n_cols = self.genes.len();
+        for (ds, name, bytes) in [
+            (&**indptr, "indptr", 8),
+            (&**indices, "indices", 8),
+            (&**data, "data", 4),
+        ] {
+            check_declared_size(ds, bytes)
+                .map_err(|e| anyhow!("{}: {f}/{name}: {e}", p.display()))?;
+        }
         let ip: Vec<i64> = indptr
             .read_raw::<i64>()
             .map_err(|e| h5err(p, &format!("{f}/indptr"), e))?;

@@ -319,8 +319,7 @@ fn copy_target_n_obs(input: &Path, output: &Path, in_place: bool) -> Result<usiz
             output.display()
         )
     }
-    let f = File::open(input)
-        .map_err(|e| anyhow!("{}: cannot open as HDF5/h5ad: {e}", input.display()))?;
+    let f = super::open_untrusted(input)?;
     let (_, fr) = read_frame_meta(input, &f, "obs")?;
     check_output_path(output)?;
     Ok(fr.index.len())
