@@ -63,6 +63,7 @@ fn losses_gradients_and_weights_match_pytorch() {
         latent: num("latent") as usize,
         dropout: 0.0,
         var_eps: num("var_eps"),
+        n_cov: 0,
     };
     let net = Network::build(arch, &Device::Cpu, |name, _| {
         Ok(r[&format!("init.{name}")].flatten_all()?.to_vec1::<f32>()?)
@@ -94,7 +95,9 @@ fn losses_gradients_and_weights_match_pytorch() {
             if let Some(e) = r.get(&format!("eps.{s}.{step}.gene")) {
                 q.push_back(e.clone());
             }
-            let l = net.loss(stage, &xb, g, w, &mut Noise::Given(q)).unwrap();
+            let l = net
+                .loss(stage, &xb, None, g, w, &mut Noise::Given(q))
+                .unwrap();
             let got = Tensor::stack(&[&l.total, &l.recon, &l.kl], 0).unwrap();
             let want = &r[&format!("loss.{s}.{step}")];
             for (k, (a, b)) in vec(&got).iter().zip(vec(want)).enumerate() {
