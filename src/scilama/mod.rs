@@ -28,6 +28,7 @@
 
 pub mod covariates;
 pub mod data;
+pub mod fused;
 pub mod model;
 pub mod pipeline;
 pub mod train;

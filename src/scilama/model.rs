@@ -23,9 +23,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::training::normal_vec;
 
-const LN_EPS: f64 = 1e-5;
-const LEAKY_SLOPE: f64 = 0.01;
-
 /// The shape of the network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Arch {
@@ -292,11 +289,7 @@ impl Network {
     /// Linear → LayerNorm (no affine) → LeakyReLU → Dropout.
     fn block(&self, x: &Tensor, name: &str, noise: &mut Noise) -> Result<Tensor> {
         let h = self.linear(x, name)?;
-        let mean = h.mean_keepdim(1)?;
-        let hc = h.broadcast_sub(&mean)?;
-        let var = hc.sqr()?.mean_keepdim(1)?;
-        let hn = hc.broadcast_div(&(var + LN_EPS)?.sqrt()?)?;
-        let a = candle_nn::ops::leaky_relu(&hn, LEAKY_SLOPE)?;
+        let a = super::fused::layer_norm_leaky_relu(&h)?;
         noise.dropout(a, self.arch.dropout)
     }
 
