@@ -5,16 +5,19 @@
 //! - Cell VAE: scaled expression `c_i` (M genes, see [`data`]) → μ, σ² (K dims) → `z_cell` →
 //!   `h_cell ∈ R^{h1}`; gene VAE: static gene vector `g_j` (D dims) → μ, σ² → `z_gene` →
 //!   `h_gene ∈ R^{h1}`; reconstruction `ĉ_ij = h_cell_i · h_gene_j + b_j` (as in siVAE).
-//! - Step 1 trains the cell VAE with a linear head `W_cell`, `b` (loss Σ_j (ĉ − c)² + β·KL);
-//!   step 2 freezes it and trains the gene VAE on `h_cell · h_gene + b` (recon + β·KL_gene);
-//!   step 3 trains everything but `W_cell` on recon, plus γ·Σ_j (c_ij − z_cell_i · z_gene_j − b_j)²,
-//!   plus β·(KL_cell + KL_gene). Squared errors are summed over genes and averaged over cells, KL
+//! - Optional covariates ([`covariates`]: one-hot batches, z-scored continuous values) are
+//!   concatenated to the cell encoder's and the cell decoder's inputs.
+//! - Steps ([`Mode`]): the cell VAE with a linear head `W_cell`, `b` (loss Σ_j (ĉ − c)² + β·KL);
+//!   the gene VAE with the cell side frozen, on `h_cell · h_gene + b` (recon + β·KL_gene); the
+//!   joint step: everything but `W_cell` on recon, plus γ·Σ_j (c_ij − z_cell_i · z_gene_j − b_j)²,
+//!   plus β·(KL_cell + KL_gene). `direct` runs the joint step alone, `stepwise` all three,
+//!   `beta-vae` the first; β is the epoch's warm-up KL weight. Squared errors are summed over genes and averaged over cells, KL
 //!   terms summed over latent dims and averaged over cells (resp. genes), as in the reference
 //!   implementation (`microsoft/sciLaMA`, `loss.py`).
 //! - Architecture ([`model`]): Linear → LayerNorm (no affine) → LeakyReLU(0.01) → Dropout blocks,
 //!   the reference's `FCNN`; xavier-normal weights, zero biases.
 //! - Each step: AdamW, minibatches reshuffled every epoch, early stopping on a seeded validation
-//!   split of the cells (loss in eval mode: z = μ, no dropout), best epoch restored.
+//!   split of the cells (loss in eval mode: z = μ, no dropout, full β), best epoch restored.
 //! - Deterministic for a seed: one `ChaCha8Rng` draws, in order, the validation split, the
 //!   initial weights, and per batch the minibatch order, dropout masks and ε (on the host, so
 //!   every device sees the same numbers).
@@ -22,7 +25,7 @@
 //! Defaults are the reference's (`microsoft/sciLaMA`, `config.py`, `template.yaml`): hidden
 //! 900,400, latent 50, dropout 0.1, `--mode direct` (the joint loss from the start), up to 500
 //! epochs, learning rate 1e-3 decayed ×0.99 per epoch (their `ExponentialLR`), a KL weight that
-//! stays 0 for epochs 0–25 and then rises 0.05 per epoch to β = 1 ([`kl_weight`]), validation loss
+//! stays 0 for epochs 0–25 and then rises 0.05 per epoch to β = 1 ([`ScilamaConfig::kl_weight`]), validation loss
 //! at the full β, and early stopping / best-epoch selection only from the first epoch at full β
 //! ([`ScilamaConfig::selection_start`]) with patience 25.
 
