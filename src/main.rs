@@ -610,6 +610,12 @@ enum ScilamaCmd {
         /// What the gene VAE encodes: store, self (transposed expression), random or shuffled.
         #[arg(long, default_value = "store", value_parser = value_enum::<celltext::scilama::GeneInput>())]
         gene_input: celltext::scilama::GeneInput,
+        /// Categorical obs column (e.g. the batch), one-hot into the cell encoder and decoder (repeatable).
+        #[arg(long = "batch-key", value_name = "COL")]
+        batch_keys: Vec<String>,
+        /// Numeric obs column, z-scored into the cell encoder and decoder (repeatable).
+        #[arg(long = "covariate-key", value_name = "COL")]
+        covariate_keys: Vec<String>,
         #[command(flatten)]
         cfg: celltext::scilama::ScilamaConfig,
         /// cpu, cuda[:N] or metal[:N].
@@ -662,12 +668,16 @@ fn run_scilama(cmd: ScilamaCmd, quiet: bool, json: bool) -> Result<()> {
             orthologs,
             hvg,
             gene_input,
+            batch_keys,
+            covariate_keys,
             cfg,
             device,
             output,
             in_place,
         } => {
             let args = celltext::scilama::pipeline::TrainArgs {
+                batch_keys,
+                covariate_keys,
                 input: input.input.clone(),
                 read: input.read_options(),
                 store: genes,

@@ -1,13 +1,17 @@
 //! sciLaMA against PyTorch: losses and gradients of 3 AdamW steps of each training step, and the
-//! weights after all nine steps, from the same initial weights, data, minibatches and noise
-//! (`tests/fixtures/scilama/make_scilama_ref.py`). Tolerance: 1e-4 relative (losses: of the value;
-//! gradients and weights: of the tensor's largest magnitude).
+//! weights after all nine steps, from the same initial weights, data, covariates, minibatches and
+//! noise, with the KL weight of the warm-up (each step stands for one epoch: 25, 26, 45, weights
+//! computed by `ScilamaConfig::kl_weight` and checked against the reference's `_get_kl_weight`)
+//! and the learning rate decayed per epoch (`tests/fixtures/scilama/make_scilama_ref.py`).
+//! Tolerance: 1e-4 relative (losses: of the value; gradients and weights: of the tensor's largest
+//! magnitude).
 
 use std::collections::{HashMap, VecDeque};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::Optimizer;
 use celltext::scilama::model::{Arch, Network, Noise, Stage, Weights};
+use celltext::scilama::ScilamaConfig;
 use celltext::training::adamw;
 
 const TOL: f64 = 1e-4;
@@ -63,16 +67,24 @@ fn losses_gradients_and_weights_match_pytorch() {
         latent: num("latent") as usize,
         dropout: 0.0,
         var_eps: num("var_eps"),
+        n_cov: num("n_cov") as usize,
     };
+    let cfg = ScilamaConfig {
+        beta: num("beta"),
+        kl_warmup_epochs: num("kl_warmup_epochs") as usize,
+        kl_warmup_rate: num("kl_warmup_rate"),
+        ..ScilamaConfig::default()
+    };
+    let epochs: Vec<usize> = meta["epochs"]
+        .split(',')
+        .map(|v| v.parse().unwrap())
+        .collect();
     let net = Network::build(arch, &Device::Cpu, |name, _| {
         Ok(r[&format!("init.{name}")].flatten_all()?.to_vec1::<f32>()?)
     })
     .unwrap();
-    let w = Weights {
-        beta: num("beta"),
-        gamma: num("gamma"),
-    };
-    let (x, g) = (&r["x"], &r["g"]);
+    let (x, g, c) = (&r["x"], &r["g"], &r["c"]);
+    assert_eq!(c.dims(), [x.dim(0).unwrap(), arch_n_cov(&meta)]);
     let mut worst = 0f64;
     for stage in [Stage::Cell, Stage::Gene, Stage::Joint] {
         let s = stage.name();
@@ -86,15 +98,31 @@ fn losses_gradients_and_weights_match_pytorch() {
         assert_eq!(trainable.len(), names.len(), "{s}: trainable set");
         let mut opt = adamw(trainable, num("lr"), num("weight_decay")).unwrap();
         for step in 0..num("steps") as usize {
+            // one step per epoch: the epoch's learning rate and KL weight
+            opt.set_learning_rate(num("lr") * num("lr_decay").powi(step as i32));
+            let beta = cfg.kl_weight(epochs[step]);
+            let want_beta = vec(&r[&format!("beta.{s}.{step}")])[0];
+            assert!(
+                (beta - want_beta).abs() < 1e-12,
+                "epoch {}: KL weight {beta} vs the reference's {want_beta}",
+                epochs[step]
+            );
+            let w = Weights {
+                beta,
+                gamma: num("gamma"),
+            };
             let idx = r[&format!("batch.{s}.{step}")]
                 .to_dtype(DType::U32)
                 .unwrap();
             let xb = x.index_select(&idx, 0).unwrap();
+            let cb = c.index_select(&idx, 0).unwrap();
             let mut q = VecDeque::from([r[&format!("eps.{s}.{step}.cell")].clone()]);
             if let Some(e) = r.get(&format!("eps.{s}.{step}.gene")) {
                 q.push_back(e.clone());
             }
-            let l = net.loss(stage, &xb, g, w, &mut Noise::Given(q)).unwrap();
+            let l = net
+                .loss(stage, &xb, Some(&cb), g, w, &mut Noise::Given(q))
+                .unwrap();
             let got = Tensor::stack(&[&l.total, &l.recon, &l.kl], 0).unwrap();
             let want = &r[&format!("loss.{s}.{step}")];
             for (k, (a, b)) in vec(&got).iter().zip(vec(want)).enumerate() {
@@ -129,4 +157,8 @@ fn losses_gradients_and_weights_match_pytorch() {
         ));
     }
     println!("worst relative error {worst:.2e}");
+}
+
+fn arch_n_cov(meta: &HashMap<String, String>) -> usize {
+    meta["n_cov"].parse().unwrap()
 }

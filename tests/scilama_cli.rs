@@ -62,11 +62,60 @@ fn train(store: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
         "3",
         "--batch-size",
         "16",
+        "--mode",
+        "stepwise",
         "-o",
         out.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
     celltext(&args)
+}
+
+/// The fixture with obs columns `platform` (text: p1, p2, p3 by cell index mod 3) and `depth`
+/// (each cell's total count), written to `dir/NAME`; `drop` leaves a column out, `rename` changes
+/// one cell's platform.
+fn with_covariates(
+    dir: &Path,
+    name: &str,
+    drop: Option<&str>,
+    rename: Option<(usize, &str)>,
+) -> PathBuf {
+    use celltext::cells::h5ad::{write_new_h5ad, NewH5ad};
+    use celltext::cells::matrix::ObsColumn;
+    let m = celltext::cells::pipeline::read_normalized(
+        Path::new(INPUT),
+        &Default::default(),
+        celltext::cells::pipeline::InputNorm::Raw,
+        true,
+    )
+    .unwrap();
+    let n = m.cell_ids.len();
+    let mut platform: Vec<String> = (0..n).map(|i| format!("p{}", i % 3 + 1)).collect();
+    if let Some((i, v)) = rename {
+        platform[i] = v.into();
+    }
+    let depth: Vec<f64> = (0..n)
+        .map(|i| m.x.row(i).map(|(_, v)| v as f64).sum())
+        .collect();
+    let mut obs = vec![
+        ("platform".to_string(), ObsColumn::Text(platform)),
+        ("depth".to_string(), ObsColumn::Number(depth)),
+    ];
+    obs.retain(|(k, _)| Some(k.as_str()) != drop);
+    let out = dir.join(name);
+    write_new_h5ad(
+        &out,
+        &NewH5ad {
+            cell_ids: &m.cell_ids,
+            genes: &m.genes,
+            obs: &obs,
+            x: Some(&m.x),
+        },
+        &[],
+        None,
+    )
+    .unwrap();
+    out
 }
 
 #[test]
@@ -189,4 +238,179 @@ fn bad_inputs_are_explained() {
     let o = train(&ep, &dir.path().join("z.h5ad"), &[]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("in the gene store"));
+}
+
+fn embed_cells(model: &Path, input: &Path, out: &Path) -> std::process::Output {
+    celltext(&[
+        "--quiet",
+        "scilama",
+        "embed",
+        "--model",
+        model.to_str().unwrap(),
+        "-i",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ])
+}
+
+#[test]
+fn covariates_round_trip_and_unknown_or_missing_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = make_store(dir.path());
+    let input = with_covariates(dir.path(), "cov.h5ad", None, None);
+    let out = dir.path().join("a.h5ad");
+    // the default mode (direct) with a categorical and a continuous covariate, dropout 0
+    let o = celltext(&[
+        "--quiet",
+        "scilama",
+        "train",
+        "-i",
+        input.to_str().unwrap(),
+        "--genes",
+        store.to_str().unwrap(),
+        "--hvg",
+        "200",
+        "--hidden",
+        "32,16",
+        "--latent",
+        "8",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--dropout",
+        "0",
+        "--batch-key",
+        "platform",
+        "--covariate-key",
+        "depth",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (z, dim) = read_obsm(&out, "X_scilama").unwrap();
+    assert_eq!((z.len(), dim), (60 * 8, 8));
+    let losses = std::fs::read_to_string(dir.path().join("a.scilama_losses.tsv")).unwrap();
+    assert_eq!(losses.lines().count(), 1 + 3, "{losses}");
+    assert!(losses.lines().skip(1).all(|l| l.starts_with("joint\t")));
+
+    // the model records the encoding: categories in sorted order, depth's mean and ddof-0 std
+    let model = dir.path().join("a.scilama_model.safetensors");
+    let lm = celltext::scilama::pipeline::load_model(&model, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(lm.net.arch.n_cov, 4);
+    let cov = &lm.covariates;
+    assert_eq!(cov.categorical[0].key, "platform");
+    assert_eq!(cov.categorical[0].categories, vec!["p1", "p2", "p3"]);
+    let m = celltext::cells::pipeline::read_normalized(
+        &input,
+        &Default::default(),
+        celltext::cells::pipeline::InputNorm::Raw,
+        true,
+    )
+    .unwrap();
+    let depth: Vec<f64> = (0..60)
+        .map(|i| m.x.row(i).map(|(_, v)| v as f64).sum())
+        .collect();
+    let mean = depth.iter().sum::<f64>() / 60.0;
+    let sd = (depth.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / 60.0).sqrt();
+    assert_eq!(cov.continuous[0].key, "depth");
+    assert!((cov.continuous[0].mean - mean).abs() <= 1e-9 * mean);
+    assert!((cov.continuous[0].std - sd).abs() <= 1e-9 * sd);
+
+    // projecting the training cells reproduces the training embedding exactly
+    let p = dir.path().join("p.h5ad");
+    let o = embed_cells(&model, &input, &p);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(read_obsm(&p, "X_scilama").unwrap().0, z);
+
+    // the covariates matter: the same cells under other platforms embed differently
+    let shifted = with_covariates(dir.path(), "shifted.h5ad", None, Some((0, "p2")));
+    let ps = dir.path().join("ps.h5ad");
+    assert!(embed_cells(&model, &shifted, &ps).status.success());
+    let zs = read_obsm(&ps, "X_scilama").unwrap().0;
+    assert_ne!(
+        zs[..8],
+        z[..8],
+        "cell 0 moved from p1 to p2 but its embedding did not change"
+    );
+    assert_eq!(zs[8..], z[8..]);
+
+    // an unseen category and a missing column are refused by name
+    let unknown = with_covariates(dir.path(), "unknown.h5ad", None, Some((4, "p9")));
+    let o = embed_cells(&model, &unknown, &dir.path().join("u.h5ad"));
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("`platform` holds `p9`"), "{err}");
+    assert!(err.contains("p1, p2, p3"), "{err}");
+    let missing = with_covariates(dir.path(), "missing.h5ad", Some("depth"), None);
+    let o = embed_cells(&model, &missing, &dir.path().join("m.h5ad"));
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no column `depth`"), "{err}");
+    // training on a column that is not there names it too
+    let o = celltext(&[
+        "--quiet",
+        "scilama",
+        "train",
+        "-i",
+        INPUT,
+        "--genes",
+        store.to_str().unwrap(),
+        "--batch-key",
+        "platform",
+        "-o",
+        dir.path().join("x.h5ad").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no column `platform`"));
+}
+
+#[test]
+fn model_with_wrong_covariate_lengths_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = make_store(dir.path());
+    let input = with_covariates(dir.path(), "cov.h5ad", None, None);
+    let out = dir.path().join("a.h5ad");
+    let o = celltext(&[
+        "--quiet",
+        "scilama",
+        "train",
+        "-i",
+        input.to_str().unwrap(),
+        "--genes",
+        store.to_str().unwrap(),
+        "--hvg",
+        "200",
+        "--hidden",
+        "16",
+        "--latent",
+        "4",
+        "--epochs",
+        "1",
+        "--batch-key",
+        "platform",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let model = dir.path().join("a.scilama_model.safetensors");
+    let bytes = std::fs::read(&model).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = meta.metadata().clone().unwrap();
+    // one category fewer than the encoder's input has columns for
+    let mut cov: serde_json::Value = serde_json::from_str(&meta["covariates"]).unwrap();
+    cov["categorical"][0]["categories"] = serde_json::json!(["p1", "p2"]);
+    meta.insert("covariates".into(), cov.to_string());
+    let tensors: Vec<(String, safetensors::tensor::TensorView)> =
+        st.tensors().into_iter().collect();
+    let bad = dir.path().join("bad.safetensors");
+    std::fs::write(&bad, safetensors::serialize(tensors, Some(meta)).unwrap()).unwrap();
+    let err = match celltext::scilama::pipeline::load_model(&bad, &candle_core::Device::Cpu) {
+        Ok(_) => panic!("a model whose covariates disagree with its architecture was loaded"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("describes 2 covariate columns"), "{err}");
+    assert!(err.contains("takes 3"), "{err}");
 }

@@ -3,12 +3,15 @@
 //! Layer names (also the safetensors names) and shapes, for `hidden = [h1, …, hL]`, latent `K`,
 //! `M` genes and gene-input width `D` (torch `nn.Linear` layout, weight `[out × in]`):
 //!
-//! - `cell_enc.{i}` Linear, `i < L`: `M → h1 → … → hL`, each followed by LayerNorm (no affine,
-//!   eps 1e-5), LeakyReLU(0.01) and Dropout; `cell_enc.mu`, `cell_enc.logvar`: `hL → K`.
-//! - `cell_dec.{i}`: `K → hL → … → h1`; every layer but the last is followed by LayerNorm,
+//! - `cell_enc.{i}` Linear, `i < L`: `M + C → h1 → … → hL`, each followed by LayerNorm (no affine,
+//!   eps 1e-5), LeakyReLU(0.01) and Dropout; `cell_enc.mu`, `cell_enc.logvar`: `hL → K`. `C` is
+//!   the number of covariate columns (one-hot batches, z-scored continuous values), concatenated
+//!   to the cell encoder's input and to the cell decoder's input, as in the reference and scVI.
+//! - `cell_dec.{i}`: `K + C → hL → … → h1`; every layer but the last is followed by LayerNorm,
 //!   LeakyReLU and Dropout; the last one's output is `h_cell ∈ R^{h1}`. `cell_dec.out`: `h1 → M`
-//!   (the linear head of stage 1; its bias is the `b` of `ĉ = h_cell · h_gene + b`).
-//! - `gene_enc.*`, `gene_dec.*`: the same with input `D`, and no output head.
+//!   (the linear head of the cell-VAE-only loss, applied after Dropout of `h_cell` as in the
+//!   reference's `final_layer`; its bias is the `b` of `ĉ = h_cell · h_gene + b`).
+//! - `gene_enc.*`, `gene_dec.*`: the same with input `D`, no covariates and no output head.
 //!
 //! σ² = exp(logvar) + var_eps; z = μ + σ·ε. KL(N(μ, σ²) ‖ N(0, 1)) = ½(σ² + μ² − 1 − ln σ²).
 
@@ -20,9 +23,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::training::normal_vec;
 
-const LN_EPS: f64 = 1e-5;
-const LEAKY_SLOPE: f64 = 0.01;
-
 /// The shape of the network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Arch {
@@ -32,6 +32,10 @@ pub struct Arch {
     pub latent: usize,
     pub dropout: f32,
     pub var_eps: f64,
+    /// Covariate columns `C` fed to the cell encoder and decoder (0: none; absent in model files
+    /// written before covariates existed).
+    #[serde(default)]
+    pub n_cov: usize,
 }
 
 /// Which parts a loss trains (the three steps of the method).
@@ -188,15 +192,20 @@ impl Arch {
         let hl = *self.hidden.last().expect("validated");
         let mut rev: Vec<usize> = self.hidden.iter().rev().cloned().collect();
         rev.insert(0, self.latent);
-        for (side, input) in [("cell", self.n_genes), ("gene", self.gene_dim)] {
-            let mut enc = vec![input];
+        for (side, input, cov) in [
+            ("cell", self.n_genes, self.n_cov),
+            ("gene", self.gene_dim, 0),
+        ] {
+            let mut enc = vec![input + cov];
             enc.extend(&self.hidden);
             linear_names(&format!("{side}_enc"), &enc, &mut out);
             for head in ["mu", "logvar"] {
                 out.push((format!("{side}_enc.{head}.weight"), vec![self.latent, hl]));
                 out.push((format!("{side}_enc.{head}.bias"), vec![self.latent]));
             }
-            linear_names(&format!("{side}_dec"), &rev, &mut out);
+            let mut dec = rev.clone();
+            dec[0] += cov;
+            linear_names(&format!("{side}_dec"), &dec, &mut out);
             if side == "cell" {
                 out.push((
                     "cell_dec.out.weight".into(),
@@ -280,17 +289,48 @@ impl Network {
     /// Linear → LayerNorm (no affine) → LeakyReLU → Dropout.
     fn block(&self, x: &Tensor, name: &str, noise: &mut Noise) -> Result<Tensor> {
         let h = self.linear(x, name)?;
-        let mean = h.mean_keepdim(1)?;
-        let hc = h.broadcast_sub(&mean)?;
-        let var = hc.sqr()?.mean_keepdim(1)?;
-        let hn = hc.broadcast_div(&(var + LN_EPS)?.sqrt()?)?;
-        let a = candle_nn::ops::leaky_relu(&hn, LEAKY_SLOPE)?;
+        let a = super::fused::layer_norm_leaky_relu(&h)?;
         noise.dropout(a, self.arch.dropout)
     }
 
-    /// Encoder of `side` ("cell" or "gene"); ε is drawn after the forward pass.
-    pub fn encode(&self, side: &str, x: &Tensor, noise: &mut Noise) -> Result<Encoded> {
-        let mut h = x.clone();
+    /// `x` with the covariate columns `c` appended (the cell side's inputs).
+    fn with_cov(&self, x: &Tensor, c: Option<&Tensor>) -> Result<Tensor> {
+        match c {
+            Some(c) if self.arch.n_cov > 0 => {
+                if c.dims() != [x.dim(0)?, self.arch.n_cov] {
+                    bail!(
+                        "covariates have shape {:?}, the model needs [{}, {}]",
+                        c.dims(),
+                        x.dim(0)?,
+                        self.arch.n_cov
+                    );
+                }
+                Ok(Tensor::cat(&[x, c], 1)?)
+            }
+            None if self.arch.n_cov > 0 => {
+                bail!(
+                    "the model takes {} covariate columns; none given",
+                    self.arch.n_cov
+                )
+            }
+            _ => Ok(x.clone()),
+        }
+    }
+
+    /// Encoder of `side` ("cell" or "gene"; `c`: the cell side's covariates); ε is drawn after the
+    /// forward pass.
+    pub fn encode(
+        &self,
+        side: &str,
+        x: &Tensor,
+        c: Option<&Tensor>,
+        noise: &mut Noise,
+    ) -> Result<Encoded> {
+        let mut h = if side == "cell" {
+            self.with_cov(x, c)?
+        } else {
+            x.clone()
+        };
         for i in 0..self.arch.hidden.len() {
             h = self.block(&h, &format!("{side}_enc.{i}"), noise)?;
         }
@@ -304,9 +344,19 @@ impl Network {
     }
 
     /// Decoder of `side` up to the hidden representation `h ∈ R^{h1}`.
-    pub fn decode_hidden(&self, side: &str, z: &Tensor, noise: &mut Noise) -> Result<Tensor> {
+    pub fn decode_hidden(
+        &self,
+        side: &str,
+        z: &Tensor,
+        c: Option<&Tensor>,
+        noise: &mut Noise,
+    ) -> Result<Tensor> {
         let last = self.arch.hidden.len() - 1;
-        let mut h = z.clone();
+        let mut h = if side == "cell" {
+            self.with_cov(z, c)?
+        } else {
+            z.clone()
+        };
         for i in 0..last {
             h = self.block(&h, &format!("{side}_dec.{i}"), noise)?;
         }
@@ -325,20 +375,24 @@ impl Network {
         Ok((pred - x)?.sqr()?.sum(1)?.mean_all()?)
     }
 
-    /// The stage's loss on cells `x` (`[b × M]`) with gene inputs `g` (`[M × D]`). Noise order:
-    /// cell-side dropout and ε, then (stages 2 and 3) gene-side dropout and ε.
+    /// The stage's loss on cells `x` (`[b × M]`, covariates `c` `[b × C]`) with gene inputs `g`
+    /// (`[M × D]`); `w.beta` is this epoch's KL weight. Noise order: cell-side dropout and ε,
+    /// then (stage 1) the dropout before the linear head or (stages 2 and 3) gene-side dropout
+    /// and ε.
     pub fn loss(
         &self,
         stage: Stage,
         x: &Tensor,
+        c: Option<&Tensor>,
         g: &Tensor,
         w: Weights,
         noise: &mut Noise,
     ) -> Result<Losses> {
-        let cell = self.encode("cell", x, noise)?;
-        let h_cell = self.decode_hidden("cell", &cell.z, noise)?;
+        let cell = self.encode("cell", x, c, noise)?;
+        let h_cell = self.decode_hidden("cell", &cell.z, c, noise)?;
         if stage == Stage::Cell {
-            let pred = self.linear(&h_cell, "cell_dec.out")?;
+            let h_drop = noise.dropout(h_cell, self.arch.dropout)?;
+            let pred = self.linear(&h_drop, "cell_dec.out")?;
             let recon = Self::sse(&pred, x)?;
             let kl = Self::kl(&cell)?;
             let total = (&recon + (&kl * w.beta)?)?;
@@ -349,8 +403,8 @@ impl Network {
         } else {
             (h_cell, cell.z.clone())
         };
-        let gene = self.encode("gene", g, noise)?;
-        let h_gene = self.decode_hidden("gene", &gene.z, noise)?;
+        let gene = self.encode("gene", g, None, noise)?;
+        let h_gene = self.decode_hidden("gene", &gene.z, None, noise)?;
         let bias = self.var("cell_dec.out.bias")?;
         let pred = h_cell.matmul(&h_gene.t()?)?.broadcast_add(bias)?;
         let recon = Self::sse(&pred, x)?;
@@ -370,14 +424,27 @@ impl Network {
         Ok(Losses { total, recon, kl })
     }
 
-    /// Encoder means of `x` in chunks of `chunk` rows, as a host row-major matrix `[n × K]`.
-    pub fn embed(&self, side: &str, x: &Tensor, chunk: usize) -> Result<Vec<f32>> {
+    /// Encoder means of `x` (covariates `c` on the cell side) in chunks of `chunk` rows, as a host
+    /// row-major matrix `[n × K]`.
+    pub fn embed(
+        &self,
+        side: &str,
+        x: &Tensor,
+        c: Option<&Tensor>,
+        chunk: usize,
+    ) -> Result<Vec<f32>> {
         let n = x.dim(0)?;
         let mut out = Vec::with_capacity(n * self.arch.latent);
         let mut start = 0;
         while start < n {
             let len = chunk.min(n - start);
-            let e = self.encode(side, &x.narrow(0, start, len)?, &mut Noise::Eval)?;
+            let cb = c.map(|c| c.narrow(0, start, len)).transpose()?;
+            let e = self.encode(
+                side,
+                &x.narrow(0, start, len)?,
+                cb.as_ref(),
+                &mut Noise::Eval,
+            )?;
             out.extend(e.mu.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
             start += len;
         }

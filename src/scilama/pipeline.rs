@@ -6,11 +6,13 @@
 //!   (`fit` / `val`) and `uns['celltext_scilama']` (the manifest as JSON), + `OUT.h5ad.manifest.json`;
 //! - `PREFIX.scilama_genes.{safetensors,genes.tsv,manifest.json}`: the contextual gene embeddings
 //!   (gene μ) of the model's genes as a celltext gene store (`genes export` turns it into
-//!   parquet / tsv / npy for scanpy users);
+//!   parquet / tsv / npy for scanpy users); not written by `--mode beta-vae`, which trains no
+//!   gene VAE (a stale one from an earlier run is removed);
 //! - `PREFIX.scilama_model.safetensors` (+ manifest): every parameter, the per-gene scaling
-//!   statistics (`scaling.mean`, `scaling.std`) and, in the metadata, the architecture, settings and
-//!   gene names — what `scilama embed` needs;
-//! - `PREFIX.scilama_losses.tsv`: step, epoch, train loss / recon / KL, validation loss.
+//!   statistics (`scaling.mean`, `scaling.std`) and, in the metadata, the architecture, settings,
+//!   gene names and the covariate encoding (`covariates`: categories in one-hot order, means and
+//!   stds) — what `scilama embed` needs;
+//! - `PREFIX.scilama_losses.tsv`: step, epoch, KL weight, train loss / recon / KL, validation loss.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,7 @@ use crate::genes::resolver::Coverage;
 use crate::genes::store::GeneEmbeddings;
 use crate::genes::Species;
 use crate::io::{atomic_write, manifest_path, write_json, TOOL_VERSION};
+use crate::scilama::covariates::Covariates;
 use crate::scilama::data::{gene_inputs, prepare, scale_new, GeneInput};
 use crate::scilama::model::{Arch, Network};
 use crate::scilama::{fit, EpochLog, ScilamaConfig};
@@ -43,6 +46,10 @@ pub struct TrainArgs {
     pub orthologs: bool,
     pub hvg: usize,
     pub gene_input: GeneInput,
+    /// `--batch-key`: categorical obs columns (one-hot covariates).
+    pub batch_keys: Vec<String>,
+    /// `--covariate-key`: continuous obs columns (z-scored covariates).
+    pub covariate_keys: Vec<String>,
     pub cfg: ScilamaConfig,
     pub device: String,
     pub output: PathBuf,
@@ -65,6 +72,7 @@ pub struct TrainReport {
     pub n_cells: usize,
     pub n_genes: usize,
     pub gene_input_dim: usize,
+    pub covariates: Covariates,
     pub config: ScilamaConfig,
     pub device: String,
     pub n_fit: usize,
@@ -132,16 +140,18 @@ impl OutputSet {
     }
 
     fn remove_marker(&self) -> Result<()> {
-        match std::fs::remove_file(&self.model_manifest) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(e).with_context(|| {
-                format!(
-                    "{}: cannot remove the old manifest before replacing the model",
-                    self.model_manifest.display()
-                )
-            }),
+        remove_if_present(
+            &self.model_manifest,
+            "the old manifest before replacing the model",
+        )
+    }
+
+    /// Removes an earlier run's contextual gene store (a `--mode beta-vae` run writes none).
+    fn remove_gene_store(&self) -> Result<()> {
+        for f in self.genes_files.all() {
+            remove_if_present(f, "an earlier run's gene store (this mode writes none)")?;
         }
+        Ok(())
     }
 
     /// The marker: `manifest` plus `parts` (every other file's record). With --in-place the
@@ -162,13 +172,23 @@ impl OutputSet {
     }
 }
 
+fn remove_if_present(path: &Path, what: &str) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("{}: cannot remove {what}", path.display())),
+    }
+}
+
 fn write_losses(path: &Path, history: &[EpochLog]) -> Result<()> {
-    let mut s = String::from("step\tepoch\ttrain_loss\ttrain_recon\ttrain_kl\tval_loss\n");
+    let mut s =
+        String::from("step\tepoch\tkl_weight\ttrain_loss\ttrain_recon\ttrain_kl\tval_loss\n");
     for h in history {
         s.push_str(&format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\n",
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
             h.stage.name(),
             h.epoch,
+            h.kl_weight,
             h.train_loss,
             h.train_recon,
             h.train_kl,
@@ -190,8 +210,8 @@ fn save_model(
     path: &Path,
     net: &Network,
     genes: &[String],
-    mean: &[f32],
-    std: &[f32],
+    (mean, std): (&[f32], &[f32]),
+    covariates: &Covariates,
     meta_json: &serde_json::Value,
 ) -> Result<()> {
     let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
@@ -217,6 +237,7 @@ fn save_model(
     let mut meta = HashMap::new();
     meta.insert("arch".to_string(), serde_json::to_string(&net.arch)?);
     meta.insert("genes".to_string(), serde_json::to_string(genes)?);
+    meta.insert("covariates".to_string(), serde_json::to_string(covariates)?);
     meta.insert("celltext".to_string(), serde_json::to_string(meta_json)?);
     meta.insert("tool".to_string(), TOOL_VERSION.to_string());
     crate::io::write_safetensors(path, &views, Some(meta))
@@ -228,6 +249,8 @@ pub struct LoadedModel {
     pub genes: Vec<String>,
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// How obs columns become the cell side's covariate columns (empty: none).
+    pub covariates: Covariates,
     pub manifest: serde_json::Value,
 }
 
@@ -252,6 +275,12 @@ pub fn load_model(path: &Path, dev: &Device) -> Result<LoadedModel> {
         .with_context(|| format!("{}: metadata `genes`", path.display()))?;
     let manifest: serde_json::Value = serde_json::from_str(field("celltext")?)
         .with_context(|| format!("{}: metadata `celltext`", path.display()))?;
+    // absent in models written before covariates existed: none
+    let covariates: Covariates = match meta.get("covariates") {
+        Some(c) => serde_json::from_str(c)
+            .with_context(|| format!("{}: metadata `covariates`", path.display()))?,
+        None => Covariates::default(),
+    };
     let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .with_context(|| format!("{}: corrupt safetensors file", path.display()))?;
     let retrain = "retrain it with `celltext scilama train` (the file is damaged or not a \
@@ -291,6 +320,25 @@ pub fn load_model(path: &Path, dev: &Device) -> Result<LoadedModel> {
             arch.n_genes
         );
     }
+    covariates
+        .validate()
+        .with_context(|| format!("{}: metadata `covariates`", path.display()))?;
+    if covariates.width() != arch.n_cov {
+        bail!(
+            "{}: metadata `covariates` describes {} covariate columns ({} categorical with {} \
+             categories, {} continuous) but the architecture (`arch.n_cov`) takes {}; {retrain}",
+            path.display(),
+            covariates.width(),
+            covariates.categorical.len(),
+            covariates
+                .categorical
+                .iter()
+                .map(|c| c.categories.len())
+                .sum::<usize>(),
+            covariates.continuous.len(),
+            arch.n_cov
+        );
+    }
     let net = Network::build(arch, dev, |n, s| get(n, s))?;
     let mean = get("scaling.mean", &[genes.len()])?;
     let std = get("scaling.std", &[genes.len()])?;
@@ -307,6 +355,7 @@ pub fn load_model(path: &Path, dev: &Device) -> Result<LoadedModel> {
         genes,
         mean,
         std,
+        covariates,
         manifest,
     })
 }
@@ -418,8 +467,12 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
         .with_context(|| format!("preparing {}", args.input.display()))?;
     let (g, gdim) = gene_inputs(args.gene_input, &prep, &store, args.cfg.seed);
     let genes: Vec<String> = prep.columns.iter().map(|&j| m.genes[j].clone()).collect();
+    let source = args.input.display().to_string();
+    let covariates = Covariates::fit(&m.obs, &args.batch_keys, &args.covariate_keys, &source)?;
+    let cov = covariates.encode(&m.obs, prep.n_cells, &m.cell_ids, &source)?;
 
-    let pb = crate::progress::bar(3 * args.cfg.epochs as u64, "epochs", args.quiet);
+    let n_steps = args.cfg.mode.stages().len() as u64;
+    let pb = crate::progress::bar(n_steps * args.cfg.epochs as u64, "epochs", args.quiet);
     let mut step = None;
     let mut on_epoch = |l: &EpochLog| {
         if step != Some(l.stage) {
@@ -432,9 +485,10 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
         }
         pb.inc(1);
         pb.set_message(format!(
-            "{} epoch {} loss {:.1} (recon {:.1}, KL {:.1}) val {:.1}",
+            "{} epoch {} (KL weight {:.2}) loss {:.1} (recon {:.1}, KL {:.1}) val {:.1}",
             l.stage.name(),
             l.epoch + 1,
+            l.kl_weight,
             l.train_loss,
             l.train_recon,
             l.train_kl,
@@ -444,6 +498,7 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
     let trained = fit(
         &prep.x,
         prep.n_cells,
+        &cov,
         &g,
         gdim,
         &args.cfg,
@@ -456,15 +511,20 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
         &format!("--latent {} × {} cells", args.cfg.latent, prep.n_cells),
         args.cfg.latent as u128 * prep.n_cells as u128,
     )?;
-    let cells = trained.net.embed_cells(&prep.x, prep.n_cells)?;
-    let gene_mu = trained.net.embed_genes(&g, prep.n_genes())?;
+    let cells = trained.net.embed_cells(&prep.x, &cov, prep.n_cells)?;
+    let train_genes = args.cfg.mode != crate::scilama::Mode::BetaVae;
+    let gene_mu = if train_genes {
+        Some(trained.net.embed_genes(&g, prep.n_genes())?)
+    } else {
+        None
+    };
     let k = args.cfg.latent;
 
     let set = OutputSet::of(&args.output);
     let (genes_prefix, model_path, losses_path) =
         (set.genes.clone(), set.model.clone(), set.losses.clone());
     let mut epochs_run = Vec::new();
-    for s in ["cell", "gene", "joint"] {
+    for s in args.cfg.mode.stages().iter().map(|s| s.name()) {
         let n = trained
             .history
             .iter()
@@ -486,6 +546,7 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
         n_cells: prep.n_cells,
         n_genes: prep.n_genes(),
         gene_input_dim: gdim,
+        covariates: covariates.clone(),
         config: args.cfg.clone(),
         device: args.device.clone(),
         n_fit: trained.fit_idx.len(),
@@ -503,18 +564,23 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
             .find(|h| h.val_loss.is_finite())
             .map(|h| h.val_loss),
         seconds: t0.elapsed().as_secs_f64(),
-        outputs: vec![
-            format!(
+        outputs: [
+            Some(format!(
                 "{} (obsm['{OBSM_KEY}'], obs['scilama_split'])",
                 args.output.display()
-            ),
-            format!(
-                "{}.safetensors (contextual gene embeddings)",
-                genes_prefix.display()
-            ),
-            model_path.display().to_string(),
-            losses_path.display().to_string(),
-        ],
+            )),
+            train_genes.then(|| {
+                format!(
+                    "{}.safetensors (contextual gene embeddings)",
+                    genes_prefix.display()
+                )
+            }),
+            Some(model_path.display().to_string()),
+            Some(losses_path.display().to_string()),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
     };
     let manifest = serde_json::to_value(&report)?;
     let mut split = vec!["fit".to_string(); prep.n_cells];
@@ -539,15 +605,18 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
         vec![("scilama_split".into(), ObsColumn::Text(split))],
         &manifest,
     )?;
-    write_gene_store(&genes_prefix, &genes, gene_mu, k, &manifest)?;
+    match gene_mu {
+        Some(gene_mu) => write_gene_store(&genes_prefix, &genes, gene_mu, k, &manifest)?,
+        None => set.remove_gene_store()?,
+    }
     write_losses(&losses_path, &trained.history)?;
     write_json(&manifest_path(&losses_path), &manifest)?;
     save_model(
         &model_path,
         &trained.net,
         &genes,
-        &prep.mean,
-        &prep.std,
+        (&prep.mean, &prep.std),
+        &covariates,
         &manifest,
     )?;
     set.write_marker(&manifest, args.in_place)?;
@@ -641,9 +710,12 @@ pub fn run_embed(args: &EmbedArgs) -> Result<EmbedReport> {
                 lm.genes.len()
             );
         }
-        let x = scale_new(&m.x, &columns, &lm.mean, &lm.std)?;
         let n = m.cell_ids.len();
-        let z = lm.net.embed_cells(&x, n)?;
+        let cov = lm
+            .covariates
+            .encode(&m.obs, n, &m.cell_ids, &input.display().to_string())?;
+        let x = scale_new(&m.x, &columns, &lm.mean, &lm.std)?;
+        let z = lm.net.embed_cells(&x, &cov, n)?;
         report.cells = Some((output.display().to_string(), n, lm.net.arch.latent));
         report.model_genes_found = Some(found);
         let mut manifest = serde_json::to_value(&report)?;

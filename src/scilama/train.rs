@@ -1,5 +1,10 @@
-//! The three-step fit: cell VAE, gene VAE (cell side frozen), joint — each with its own AdamW and
-//! early stopping on the validation cells, restoring the best epoch before the next step.
+//! The fit: the steps of `--mode` (direct: joint only; stepwise: cell VAE, gene VAE with the cell
+//! side frozen, joint; beta-vae: cell VAE only), each with its own AdamW (learning rate ×
+//! `lr_decay` per epoch), the KL warm-up, and early stopping on the validation cells from the
+//! first epoch at full β, restoring the best epoch before the next step.
+//!
+//! Loss sums stay on the device during an epoch and are read back once at its end (one host round
+//! trip per epoch, not per minibatch); the validation loss is one full-batch forward pass.
 
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
@@ -19,6 +24,8 @@ const EVAL_CHUNK: usize = 1024;
 pub struct EpochLog {
     pub stage: Stage,
     pub epoch: usize,
+    /// The KL weight of this epoch (warm-up).
+    pub kl_weight: f32,
     pub train_loss: f32,
     pub train_recon: f32,
     pub train_kl: f32,
@@ -57,29 +64,49 @@ fn idx_tensor(idx: &[usize], device: &Device) -> Result<Tensor> {
     Ok(Tensor::from_vec(v, idx.len(), device)?)
 }
 
-/// Eval-mode loss over `idx` (z = μ, no dropout), chunk results weighted by chunk size.
+/// Rows `idx` of `x` and of the covariates `c`.
+fn rows(x: &Tensor, c: Option<&Tensor>, idx: &Tensor) -> Result<(Tensor, Option<Tensor>)> {
+    Ok((
+        x.index_select(idx, 0)?,
+        c.map(|c| c.index_select(idx, 0)).transpose()?,
+    ))
+}
+
+/// Eval-mode loss over `idx` (z = μ, no dropout): one forward pass per `EVAL_CHUNK` cells (one for
+/// the usual validation split), chunk results weighted by chunk size and summed on the device.
 fn val_loss(
     net: &Network,
     stage: Stage,
-    x: &Tensor,
-    g: &Tensor,
+    (x, c, g): (&Tensor, Option<&Tensor>, &Tensor),
     w: Weights,
     idx: &[usize],
 ) -> Result<f32> {
-    let mut sum = 0f64;
+    let mut sum: Option<Tensor> = None;
     for chunk in idx.chunks(EVAL_CHUNK) {
-        let xb = x.index_select(&idx_tensor(chunk, &net.device)?, 0)?;
-        let l = net.loss(stage, &xb, g, w, &mut Noise::Eval)?;
-        sum += l.total.to_scalar::<f32>()? as f64 * chunk.len() as f64;
+        let (xb, cb) = rows(x, c, &idx_tensor(chunk, &net.device)?)?;
+        let l = (net
+            .loss(stage, &xb, cb.as_ref(), g, w, &mut Noise::Eval)?
+            .total
+            * chunk.len() as f64)?;
+        sum = Some(match sum {
+            Some(s) => (s + l)?,
+            None => l,
+        });
     }
+    let sum = sum
+        .expect("validation split is not empty")
+        .to_scalar::<f32>()? as f64;
     Ok((sum / idx.len() as f64) as f32)
 }
 
-/// Trains on the scaled cells `x` (`[n × M]`, row-major) with gene inputs `g` (`[M × D]`).
-/// `on_epoch` sees every epoch as it finishes (for progress display).
+/// Trains on the scaled cells `x` (`[n × M]`, row-major) with covariates `cov` (`[n × C]`, empty
+/// for none) and gene inputs `g` (`[M × D]`). `on_epoch` sees every epoch as it finishes (for
+/// progress display).
+#[allow(clippy::too_many_arguments)]
 pub fn fit(
     x: &[f32],
     n_cells: usize,
+    cov: &[f32],
     g: &[f32],
     gene_dim: usize,
     cfg: &ScilamaConfig,
@@ -101,6 +128,16 @@ pub fn fit(
     if let Some(i) = x.iter().chain(g).position(|v| !v.is_finite()) {
         bail!("sciLaMA input value {i} is not finite; check the expression matrix and gene store");
     }
+    if !cov.len().is_multiple_of(n_cells) {
+        bail!(
+            "{} covariate values for {n_cells} cells: need a full [cells × columns] matrix",
+            cov.len()
+        );
+    }
+    let n_cov = cov.len() / n_cells;
+    if let Some(i) = cov.iter().position(|v| !v.is_finite()) {
+        bail!("covariate value {i} is not finite; check the --covariate-key columns");
+    }
     let arch = Arch {
         n_genes: m,
         gene_dim,
@@ -108,64 +145,88 @@ pub fn fit(
         latent: cfg.latent,
         dropout: cfg.dropout,
         var_eps: cfg.var_eps,
+        n_cov,
     };
     let mut rng = seeded_rng(cfg.seed);
     let (fit_idx, val_idx) = carve(n_cells, cfg.val_fraction, &mut rng);
     let net = Network::xavier(arch, device, &mut rng)?;
     let xt = Tensor::from_slice(x, (n_cells, m), device)?;
     let gt = Tensor::from_slice(g, (m, gene_dim), device)?;
-    let w = Weights {
-        beta: cfg.beta,
-        gamma: cfg.gamma,
+    let ct = if n_cov > 0 {
+        Some(Tensor::from_slice(cov, (n_cells, n_cov), device)?)
+    } else {
+        None
     };
     let mut history = Vec::new();
     let mut best_epochs = Vec::new();
-    for stage in [Stage::Cell, Stage::Gene, Stage::Joint] {
+    let start = cfg.selection_start();
+    for &stage in cfg.mode.stages() {
+        // the stepwise gene step trains without the latent alignment term (reference: γ = 0)
+        let gamma = if stage == Stage::Gene { 0.0 } else { cfg.gamma };
         let vars = net.trainable(stage);
         let mut opt = adamw(vars.clone(), cfg.lr, cfg.weight_decay)?;
         let mut stopping = EarlyStopping::new(cfg.patience);
         let mut order = fit_idx.clone();
+        let mut last = 0;
         for epoch in 0..cfg.epochs {
-            let (mut tl, mut tr, mut tk) = (0f64, 0f64, 0f64);
+            opt.set_learning_rate(cfg.lr * cfg.lr_decay.powi(epoch as i32));
+            let kl_weight = cfg.kl_weight(epoch);
+            let w = Weights {
+                beta: kl_weight,
+                gamma,
+            };
+            // per-batch sums (loss, recon, KL) × batch size, kept on the device until epoch end
+            let mut sums: Option<Tensor> = None;
             for batch in epoch_batches(&mut order, cfg.batch_size, &mut rng) {
-                let xb = xt.index_select(&idx_tensor(batch, device)?, 0)?;
-                let l = net.loss(stage, &xb, &gt, w, &mut Noise::Rng(&mut rng))?;
+                let (xb, cb) = rows(&xt, ct.as_ref(), &idx_tensor(batch, device)?)?;
+                let l = net.loss(stage, &xb, cb.as_ref(), &gt, w, &mut Noise::Rng(&mut rng))?;
                 opt.backward_step(&l.total)?;
-                let total = l.total.to_scalar::<f32>()?;
-                if !total.is_finite() {
-                    bail!(
-                        "sciLaMA {} loss became {total} at epoch {epoch}; lower --lr",
-                        stage.name()
-                    );
-                }
-                let b = batch.len() as f64;
-                tl += total as f64 * b;
-                tr += l.recon.to_scalar::<f32>()? as f64 * b;
-                tk += l.kl.to_scalar::<f32>()? as f64 * b;
+                let s = (Tensor::stack(&[&l.total, &l.recon, &l.kl], 0)?.detach()
+                    * batch.len() as f64)?;
+                sums = Some(match sums {
+                    Some(a) => (a + s)?,
+                    None => s,
+                });
             }
             let nf = fit_idx.len() as f64;
+            let sums: Vec<f32> = sums
+                .expect("the fit split is not empty")
+                .to_dtype(candle_core::DType::F32)?
+                .to_vec1()?;
+            if !sums[0].is_finite() {
+                bail!(
+                    "sciLaMA {} loss became {} at epoch {epoch}; lower --lr",
+                    stage.name(),
+                    sums[0]
+                );
+            }
             let vl = if val_idx.is_empty() {
                 f32::NAN
             } else {
-                val_loss(&net, stage, &xt, &gt, w, &val_idx)?
+                // validation at the full KL weight, as the reference's validation_step
+                let vw = Weights {
+                    beta: cfg.beta,
+                    gamma,
+                };
+                val_loss(&net, stage, (&xt, ct.as_ref(), &gt), vw, &val_idx)?
             };
             let log = EpochLog {
                 stage,
                 epoch,
-                train_loss: (tl / nf) as f32,
-                train_recon: (tr / nf) as f32,
-                train_kl: (tk / nf) as f32,
+                kl_weight: kl_weight as f32,
+                train_loss: (sums[0] as f64 / nf) as f32,
+                train_recon: (sums[1] as f64 / nf) as f32,
+                train_kl: (sums[2] as f64 / nf) as f32,
                 val_loss: vl,
             };
             on_epoch(&log);
             history.push(log);
-            if !val_idx.is_empty() && stopping.observe(epoch, vl, &vars)? {
+            last = epoch;
+            if !val_idx.is_empty() && epoch >= start && stopping.observe(epoch, vl, &vars)? {
                 break;
             }
         }
-        let best = stopping
-            .restore_best(&vars)?
-            .unwrap_or(cfg.epochs.saturating_sub(1));
+        let best = stopping.restore_best(&vars)?.unwrap_or(last);
         best_epochs.push((stage, best));
     }
     Ok(Trained {
@@ -178,17 +239,30 @@ pub fn fit(
 }
 
 impl Network {
-    /// Cell μ of every row of `x` (`[n × M]`), host row-major `[n × K]`.
-    pub fn embed_cells(&self, x: &[f32], n: usize) -> Result<Vec<f32>> {
+    /// Cell μ of every row of `x` (`[n × M]`, covariates `cov` `[n × C]`), host row-major
+    /// `[n × K]`.
+    pub fn embed_cells(&self, x: &[f32], cov: &[f32], n: usize) -> Result<Vec<f32>> {
         let m = self.arch.n_genes;
         let t = Tensor::from_slice(x, (n, m), &self.device)?;
-        self.embed("cell", &t, EVAL_CHUNK)
+        if cov.len() != n * self.arch.n_cov {
+            bail!(
+                "{} covariate values for {n} cells × {} columns",
+                cov.len(),
+                self.arch.n_cov
+            );
+        }
+        let c = if self.arch.n_cov > 0 {
+            Some(Tensor::from_slice(cov, (n, self.arch.n_cov), &self.device)?)
+        } else {
+            None
+        };
+        self.embed("cell", &t, c.as_ref(), EVAL_CHUNK)
     }
 
     /// Gene μ of every row of `g` (`[M' × D]`), host row-major `[M' × K]`.
     pub fn embed_genes(&self, g: &[f32], n: usize) -> Result<Vec<f32>> {
         let t = Tensor::from_slice(g, (n, self.arch.gene_dim), &self.device)?;
-        self.embed("gene", &t, EVAL_CHUNK)
+        self.embed("gene", &t, None, EVAL_CHUNK)
     }
 }
 

@@ -1,0 +1,298 @@
+//! Cell covariates for sciLaMA (`--batch-key`, `--covariate-key`): obs columns turned into the
+//! columns concatenated to the cell encoder's and decoder's inputs, as the reference does
+//! (`microsoft/sciLaMA`, `utils.py`: `fit_covariate_encoding_state`, `encode_covariates`).
+//!
+//! - Categorical (`--batch-key COL`, repeatable): one-hot over the column's categories, in sorted
+//!   (byte) order of their text — the reference's `sorted(obs[col].astype(str).unique())`.
+//! - Continuous (`--covariate-key COL`, repeatable): `(v − mean) / std` with the mean and the
+//!   population standard deviation (ddof 0, numpy's `nanstd`) of the training input's cells; a
+//!   constant column gets std 1, as in the reference.
+//!
+//! Columns follow in flag order: every categorical block, then every continuous column. The
+//! encoding (categories and statistics) is saved with the model so `scilama embed` encodes new
+//! cells the same way. Unlike the reference, which gives an unseen category an all-zero block
+//! and a missing column zeros, `embed` refuses both: a cell from an unseen batch has no batch
+//! term the decoder was trained with, so its embedding would silently mean something else.
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::cells::matrix::ObsColumn;
+
+/// One categorical covariate and its categories, in one-hot order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Categorical {
+    pub key: String,
+    pub categories: Vec<String>,
+}
+
+/// One continuous covariate and the statistics it is z-scored with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Continuous {
+    pub key: String,
+    pub mean: f64,
+    pub std: f64,
+}
+
+/// How obs columns become covariate columns (saved in the model's metadata as `covariates`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Covariates {
+    pub categorical: Vec<Categorical>,
+    pub continuous: Vec<Continuous>,
+}
+
+fn column<'a>(
+    obs: &'a [(String, ObsColumn)],
+    key: &str,
+    flag: &str,
+    source: &str,
+) -> Result<&'a ObsColumn> {
+    match obs.iter().find(|(k, _)| k == key) {
+        Some((_, c)) => Ok(c),
+        None => {
+            let names: Vec<&str> = obs.iter().map(|(k, _)| k.as_str()).collect();
+            bail!(
+                "{source}: obs has no column `{key}` ({flag} {key}); its columns are: {}",
+                if names.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )
+        }
+    }
+}
+
+/// The text of a categorical value (numbers as Rust prints them: `1`, `2.5`).
+fn category_texts(col: &ObsColumn) -> Vec<String> {
+    match col {
+        ObsColumn::Text(v) => v.clone(),
+        ObsColumn::Number(v) => v.iter().map(|x| x.to_string()).collect(),
+    }
+}
+
+fn numbers<'a>(col: &'a ObsColumn, key: &str, source: &str) -> Result<&'a [f64]> {
+    match col {
+        ObsColumn::Number(v) => Ok(v),
+        ObsColumn::Text(_) => bail!(
+            "{source}: obs column `{key}` holds text; --covariate-key takes a numeric column \
+             (for categories such as a batch name use --batch-key {key})"
+        ),
+    }
+}
+
+impl Covariates {
+    /// Number of covariate columns.
+    pub fn width(&self) -> usize {
+        self.categorical
+            .iter()
+            .map(|c| c.categories.len())
+            .sum::<usize>()
+            + self.continuous.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.categorical.is_empty() && self.continuous.is_empty()
+    }
+
+    /// Learns the encoding from the training cells' obs columns (`source` names the input in
+    /// messages).
+    pub fn fit(
+        obs: &[(String, ObsColumn)],
+        batch_keys: &[String],
+        covariate_keys: &[String],
+        source: &str,
+    ) -> Result<Self> {
+        let mut seen = std::collections::HashSet::new();
+        for k in batch_keys.iter().chain(covariate_keys) {
+            if !seen.insert(k.as_str()) {
+                bail!("obs column `{k}` is given twice in --batch-key / --covariate-key");
+            }
+        }
+        let mut out = Covariates::default();
+        for key in batch_keys {
+            let col = column(obs, key, "--batch-key", source)?;
+            let mut categories = category_texts(col);
+            categories.sort_unstable();
+            categories.dedup();
+            out.categorical.push(Categorical {
+                key: key.clone(),
+                categories,
+            });
+        }
+        for key in covariate_keys {
+            let v = numbers(column(obs, key, "--covariate-key", source)?, key, source)?;
+            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
+                bail!(
+                    "{source}: obs column `{key}` is {} at cell {i}; --covariate-key needs a \
+                     finite number for every cell (fill or drop those cells first)",
+                    v[i]
+                );
+            }
+            let n = v.len().max(1) as f64;
+            let mean = v.iter().sum::<f64>() / n;
+            let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+            out.continuous.push(Continuous {
+                key: key.clone(),
+                mean,
+                std: if sd == 0.0 { 1.0 } else { sd },
+            });
+        }
+        out.validate()?;
+        Ok(out)
+    }
+
+    /// Checks a (possibly read-back) encoding: categories present and distinct, statistics
+    /// finite with a positive std.
+    pub fn validate(&self) -> Result<()> {
+        for c in &self.categorical {
+            if c.categories.is_empty() {
+                bail!("covariate `{}` has no categories", c.key);
+            }
+            let mut s = c.categories.clone();
+            s.sort_unstable();
+            s.dedup();
+            if s.len() != c.categories.len() {
+                bail!("covariate `{}` lists a category twice", c.key);
+            }
+        }
+        for c in &self.continuous {
+            if !c.mean.is_finite() || !c.std.is_finite() || c.std <= 0.0 {
+                bail!(
+                    "covariate `{}` has mean {} and std {}; both must be finite and the std > 0",
+                    c.key,
+                    c.mean,
+                    c.std
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The covariate matrix `[n × width]` (row-major) of `n` cells' obs columns. Refuses a missing
+    /// column and a category the encoding does not know, naming both.
+    pub fn encode(
+        &self,
+        obs: &[(String, ObsColumn)],
+        n: usize,
+        cell_ids: &[String],
+        source: &str,
+    ) -> Result<Vec<f32>> {
+        let w = self.width();
+        let mut out = vec![0f32; n * w];
+        let mut off = 0;
+        for c in &self.categorical {
+            let col = column(obs, &c.key, "trained with --batch-key", source)?;
+            let texts = category_texts(col);
+            if texts.len() != n {
+                bail!(
+                    "{source}: obs column `{}` has {} values for {n} cells",
+                    c.key,
+                    texts.len()
+                );
+            }
+            for (i, t) in texts.iter().enumerate() {
+                let Some(j) = c.categories.iter().position(|k| k == t) else {
+                    bail!(
+                        "{source}: obs column `{}` holds `{t}` (cell {}), a category the model \
+                         was not trained with (it knows {}); embed only cells of known \
+                         categories, or retrain with these cells included",
+                        c.key,
+                        cell_ids.get(i).map_or(i.to_string(), |s| s.clone()),
+                        c.categories.join(", ")
+                    );
+                };
+                out[i * w + off + j] = 1.0;
+            }
+            off += c.categories.len();
+        }
+        for c in &self.continuous {
+            let v = numbers(
+                column(obs, &c.key, "trained with --covariate-key", source)?,
+                &c.key,
+                source,
+            )?;
+            if v.len() != n {
+                bail!(
+                    "{source}: obs column `{}` has {} values for {n} cells",
+                    c.key,
+                    v.len()
+                );
+            }
+            for (i, x) in v.iter().enumerate() {
+                if !x.is_finite() {
+                    bail!(
+                        "{source}: obs column `{}` is {x} at cell {}; every cell needs a finite \
+                         value",
+                        c.key,
+                        cell_ids.get(i).map_or(i.to_string(), |s| s.clone())
+                    );
+                }
+                out[i * w + off] = ((x - c.mean) / c.std) as f32;
+            }
+            off += 1;
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs() -> Vec<(String, ObsColumn)> {
+        vec![
+            (
+                "batch".into(),
+                ObsColumn::Text(vec!["b".into(), "a".into(), "b".into(), "c".into()]),
+            ),
+            ("depth".into(), ObsColumn::Number(vec![1.0, 2.0, 3.0, 6.0])),
+        ]
+    }
+
+    #[test]
+    fn encoding_matches_hand_computation() -> Result<()> {
+        let ids: Vec<String> = (0..4).map(|i| format!("c{i}")).collect();
+        let cov = Covariates::fit(&obs(), &["batch".into()], &["depth".into()], "in")?;
+        assert_eq!(cov.categorical[0].categories, vec!["a", "b", "c"]);
+        // mean 3, population variance (4 + 1 + 0 + 9) / 4 = 3.5
+        assert_eq!(cov.continuous[0].mean, 3.0);
+        assert!((cov.continuous[0].std - 3.5f64.sqrt()).abs() < 1e-15);
+        let x = cov.encode(&obs(), 4, &ids, "in")?;
+        let s = 3.5f64.sqrt();
+        let want: Vec<f32> = [
+            [0.0, 1.0, 0.0, -2.0 / s],
+            [1.0, 0.0, 0.0, -1.0 / s],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 3.0 / s],
+        ]
+        .iter()
+        .flatten()
+        .map(|&v| v as f32)
+        .collect();
+        assert_eq!(x, want);
+        // unknown category and missing column are refused by name
+        let mut other = obs();
+        other[0].1 = ObsColumn::Text(vec!["a".into(), "z".into(), "a".into(), "a".into()]);
+        let e = cov
+            .encode(&other, 4, &ids, "new.h5ad")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`batch` holds `z` (cell c1)"), "{e}");
+        let e = cov
+            .encode(&obs()[1..], 4, &ids, "new.h5ad")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no column `batch`"), "{e}");
+        // text as a continuous covariate, a key twice
+        assert!(Covariates::fit(&obs(), &[], &["batch".into()], "in").is_err());
+        assert!(Covariates::fit(&obs(), &["depth".into()], &["depth".into()], "in").is_err());
+        // a constant column gets std 1
+        let c = vec![("k".into(), ObsColumn::Number(vec![2.0; 3]))];
+        assert_eq!(
+            Covariates::fit(&c, &[], &["k".into()], "in")?.continuous[0].std,
+            1.0
+        );
+        Ok(())
+    }
+}
