@@ -27,6 +27,7 @@ struct Opts {
     gemm: bool,
     gemm_shapes: bool,
     json: bool,
+    dtype: String,
 }
 
 fn parse() -> Result<Opts> {
@@ -41,6 +42,7 @@ fn parse() -> Result<Opts> {
         gemm: false,
         gemm_shapes: false,
         json: false,
+        dtype: "f32".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -56,6 +58,7 @@ fn parse() -> Result<Opts> {
             "--gemm" => o.gemm = true,
             "--gemm-shapes" => o.gemm_shapes = true,
             "--json" => o.json = true,
+            "--dtype" => o.dtype = val()?,
             "--bench" => {}
             other => anyhow::bail!("unknown option {other}"),
         }
@@ -81,8 +84,10 @@ fn peak_rss_mib() -> f64 {
 
 /// Sustained f32 GEMM rate through the encoder's own linear-layer kernel (`encoder::sgemm`,
 /// the path every projection takes), best of 5 at an [m, k]·[k, n] shape (2048³ for the table).
-fn gemm_gflops(m: usize, k: usize, n: usize) -> f64 {
-    use celltext::encoder::backends::cpu::sgemm::{linear, Act, PackedWeights};
+/// The encoder's own GEMM rate at [m, k] × [k, n], best of 5: f32 (`sgemm`) or, with `int8`,
+/// the dynamic-quantization kernel (`qgemm`, activation quantization included), in G(FL)OP/s.
+fn gemm_gflops(m: usize, k: usize, n: usize, int8: bool) -> f64 {
+    use celltext::encoder::backends::cpu::{qgemm, sgemm};
     let x: Vec<f32> = (0..m * k)
         .map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5)
         .collect();
@@ -90,13 +95,19 @@ fn gemm_gflops(m: usize, k: usize, n: usize) -> f64 {
         .map(|i| ((i * 104729) % 1000) as f32 * 1e-3 - 0.5)
         .collect();
     let b = vec![0f32; n];
-    let pw = PackedWeights::pack(&w, k, n);
     let mut out = vec![0f32; m * n];
-    linear(&x, m, &pw, &b, None, Act::None, &mut out);
+    let run: Box<dyn Fn(&mut [f32])> = if int8 {
+        let qw = qgemm::QuantizedWeights::quantize(&w, k, n);
+        Box::new(move |o| qgemm::linear(&x, m, &qw, &b, None, sgemm::Act::None, o))
+    } else {
+        let pw = sgemm::PackedWeights::pack(&w, k, n);
+        Box::new(move |o| sgemm::linear(&x, m, &pw, &b, None, sgemm::Act::None, o))
+    };
+    run(&mut out);
     let mut best = f64::MAX;
     for _ in 0..5 {
         let t = Instant::now();
-        linear(&x, m, &pw, &b, None, Act::None, &mut out);
+        run(&mut out);
         best = best.min(t.elapsed().as_secs_f64());
     }
     2.0 * (m * k * n) as f64 / best / 1e9
@@ -197,9 +208,10 @@ fn main() -> Result<()> {
             (4096, 1024, 1024),
         ] {
             println!(
-                "{m}x{k}x{n}\t{:.1} GFLOP/s\t{}",
-                gemm_gflops(m, k, n),
-                celltext::encoder::backends::cpu::sgemm::kernel_name()
+                "{m}x{k}x{n}\tf32 {:.1} GFLOP/s\tint8 {:.1} GOP/s\t{}",
+                gemm_gflops(m, k, n, false),
+                gemm_gflops(m, k, n, true),
+                celltext::encoder::backends::cpu::features::simd_path().name()
             );
         }
         return Ok(());
@@ -245,13 +257,14 @@ fn main() -> Result<()> {
     } else {
         Some(512)
     };
-    let enc = Encoder::load_resolved(
-        &resolved,
-        &EncoderOptions {
+    let enc = Encoder::load_resolved(&resolved, &{
+        let mut opts = EncoderOptions {
             max_length,
             ..Default::default()
-        },
-    )?;
+        };
+        opts.set_dtype(&o.dtype)?;
+        opts
+    })?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let toks = enc.tokenizer.encode_batch(&refs)?;
     let lengths: Vec<usize> = toks.iter().map(|t| t.ids.len()).collect();
@@ -285,7 +298,7 @@ fn main() -> Result<()> {
     secs.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let med = secs[secs.len() / 2];
     let gemm = if o.gemm {
-        Some(gemm_gflops(2048, 2048, 2048))
+        Some(gemm_gflops(2048, 2048, 2048, enc.identity.dtype == "int8"))
     } else {
         None
     };
@@ -298,6 +311,7 @@ fn main() -> Result<()> {
         "batch_plan_padding_fraction": padding.padding_fraction(),
         "peak_rss_mib": peak_rss_mib(), "model_gflops": model_gflops, "gemm_gflops": gemm,
         "fraction_of_gemm_peak": gemm.map(|g| model_gflops / g), "gemm_kernel": celltext::encoder::backends::cpu::sgemm::kernel_name(),
+        "dtype": enc.identity.dtype, "cpu_kernels": enc.identity.cpu_kernels,
     });
     if o.json {
         println!("{row}");

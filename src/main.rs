@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use celltext::app;
 use celltext::choice::value_enum;
-use celltext::encoder::{parse_devices, parse_dtype, BackendChoice, EncoderOptions, Pooling};
+use celltext::encoder::{parse_devices, BackendChoice, EncoderOptions, Pooling};
 use celltext::genes::pipeline::MissingPolicy;
 use celltext::genes::Species;
 use celltext::{cells, classify, encoder, experiment, explain};
@@ -58,7 +58,7 @@ struct ModelArgs {
     /// cpu, cuda[:N], metal[:N]; several of one kind split the batches (cuda:0,cuda:1 or cuda:all).
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// f32, f16 or bf16.
+    /// f32, f16, bf16, or int8 (CPU: weights per channel and activations per token in 8 bits).
     #[arg(long, default_value = "f32")]
     dtype: String,
     /// auto (packed CPU for CPU f32, candle otherwise), cpu or candle.
@@ -68,7 +68,7 @@ struct ModelArgs {
 
 impl ModelArgs {
     fn options(&self) -> Result<EncoderOptions> {
-        Ok(EncoderOptions {
+        let mut options = EncoderOptions {
             pooling: self.pooling,
             normalize: self.normalize,
             max_length: self.max_length,
@@ -80,9 +80,11 @@ impl ModelArgs {
                 None
             },
             devices: parse_devices(&self.device)?,
-            dtype: parse_dtype(&self.dtype)?,
             backend: self.backend,
-        })
+            ..EncoderOptions::default()
+        };
+        options.set_dtype(&self.dtype)?;
+        Ok(options)
     }
 }
 

@@ -79,6 +79,9 @@ fn parameters(m: &Value) -> Value {
         }
         o.remove("shard_rows");
         o.remove("genes_in_context_min");
+        if let Some(model) = o.get_mut("model").and_then(Value::as_object_mut) {
+            model.remove("cpu_kernels");
+        }
         if let Some(c) = o.get_mut("gene_coverage").and_then(Value::as_object_mut) {
             c.remove("expression_fraction");
         }
@@ -207,6 +210,18 @@ fn merged_manifest(command: &str, parts: &[&Part]) -> Result<(Value, Vec<(String
         .ok_or_else(|| anyhow!("manifest is not an object"))?;
     o.remove("shard");
     o.remove("shard_rows");
+    // shards may come from CPUs on different SIMD paths: say each one that ran
+    let mut kernels: Vec<&str> = parts
+        .iter()
+        .filter_map(|p| p.manifest.pointer("/model/cpu_kernels")?.as_str())
+        .collect();
+    kernels.sort_unstable();
+    kernels.dedup();
+    if let Some(model) = o.get_mut("model").and_then(Value::as_object_mut) {
+        if !kernels.is_empty() {
+            model.insert("cpu_kernels".into(), json!(kernels.join("+")));
+        }
+    }
     let seconds: f64 = parts.iter().map(|p| num(p, "seconds")).sum();
     o.insert("seconds".into(), json!(seconds));
     if o.contains_key("tokens_per_second") {

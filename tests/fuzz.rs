@@ -418,7 +418,7 @@ fn fuzz_config_json() {
         if let Ok(cfg) = celltext::encoder::config::BertConfig::from_file(&p) {
             if wf.check_config(&cfg, &p).is_ok() {
                 // sizes that passed both checks are the real ones: loading must work
-                let _ = celltext::encoder::backends::cpu::CpuBert::load(&wf, &cfg);
+                let _ = celltext::encoder::backends::cpu::CpuBert::load(&wf, &cfg, false);
             }
         }
     });

@@ -73,7 +73,8 @@ class Encoder:
     device : str
         ``cpu``, ``cuda[:N]``, ``cuda:0,cuda:1``, ``cuda:all`` or ``metal`` (GPU builds only).
     dtype : str
-        ``f32``, ``f16`` or ``bf16``.
+        ``f32``, ``f16``, ``bf16`` (GPU formats) or ``int8`` (the CPU encoder with dynamic
+        quantization: weights per output channel, activations per token in 8 bits).
     backend : str
         ``auto`` (the packed CPU encoder for CPU f32, candle otherwise), ``cpu`` or ``candle``.
     max_length : int, optional

@@ -33,15 +33,14 @@ impl PyEncoder {
     ) -> PyResult<Self> {
         let inner = py.allow_threads(|| {
             guard(|| {
-                let opts = EncoderOptions {
-                    pooling: None,
-                    normalize: false,
+                let mut opts = EncoderOptions {
                     max_length,
                     lowercase,
                     devices: encoder::parse_devices(device)?,
-                    dtype: encoder::parse_dtype(dtype)?,
                     backend: parse_value::<BackendChoice>("backend", backend, true)?,
+                    ..EncoderOptions::default()
                 };
+                opts.set_dtype(dtype)?;
                 encoder::Encoder::load(model, &opts, !progress)
             })
         })?;

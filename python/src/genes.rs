@@ -126,11 +126,14 @@ fn genes_embed(
         guard(|| {
             let args = GenesEmbedArgs {
                 model,
-                options: EncoderOptions {
-                    devices: encoder::parse_devices(device)?,
-                    dtype: encoder::parse_dtype(dtype)?,
-                    backend: parse_value::<BackendChoice>("backend", backend, true)?,
-                    ..EncoderOptions::default()
+                options: {
+                    let mut o = EncoderOptions {
+                        devices: encoder::parse_devices(device)?,
+                        backend: parse_value::<BackendChoice>("backend", backend, true)?,
+                        ..EncoderOptions::default()
+                    };
+                    o.set_dtype(dtype)?;
+                    o
                 },
                 species: parse_value::<Species>("species", species, true)?,
                 summaries,

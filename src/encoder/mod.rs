@@ -82,13 +82,13 @@ pub fn parse_device(s: &str) -> Result<Device> {
     })
 }
 
-/// `--dtype f32|f16|bf16`.
+/// A float `--dtype`: f32, f16 or bf16 (`int8` is [`EncoderOptions::set_dtype`]'s).
 pub fn parse_dtype(s: &str) -> Result<DType> {
     Ok(match s {
         "f32" | "float32" => DType::F32,
         "f16" | "float16" | "half" => DType::F16,
         "bf16" | "bfloat16" => DType::BF16,
-        _ => bail!("unknown dtype `{s}`; use f32, f16 or bf16"),
+        _ => bail!("unknown dtype `{s}`; use f32, f16, bf16 or int8"),
     })
 }
 
@@ -110,7 +110,24 @@ pub struct EncoderOptions {
     /// One or more devices of one kind; batches are spread over them.
     pub devices: Vec<Device>,
     pub dtype: DType,
+    /// `--dtype int8`: dynamic int8 quantization on the packed CPU backend (weights per output
+    /// channel, activations per token; `dtype` stays f32 for the rest of the network).
+    pub int8: bool,
     pub backend: BackendChoice,
+}
+
+impl EncoderOptions {
+    /// Apply `--dtype f32|f16|bf16|int8`.
+    pub fn set_dtype(&mut self, s: &str) -> Result<()> {
+        if matches!(s, "int8" | "i8" | "qint8") {
+            self.dtype = DType::F32;
+            self.int8 = true;
+        } else {
+            self.dtype = parse_dtype(s)?;
+            self.int8 = false;
+        }
+        Ok(())
+    }
 }
 
 impl Default for EncoderOptions {
@@ -122,6 +139,7 @@ impl Default for EncoderOptions {
             lowercase: None,
             devices: vec![Device::Cpu],
             dtype: DType::F32,
+            int8: false,
             backend: BackendChoice::Auto,
         }
     }
@@ -139,6 +157,10 @@ pub struct ModelIdentity {
     pub dtype: String,
     /// `cpu` (packed CPU f32) or `candle-<device kind>`: results depend on it, the device count not.
     pub backend: String,
+    /// The packed CPU backend's SIMD path (`avx2`, `generic`; `CELLTEXT_CPU` forces one); absent
+    /// on candle. Shards made on different paths still merge (they differ in rounding only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_kernels: Option<String>,
     pub max_length: usize,
     pub lowercase: Option<bool>,
     pub hidden_size: usize,
@@ -184,7 +206,7 @@ impl Encoder {
     pub fn load_resolved(resolved: &ResolvedModel, opts: &EncoderOptions) -> Result<Self> {
         let dir = &resolved.dir;
         ensure!(!opts.devices.is_empty(), "no device given");
-        let kind = opts.backend.resolve(&opts.devices, opts.dtype)?;
+        let kind = opts.backend.resolve(&opts.devices, opts.dtype, opts.int8)?;
         let config = BertConfig::from_file(&dir.join("config.json"))?;
         let card = resolved.card.as_ref();
         let st_max = sentence_transformers_max_len(dir)?;
@@ -219,7 +241,7 @@ impl Encoder {
         let loading = || format!("loading weights from {}", dir.display());
         let workers: Vec<Box<dyn Backend>> = match kind {
             BackendKind::Cpu => vec![Box::new(
-                backends::cpu::CpuBert::load(&wf, &config).with_context(loading)?,
+                backends::cpu::CpuBert::load(&wf, &config, opts.int8).with_context(loading)?,
             )],
             BackendKind::Candle => opts
                 .devices
@@ -242,8 +264,14 @@ impl Encoder {
             weights_sha256: wf.sha256()?,
             pooling,
             normalize: opts.normalize,
-            dtype: dtype_name(opts.dtype).into(),
+            dtype: if opts.int8 {
+                "int8".into()
+            } else {
+                dtype_name(opts.dtype).into()
+            },
             backend,
+            cpu_kernels: (kind == BackendKind::Cpu)
+                .then(|| backends::cpu::features::simd_path().name().to_string()),
             max_length,
             lowercase: tokenizer.lowercase,
             hidden_size: config.hidden_size,

@@ -106,8 +106,17 @@ pub enum BackendKind {
 
 impl BackendChoice {
     /// Resolve `auto` and refuse combinations the packed CPU path cannot run.
-    pub fn resolve(self, devices: &[Device], dtype: DType) -> Result<BackendKind> {
+    pub fn resolve(self, devices: &[Device], dtype: DType, int8: bool) -> Result<BackendKind> {
         let all_cpu = devices.iter().all(|d| d.is_cpu());
+        if int8 {
+            if !all_cpu || devices.len() != 1 {
+                bail!("--dtype int8 runs on the packed CPU backend; give a single --device cpu (f16/bf16 are the GPU formats)");
+            }
+            if self == Self::Candle {
+                bail!("--dtype int8 runs on the packed CPU backend; use --backend cpu (or auto)");
+            }
+            return Ok(BackendKind::Cpu);
+        }
         match self {
             Self::Auto if all_cpu && dtype == DType::F32 && devices.len() == 1 => {
                 Ok(BackendKind::Cpu)

@@ -6,8 +6,9 @@
 //! reused across layers and batches: fresh multi-MB allocations per op cost ~5 % in page faults.
 
 pub mod attention;
-mod features;
+pub mod features;
 pub mod kernels;
+pub mod qgemm;
 pub mod sgemm;
 
 use anyhow::Result;
@@ -20,12 +21,35 @@ use super::{Backend, PackedBatch};
 use crate::encoder::config::{Activation, BertConfig};
 use crate::encoder::pooling::{pool_packed, Pooling};
 use crate::encoder::weights::WeightFiles;
+use qgemm::QuantizedWeights;
 use sgemm::{linear, Act, PackedWeights};
 
-/// A linear layer: packed [in, out] weights and bias.
+/// A linear layer: [in, out] weights (packed f32, or int8 for `--dtype int8`) and bias.
 pub struct Dense {
-    pub w: PackedWeights,
+    pub w: Weights,
     pub b: Vec<f32>,
+}
+
+pub enum Weights {
+    F32(PackedWeights),
+    Int8(QuantizedWeights),
+}
+
+impl Dense {
+    fn n(&self) -> usize {
+        match &self.w {
+            Weights::F32(w) => w.n(),
+            Weights::Int8(w) => w.n(),
+        }
+    }
+
+    /// out [m, n] = act(x [m, in] · W + b (+ residual)).
+    fn forward(&self, x: &[f32], m: usize, residual: Option<&[f32]>, act: Act, out: &mut [f32]) {
+        match &self.w {
+            Weights::F32(w) => linear(x, m, w, &self.b, residual, act, out),
+            Weights::Int8(w) => qgemm::linear(x, m, w, &self.b, residual, act, out),
+        }
+    }
 }
 
 pub struct Norm {
@@ -75,11 +99,13 @@ fn sized(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
 impl CpuBert {
     /// Load and pack layer by layer: each layer's tensors are dropped as soon as they are packed,
     /// so a large checkpoint is never resident twice (Ember-sized: 1.3 GiB → weights + workspace).
-    pub fn load(wf: &WeightFiles, config: &BertConfig) -> Result<Self> {
+    /// `int8`: quantize every encoder-layer linear weight (dynamic quantization, see `qgemm`);
+    /// embeddings, LayerNorm, attention and pooling stay f32.
+    pub fn load(wf: &WeightFiles, config: &BertConfig, int8: bool) -> Result<Self> {
         let (dev, dt) = (&Device::Cpu, DType::F32);
         let emb = layout::load_embeddings(wf, config, dev, dt)?;
         let layers = (0..config.num_hidden_layers)
-            .map(|l| pack_layer(layout::load_layer(wf, config, l, dev, dt)?))
+            .map(|l| pack_layer(layout::load_layer(wf, config, l, dev, dt)?, int8))
             .collect::<Result<Vec<_>>>()?;
         let embeddings = [
             flat_f32(&emb.word)?,
@@ -146,35 +172,27 @@ impl CpuBert {
 
         for layer in &self.layers {
             let qkv = sized(&mut ws.qkv, t * 3 * h);
-            linear(&x, t, &layer.qkv.w, &layer.qkv.b, None, Act::None, qkv);
+            layer.qkv.forward(&x, t, None, Act::None, qkv);
             let ctx = sized(&mut ws.ctx, t * h);
             attention::packed_attention(qkv, &lens, self.heads, self.head_dim, ctx);
             let y = sized(&mut tmp, t * h);
-            linear(
-                ctx,
-                t,
-                &layer.attn_out.w,
-                &layer.attn_out.b,
-                Some(&x),
-                Act::None,
-                y,
-            );
+            layer.attn_out.forward(ctx, t, Some(&x), Act::None, y);
             layer_norm(y, h, &layer.ln_attn);
             std::mem::swap(&mut x, &mut tmp);
 
-            let i = layer.inter.w.n();
+            let i = layer.inter.n();
             let inter = sized(&mut ws.inter, t * i);
             let fused = if self.act == Activation::Gelu {
                 Act::GeluErf
             } else {
                 Act::None
             };
-            linear(&x, t, &layer.inter.w, &layer.inter.b, None, fused, inter);
+            layer.inter.forward(&x, t, None, fused, inter);
             if fused == Act::None {
                 activate(inter, self.act);
             }
             let y = sized(&mut tmp, t * h);
-            linear(inter, t, &layer.out.w, &layer.out.b, Some(&x), Act::None, y);
+            layer.out.forward(inter, t, Some(&x), Act::None, y);
             layer_norm(y, h, &layer.ln_out);
             std::mem::swap(&mut x, &mut tmp);
         }
@@ -210,11 +228,16 @@ fn to_norm(n: layout::LayerNorm) -> Result<Norm> {
 }
 
 /// Re-lay one loaded layer for this backend: weights packed for `sgemm`, tensors dropped.
-fn pack_layer(l: layout::Layer) -> Result<CpuLayer> {
+fn pack_layer(l: layout::Layer, int8: bool) -> Result<CpuLayer> {
     let dense = |l: layout::Linear| -> Result<Dense> {
         let (k, n) = l.w.dims2()?;
+        let w = flat_f32(&l.w)?;
         Ok(Dense {
-            w: PackedWeights::pack(&flat_f32(&l.w)?, k, n),
+            w: if int8 {
+                Weights::Int8(QuantizedWeights::quantize(&w, k, n))
+            } else {
+                Weights::F32(PackedWeights::pack(&w, k, n))
+            },
             b: flat_f32(&l.b)?,
         })
     };

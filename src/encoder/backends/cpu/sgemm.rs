@@ -326,6 +326,25 @@ unsafe fn gelu8(x: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
     _mm256_fmadd_ps(half_x, erf, half_x)
 }
 
+/// GELU in place over `v`: 8 lanes at a time with [`gelu8`], the remainder through a zero-padded
+/// 8-lane block (so a value never depends on where a slice ends).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn gelu_slice_avx2(v: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let mut chunks = v.chunks_exact_mut(8);
+    for ch in &mut chunks {
+        _mm256_storeu_ps(ch.as_mut_ptr(), gelu8(_mm256_loadu_ps(ch.as_ptr())));
+    }
+    let rest = chunks.into_remainder();
+    if !rest.is_empty() {
+        let mut buf = [0f32; 8];
+        buf[..rest.len()].copy_from_slice(rest);
+        _mm256_storeu_ps(buf.as_mut_ptr(), gelu8(_mm256_loadu_ps(buf.as_ptr())));
+        rest.copy_from_slice(&buf[..rest.len()]);
+    }
+}
+
 /// C[rows, cols] (row stride ldc) = epilogue(A panel [kc][6] · B panel [kc][16]).
 /// First k-block: acc + bias (+ residual); later blocks: acc + C. Last block applies `act`.
 #[cfg(target_arch = "x86_64")]
