@@ -248,11 +248,19 @@ def main():
     p.add_argument("--methods", default="pca,harmony,scilama,scilama-batch", help=",".join(METHODS))
     p.add_argument("--write-summaries", metavar="DIR", help="write DIR/{human,mouse}.json for the stores and exit")
     p.add_argument("--tables", action="store_true", help="print the tables of --out and exit")
+    p.add_argument("--merge", nargs="+", metavar="JSON",
+                   help="add these results files' rows (runs made apart) to --out, rewrite it and exit")
     a = p.parse_args()
     if a.write_summaries:
         write_summaries(a, a.write_summaries)
         return
     results = json.load(open(a.out)) if os.path.exists(a.out) else {"datasets": {}}
+    if a.merge:
+        for f in a.merge:
+            merge_into(results, json.load(open(f)))
+        write_results(results, a.out)
+        print(tables(results))
+        return
     if a.tables:
         print(tables(results))
         return
@@ -275,9 +283,7 @@ def main():
                  "command": command_line(sys.argv[1:])})
 
     def save():
-        tmp = a.out + ".tmp"
-        json.dump(results, open(tmp, "w"), indent=1)
-        os.replace(tmp, a.out)
+        write_results(results, a.out)
 
     for name, (title, _, label, batch, species) in DATASETS.items():
         if a.only and name not in a.only.split(","):
@@ -302,16 +308,7 @@ def main():
                 emb = np.load(f)
             s = classify(a.bin, h5ad, f, label, batch, seed)
             s["other-batch 15-NN"] = other_batch_fraction(emb, b)
-            r = rows.setdefault(METHODS[method], {"seeds": [], "scores": [], "train_seconds": []})
-            if seed in r["seeds"]:  # a rerun replaces that seed's row
-                i = r["seeds"].index(seed)
-                for k in ("seeds", "scores", "train_seconds"):
-                    if i < len(r[k]):
-                        r[k].pop(i)
-            r["seeds"].append(seed)
-            r["scores"].append(s)
-            if secs is not None:
-                r["train_seconds"].append(secs)
+            add_row(rows, METHODS[method], seed, s, secs)
             save()
             print(f"{name} {METHODS[method]} seed {seed}: " + ", ".join(f"{k} {v:.3f}" for k, v in s.items()),
                   file=sys.stderr)
@@ -341,8 +338,41 @@ def main():
                     sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr}")
                 score(m, seed, None, secs)
     print(tables(results))
-    md = os.path.splitext(a.out)[0] + ".md"
-    open(md, "w").write(tables(results) + "\n")
+
+
+def add_row(rows, method, seed, scores, secs):
+    """One seed's scores of a method; a rerun of that seed replaces its row."""
+    r = rows.setdefault(method, {"seeds": [], "scores": [], "train_seconds": []})
+    if seed in r["seeds"]:
+        i = r["seeds"].index(seed)
+        r["seeds"].pop(i)
+        r["scores"].pop(i)
+        if r["train_seconds"]:
+            r["train_seconds"].pop(i)
+    r["seeds"].append(seed)
+    r["scores"].append(scores)
+    if secs is not None:
+        r["train_seconds"].append(secs)
+
+
+def merge_into(results, other):
+    """Rows of another results file (e.g. seeds run apart) added to results, seed by seed."""
+    results.setdefault("runs", []).extend(other.get("runs", []))
+    for name, ds in other["datasets"].items():
+        dst = results["datasets"].setdefault(name, {k: v for k, v in ds.items() if k != "methods"})
+        rows = dst.setdefault("methods", {})
+        for method, r in ds["methods"].items():
+            for i, seed in enumerate(r["seeds"]):
+                secs = r["train_seconds"][i] if r["train_seconds"] else None
+                add_row(rows, method, seed, r["scores"][i], secs)
+
+
+def write_results(results, out):
+    """The results JSON (replaced in one rename) and its Markdown tables beside it (OUT.md)."""
+    tmp = out + ".tmp"
+    json.dump(results, open(tmp, "w"), indent=1)
+    os.replace(tmp, out)
+    open(os.path.splitext(out)[0] + ".md", "w").write(tables(results).lstrip("\n") + "\n")
 
 
 def ms(v):
