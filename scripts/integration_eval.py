@@ -207,19 +207,25 @@ def cpu_string():
 
 def command_line(argv):
     """The command as run, with this machine's folders replaced by the docstring's names."""
-    names = {"--data": "DATA", "--human-store": "STORE_H", "--mouse-store": "STORE_M", "--work": "WORK"}
-    out, hide = [], None
+    names = {"--data": "DATA", "--human-store": "STORE_H", "--mouse-store": "STORE_M", "--work": "WORK",
+             "--out": "OUT", "--bin": "celltext"}
+    keep_relative = ("--out", "--bin")  # paths inside the repository say where things are
+
+    def shown(flag, value):
+        return value if flag in keep_relative and not os.path.isabs(value) else names[flag]
+
+    out, flag = [], None
     for x in argv:
-        if hide:
-            out.append(hide)
-            hide = None
+        if flag:
+            out.append(shown(flag, x))
+            flag = None
             continue
-        key = x.split("=", 1)[0]
-        if key in names and "=" in x:
-            out.append(f"{key}={names[key]}")
+        key, eq, value = x.partition("=")
+        if key in names and eq:
+            out.append(f"{key}={shown(key, value)}")
         else:
-            out.append(x)
-            hide = names.get(x)
+            out.append(os.path.basename(x) if os.path.isabs(x) else x)
+            flag = x if x in names else None
     return "python3 scripts/integration_eval.py " + " ".join(out)
 
 
