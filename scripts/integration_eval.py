@@ -206,7 +206,7 @@ def cpu_string():
 
 
 def command_line(argv):
-    """The command as run, with this machine's folders replaced by the docstring's names."""
+    """The command as run, with absolute folders replaced by the docstring's names (DATA, STORE_H, …)."""
     names = {"--data": "DATA", "--human-store": "STORE_H", "--mouse-store": "STORE_M", "--work": "WORK",
              "--out": "OUT", "--bin": "celltext"}
     keep_relative = ("--out", "--bin")  # paths inside the repository say where things are
