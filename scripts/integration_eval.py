@@ -30,14 +30,14 @@ Not a dependency of celltext; users install the reference tools:
 
 The gene stores (MiniLM, docs/scilama.md): write each species' selected summaries, then embed:
   venv/bin/python scripts/integration_eval.py --data DATA --write-summaries sel
-  celltext genes embed -m minilm --summaries sel/human.json -o STORE_H
-  celltext genes embed -m minilm --summaries sel/mouse.json -o STORE_M
+  celltext genes embed -m minilm --summaries sel/human.json --out STORE_H
+  celltext genes embed -m minilm --summaries sel/mouse.json --out STORE_M
 The evaluation (results JSON + Markdown tables; the JSON is rewritten after every row, so a run
 cut short keeps what it finished):
   venv/bin/python scripts/integration_eval.py --data DATA --human-store STORE_H --mouse-store STORE_M \
-      --bin target/release/celltext --work integration-eval --out benches/results/integration.json
-The sciLaMA --batch-key rows alone, added to an existing results file (one line):
-  venv/bin/python scripts/integration_eval.py --data DATA --human-store STORE_H --mouse-store STORE_M --methods scilama-batch --out benches/results/integration.json
+      --bin target/release/celltext --work integration-eval --out benches/results/integration-2026-12-06.json
+The sciLaMA rows again, with the --batch-key rows, into the same results file (one line):
+  venv/bin/python scripts/integration_eval.py --data DATA --human-store STORE_H --mouse-store STORE_M --methods scilama,scilama-batch --out benches/results/integration-2026-12-06.json
 """
 import argparse
 import datetime
