@@ -21,8 +21,8 @@ Scores: `celltext classify --embedding-file E --label L --batch-key B --seed S` 
 k-means ARI/NMI, cosine ASW, batch ASW, iLISI, cLISI) plus the other-batch neighbour fraction
 computed here: for each cell, the fraction of its 15 nearest neighbours (cosine distance, the
 cell itself excluded) whose batch differs from its own, averaged over cells. The table also gives
-that fraction under random mixing (neighbours drawn uniformly from the other cells), the ceiling
-a perfectly mixed embedding approaches. Seeds 0,1,2: they set Harmony's and sciLaMA's
+that fraction under random mixing (neighbours drawn uniformly from the other cells), what a
+well-mixed embedding shows (above it, neighbours favour other batches). Seeds 0,1,2: they set Harmony's and sciLaMA's
 randomness and classify's KNN split and k-means; PCA-50 is one embedding scored three times.
 
 Not a dependency of celltext; users install the reference tools:
