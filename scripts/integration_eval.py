@@ -363,7 +363,11 @@ def add_row(rows, method, seed, scores, secs):
 
 def merge_into(results, other):
     """Rows of another results file (e.g. seeds run apart) added to results, seed by seed."""
-    results.setdefault("runs", []).extend(other.get("runs", []))
+    for run in other.get("runs", []):
+        # runs recorded before command_line hid absolute paths: hide them now
+        run["command"] = command_line(run["command"].split()[2:])
+        if run not in results.setdefault("runs", []):
+            results["runs"].append(run)
     for name, ds in other["datasets"].items():
         dst = results["datasets"].setdefault(name, {k: v for k, v in ds.items() if k != "methods"})
         rows = dst.setdefault("methods", {})
@@ -397,7 +401,8 @@ def tables(results):
         for method in METHODS.values():
             r = ds["methods"].get(method)
             if r is None:
-                out.append(f"| {method} | — | " + " | ".join("not run" for _ in COLUMNS) + " |")
+                why = "pending: needs `scilama train --batch-key`" if method == METHODS["scilama-batch"] else "not run"
+                out.append(f"| {method} | 0 | {why} | " + " | ".join("—" for _ in COLUMNS[1:]) + " |")
                 continue
             out.append(f"| {method} | {len(r['seeds'])} | "
                        + " | ".join(ms([s[c] for s in r["scores"]]) for c in COLUMNS) + " |")
