@@ -1,0 +1,68 @@
+"""The other-batch neighbour fraction of scripts/integration_eval.py (docs/scilama.md,
+"Integration") against hand-computed cases: cosine distance (so vector length must not matter),
+the cell itself excluded by index (so a duplicate cell in another batch counts), and the
+random-mixing expectation."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "integration_eval.py"
+
+
+@pytest.fixture(scope="module")
+def ev():
+    spec = importlib.util.spec_from_file_location("integration_eval", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def on_circle(degrees, radii):
+    t = np.radians(degrees)
+    return np.stack([np.cos(t), np.sin(t)], 1) * np.asarray(radii, dtype=float)[:, None]
+
+
+def test_other_batch_fraction_hand_computed_cosine(ev):
+    # Angles 0, 10, 20 | 90, 100, 110 degrees; batches A A B | B A B; k = 2 nearest by angle:
+    # 0°: 10°(A) 20°(B) → 1/2;  10°: 0°(A) 20°(B) → 1/2;  20°: 10°(A) 0°(A) → 1;
+    # 90°: 100°(A) 110°(B) → 1/2;  100°: 90°(B) 110°(B) → 1;  110°: 100°(A) 90°(B) → 1/2.
+    # Mean 4/6; lengths differ but only angles count.
+    x = on_circle([0, 10, 20, 90, 100, 110], [5, 1, 1, 3, 1, 2])
+    batch = np.array(["A", "A", "B", "B", "A", "B"])
+    assert ev.other_batch_fraction(x, batch, k=2) == pytest.approx(4 / 6, abs=1e-12)
+
+
+def test_other_batch_fraction_is_cosine_not_euclidean(ev):
+    # k = 1. Angles: (1, 0) 0°, (10, 1) 5.7°, (1, 0.5) 26.6°, (0, 1) 90°; batches A B A B.
+    # Cosine: 0°→5.7°(B), 5.7°→0°(A), 26.6°→5.7°(B), 90°→26.6°(A): all other-batch, 1.
+    # Euclidean would pair (1, 0) with (1, 0.5) (same batch, both ways), (10, 1) with
+    # (1, 0.5) and (0, 1) with (1, 0.5): 2 of 4, 0.5.
+    x = np.array([[1.0, 0.0], [10.0, 1.0], [1.0, 0.5], [0.0, 1.0]])
+    batch = np.array(["A", "B", "A", "B"])
+    assert ev.other_batch_fraction(x, batch, k=1) == 1.0
+
+
+def test_duplicate_cells_in_other_batches_are_neighbours(ev):
+    # Each cell has an exact duplicate in the other batch: its one nearest other cell is that
+    # duplicate, so the fraction is 1 (dropping the first neighbour by position could drop the
+    # duplicate and keep the cell itself, giving less).
+    x = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    batch = np.array([0, 1, 0, 1])
+    assert ev.other_batch_fraction(x, batch, k=1) == 1.0
+    # One batch only: no neighbour is from another batch.
+    assert ev.other_batch_fraction(x, np.zeros(4), k=3) == 0.0
+
+
+def test_random_mixing_fraction_hand_computed(ev):
+    # Batches A A B: an A cell's other cells are A, B (1/2), the B cell's are A, A (1): mean 2/3.
+    assert ev.random_mixing_fraction(["A", "A", "B"]) == pytest.approx(2 / 3, abs=1e-12)
+
+
+def test_k_must_leave_a_neighbour(ev):
+    with pytest.raises(ValueError, match="k = 4 for 4 cells"):
+        ev.other_batch_fraction(np.eye(4), np.arange(4), k=4)
