@@ -162,14 +162,7 @@ pub fn linear_on(
     out: &mut [f32],
 ) {
     let (k, n) = (w.k, w.n);
-    assert!(
-        x.len() == m * k && out.len() == m * n && bias.len() == n,
-        "internal: int8 linear shape mismatch"
-    );
-    if let Some(r) = residual {
-        assert_eq!(r.len(), m * n, "internal: residual shape mismatch");
-    }
-    if m == 0 || n == 0 {
+    if !super::sgemm::check_shapes(x, m, k, n, bias, residual, out) {
         return;
     }
     let threads = rayon::current_num_threads().max(1);
@@ -368,6 +361,22 @@ mod tests {
         out
     }
 
+    /// Every path the CPU has gives the reference within 1e-5 (relative to 1 + |value|).
+    fn assert_every_path_matches(x: &[f32], m: usize, w: &QuantizedWeights, bias: &[f32]) {
+        let (k, n) = (w.k, w.n);
+        let want = reference(x, m, k, w, bias);
+        for path in available_paths() {
+            let mut got = vec![0f32; m * n];
+            linear_on(path, x, m, w, bias, None, Act::None, &mut got);
+            for (g, r) in got.iter().zip(&want) {
+                assert!(
+                    (*g as f64 - r).abs() <= 1e-5 * (1.0 + r.abs()),
+                    "{path:?} {m}x{k}x{n}: {g} vs {r}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn every_path_matches_the_dequantized_product_on_edge_shapes() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(7);
@@ -382,17 +391,7 @@ mod tests {
             let wf = random(k * n, &mut rng, 0.2);
             let bias = random(n, &mut rng, 1.0);
             let w = QuantizedWeights::quantize(&wf, k, n);
-            let want = reference(&x, m, k, &w, &bias);
-            for path in available_paths() {
-                let mut got = vec![0f32; m * n];
-                linear_on(path, &x, m, &w, &bias, None, Act::None, &mut got);
-                for (g, r) in got.iter().zip(&want) {
-                    assert!(
-                        (*g as f64 - r).abs() <= 1e-5 * (1.0 + r.abs()),
-                        "{path:?} {m}x{k}x{n}: {g} vs {r}"
-                    );
-                }
-            }
+            assert_every_path_matches(&x, m, &w, &bias);
         }
     }
 
@@ -442,18 +441,7 @@ mod tests {
             .map(|i| if (i % n) % 2 == 0 { 1.0 } else { -1.0 })
             .collect();
         let w = QuantizedWeights::quantize(&wf, k, n);
-        let bias = vec![0f32; n];
-        let want = reference(&x, m, k, &w, &bias);
-        for path in available_paths() {
-            let mut got = vec![0f32; m * n];
-            linear_on(path, &x, m, &w, &bias, None, Act::None, &mut got);
-            for (g, r) in got.iter().zip(&want) {
-                assert!(
-                    (*g as f64 - r).abs() <= 1e-5 * (1.0 + r.abs()),
-                    "{path:?}: {g} vs {r}"
-                );
-            }
-        }
+        assert_every_path_matches(&x, m, &w, &vec![0f32; n]);
     }
 
     #[test]

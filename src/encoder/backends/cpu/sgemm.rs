@@ -116,14 +116,7 @@ pub fn linear(
     out: &mut [f32],
 ) {
     let (k, n) = (w.k, w.n);
-    assert!(
-        x.len() == m * k && out.len() == m * n && bias.len() == n,
-        "internal: linear shape mismatch"
-    );
-    if let Some(r) = residual {
-        assert_eq!(r.len(), m * n, "internal: residual shape mismatch");
-    }
-    if m == 0 || n == 0 {
+    if !check_shapes(x, m, k, n, bias, residual, out) {
         return;
     }
     let threads = rayon::current_num_threads().max(1);
@@ -150,6 +143,27 @@ pub fn linear(
             #[cfg(not(target_arch = "x86_64"))]
             let _ = (xs, res, apack);
         });
+}
+
+/// Assert a linear layer's slice shapes (callers are the model code, whose shapes come from the
+/// checked config); false when there is nothing to compute.
+pub(super) fn check_shapes(
+    x: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+    bias: &[f32],
+    residual: Option<&[f32]>,
+    out: &[f32],
+) -> bool {
+    assert!(
+        x.len() == m * k && out.len() == m * n && bias.len() == n,
+        "internal: linear shape mismatch"
+    );
+    if let Some(r) = residual {
+        assert_eq!(r.len(), m * n, "internal: residual shape mismatch");
+    }
+    m > 0 && n > 0
 }
 
 #[allow(clippy::too_many_arguments)]
