@@ -246,8 +246,8 @@ pub fn check_unique_genes(genes: &[String], file: &Path, field: &str) -> Result<
 /// The fix to suggest for bad values.
 pub const VALUE_FIX: &str = "celltext needs non-negative, finite expression values (raw counts or \
 log-normalized counts). If this matrix is scaled/centered (e.g. after sc.pp.scale), point celltext at \
-the counts instead (--layer counts; or --raw for an h5ad with .raw, in `cells` and `scilama` \
-commands); replace NaN/inf with 0 or drop those cells/genes before running";
+the counts instead (--layer counts, or --raw for an h5ad with .raw where the command takes it: \
+`cells` and `scilama`); replace NaN/inf with 0 or drop those cells/genes before running";
 
 /// `None` for a usable expression value (finite, ≥ 0); otherwise what is wrong with it, for the
 /// message. `nan_name` names a NaN (text tables also read empty / NA cells as NaN).
