@@ -4,9 +4,11 @@ manifests equal once the timing fields (`seconds`, `tokens_per_second`, at any d
     python3 workflows/compare.py A B     # A, B: .h5ad files, or gene-store prefixes
 
 h5ad: every obsm array (dtype, shape, bytes), every obs column, every uns/celltext_* manifest,
-and the OUT.manifest.json beside each. Store: PREFIX.safetensors and PREFIX.genes.tsv byte for
+and the OUT.manifest.json beside each; its `output_sha256` is checked against its own file and
+then left out (a merged h5ad holds the same values in other HDF5 bytes than a whole one). Store: PREFIX.safetensors and PREFIX.genes.tsv byte for
 byte, PREFIX.manifest.json as above. Exit 1 naming the first difference.
 """
+import hashlib
 import json
 import os
 import sys
@@ -62,10 +64,24 @@ def compare_h5ad(a, b):
             if ja != jb:
                 fail(f"uns/{k}: {diff(ja, jb)}")
         n = fa["obsm"][ka[0]].shape[0] if ka else 0
-    ma, mb = manifest(a + ".manifest.json"), manifest(b + ".manifest.json")
+    ma, mb = own_sha256_checked(a), own_sha256_checked(b)
     if ma != mb:
         fail(f"{a}.manifest.json vs {b}.manifest.json: {diff(ma, mb)}")
     return f"obsm {', '.join(ka)} ({n} cells), obs, uns and manifest"
+
+
+def own_sha256_checked(path):
+    """The manifest beside an h5ad, less timing and its `output_sha256`, once that matches the file."""
+    m = manifest(path + ".manifest.json")
+    want = m.pop("output_sha256", None)
+    if want is not None:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        if h.hexdigest() != want:
+            fail(f"{path}: sha256 {h.hexdigest()} but its manifest says {want}")
+    return m
 
 
 def compare_store(a, b):
