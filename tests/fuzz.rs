@@ -272,7 +272,7 @@ fn fuzz_h5ad() {
 /// included: HDF5 is built from source (a current release, the hdf5 crate's `static` feature),
 /// which refuses such files where Debian's libhdf5 1.10 crashed or hung (docs/hostile-input.md).
 /// A crash ends the whole run, so each input is written where it outlives the run
-/// (`target/tmp/fuzz-h5ad-bytes.h5ad`), and a watchdog aborts the run, naming that file, if one
+/// (`fuzz-h5ad-bytes.h5ad` in the `tmp` folder of cargo's target directory), and a watchdog aborts the run, naming that file, if one
 /// input takes longer than `CELLTEXT_FUZZ_HANG_SECONDS` (default 60; a hang).
 #[test]
 fn fuzz_h5ad_bytes() {
