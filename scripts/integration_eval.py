@@ -14,6 +14,8 @@ Embeddings, each of the raw counts:
                     flavor="seurat") → scale(max_value=10) → pca(50) (arpack, random_state=0: fixed)
   PCA-50 + Harmony  harmonypy.run_harmony on that PCA with the batch column, random_state = seed
                     (what sc.external.pp.harmony_integrate calls)
+  PCA-50, HVGs within batches (+ Harmony)   the same with highly_variable_genes(batch_key=BATCH),
+                    the genes `scilama train --batch-key` uses: what gene choice alone does
   sciLaMA           `celltext scilama train` at its defaults (--seed = seed)
   sciLaMA --batch-key   the same with `--batch-key BATCH`; run only when the binary's
                     `scilama train --help` lists the flag (else skipped with a note)
@@ -62,6 +64,8 @@ DATASETS = {
 METHODS = {
     "pca": "PCA-50",
     "harmony": "PCA-50 + Harmony",
+    "pca-bhvg": "PCA-50, HVGs within batches",
+    "harmony-bhvg": "PCA-50, HVGs within batches + Harmony",
     "scilama": "sciLaMA",
     "scilama-batch": "sciLaMA --batch-key",
 }
@@ -151,13 +155,15 @@ def write_summaries(a, out_dir):
         print(f"{species}: {len(sel)} genes → {out_dir}/{species}.json", file=sys.stderr)
 
 
-def pca50(a):
+def pca50(a, batch=None):
+    """scanpy's PCA-50; with `batch`, the HVGs are chosen within batches (`batch_key`), as
+    `scilama train --batch-key` chooses its genes."""
     import scanpy as sc
 
     b = a.copy()
     sc.pp.normalize_total(b, target_sum=1e4)
     sc.pp.log1p(b)
-    sc.pp.highly_variable_genes(b, n_top_genes=2000, flavor="seurat")
+    sc.pp.highly_variable_genes(b, n_top_genes=2000, flavor="seurat", batch_key=batch)
     b = b[:, b.var["highly_variable"]].copy()
     sc.pp.scale(b, max_value=10)
     sc.pp.pca(b, n_comps=50, random_state=0)
@@ -320,13 +326,16 @@ def main():
                   file=sys.stderr)
 
         pca = pca50(ad_) if {"pca", "harmony"} & set(methods) else None
+        pca_b = pca50(ad_, batch) if {"pca-bhvg", "harmony-bhvg"} & set(methods) else None
         for seed in seeds:
-            if "pca" in methods:
-                score("pca", seed, pca)
-            if "harmony" in methods:
-                t = time.time()
-                z = harmony(pca, ad_.obs, batch, seed)
-                score("harmony", seed, z, time.time() - t)
+            for m, x in (("pca", pca), ("pca-bhvg", pca_b)):
+                if m in methods:
+                    score(m, seed, x)
+            for m, x in (("harmony", pca), ("harmony-bhvg", pca_b)):
+                if m in methods:
+                    t = time.time()
+                    z = harmony(x, ad_.obs, batch, seed)
+                    score(m, seed, z, time.time() - t)
             for m in ("scilama", "scilama-batch"):
                 if m not in methods:
                     continue

@@ -606,7 +606,7 @@ enum ScilamaCmd {
         /// Map genes through mouse <-> human orthologs when the store lacks them.
         #[arg(long)]
         orthologs: bool,
-        /// Keep N of the store's genes: scanpy's seurat-flavor highly variable genes (0 = all).
+        /// Keep N of the store's genes: scanpy's seurat-flavor highly variable genes, chosen within batches with --batch-key (0 = all).
         #[arg(long, default_value_t = 2000)]
         hvg: usize,
         /// What the gene VAE encodes: store, self (transposed expression), random or shuffled.

@@ -291,6 +291,24 @@ fn covariates_round_trip_and_unknown_or_missing_ones_are_refused() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (z, dim) = read_obsm(&out, "X_scilama").unwrap();
     assert_eq!((z.len(), dim), (60 * 8, 8));
+    // with --batch-key the HVGs are chosen within the batches: scanpy's `batch_key` selection
+    // (tests/fixtures/scilama/make_hvg_ref.py), which differs from the plain one here
+    let genes = GeneEmbeddings::load(&dir.path().join("a.scilama_genes")).unwrap();
+    let want = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/scilama/hvg_batch_200_of_300.txt"
+    ))
+    .unwrap();
+    let mut want: Vec<&str> = want.lines().collect();
+    want.sort_unstable();
+    let mut got: Vec<&str> = genes.symbols.iter().map(|s| s.as_str()).collect();
+    got.sort_unstable();
+    assert_eq!(got, want);
+    let manifest = std::fs::read_to_string(dir.path().join("a.h5ad.manifest.json")).unwrap();
+    assert!(
+        manifest.contains("\"hvg_within_batches\": true"),
+        "{manifest}"
+    );
     let losses = std::fs::read_to_string(dir.path().join("a.scilama_losses.tsv")).unwrap();
     assert_eq!(losses.lines().count(), 1 + 3, "{losses}");
     assert!(losses.lines().skip(1).all(|l| l.starts_with("joint\t")));

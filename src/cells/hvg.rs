@@ -13,6 +13,10 @@
 //! 6. normalized dispersion = (dispersion − bin mean) / bin sd; the cut-off is the N-th
 //!    highest non-NaN value and every gene at or above it is selected (ties can add genes,
 //!    as in scanpy).
+//!
+//! With batches (`batch_key` in scanpy, [`highly_variable_seurat_batched`]) the genes are chosen
+//! within each batch and ranked by how many batches agree, so genes that differ *between*
+//! batches (a platform's or a lab's signature) are not taken for biology.
 
 use anyhow::{ensure, Result};
 
@@ -136,6 +140,118 @@ pub fn highly_variable_seurat(x: &CsrMatrix, n_top_genes: usize) -> Result<Highl
     })
 }
 
+/// The batch-aware selection and the statistics it ranks by (all `n_genes` long).
+#[derive(Debug, Clone)]
+pub struct BatchedHighlyVariable {
+    pub highly_variable: Vec<bool>,
+    /// In how many batches the gene is among that batch's top genes.
+    pub n_batches: Vec<usize>,
+    /// Mean over batches of the normalized dispersion (a batch where the gene is never
+    /// expressed counts as 0; NaN only where every batch's value is NaN).
+    pub dispersions_norm: Vec<f64>,
+}
+
+impl BatchedHighlyVariable {
+    /// Selected column indices, ascending.
+    pub fn indices(&self) -> Vec<usize> {
+        (0..self.highly_variable.len())
+            .filter(|&j| self.highly_variable[j])
+            .collect()
+    }
+}
+
+/// scanpy's `highly_variable_genes(flavor="seurat", n_top_genes=N, batch_key=…)`: the genes
+/// expressed in each batch (`batch[i]` = batch of cell `i`, codes `0..B`) get the single-batch
+/// statistics above; genes are ranked by the number of batches that select them, then by the
+/// mean normalized dispersion (NaN last), ties in gene-name order (`names`, pandas' `groupby`
+/// order), and exactly the first `n_top_genes` are kept.
+pub fn highly_variable_seurat_batched(
+    x: &CsrMatrix,
+    batch: &[usize],
+    names: &[String],
+    n_top_genes: usize,
+) -> Result<BatchedHighlyVariable> {
+    ensure!(n_top_genes >= 1, "--n-top-genes must be at least 1");
+    let (n, g) = (x.n_rows, x.n_cols);
+    ensure!(
+        batch.len() == n && names.len() == g,
+        "{} batch codes and {} gene names for a {n} × {g} matrix",
+        batch.len(),
+        names.len()
+    );
+    let n_b = batch.iter().copied().max().map_or(0, |b| b + 1);
+    let mut n_batches = vec![0usize; g];
+    let mut dn_sum = vec![0.0f64; g];
+    let mut dn_count = vec![0usize; g];
+    for b in 0..n_b {
+        let rows: Vec<usize> = (0..n).filter(|&i| batch[i] == b).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        ensure!(
+            rows.len() >= 2,
+            "batch {b} has a single cell; highly variable genes per batch need at least 2 cells \
+             in every batch (merge or drop that batch)"
+        );
+        let mut expressed = vec![false; g];
+        for &i in &rows {
+            for (j, v) in x.row(i) {
+                if v > 0.0 {
+                    expressed[j] = true;
+                }
+            }
+        }
+        let cols: Vec<usize> = (0..g).filter(|&j| expressed[j]).collect();
+        // scanpy gives the genes a batch never expresses zeros, which enter the mean
+        for j in 0..g {
+            if !expressed[j] {
+                dn_count[j] += 1;
+            }
+        }
+        if cols.is_empty() {
+            continue;
+        }
+        let hv = highly_variable_seurat(&x.select(&rows, &cols), n_top_genes)?;
+        for (k, &j) in cols.iter().enumerate() {
+            n_batches[j] += hv.highly_variable[k] as usize;
+            let d = hv.dispersions_norm[k];
+            if !d.is_nan() {
+                dn_sum[j] += d;
+                dn_count[j] += 1;
+            }
+        }
+    }
+    let dispersions_norm: Vec<f64> = (0..g)
+        .map(|j| {
+            if dn_count[j] > 0 {
+                dn_sum[j] / dn_count[j] as f64
+            } else {
+                f64::NAN
+            }
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..g).collect();
+    order.sort_by(|&a, &b| {
+        let (da, db) = (dispersions_norm[a], dispersions_norm[b]);
+        n_batches[b]
+            .cmp(&n_batches[a])
+            .then_with(|| match (da.is_nan(), db.is_nan()) {
+                (false, false) => db.partial_cmp(&da).expect("not NaN"),
+                (na, nb) => na.cmp(&nb),
+            })
+            .then_with(|| names[a].cmp(&names[b]))
+    });
+    let mut highly_variable = vec![false; g];
+    for &j in order.iter().take(n_top_genes) {
+        highly_variable[j] = true;
+    }
+    Ok(BatchedHighlyVariable {
+        highly_variable,
+        n_batches,
+        dispersions_norm,
+    })
+}
+
 /// pandas `cut(means, bins=20)` bin index of each value (0-based).
 fn mean_bins(means: &[f64]) -> Vec<usize> {
     let mut mn = means.iter().copied().fold(f64::INFINITY, f64::min);
@@ -171,6 +287,26 @@ fn linspace(start: f64, stop: f64, num: usize) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batched_selection_refuses_a_single_cell_batch_and_keeps_exactly_n() {
+        let x = CsrMatrix {
+            n_rows: 5,
+            n_cols: 4,
+            indptr: vec![0, 2, 4, 6, 8, 10],
+            indices: vec![0, 1, 1, 2, 0, 3, 2, 3, 0, 1],
+            data: vec![1.0, 2.0, 0.5, 1.5, 2.5, 0.3, 1.0, 2.0, 0.7, 0.2],
+        };
+        let names: Vec<String> = ["A", "B", "C", "D"].iter().map(|s| s.to_string()).collect();
+        let err = highly_variable_seurat_batched(&x, &[0, 0, 0, 0, 1], &names, 2).unwrap_err();
+        assert!(
+            err.to_string().contains("batch 1 has a single cell"),
+            "{err}"
+        );
+        let hv = highly_variable_seurat_batched(&x, &[0, 0, 1, 1, 1], &names, 2).unwrap();
+        assert_eq!(hv.indices().len(), 2);
+        assert!(hv.n_batches.iter().all(|&k| k <= 2));
+    }
 
     #[test]
     fn linspace_and_bins_follow_pandas() {

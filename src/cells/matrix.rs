@@ -17,6 +17,38 @@ pub struct CsrMatrix {
 }
 
 impl CsrMatrix {
+    /// Rows `rows` and columns `cols` of the matrix, in those orders (columns renumbered).
+    pub fn select(&self, rows: &[usize], cols: &[usize]) -> CsrMatrix {
+        let mut pos = vec![u32::MAX; self.n_cols];
+        for (k, &c) in cols.iter().enumerate() {
+            pos[c] = k as u32;
+        }
+        let mut out = CsrMatrix {
+            n_rows: rows.len(),
+            n_cols: cols.len(),
+            indptr: Vec::with_capacity(rows.len() + 1),
+            indices: Vec::new(),
+            data: Vec::new(),
+        };
+        out.indptr.push(0);
+        let mut row: Vec<(u32, f32)> = Vec::new();
+        for &i in rows {
+            row.clear();
+            row.extend(
+                self.row(i)
+                    .filter(|&(j, _)| pos[j] != u32::MAX)
+                    .map(|(j, v)| (pos[j], v)),
+            );
+            row.sort_unstable_by_key(|&(k, _)| k);
+            for &(k, v) in &row {
+                out.indices.push(k);
+                out.data.push(v);
+            }
+            out.indptr.push(out.data.len());
+        }
+        out
+    }
+
     /// Non-zero (column, value) pairs of one row.
     pub fn row(&self, i: usize) -> impl Iterator<Item = (usize, f32)> + '_ {
         let (a, b) = (self.indptr[i], self.indptr[i + 1]);

@@ -142,6 +142,54 @@ impl Covariates {
         Ok(out)
     }
 
+    /// Each cell's batch for batch-aware gene selection: the combination of its categorical
+    /// covariates, as codes `0..B` (`None` without `--batch-key`).
+    pub fn batch_codes(
+        &self,
+        obs: &[(String, ObsColumn)],
+        n: usize,
+        source: &str,
+    ) -> Result<Option<Vec<usize>>> {
+        if self.categorical.is_empty() {
+            return Ok(None);
+        }
+        let mut keys: Vec<Vec<usize>> = vec![Vec::with_capacity(self.categorical.len()); n];
+        for c in &self.categorical {
+            let texts = category_texts(column(obs, &c.key, "--batch-key", source)?);
+            if texts.len() != n {
+                bail!(
+                    "{source}: obs column `{}` has {} values for {n} cells",
+                    c.key,
+                    texts.len()
+                );
+            }
+            let index: std::collections::HashMap<&str, usize> = c
+                .categories
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (k.as_str(), i))
+                .collect();
+            for (key, t) in keys.iter_mut().zip(&texts) {
+                match index.get(t.as_str()) {
+                    Some(&j) => key.push(j),
+                    None => bail!(
+                        "{source}: obs column `{}` holds `{t}`, not one of its fitted categories",
+                        c.key
+                    ),
+                }
+            }
+        }
+        let mut seen = std::collections::HashMap::new();
+        Ok(Some(
+            keys.into_iter()
+                .map(|k| {
+                    let next = seen.len();
+                    *seen.entry(k).or_insert(next)
+                })
+                .collect(),
+        ))
+    }
+
     /// Checks a (possibly read-back) encoding: categories present and distinct, statistics
     /// finite with a positive std.
     pub fn validate(&self) -> Result<()> {

@@ -2,7 +2,8 @@
 //!
 //! Cells: library-size normalisation to 10,000 counts over *all* genes, `log1p`, then the genes
 //! found in the gene store (optionally only `hvg` of them: scanpy's seurat-flavor highly variable
-//! genes computed among the store's genes, ties included as scanpy includes them), per-gene
+//! genes computed among the store's genes, ties included as scanpy includes them; with
+//! `--batch-key`, chosen within the batches as scanpy's `batch_key` does), per-gene
 //! z-score (mean and ddof = 1 standard deviation over all cells, zero-variance genes → 0) and
 //! clipping at ±10: scanpy's `normalize_total(1e4)`, `log1p`, `scale(max_value=10)`.
 
@@ -12,7 +13,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::cells::hvg::highly_variable_seurat;
+use crate::cells::hvg::{highly_variable_seurat, highly_variable_seurat_batched};
 use crate::cells::matrix::CsrMatrix;
 use crate::cells::normalize::log1p_cp10k;
 use crate::genes::store::GeneEmbeddings;
@@ -65,35 +66,6 @@ fn dense_columns(logx: &CsrMatrix, cols: &[usize]) -> Vec<f32> {
     x
 }
 
-/// The columns `cols` of `x` as their own matrix (columns renumbered in that order).
-fn select_columns(x: &CsrMatrix, cols: &[usize]) -> CsrMatrix {
-    let mut pos = vec![u32::MAX; x.n_cols];
-    for (k, &c) in cols.iter().enumerate() {
-        pos[c] = k as u32;
-    }
-    let mut out = CsrMatrix {
-        n_rows: x.n_rows,
-        n_cols: cols.len(),
-        indptr: vec![0],
-        indices: Vec::new(),
-        data: Vec::new(),
-    };
-    for i in 0..x.n_rows {
-        let mut row: Vec<(u32, f32)> = x
-            .row(i)
-            .filter(|&(j, _)| pos[j] != u32::MAX)
-            .map(|(j, v)| (pos[j], v))
-            .collect();
-        row.sort_unstable_by_key(|&(k, _)| k);
-        for (k, v) in row {
-            out.indices.push(k);
-            out.data.push(v);
-        }
-        out.indptr.push(out.data.len());
-    }
-    out
-}
-
 fn scale_in_place(x: &mut [f32], m: usize, mean: &[f32], std: &[f32]) {
     for row in x.chunks_mut(m) {
         for j in 0..m {
@@ -106,8 +78,20 @@ fn scale_in_place(x: &mut [f32], m: usize, mean: &[f32], std: &[f32]) {
     }
 }
 
+/// Highly variable genes chosen within batches (scanpy's `batch_key`): each cell's batch code
+/// and the dataset's gene names (the tie order).
+pub struct HvgBatches<'a> {
+    pub codes: &'a [usize],
+    pub gene_names: &'a [String],
+}
+
 /// Builds the scaled matrix from raw counts; `store_row[j]` is the store row of dataset gene `j`.
-pub fn prepare(counts: &CsrMatrix, store_row: &[Option<usize>], hvg: usize) -> Result<Prepared> {
+pub fn prepare(
+    counts: &CsrMatrix,
+    store_row: &[Option<usize>],
+    hvg: usize,
+    batches: Option<&HvgBatches>,
+) -> Result<Prepared> {
     if store_row.len() != counts.n_cols {
         bail!("{} store rows for {} genes", store_row.len(), counts.n_cols);
     }
@@ -127,7 +111,15 @@ pub fn prepare(counts: &CsrMatrix, store_row: &[Option<usize>], hvg: usize) -> R
     }
     let logx = log1p_cp10k(counts)?;
     if hvg > 0 && hvg < columns.len() {
-        let chosen = highly_variable_seurat(&select_columns(&logx, &columns), hvg)?.indices();
+        let all_rows: Vec<usize> = (0..n).collect();
+        let sub = logx.select(&all_rows, &columns);
+        let chosen = match batches {
+            None => highly_variable_seurat(&sub, hvg)?.indices(),
+            Some(b) => {
+                let names: Vec<String> = columns.iter().map(|&j| b.gene_names[j].clone()).collect();
+                highly_variable_seurat_batched(&sub, b.codes, &names, hvg)?.indices()
+            }
+        };
         columns = chosen.iter().map(|&k| columns[k]).collect();
         if columns.len() < 2 {
             bail!(
@@ -291,7 +283,7 @@ mod tests {
             &[0.0, 6.0, 2.0, 2.0],
         ]);
         let rows = [Some(5), Some(7), Some(1), None];
-        let p = prepare(&c, &rows, 0)?;
+        let p = prepare(&c, &rows, 0, None)?;
         assert_eq!(p.columns, vec![0, 1, 2]);
         assert_eq!(p.store_rows, vec![5, 7, 1]);
         // hand: log1p(count / total · 1e4), z with ddof 1
@@ -305,7 +297,7 @@ mod tests {
         }
         // --hvg keeps a subset in dataset order (its choice is checked against scanpy in
         // tests/scilama_cli.rs)
-        let q = prepare(&c, &rows, 2)?;
+        let q = prepare(&c, &rows, 2, None)?;
         assert_eq!(q.n_genes(), 2);
         assert!(q.columns.windows(2).all(|w| w[0] < w[1]));
         assert!(q.columns.iter().all(|j| p.columns.contains(j)));

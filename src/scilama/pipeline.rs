@@ -31,7 +31,7 @@ use crate::genes::store::GeneEmbeddings;
 use crate::genes::Species;
 use crate::io::{atomic_write, manifest_path, write_json, TOOL_VERSION};
 use crate::scilama::covariates::Covariates;
-use crate::scilama::data::{gene_inputs, prepare, scale_new, GeneInput};
+use crate::scilama::data::{gene_inputs, prepare, scale_new, GeneInput, HvgBatches};
 use crate::scilama::model::{Arch, Network};
 use crate::scilama::{fit, EpochLog, ScilamaConfig};
 use crate::training::device;
@@ -69,6 +69,8 @@ pub struct TrainReport {
     pub gene_input: GeneInput,
     pub gene_coverage: Coverage,
     pub hvg: usize,
+    /// The highly variable genes were chosen within the `--batch-key` batches.
+    pub hvg_within_batches: bool,
     pub n_cells: usize,
     pub n_genes: usize,
     pub gene_input_dim: usize,
@@ -463,12 +465,19 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
         args.orthologs,
         None,
     )?;
-    let prep = prepare(&m.x, &rows, args.hvg)
+    let source = args.input.display().to_string();
+    let covariates = Covariates::fit(&m.obs, &args.batch_keys, &args.covariate_keys, &source)?;
+    // with batches, genes are chosen within them (scanpy's `batch_key`), not for differing
+    // between them
+    let batch_codes = covariates.batch_codes(&m.obs, m.x.n_rows, &source)?;
+    let hvg_batches = batch_codes.as_deref().map(|codes| HvgBatches {
+        codes,
+        gene_names: &m.genes,
+    });
+    let prep = prepare(&m.x, &rows, args.hvg, hvg_batches.as_ref())
         .with_context(|| format!("preparing {}", args.input.display()))?;
     let (g, gdim) = gene_inputs(args.gene_input, &prep, &store, args.cfg.seed);
     let genes: Vec<String> = prep.columns.iter().map(|&j| m.genes[j].clone()).collect();
-    let source = args.input.display().to_string();
-    let covariates = Covariates::fit(&m.obs, &args.batch_keys, &args.covariate_keys, &source)?;
     let cov = covariates.encode(&m.obs, prep.n_cells, &m.cell_ids, &source)?;
 
     let n_steps = args.cfg.mode.stages().len() as u64;
@@ -543,6 +552,7 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
         gene_input: args.gene_input,
         gene_coverage: coverage,
         hvg: args.hvg,
+        hvg_within_batches: batch_codes.is_some() && args.hvg > 0,
         n_cells: prep.n_cells,
         n_genes: prep.n_genes(),
         gene_input_dim: gdim,
