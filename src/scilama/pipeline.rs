@@ -1,4 +1,6 @@
 //! The sciLaMA pipeline behind `celltext scilama train | embed` (the model is in `model`, training in `train`).
+//! Over 700 lines: train and embed share the output set and the model file (save, load, checks)
+//! kept here; the gene stores' logic is in `stores`.
 //!
 //! `train -o OUT.h5ad` writes, beside each other (PREFIX = OUT without `.h5ad`; `-o OUT.npy` or
 //! `.safetensors` puts the cell embeddings there instead of into a copy of the input):
@@ -35,7 +37,8 @@ use crate::scilama::covariates::Covariates;
 use crate::scilama::data::{gene_inputs, prepare, scale_new, GeneInput};
 use crate::scilama::model::{Arch, Fusion, Network};
 use crate::scilama::stores::{
-    check_given, gather_rows, shared_genes, shared_store_genes, store_inputs, StoreRecord, StoreUse,
+    check_given, check_record, load_stores, shared_genes, shared_store_genes, store_inputs,
+    StoreRecord, StoreUse,
 };
 use crate::scilama::{fit, EpochLog, ScilamaConfig};
 use crate::training::device;
@@ -351,26 +354,7 @@ pub fn load_model(path: &Path, dev: &Device) -> Result<LoadedModel> {
             arch.n_genes
         );
     }
-    let recorded: Option<Vec<usize>> = stores.as_ref().map(|s| s.iter().map(|r| r.dim).collect());
-    let consistent = match &recorded {
-        Some(dims) => dims.len() > 1 && *dims == arch.gene_dims(),
-        None => arch.n_stores() == 1,
-    };
-    if !consistent {
-        bail!(
-            "{}: metadata `{GENE_STORES_KEY}` {} but the architecture (`arch`) has gene encoders \
-             of widths [{}]; {retrain}",
-            path.display(),
-            match recorded {
-                Some(d) => format!(
-                    "records gene stores of widths [{}]",
-                    crate::scilama::model::dims_list(&d)
-                ),
-                None => "is missing".into(),
-            },
-            crate::scilama::model::dims_list(&arch.gene_dims())
-        );
-    }
+    check_record(path, stores.as_deref(), &arch, retrain)?;
     covariates
         .validate()
         .with_context(|| format!("{}: metadata `covariates`", path.display()))?;
@@ -519,14 +503,9 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
         );
     }
     let dev = device(&args.device)?;
-    let mut stores = Vec::with_capacity(args.stores.len());
-    let mut manifests = Vec::with_capacity(args.stores.len());
-    for p in &args.stores {
-        stores.push((p.clone(), GeneEmbeddings::load(p)?));
-        manifests.push(GeneEmbeddings::manifest(p)?);
-    }
+    let (stores, records, mut manifests) = load_stores(&args.stores)?;
     let store = &stores[0].1;
-    let store_manifest = manifests[0].clone();
+    let store_manifest = manifests.swap_remove(0);
     let m = read_normalized(&args.input, &args.read, InputNorm::Raw, args.quiet)?;
     // one store: its genes; several: the genes in every store (module `stores`)
     let (rows, coverage, shared) = if stores.len() == 1 {
@@ -539,29 +518,8 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
         )?;
         (rows, coverage, None)
     } else {
-        let (shared, coverages) = shared_genes(&stores, &m.genes, args.species, args.orthologs)?;
-        let each: Vec<String> = stores
-            .iter()
-            .zip(&coverages)
-            .enumerate()
-            .map(|(k, ((p, _), c))| {
-                format!(
-                    "store {} `{}` has {}",
-                    k + 1,
-                    p.display(),
-                    c.n_genes - c.n_unmatched
-                )
-            })
-            .collect();
-        crate::progress::note(
-            args.quiet,
-            &format!(
-                "scilama train: {} of the dataset's {} genes have a vector in every gene store ({})",
-                shared.n_shared,
-                m.genes.len(),
-                each.join(", ")
-            ),
-        );
+        let (shared, coverages) =
+            shared_genes(&stores, &m.genes, args.species, args.orthologs, args.quiet)?;
         let first = coverages[0].clone();
         (shared.first_rows.clone(), first, Some((shared, coverages)))
     };
@@ -579,11 +537,6 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
     let gdim = inputs[0].1;
     let input_slices: Vec<(&[f32], usize)> =
         inputs.iter().map(|(g, d)| (g.as_slice(), *d)).collect();
-    let records: Vec<StoreRecord> = stores
-        .iter()
-        .zip(&manifests)
-        .map(|((p, s), m)| StoreRecord::of(p, s, m.as_ref()))
-        .collect();
     let genes: Vec<String> = prep.columns.iter().map(|&j| m.genes[j].clone()).collect();
     let source = args.input.display().to_string();
     let covariates = Covariates::fit(&m.obs, &args.batch_keys, &args.covariate_keys, &source)?;
@@ -882,17 +835,7 @@ pub fn run_embed(args: &EmbedArgs) -> Result<EmbedReport> {
         let Some(out) = &args.genes_out else {
             bail!("--genes needs --genes-out PREFIX (a gene store)");
         };
-        let mut stores = Vec::with_capacity(args.genes.len());
-        let mut given = Vec::with_capacity(args.genes.len());
-        for p in &args.genes {
-            let s = GeneEmbeddings::load(p)?;
-            given.push(StoreRecord::of(
-                p,
-                &s,
-                GeneEmbeddings::manifest(p)?.as_ref(),
-            ));
-            stores.push((p.clone(), s));
-        }
+        let (stores, given, _) = load_stores(&args.genes)?;
         if lm.stores.is_some() || stores.len() != 1 {
             check_given(
                 &args.model,
@@ -900,12 +843,7 @@ pub fn run_embed(args: &EmbedArgs) -> Result<EmbedReport> {
                 &lm.net.arch.gene_dims(),
                 &given,
             )?;
-            let (symbols, rows, lacking) = shared_store_genes(&stores, args.species)?;
-            let inputs: Vec<Vec<f32>> = stores
-                .iter()
-                .zip(&rows)
-                .map(|((_, s), r)| gather_rows(s, r))
-                .collect();
+            let (symbols, inputs, lacking) = shared_store_genes(&stores, args.species)?;
             let gs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
             let z = lm.net.embed_genes(&gs, symbols.len())?;
             report.genes = Some((out.display().to_string(), symbols.len()));

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::genes::resolver::Coverage;
 use crate::genes::store::GeneEmbeddings;
 use crate::genes::Species;
+use crate::scilama::model::{dims_list, Arch};
 
 /// What a model records of each of its gene stores (model metadata `gene_stores`, written for
 /// two or more stores), in `--genes` order.
@@ -66,6 +67,54 @@ fn encoder_id(manifest: Option<&serde_json::Value>) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The stores at `paths` (`--genes`, in order), their records and manifests.
+#[allow(clippy::type_complexity)]
+pub fn load_stores(
+    paths: &[PathBuf],
+) -> Result<(
+    Vec<(PathBuf, GeneEmbeddings)>,
+    Vec<StoreRecord>,
+    Vec<Option<serde_json::Value>>,
+)> {
+    let (mut stores, mut records, mut manifests) = (vec![], vec![], vec![]);
+    for p in paths {
+        let store = GeneEmbeddings::load(p)?;
+        let manifest = GeneEmbeddings::manifest(p)?;
+        records.push(StoreRecord::of(p, &store, manifest.as_ref()));
+        stores.push((p.clone(), store));
+        manifests.push(manifest);
+    }
+    Ok((stores, records, manifests))
+}
+
+/// A model's store record (`None`: none in its metadata) against its architecture: one store and
+/// no record, or several recorded with the widths of its gene encoders.
+pub fn check_record(
+    path: &Path,
+    stores: Option<&[StoreRecord]>,
+    arch: &Arch,
+    retrain: &str,
+) -> Result<()> {
+    let recorded: Option<Vec<usize>> = stores.map(|s| s.iter().map(|r| r.dim).collect());
+    let consistent = match &recorded {
+        Some(dims) => dims.len() > 1 && *dims == arch.gene_dims(),
+        None => arch.n_stores() == 1,
+    };
+    if !consistent {
+        bail!(
+            "{}: metadata `gene_stores` {} but the architecture (`arch`) has gene encoders of \
+             widths [{}]; {retrain}",
+            path.display(),
+            match recorded {
+                Some(d) => format!("records gene stores of widths [{}]", dims_list(&d)),
+                None => "is missing".into(),
+            },
+            dims_list(&arch.gene_dims())
+        );
+    }
+    Ok(())
+}
+
 /// One store of a training run: its record, how the dataset's genes map onto it.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreUse {
@@ -86,13 +135,15 @@ pub struct SharedGenes {
     pub n_shared: usize,
 }
 
-/// Maps the dataset's genes `names` onto every store and keeps those in all of them; refuses
-/// fewer than 2, naming each store and how many of the dataset's genes it lacks.
+/// Maps the dataset's genes `names` onto every store and keeps those in all of them (noting how
+/// many, and each store's count); refuses fewer than 2, naming each store and how many of the
+/// dataset's genes it lacks.
 pub fn shared_genes(
     stores: &[(PathBuf, GeneEmbeddings)],
     names: &[String],
     species: Species,
     orthologs: bool,
+    quiet: bool,
 ) -> Result<(SharedGenes, Vec<Coverage>)> {
     let mut rows = Vec::with_capacity(stores.len());
     let mut coverages = Vec::with_capacity(stores.len());
@@ -135,6 +186,28 @@ pub fn shared_genes(
             each.join("; ")
         );
     }
+    let each: Vec<String> = stores
+        .iter()
+        .zip(&coverages)
+        .enumerate()
+        .map(|(k, ((p, _), c))| {
+            format!(
+                "store {} `{}` has {}",
+                k + 1,
+                p.display(),
+                c.n_genes - c.n_unmatched
+            )
+        })
+        .collect();
+    crate::progress::note(
+        quiet,
+        &format!(
+            "scilama train: {n_shared} of the dataset's {} genes have a vector in every gene \
+             store ({})",
+            names.len(),
+            each.join(", ")
+        ),
+    );
     Ok((
         SharedGenes {
             first_rows,
@@ -208,13 +281,15 @@ pub fn check_given(
     Ok(())
 }
 
-/// The genes of the first given store that every other given store has, with each store's rows
-/// of them; refuses an empty set, naming each store and how many of the first store's genes it
-/// lacks. Returns (symbols, per-store rows, per-store number of the first store's genes lacking).
+/// The genes of the first given store that every other given store has, with each store's
+/// vectors of them; refuses an empty set, naming each store and how many of the first store's
+/// genes it lacks. Returns (symbols, per-store `[genes × D_k]` inputs, per-store number of the
+/// first store's genes lacking).
+#[allow(clippy::type_complexity)]
 pub fn shared_store_genes(
     stores: &[(PathBuf, GeneEmbeddings)],
     species: Species,
-) -> Result<(Vec<String>, Vec<Vec<usize>>, Vec<usize>)> {
+) -> Result<(Vec<String>, Vec<Vec<f32>>, Vec<usize>)> {
     let first = &stores[0].1;
     let mut rows = vec![(0..first.len()).map(Some).collect::<Vec<_>>()];
     for (_, s) in &stores[1..] {
@@ -246,15 +321,19 @@ pub fn shared_store_genes(
         );
     }
     let symbols = keep.iter().map(|&i| first.symbols[i].clone()).collect();
-    let per_store = rows
+    let inputs = stores
         .iter()
-        .map(|r| keep.iter().map(|&i| r[i].expect("kept")).collect())
+        .zip(&rows)
+        .map(|((_, s), r)| {
+            let rows: Vec<usize> = keep.iter().map(|&i| r[i].expect("kept")).collect();
+            gather_rows(s, &rows)
+        })
         .collect();
-    Ok((symbols, per_store, lacking))
+    Ok((symbols, inputs, lacking))
 }
 
-/// Store `k`'s rows `rows` as a `[rows.len() × D_k]` row-major matrix.
-pub fn gather_rows(store: &GeneEmbeddings, rows: &[usize]) -> Vec<f32> {
+/// A store's rows `rows` as a `[rows.len() × D]` row-major matrix.
+fn gather_rows(store: &GeneEmbeddings, rows: &[usize]) -> Vec<f32> {
     rows.iter()
         .flat_map(|&r| store.row(r).iter().cloned())
         .collect()
