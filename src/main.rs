@@ -598,9 +598,9 @@ enum ScilamaCmd {
     Train {
         #[command(flatten)]
         input: InputArgs,
-        /// Gene store from `celltext genes embed` (the static gene vectors).
-        #[arg(long)]
-        genes: PathBuf,
+        /// Gene store from `celltext genes embed` (the static gene vectors); repeatable: each store gets its own gene encoder, fused by --fusion, and the model keeps the genes found in every store.
+        #[arg(long, required = true)]
+        genes: Vec<PathBuf>,
         #[arg(long, default_value = "human", ignore_case = true, value_parser = value_enum::<Species>())]
         species: Species,
         /// Map genes through mouse <-> human orthologs when the store lacks them.
@@ -650,9 +650,9 @@ enum ScilamaCmd {
         output: Option<PathBuf>,
         #[arg(long)]
         in_place: bool,
-        /// Gene store whose vectors go through the gene encoder.
+        /// Gene store whose vectors go through the gene encoder; a model trained on several stores takes one --genes per store, in training order (genes in every store are projected).
         #[arg(long)]
-        genes: Option<PathBuf>,
+        genes: Vec<PathBuf>,
         /// Store prefix for the projected gene embeddings.
         #[arg(long)]
         genes_out: Option<PathBuf>,
@@ -682,7 +682,7 @@ fn run_scilama(cmd: ScilamaCmd, quiet: bool, json: bool) -> Result<()> {
                 covariate_keys,
                 input: input.input.clone(),
                 read: input.read_options(),
-                store: genes,
+                stores: genes,
                 species,
                 orthologs,
                 hvg,
@@ -700,10 +700,33 @@ fn run_scilama(cmd: ScilamaCmd, quiet: bool, json: bool) -> Result<()> {
                 for o in &r.outputs {
                     println!("wrote {o}");
                 }
+                let found = match r.genes_in_every_store {
+                    Some(n) => format!("{n} in every store"),
+                    None => format!(
+                        "{} in the store",
+                        r.gene_coverage.n_genes - r.gene_coverage.n_unmatched
+                    ),
+                };
                 println!(
-                    "cells {} ({} fit, {} val) × genes {} (of {} in the store), gene input {:?} ({} dims)",
-                    r.n_cells, r.n_fit, r.n_val, r.n_genes, r.gene_coverage.n_genes - r.gene_coverage.n_unmatched, r.gene_input, r.gene_input_dim
+                    "cells {} ({} fit, {} val) × genes {} (of {found}), gene input {:?} ({} dims)",
+                    r.n_cells, r.n_fit, r.n_val, r.n_genes, r.gene_input, r.gene_input_dim
                 );
+                for (k, s) in r.gene_stores.iter().enumerate() {
+                    println!(
+                        "gene store {} {}: {} dims, {} of the dataset's genes",
+                        k + 1,
+                        s.record.path,
+                        s.record.dim,
+                        s.coverage.n_genes - s.coverage.n_unmatched
+                    );
+                }
+                if let Some(f) = r.fusion {
+                    println!(
+                        "{} stores fused by {}",
+                        r.gene_stores.len(),
+                        celltext::choice::Choice::name(f)
+                    );
+                }
                 println!(
                     "epochs {:?}, best {:?}, final val loss {:?}",
                     r.epochs_run, r.best_epochs, r.final_val_loss

@@ -432,3 +432,242 @@ fn model_with_wrong_covariate_lengths_is_refused() {
     assert!(err.contains("describes 2 covariate columns"), "{err}");
     assert!(err.contains("takes 3"), "{err}");
 }
+
+/// A second store, of other genes than [`make_store`]'s (the fixture's genes 50..350) and another
+/// width (5 dims), made by another (named) encoder.
+fn make_second_store(dir: &Path) -> PathBuf {
+    let src = celltext::cells::read::open_matrix(Path::new(INPUT), &Default::default()).unwrap();
+    let symbols: Vec<String> = src.genes()[50..350].to_vec();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(6);
+    let data = (0..symbols.len() * 5)
+        .map(|_| rng.gen::<f32>() - 0.5)
+        .collect();
+    let store = GeneEmbeddings {
+        symbols,
+        dim: 5,
+        data,
+    };
+    let prefix = dir.join("store_b");
+    store
+        .save(
+            &prefix,
+            &serde_json::json!({"model": {"id": "second-encoder"}}),
+        )
+        .unwrap();
+    prefix
+}
+
+fn embed_genes(model: &Path, stores: &[&Path], out: &Path) -> std::process::Output {
+    let mut args = vec![
+        "--quiet".to_string(),
+        "scilama".into(),
+        "embed".into(),
+        "--model".into(),
+        model.display().to_string(),
+        "--genes-out".into(),
+        out.display().to_string(),
+    ];
+    for s in stores {
+        args.extend(["--genes".into(), s.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    celltext(&args)
+}
+
+#[test]
+fn two_gene_stores_are_fused_recorded_and_checked_at_embed() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = make_store(dir.path());
+    let b = make_second_store(dir.path());
+    let b_arg = b.to_str().unwrap();
+    let out = dir.path().join("two.h5ad");
+    let o = train(&a, &out, &["--genes", b_arg, "--fusion", "moe"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (z, dim) = read_obsm(&out, "X_scilama").unwrap();
+    assert_eq!((z.len(), dim), (60 * 8, 8));
+
+    // the model's genes are in both stores (the fixture's genes 50..300), --hvg 200 of them
+    let src = celltext::cells::read::open_matrix(Path::new(INPUT), &Default::default()).unwrap();
+    let in_both: Vec<String> = src.genes()[50..300].to_vec();
+    let genes = GeneEmbeddings::load(&dir.path().join("two.scilama_genes")).unwrap();
+    assert_eq!((genes.len(), genes.dim), (200, 8));
+    assert!(genes.symbols.iter().all(|g| in_both.contains(g)));
+
+    // the model records both stores in --genes order, one encoder each, and the fusion
+    let model = dir.path().join("two.scilama_model.safetensors");
+    let lm = celltext::scilama::pipeline::load_model(&model, &candle_core::Device::Cpu).unwrap();
+    assert_eq!(lm.net.arch.gene_dims(), vec![8, 5]);
+    assert_eq!(lm.net.arch.fusion, Some(celltext::scilama::Fusion::Moe));
+    let stores = lm.stores.as_ref().expect("the store record");
+    assert_eq!(stores.len(), 2);
+    assert_eq!(stores[0].path, a.display().to_string());
+    assert_eq!(stores[1].path, b.display().to_string());
+    assert_eq!(stores[1].encoder.as_deref(), Some("second-encoder"));
+    for name in [
+        "gene_enc0.0.weight",
+        "gene_enc1.0.weight",
+        "gene_dec.0.weight",
+    ] {
+        assert!(lm.net.var(name).is_ok(), "{name}");
+    }
+    assert_eq!(lm.net.var("gene_enc1.0.weight").unwrap().dims(), [32, 5]);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("two.h5ad.manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["fusion"], "moe");
+    assert_eq!(manifest["gene_stores"].as_array().unwrap().len(), 2);
+
+    // the same cells and stores through the saved model: the training embeddings, cells and genes
+    let p = dir.path().join("p.h5ad");
+    let o = embed_cells(&model, Path::new(INPUT), &p);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(read_obsm(&p, "X_scilama").unwrap().0, z);
+    let proj = dir.path().join("proj");
+    let o = embed_genes(&model, &[&a, &b], &proj);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let proj = GeneEmbeddings::load(&proj).unwrap();
+    assert_eq!(
+        proj.symbols, in_both,
+        "the genes of store 1 that store 2 has"
+    );
+    for g in &genes.symbols {
+        let row = |s: &GeneEmbeddings| {
+            s.row(s.symbols.iter().position(|x| x == g).unwrap())
+                .to_vec()
+        };
+        assert_eq!(row(&proj), row(&genes), "{g}");
+    }
+
+    // another fusion trains another model; one store alone another still
+    let avg = dir.path().join("avg.h5ad");
+    assert!(train(&a, &avg, &["--genes", b_arg]).status.success());
+    assert_ne!(read_obsm(&avg, "X_scilama").unwrap().0, z);
+    let lm_avg = celltext::scilama::pipeline::load_model(
+        &dir.path().join("avg.scilama_model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(
+        lm_avg.net.arch.fusion,
+        Some(celltext::scilama::Fusion::Average)
+    );
+    let one = dir.path().join("one.h5ad");
+    assert!(train(&a, &one, &[]).status.success());
+    assert_ne!(read_obsm(&one, "X_scilama").unwrap().0, z);
+}
+
+#[test]
+fn stores_that_disagree_or_are_missing_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = make_store(dir.path());
+    let b = make_second_store(dir.path());
+    let out = dir.path().join("two.h5ad");
+    let o = train(&a, &out, &["--genes", b.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let model = dir.path().join("two.scilama_model.safetensors");
+    let proj = dir.path().join("proj");
+
+    // a store missing at embed: the model's stores are named, in order
+    let o = embed_genes(&model, &[&a], &proj);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("trained with 2 gene stores"), "{err}");
+    assert!(err.contains("--genes was given 1 time"), "{err}");
+    assert!(err.contains("[2] `") && err.contains("5 dims"), "{err}");
+    // the stores in the other order
+    let o = embed_genes(&model, &[&b, &a], &proj);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("does not match the model's gene store 1"),
+        "{err}"
+    );
+    // a store of the right width from another encoder
+    // (genes 300 and 301 of the fixture: none of them in the first store)
+    let src = celltext::cells::read::open_matrix(Path::new(INPUT), &Default::default()).unwrap();
+    let other = GeneEmbeddings {
+        symbols: src.genes()[300..302].to_vec(),
+        dim: 5,
+        data: vec![0.1; 10],
+    };
+    let op = dir.path().join("other");
+    other
+        .save(&op, &serde_json::json!({"model": {"id": "third-encoder"}}))
+        .unwrap();
+    let o = embed_genes(&model, &[&a, &op], &proj);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("encoder third-encoder"), "{err}");
+    assert!(err.contains("encoder second-encoder"), "{err}");
+    // two stores for a one-store model
+    let single = dir.path().join("one.h5ad");
+    assert!(train(&a, &single, &[]).status.success());
+    let o = embed_genes(
+        &dir.path().join("one.scilama_model.safetensors"),
+        &[&a, &b],
+        &proj,
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("trained with 1 gene store"), "{err}");
+    assert!(!proj.with_extension("safetensors").exists());
+
+    // training: stores that share under 2 of the dataset's genes, named with what each lacks
+    let o = train(
+        &a,
+        &dir.path().join("x.h5ad"),
+        &["--genes", op.to_str().unwrap()],
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("in every gene store"), "{err}");
+    assert!(
+        err.contains("store 1 `") && err.contains("lacks 100 of the dataset's 400 genes"),
+        "{err}"
+    );
+    assert!(err.contains("store 2 `"), "{err}");
+    // a gene-input baseline replaces the store, so it takes one
+    let o = train(
+        &a,
+        &dir.path().join("y.h5ad"),
+        &["--genes", b.to_str().unwrap(), "--gene-input", "self"],
+    );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--gene-input self") && err.contains("one --genes store, not 2"),
+        "{err}"
+    );
+
+    // a several-store model whose store record is gone (or disagrees with its encoders)
+    let bytes = std::fs::read(&model).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let meta = meta.metadata().clone().unwrap();
+    let tensors: Vec<(String, safetensors::tensor::TensorView)> =
+        st.tensors().into_iter().collect();
+    let mut stores: serde_json::Value = serde_json::from_str(&meta["gene_stores"]).unwrap();
+    stores[1]["dim"] = serde_json::json!(6);
+    for (name, value, said) in [
+        ("gone", None, "`gene_stores` is missing"),
+        ("wrong", Some(stores.to_string()), "widths [8,6]"),
+    ] {
+        let mut meta = meta.clone();
+        match value {
+            Some(v) => meta.insert("gene_stores".into(), v),
+            None => meta.remove("gene_stores"),
+        };
+        let bad = dir.path().join(format!("{name}.safetensors"));
+        std::fs::write(
+            &bad,
+            safetensors::serialize(tensors.clone(), Some(meta)).unwrap(),
+        )
+        .unwrap();
+        let err = match celltext::scilama::pipeline::load_model(&bad, &candle_core::Device::Cpu) {
+            Ok(_) => panic!("{name}: a model whose store record disagrees with it was loaded"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains("gene encoders of widths [8,5]"), "{err}");
+        assert!(err.contains(said), "{err}");
+    }
+}

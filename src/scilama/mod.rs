@@ -7,6 +7,10 @@
 //!   `h_gene ∈ R^{h1}`; reconstruction `ĉ_ij = h_cell_i · h_gene_j + b_j` (as in siVAE).
 //! - Optional covariates ([`covariates`]: one-hot batches, z-scored continuous values) are
 //!   concatenated to the cell encoder's and the cell decoder's inputs.
+//! - Several gene stores ([`stores`], `--genes A --genes B`): one gene encoder per store, their
+//!   (μ, σ) fused by [`Fusion`] (average, or the precision-weighted MoE / PoE, as the reference's
+//!   `fuse_latents`) into the one gene latent that the gene decoder, the alignment term and the
+//!   gene KL see; the model keeps the dataset genes found in every store.
 //! - Steps ([`Mode`]): the cell VAE with a linear head `W_cell`, `b` (loss Σ_j (ĉ − c)² + β·KL);
 //!   the gene VAE with the cell side frozen, on `h_cell · h_gene + b` (recon + β·KL_gene); the
 //!   joint step: everything but `W_cell` on recon, plus γ·Σ_j (c_ij − z_cell_i · z_gene_j − b_j)²,
@@ -34,6 +38,7 @@ pub mod data;
 pub mod fused;
 pub mod model;
 pub mod pipeline;
+pub mod stores;
 pub mod train;
 
 use anyhow::{bail, Result};
@@ -70,7 +75,7 @@ impl Mode {
         }
     }
 }
-pub use model::{Arch, Network, Stage};
+pub use model::{Arch, Fusion, Network, Stage};
 pub use train::{fit, EpochLog, Trained};
 
 #[cfg(feature = "cli")]
@@ -91,6 +96,9 @@ pub struct ScilamaConfig {
     #[cfg_attr(feature = "cli", arg(long, default_value = "direct", value_parser = crate::choice::value_enum::<Mode>(), help = "Training scheme: direct (joint from the start), stepwise (cell, gene, joint) or beta-vae (cell VAE only)"))]
     #[serde(default)]
     pub mode: Mode,
+    #[cfg_attr(feature = "cli", arg(long, default_value = "average", value_parser = crate::choice::value_enum::<Fusion>(), help = "How the gene latents of several --genes stores are fused: average (mean of the stores' μ and of their σ) or moe / poe, which both take the precision-weighted mean (μ = Σ μ_k/(σ_k²+1e-8) / Σ 1/(σ_k²+1e-8), σ² = 1 / Σ 1/(σ_k²+1e-8)) as the reference computes both; unused with one store"))]
+    #[serde(default)]
+    pub fusion: Fusion,
     #[cfg_attr(feature = "cli", arg(long, value_parser = parse_hidden, default_value = "900,400", help = "Encoder hidden widths (decoders mirror them)"))]
     pub hidden: std::vec::Vec<usize>,
     #[cfg_attr(
@@ -213,6 +221,7 @@ impl Default for ScilamaConfig {
     fn default() -> Self {
         Self {
             mode: Mode::Direct,
+            fusion: Fusion::Average,
             hidden: vec![900, 400],
             latent: 50,
             beta: 1.0,

@@ -12,6 +12,12 @@
 //!   (the linear head of the cell-VAE-only loss, applied after Dropout of `h_cell` as in the
 //!   reference's `final_layer`; its bias is the `b` of `ĉ = h_cell · h_gene + b`).
 //! - `gene_enc.*`, `gene_dec.*`: the same with input `D`, no covariates and no output head.
+//! - Several gene stores (`--genes` given `S ≥ 2` times, widths `D_0 … D_{S−1}`): one encoder per
+//!   store, `gene_enc{k}.*` with input `D_k` (`gene_enc0`, `gene_enc1`, …), whose (μ_k, σ_k) are
+//!   fused into one gene latent ([`Fusion`], the reference's `MultiModalFeatureEncoder` and
+//!   `fuse_latents`) that feeds the one `gene_dec` and the gene KL. One store keeps the names
+//!   `gene_enc.*` and is not fused (the reference fuses only 2+ sources), so model files written
+//!   before several stores existed load unchanged.
 //!
 //! σ² = exp(logvar) + var_eps; z = μ + σ·ε. KL(N(μ, σ²) ‖ N(0, 1)) = ½(σ² + μ² − 1 − ln σ²).
 
@@ -27,7 +33,15 @@ use crate::training::normal_vec;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Arch {
     pub n_genes: usize,
+    /// Width of the (first) gene store's vectors.
     pub gene_dim: usize,
+    /// Widths of the second and later gene stores, each with its own encoder (`gene_enc{k}`);
+    /// empty for one store (absent from one-store model files, as before several stores existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_gene_dims: Vec<usize>,
+    /// How several stores' gene latents are fused: `Some` exactly when there are several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fusion: Option<Fusion>,
     pub hidden: Vec<usize>,
     pub latent: usize,
     pub dropout: f32,
@@ -57,6 +71,71 @@ impl Stage {
             Stage::Gene => "gene",
             Stage::Joint => "joint",
         }
+    }
+}
+
+/// `--fusion`: how the gene latents of several stores become one (the reference's `fuse_latents`;
+/// `k` runs over the stores, σ_k² = exp(logvar_k) + var_eps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fusion {
+    /// μ = mean of μ_k, σ = mean of σ_k (the reference's default, `fusion_method: average`).
+    #[default]
+    Average,
+    /// Mixture of experts as the reference computes it: the precision-weighted mean
+    /// μ = Σ μ_k·w_k / Σ w_k, σ² = 1 / Σ w_k with w_k = 1 / (σ_k² + 1e-8) — the same formula as
+    /// [`Fusion::Poe`] (in the reference `MoE` and `PoE` compute the same thing).
+    Moe,
+    /// Product of experts: the precision-weighted mean, as [`Fusion::Moe`].
+    Poe,
+}
+
+crate::choices!(Fusion {
+    Average = "average",
+    Moe = "moe" | "MoE",
+    Poe = "poe" | "PoE",
+});
+
+/// Added to each σ_k² before inverting it (the reference's `1e-8`).
+pub const FUSION_EPS: f64 = 1e-8;
+
+impl Fusion {
+    /// The fused (μ, σ²) of the stores' `(μ_k, σ_k²)`.
+    pub fn fuse(self, parts: &[(Tensor, Tensor)]) -> Result<(Tensor, Tensor)> {
+        if parts.is_empty() {
+            bail!("no gene latents to fuse");
+        }
+        let n = parts.len() as f64;
+        let sum = |ts: Vec<Tensor>| -> Result<Tensor> {
+            let mut it = ts.into_iter();
+            let first = it.next().expect("not empty");
+            it.try_fold(first, |a, b| Ok(a.add(&b)?))
+        };
+        Ok(match self {
+            Fusion::Average => {
+                let mu = (sum(parts.iter().map(|(m, _)| m.clone()).collect())? / n)?;
+                let sigmas = parts
+                    .iter()
+                    .map(|(_, v)| Ok(v.sqrt()?))
+                    .collect::<Result<Vec<_>>>()?;
+                let sigma = (sum(sigmas)? / n)?;
+                (mu, sigma.sqr()?)
+            }
+            Fusion::Moe | Fusion::Poe => {
+                let w = parts
+                    .iter()
+                    .map(|(_, v)| Ok((v + FUSION_EPS)?.recip()?))
+                    .collect::<Result<Vec<_>>>()?;
+                let weighted = parts
+                    .iter()
+                    .zip(&w)
+                    .map(|((m, _), w)| Ok(m.mul(w)?))
+                    .collect::<Result<Vec<_>>>()?;
+                let precision = sum(w)?;
+                let mu = sum(weighted)?.div(&precision)?;
+                (mu, precision.recip()?)
+            }
+        })
     }
 }
 
@@ -140,6 +219,14 @@ pub struct Network {
     pub vars: Vec<(String, Var)>,
 }
 
+/// `8,5` for widths [8, 5] (messages).
+pub fn dims_list(dims: &[usize]) -> String {
+    dims.iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn linear_names(prefix: &str, dims: &[usize], out: &mut Vec<(String, Vec<usize>)>) {
     for i in 0..dims.len() - 1 {
         out.push((format!("{prefix}.{i}.weight"), vec![dims[i + 1], dims[i]]));
@@ -152,12 +239,18 @@ impl Arch {
         if self.hidden.is_empty() || self.hidden.contains(&0) {
             bail!("--hidden needs at least one positive width, e.g. 256,128");
         }
-        if self.latent == 0 || self.n_genes == 0 || self.gene_dim == 0 {
+        if self.more_gene_dims.is_empty() != self.fusion.is_none() {
             bail!(
-                "latent, gene count and gene-input width must be positive (got {}, {}, {})",
+                "a model with {} gene store(s) needs a fusion method exactly when it has several",
+                self.n_stores()
+            );
+        }
+        if self.latent == 0 || self.n_genes == 0 || self.gene_dims().contains(&0) {
+            bail!(
+                "latent, gene count and gene-input widths must be positive (got {}, {}, {})",
                 self.latent,
                 self.n_genes,
-                self.gene_dim
+                dims_list(&self.gene_dims())
             );
         }
         if !(0.0..1.0).contains(&self.dropout) {
@@ -171,7 +264,8 @@ impl Arch {
             .sum();
         crate::limits::check_elements(
             &format!(
-                "a sciLaMA model with --hidden {} and --latent {} over {} genes and {}-dim gene                  inputs",
+                "a sciLaMA model with --hidden {} and --latent {} over {} genes and gene inputs of \
+                 width {}",
                 self.hidden
                     .iter()
                     .map(|h| h.to_string())
@@ -179,29 +273,54 @@ impl Arch {
                     .join(","),
                 self.latent,
                 self.n_genes,
-                self.gene_dim
+                dims_list(&self.gene_dims())
             ),
             params,
         )?;
         Ok(())
     }
 
-    /// Parameter names and shapes, in a fixed order (also the initialisation order).
+    /// The gene stores' widths, in `--genes` order.
+    pub fn gene_dims(&self) -> Vec<usize> {
+        let mut d = vec![self.gene_dim];
+        d.extend(&self.more_gene_dims);
+        d
+    }
+
+    pub fn n_stores(&self) -> usize {
+        1 + self.more_gene_dims.len()
+    }
+
+    /// The parameter prefix of store `k`'s gene encoder: `gene_enc` for one store (the names of
+    /// model files written before several stores existed), `gene_enc{k}` for several.
+    pub fn gene_encoder(&self, k: usize) -> String {
+        if self.more_gene_dims.is_empty() {
+            "gene_enc".into()
+        } else {
+            format!("gene_enc{k}")
+        }
+    }
+
+    /// Parameter names and shapes, in a fixed order (also the initialisation order): the cell
+    /// encoder and decoder, each store's gene encoder in `--genes` order, the gene decoder.
     pub fn param_shapes(&self) -> Vec<(String, Vec<usize>)> {
         let mut out = Vec::new();
         let hl = *self.hidden.last().expect("validated");
         let mut rev: Vec<usize> = self.hidden.iter().rev().cloned().collect();
         rev.insert(0, self.latent);
-        for (side, input, cov) in [
-            ("cell", self.n_genes, self.n_cov),
-            ("gene", self.gene_dim, 0),
-        ] {
-            let mut enc = vec![input + cov];
-            enc.extend(&self.hidden);
-            linear_names(&format!("{side}_enc"), &enc, &mut out);
-            for head in ["mu", "logvar"] {
-                out.push((format!("{side}_enc.{head}.weight"), vec![self.latent, hl]));
-                out.push((format!("{side}_enc.{head}.bias"), vec![self.latent]));
+        let mut encoders = vec![("cell_enc".to_string(), self.n_genes + self.n_cov)];
+        for (k, d) in self.gene_dims().into_iter().enumerate() {
+            encoders.push((self.gene_encoder(k), d));
+        }
+        for (side, cov) in [("cell", self.n_cov), ("gene", 0)] {
+            for (prefix, input) in encoders.iter().filter(|(p, _)| p.starts_with(side)) {
+                let mut enc = vec![*input];
+                enc.extend(&self.hidden);
+                linear_names(prefix, &enc, &mut out);
+                for head in ["mu", "logvar"] {
+                    out.push((format!("{prefix}.{head}.weight"), vec![self.latent, hl]));
+                    out.push((format!("{prefix}.{head}.bias"), vec![self.latent]));
+                }
             }
             let mut dec = rev.clone();
             dec[0] += cov;
@@ -317,30 +436,68 @@ impl Network {
         }
     }
 
-    /// Encoder of `side` ("cell" or "gene"; `c`: the cell side's covariates); ε is drawn after the
-    /// forward pass.
-    pub fn encode(
-        &self,
-        side: &str,
-        x: &Tensor,
-        c: Option<&Tensor>,
-        noise: &mut Noise,
-    ) -> Result<Encoded> {
-        let mut h = if side == "cell" {
-            self.with_cov(x, c)?
-        } else {
-            x.clone()
-        };
+    /// The encoder `prefix` (`cell_enc`, `gene_enc`, `gene_enc{k}`) up to (μ, σ²).
+    fn moments(&self, prefix: &str, x: &Tensor, noise: &mut Noise) -> Result<(Tensor, Tensor)> {
+        let mut h = x.clone();
         for i in 0..self.arch.hidden.len() {
-            h = self.block(&h, &format!("{side}_enc.{i}"), noise)?;
+            h = self.block(&h, &format!("{prefix}.{i}"), noise)?;
         }
-        let mu = self.linear(&h, &format!("{side}_enc.mu"))?;
-        let var = (self.linear(&h, &format!("{side}_enc.logvar"))?.exp()? + self.arch.var_eps)?;
+        let mu = self.linear(&h, &format!("{prefix}.mu"))?;
+        let var = (self.linear(&h, &format!("{prefix}.logvar"))?.exp()? + self.arch.var_eps)?;
+        Ok((mu, var))
+    }
+
+    /// z = μ + σ·ε (z = μ without noise).
+    fn sample(mu: Tensor, var: Tensor, noise: &mut Noise) -> Result<Encoded> {
         let z = match noise.eps(&mu)? {
             Some(eps) => (&mu + var.sqrt()?.mul(&eps)?)?,
             None => mu.clone(),
         };
         Ok(Encoded { mu, var, z })
+    }
+
+    /// The cell encoder on `x` with the covariates `c`; ε is drawn after the forward pass.
+    pub fn encode_cells(
+        &self,
+        x: &Tensor,
+        c: Option<&Tensor>,
+        noise: &mut Noise,
+    ) -> Result<Encoded> {
+        let (mu, var) = self.moments("cell_enc", &self.with_cov(x, c)?, noise)?;
+        Self::sample(mu, var, noise)
+    }
+
+    /// The gene encoder(s) on each store's inputs `gs` (one `[M × D_k]` tensor per store, the
+    /// same genes in the same order): one store's (μ, σ²), or the stores' fused by
+    /// `arch.fusion`; ε (one, for the fused latent) is drawn after every encoder's forward pass.
+    /// (The reference also samples each store's own z and discards it; that draw is skipped.)
+    pub fn encode_genes(&self, gs: &[Tensor], noise: &mut Noise) -> Result<Encoded> {
+        let dims = self.arch.gene_dims();
+        if gs.len() != dims.len() {
+            bail!(
+                "{} gene-input matrices for a model with {} gene store(s)",
+                gs.len(),
+                dims.len()
+            );
+        }
+        let mut parts = Vec::with_capacity(gs.len());
+        for (k, g) in gs.iter().enumerate() {
+            if g.dims().len() != 2 || g.dim(1)? != dims[k] || g.dim(0)? != gs[0].dim(0)? {
+                bail!(
+                    "gene inputs of store {} have shape {:?}, the model needs [{}, {}]",
+                    k + 1,
+                    g.dims(),
+                    gs[0].dim(0)?,
+                    dims[k]
+                );
+            }
+            parts.push(self.moments(&self.arch.gene_encoder(k), g, noise)?);
+        }
+        let (mu, var) = match self.arch.fusion {
+            Some(f) => f.fuse(&parts)?,
+            None => parts.pop().expect("one store"),
+        };
+        Self::sample(mu, var, noise)
     }
 
     /// Decoder of `side` up to the hidden representation `h ∈ R^{h1}`.
@@ -376,19 +533,19 @@ impl Network {
     }
 
     /// The stage's loss on cells `x` (`[b × M]`, covariates `c` `[b × C]`) with gene inputs `g`
-    /// (`[M × D]`); `w.beta` is this epoch's KL weight. Noise order: cell-side dropout and ε,
-    /// then (stage 1) the dropout before the linear head or (stages 2 and 3) gene-side dropout
-    /// and ε.
+    /// (one `[M × D_k]` matrix per store); `w.beta` is this epoch's KL weight. Noise order:
+    /// cell-side dropout and ε, then (stage 1) the dropout before the linear head or (stages 2
+    /// and 3) gene-side dropout (store by store, then the decoder) and ε.
     pub fn loss(
         &self,
         stage: Stage,
         x: &Tensor,
         c: Option<&Tensor>,
-        g: &Tensor,
+        g: &[Tensor],
         w: Weights,
         noise: &mut Noise,
     ) -> Result<Losses> {
-        let cell = self.encode("cell", x, c, noise)?;
+        let cell = self.encode_cells(x, c, noise)?;
         let h_cell = self.decode_hidden("cell", &cell.z, c, noise)?;
         if stage == Stage::Cell {
             let h_drop = noise.dropout(h_cell, self.arch.dropout)?;
@@ -403,7 +560,7 @@ impl Network {
         } else {
             (h_cell, cell.z.clone())
         };
-        let gene = self.encode("gene", g, None, noise)?;
+        let gene = self.encode_genes(g, noise)?;
         let h_gene = self.decode_hidden("gene", &gene.z, None, noise)?;
         let bias = self.var("cell_dec.out.bias")?;
         let pred = h_cell.matmul(&h_gene.t()?)?.broadcast_add(bias)?;
@@ -424,30 +581,116 @@ impl Network {
         Ok(Losses { total, recon, kl })
     }
 
-    /// Encoder means of `x` (covariates `c` on the cell side) in chunks of `chunk` rows, as a host
-    /// row-major matrix `[n × K]`.
+    /// Encoder means in chunks of `chunk` rows, as a host row-major matrix `[n × K]`: of the cells
+    /// `x` (with covariates `c`) for `Side::Cell`, of the genes (`x`: one matrix per store, the
+    /// same rows) fused as in training for `Side::Gene`.
     pub fn embed(
         &self,
-        side: &str,
-        x: &Tensor,
+        side: Side,
+        x: &[Tensor],
         c: Option<&Tensor>,
         chunk: usize,
     ) -> Result<Vec<f32>> {
-        let n = x.dim(0)?;
+        let n = x.first().map(|t| t.dim(0)).transpose()?.unwrap_or(0);
         let mut out = Vec::with_capacity(n * self.arch.latent);
         let mut start = 0;
         while start < n {
             let len = chunk.min(n - start);
-            let cb = c.map(|c| c.narrow(0, start, len)).transpose()?;
-            let e = self.encode(
-                side,
-                &x.narrow(0, start, len)?,
-                cb.as_ref(),
-                &mut Noise::Eval,
-            )?;
+            let xb = x
+                .iter()
+                .map(|t| Ok(t.narrow(0, start, len)?))
+                .collect::<Result<Vec<_>>>()?;
+            let e = match side {
+                Side::Cell => {
+                    let cb = c.map(|c| c.narrow(0, start, len)).transpose()?;
+                    self.encode_cells(&xb[0], cb.as_ref(), &mut Noise::Eval)?
+                }
+                Side::Gene => self.encode_genes(&xb, &mut Noise::Eval)?,
+            };
             out.extend(e.mu.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
             start += len;
         }
         Ok(out)
+    }
+}
+
+/// Which encoder [`Network::embed`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Cell,
+    Gene,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arch(more: Vec<usize>, fusion: Option<Fusion>) -> Arch {
+        Arch {
+            n_genes: 5,
+            gene_dim: 4,
+            more_gene_dims: more,
+            fusion,
+            hidden: vec![3],
+            latent: 2,
+            dropout: 0.0,
+            var_eps: 1e-4,
+            n_cov: 0,
+        }
+    }
+
+    #[test]
+    fn one_store_keeps_its_names_and_several_get_an_encoder_each() {
+        // one store: the names (and order) of model files written before several stores existed
+        let one: Vec<String> = arch(vec![], None)
+            .param_shapes()
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| n.starts_with("gene_"))
+            .collect();
+        let want = [
+            "gene_enc.0.weight",
+            "gene_enc.0.bias",
+            "gene_enc.mu.weight",
+            "gene_enc.mu.bias",
+            "gene_enc.logvar.weight",
+            "gene_enc.logvar.bias",
+            "gene_dec.0.weight",
+            "gene_dec.0.bias",
+        ];
+        assert_eq!(one, want);
+        let two = arch(vec![7], Some(Fusion::Poe));
+        two.validate().unwrap();
+        let shapes: std::collections::HashMap<String, Vec<usize>> =
+            two.param_shapes().into_iter().collect();
+        assert_eq!(shapes["gene_enc0.0.weight"], [3, 4]);
+        assert_eq!(shapes["gene_enc1.0.weight"], [3, 7]);
+        assert_eq!(shapes["gene_dec.0.weight"], [3, 2]);
+        assert!(!shapes.contains_key("gene_enc.0.weight"));
+        // a fusion method exactly when there are several stores
+        assert!(arch(vec![7], None).validate().is_err());
+        assert!(arch(vec![], Some(Fusion::Average)).validate().is_err());
+        // one-store files keep their `arch` JSON (no new fields)
+        let json = serde_json::to_string(&arch(vec![], None)).unwrap();
+        assert!(!json.contains("more_gene_dims") && !json.contains("fusion"));
+        let back: Arch = serde_json::from_str(&serde_json::to_string(&two).unwrap()).unwrap();
+        assert_eq!(back, two);
+    }
+
+    #[test]
+    fn fusion_matches_hand_computation() {
+        // two stores, one latent dim: μ = (1, 3), σ² = (1, 4)
+        let t = |v: f32| Tensor::new(&[[v]], &Device::Cpu).unwrap();
+        let parts = [(t(1.0), t(1.0)), (t(3.0), t(4.0))];
+        let get = |x: &Tensor| x.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0] as f64;
+        // average: μ = 2, σ = (1 + 2) / 2 = 1.5
+        let (mu, var) = Fusion::Average.fuse(&parts).unwrap();
+        assert!((get(&mu) - 2.0).abs() < 1e-6 && (get(&var) - 2.25).abs() < 1e-6);
+        // precision-weighted: w = (1, 0.25) (+1e-8 in σ²), μ = (1 + 0.75) / 1.25 = 1.4, σ² = 0.8
+        for f in [Fusion::Moe, Fusion::Poe] {
+            let (mu, var) = f.fuse(&parts).unwrap();
+            assert!((get(&mu) - 1.4).abs() < 1e-6, "{f:?}");
+            assert!((get(&var) - 0.8).abs() < 1e-6, "{f:?}");
+        }
     }
 }

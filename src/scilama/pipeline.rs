@@ -1,4 +1,6 @@
 //! The sciLaMA pipeline behind `celltext scilama train | embed` (the model is in `model`, training in `train`).
+//! Over 700 lines: train and embed share the output set and the model file (save, load, checks)
+//! kept here; the gene stores' logic is in `stores`.
 //!
 //! `train -o OUT.h5ad` writes, beside each other (PREFIX = OUT without `.h5ad`; `-o OUT.npy` or
 //! `.safetensors` puts the cell embeddings there instead of into a copy of the input):
@@ -10,8 +12,9 @@
 //!   gene VAE (a stale one from an earlier run is removed);
 //! - `PREFIX.scilama_model.safetensors` (+ manifest): every parameter, the per-gene scaling
 //!   statistics (`scaling.mean`, `scaling.std`) and, in the metadata, the architecture, settings,
-//!   gene names and the covariate encoding (`covariates`: categories in one-hot order, means and
-//!   stds) — what `scilama embed` needs;
+//!   gene names, the covariate encoding (`covariates`: categories in one-hot order, means and
+//!   stds) and, with several gene stores, their order (`gene_stores`, [`StoreRecord`]) — what
+//!   `scilama embed` needs;
 //! - `PREFIX.scilama_losses.tsv`: step, epoch, KL weight, train loss / recon / KL, validation loss.
 
 use std::collections::HashMap;
@@ -32,7 +35,11 @@ use crate::genes::Species;
 use crate::io::{atomic_write, manifest_path, write_json, TOOL_VERSION};
 use crate::scilama::covariates::Covariates;
 use crate::scilama::data::{gene_inputs, prepare, scale_new, GeneInput, HvgBatches};
-use crate::scilama::model::{Arch, Network};
+use crate::scilama::model::{Arch, Fusion, Network};
+use crate::scilama::stores::{
+    check_given, check_record, load_stores, shared_genes, shared_store_genes, store_inputs,
+    StoreRecord, StoreUse,
+};
 use crate::scilama::{fit, EpochLog, ScilamaConfig};
 use crate::training::device;
 
@@ -41,7 +48,8 @@ pub const OBSM_KEY: &str = "X_scilama";
 pub struct TrainArgs {
     pub input: PathBuf,
     pub read: ReadOptions,
-    pub store: PathBuf,
+    /// `--genes`, in order: one gene store, or several fused by `cfg.fusion`.
+    pub stores: Vec<PathBuf>,
     pub species: Species,
     pub orthologs: bool,
     pub hvg: usize,
@@ -74,6 +82,16 @@ pub struct TrainReport {
     pub n_cells: usize,
     pub n_genes: usize,
     pub gene_input_dim: usize,
+    /// With several `--genes`: each store in order (path, width, encoder, dataset genes found in
+    /// it); `store`, `store_manifest`, `gene_coverage` and `gene_input_dim` describe the first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub gene_stores: Vec<StoreUse>,
+    /// With several `--genes`: the dataset genes in every store (before `--hvg`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub genes_in_every_store: Option<usize>,
+    /// With several `--genes`: how their gene latents are fused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fusion: Option<Fusion>,
     pub covariates: Covariates,
     pub config: ScilamaConfig,
     pub device: String,
@@ -214,6 +232,7 @@ fn save_model(
     genes: &[String],
     (mean, std): (&[f32], &[f32]),
     covariates: &Covariates,
+    stores: &[StoreRecord],
     meta_json: &serde_json::Value,
 ) -> Result<()> {
     let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
@@ -240,10 +259,16 @@ fn save_model(
     meta.insert("arch".to_string(), serde_json::to_string(&net.arch)?);
     meta.insert("genes".to_string(), serde_json::to_string(genes)?);
     meta.insert("covariates".to_string(), serde_json::to_string(covariates)?);
+    if stores.len() > 1 {
+        meta.insert(GENE_STORES_KEY.to_string(), serde_json::to_string(stores)?);
+    }
     meta.insert("celltext".to_string(), serde_json::to_string(meta_json)?);
     meta.insert("tool".to_string(), TOOL_VERSION.to_string());
     crate::io::write_safetensors(path, &views, Some(meta))
 }
+
+/// Model metadata: the gene stores of a model trained on several, in `--genes` order.
+pub const GENE_STORES_KEY: &str = "gene_stores";
 
 /// A trained model read back: network, model gene names, scaling statistics, training manifest.
 pub struct LoadedModel {
@@ -253,6 +278,8 @@ pub struct LoadedModel {
     pub std: Vec<f32>,
     /// How obs columns become the cell side's covariate columns (empty: none).
     pub covariates: Covariates,
+    /// The gene stores of a model trained on several, in `--genes` order (`None`: one store).
+    pub stores: Option<Vec<StoreRecord>>,
     pub manifest: serde_json::Value,
 }
 
@@ -283,6 +310,13 @@ pub fn load_model(path: &Path, dev: &Device) -> Result<LoadedModel> {
             .with_context(|| format!("{}: metadata `covariates`", path.display()))?,
         None => Covariates::default(),
     };
+    let stores: Option<Vec<StoreRecord>> = meta
+        .get(GENE_STORES_KEY)
+        .map(|s| {
+            serde_json::from_str(s)
+                .with_context(|| format!("{}: metadata `{GENE_STORES_KEY}`", path.display()))
+        })
+        .transpose()?;
     let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .with_context(|| format!("{}: corrupt safetensors file", path.display()))?;
     let retrain = "retrain it with `celltext scilama train` (the file is damaged or not a \
@@ -322,6 +356,7 @@ pub fn load_model(path: &Path, dev: &Device) -> Result<LoadedModel> {
             arch.n_genes
         );
     }
+    check_record(path, stores.as_deref(), &arch, retrain)?;
     covariates
         .validate()
         .with_context(|| format!("{}: metadata `covariates`", path.display()))?;
@@ -358,6 +393,7 @@ pub fn load_model(path: &Path, dev: &Device) -> Result<LoadedModel> {
         mean,
         std,
         covariates,
+        stores,
         manifest,
     })
 }
@@ -429,10 +465,13 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
         if args.in_place {
             outs.retain(|p| *p != args.output.as_path());
         }
-        let store =
-            crate::genes::store::store_paths(&crate::genes::store::store_prefix(&args.store));
+        let stores: Vec<_> = args
+            .stores
+            .iter()
+            .map(|s| crate::genes::store::store_paths(&crate::genes::store::store_prefix(s)))
+            .collect();
         let mut ins: Vec<&Path> = vec![&args.input];
-        ins.extend(store.all());
+        ins.extend(stores.iter().flat_map(|s| s.all()));
         crate::outputs::check_apart(&outs, &ins)?;
     }
     // One writer per output; checked before the (minutes-long) training.
@@ -454,17 +493,38 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
             args.output.display()
         );
     }
+    let Some(first_store) = args.stores.first() else {
+        bail!("give a gene store with --genes STORE (several: --genes A --genes B)");
+    };
+    if args.stores.len() > 1 && args.gene_input != GeneInput::Store {
+        bail!(
+            "--gene-input {} replaces the gene store's vectors, so it takes one --genes store, \
+             not {}",
+            crate::choice::Choice::name(args.gene_input),
+            args.stores.len()
+        );
+    }
     let dev = device(&args.device)?;
-    let store = GeneEmbeddings::load(&args.store)?;
-    let store_manifest = GeneEmbeddings::manifest(&args.store)?;
+    let (stores, records, mut manifests) = load_stores(&args.stores)?;
+    let store = &stores[0].1;
+    let store_manifest = manifests.swap_remove(0);
     let m = read_normalized(&args.input, &args.read, InputNorm::Raw, args.quiet)?;
-    let (rows, coverage) = crate::genes::pipeline::coverage(
-        &store.symbols,
-        &m.genes,
-        args.species,
-        args.orthologs,
-        None,
-    )?;
+    // one store: its genes; several: the genes in every store (module `stores`)
+    let (rows, coverage, shared) = if stores.len() == 1 {
+        let (rows, coverage) = crate::genes::pipeline::coverage(
+            &store.symbols,
+            &m.genes,
+            args.species,
+            args.orthologs,
+            None,
+        )?;
+        (rows, coverage, None)
+    } else {
+        let (shared, coverages) =
+            shared_genes(&stores, &m.genes, args.species, args.orthologs, args.quiet)?;
+        let first = coverages[0].clone();
+        (shared.first_rows.clone(), first, Some((shared, coverages)))
+    };
     let source = args.input.display().to_string();
     let covariates = Covariates::fit(&m.obs, &args.batch_keys, &args.covariate_keys, &source)?;
     // with batches, genes are chosen within them (scanpy's `batch_key`), not for differing
@@ -476,7 +536,18 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
     });
     let prep = prepare(&m.x, &rows, args.hvg, hvg_batches.as_ref())
         .with_context(|| format!("preparing {}", args.input.display()))?;
-    let (g, gdim) = gene_inputs(args.gene_input, &prep, &store, args.cfg.seed);
+    let mut inputs: Vec<(Vec<f32>, usize)> = Vec::with_capacity(stores.len());
+    match &shared {
+        None => inputs.push(gene_inputs(args.gene_input, &prep, store, args.cfg.seed)),
+        Some((shared, _)) => {
+            for (k, (_, s)) in stores.iter().enumerate() {
+                inputs.push((store_inputs(s, &shared.rows[k], &prep.columns), s.dim));
+            }
+        }
+    }
+    let gdim = inputs[0].1;
+    let input_slices: Vec<(&[f32], usize)> =
+        inputs.iter().map(|(g, d)| (g.as_slice(), *d)).collect();
     let genes: Vec<String> = prep.columns.iter().map(|&j| m.genes[j].clone()).collect();
     let cov = covariates.encode(&m.obs, prep.n_cells, &m.cell_ids, &source)?;
 
@@ -508,8 +579,7 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
         &prep.x,
         prep.n_cells,
         &cov,
-        &g,
-        gdim,
+        &input_slices,
         &args.cfg,
         &dev,
         &mut on_epoch,
@@ -523,7 +593,8 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
     let cells = trained.net.embed_cells(&prep.x, &cov, prep.n_cells)?;
     let train_genes = args.cfg.mode != crate::scilama::Mode::BetaVae;
     let gene_mu = if train_genes {
-        Some(trained.net.embed_genes(&g, prep.n_genes())?)
+        let gs: Vec<&[f32]> = input_slices.iter().map(|(g, _)| *g).collect();
+        Some(trained.net.embed_genes(&gs, prep.n_genes())?)
     } else {
         None
     };
@@ -547,7 +618,7 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
         input: args.input.display().to_string(),
         input_sha256: input_checksum(&args.input)?,
         layer: args.read.layer.clone(),
-        store: args.store.display().to_string(),
+        store: first_store.display().to_string(),
         store_manifest,
         gene_input: args.gene_input,
         gene_coverage: coverage,
@@ -556,6 +627,19 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
         n_cells: prep.n_cells,
         n_genes: prep.n_genes(),
         gene_input_dim: gdim,
+        genes_in_every_store: shared.as_ref().map(|(s, _)| s.n_shared),
+        gene_stores: match shared {
+            Some((_, coverages)) => records
+                .iter()
+                .zip(coverages)
+                .map(|(r, coverage)| StoreUse {
+                    record: r.clone(),
+                    coverage,
+                })
+                .collect(),
+            None => Vec::new(),
+        },
+        fusion: trained.net.arch.fusion,
         covariates: covariates.clone(),
         config: args.cfg.clone(),
         device: args.device.clone(),
@@ -627,6 +711,7 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
         &genes,
         (&prep.mean, &prep.std),
         &covariates,
+        &records,
         &manifest,
     )?;
     set.write_marker(&manifest, args.in_place)?;
@@ -641,7 +726,9 @@ pub struct EmbedArgs {
     pub species: Species,
     pub output: Option<PathBuf>,
     pub in_place: bool,
-    pub genes: Option<PathBuf>,
+    /// Gene stores whose vectors go through the gene encoder(s): one per store the model was
+    /// trained with, in the same order (empty: no genes to project).
+    pub genes: Vec<PathBuf>,
     pub genes_out: Option<PathBuf>,
     pub device: String,
     pub quiet: bool,
@@ -656,6 +743,10 @@ pub struct EmbedReport {
     pub cells: Option<(String, usize, usize)>,
     pub model_genes_found: Option<usize>,
     pub genes: Option<(String, usize)>,
+    /// With several stores: how many of the first store's genes each store lacks (those genes
+    /// are left out of the projection).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub genes_lacking: Vec<usize>,
 }
 
 /// Projects new cells (→ `obsm['X_scilama']`) and/or new gene vectors (→ a gene store) through a
@@ -676,11 +767,12 @@ pub fn run_embed(args: &EmbedArgs) -> Result<EmbedReport> {
         let model_manifest = manifest_path(&args.model);
         let mut ins: Vec<&Path> = vec![&args.model, &model_manifest];
         ins.extend(args.input.as_deref());
-        let store = args
+        let stores: Vec<_> = args
             .genes
-            .as_deref()
-            .map(|g| crate::genes::store::store_paths(&crate::genes::store::store_prefix(g)));
-        ins.extend(store.iter().flat_map(|s| s.all()));
+            .iter()
+            .map(|g| crate::genes::store::store_paths(&crate::genes::store::store_prefix(g)))
+            .collect();
+        ins.extend(stores.iter().flat_map(|s| s.all()));
         crate::outputs::check_apart(&outs, &ins)?;
     }
     let dev = device(&args.device)?;
@@ -694,8 +786,9 @@ pub fn run_embed(args: &EmbedArgs) -> Result<EmbedReport> {
         cells: None,
         model_genes_found: None,
         genes: None,
+        genes_lacking: Vec::new(),
     };
-    if args.input.is_none() && args.genes.is_none() {
+    if args.input.is_none() && args.genes.is_empty() {
         bail!("give --input (cells to project) and/or --genes STORE (gene vectors to project)");
     }
     if let Some(input) = &args.input {
@@ -748,11 +841,29 @@ pub fn run_embed(args: &EmbedArgs) -> Result<EmbedReport> {
             &manifest,
         )?;
     }
-    if let Some(store_path) = &args.genes {
+    if !args.genes.is_empty() {
         let Some(out) = &args.genes_out else {
             bail!("--genes needs --genes-out PREFIX (a gene store)");
         };
-        let store = GeneEmbeddings::load(store_path)?;
+        let (stores, given, _) = load_stores(&args.genes)?;
+        if lm.stores.is_some() || stores.len() != 1 {
+            check_given(
+                &args.model,
+                lm.stores.as_deref(),
+                &lm.net.arch.gene_dims(),
+                &given,
+            )?;
+            let (symbols, inputs, lacking) = shared_store_genes(&stores, args.species)?;
+            let gs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+            let z = lm.net.embed_genes(&gs, symbols.len())?;
+            report.genes = Some((out.display().to_string(), symbols.len()));
+            report.genes_lacking = lacking;
+            let mut manifest = serde_json::to_value(&report)?;
+            manifest["training"] = lm.manifest.clone();
+            write_gene_store(out, &symbols, z, lm.net.arch.latent, &manifest)?;
+            return Ok(report);
+        }
+        let (store_path, store) = &stores[0];
         if store.dim != lm.net.arch.gene_dim {
             bail!(
                 "{}: store vectors have {} dims, the model's gene encoder takes {}; pass a store \
@@ -762,7 +873,7 @@ pub fn run_embed(args: &EmbedArgs) -> Result<EmbedReport> {
                 lm.net.arch.gene_dim
             );
         }
-        let z = lm.net.embed_genes(&store.data, store.len())?;
+        let z = lm.net.embed_genes(&[&store.data], store.len())?;
         report.genes = Some((out.display().to_string(), store.len()));
         let mut manifest = serde_json::to_value(&report)?;
         manifest["training"] = lm.manifest.clone();

@@ -12,7 +12,7 @@ use candle_nn::Optimizer;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
-use super::model::{Arch, Network, Noise, Stage, Weights};
+use super::model::{Arch, Network, Noise, Side, Stage, Weights};
 use super::ScilamaConfig;
 use crate::training::{adamw, epoch_batches, seeded_rng, EarlyStopping};
 
@@ -77,7 +77,7 @@ fn rows(x: &Tensor, c: Option<&Tensor>, idx: &Tensor) -> Result<(Tensor, Option<
 fn val_loss(
     net: &Network,
     stage: Stage,
-    (x, c, g): (&Tensor, Option<&Tensor>, &Tensor),
+    (x, c, g): (&Tensor, Option<&Tensor>, &[Tensor]),
     w: Weights,
     idx: &[usize],
 ) -> Result<f32> {
@@ -100,15 +100,15 @@ fn val_loss(
 }
 
 /// Trains on the scaled cells `x` (`[n × M]`, row-major) with covariates `cov` (`[n × C]`, empty
-/// for none) and gene inputs `g` (`[M × D]`). `on_epoch` sees every epoch as it finishes (for
-/// progress display).
+/// for none) and the gene inputs of each store `stores` (`(values, D_k)`: `[M × D_k]` row-major,
+/// the same genes in the same order; two or more are fused by `cfg.fusion`). `on_epoch` sees
+/// every epoch as it finishes (for progress display).
 #[allow(clippy::too_many_arguments)]
 pub fn fit(
     x: &[f32],
     n_cells: usize,
     cov: &[f32],
-    g: &[f32],
-    gene_dim: usize,
+    stores: &[(&[f32], usize)],
     cfg: &ScilamaConfig,
     device: &Device,
     on_epoch: &mut dyn FnMut(&EpochLog),
@@ -118,15 +118,29 @@ pub fn fit(
         bail!("sciLaMA needs at least 2 cells and a full [cells × genes] matrix");
     }
     let m = x.len() / n_cells;
-    if g.len() != m * gene_dim {
-        bail!(
-            "gene inputs have {} values, {m} genes × {gene_dim} dims need {}",
-            g.len(),
-            m * gene_dim
-        );
+    if stores.is_empty() {
+        bail!("sciLaMA needs at least one gene store's inputs");
     }
-    if let Some(i) = x.iter().chain(g).position(|v| !v.is_finite()) {
-        bail!("sciLaMA input value {i} is not finite; check the expression matrix and gene store");
+    for (k, (g, gene_dim)) in stores.iter().enumerate() {
+        if g.len() != m * gene_dim {
+            bail!(
+                "gene inputs of store {} have {} values, {m} genes × {gene_dim} dims need {}",
+                k + 1,
+                g.len(),
+                m * gene_dim
+            );
+        }
+    }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        bail!("sciLaMA input value {i} is not finite; check the expression matrix");
+    }
+    for (k, (g, _)) in stores.iter().enumerate() {
+        if let Some(i) = g.iter().position(|v| !v.is_finite()) {
+            bail!(
+                "gene input value {i} of store {} is not finite; check the gene store",
+                k + 1
+            );
+        }
     }
     if !cov.len().is_multiple_of(n_cells) {
         bail!(
@@ -140,7 +154,9 @@ pub fn fit(
     }
     let arch = Arch {
         n_genes: m,
-        gene_dim,
+        gene_dim: stores[0].1,
+        more_gene_dims: stores[1..].iter().map(|s| s.1).collect(),
+        fusion: (stores.len() > 1).then_some(cfg.fusion),
         hidden: cfg.hidden.clone(),
         latent: cfg.latent,
         dropout: cfg.dropout,
@@ -151,7 +167,10 @@ pub fn fit(
     let (fit_idx, val_idx) = carve(n_cells, cfg.val_fraction, &mut rng);
     let net = Network::xavier(arch, device, &mut rng)?;
     let xt = Tensor::from_slice(x, (n_cells, m), device)?;
-    let gt = Tensor::from_slice(g, (m, gene_dim), device)?;
+    let gt = stores
+        .iter()
+        .map(|(g, d)| Ok(Tensor::from_slice(g, (m, *d), device)?))
+        .collect::<Result<Vec<_>>>()?;
     let ct = if n_cov > 0 {
         Some(Tensor::from_slice(cov, (n_cells, n_cov), device)?)
     } else {
@@ -208,7 +227,7 @@ pub fn fit(
                     beta: cfg.beta,
                     gamma,
                 };
-                val_loss(&net, stage, (&xt, ct.as_ref(), &gt), vw, &val_idx)?
+                val_loss(&net, stage, (&xt, ct.as_ref(), gt.as_slice()), vw, &val_idx)?
             };
             let log = EpochLog {
                 stage,
@@ -256,13 +275,27 @@ impl Network {
         } else {
             None
         };
-        self.embed("cell", &t, c.as_ref(), EVAL_CHUNK)
+        self.embed(Side::Cell, &[t], c.as_ref(), EVAL_CHUNK)
     }
 
-    /// Gene μ of every row of `g` (`[M' × D]`), host row-major `[M' × K]`.
-    pub fn embed_genes(&self, g: &[f32], n: usize) -> Result<Vec<f32>> {
-        let t = Tensor::from_slice(g, (n, self.arch.gene_dim), &self.device)?;
-        self.embed("gene", &t, None, EVAL_CHUNK)
+    /// Gene μ (fused over the stores as in training) of `n` genes, given each store's vectors of
+    /// them (`gs[k]`: `[n × D_k]` row-major, the same genes in the same order), host row-major
+    /// `[n × K]`.
+    pub fn embed_genes(&self, gs: &[&[f32]], n: usize) -> Result<Vec<f32>> {
+        let dims = self.arch.gene_dims();
+        if gs.len() != dims.len() {
+            bail!(
+                "{} gene stores' vectors for a model with {} gene store(s)",
+                gs.len(),
+                dims.len()
+            );
+        }
+        let ts = gs
+            .iter()
+            .zip(&dims)
+            .map(|(g, &d)| Ok(Tensor::from_slice(g, (n, d), &self.device)?))
+            .collect::<Result<Vec<_>>>()?;
+        self.embed(Side::Gene, &ts, None, EVAL_CHUNK)
     }
 }
 
