@@ -18,7 +18,7 @@ use crate::cells::source::{empty_rows, for_each_chunk};
 use crate::cells::weighted::{
     embed_cells, embed_cells_scaled, idf_factors, Aggregation, CellEmbeddings, TopN, Weights,
 };
-use crate::encoder::job::ResumableJob;
+use crate::encoder::job::{partial_dir_for, ResumableJob};
 use crate::encoder::{EncoderOptions, ModelIdentity, TextTokenizer};
 use crate::genes::pipeline::expression_sums;
 use crate::genes::resolver::Coverage;
@@ -523,11 +523,7 @@ pub fn run_embed_sentences_shard(
     let (sentences, budget) = sentences_of_from(&m, sa, Some(&enc.tokenizer), first_cell)?;
     let texts: Vec<String> = sentences.iter().map(|s| s.text.clone()).collect();
     let input_sha256 = input_checksum(&args.sentences.input)?;
-    let partial_dir = {
-        let mut s = args.output.path.as_os_str().to_owned();
-        s.push(".partial");
-        PathBuf::from(s)
-    };
+    let partial_dir = partial_dir_for(&args.output.path);
     let texts_sha = {
         let mut all = String::new();
         for t in &texts {

@@ -10,6 +10,13 @@ use std::time::Instant;
 use super::{Embedded, Encoder, PackedBatch, PaddingStats};
 use crate::io::{read_npy_f32, write_json, write_npy_f32};
 
+/// Where a job writing `output` keeps its finished chunks: `OUTPUT.partial` beside it.
+pub fn partial_dir_for(output: &Path) -> PathBuf {
+    let mut s = output.as_os_str().to_owned();
+    s.push(".partial");
+    PathBuf::from(s)
+}
+
 pub struct ResumableJob<'a> {
     /// Directory for finished chunks; removed by the caller once the final output is in place.
     pub partial_dir: PathBuf,
