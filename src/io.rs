@@ -326,6 +326,33 @@ pub fn write_embeddings(
     }
 }
 
+/// [`write_embeddings`] from row blocks (as [`write_npy_f32_blocks`] takes them): `.npy`
+/// streamed, `.safetensors` (with the ids) assembled in memory.
+pub fn write_embeddings_blocks(
+    path: &Path,
+    ids: &[String],
+    dim: usize,
+    blocks: &mut dyn FnMut() -> Result<Option<Vec<f32>>>,
+) -> Result<()> {
+    let npy = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if npy {
+        write_npy_f32_blocks(path, ids.len(), dim, blocks)
+    } else {
+        write_embeddings(path, &collect_blocks(blocks)?, ids.len(), dim, Some(ids))
+    }
+}
+
+/// Every row block, concatenated (for the outputs that are written from memory).
+pub fn collect_blocks(blocks: &mut dyn FnMut() -> Result<Option<Vec<f32>>>) -> Result<Vec<f32>> {
+    let mut data = vec![];
+    while let Some(b) = blocks()? {
+        data.extend(b);
+    }
+    Ok(data)
+}
+
 /// The bytes of a safetensors file holding `embeddings` (f32 [n, dim]) and `ids` in its metadata.
 /// (Serialized in memory: `safetensors::serialize_to_file` writes through a 0600 `tempfile`.)
 pub fn embeddings_safetensors_bytes(
