@@ -286,30 +286,3 @@ pub fn check_output_name(name: &str) -> Result<()> {
     }
     Ok(())
 }
-
-/// [`CellOutput::write`] of a whole output under an explicit obsm `key` (the sciLaMA pipeline's
-/// call, kept by this name while that file is edited elsewhere).
-#[allow(clippy::too_many_arguments)]
-pub fn write_cell_output_key(
-    input: &Path,
-    matrix: &ExpressionMatrix,
-    out: &CellOutput,
-    key: &str,
-    data: &[f32],
-    dim: usize,
-    obs: Vec<(String, ObsColumn)>,
-    manifest: &Value,
-) -> Result<String> {
-    let vectors = CellVectors {
-        cell_ids: &matrix.cell_ids,
-        data,
-        dim,
-        obs,
-    };
-    let placement = Placement::Whole {
-        input,
-        cells: matrix,
-        key: Some(key),
-    };
-    out.write(vectors, placement, manifest.clone())
-}

@@ -28,9 +28,7 @@ use crate::shard::{ExactSum, Shard};
 use serde_json::json;
 
 use crate::cells::output::is_h5ad;
-pub use crate::cells::output::{
-    check_output_name, write_cell_output_key, CellOutput, CellVectors, Placement,
-};
+pub use crate::cells::output::{check_output_name, CellOutput, CellVectors, Placement};
 
 /// Adapter: the encoder's tokenizer counts tokens for sentence budgets and in-context ablations.
 pub struct EncoderTokenCounter<'a>(pub &'a TextTokenizer);

@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::cells::matrix::ObsColumn;
 use crate::cells::pipeline::{
-    input_checksum, read_normalized, write_cell_output_key, CellOutput, InputNorm,
+    input_checksum, read_normalized, CellOutput, CellVectors, InputNorm, Placement,
 };
 use crate::cells::read::ReadOptions;
 use crate::genes::resolver::Coverage;
@@ -595,16 +595,18 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
     // One output set: the old marker (the model's manifest) goes first, the parts are written,
     // and the new marker, recording every part's sha256, is written last.
     set.remove_marker()?;
-    write_cell_output_key(
-        &args.input,
-        &m,
-        &out,
-        OBSM_KEY,
-        &cells,
-        k,
-        vec![("scilama_split".into(), ObsColumn::Text(split))],
-        &manifest,
-    )?;
+    let vectors = CellVectors {
+        cell_ids: &m.cell_ids,
+        data: &cells,
+        dim: k,
+        obs: vec![("scilama_split".into(), ObsColumn::Text(split))],
+    };
+    let placement = Placement::Whole {
+        input: &args.input,
+        cells: &m,
+        key: Some(OBSM_KEY),
+    };
+    out.write(vectors, placement, manifest.clone())?;
     match gene_mu {
         Some(gene_mu) => write_gene_store(&genes_prefix, &genes, gene_mu, k, &manifest)?,
         None => set.remove_gene_store()?,
@@ -727,16 +729,18 @@ pub fn run_embed(args: &EmbedArgs) -> Result<EmbedReport> {
             in_place: args.in_place,
             name: "scilama".into(),
         };
-        write_cell_output_key(
+        let vectors = CellVectors {
+            cell_ids: &m.cell_ids,
+            data: &z,
+            dim: lm.net.arch.latent,
+            obs: vec![],
+        };
+        let placement = Placement::Whole {
             input,
-            &m,
-            &out,
-            OBSM_KEY,
-            &z,
-            lm.net.arch.latent,
-            vec![],
-            &manifest,
-        )?;
+            cells: &m,
+            key: Some(OBSM_KEY),
+        };
+        out.write(vectors, placement, manifest)?;
     }
     if let Some(store_path) = &args.genes {
         let Some(out) = &args.genes_out else {
