@@ -4,6 +4,9 @@
 //! every row once, then writes what one unsharded run writes (h5ad, npy, safetensors or store).
 //! h5ad and npy outputs are streamed from the shards a block of rows at a time, so merging never
 //! holds all vectors in memory; safetensors files and gene stores are assembled in memory.
+//!
+//! Over 700 lines on purpose: every check a merge makes (one run, an exact cover, each shard's
+//! bytes against its manifest) sits beside the merging it guards, per command, in one place.
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;

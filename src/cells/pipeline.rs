@@ -1,6 +1,9 @@
 //! The cell pipelines behind `celltext cells embed | sentences | embed-sentences` and the Python
 //! `celltext.tl`: GenePT-w (streamed chunk by chunk), cell sentences, sentence embeddings, and
 //! their outputs (h5ad copy, npy, safetensors, or a shard).
+//!
+//! Over 700 lines on purpose: the three commands share the reading, the sentence builder and the
+//! output steps, and each reads top to bottom here as the CLI and Python run it.
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;

@@ -13,6 +13,9 @@
 //!   gene names and the covariate encoding (`covariates`: categories in one-hot order, means and
 //!   stds) — what `scilama embed` needs;
 //! - `PREFIX.scilama_losses.tsv`: step, epoch, KL weight, train loss / recon / KL, validation loss.
+//!
+//! Over 700 lines on purpose: `train` and `embed` share the gene matching, the covariate encoding
+//! and the output set, which read together here.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
