@@ -2,10 +2,10 @@
 
 use anyhow::{Context, Result};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+pub use crate::checksum::{sha256_bytes, sha256_file};
 pub use crate::outputs::temp_path_for;
 
 /// Write `path` via a temp file + rename: readers never see a partial file under the final name.
@@ -66,27 +66,6 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let mut s = serde_json::to_string_pretty(value)?;
     s.push('\n');
     atomic_write(path, s.as_bytes())
-}
-
-pub fn sha256_bytes(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f =
-        std::fs::File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("{}: read failed", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
 }
 
 /// `OUT.manifest.json` beside `OUT`.
@@ -324,6 +303,33 @@ pub fn write_embeddings(
             path.display()
         ),
     }
+}
+
+/// [`write_embeddings`] from row blocks (as [`write_npy_f32_blocks`] takes them): `.npy`
+/// streamed, `.safetensors` (with the ids) assembled in memory.
+pub fn write_embeddings_blocks(
+    path: &Path,
+    ids: &[String],
+    dim: usize,
+    blocks: &mut dyn FnMut() -> Result<Option<Vec<f32>>>,
+) -> Result<()> {
+    let npy = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
+    if npy {
+        write_npy_f32_blocks(path, ids.len(), dim, blocks)
+    } else {
+        write_embeddings(path, &collect_blocks(blocks)?, ids.len(), dim, Some(ids))
+    }
+}
+
+/// Every row block, concatenated (for the outputs that are written from memory).
+pub fn collect_blocks(blocks: &mut dyn FnMut() -> Result<Option<Vec<f32>>>) -> Result<Vec<f32>> {
+    let mut data = vec![];
+    while let Some(b) = blocks()? {
+        data.extend(b);
+    }
+    Ok(data)
 }
 
 /// The bytes of a safetensors file holding `embeddings` (f32 [n, dim]) and `ids` in its metadata.

@@ -6,6 +6,7 @@
 #[cfg(feature = "cli")]
 pub mod app;
 pub mod cells;
+pub mod checksum;
 pub mod choice;
 pub mod classify;
 pub mod encoder;

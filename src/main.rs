@@ -91,18 +91,7 @@ impl ModelArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Embed texts (one per line, or JSONL with `text` and optional `id`) into .npy or .safetensors.
-    Embed {
-        #[command(flatten)]
-        model: ModelArgs,
-        /// Input text file or JSONL.
-        #[arg(long, short = 'i')]
-        input: PathBuf,
-        /// Output .npy or .safetensors (a .manifest.json is written beside it).
-        #[arg(long, short = 'o')]
-        output: PathBuf,
-        #[command(flatten)]
-        shard: ShardArg,
-    },
+    Embed(EmbedCmd),
     /// Gather the outputs of `--shard I/N` runs into the output one unsharded run writes
     /// (h5ad, .npy, .safetensors or gene store), after checking they cover every row once.
     Merge {
@@ -159,6 +148,28 @@ enum Command {
         #[arg(long, short = 'o')]
         out: PathBuf,
     },
+}
+
+// `celltext embed`'s flags (no doc comment: the variant's is the command's about text).
+#[derive(Args, Clone)]
+struct EmbedCmd {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Input text file or JSONL.
+    #[arg(long, short = 'i')]
+    input: PathBuf,
+    /// Output .npy or .safetensors (a .manifest.json is written beside it).
+    #[arg(long, short = 'o')]
+    output: PathBuf,
+    #[command(flatten)]
+    shard: ShardArg,
+}
+
+/// `--species` where its help needs no words of its own (human or mouse gene names).
+#[derive(Args, Clone)]
+struct SpeciesArg {
+    #[arg(long, default_value = "human", ignore_case = true, value_parser = value_enum::<Species>())]
+    species: Species,
 }
 
 /// `--shard I/N` of the commands that can run one part of their rows.
@@ -236,148 +247,22 @@ impl SentenceOpts {
 #[derive(Subcommand)]
 enum CellsCmd {
     /// GenePT-w: expression-weighted average of the gene vectors of each cell's top-N genes.
-    Embed {
-        #[command(flatten)]
-        input: InputArgs,
-        /// Gene store from `celltext genes embed`.
-        #[arg(long)]
-        genes: PathBuf,
-        /// Species of the dataset's gene names.
-        #[arg(long, default_value = "human", ignore_case = true, value_parser = value_enum::<Species>())]
-        species: Species,
-        /// Map genes through mouse <-> human orthologs when the store lacks them.
-        #[arg(long)]
-        orthologs: bool,
-        /// raw, or log1p (counts per 10k, then log1p).
-        #[arg(long, default_value = "raw", value_parser = value_enum::<celltext::cells::pipeline::InputNorm>())]
-        normalize: celltext::cells::pipeline::InputNorm,
-        /// N, or `all`.
-        #[arg(long, default_value = "100")]
-        top_n: celltext::cells::weighted::TopN,
-        /// expr, log1p, zscore or uniform.
-        #[arg(long, default_value = "expr", ignore_case = true, value_parser = value_enum::<celltext::cells::weighted::Weights>())]
-        weights: celltext::cells::weighted::Weights,
-        /// weighted (top-N weighted mean), genept (X·E / n_genes) or scelmo-wa (row-normalized X·E).
-        #[arg(long, default_value = "weighted", value_parser = value_enum::<celltext::cells::pipeline::AggregationChoice>())]
-        aggregation: celltext::cells::pipeline::AggregationChoice,
-        /// Use only the N highly variable genes (scanpy seurat flavour on log1p-CP10k).
-        #[arg(long)]
-        hvg: Option<usize>,
-        /// Multiply each gene's weight by max(0, ln(n_cells / (1 + cells expressing it))).
-        #[arg(long)]
-        idf: bool,
-        /// out.h5ad (copy of the input + obsm['X_celltext_NAME']), .npy or .safetensors.
-        #[arg(long, short = 'o')]
-        output: PathBuf,
-        #[arg(long, default_value = "genept_w")]
-        name: String,
-        /// Allow --output to be the input file.
-        #[arg(long)]
-        in_place: bool,
-        #[command(flatten)]
-        shard: ShardArg,
-    },
+    Embed(CellsEmbedCmd),
     /// Cell sentences (genes by descending expression) as JSONL, with an optional ablation.
-    Sentences {
-        #[command(flatten)]
-        input: InputArgs,
-        #[command(flatten)]
-        opts: SentenceOpts,
-        /// Report how many genes fit in this model's context (needed for in-context ablations).
-        #[arg(long, short = 'm')]
-        model: Option<String>,
-        #[arg(long, short = 'o')]
-        output: PathBuf,
-    },
+    Sentences(SentencesCmd),
     /// Cell sentences through the encoder into obsm (batched, resumable).
-    EmbedSentences {
-        #[command(flatten)]
-        input: InputArgs,
-        #[command(flatten)]
-        opts: SentenceOpts,
-        #[command(flatten)]
-        model: ModelArgs,
-        #[arg(long, short = 'o')]
-        output: PathBuf,
-        #[arg(long, default_value = "sentences")]
-        name: String,
-        #[arg(long)]
-        in_place: bool,
-        /// Texts per resumable checkpoint chunk.
-        #[arg(long, default_value_t = 512)]
-        chunk: usize,
-        #[command(flatten)]
-        shard: ShardArg,
-    },
+    EmbedSentences(EmbedSentencesCmd),
     /// scanpy's standard count baseline: normalize_total(1e4) → log1p → highly variable genes
     /// (seurat) → scale (clip 10) → PCA, into obsm['X_pca'] (point --layer at raw counts).
-    Pca {
-        #[command(flatten)]
-        input: InputArgs,
-        /// Number of highly variable genes.
-        #[arg(long, default_value_t = 2000)]
-        n_top_genes: usize,
-        /// Number of principal components.
-        #[arg(long, default_value_t = 50)]
-        n_comps: usize,
-        /// out.h5ad (copy of the input + obsm[KEY]), .npy or .safetensors.
-        #[arg(long, short = 'o')]
-        output: PathBuf,
-        /// obsm key.
-        #[arg(long, default_value = "X_pca")]
-        key: String,
-        /// Allow --output to be the input file.
-        #[arg(long)]
-        in_place: bool,
-    },
+    Pca(PcaCmd),
 }
 
 #[derive(Subcommand)]
 enum GenesCmd {
     /// Embed every gene summary into a store (resumable: rerun the same command after a kill).
-    Embed {
-        #[command(flatten)]
-        model: ModelArgs,
-        /// human or mouse (bundled summaries; mouse includes human-ortholog text, marked).
-        #[arg(long, default_value = "human", ignore_case = true, value_parser = value_enum::<Species>())]
-        species: Species,
-        /// Your own summaries: JSON {symbol: text} (GenePT) or TSV/CSV with symbol and text columns.
-        #[arg(long)]
-        summaries: Option<PathBuf>,
-        /// Store prefix: writes OUT.safetensors, OUT.genes.tsv, OUT.manifest.json.
-        #[arg(long)]
-        out: PathBuf,
-        /// Dataset genes the store must serve (one per line) — enables --missing.
-        #[arg(long)]
-        genes: Option<PathBuf>,
-        /// Dataset genes without a summary: skip (reported), zero, or fallback-name ("SYMBOL: full name").
-        #[arg(long, default_value = "skip", value_parser = value_enum::<MissingPolicy>())]
-        missing: MissingPolicy,
-        /// Texts per resumable checkpoint chunk.
-        #[arg(long, default_value_t = 512)]
-        chunk: usize,
-        #[command(flatten)]
-        shard: ShardArg,
-    },
+    Embed(GenesEmbedCmd),
     /// How many genes map onto a store, by which route, and which do not.
-    Coverage {
-        #[arg(long)]
-        store: PathBuf,
-        /// Gene names, one per line (or a TSV with a symbol/gene/ensembl_id column).
-        #[arg(long, required_unless_present = "input")]
-        genes: Option<PathBuf>,
-        /// Or an expression matrix: also reports the share of total expression on mapped genes.
-        #[arg(long, conflicts_with = "genes")]
-        input: Option<PathBuf>,
-        /// h5ad layer for --input (e.g. counts).
-        #[arg(long)]
-        layer: Option<String>,
-        #[arg(long, default_value = "human", ignore_case = true, value_parser = value_enum::<Species>())]
-        species: Species,
-        /// Fall back to mouse <-> human orthologs.
-        #[arg(long)]
-        orthologs: bool,
-    },
+    Coverage(CoverageCmd),
     /// Export a store as .npy (rows in STORE.genes.tsv order), TSV (symbol + values) or parquet
     /// (sciLaMA-style: gene_id + embedding list<float32>).
     Export {
@@ -394,6 +279,156 @@ enum GenesCmd {
     Import(celltext::genes::pipeline::GenesImportArgs),
 }
 
+// Flags of one subcommand (no doc comment: the variant's is its about text).
+#[derive(Args, Clone)]
+struct CellsEmbedCmd {
+    #[command(flatten)]
+    input: InputArgs,
+    /// Gene store from `celltext genes embed`.
+    #[arg(long)]
+    genes: PathBuf,
+    /// Species of the dataset's gene names.
+    #[arg(long, default_value = "human", ignore_case = true, value_parser = value_enum::<Species>())]
+    species: Species,
+    /// Map genes through mouse <-> human orthologs when the store lacks them.
+    #[arg(long)]
+    orthologs: bool,
+    /// raw, or log1p (counts per 10k, then log1p).
+    #[arg(long, default_value = "raw", value_parser = value_enum::<celltext::cells::pipeline::InputNorm>())]
+    normalize: celltext::cells::pipeline::InputNorm,
+    /// N, or `all`.
+    #[arg(long, default_value = "100")]
+    top_n: celltext::cells::weighted::TopN,
+    /// expr, log1p, zscore or uniform.
+    #[arg(long, default_value = "expr", ignore_case = true, value_parser = value_enum::<celltext::cells::weighted::Weights>())]
+    weights: celltext::cells::weighted::Weights,
+    /// weighted (top-N weighted mean), genept (X·E / n_genes) or scelmo-wa (row-normalized X·E).
+    #[arg(long, default_value = "weighted", value_parser = value_enum::<celltext::cells::pipeline::AggregationChoice>())]
+    aggregation: celltext::cells::pipeline::AggregationChoice,
+    /// Use only the N highly variable genes (scanpy seurat flavour on log1p-CP10k).
+    #[arg(long)]
+    hvg: Option<usize>,
+    /// Multiply each gene's weight by max(0, ln(n_cells / (1 + cells expressing it))).
+    #[arg(long)]
+    idf: bool,
+    /// out.h5ad (copy of the input + obsm['X_celltext_NAME']), .npy or .safetensors.
+    #[arg(long, short = 'o')]
+    output: PathBuf,
+    #[arg(long, default_value = "genept_w")]
+    name: String,
+    /// Allow --output to be the input file.
+    #[arg(long)]
+    in_place: bool,
+    #[command(flatten)]
+    shard: ShardArg,
+}
+
+// Flags of one subcommand (no doc comment: the variant's is its about text).
+#[derive(Args, Clone)]
+struct SentencesCmd {
+    #[command(flatten)]
+    input: InputArgs,
+    #[command(flatten)]
+    opts: SentenceOpts,
+    /// Report how many genes fit in this model's context (needed for in-context ablations).
+    #[arg(long, short = 'm')]
+    model: Option<String>,
+    #[arg(long, short = 'o')]
+    output: PathBuf,
+}
+
+// Flags of one subcommand (no doc comment: the variant's is its about text).
+#[derive(Args, Clone)]
+struct EmbedSentencesCmd {
+    #[command(flatten)]
+    input: InputArgs,
+    #[command(flatten)]
+    opts: SentenceOpts,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[arg(long, short = 'o')]
+    output: PathBuf,
+    #[arg(long, default_value = "sentences")]
+    name: String,
+    #[arg(long)]
+    in_place: bool,
+    /// Texts per resumable checkpoint chunk.
+    #[arg(long, default_value_t = 512)]
+    chunk: usize,
+    #[command(flatten)]
+    shard: ShardArg,
+}
+
+// Flags of one subcommand (no doc comment: the variant's is its about text).
+#[derive(Args, Clone)]
+struct PcaCmd {
+    #[command(flatten)]
+    input: InputArgs,
+    /// Number of highly variable genes.
+    #[arg(long, default_value_t = 2000)]
+    n_top_genes: usize,
+    /// Number of principal components.
+    #[arg(long, default_value_t = 50)]
+    n_comps: usize,
+    /// out.h5ad (copy of the input + obsm[KEY]), .npy or .safetensors.
+    #[arg(long, short = 'o')]
+    output: PathBuf,
+    /// obsm key.
+    #[arg(long, default_value = "X_pca")]
+    key: String,
+    /// Allow --output to be the input file.
+    #[arg(long)]
+    in_place: bool,
+}
+
+// Flags of one subcommand (no doc comment: the variant's is its about text).
+#[derive(Args, Clone)]
+struct GenesEmbedCmd {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// human or mouse (bundled summaries; mouse includes human-ortholog text, marked).
+    #[arg(long, default_value = "human", ignore_case = true, value_parser = value_enum::<Species>())]
+    species: Species,
+    /// Your own summaries: JSON {symbol: text} (GenePT) or TSV/CSV with symbol and text columns.
+    #[arg(long)]
+    summaries: Option<PathBuf>,
+    /// Store prefix: writes OUT.safetensors, OUT.genes.tsv, OUT.manifest.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Dataset genes the store must serve (one per line) — enables --missing.
+    #[arg(long)]
+    genes: Option<PathBuf>,
+    /// Dataset genes without a summary: skip (reported), zero, or fallback-name ("SYMBOL: full name").
+    #[arg(long, default_value = "skip", value_parser = value_enum::<MissingPolicy>())]
+    missing: MissingPolicy,
+    /// Texts per resumable checkpoint chunk.
+    #[arg(long, default_value_t = 512)]
+    chunk: usize,
+    #[command(flatten)]
+    shard: ShardArg,
+}
+
+// Flags of one subcommand (no doc comment: the variant's is its about text).
+#[derive(Args, Clone)]
+struct CoverageCmd {
+    #[arg(long)]
+    store: PathBuf,
+    /// Gene names, one per line (or a TSV with a symbol/gene/ensembl_id column).
+    #[arg(long, required_unless_present = "input")]
+    genes: Option<PathBuf>,
+    /// Or an expression matrix: also reports the share of total expression on mapped genes.
+    #[arg(long, conflicts_with = "genes")]
+    input: Option<PathBuf>,
+    /// h5ad layer for --input (e.g. counts).
+    #[arg(long)]
+    layer: Option<String>,
+    #[command(flatten)]
+    species: SpeciesArg,
+    /// Fall back to mouse <-> human orthologs.
+    #[arg(long)]
+    orthologs: bool,
+}
+
 fn main() {
     // numeric flags take `-1` as a value and refuse it by name (app::numbers)
     let matches = app::numbers::signed_numbers(Cli::command()).get_matches();
@@ -405,108 +440,29 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let (quiet, json) = (cli.quiet, cli.json);
     match cli.cmd {
-        Command::Merge { shards, output } => {
-            let r = celltext::merge::run_merge(&celltext::merge::MergeArgs { shards, output })?;
-            if cli.json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                println!(
-                    "wrote {} ({}: {} rows × {} from {} shards)",
-                    r.output,
-                    r.written,
-                    r.n_rows,
-                    r.dim,
-                    r.shards.len()
-                );
-            }
-        }
-        Command::Embed {
-            model,
-            input,
-            output,
-            shard: ShardArg { shard },
-        } => {
-            let args = encoder::pipeline::EmbedArgs {
-                model: model.model.clone(),
-                input,
-                output: output.clone(),
-                options: model.options()?,
-                batch_tokens: model.batch_tokens,
-                quiet: cli.quiet,
-            };
-            let m = encoder::pipeline::run_embed_shard(&args, shard)?;
-            if cli.json {
-                println!("{}", serde_json::to_string_pretty(&m)?);
-            } else {
-                println!("wrote {} ({} × {})", output.display(), m.n_texts, m.dim);
-                println!(
-                    "model      {} @ {} (sha256 {}…)",
-                    m.model.id,
-                    m.model.revision,
-                    &m.model.weights_sha256[..12]
-                );
-                println!(
-                    "pooling    {}{}",
-                    m.model.pooling,
-                    if m.model.normalize {
-                        ", normalized"
-                    } else {
-                        ""
-                    }
-                );
-                println!(
-                    "truncated  {} of {} texts at {} tokens",
-                    m.n_truncated, m.n_texts, m.model.max_length
-                );
-                println!(
-                    "speed      {:.0} tokens/s, {:.1} texts/s, padding {:.1} %",
-                    m.tokens_per_second,
-                    m.n_texts as f64 / m.seconds.max(1e-9),
-                    100.0 * m.padding_fraction
-                );
-            }
-        }
-        Command::Models => {
-            let rows = encoder::pipeline::list_models()?;
-            if cli.json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                println!(
-                    "{:<10} {:<40} {:<10} {:<7} {:<5} local copy",
-                    "card", "hub id", "revision", "pooling", "max"
-                );
-                for r in rows {
-                    println!(
-                        "{:<10} {:<40} {:<10} {:<7} {:<5} {}",
-                        r.name,
-                        r.hub_id,
-                        &r.revision[..r.revision.len().min(10)],
-                        r.pooling,
-                        r.max_length.map(|m| m.to_string()).unwrap_or_default(),
-                        r.local.unwrap_or_else(|| "-".into())
-                    );
-                }
-            }
-        }
+        Command::Merge { shards, output } => run_merge(shards, output, json)?,
+        Command::Embed(cmd) => cmd.run(quiet, json)?,
+        Command::Models => run_models(json)?,
         Command::Convert { dir } => {
             let out = encoder::pipeline::convert(&dir)?;
             println!("wrote {}", out.display());
         }
-        Command::Genes(g) => run_genes(g, cli.quiet, cli.json)?,
+        Command::Genes(g) => run_genes(g, quiet, json)?,
         Command::Classify(mut args) => {
-            args.quiet = cli.quiet;
+            args.quiet = quiet;
             let r = classify::pipeline::run_classify(&args)?;
-            if cli.json {
+            if json {
                 print!("{}", classify::pipeline::report_json(&r)?);
             } else {
                 print!("{}", classify::pipeline::render_markdown(&r));
             }
         }
         Command::Explain(mut args) => {
-            args.quiet = cli.quiet;
+            args.quiet = quiet;
             let r = explain::pipeline::run_explain(&args)?;
-            if cli.json {
+            if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 print!("{}", explain::pipeline::render_markdown(&r));
@@ -516,12 +472,12 @@ fn run(cli: Cli) -> Result<()> {
                 );
             }
         }
-        Command::Cells(c) => run_cells(c, cli.quiet, cli.json)?,
-        Command::Scilama(c) => run_scilama(c, cli.quiet, cli.json)?,
+        Command::Cells(c) => run_cells(c, quiet, json)?,
+        Command::Scilama(c) => run_scilama(c, quiet, json)?,
         Command::DeviceCheck(mut args) => {
-            args.quiet = cli.quiet;
+            args.quiet = quiet;
             let r = app::device_check::run_device_check(&args)?;
-            if cli.json {
+            if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 print!("{}", app::device_check::format_report(&r));
@@ -542,42 +498,17 @@ fn run(cli: Cli) -> Result<()> {
                 pooling,
                 seed,
             )?;
-            if !cli.quiet {
+            if !quiet {
                 println!("{}", out.display());
             }
         }
         Command::Demo(mut args) => {
-            args.quiet = cli.quiet;
-            let r = app::demo::run_demo(&args)?;
-            if cli.json {
-                let rows: Vec<_> = r
-                    .table
-                    .iter()
-                    .map(|d| serde_json::json!({"run": d.run, "seed": d.seed, "summary": d.report.summary}))
-                    .collect();
-                println!(
-                    "{}",
-                    serde_json::json!({"out": r.out, "seconds": r.seconds, "seeds": r.seeds, "steps": r.steps, "results": rows})
-                );
-            } else {
-                let over = match r.seeds.as_slice() {
-                    [one] => format!("seed {one}"),
-                    all => format!("mean ± sd over seeds {}", app::demo::join_seeds(all)),
-                };
-                println!("\n## celltext demo — pbmc3k (601 real cells, 9 Seurat labels), stratified 80/20, {over}\n");
-                print!("{}", app::demo::demo_table(&r));
-                println!();
-                for (name, secs) in &r.steps {
-                    println!("{secs:>7.1} s  {name}");
-                }
-                println!("{:>7.1} s  total", r.seconds);
-                println!("\nreports: {}/report/seed<S>/<run>/report.md (plots: confusion, embedding, k_sweep .png/.svg)", r.out.display());
-                println!("cells with embeddings: {}/pbmc3k_demo.celltext.h5ad (obsm X_celltext_genept_w, X_celltext_sentences)", r.out.display());
-            }
+            args.quiet = quiet;
+            print_demo(&app::demo::run_demo(&args)?, json);
         }
         Command::Experiment { config, input } => {
-            let (rows, out) = experiment::run_experiment(&config, input.as_deref(), cli.quiet)?;
-            if cli.json {
+            let (rows, out) = experiment::run_experiment(&config, input.as_deref(), quiet)?;
+            if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 let text = std::fs::read_to_string(out.join("results.md"))?;
@@ -592,6 +523,128 @@ fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+fn run_merge(shards: Vec<PathBuf>, output: PathBuf, json: bool) -> Result<()> {
+    let r = celltext::merge::run_merge(&celltext::merge::MergeArgs { shards, output })?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!(
+            "wrote {} ({}: {} rows × {} from {} shards)",
+            r.output,
+            r.written,
+            r.n_rows,
+            r.dim,
+            r.shards.len()
+        );
+    }
+    Ok(())
+}
+
+impl EmbedCmd {
+    fn run(self, quiet: bool, json: bool) -> Result<()> {
+        let EmbedCmd {
+            model,
+            input,
+            output,
+            shard: ShardArg { shard },
+        } = self;
+        let args = encoder::pipeline::EmbedArgs {
+            model: model.model.clone(),
+            input,
+            output: output.clone(),
+            options: model.options()?,
+            batch_tokens: model.batch_tokens,
+            quiet,
+        };
+        let m = encoder::pipeline::run_embed_shard(&args, shard)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&m)?);
+            return Ok(());
+        }
+        println!("wrote {} ({} × {})", output.display(), m.n_texts, m.dim);
+        println!(
+            "model      {} @ {} (sha256 {}…)",
+            m.model.id,
+            m.model.revision,
+            &m.model.weights_sha256[..12]
+        );
+        println!(
+            "pooling    {}{}",
+            m.model.pooling,
+            if m.model.normalize {
+                ", normalized"
+            } else {
+                ""
+            }
+        );
+        println!(
+            "truncated  {} of {} texts at {} tokens",
+            m.n_truncated, m.n_texts, m.model.max_length
+        );
+        println!(
+            "speed      {:.0} tokens/s, {:.1} texts/s, padding {:.1} %",
+            m.tokens_per_second,
+            m.n_texts as f64 / m.seconds.max(1e-9),
+            100.0 * m.padding_fraction
+        );
+        Ok(())
+    }
+}
+
+fn run_models(json: bool) -> Result<()> {
+    let rows = encoder::pipeline::list_models()?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<10} {:<40} {:<10} {:<7} {:<5} local copy",
+        "card", "hub id", "revision", "pooling", "max"
+    );
+    for r in rows {
+        println!(
+            "{:<10} {:<40} {:<10} {:<7} {:<5} {}",
+            r.name,
+            r.hub_id,
+            &r.revision[..r.revision.len().min(10)],
+            r.pooling,
+            r.max_length.map(|m| m.to_string()).unwrap_or_default(),
+            r.local.unwrap_or_else(|| "-".into())
+        );
+    }
+    Ok(())
+}
+
+fn print_demo(r: &app::demo::DemoResult, json: bool) {
+    if json {
+        let rows: Vec<_> = r
+            .table
+            .iter()
+            .map(|d| serde_json::json!({"run": d.run, "seed": d.seed, "summary": d.report.summary}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"out": r.out, "seconds": r.seconds, "seeds": r.seeds, "steps": r.steps, "results": rows})
+        );
+        return;
+    }
+    let over = match r.seeds.as_slice() {
+        [one] => format!("seed {one}"),
+        all => format!("mean ± sd over seeds {}", app::demo::join_seeds(all)),
+    };
+    println!(
+        "\n## celltext demo — pbmc3k (601 real cells, 9 Seurat labels), stratified 80/20, {over}\n"
+    );
+    print!("{}", app::demo::demo_table(r));
+    println!();
+    for (name, secs) in &r.steps {
+        println!("{secs:>7.1} s  {name}");
+    }
+    println!("{:>7.1} s  total", r.seconds);
+    println!("\nreports: {}/report/seed<S>/<run>/report.md (plots: confusion, embedding, k_sweep .png/.svg)", r.out.display());
+    println!("cells with embeddings: {}/pbmc3k_demo.celltext.h5ad (obsm X_celltext_genept_w, X_celltext_sentences)", r.out.display());
+}
+
 #[derive(Subcommand)]
 enum ScilamaCmd {
     /// Train on raw counts + a gene store: obsm['X_scilama'], contextual gene store, weights, losses.
@@ -601,8 +654,8 @@ enum ScilamaCmd {
         /// Gene store from `celltext genes embed` (the static gene vectors); repeatable: each store gets its own gene encoder, fused by --fusion, and the model keeps the genes found in every store.
         #[arg(long, required = true)]
         genes: Vec<PathBuf>,
-        #[arg(long, default_value = "human", ignore_case = true, value_parser = value_enum::<Species>())]
-        species: Species,
+        #[command(flatten)]
+        species: SpeciesArg,
         /// Map genes through mouse <-> human orthologs when the store lacks them.
         #[arg(long)]
         orthologs: bool,
@@ -643,8 +696,8 @@ enum ScilamaCmd {
         raw: bool,
         #[arg(long)]
         gene_symbols_key: Option<String>,
-        #[arg(long, default_value = "human", ignore_case = true, value_parser = value_enum::<Species>())]
-        species: Species,
+        #[command(flatten)]
+        species: SpeciesArg,
         /// OUT.h5ad for the projected cells (obsm['X_scilama']).
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
@@ -666,7 +719,7 @@ fn run_scilama(cmd: ScilamaCmd, quiet: bool, json: bool) -> Result<()> {
         ScilamaCmd::Train {
             input,
             genes,
-            species,
+            species: SpeciesArg { species },
             orthologs,
             hvg,
             gene_input,
@@ -740,7 +793,7 @@ fn run_scilama(cmd: ScilamaCmd, quiet: bool, json: bool) -> Result<()> {
             layer,
             raw,
             gene_symbols_key,
-            species,
+            species: SpeciesArg { species },
             output,
             in_place,
             genes,
@@ -784,117 +837,8 @@ fn run_scilama(cmd: ScilamaCmd, quiet: bool, json: bool) -> Result<()> {
 
 fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
     match cmd {
-        GenesCmd::Embed {
-            model,
-            species,
-            summaries,
-            out,
-            genes,
-            missing,
-            chunk,
-            shard: ShardArg { shard },
-        } => {
-            let dataset_genes = genes
-                .as_deref()
-                .map(celltext::genes::pipeline::read_gene_list)
-                .transpose()?;
-            if dataset_genes.is_none() && missing != MissingPolicy::Skip {
-                anyhow::bail!("--missing {missing:?} needs --genes FILE (the dataset's genes)");
-            }
-            let args = celltext::genes::pipeline::GenesEmbedArgs {
-                model: model.model.clone(),
-                options: model.options()?,
-                species,
-                summaries,
-                out: out.clone(),
-                dataset_genes,
-                missing,
-                batch_tokens: model.batch_tokens,
-                quiet,
-                stop_after_chunks: std::env::var("CELLTEXT_TEST_STOP_AFTER_CHUNKS")
-                    .ok()
-                    .and_then(|v| v.parse().ok()),
-                chunk_texts: chunk,
-            };
-            let m = match shard {
-                Some(s) => celltext::genes::pipeline::run_genes_embed_shard(&args, s)?,
-                None => celltext::genes::pipeline::run_genes_embed(&args)?,
-            };
-            if json {
-                println!("{}", serde_json::to_string_pretty(&m)?);
-            } else {
-                if let Some(s) = shard {
-                    println!("wrote {} (shard {s})", out.display());
-                } else {
-                    for f in celltext::genes::pipeline::store_files(&out) {
-                        println!("wrote {}", f.display());
-                    }
-                }
-                println!(
-                    "genes      {} × {} ({} truncated at {} tokens)",
-                    m.n_genes, m.dim, m.n_truncated, m.model.max_length
-                );
-                println!(
-                    "text       {} (sha256 {}…)",
-                    m.text_source,
-                    &m.text_sha256[..12]
-                );
-                println!(
-                    "speed      {:.1} s, {:.0} tokens/s, padding {:.1} %{}",
-                    m.seconds,
-                    m.tokens_per_second,
-                    100.0 * m.padding_fraction,
-                    if m.chunks_resumed > 0 {
-                        format!(", resumed {} chunks", m.chunks_resumed)
-                    } else {
-                        String::new()
-                    }
-                );
-                if let Some(n) = m.n_dataset_genes {
-                    println!("dataset    {} genes; without summary: {} skipped, {} zero, {} fallback-name",
-                        n, m.dataset_genes_without_summary.len(), m.zero_vector_genes.len(), m.n_fallback_name);
-                }
-            }
-        }
-        GenesCmd::Coverage {
-            store,
-            genes,
-            input,
-            layer,
-            species,
-            orthologs,
-        } => {
-            let s = celltext::genes::GeneEmbeddings::load(&store)?;
-            let (names, totals) = match (genes, input) {
-                (Some(g), _) => (celltext::genes::pipeline::read_gene_list(&g)?, None),
-                (None, Some(i)) => {
-                    let opts = celltext::cells::read::ReadOptions {
-                        layer,
-                        ..Default::default()
-                    };
-                    let m = celltext::cells::pipeline::read_normalized(
-                        &i,
-                        &opts,
-                        celltext::cells::pipeline::InputNorm::Raw,
-                        quiet,
-                    )?;
-                    (m.genes, Some((m.x.indices, m.x.data)))
-                }
-                (None, None) => anyhow::bail!("give --genes FILE or --input MATRIX"),
-            };
-            let (_, cov) = celltext::genes::pipeline::coverage(
-                &s.symbols,
-                &names,
-                species,
-                orthologs,
-                totals.as_ref().map(|(i, v)| (i.as_slice(), v.as_slice())),
-            )?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&cov)?);
-            } else {
-                print!("{}", celltext::genes::pipeline::coverage_table(&cov));
-            }
-        }
+        GenesCmd::Embed(cmd) => cmd.run(quiet, json)?,
+        GenesCmd::Coverage(cmd) => cmd.run(quiet, json)?,
         GenesCmd::Export { store, format, out } => {
             let r = celltext::genes::pipeline::export(&store, &format, &out)?;
             if json {
@@ -931,9 +875,149 @@ fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// `CELLTEXT_TEST_STOP_AFTER_CHUNKS`: the test hook that stops a resumable run after N chunks.
+fn test_stop_after_chunks() -> Option<usize> {
+    std::env::var("CELLTEXT_TEST_STOP_AFTER_CHUNKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+}
+
+impl GenesEmbedCmd {
+    fn run(self, quiet: bool, json: bool) -> Result<()> {
+        let GenesEmbedCmd {
+            model,
+            species,
+            summaries,
+            out,
+            genes,
+            missing,
+            chunk,
+            shard: ShardArg { shard },
+        } = self;
+        let dataset_genes = genes
+            .as_deref()
+            .map(celltext::genes::pipeline::read_gene_list)
+            .transpose()?;
+        if dataset_genes.is_none() && missing != MissingPolicy::Skip {
+            anyhow::bail!("--missing {missing:?} needs --genes FILE (the dataset's genes)");
+        }
+        let args = celltext::genes::pipeline::GenesEmbedArgs {
+            model: model.model.clone(),
+            options: model.options()?,
+            species,
+            summaries,
+            out: out.clone(),
+            dataset_genes,
+            missing,
+            batch_tokens: model.batch_tokens,
+            quiet,
+            stop_after_chunks: test_stop_after_chunks(),
+            chunk_texts: chunk,
+        };
+        let m = match shard {
+            Some(s) => celltext::genes::pipeline::run_genes_embed_shard(&args, s)?,
+            None => celltext::genes::pipeline::run_genes_embed(&args)?,
+        };
+        if json {
+            println!("{}", serde_json::to_string_pretty(&m)?);
+            return Ok(());
+        }
+        if let Some(s) = shard {
+            println!("wrote {} (shard {s})", out.display());
+        } else {
+            for f in celltext::genes::pipeline::store_files(&out) {
+                println!("wrote {}", f.display());
+            }
+        }
+        println!(
+            "genes      {} × {} ({} truncated at {} tokens)",
+            m.n_genes, m.dim, m.n_truncated, m.model.max_length
+        );
+        println!(
+            "text       {} (sha256 {}…)",
+            m.text_source,
+            &m.text_sha256[..12]
+        );
+        println!(
+            "speed      {:.1} s, {:.0} tokens/s, padding {:.1} %{}",
+            m.seconds,
+            m.tokens_per_second,
+            100.0 * m.padding_fraction,
+            if m.chunks_resumed > 0 {
+                format!(", resumed {} chunks", m.chunks_resumed)
+            } else {
+                String::new()
+            }
+        );
+        if let Some(n) = m.n_dataset_genes {
+            println!(
+                "dataset    {} genes; without summary: {} skipped, {} zero, {} fallback-name",
+                n,
+                m.dataset_genes_without_summary.len(),
+                m.zero_vector_genes.len(),
+                m.n_fallback_name
+            );
+        }
+        Ok(())
+    }
+}
+
+impl CoverageCmd {
+    fn run(self, quiet: bool, json: bool) -> Result<()> {
+        let CoverageCmd {
+            store,
+            genes,
+            input,
+            layer,
+            species: SpeciesArg { species },
+            orthologs,
+        } = self;
+        let s = celltext::genes::GeneEmbeddings::load(&store)?;
+        let (names, totals) = match (genes, input) {
+            (Some(g), _) => (celltext::genes::pipeline::read_gene_list(&g)?, None),
+            (None, Some(i)) => {
+                let opts = celltext::cells::read::ReadOptions {
+                    layer,
+                    ..Default::default()
+                };
+                let m = celltext::cells::pipeline::read_normalized(
+                    &i,
+                    &opts,
+                    celltext::cells::pipeline::InputNorm::Raw,
+                    quiet,
+                )?;
+                (m.genes, Some((m.x.indices, m.x.data)))
+            }
+            (None, None) => anyhow::bail!("give --genes FILE or --input MATRIX"),
+        };
+        let (_, cov) = celltext::genes::pipeline::coverage(
+            &s.symbols,
+            &names,
+            species,
+            orthologs,
+            totals.as_ref().map(|(i, v)| (i.as_slice(), v.as_slice())),
+        )?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&cov)?);
+        } else {
+            print!("{}", celltext::genes::pipeline::coverage_table(&cov));
+        }
+        Ok(())
+    }
+}
+
 fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
     match cmd {
-        CellsCmd::Embed {
+        CellsCmd::Embed(cmd) => cmd.run(quiet, json),
+        CellsCmd::Sentences(cmd) => cmd.run(quiet, json),
+        CellsCmd::EmbedSentences(cmd) => cmd.run(quiet, json),
+        CellsCmd::Pca(cmd) => cmd.run(quiet, json),
+    }
+}
+
+impl CellsEmbedCmd {
+    fn run(self, quiet: bool, json: bool) -> Result<()> {
+        let CellsEmbedCmd {
             input,
             genes,
             species,
@@ -948,86 +1032,95 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
             name,
             in_place,
             shard: ShardArg { shard },
-        } => {
-            let aggregation = aggregation.aggregation(weights, top_n);
-            let args = celltext::cells::pipeline::CellsEmbedArgs {
-                input: input.input.clone(),
-                read: input.read_options(),
-                store: genes,
-                species,
-                orthologs,
-                normalize,
-                aggregation,
-                hvg,
-                idf,
-                output: celltext::cells::pipeline::CellOutput {
-                    path: output.clone(),
-                    in_place,
-                    name,
-                },
-                quiet,
-            };
-            let r = celltext::cells::pipeline::run_cells_embed_shard(&args, shard)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                println!("wrote {} ({})", output.display(), r.written);
-                println!("cells      {} × {} ({})", r.n_cells, r.dim, r.aggregation);
-                print!(
-                    "{}",
-                    celltext::genes::pipeline::coverage_table(&r.gene_coverage)
-                );
-                println!(
-                    "cells with no mapped expressed gene: {} (zero vectors, flagged in obs)",
-                    r.cells_without_mapped_genes
-                );
-                println!(
-                    "mean per-cell expression on mapped genes: {:.1}%",
-                    100.0 * r.mean_expression_coverage
-                );
-                println!("time       {:.2} s", r.seconds);
-            }
+        } = self;
+        let aggregation = aggregation.aggregation(weights, top_n);
+        let args = celltext::cells::pipeline::CellsEmbedArgs {
+            input: input.input.clone(),
+            read: input.read_options(),
+            store: genes,
+            species,
+            orthologs,
+            normalize,
+            aggregation,
+            hvg,
+            idf,
+            output: celltext::cells::pipeline::CellOutput {
+                path: output.clone(),
+                in_place,
+                name,
+            },
+            quiet,
+        };
+        let r = celltext::cells::pipeline::run_cells_embed_shard(&args, shard)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            return Ok(());
         }
-        CellsCmd::Sentences {
+        println!("wrote {} ({})", output.display(), r.written);
+        println!("cells      {} × {} ({})", r.n_cells, r.dim, r.aggregation);
+        print!(
+            "{}",
+            celltext::genes::pipeline::coverage_table(&r.gene_coverage)
+        );
+        println!(
+            "cells with no mapped expressed gene: {} (zero vectors, flagged in obs)",
+            r.cells_without_mapped_genes
+        );
+        println!(
+            "mean per-cell expression on mapped genes: {:.1}%",
+            100.0 * r.mean_expression_coverage
+        );
+        println!("time       {:.2} s", r.seconds);
+        Ok(())
+    }
+}
+
+impl SentencesCmd {
+    fn run(self, quiet: bool, json: bool) -> Result<()> {
+        let SentencesCmd {
             input,
             opts,
             model,
             output,
-        } => {
-            let sargs = opts.args(&input)?;
-            celltext::outputs::check_apart(&[&output], &[&sargs.input])?;
-            let enc;
-            let tok = match &model {
-                Some(m) => {
-                    enc = celltext::encoder::Encoder::load(m, &EncoderOptions::default(), quiet)?;
-                    Some(&enc.tokenizer)
-                }
-                None => None,
-            };
-            let (_, sentences, budget) =
-                celltext::cells::pipeline::make_sentences(&sargs, tok, quiet)?;
-            celltext::cells::pipeline::write_sentences(&output, &sentences)?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"output": output, "n_cells": sentences.len(), "token_budget": budget})
-                );
-            } else {
-                println!(
-                    "wrote {} ({} cells, ablation {})",
-                    output.display(),
-                    sentences.len(),
-                    sargs.ablation
-                );
-                if let Some(b) = budget {
-                    println!(
-                        "genes fitting in {} tokens: mean {:.1}, median {:.1}, min {}, max {}; {} of {} sentences exceed the context",
-                        b.max_len, b.summary.mean, b.summary.median, b.summary.min, b.summary.max, b.n_truncated, sentences.len()
-                    );
-                }
+        } = self;
+        let sargs = opts.args(&input)?;
+        celltext::outputs::check_apart(&[&output], &[&sargs.input])?;
+        let enc;
+        let tok = match &model {
+            Some(m) => {
+                enc = celltext::encoder::Encoder::load(m, &EncoderOptions::default(), quiet)?;
+                Some(&enc.tokenizer)
             }
+            None => None,
+        };
+        let (_, sentences, budget) = celltext::cells::pipeline::make_sentences(&sargs, tok, quiet)?;
+        celltext::cells::pipeline::write_sentences(&output, &sentences)?;
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"output": output, "n_cells": sentences.len(), "token_budget": budget})
+            );
+            return Ok(());
         }
-        CellsCmd::EmbedSentences {
+        println!(
+            "wrote {} ({} cells, ablation {})",
+            output.display(),
+            sentences.len(),
+            sargs.ablation
+        );
+        if let Some(b) = budget {
+            println!(
+                "genes fitting in {} tokens: mean {:.1}, median {:.1}, min {}, max {}; {} of {} sentences exceed the context",
+                b.max_len, b.summary.mean, b.summary.median, b.summary.min, b.summary.max, b.n_truncated, sentences.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl EmbedSentencesCmd {
+    fn run(self, quiet: bool, json: bool) -> Result<()> {
+        let EmbedSentencesCmd {
             input,
             opts,
             model,
@@ -1036,83 +1129,85 @@ fn run_cells(cmd: CellsCmd, quiet: bool, json: bool) -> Result<()> {
             in_place,
             chunk,
             shard: ShardArg { shard },
-        } => {
-            let args = celltext::cells::pipeline::EmbedSentencesArgs {
-                sentences: opts.args(&input)?,
-                model: model.model.clone(),
-                options: model.options()?,
-                batch_tokens: model.batch_tokens,
-                chunk_texts: chunk,
-                output: celltext::cells::pipeline::CellOutput {
-                    path: output.clone(),
-                    in_place,
-                    name,
-                },
-                quiet,
-                stop_after_chunks: std::env::var("CELLTEXT_TEST_STOP_AFTER_CHUNKS")
-                    .ok()
-                    .and_then(|v| v.parse().ok()),
-            };
-            let r = celltext::cells::pipeline::run_embed_sentences_shard(&args, shard)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                println!("wrote {} ({})", output.display(), r.written);
-                println!(
-                    "cells      {} × {} (ablation {}, {} truncated at {} tokens)",
-                    r.n_cells, r.dim, r.ablation, r.n_truncated, r.model.max_length
-                );
-                if let (Some(mean), Some(med), Some(min)) = (
-                    r.genes_in_context_mean,
-                    r.genes_in_context_median,
-                    r.genes_in_context_min,
-                ) {
-                    println!("genes in context: mean {mean:.1}, median {med:.1}, min {min}");
-                }
-                println!(
-                    "speed      {:.1} s, {:.0} tokens/s, padding {:.1} %",
-                    r.seconds,
-                    r.tokens_per_second,
-                    100.0 * r.padding_fraction
-                );
-            }
+        } = self;
+        let args = celltext::cells::pipeline::EmbedSentencesArgs {
+            sentences: opts.args(&input)?,
+            model: model.model.clone(),
+            options: model.options()?,
+            batch_tokens: model.batch_tokens,
+            chunk_texts: chunk,
+            output: celltext::cells::pipeline::CellOutput {
+                path: output.clone(),
+                in_place,
+                name,
+            },
+            quiet,
+            stop_after_chunks: test_stop_after_chunks(),
+        };
+        let r = celltext::cells::pipeline::run_embed_sentences_shard(&args, shard)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            return Ok(());
         }
-        CellsCmd::Pca {
+        println!("wrote {} ({})", output.display(), r.written);
+        println!(
+            "cells      {} × {} (ablation {}, {} truncated at {} tokens)",
+            r.n_cells, r.dim, r.ablation, r.n_truncated, r.model.max_length
+        );
+        if let (Some(mean), Some(med), Some(min)) = (
+            r.genes_in_context_mean,
+            r.genes_in_context_median,
+            r.genes_in_context_min,
+        ) {
+            println!("genes in context: mean {mean:.1}, median {med:.1}, min {min}");
+        }
+        println!(
+            "speed      {:.1} s, {:.0} tokens/s, padding {:.1} %",
+            r.seconds,
+            r.tokens_per_second,
+            100.0 * r.padding_fraction
+        );
+        Ok(())
+    }
+}
+
+impl PcaCmd {
+    fn run(self, quiet: bool, json: bool) -> Result<()> {
+        let PcaCmd {
             input,
             n_top_genes,
             n_comps,
             output,
             key,
             in_place,
-        } => {
-            let args = cells::pca_pipeline::CellsPcaArgs {
-                input: input.input.clone(),
-                read: input.read_options(),
-                params: celltext::cells::standard_pca::StandardPcaParams {
-                    n_top_genes,
-                    n_comps,
-                    ..Default::default()
-                },
-                output: output.clone(),
-                in_place,
-                key,
-                quiet,
-            };
-            let r = cells::pca_pipeline::run_cells_pca(&args)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                println!("wrote {} ({})", output.display(), r.written);
-                println!(
-                    "cells      {} × {} PCs of {} highly variable genes ({:.1} % of the variance)",
-                    r.n_cells,
-                    r.n_comps,
-                    r.highly_variable_genes.len(),
-                    100.0 * r.variance_ratio.iter().sum::<f64>()
-                );
-                println!("time       {:.2} s", r.seconds);
-            }
+        } = self;
+        let args = cells::pca_pipeline::CellsPcaArgs {
+            input: input.input.clone(),
+            read: input.read_options(),
+            params: celltext::cells::standard_pca::StandardPcaParams {
+                n_top_genes,
+                n_comps,
+                ..Default::default()
+            },
+            output: output.clone(),
+            in_place,
+            key,
+            quiet,
+        };
+        let r = cells::pca_pipeline::run_cells_pca(&args)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            return Ok(());
         }
+        println!("wrote {} ({})", output.display(), r.written);
+        println!(
+            "cells      {} × {} PCs of {} highly variable genes ({:.1} % of the variance)",
+            r.n_cells,
+            r.n_comps,
+            r.highly_variable_genes.len(),
+            100.0 * r.variance_ratio.iter().sum::<f64>()
+        );
+        println!("time       {:.2} s", r.seconds);
+        Ok(())
     }
-    Ok(())
 }

@@ -4,6 +4,9 @@
 //! every row once, then writes what one unsharded run writes (h5ad, npy, safetensors or store).
 //! h5ad and npy outputs are streamed from the shards a block of rows at a time, so merging never
 //! holds all vectors in memory; safetensors files and gene stores are assembled in memory.
+//!
+//! Over 700 lines on purpose: every check a merge makes (one run, an exact cover, each shard's
+//! bytes against its manifest) sits beside the merging it guards, per command, in one place.
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
@@ -11,12 +14,12 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 use crate::cells::matrix::ObsColumn;
-use crate::cells::pipeline::CellOutput;
+use crate::cells::output::{is_h5ad, CellOutput};
 use crate::cells::sentences::Summary;
 use crate::encoder::PaddingStats;
 use crate::genes::store::store_prefix;
 use crate::genes::GeneEmbeddings;
-use crate::io::{manifest_path, write_embeddings, write_json, write_npy_f32_blocks, NpyRows};
+use crate::io::{collect_blocks, manifest_path, write_embeddings_blocks, NpyRows};
 use crate::shard::{check_cover, ExactSum, ShardInfo};
 
 /// Manifest fields that describe how a run went, not what it computed: they differ between a
@@ -210,6 +213,34 @@ fn merged_manifest(command: &str, parts: &[&Part]) -> Result<(Value, Vec<(String
         .ok_or_else(|| anyhow!("manifest is not an object"))?;
     o.remove("shard");
     o.remove("shard_rows");
+    merge_run_fields(o, parts);
+    let mut obs = vec![];
+    match command {
+        "cells embed" => obs = merge_cells_embed(o, parts)?,
+        "cells embed-sentences" => {
+            merge_in_context(o, parts)?;
+            let pad = padding(parts, true)?;
+            o.insert("padding_fraction".into(), json!(pad.padding_fraction()));
+        }
+        "embed" => {
+            let pad = padding(parts, false)?;
+            o.insert("padding_fraction".into(), json!(pad.padding_fraction()));
+            o.insert("padding".into(), serde_json::to_value(&pad)?);
+        }
+        "genes embed" => {
+            let pad = padding(parts, true)?;
+            o.insert("padding_fraction".into(), json!(pad.padding_fraction()));
+        }
+        other => bail!("merge: shards of `{other}` cannot be merged"),
+    }
+    Ok((m, obs))
+}
+
+type Fields = serde_json::Map<String, Value>;
+
+/// What every command's manifest sums over its shards: the kernels that ran, seconds, speed and
+/// the counts.
+fn merge_run_fields(o: &mut Fields, parts: &[&Part]) {
     // shards may come from CPUs on different SIMD paths: say each one that ran
     let mut kernels: Vec<&str> = parts
         .iter()
@@ -245,123 +276,94 @@ fn merged_manifest(command: &str, parts: &[&Part]) -> Result<(Value, Vec<(String
             );
         }
     }
-    let mut obs = vec![];
-    match command {
-        "cells embed" => {
-            let k = "cells_without_mapped_genes";
-            o.insert(
-                k.into(),
-                json!(parts.iter().map(|p| count(p, k)).sum::<u64>()),
-            );
-            // per-cell columns, concatenated in row order
-            let mut cols: Vec<(String, Vec<f64>)> = vec![];
-            for p in parts {
-                let c: Vec<(String, Vec<f64>)> = serde_json::from_value(rows_of(p, "obs")?.clone())
-                    .with_context(|| format!("{}: bad shard_rows.obs", p.path.display()))?;
-                if cols.is_empty() {
-                    cols = c;
-                } else {
-                    for ((name, v), (name2, more)) in cols.iter_mut().zip(c) {
-                        if *name != name2 {
-                            bail!(
-                                "{}: obs column {name2} where {name} was expected",
-                                p.path.display()
-                            );
-                        }
-                        v.extend(more);
-                    }
+}
+
+/// `cells embed`: the per-cell obs columns concatenated in row order (returned), their mean
+/// coverage, and the expression fraction from the shards' exact sums.
+fn merge_cells_embed(o: &mut Fields, parts: &[&Part]) -> Result<Vec<(String, ObsColumn)>> {
+    let k = "cells_without_mapped_genes";
+    o.insert(
+        k.into(),
+        json!(parts.iter().map(|p| count(p, k)).sum::<u64>()),
+    );
+    let mut cols: Vec<(String, Vec<f64>)> = vec![];
+    for p in parts {
+        let c: Vec<(String, Vec<f64>)> = serde_json::from_value(rows_of(p, "obs")?.clone())
+            .with_context(|| format!("{}: bad shard_rows.obs", p.path.display()))?;
+        if cols.is_empty() {
+            cols = c;
+        } else {
+            for ((name, v), (name2, more)) in cols.iter_mut().zip(c) {
+                if *name != name2 {
+                    bail!(
+                        "{}: obs column {name2} where {name} was expected",
+                        p.path.display()
+                    );
                 }
+                v.extend(more);
             }
-            let cov = cols
-                .iter()
-                .find(|(n, _)| n.ends_with("_coverage"))
-                .map(|(_, v)| v.iter().sum::<f64>() / v.len().max(1) as f64)
-                .unwrap_or(0.0);
-            o.insert("mean_expression_coverage".into(), json!(cov));
-            let (mut total, mut mapped) = (ExactSum::default(), ExactSum::default());
-            for p in parts {
-                let (t, m): (ExactSum, ExactSum) = serde_json::from_value(
-                    rows_of(p, "expression_sums")?.clone(),
-                )
-                .with_context(|| format!("{}: bad shard_rows.expression_sums", p.path.display()))?;
-                total.merge(t);
-                mapped.merge(m);
-            }
-            if let Some(c) = o.get_mut("gene_coverage").and_then(Value::as_object_mut) {
-                c.insert(
-                    "expression_fraction".into(),
-                    json!(mapped.fraction_of(total)),
-                );
-            }
-            obs = cols
-                .into_iter()
-                .map(|(n, v)| (n, ObsColumn::Number(v)))
-                .collect();
         }
-        "cells embed-sentences" => {
-            let mut all = vec![];
-            let mut any_none = false;
-            for p in parts {
-                match rows_of(p, "in_context")? {
-                    Value::Null => any_none = true,
-                    v => all.extend(
-                        serde_json::from_value::<Vec<usize>>(v.clone())
-                            .with_context(|| format!("{}: bad in_context", p.path.display()))?,
-                    ),
-                }
-            }
-            let s = if any_none { None } else { Summary::of(&all) };
-            o.insert(
-                "genes_in_context_mean".into(),
-                json!(s.as_ref().map(|s| s.mean)),
-            );
-            o.insert(
-                "genes_in_context_median".into(),
-                json!(s.as_ref().map(|s| s.median)),
-            );
-            o.insert(
-                "genes_in_context_min".into(),
-                json!(s.as_ref().map(|s| s.min)),
-            );
-            let pad = padding(parts, true)?;
-            o.insert("padding_fraction".into(), json!(pad.padding_fraction()));
-        }
-        "embed" => {
-            let pad = padding(parts, false)?;
-            o.insert("padding_fraction".into(), json!(pad.padding_fraction()));
-            o.insert("padding".into(), serde_json::to_value(&pad)?);
-        }
-        "genes embed" => {
-            let pad = padding(parts, true)?;
-            o.insert("padding_fraction".into(), json!(pad.padding_fraction()));
-        }
-        other => bail!("merge: shards of `{other}` cannot be merged"),
     }
-    Ok((m, obs))
+    let cov = cols
+        .iter()
+        .find(|(n, _)| n.ends_with("_coverage"))
+        .map(|(_, v)| v.iter().sum::<f64>() / v.len().max(1) as f64)
+        .unwrap_or(0.0);
+    o.insert("mean_expression_coverage".into(), json!(cov));
+    let (mut total, mut mapped) = (ExactSum::default(), ExactSum::default());
+    for p in parts {
+        let (t, m): (ExactSum, ExactSum) =
+            serde_json::from_value(rows_of(p, "expression_sums")?.clone())
+                .with_context(|| format!("{}: bad shard_rows.expression_sums", p.path.display()))?;
+        total.merge(t);
+        mapped.merge(m);
+    }
+    if let Some(c) = o.get_mut("gene_coverage").and_then(Value::as_object_mut) {
+        c.insert(
+            "expression_fraction".into(),
+            json!(mapped.fraction_of(total)),
+        );
+    }
+    Ok(cols
+        .into_iter()
+        .map(|(n, v)| (n, ObsColumn::Number(v)))
+        .collect())
+}
+
+/// `cells embed-sentences`: the genes-in-context summary over every shard's cells (none when
+/// any shard ran without a model context).
+fn merge_in_context(o: &mut Fields, parts: &[&Part]) -> Result<()> {
+    let mut all = vec![];
+    let mut any_none = false;
+    for p in parts {
+        match rows_of(p, "in_context")? {
+            Value::Null => any_none = true,
+            v => all.extend(
+                serde_json::from_value::<Vec<usize>>(v.clone())
+                    .with_context(|| format!("{}: bad in_context", p.path.display()))?,
+            ),
+        }
+    }
+    let s = if any_none { None } else { Summary::of(&all) };
+    o.insert(
+        "genes_in_context_mean".into(),
+        json!(s.as_ref().map(|s| s.mean)),
+    );
+    o.insert(
+        "genes_in_context_median".into(),
+        json!(s.as_ref().map(|s| s.median)),
+    );
+    o.insert(
+        "genes_in_context_min".into(),
+        json!(s.as_ref().map(|s| s.min)),
+    );
+    Ok(())
 }
 
 /// `celltext merge SHARDS… -o OUT`.
 pub fn run_merge(args: &MergeArgs) -> Result<MergeReport> {
     check_merge_paths(args, None)?;
-    let mut parts = vec![];
-    for path in &args.shards {
-        let manifest = crate::shard::read_manifest(path)?;
-        let info: ShardInfo = match manifest.get("shard") {
-            Some(s) => serde_json::from_value(s.clone()).with_context(|| {
-                format!("{}: bad `shard` record", manifest_path(path).display())
-            })?,
-            None => bail!(
-                "{}: not a shard output (its manifest has no `shard` record); pass the .npy files \
-                 written with --shard I/N",
-                path.display()
-            ),
-        };
-        parts.push(Part {
-            path: path.clone(),
-            manifest,
-            info,
-        });
-    }
+    let parts = read_parts(&args.shards)?;
     let first = parts
         .first()
         .ok_or_else(|| anyhow!("merge: no shard outputs given"))?;
@@ -371,20 +373,7 @@ pub fn run_merge(args: &MergeArgs) -> Result<MergeReport> {
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_string();
-    let params0 = parameters(&first.manifest);
-    for p in &parts[1..] {
-        let params = parameters(&p.manifest);
-        if params != params0 {
-            bail!(
-                "{} and {} come from different runs: they differ in {}; shards of one run share \
-                 the command, input, model and parameters: rerun the shards that differ with the \
-                 same flags as the others",
-                first.path.display(),
-                p.path.display(),
-                first_difference(&params0, &params)
-            );
-        }
-    }
+    check_one_run(&parts)?;
     let infos: Vec<(PathBuf, ShardInfo)> = parts
         .iter()
         .map(|p| (p.path.clone(), p.info.clone()))
@@ -397,36 +386,7 @@ pub fn run_merge(args: &MergeArgs) -> Result<MergeReport> {
     for p in &ordered {
         verify_shard(p)?;
     }
-
-    // shapes (headers only) and ids, in row order; the vectors are streamed when written
-    let mut ids: Vec<String> = vec![];
-    let mut dim = None;
-    for p in &ordered {
-        let d = shard_shape(p, dim)?;
-        if p.info.end > p.info.start {
-            dim = Some(d);
-        }
-        let want = p.info.end - p.info.start;
-        let these: Vec<String> = serde_json::from_value(rows_of(p, "ids")?.clone())
-            .with_context(|| format!("{}: bad shard_rows.ids", p.path.display()))?;
-        if these.len() != want {
-            bail!(
-                "{}: {} ids for {want} rows",
-                manifest_path(&p.path).display(),
-                these.len()
-            );
-        }
-        ids.extend(these);
-    }
-    let dim = dim
-        .or_else(|| {
-            first
-                .manifest
-                .get("dim")
-                .and_then(Value::as_u64)
-                .map(|d| d as usize)
-        })
-        .unwrap_or(0);
+    let (ids, dim) = gather_ids(&ordered, first)?;
     let (manifest, obs) = merged_manifest(&command, &ordered)?;
     let mut blocks = shard_blocks(&ordered, dim);
     let written = match command.as_str() {
@@ -439,11 +399,9 @@ pub fn run_merge(args: &MergeArgs) -> Result<MergeReport> {
         }
         "embed" => {
             let _lock = crate::outputs::OutputLock::acquire(&args.output)?;
-            write_rows(&args.output, &ids, &mut blocks, dim)?;
+            write_embeddings_blocks(&args.output, &ids, dim, &mut blocks)?;
             // the manifest, written last, records the output's sha256 (as `embed` does)
-            let mut manifest = manifest;
-            manifest["output_sha256"] = json!(crate::io::sha256_file(&args.output)?);
-            write_json(&manifest_path(&args.output), &manifest)?;
+            crate::cells::output::commit_manifest(&args.output, &mut manifest.clone())?;
             format!("{} rows", ids.len())
         }
         _ => {
@@ -469,6 +427,84 @@ pub fn run_merge(args: &MergeArgs) -> Result<MergeReport> {
         output: args.output.display().to_string(),
         written,
     })
+}
+
+/// Each shard output with its manifest and `shard` record.
+fn read_parts(shards: &[PathBuf]) -> Result<Vec<Part>> {
+    let mut parts = vec![];
+    for path in shards {
+        let manifest = crate::shard::read_manifest(path)?;
+        let info: ShardInfo = match manifest.get("shard") {
+            Some(s) => serde_json::from_value(s.clone()).with_context(|| {
+                format!("{}: bad `shard` record", manifest_path(path).display())
+            })?,
+            None => bail!(
+                "{}: not a shard output (its manifest has no `shard` record); pass the .npy files \
+                 written with --shard I/N",
+                path.display()
+            ),
+        };
+        parts.push(Part {
+            path: path.clone(),
+            manifest,
+            info,
+        });
+    }
+    Ok(parts)
+}
+
+/// Shards of one run share the command, input, model and parameters.
+fn check_one_run(parts: &[Part]) -> Result<()> {
+    let first = &parts[0];
+    let params0 = parameters(&first.manifest);
+    for p in &parts[1..] {
+        let params = parameters(&p.manifest);
+        if params != params0 {
+            bail!(
+                "{} and {} come from different runs: they differ in {}; shards of one run share \
+                 the command, input, model and parameters: rerun the shards that differ with the \
+                 same flags as the others",
+                first.path.display(),
+                p.path.display(),
+                first_difference(&params0, &params)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The row ids in row order and the vectors' dimension, from the shards' headers and manifests
+/// (the vectors are streamed when written).
+fn gather_ids(ordered: &[&Part], first: &Part) -> Result<(Vec<String>, usize)> {
+    let mut ids: Vec<String> = vec![];
+    let mut dim = None;
+    for p in ordered {
+        let d = shard_shape(p, dim)?;
+        if p.info.end > p.info.start {
+            dim = Some(d);
+        }
+        let want = p.info.end - p.info.start;
+        let these: Vec<String> = serde_json::from_value(rows_of(p, "ids")?.clone())
+            .with_context(|| format!("{}: bad shard_rows.ids", p.path.display()))?;
+        if these.len() != want {
+            bail!(
+                "{}: {} ids for {want} rows",
+                manifest_path(&p.path).display(),
+                these.len()
+            );
+        }
+        ids.extend(these);
+    }
+    let dim = dim
+        .or_else(|| {
+            first
+                .manifest
+                .get("dim")
+                .and_then(Value::as_u64)
+                .map(|d| d as usize)
+        })
+        .unwrap_or(0);
+    Ok((ids, dim))
 }
 
 /// The output contract for `merge`: whatever it may write (OUT and OUT.manifest.json, or a
@@ -639,35 +675,9 @@ fn shard_blocks<'a>(
     }
 }
 
-/// Every block, concatenated (for the outputs that are written from memory).
-fn collect_blocks(blocks: &mut dyn FnMut() -> Result<Option<Vec<f32>>>) -> Result<Vec<f32>> {
-    let mut data = vec![];
-    while let Some(b) = blocks()? {
-        data.extend(b);
-    }
-    Ok(data)
-}
-
-/// Rows as `.npy` (streamed) or `.safetensors` (with ids, from memory).
-fn write_rows(
-    output: &Path,
-    ids: &[String],
-    blocks: &mut dyn FnMut() -> Result<Option<Vec<f32>>>,
-    dim: usize,
-) -> Result<()> {
-    let npy = output
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("npy"));
-    if npy {
-        write_npy_f32_blocks(output, ids.len(), dim, blocks)
-    } else {
-        write_embeddings(output, &collect_blocks(blocks)?, ids.len(), dim, Some(ids))
-    }
-}
-
 /// A cell command's merged output: an h5ad copy of the input (checked against the shards'
-/// input sha256) plus obsm, obs and the manifest, or `.npy`/`.safetensors` rows.
-#[allow(clippy::too_many_arguments)]
+/// input sha256) plus obsm, obs and the manifest, or `.npy`/`.safetensors` rows, written by the
+/// one cell-vectors writer ([`CellOutput::write_blocks`]).
 fn write_cells(
     manifest: &Value,
     output: &Path,
@@ -684,17 +694,15 @@ fn write_cells(
     };
     let _lock = out.prepare()?;
     let input = PathBuf::from(manifest.get("input").and_then(Value::as_str).unwrap_or(""));
-    let h5ad = |p: &Path| {
-        p.extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("h5ad"))
-    };
-    if !h5ad(output) {
-        write_rows(output, ids, blocks, dim)?;
-        // as `cells embed` writes it: the manifest, last, records the rows' sha256
-        crate::cells::output::commit_manifest(output, &mut manifest.clone())?;
-        return Ok(format!("{} rows", ids.len()));
+    if is_h5ad(output) {
+        check_shards_input(output, &input, manifest)?;
     }
-    if !h5ad(&input) {
+    out.write_blocks(&input, ids, blocks, dim, obs, manifest)
+}
+
+/// An .h5ad merge copies the shards' input: it must be an .h5ad with the sha256 they ran on.
+fn check_shards_input(output: &Path, input: &Path, manifest: &Value) -> Result<()> {
+    if !is_h5ad(input) {
         bail!(
             "{}: an .h5ad merge copies the input, but the shards' input {} is not an .h5ad; \
              merge into .npy or .safetensors",
@@ -706,7 +714,7 @@ fn write_cells(
         .get("input_sha256")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let got = crate::cells::pipeline::input_checksum(&input).with_context(|| {
+    let got = crate::cells::pipeline::input_checksum(input).with_context(|| {
         format!(
             "{}: the shards' input, needed for the .h5ad copy (run merge where that path is valid)",
             input.display()
@@ -719,28 +727,5 @@ fn write_cells(
             input.display()
         );
     }
-    // the keys and uns entry `cells embed` / `embed-sentences` write (cells::output::CellOutput::write)
-    let key = format!("X_celltext_{}", out.name);
-    let uns = (
-        format!("celltext_{}", out.name),
-        serde_json::to_string(manifest)?,
-    );
-    #[cfg(feature = "h5ad")]
-    {
-        crate::cells::h5ad::write_h5ad_with_obsm_blocks(
-            &input,
-            output,
-            (&key, dim),
-            blocks,
-            &obs,
-            Some((&uns.0, &uns.1)),
-        )?;
-        crate::cells::output::commit_manifest(output, &mut manifest.clone())?;
-        Ok(format!("obsm['{key}']"))
-    }
-    #[cfg(not(feature = "h5ad"))]
-    {
-        let _ = (blocks, obs, uns, key);
-        bail!("this build has no h5ad support (rebuild with the default `h5ad` feature)");
-    }
+    Ok(())
 }

@@ -519,7 +519,7 @@ pub fn part_record(path: &Path) -> Result<serde_json::Value> {
     Ok(serde_json::json!({
         "file": path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(),
         "bytes": bytes,
-        "sha256": crate::io::sha256_file(path)?,
+        "sha256": crate::checksum::sha256_file(path)?,
     }))
 }
 
@@ -542,7 +542,7 @@ pub fn verify_part(path: &Path, record: &serde_json::Value, manifest: &Path) -> 
     let why = if got_bytes != want_bytes {
         format!("{got_bytes} bytes where the manifest records {want_bytes}")
     } else {
-        let got = crate::io::sha256_file(path)?;
+        let got = crate::checksum::sha256_file(path)?;
         if got == want_sha {
             return Ok(());
         }

@@ -74,17 +74,7 @@ fn step<T>(
 
 pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
     let t0 = Instant::now();
-    let Some(&first_seed) = args.seeds.first() else {
-        anyhow::bail!("--seeds: give at least one seed, e.g. --seeds 0,1,2");
-    };
-    let seeds = &args.seeds;
-    if seeds
-        .iter()
-        .enumerate()
-        .any(|(i, s)| seeds[..i].contains(s))
-    {
-        anyhow::bail!("--seeds: each seed once, e.g. --seeds 0,1,2");
-    }
+    let first_seed = check_seeds(&args.seeds)?;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create", args.out.display()))?;
     let input = args.out.join("pbmc3k_demo.h5ad");
@@ -94,10 +84,44 @@ pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
         ..Default::default()
     };
     let mut steps = vec![];
-    let q = args.quiet;
+    let store = embed_used_genes(args, &input, &read, &mut steps)?;
+    let with_w = args.out.join("pbmc3k_demo.celltext.h5ad");
+    embed_cells(args, &input, &read, &store, &with_w, &mut steps)?;
+    embed_sentences(args, first_seed, &read, &with_w, &mut steps)?;
+    let table = classify_all(args, &with_w, &mut steps)?;
+    Ok(DemoResult {
+        out: args.out.clone(),
+        steps,
+        seeds: args.seeds.clone(),
+        table,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
 
-    // 1. gene embeddings for the genes GenePT-w will use: every gene in some cell's top N
-    let m = crate::cells::pipeline::read_normalized(&input, &read, InputNorm::Raw, true)?;
+/// `--seeds`: at least one, each once; returns the first (it orders tied genes in sentences).
+fn check_seeds(seeds: &[u64]) -> Result<u64> {
+    let Some(&first_seed) = seeds.first() else {
+        anyhow::bail!("--seeds: give at least one seed, e.g. --seeds 0,1,2");
+    };
+    if seeds
+        .iter()
+        .enumerate()
+        .any(|(i, s)| seeds[..i].contains(s))
+    {
+        anyhow::bail!("--seeds: each seed once, e.g. --seeds 0,1,2");
+    }
+    Ok(first_seed)
+}
+
+/// Step 1: gene embeddings for the genes GenePT-w will use (every gene in some cell's top N);
+/// returns the store prefix.
+fn embed_used_genes(
+    args: &DemoArgs,
+    input: &Path,
+    read: &ReadOptions,
+    steps: &mut Vec<(String, f64)>,
+) -> Result<PathBuf> {
+    let m = crate::cells::pipeline::read_normalized(input, read, InputNorm::Raw, true)?;
     let used = crate::cells::pipeline::top_n_gene_set(&m, args.top_n);
     let corpus = SummaryCorpus::bundled(Species::Human)?;
     let mut tsv = String::from("symbol\ttext\n");
@@ -109,13 +133,13 @@ pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
     let summaries = args.out.join("summaries_used.tsv");
     crate::io::atomic_write(&summaries, tsv.as_bytes())?;
     let store = args.out.join("genes");
-    let gm = step(
-        &mut steps,
+    step(
+        steps,
         &format!(
             "embed {n_sum} gene summaries (genes in some cell's top {})",
             args.top_n
         ),
-        q,
+        args.quiet,
         || {
             run_genes_embed(&GenesEmbedArgs {
                 model: args.model.clone(),
@@ -126,24 +150,33 @@ pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
                 dataset_genes: None,
                 missing: MissingPolicy::Skip,
                 batch_tokens: 8192,
-                quiet: q,
+                quiet: args.quiet,
                 stop_after_chunks: None,
                 chunk_texts: 512,
             })
         },
     )?;
+    Ok(store)
+}
 
-    // 2. GenePT-w cell embeddings into obsm
-    let with_w = args.out.join("pbmc3k_demo.celltext.h5ad");
+/// Step 2: GenePT-w cell embeddings into obsm of a copy of the input (`with_w`).
+fn embed_cells(
+    args: &DemoArgs,
+    input: &Path,
+    read: &ReadOptions,
+    store: &Path,
+    with_w: &Path,
+    steps: &mut Vec<(String, f64)>,
+) -> Result<()> {
     step(
-        &mut steps,
+        steps,
         "GenePT-w cell embeddings (top-N weighted average)",
-        q,
+        args.quiet,
         || {
             crate::cells::pipeline::run_cells_embed(&CellsEmbedArgs {
-                input: input.clone(),
+                input: input.to_path_buf(),
                 read: read.clone(),
-                store: store.clone(),
+                store: store.to_path_buf(),
                 species: Species::Human,
                 orthologs: false,
                 normalize: InputNorm::Raw,
@@ -154,42 +187,64 @@ pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
                 hvg: None,
                 idf: false,
                 output: CellOutput {
-                    path: with_w.clone(),
+                    path: with_w.to_path_buf(),
                     in_place: false,
                     name: "genept_w".into(),
                 },
-                quiet: q,
+                quiet: args.quiet,
             })
         },
     )?;
+    Ok(())
+}
 
-    // 3. cell sentences through the encoder, into the same file
-    step(&mut steps, "cell-sentence embeddings (GenePT-s)", q, || {
-        crate::cells::pipeline::run_embed_sentences(&EmbedSentencesArgs {
-            sentences: SentenceArgs {
-                input: with_w.clone(),
-                read: read.clone(),
-                max_genes: None,
-                ties_stable: false,
-                seed: first_seed,
-                template: crate::cells::sentences::GENEPT_S_PREFIX.into(),
-                ablation: Ablation::None,
-            },
-            model: args.model.clone(),
-            options: EncoderOptions::default(),
-            batch_tokens: 8192,
-            chunk_texts: 512,
-            output: CellOutput {
-                path: with_w.clone(),
-                in_place: true,
-                name: "sentences".into(),
-            },
-            quiet: q,
-            stop_after_chunks: None,
-        })
-    })?;
+/// Step 3: cell sentences through the encoder, into the same file.
+fn embed_sentences(
+    args: &DemoArgs,
+    first_seed: u64,
+    read: &ReadOptions,
+    with_w: &Path,
+    steps: &mut Vec<(String, f64)>,
+) -> Result<()> {
+    step(
+        steps,
+        "cell-sentence embeddings (GenePT-s)",
+        args.quiet,
+        || {
+            crate::cells::pipeline::run_embed_sentences(&EmbedSentencesArgs {
+                sentences: SentenceArgs {
+                    input: with_w.to_path_buf(),
+                    read: read.clone(),
+                    max_genes: None,
+                    ties_stable: false,
+                    seed: first_seed,
+                    template: crate::cells::sentences::GENEPT_S_PREFIX.into(),
+                    ablation: Ablation::None,
+                },
+                model: args.model.clone(),
+                options: EncoderOptions::default(),
+                batch_tokens: 8192,
+                chunk_texts: 512,
+                output: CellOutput {
+                    path: with_w.to_path_buf(),
+                    in_place: true,
+                    name: "sentences".into(),
+                },
+                quiet: args.quiet,
+                stop_after_chunks: None,
+            })
+        },
+    )?;
+    Ok(())
+}
 
-    // 4. classifiers
+/// Step 4: every classifier once per seed.
+fn classify_all(
+    args: &DemoArgs,
+    with_w: &Path,
+    steps: &mut Vec<(String, f64)>,
+) -> Result<Vec<DemoRun>> {
+    let seeds = &args.seeds;
     let mut table = vec![];
     // The count baseline is scanpy's standard PCA-50 (what users run); text alone, and text
     // fused with it in the MLP, side by side.
@@ -224,10 +279,10 @@ pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
     ];
     for (name, method, on, keys) in runs {
         let label = format!("classify: {name} (seeds {})", join_seeds(seeds));
-        let reports = step(&mut steps, &label, q, || {
+        let reports = step(steps, &label, args.quiet, || {
             let mut reports = Vec::with_capacity(seeds.len());
             for &seed in seeds {
-                let mut a = ClassifyArgs::new(with_w.clone(), "label");
+                let mut a = ClassifyArgs::new(with_w.to_path_buf(), "label");
                 a.method = method;
                 a.on = on;
                 if on == FeatureSpace::Counts {
@@ -250,14 +305,7 @@ pub fn run_demo(args: &DemoArgs) -> Result<DemoResult> {
             report,
         }));
     }
-    let _ = gm;
-    Ok(DemoResult {
-        out: args.out.clone(),
-        steps,
-        seeds: seeds.clone(),
-        table,
-        seconds: t0.elapsed().as_secs_f64(),
-    })
+    Ok(table)
 }
 
 /// Where the report of one run and seed goes: `OUT/report/seed<S>/<run>/`.

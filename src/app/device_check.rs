@@ -109,31 +109,7 @@ pub fn run_device_check(args: &DeviceCheckArgs) -> Result<DeviceReport> {
     let devices = parse_devices(&args.device)?;
     let device = devices[0].clone();
     let on_cpu = device.is_cpu();
-    {
-        // the output contract: what is written under --work may not be or hold an input
-        let w = |f: &str| args.work.join(f);
-        let outs = [
-            w("summaries.jsonl"),
-            w("sentences.jsonl"),
-            w("report.json"),
-            w("ember-v1-shaped"),
-        ];
-        let outs: Vec<&Path> = outs
-            .iter()
-            .filter(|p| args.ember.is_none() || !p.ends_with("ember-v1-shaped"))
-            .map(|p| p.as_path())
-            .collect();
-        let mut ins: Vec<&Path> = vec![&args.minilm];
-        ins.extend(args.ember.as_deref());
-        ins.extend(args.sentences.as_deref());
-        crate::outputs::check_apart(&outs, &ins)?;
-        if let Some(n) = args.n_sentences {
-            crate::limits::check_elements(
-                &format!("--n-sentences {n} (512-token sentences)"),
-                n as u128 * 512,
-            )?;
-        }
-    }
+    check_paths(args)?;
     std::fs::create_dir_all(&args.work)
         .with_context(|| format!("{}: cannot create", args.work.display()))?;
     let say = |m: &str| {
@@ -142,7 +118,94 @@ pub fn run_device_check(args: &DeviceCheckArgs) -> Result<DeviceReport> {
         }
     };
 
-    // Inputs: every bundled human summary, and cell sentences of the bundled pbmc3k cells.
+    let (summaries, sentences) = timed_texts(args, on_cpu)?;
+    let summaries_jsonl = args.work.join("summaries.jsonl");
+    let sentences_jsonl = args.work.join("sentences.jsonl");
+    write_jsonl(&summaries_jsonl, &summaries)?;
+    write_jsonl(&sentences_jsonl, &sentences)?;
+
+    let mut report = DeviceReport {
+        tool: TOOL_VERSION.into(),
+        device: args.device.clone(),
+        device_name: device_name(&device),
+        batch_tokens: args.batch_tokens,
+        minilm_dir: args.minilm.to_string_lossy().into(),
+        ember_dir: String::new(),
+        summaries_jsonl: summaries_jsonl.to_string_lossy().into(),
+        sentences_jsonl: sentences_jsonl.to_string_lossy().into(),
+        precision: vec![],
+        throughput: vec![],
+    };
+    if args.prepare_only {
+        say(&format!("texts written under {}", args.work.display()));
+        return Ok(report);
+    }
+    let ember = ember_checkpoint(args, &say)?;
+    report.ember_dir = ember.to_string_lossy().to_string();
+
+    let minilm = &report.minilm_dir;
+    let mut precision = short_text_precision(minilm, &device, &summaries, &say)?;
+    precision.extend(long_text_precision(
+        minilm, &device, &sentences, on_cpu, &say,
+    )?);
+    report.precision = precision;
+
+    // Throughput, forward only.
+    let plans: [(&str, &str, &str, &[String]); 2] = [
+        (
+            "MiniLM-L6 (real weights)",
+            minilm,
+            "human gene summaries",
+            &summaries,
+        ),
+        (
+            "Ember-v1-shaped (seeded)",
+            &report.ember_dir,
+            "512-token cell sentences",
+            &sentences,
+        ),
+    ];
+    let mut throughput = vec![];
+    for (model, dir, workload, texts) in plans {
+        throughput.extend(throughput_rows(
+            args, &devices, model, dir, workload, texts, &say,
+        )?);
+    }
+    report.throughput = throughput;
+    write_json(&args.work.join("report.json"), &report)?;
+    Ok(report)
+}
+
+/// The output contract: what is written under --work may not be or hold an input.
+fn check_paths(args: &DeviceCheckArgs) -> Result<()> {
+    let w = |f: &str| args.work.join(f);
+    let outs = [
+        w("summaries.jsonl"),
+        w("sentences.jsonl"),
+        w("report.json"),
+        w("ember-v1-shaped"),
+    ];
+    let outs: Vec<&Path> = outs
+        .iter()
+        .filter(|p| args.ember.is_none() || !p.ends_with("ember-v1-shaped"))
+        .map(|p| p.as_path())
+        .collect();
+    let mut ins: Vec<&Path> = vec![&args.minilm];
+    ins.extend(args.ember.as_deref());
+    ins.extend(args.sentences.as_deref());
+    crate::outputs::check_apart(&outs, &ins)?;
+    if let Some(n) = args.n_sentences {
+        crate::limits::check_elements(
+            &format!("--n-sentences {n} (512-token sentences)"),
+            n as u128 * 512,
+        )?;
+    }
+    Ok(())
+}
+
+/// The timed texts: bundled human summaries, and cell sentences of the bundled pbmc3k cells (or
+/// `--sentences`, cycled to `--n-sentences`).
+fn timed_texts(args: &DeviceCheckArgs, on_cpu: bool) -> Result<(Vec<String>, Vec<String>)> {
     let corpus = SummaryCorpus::bundled(Species::Human)?;
     let n_sum = args
         .n_summaries
@@ -169,69 +232,78 @@ pub fn run_device_check(args: &DeviceCheckArgs) -> Result<DeviceReport> {
         }
         None => cell_sentences(&args.work, n_sent)?,
     };
-    let summaries_jsonl = args.work.join("summaries.jsonl");
-    let sentences_jsonl = args.work.join("sentences.jsonl");
-    write_jsonl(&summaries_jsonl, &summaries)?;
-    write_jsonl(&sentences_jsonl, &sentences)?;
+    Ok((summaries, sentences))
+}
 
-    if args.prepare_only {
-        say(&format!("texts written under {}", args.work.display()));
-        return Ok(DeviceReport {
-            tool: TOOL_VERSION.into(),
-            device: args.device.clone(),
-            device_name: device_name(&device),
-            batch_tokens: args.batch_tokens,
-            minilm_dir: args.minilm.to_string_lossy().into(),
-            ember_dir: String::new(),
-            summaries_jsonl: summaries_jsonl.to_string_lossy().into(),
-            sentences_jsonl: sentences_jsonl.to_string_lossy().into(),
-            precision: vec![],
-            throughput: vec![],
-        });
+/// `--ember`, or a seeded Ember-v1-shaped checkpoint under `--work` (written once).
+fn ember_checkpoint(args: &DeviceCheckArgs, say: &dyn Fn(&str)) -> Result<PathBuf> {
+    if let Some(d) = &args.ember {
+        return Ok(d.clone());
     }
-    let ember = match &args.ember {
-        Some(d) => d.clone(),
-        None => {
-            let d = args.work.join("ember-v1-shaped");
-            if !d.join("model.safetensors").exists() {
-                say("writing a seeded Ember-v1-shaped checkpoint (24 × 1024, 335M parameters)");
-                write_random_bert(
-                    &d,
-                    Shape::named("ember-v1")?,
-                    &args.minilm,
-                    Pooling::Cls,
-                    args.seed,
-                )?;
-            }
-            d
-        }
-    };
-    let minilm = args.minilm.to_string_lossy().to_string();
-    let ember_s = ember.to_string_lossy().to_string();
-    let load =
-        |model: &str, backend: BackendChoice, devs: Vec<Device>, dtype: DType| -> Result<Encoder> {
-            let opts = EncoderOptions {
-                devices: devs,
-                dtype,
-                backend,
-                ..Default::default()
-            };
-            Encoder::load(model, &opts, true)
-        };
-    let dtypes = [DType::F32, DType::F16, DType::BF16];
+    let d = args.work.join("ember-v1-shaped");
+    if !d.join("model.safetensors").exists() {
+        say("writing a seeded Ember-v1-shaped checkpoint (24 × 1024, 335M parameters)");
+        write_random_bert(
+            &d,
+            Shape::named("ember-v1")?,
+            &args.minilm,
+            Pooling::Cls,
+            args.seed,
+        )?;
+    }
+    Ok(d)
+}
 
-    // Precision against the packed CPU f32 backend.
-    let mut precision = vec![];
+/// The dtypes candle is checked and timed in.
+const CHECKED_DTYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
+
+fn load_encoder(
+    model: &str,
+    backend: BackendChoice,
+    devices: Vec<Device>,
+    dtype: DType,
+    max_length: Option<usize>,
+) -> Result<Encoder> {
+    let opts = EncoderOptions {
+        devices,
+        dtype,
+        backend,
+        max_length,
+        ..Default::default()
+    };
+    Encoder::load(model, &opts, true)
+}
+
+/// Precision against the packed CPU f32 backend: MiniLM on up to 64 summaries.
+fn short_text_precision(
+    minilm: &str,
+    device: &Device,
+    summaries: &[String],
+    say: &dyn Fn(&str),
+) -> Result<Vec<PrecisionRow>> {
     say("precision: MiniLM on 64 summaries, candle on the device vs the CPU f32 backend");
     let probe: Vec<String> = summaries.iter().take(64).cloned().collect();
     let probe_label = format!("{} summaries", probe.len());
     let reference = {
-        let enc = load(&minilm, BackendChoice::Cpu, vec![Device::Cpu], DType::F32)?;
+        let enc = load_encoder(
+            minilm,
+            BackendChoice::Cpu,
+            vec![Device::Cpu],
+            DType::F32,
+            None,
+        )?;
         embed_one_batch(&enc, &probe)?
     };
-    for dt in dtypes {
-        let enc = load(&minilm, BackendChoice::Candle, vec![device.clone()], dt)?;
-        precision.push(compare(
+    let mut rows = vec![];
+    for dt in CHECKED_DTYPES {
+        let enc = load_encoder(
+            minilm,
+            BackendChoice::Candle,
+            vec![device.clone()],
+            dt,
+            None,
+        )?;
+        rows.push(compare(
             "MiniLM-L6 (real weights)",
             &probe_label,
             dt,
@@ -240,6 +312,17 @@ pub fn run_device_check(args: &DeviceCheckArgs) -> Result<DeviceReport> {
             enc.dim(),
         ));
     }
+    Ok(rows)
+}
+
+/// Precision at max length 512: 512-token sentences, and a batch of a 5- and a 512-token text.
+fn long_text_precision(
+    minilm: &str,
+    device: &Device,
+    sentences: &[String],
+    on_cpu: bool,
+    say: &dyn Fn(&str),
+) -> Result<Vec<PrecisionRow>> {
     say("precision: MiniLM at max length 512 on 512-token sentences and a 5 + 512-token batch");
     let long: Vec<String> = sentences
         .iter()
@@ -248,15 +331,8 @@ pub fn run_device_check(args: &DeviceCheckArgs) -> Result<DeviceReport> {
         .collect();
     let mixed = vec!["T cell marker".to_string(), sentences[0].clone()];
     let long_label = format!("{} × 512-token sentences", long.len());
-    let load512 = |backend: BackendChoice, devs: Vec<Device>, dtype: DType| -> Result<Encoder> {
-        let opts = EncoderOptions {
-            devices: devs,
-            dtype,
-            backend,
-            max_length: Some(512),
-            ..Default::default()
-        };
-        Encoder::load(&minilm, &opts, true)
+    let load512 = |backend: BackendChoice, devs: Vec<Device>, dtype: DType| {
+        load_encoder(minilm, backend, devs, dtype, Some(512))
     };
     let (ref_long, ref_mixed) = {
         let enc = load512(BackendChoice::Cpu, vec![Device::Cpu], DType::F32)?;
@@ -277,10 +353,11 @@ pub fn run_device_check(args: &DeviceCheckArgs) -> Result<DeviceReport> {
             embed_one_batch(&enc, &mixed)?,
         )
     };
-    for dt in dtypes {
+    let mut rows = vec![];
+    for dt in CHECKED_DTYPES {
         let enc = load512(BackendChoice::Candle, vec![device.clone()], dt)?;
         let d = enc.dim();
-        precision.push(compare(
+        rows.push(compare(
             "MiniLM-L6 (real weights)",
             &long_label,
             dt,
@@ -288,7 +365,7 @@ pub fn run_device_check(args: &DeviceCheckArgs) -> Result<DeviceReport> {
             &ref_long,
             d,
         ));
-        precision.push(compare(
+        rows.push(compare(
             "MiniLM-L6 (real weights)",
             "5 + 512-token batch",
             dt,
@@ -297,69 +374,51 @@ pub fn run_device_check(args: &DeviceCheckArgs) -> Result<DeviceReport> {
             d,
         ));
     }
+    Ok(rows)
+}
 
-    // Throughput, forward only.
-    let mut throughput = vec![];
-    let plans: Vec<(&str, &str, &[String])> = vec![
-        (
-            "MiniLM-L6 (real weights)",
-            "human gene summaries",
-            &summaries,
-        ),
-        (
-            "Ember-v1-shaped (seeded)",
-            "512-token cell sentences",
-            &sentences,
-        ),
-    ];
-    for (model, workload, texts) in plans {
-        let dir = if model.starts_with("MiniLM") {
-            &minilm
-        } else {
-            &ember_s
-        };
-        let mut runs: Vec<(BackendChoice, DType)> =
-            dtypes.iter().map(|&d| (BackendChoice::Candle, d)).collect();
-        if on_cpu {
-            runs.insert(0, (BackendChoice::Cpu, DType::F32));
-        }
-        for (backend, dt) in runs {
-            say(&format!(
-                "throughput: {model}, {workload}, {} {}",
-                backend_label(backend, &device),
-                dtype_name(dt)
-            ));
-            let devs = if backend == BackendChoice::Cpu {
-                vec![Device::Cpu]
-            } else {
-                devices.clone()
-            };
-            let enc = load(dir, backend, devs, dt)?;
-            throughput.push(time_forward(
-                &enc,
-                model,
-                workload,
-                texts,
-                args.batch_tokens,
-                args.quiet,
-            )?);
-        }
+/// Forward-only throughput of one model on one workload: candle in each checked dtype, and on a
+/// CPU device the packed CPU f32 backend first.
+fn throughput_rows(
+    args: &DeviceCheckArgs,
+    devices: &[Device],
+    model: &str,
+    dir: &str,
+    workload: &str,
+    texts: &[String],
+    say: &dyn Fn(&str),
+) -> Result<Vec<SpeedRow>> {
+    let device = &devices[0];
+    let mut runs: Vec<(BackendChoice, DType)> = CHECKED_DTYPES
+        .iter()
+        .map(|&d| (BackendChoice::Candle, d))
+        .collect();
+    if device.is_cpu() {
+        runs.insert(0, (BackendChoice::Cpu, DType::F32));
     }
-
-    let report = DeviceReport {
-        tool: TOOL_VERSION.into(),
-        device: args.device.clone(),
-        device_name: device_name(&device),
-        batch_tokens: args.batch_tokens,
-        minilm_dir: minilm,
-        ember_dir: ember_s,
-        summaries_jsonl: summaries_jsonl.to_string_lossy().into(),
-        sentences_jsonl: sentences_jsonl.to_string_lossy().into(),
-        precision,
-        throughput,
-    };
-    write_json(&args.work.join("report.json"), &report)?;
-    Ok(report)
+    let mut rows = vec![];
+    for (backend, dt) in runs {
+        say(&format!(
+            "throughput: {model}, {workload}, {} {}",
+            backend_label(backend, device),
+            dtype_name(dt)
+        ));
+        let devs = if backend == BackendChoice::Cpu {
+            vec![Device::Cpu]
+        } else {
+            devices.to_vec()
+        };
+        let enc = load_encoder(dir, backend, devs, dt, None)?;
+        rows.push(time_forward(
+            &enc,
+            model,
+            workload,
+            texts,
+            args.batch_tokens,
+            args.quiet,
+        )?);
+    }
+    Ok(rows)
 }
 
 fn backend_label(b: BackendChoice, device: &Device) -> String {

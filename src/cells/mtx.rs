@@ -156,14 +156,43 @@ pub fn read_mtx_csr(
             h.n_cols
         )
     }
+    let indptr = count_per_cell(&mut tf, &mut buf, &h, transpose, n_cells, cell_ids, genes)?;
+
+    // ---- pass 2: fill
+    let mut tf = TextFile::open(path)?;
+    parse_header(&mut tf, &mut buf)?;
+    let (indices, data) = fill_rows(&mut tf, &mut buf, &h, transpose, &indptr)?;
+    let mut m = CsrMatrix {
+        n_rows: n_cells,
+        n_cols: n_genes,
+        indptr,
+        indices,
+        data,
+    };
+    sort_rows_check_dups(&mut m, 0, path, "matrix entries")?;
+    Ok(m)
+}
+
+/// Pass 1 over the entries after the size line: every value checked, the declared count
+/// matched; returns the row pointers (entries per cell, accumulated).
+fn count_per_cell(
+    tf: &mut TextFile,
+    buf: &mut String,
+    h: &MtxHeader,
+    transpose: bool,
+    n_cells: usize,
+    cell_ids: &[String],
+    genes: &[String],
+) -> Result<Vec<usize>> {
+    let p = tf.path.display().to_string();
     let mut counts = vec![0usize; n_cells + 1];
     let mut seen = 0usize;
-    while tf.next_line(&mut buf)? {
+    while tf.next_line(buf)? {
         let t = buf.trim();
         if t.is_empty() || t.starts_with('%') {
             continue;
         }
-        let (i, j, v) = parse_entry(t, &h, &tf)?;
+        let (i, j, v) = parse_entry(t, h, tf)?;
         let (cell, gene) = if transpose { (j, i) } else { (i, j) };
         if let Some(what) = value_problem(v, "NaN value") {
             bail!(
@@ -210,25 +239,33 @@ pub fn read_mtx_csr(
     for r in 0..n_cells {
         counts[r + 1] += counts[r];
     }
-    let indptr = counts;
+    Ok(counts)
+}
 
-    // ---- pass 2: fill
-    let mut fill = indptr.clone();
+/// Pass 2: each entry into its cell's slot of the row pointers from pass 1.
+fn fill_rows(
+    tf: &mut TextFile,
+    buf: &mut String,
+    h: &MtxHeader,
+    transpose: bool,
+    indptr: &[usize],
+) -> Result<(Vec<u32>, Vec<f32>)> {
+    let seen = indptr[indptr.len() - 1];
+    let mut fill = indptr.to_vec();
     let mut indices = vec![0u32; seen];
     let mut data = vec![0f32; seen];
-    let mut tf = TextFile::open(path)?;
-    parse_header(&mut tf, &mut buf)?;
-    while tf.next_line(&mut buf)? {
+    while tf.next_line(buf)? {
         let t = buf.trim();
         if t.is_empty() || t.starts_with('%') {
             continue;
         }
-        let (i, j, v) = parse_entry(t, &h, &tf)?;
+        let (i, j, v) = parse_entry(t, h, tf)?;
         let (cell, gene) = if transpose { (j, i) } else { (i, j) };
         let k = fill[cell];
         if k >= indptr[cell + 1] {
             bail!(
-                "{p}: the file changed while it was being read (line {})",
+                "{}: the file changed while it was being read (line {})",
+                tf.path.display(),
                 tf.line_no
             )
         }
@@ -236,15 +273,7 @@ pub fn read_mtx_csr(
         data[k] = v;
         fill[cell] += 1;
     }
-    let mut m = CsrMatrix {
-        n_rows: n_cells,
-        n_cols: n_genes,
-        indptr,
-        indices,
-        data,
-    };
-    sort_rows_check_dups(&mut m, 0, path, "matrix entries")?;
-    Ok(m)
+    Ok((indices, data))
 }
 
 /// One `i j [v]` entry as 0-based (row, col, value).

@@ -131,6 +131,49 @@ impl CellOutput {
         Ok(written)
     }
 
+    /// [`write`](Self::write) of vectors that arrive a block of rows at a time (`merge`), never
+    /// all in memory for .h5ad and .npy: an .h5ad copy of the .h5ad `input` with
+    /// `obsm/X_celltext_<name>`, the obs columns and the manifest in `uns/celltext_<name>`, or
+    /// .npy/.safetensors rows; then the manifest, last. Returns what was written, in words.
+    pub fn write_blocks(
+        &self,
+        input: &Path,
+        ids: &[String],
+        blocks: &mut dyn FnMut() -> Result<Option<Vec<f32>>>,
+        dim: usize,
+        obs: Vec<(String, ObsColumn)>,
+        manifest: &Value,
+    ) -> Result<String> {
+        if !is_h5ad(&self.path) {
+            crate::io::write_embeddings_blocks(&self.path, ids, dim, blocks)?;
+            commit_manifest(&self.path, &mut manifest.clone())?;
+            return Ok(format!("{} rows", ids.len()));
+        }
+        let key = format!("X_celltext_{}", self.name);
+        let uns = (
+            format!("celltext_{}", self.name),
+            serde_json::to_string(manifest)?,
+        );
+        #[cfg(feature = "h5ad")]
+        {
+            crate::cells::h5ad::write_h5ad_with_obsm_blocks(
+                input,
+                &self.path,
+                (&key, dim),
+                blocks,
+                &obs,
+                Some((&uns.0, &uns.1)),
+            )?;
+            commit_manifest(&self.path, &mut manifest.clone())?;
+            Ok(format!("obsm['{key}']"))
+        }
+        #[cfg(not(feature = "h5ad"))]
+        {
+            let _ = (input, blocks, obs, uns, key);
+            bail!("this build has no h5ad support (rebuild with the default `h5ad` feature)");
+        }
+    }
+
     /// The .h5ad output: the input copied (or rewritten in place) with `obsm/<key>`, the obs
     /// columns and the manifest JSON in `uns/celltext_<name>`, or a new file from `cells`.
     #[cfg(feature = "h5ad")]
@@ -242,31 +285,4 @@ pub fn check_output_name(name: &str) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// [`CellOutput::write`] of a whole output under an explicit obsm `key` (the sciLaMA pipeline's
-/// call, kept by this name while that file is edited elsewhere).
-#[allow(clippy::too_many_arguments)]
-pub fn write_cell_output_key(
-    input: &Path,
-    matrix: &ExpressionMatrix,
-    out: &CellOutput,
-    key: &str,
-    data: &[f32],
-    dim: usize,
-    obs: Vec<(String, ObsColumn)>,
-    manifest: &Value,
-) -> Result<String> {
-    let vectors = CellVectors {
-        cell_ids: &matrix.cell_ids,
-        data,
-        dim,
-        obs,
-    };
-    let placement = Placement::Whole {
-        input,
-        cells: matrix,
-        key: Some(key),
-    };
-    out.write(vectors, placement, manifest.clone())
 }

@@ -1,6 +1,9 @@
 //! The cell pipelines behind `celltext cells embed | sentences | embed-sentences` and the Python
 //! `celltext.tl`: GenePT-w (streamed chunk by chunk), cell sentences, sentence embeddings, and
 //! their outputs (h5ad copy, npy, safetensors, or a shard).
+//!
+//! Over 700 lines on purpose: the three commands share the reading, the sentence builder and the
+//! output steps, and each reads top to bottom here as the CLI and Python run it.
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -18,7 +21,7 @@ use crate::cells::source::{empty_rows, for_each_chunk};
 use crate::cells::weighted::{
     embed_cells, embed_cells_scaled, idf_factors, Aggregation, CellEmbeddings, TopN, Weights,
 };
-use crate::encoder::job::ResumableJob;
+use crate::encoder::job::{partial_dir_for, ResumableJob};
 use crate::encoder::{EncoderOptions, ModelIdentity, TextTokenizer};
 use crate::genes::pipeline::expression_sums;
 use crate::genes::resolver::Coverage;
@@ -28,9 +31,7 @@ use crate::shard::{ExactSum, Shard};
 use serde_json::json;
 
 use crate::cells::output::is_h5ad;
-pub use crate::cells::output::{
-    check_output_name, write_cell_output_key, CellOutput, CellVectors, Placement,
-};
+pub use crate::cells::output::{check_output_name, CellOutput, CellVectors, Placement};
 
 /// Adapter: the encoder's tokenizer counts tokens for sentence budgets and in-context ablations.
 pub struct EncoderTokenCounter<'a>(pub &'a TextTokenizer);
@@ -523,11 +524,7 @@ pub fn run_embed_sentences_shard(
     let (sentences, budget) = sentences_of_from(&m, sa, Some(&enc.tokenizer), first_cell)?;
     let texts: Vec<String> = sentences.iter().map(|s| s.text.clone()).collect();
     let input_sha256 = input_checksum(&args.sentences.input)?;
-    let partial_dir = {
-        let mut s = args.output.path.as_os_str().to_owned();
-        s.push(".partial");
-        PathBuf::from(s)
-    };
+    let partial_dir = partial_dir_for(&args.output.path);
     let texts_sha = {
         let mut all = String::new();
         for t in &texts {

@@ -10,6 +10,13 @@ use std::time::Instant;
 use super::{Embedded, Encoder, PackedBatch, PaddingStats};
 use crate::io::{read_npy_f32, write_json, write_npy_f32};
 
+/// Where a job writing `output` keeps its finished chunks: `OUTPUT.partial` beside it.
+pub fn partial_dir_for(output: &Path) -> PathBuf {
+    let mut s = output.as_os_str().to_owned();
+    s.push(".partial");
+    PathBuf::from(s)
+}
+
 pub struct ResumableJob<'a> {
     /// Directory for finished chunks; removed by the caller once the final output is in place.
     pub partial_dir: PathBuf,
@@ -60,37 +67,8 @@ impl ResumableJob<'_> {
 
         self.prepare_partial_dir()?;
         let mut data = vec![0f32; n * dim];
-        let mut done = vec![false; chunks.len()];
-        let mut resumed = 0;
-        for (c, chunk) in chunks.iter().enumerate() {
-            let path = self.chunk_path(c);
-            if !path.exists() {
-                continue;
-            }
-            let idx: Vec<usize> = chunk
-                .iter()
-                .flat_map(|&b| batches[b].iter().copied())
-                .collect();
-            let (rows, r, d) = read_npy_f32(&path).with_context(|| {
-                format!(
-                    "{}: unreadable chunk; delete it to recompute",
-                    path.display()
-                )
-            })?;
-            if r != idx.len() || d != dim {
-                bail!(
-                    "{}: chunk has shape [{r}, {d}], expected [{}, {dim}]; delete {} to start over",
-                    path.display(),
-                    idx.len(),
-                    self.partial_dir.display()
-                );
-            }
-            for (k, &i) in idx.iter().enumerate() {
-                data[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);
-            }
-            done[c] = true;
-            resumed += 1;
-        }
+        let done = self.resume_chunks(&chunks, &batches, dim, &mut data)?;
+        let resumed = done.iter().filter(|&&d| d).count();
 
         let texts_done: usize = chunks
             .iter()
@@ -123,28 +101,13 @@ impl ResumableJob<'_> {
                 .map(|&b| PackedBatch::gather(&batches[b], |i| toks[i].ids.as_slice()))
                 .collect();
             let on_batch = |k: usize| pb.inc(k as u64);
-            let rows: Vec<f32> = match check {
-                None => encoder.embed_batches(&packed, &on_batch)?.concat(),
-                Some(check) => {
-                    let mut rows = Vec::with_capacity(packed.len());
-                    for round in packed.chunks(encoder.workers.len().max(1)) {
-                        check()?;
-                        rows.extend(encoder.embed_batches(round, &on_batch)?);
-                    }
-                    rows.concat()
-                }
-            };
-            let idx: Vec<usize> = chunk
-                .iter()
-                .flat_map(|&b| batches[b].iter().copied())
-                .collect();
+            let rows = embed_chunk(encoder, &packed, check, &on_batch)?;
+            let idx = chunk_rows(chunk, &batches);
             tokens_now += packed.iter().map(|p| p.ids.len()).sum::<usize>();
             let el = t0.elapsed().as_secs_f64().max(1e-9);
             pb.set_message(format!("{:.0} tokens/s", tokens_now as f64 / el));
             write_npy_f32(&self.chunk_path(c), &rows, idx.len(), dim)?;
-            for (k, &i) in idx.iter().enumerate() {
-                data[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);
-            }
+            scatter_rows(&mut data, &idx, &rows, dim);
             computed += 1;
         }
         pb.finish_and_clear();
@@ -168,6 +131,41 @@ impl ResumableJob<'_> {
             },
             report,
         ))
+    }
+
+    /// Chunks finished by an earlier run, read back into `data`; which chunks they were.
+    fn resume_chunks(
+        &self,
+        chunks: &[Vec<usize>],
+        batches: &[Vec<usize>],
+        dim: usize,
+        data: &mut [f32],
+    ) -> Result<Vec<bool>> {
+        let mut done = vec![false; chunks.len()];
+        for (c, chunk) in chunks.iter().enumerate() {
+            let path = self.chunk_path(c);
+            if !path.exists() {
+                continue;
+            }
+            let idx = chunk_rows(chunk, batches);
+            let (rows, r, d) = read_npy_f32(&path).with_context(|| {
+                format!(
+                    "{}: unreadable chunk; delete it to recompute",
+                    path.display()
+                )
+            })?;
+            if r != idx.len() || d != dim {
+                bail!(
+                    "{}: chunk has shape [{r}, {d}], expected [{}, {dim}]; delete {} to start over",
+                    path.display(),
+                    idx.len(),
+                    self.partial_dir.display()
+                );
+            }
+            scatter_rows(data, &idx, &rows, dim);
+            done[c] = true;
+        }
+        Ok(done)
     }
 
     fn chunk_path(&self, c: usize) -> PathBuf {
@@ -226,4 +224,40 @@ fn group_batches(batches: &[Vec<usize>], chunk_texts: usize) -> Vec<Vec<usize>> 
         out.push(cur);
     }
     out
+}
+
+/// The text indices of one chunk's batches, in order.
+fn chunk_rows(chunk: &[usize], batches: &[Vec<usize>]) -> Vec<usize> {
+    chunk
+        .iter()
+        .flat_map(|&b| batches[b].iter().copied())
+        .collect()
+}
+
+/// Row `k` of `rows` into row `idx[k]` of `data`.
+fn scatter_rows(data: &mut [f32], idx: &[usize], rows: &[f32], dim: usize) {
+    for (k, &i) in idx.iter().enumerate() {
+        data[i * dim..(i + 1) * dim].copy_from_slice(&rows[k * dim..(k + 1) * dim]);
+    }
+}
+
+/// One chunk's batches through the encoder; with `check`, called before each round of batches
+/// (one batch per device), whose error stops the work.
+fn embed_chunk(
+    encoder: &Encoder,
+    packed: &[PackedBatch],
+    check: Option<&dyn Fn() -> Result<()>>,
+    on_batch: &(dyn Fn(usize) + Sync),
+) -> Result<Vec<f32>> {
+    Ok(match check {
+        None => encoder.embed_batches(packed, on_batch)?.concat(),
+        Some(check) => {
+            let mut rows = Vec::with_capacity(packed.len());
+            for round in packed.chunks(encoder.workers.len().max(1)) {
+                check()?;
+                rows.extend(encoder.embed_batches(round, on_batch)?);
+            }
+            rows.concat()
+        }
+    })
 }

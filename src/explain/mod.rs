@@ -4,8 +4,10 @@
 //!
 //! Sits above `classify` in the data flow: it reads the trained MLP and the encoder, never the CLI.
 
+pub mod arguments;
 pub mod ig;
 pub mod pipeline;
+pub mod report;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

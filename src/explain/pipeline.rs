@@ -16,11 +16,10 @@
 //! Writes `OUT/explain.tsv`, `OUT/report.md`, `OUT/report.json` and `OUT/manifest.json`, the
 //! folder built beside `OUT` and committed whole.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
-use serde::Serialize;
 
 use crate::cells::ablation::Ablation;
 use crate::cells::matrix::{find_obs_column, ExpressionMatrix};
@@ -36,157 +35,17 @@ use crate::explain::ig::{genept_w_ig, IgResult, SentenceIg, DEFAULT_STEPS};
 
 /// `--steps` default on the GenePT-w path.
 pub const GENEPT_W_STEPS: usize = 1024;
-use crate::explain::{
-    gene_spans, mark_markers, rank_genes, sum_by_gene, token_genes, GeneScore, Markers,
+use crate::explain::{gene_spans, mark_markers, rank_genes, sum_by_gene, token_genes, Markers};
+
+pub use super::arguments::{ExplainArgs, ExplainOn};
+use super::report::write_outputs;
+pub use super::report::{
+    explain_tsv, render_markdown, CellRecord, ClassExplanation, ExplainManifest, ExplainReport,
+    MarkerRank,
 };
 use crate::genes::store::GeneEmbeddings;
 use crate::genes::Species;
-use crate::io::{atomic_write, sha256_file, write_json, TOOL_VERSION};
-
-/// Which MLP input is explained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ExplainOn {
-    /// Cell sentences through the encoder (`cells embed-sentences`).
-    Sentences,
-    /// GenePT-w cell vectors (`cells embed`), needs --genes.
-    GeneptW,
-}
-
-crate::choices!(ExplainOn { Sentences = "sentences", GeneptW = "genept-w" });
-
-/// Everything `celltext explain` takes (the doc comments are the `--help` texts).
-#[derive(Debug, Clone, Serialize)]
-#[cfg_attr(feature = "cli", derive(clap::Args))]
-pub struct ExplainArgs {
-    /// Input .h5ad (or any matrix celltext reads) with the labels in obs.
-    #[cfg_attr(feature = "cli", arg(long, short = 'i'))]
-    pub input: PathBuf,
-    /// h5ad: read layers/NAME instead of X (point it at raw counts, e.g. counts).
-    #[cfg_attr(feature = "cli", arg(long))]
-    pub layer: Option<String>,
-    /// h5ad: gene symbols from this var column (CELLxGENE: feature_name).
-    #[cfg_attr(feature = "cli", arg(long))]
-    pub gene_symbols_key: Option<String>,
-    /// obs column with the cell-type labels (empty / NaN labels are left out).
-    #[cfg_attr(feature = "cli", arg(long))]
-    pub label: String,
-    /// Encoder: model directory, card name (minilm, …) or hub id.
-    #[cfg_attr(feature = "cli", arg(long, short = 'm'))]
-    pub model: Option<String>,
-    /// sentences (cell sentences through the encoder) or genept-w (needs --genes).
-    #[cfg_attr(feature = "cli", arg(long, default_value = "sentences", ignore_case = true, value_parser = crate::choice::value_enum::<ExplainOn>()))]
-    pub on: ExplainOn,
-    /// --on genept-w: gene store from `celltext genes embed`.
-    #[cfg_attr(feature = "cli", arg(long))]
-    pub genes: Option<PathBuf>,
-    /// --on genept-w: genes per cell in the weighted mean.
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = 100))]
-    pub top_n: usize,
-    /// Test cells explained per class (correctly predicted first, in cell order).
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = 10))]
-    pub cells_per_class: usize,
-    /// Interpolation steps of integrated gradients (midpoint rule) [default 32 for sentences,
-    /// 1024 for genept-w: its steps cost one MLP pass each, and it needs them to be complete].
-    #[cfg_attr(feature = "cli", arg(long))]
-    pub steps: Option<usize>,
-    /// Interpolation points per forward/backward pass through the encoder (memory vs speed).
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = 8))]
-    pub chunk: usize,
-    /// Genes listed per class.
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = 10))]
-    pub top: usize,
-    /// TSV of marker genes (header `cell_type<TAB>gene`), e.g. assets/markers/pbmc3k_markers.tsv.
-    #[cfg_attr(feature = "cli", arg(long))]
-    pub markers: Option<PathBuf>,
-    /// Seed of the split, the MLP and the sentences' tie shuffle (as in classify).
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = 0))]
-    pub seed: u64,
-    /// Fraction of each class's labelled cells held out for testing (as in classify).
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = crate::classify::split::DEFAULT_TEST_FRACTION))]
-    pub test_fraction: f64,
-    #[cfg_attr(feature = "cli", command(flatten))]
-    pub mlp: MlpConfig,
-    /// Output folder (explain.tsv, report.md, report.json, manifest.json).
-    #[cfg_attr(feature = "cli", arg(long, short = 'o'))]
-    pub out: PathBuf,
-    #[cfg_attr(feature = "cli", arg(skip))]
-    #[serde(skip)]
-    pub quiet: bool,
-}
-
-/// One explained cell.
-#[derive(Debug, Clone, Serialize)]
-pub struct CellRecord {
-    pub cell_id: String,
-    pub class: String,
-    pub predicted: String,
-    /// The explained logit (the true class's) at the cell and at the baseline.
-    pub f_input: f32,
-    pub f_baseline: f32,
-    pub attribution_sum: f32,
-    /// |Σ attributions − (f(x) − f(b))| / |f(x) − f(b)|: the completeness error of the Riemann sum.
-    pub relative_gap: f32,
-    /// Genes with an attribution (sentence genes that fit in the context, or top-N genes).
-    pub n_genes: usize,
-    /// Attribution of the non-gene tokens (prompt prefix; [CLS]/[SEP] are kept in the baseline).
-    pub prefix_attribution: f32,
-}
-
-/// A class marker and where it ranks among all attributed genes of the class.
-#[derive(Debug, Clone, Serialize)]
-pub struct MarkerRank {
-    pub gene: String,
-    /// 1-based rank by mean attribution; None when it was in no explained cell's input.
-    pub rank: Option<usize>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ClassExplanation {
-    pub class: String,
-    pub n_test_cells: usize,
-    pub n_explained: usize,
-    pub n_correct: usize,
-    pub top_genes: Vec<GeneScore>,
-    /// Markers of this class among `top_genes` (None without --markers or without an entry).
-    pub marker_hits: Option<usize>,
-    pub markers: Vec<MarkerRank>,
-    /// Genes ranked in all (with an attribution in at least one explained cell).
-    pub n_genes_ranked: usize,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ExplainManifest {
-    pub tool: String,
-    pub command: String,
-    pub input: String,
-    pub input_sha256: String,
-    pub model: Option<ModelIdentity>,
-    pub store: Option<String>,
-    pub store_manifest: Option<serde_json::Value>,
-    pub parameters: ExplainArgs,
-    pub n_train: usize,
-    pub n_test: usize,
-    pub mlp_best_epoch: usize,
-    pub files: Vec<(String, String)>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct ExplainReport {
-    pub manifest: ExplainManifest,
-    pub on: ExplainOn,
-    pub source: String,
-    pub method: String,
-    /// Interpolation steps used (`--steps` or the path's default).
-    pub steps: usize,
-    pub test_accuracy: f64,
-    pub classes: Vec<ClassExplanation>,
-    pub cells: Vec<CellRecord>,
-    pub max_relative_gap: f32,
-    pub median_relative_gap: f32,
-    pub seconds: f64,
-    pub notes: Vec<String>,
-}
+use crate::io::{sha256_file, TOOL_VERSION};
 
 /// A step of the run for the user, through [`crate::progress::note`].
 fn say(quiet: bool, msg: impl AsRef<str>) {
@@ -710,93 +569,4 @@ pub fn run_explain(args: &ExplainArgs) -> Result<ExplainReport> {
     report.seconds = t0.elapsed().as_secs_f64();
     crate::outputs::atomic_dir_with(&args.out, |tmp| write_outputs(tmp, &mut report))?;
     Ok(report)
-}
-
-fn write_outputs(dir: &Path, report: &mut ExplainReport) -> Result<()> {
-    let tsv = explain_tsv(report);
-    atomic_write(&dir.join("explain.tsv"), tsv.as_bytes())?;
-    atomic_write(&dir.join("report.md"), render_markdown(report).as_bytes())?;
-    write_json(&dir.join("report.json"), report)?;
-    let mut files = Vec::new();
-    for f in ["explain.tsv", "report.md", "report.json"] {
-        files.push((f.to_string(), sha256_file(&dir.join(f))?));
-    }
-    report.manifest.files = files;
-    write_json(&dir.join("manifest.json"), &report.manifest)
-}
-
-/// One line per (class, rank): class, rank, gene, mean attribution, cells, marker.
-pub fn explain_tsv(r: &ExplainReport) -> String {
-    let mut s = String::from("class\trank\tgene\tmean_attribution\tn_cells\tmarker\n");
-    for c in &r.classes {
-        for (k, g) in c.top_genes.iter().enumerate() {
-            s.push_str(&format!(
-                "{}\t{}\t{}\t{:.6e}\t{}\t{}\n",
-                c.class,
-                k + 1,
-                g.gene,
-                g.mean_attribution,
-                g.n_cells,
-                g.marker as u8
-            ));
-        }
-    }
-    s
-}
-
-/// The report as Markdown (also what the command prints).
-pub fn render_markdown(r: &ExplainReport) -> String {
-    let mut s = format!(
-        "## celltext explain — {} ({}), MLP test accuracy {:.3}\n\n{}.\n\n",
-        r.manifest.input, r.source, r.test_accuracy, r.method
-    );
-    s.push_str("| class | cells (correct) | top genes by mean attribution | marker hits |\n|---|---|---|---|\n");
-    for c in &r.classes {
-        let genes: Vec<String> = c
-            .top_genes
-            .iter()
-            .map(|g| {
-                if g.marker {
-                    format!("**{}**", g.gene)
-                } else {
-                    g.gene.clone()
-                }
-            })
-            .collect();
-        let hits = match c.marker_hits {
-            Some(h) => {
-                let ranks: Vec<String> = c
-                    .markers
-                    .iter()
-                    .map(|m| match m.rank {
-                        Some(k) => format!("{} #{k}", m.gene),
-                        None => format!("{} absent", m.gene),
-                    })
-                    .collect();
-                format!("{h}/{} ({})", c.top_genes.len(), ranks.join(", "))
-            }
-            None => "-".into(),
-        };
-        s.push_str(&format!(
-            "| {} | {} ({}) | {} | {} |\n",
-            c.class,
-            c.n_explained,
-            c.n_correct,
-            genes.join(", "),
-            hits
-        ));
-    }
-    s.push_str(&format!(
-        "\nCompleteness (|Σ attributions − (f(x) − f(baseline))| / |f(x) − f(baseline)|) over {} cells: median {:.2e}, max {:.2e}. Markers in bold; `#k` is a marker's rank among all attributed genes of its class.\n",
-        r.cells.len(),
-        r.median_relative_gap,
-        r.max_relative_gap
-    ));
-    for n in &r.notes {
-        s.push_str(&format!("\n- {n}"));
-    }
-    if !r.notes.is_empty() {
-        s.push('\n');
-    }
-    s
 }

@@ -10,6 +10,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::types::SchemaDescPtr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -28,30 +29,50 @@ pub fn load_parquet_vectors(path: &Path) -> Result<ImportedVectors> {
         .map_err(|e| anyhow!("{}: {e:#}", path.display()))
 }
 
-fn read_parquet(path: &Path) -> Result<ImportedVectors> {
-    let file = std::fs::File::open(path).context("cannot open")?;
-    let reader =
-        SerializedFileReader::new(file).map_err(|e| anyhow!("not a readable parquet file: {e}"))?;
-    let schema = reader.metadata().file_metadata().schema_descr_ptr();
-    let fields: Vec<String> = schema
-        .root_schema()
-        .get_fields()
-        .iter()
-        .map(|f| f.name().to_string())
-        .collect();
-    let found = || {
-        fields
+/// An open parquet file's top-level fields and the leaf columns of each.
+struct Layout {
+    reader: SerializedFileReader<std::fs::File>,
+    schema: SchemaDescPtr,
+    fields: Vec<String>,
+    leaves: Vec<Vec<usize>>,
+}
+
+impl Layout {
+    fn open(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).context("cannot open")?;
+        let reader = SerializedFileReader::new(file)
+            .map_err(|e| anyhow!("not a readable parquet file: {e}"))?;
+        let schema = reader.metadata().file_metadata().schema_descr_ptr();
+        let fields: Vec<String> = schema
+            .root_schema()
+            .get_fields()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
+        let mut leaves: Vec<Vec<usize>> = vec![Vec::new(); fields.len()];
+        for i in 0..schema.num_columns() {
+            leaves[schema.get_column_root_idx(i)].push(i);
+        }
+        Ok(Self {
+            reader,
+            schema,
+            fields,
+            leaves,
+        })
+    }
+
+    /// The fields, quoted, for messages.
+    fn found(&self) -> String {
+        self.fields
             .iter()
             .map(|f| format!("`{f}`"))
             .collect::<Vec<_>>()
             .join(", ")
-    };
-    // leaf columns of each top-level field
-    let mut leaves: Vec<Vec<usize>> = vec![Vec::new(); fields.len()];
-    for i in 0..schema.num_columns() {
-        leaves[schema.get_column_root_idx(i)].push(i);
     }
-    let pick = |names: &[&str]| {
+
+    /// The first of `names` among the fields: exact first, then ignoring case.
+    fn pick(&self, names: &[&str]) -> Option<usize> {
+        let fields = &self.fields;
         names
             .iter()
             .find_map(|n| fields.iter().position(|f| f == n))
@@ -60,19 +81,33 @@ fn read_parquet(path: &Path) -> Result<ImportedVectors> {
                     .iter()
                     .find_map(|n| fields.iter().position(|f| f.eq_ignore_ascii_case(n)))
             })
-    };
+    }
+}
+
+fn read_parquet(path: &Path) -> Result<ImportedVectors> {
+    let pq = Layout::open(path)?;
     // pandas writes an unnamed string index as `__index_level_0__`
-    let gene_field = pick(&GENE_COLUMNS)
-        .or_else(|| pick(&["__index_level_0__"]))
+    let gene_field = pq
+        .pick(&GENE_COLUMNS)
+        .or_else(|| pq.pick(&["__index_level_0__"]))
         .ok_or_else(|| {
             anyhow!(
                 "no gene column: expected one named {} (columns found: {})",
                 GENE_COLUMNS.map(|c| format!("`{c}`")).join(", "),
-                found()
+                pq.found()
             )
         })?;
-    let gene_name = &fields[gene_field];
-    let gene_col = match leaves[gene_field][..] {
+    let genes = read_genes(&pq, gene_field)?;
+    match pq.pick(&EMBEDDING_COLUMNS) {
+        Some(emb_field) => read_list_layout(&pq, gene_field, emb_field, genes),
+        None => read_wide_layout(&pq, gene_field, genes),
+    }
+}
+
+/// The gene column: one non-null UTF-8 string per row.
+fn read_genes(pq: &Layout, gene_field: usize) -> Result<Vec<String>> {
+    let (schema, gene_name) = (&pq.schema, &pq.fields[gene_field]);
+    let gene_col = match pq.leaves[gene_field][..] {
         [c] if schema.column(c).physical_type() == PhysicalType::BYTE_ARRAY
             && schema.column(c).max_rep_level() == 0 =>
         {
@@ -80,7 +115,7 @@ fn read_parquet(path: &Path) -> Result<ImportedVectors> {
         }
         _ => bail!("column `{gene_name}` must hold one string per row (gene symbols)"),
     };
-    let (names, defs, _) = read_column::<ByteArrayType>(&reader, gene_col, |r| match r {
+    let (names, defs, _) = read_column::<ByteArrayType>(&pq.reader, gene_col, |r| match r {
         ColumnReader::ByteArrayColumnReader(r) => Some(r),
         _ => None,
     })?;
@@ -91,7 +126,7 @@ fn read_parquet(path: &Path) -> Result<ImportedVectors> {
             row + 1
         );
     }
-    let genes: Vec<String> = names
+    names
         .iter()
         .enumerate()
         .map(|(i, b)| {
@@ -99,60 +134,69 @@ fn read_parquet(path: &Path) -> Result<ImportedVectors> {
                 .map(str::to_owned)
                 .map_err(|_| anyhow!("row {}: `{gene_name}` is not valid UTF-8", i + 1))
         })
-        .collect::<Result<_>>()?;
+        .collect()
+}
 
-    if let Some(emb_field) = pick(&EMBEDDING_COLUMNS) {
-        let emb_name = &fields[emb_field];
-        let col = match leaves[emb_field][..] {
-            [c] => c,
-            _ => bail!("column `{emb_name}` must be a list of floats, found a nested structure"),
-        };
-        let d = schema.column(col);
-        if d.max_rep_level() != 1 {
-            bail!(
-                "column `{emb_name}` must be a list<float> or list<double> column (one vector per row); \
-                 for one number per column drop it and use the wide layout"
-            );
-        }
-        let (values, defs, reps, elem) = read_floats(&reader, col, emb_name)?;
-        let (max_def, list_def) = (d.max_def_level(), d.repeated_ancestor_def_level());
-        let mut rows: Vec<Vec<f32>> = Vec::with_capacity(genes.len());
-        let mut next = 0;
-        for (i, &def) in defs.iter().enumerate() {
-            if reps.get(i).copied().unwrap_or(0) == 0 {
-                rows.push(Vec::new());
-            }
-            let Some(row) = rows.last_mut() else {
-                bail!("corrupt parquet: `{emb_name}` starts mid-list")
-            };
-            if def == max_def {
-                let v = values.get(next).ok_or_else(|| {
-                    anyhow!("corrupt parquet: `{emb_name}` has fewer values than its levels")
-                })?;
-                row.push(*v);
-                next += 1;
-            } else if def >= list_def {
-                let r = rows.len();
-                let g = genes.get(r - 1).map(String::as_str).unwrap_or("?");
-                bail!("row {r} (gene `{g}`): `{emb_name}` has a null element; fill or drop it");
-            }
-            // otherwise a null or empty list: left empty, reported by validation with the gene
-        }
-        if rows.len() != genes.len() {
-            bail!(
-                "corrupt parquet: `{gene_name}` has {} rows but `{emb_name}` {}",
-                genes.len(),
-                rows.len()
-            );
-        }
-        let layout = format!("parquet `{gene_name}` + `{emb_name}` list<{elem}>");
-        return Ok(ImportedVectors {
-            genes: genes.into_iter().zip(rows).collect(),
-            layout,
-        });
+/// sciLaMA's layout: one list<float> (or list<double>) vector per row.
+fn read_list_layout(
+    pq: &Layout,
+    gene_field: usize,
+    emb_field: usize,
+    genes: Vec<String>,
+) -> Result<ImportedVectors> {
+    let (gene_name, emb_name) = (&pq.fields[gene_field], &pq.fields[emb_field]);
+    let col = match pq.leaves[emb_field][..] {
+        [c] => c,
+        _ => bail!("column `{emb_name}` must be a list of floats, found a nested structure"),
+    };
+    let d = pq.schema.column(col);
+    if d.max_rep_level() != 1 {
+        bail!(
+            "column `{emb_name}` must be a list<float> or list<double> column (one vector per row); \
+             for one number per column drop it and use the wide layout"
+        );
     }
+    let (values, defs, reps, elem) = read_floats(&pq.reader, col, emb_name)?;
+    let (max_def, list_def) = (d.max_def_level(), d.repeated_ancestor_def_level());
+    let mut rows: Vec<Vec<f32>> = Vec::with_capacity(genes.len());
+    let mut next = 0;
+    for (i, &def) in defs.iter().enumerate() {
+        if reps.get(i).copied().unwrap_or(0) == 0 {
+            rows.push(Vec::new());
+        }
+        let Some(row) = rows.last_mut() else {
+            bail!("corrupt parquet: `{emb_name}` starts mid-list")
+        };
+        if def == max_def {
+            let v = values.get(next).ok_or_else(|| {
+                anyhow!("corrupt parquet: `{emb_name}` has fewer values than its levels")
+            })?;
+            row.push(*v);
+            next += 1;
+        } else if def >= list_def {
+            let r = rows.len();
+            let g = genes.get(r - 1).map(String::as_str).unwrap_or("?");
+            bail!("row {r} (gene `{g}`): `{emb_name}` has a null element; fill or drop it");
+        }
+        // otherwise a null or empty list: left empty, reported by validation with the gene
+    }
+    if rows.len() != genes.len() {
+        bail!(
+            "corrupt parquet: `{gene_name}` has {} rows but `{emb_name}` {}",
+            genes.len(),
+            rows.len()
+        );
+    }
+    let layout = format!("parquet `{gene_name}` + `{emb_name}` list<{elem}>");
+    Ok(ImportedVectors {
+        genes: genes.into_iter().zip(rows).collect(),
+        layout,
+    })
+}
 
-    // wide: every other top-level column is one dimension
+/// The wide layout: every other top-level column is one dimension.
+fn read_wide_layout(pq: &Layout, gene_field: usize, genes: Vec<String>) -> Result<ImportedVectors> {
+    let (fields, gene_name) = (&pq.fields, &pq.fields[gene_field]);
     let dims: Vec<usize> = (0..fields.len())
         .filter(|&f| f != gene_field && fields[f] != "__index_level_0__")
         .collect();
@@ -160,27 +204,27 @@ fn read_parquet(path: &Path) -> Result<ImportedVectors> {
         bail!(
             "no embedding column: expected a list column named {} or numeric columns beside `{gene_name}` (columns found: {})",
             EMBEDDING_COLUMNS.map(|c| format!("`{c}`")).join(", "),
-            found()
+            pq.found()
         );
     }
     let mut data = vec![0f32; genes.len() * dims.len()];
     let mut elem = "float";
     for (j, &f) in dims.iter().enumerate() {
-        let col = match leaves[f][..] {
-            [c] if schema.column(c).max_rep_level() == 0 => c,
+        let col = match pq.leaves[f][..] {
+            [c] if pq.schema.column(c).max_rep_level() == 0 => c,
             _ => bail!(
                 "no list column named {}, and column `{}` is not one number per row either (wide layout: one \
                  float column per dimension); rename the vector column to `embedding` (columns found: {})",
                 EMBEDDING_COLUMNS.map(|c| format!("`{c}`")).join(" or "),
                 fields[f],
-                found()
+                pq.found()
             ),
         };
-        let (values, defs, _, e) = read_floats(&reader, col, &fields[f])?;
+        let (values, defs, _, e) = read_floats(&pq.reader, col, &fields[f])?;
         if e == "double" {
             elem = "double";
         }
-        let max_def = schema.column(col).max_def_level();
+        let max_def = pq.schema.column(col).max_def_level();
         if values.len() != genes.len() {
             // fewer values than rows: some are null
             let r = defs.iter().position(|&d| d < max_def).unwrap_or(0);

@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-use crate::encoder::job::ResumableJob;
+use crate::encoder::job::{partial_dir_for, ResumableJob};
 use crate::encoder::{EncoderOptions, ModelIdentity};
 use crate::genes::corpus::GeneText;
 use crate::genes::resolver::{map_genes, Coverage};
@@ -126,6 +126,36 @@ pub fn run_genes_embed_cancellable(
     genes_embed_impl(args, check, None)
 }
 
+/// The output contract: the store (or the shard and its manifest) apart from the summaries and a
+/// local model folder.
+fn check_apart(
+    args: &GenesEmbedArgs,
+    prefix: &Path,
+    shard: Option<crate::shard::Shard>,
+) -> Result<()> {
+    let store = crate::genes::store::store_paths(prefix);
+    let shard_manifest = crate::io::manifest_path(prefix);
+    let outs: Vec<&Path> = match shard {
+        Some(_) => vec![prefix, &shard_manifest],
+        None => store.all().to_vec(),
+    };
+    let mut inputs: Vec<&Path> = args.summaries.iter().map(|p| p.as_path()).collect();
+    inputs.extend(Some(Path::new(&args.model)).filter(|p| p.exists()));
+    crate::outputs::check_apart(&outs, &inputs)
+}
+
+/// sha256 of the embedded texts as `SYMBOL<TAB>TEXT` lines (the manifest's `text_sha256`).
+fn texts_sha256(genes: &[GeneText]) -> String {
+    let mut all = String::new();
+    for g in genes {
+        all.push_str(&g.symbol);
+        all.push('\t');
+        all.push_str(&g.text);
+        all.push('\n');
+    }
+    sha256_bytes(all.as_bytes())
+}
+
 fn genes_embed_impl(
     args: &GenesEmbedArgs,
     check: Option<&dyn Fn() -> Result<()>>,
@@ -136,17 +166,7 @@ fn genes_embed_impl(
         Some(_) => args.out.clone(),
         None => store_prefix(&args.out),
     };
-    {
-        let store = crate::genes::store::store_paths(&prefix);
-        let shard_manifest = crate::io::manifest_path(&prefix);
-        let outs: Vec<&Path> = match shard {
-            Some(_) => vec![&prefix, &shard_manifest],
-            None => store.all().to_vec(),
-        };
-        let mut inputs: Vec<&Path> = args.summaries.iter().map(|p| p.as_path()).collect();
-        inputs.extend(Some(Path::new(&args.model)).filter(|p| p.exists()));
-        crate::outputs::check_apart(&outs, &inputs)?;
-    }
+    check_apart(args, &prefix, shard)?;
     let _lock = crate::outputs::OutputLock::acquire(&prefix)?;
     let corpus = match &args.summaries {
         Some(p) => SummaryCorpus::from_file(p)?,
@@ -166,20 +186,9 @@ fn genes_embed_impl(
         .iter()
         .map(|g| g.text.clone())
         .collect();
-    let mut all = String::new();
-    for g in &genes {
-        all.push_str(&g.symbol);
-        all.push('\t');
-        all.push_str(&g.text);
-        all.push('\n');
-    }
-    let text_sha256 = sha256_bytes(all.as_bytes());
+    let text_sha256 = texts_sha256(&genes);
     let enc = crate::encoder::load_encoder(&args.model, &args.options, args.quiet)?;
-    let partial_dir = {
-        let mut s = prefix.as_os_str().to_owned();
-        s.push(".partial");
-        PathBuf::from(s)
-    };
+    let partial_dir = partial_dir_for(&prefix);
     let mut fingerprint = serde_json::json!({
         "tool": TOOL_VERSION,
         "model": enc.identity,

@@ -174,6 +174,7 @@ impl<'a, S: GlobalSet> Unpickler<'a, S> {
         }
     }
 
+    // One arm per opcode, long on purpose: the pickle format's opcode table reads top to bottom.
     fn run(&mut self) -> Result<Id> {
         loop {
             let p = self.input.pos;

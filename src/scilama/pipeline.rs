@@ -16,6 +16,9 @@
 //!   stds) and, with several gene stores, their order (`gene_stores`, [`StoreRecord`]) — what
 //!   `scilama embed` needs;
 //! - `PREFIX.scilama_losses.tsv`: step, epoch, KL weight, train loss / recon / KL, validation loss.
+//!
+//! Over 700 lines on purpose: `train` and `embed` share the gene matching, the covariate encoding
+//! and the output set, which read together here.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,7 +29,7 @@ use serde::Serialize;
 
 use crate::cells::matrix::ObsColumn;
 use crate::cells::pipeline::{
-    input_checksum, read_normalized, write_cell_output_key, CellOutput, InputNorm,
+    input_checksum, read_normalized, CellOutput, CellVectors, InputNorm, Placement,
 };
 use crate::cells::read::ReadOptions;
 use crate::genes::resolver::Coverage;
@@ -689,16 +692,18 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
     // One output set: the old marker (the model's manifest) goes first, the parts are written,
     // and the new marker, recording every part's sha256, is written last.
     set.remove_marker()?;
-    write_cell_output_key(
-        &args.input,
-        &m,
-        &out,
-        OBSM_KEY,
-        &cells,
-        k,
-        vec![("scilama_split".into(), ObsColumn::Text(split))],
-        &manifest,
-    )?;
+    let vectors = CellVectors {
+        cell_ids: &m.cell_ids,
+        data: &cells,
+        dim: k,
+        obs: vec![("scilama_split".into(), ObsColumn::Text(split))],
+    };
+    let placement = Placement::Whole {
+        input: &args.input,
+        cells: &m,
+        key: Some(OBSM_KEY),
+    };
+    out.write(vectors, placement, manifest.clone())?;
     match gene_mu {
         Some(gene_mu) => write_gene_store(&genes_prefix, &genes, gene_mu, k, &manifest)?,
         None => set.remove_gene_store()?,
@@ -830,16 +835,18 @@ pub fn run_embed(args: &EmbedArgs) -> Result<EmbedReport> {
             in_place: args.in_place,
             name: "scilama".into(),
         };
-        write_cell_output_key(
+        let vectors = CellVectors {
+            cell_ids: &m.cell_ids,
+            data: &z,
+            dim: lm.net.arch.latent,
+            obs: vec![],
+        };
+        let placement = Placement::Whole {
             input,
-            &m,
-            &out,
-            OBSM_KEY,
-            &z,
-            lm.net.arch.latent,
-            vec![],
-            &manifest,
-        )?;
+            cells: &m,
+            key: Some(OBSM_KEY),
+        };
+        out.write(vectors, placement, manifest)?;
     }
     if !args.genes.is_empty() {
         let Some(out) = &args.genes_out else {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Result};
-use hdf5::{Dataset, File, LocationType};
+use hdf5::{Dataset, File, Group, LocationType};
 
 use super::attrs::{attr_string, check_declared_size, fmt_num, h5err, member_kind};
 use super::frame::{read_df_column, read_frame_columns, read_frame_meta};
@@ -82,6 +82,215 @@ fn check_array(path: &Path, name: &str, ds: &Dataset, ndim: usize, integer: bool
     Ok(())
 }
 
+/// Which matrix (`X`, `layers/NAME` or `raw/X`) and which var frame go with it.
+fn choose_matrix(path: &Path, file: &File, opts: &ReadOptions) -> Result<(String, &'static str)> {
+    let p = path.display();
+    if opts.raw {
+        if member_kind(file, "raw") != Some(LocationType::Group) {
+            bail!(
+                "{p}: --raw requested but the file has no raw/ group (AnnData.raw is empty); drop --raw, or use a layer (available layers: {})",
+                list_group(file, "layers")
+            )
+        }
+        Ok(("raw/X".to_string(), "raw/var"))
+    } else if let Some(l) = &opts.layer {
+        let ok = member_kind(file, "layers") == Some(LocationType::Group)
+            && file
+                .group("layers")
+                .map(|g| g.link_exists(l))
+                .unwrap_or(false);
+        if !ok {
+            bail!(
+                "{p}: layer '{l}' not found in layers/; available layers: {}",
+                list_group(file, "layers")
+            )
+        }
+        Ok((format!("layers/{l}"), "var"))
+    } else {
+        if !file.link_exists("X") {
+            bail!(
+                "{p}: the file has no X matrix (X is None); choose a layer with --layer (available: {})",
+                list_group(file, "layers")
+            )
+        }
+        Ok(("X".to_string(), "var"))
+    }
+}
+
+/// The gene names: the var index, or `--gene-symbols-key`'s column; each non-empty and unique.
+fn read_gene_names(
+    path: &Path,
+    file: &File,
+    var_name: &str,
+    opts: &ReadOptions,
+) -> Result<Vec<String>> {
+    let p = path.display();
+    let (var_g, var_fr) = read_frame_meta(path, file, var_name)?;
+    let genes: Vec<String> = match &opts.gene_symbols_key {
+        None => var_fr.index.clone(),
+        Some(k) => {
+            if !var_g.link_exists(k) {
+                bail!(
+                    "{p}: --gene-symbols-key '{k}': no such column in {var_name}; available columns: {}",
+                    if var_fr.columns.is_empty() { "none".to_string() } else { var_fr.columns.join(", ") }
+                )
+            }
+            match read_df_column(&var_g, k)
+                .map_err(|e| h5err(path, &format!("{var_name}/{k}"), e))?
+            {
+                Some(ObsColumn::Text(v)) => v,
+                Some(ObsColumn::Number(v)) => v.into_iter().map(fmt_num).collect(),
+                None => {
+                    bail!("{p}: {var_name}/{k}: unsupported column encoding for gene symbols")
+                }
+            }
+        }
+    };
+    let sym_field = match &opts.gene_symbols_key {
+        None => format!("{var_name} index"),
+        Some(k) => format!("{var_name}/{k}"),
+    };
+    if let Some(i) = genes.iter().position(|g| g.is_empty()) {
+        bail!(
+            "{p}: {sym_field}: gene {i} has an empty name; expected one non-empty gene name \
+             (string) per row of {var_name} — the file is corrupt or its index is not the gene names \
+             (pick a column with --gene-symbols-key)"
+        )
+    }
+    check_unique_genes(&genes, path, &sym_field)?;
+    Ok(genes)
+}
+
+/// The matrix at `field`: a dense dataset or a CSR/CSC group, checked, with its shape.
+fn open_store(path: &Path, file: &File, field: &str) -> Result<(Store, (usize, usize))> {
+    let p = path.display();
+    match member_kind(file, field) {
+        Some(LocationType::Dataset) => {
+            let ds = file.dataset(field).map_err(|e| h5err(path, field, e))?;
+            let sh = ds.shape();
+            if sh.len() != 2 {
+                bail!("{p}: {field}: expected a 2-D matrix, found shape {sh:?}")
+            }
+            check_array(path, field, &ds, 2, false)?;
+            Ok((Store::Dense(ds), (sh[0], sh[1])))
+        }
+        Some(LocationType::Group) => {
+            let g = file.group(field).map_err(|e| h5err(path, field, e))?;
+            open_sparse(path, &g, field)
+        }
+        _ => bail!("{p}: {field} not found"),
+    }
+}
+
+/// A sparse group's format, "csr" or "csc", from its encoding-type (or legacy h5sparse_format).
+fn sparse_format(path: &Path, g: &Group, field: &str) -> Result<&'static str> {
+    let p = path.display();
+    let enc = attr_string(g, "encoding-type").map_err(|e| h5err(path, field, e))?;
+    let legacy = attr_string(g, "h5sparse_format").map_err(|e| h5err(path, field, e))?;
+    Ok(match (enc.as_deref(), legacy.as_deref()) {
+        (Some("csr_matrix"), _) | (None, Some("csr")) => "csr",
+        (Some("csc_matrix"), _) | (None, Some("csc")) => "csc",
+        (Some(e), _) => bail!(
+            "{p}: {field}: encoding-type '{e}' is not supported (celltext reads csr_matrix, csc_matrix and dense array)"
+        ),
+        (None, l) => bail!(
+            "{p}: {field}: sparse group without an encoding-type attribute{}; re-save it with anndata ≥ 0.8",
+            l.map(|l| format!(" (h5sparse_format '{l}')")).unwrap_or_default()
+        ),
+    })
+}
+
+/// A sparse group's `shape` (or legacy `h5sparse_shape`) attribute: two non-negative values.
+fn sparse_shape(path: &Path, g: &Group, field: &str) -> Result<Vec<i64>> {
+    let shape_attr = if g
+        .attr_names()
+        .map(|a| a.iter().any(|n| n == "shape"))
+        .unwrap_or(false)
+    {
+        "shape"
+    } else {
+        "h5sparse_shape"
+    };
+    let sh: Vec<i64> = g
+        .attr(shape_attr)
+        .and_then(|a| {
+            if a.size() > 2 {
+                // a 2-D shape has 2 values; do not allocate for a corrupt count
+                return Err(format!("{} values, expected 2", a.size()).into());
+            }
+            a.read_raw::<i64>()
+        })
+        .map_err(|e| h5err(path, &format!("{field} shape attribute"), e))?;
+    if sh.len() != 2 || sh.iter().any(|&x| x < 0) {
+        bail!("{}: {field}: bad shape attribute {sh:?}", path.display())
+    }
+    Ok(sh)
+}
+
+/// A CSR or CSC group: its three arrays checked against each other and the shape (the pointer
+/// array's length, first and last entry), before any row is read.
+fn open_sparse(path: &Path, g: &Group, field: &str) -> Result<(Store, (usize, usize))> {
+    let p = path.display();
+    let fmt = sparse_format(path, g, field)?;
+    let sh = sparse_shape(path, g, field)?;
+    let get = |n: &str| -> Result<Dataset> {
+        g.dataset(n)
+            .map_err(|e| h5err(path, &format!("{field}/{n}"), e))
+    };
+    let (data, indices, indptr) = (get("data")?, get("indices")?, get("indptr")?);
+    check_array(path, &format!("{field}/data"), &data, 1, false)?;
+    check_array(path, &format!("{field}/indices"), &indices, 1, true)?;
+    check_array(path, &format!("{field}/indptr"), &indptr, 1, true)?;
+    if data.size() != indices.size() {
+        bail!(
+            "{p}: {field}: data has {} values but indices has {}; the sparse matrix is corrupt",
+            data.size(),
+            indices.size()
+        )
+    }
+    let n_major = if fmt == "csr" { sh[0] } else { sh[1] };
+    if indptr.size() != n_major as usize + 1 {
+        bail!(
+            "{p}: {field}/indptr: {} entries but a {} matrix of shape {:?} needs {}",
+            indptr.size(),
+            fmt,
+            sh,
+            n_major + 1
+        )
+    }
+    let nnz = data.size();
+    let at = |i: usize| -> Result<i64> {
+        let v: Vec<i64> = indptr
+            .read_slice_1d::<i64, _>(i..i + 1)
+            .map_err(|e| h5err(path, &format!("{field}/indptr"), e))?
+            .to_vec();
+        Ok(v[0])
+    };
+    let (first, last) = (at(0)?, at(n_major as usize)?);
+    if first != 0 || last != nnz as i64 {
+        bail!(
+            "{p}: {field}/indptr runs from {first} to {last}, but a {fmt} pointer array must \
+             start at 0 and end at the number of stored values ({nnz}); the sparse matrix is corrupt"
+        )
+    }
+    let store = if fmt == "csr" {
+        Store::Csr {
+            data,
+            indices,
+            indptr,
+            nnz,
+        }
+    } else {
+        Store::Csc {
+            data,
+            indices,
+            indptr,
+            cache: None,
+        }
+    };
+    Ok((store, (sh[0] as usize, sh[1] as usize)))
+}
+
 impl H5adSource {
     pub fn open(path: &Path, opts: &ReadOptions) -> Result<Self> {
         let p = path.display().to_string();
@@ -96,193 +305,13 @@ impl H5adSource {
         if opts.raw && opts.layer.is_some() {
             bail!("{p}: --raw and --layer are mutually exclusive (raw has no layers)")
         }
-
-        // ---- which matrix, which var
-        let (field, var_name) = if opts.raw {
-            if member_kind(&file, "raw") != Some(LocationType::Group) {
-                bail!(
-                    "{p}: --raw requested but the file has no raw/ group (AnnData.raw is empty); drop --raw, or use a layer (available layers: {})",
-                    list_group(&file, "layers")
-                )
-            }
-            ("raw/X".to_string(), "raw/var")
-        } else if let Some(l) = &opts.layer {
-            let ok = member_kind(&file, "layers") == Some(LocationType::Group)
-                && file
-                    .group("layers")
-                    .map(|g| g.link_exists(l))
-                    .unwrap_or(false);
-            if !ok {
-                bail!(
-                    "{p}: layer '{l}' not found in layers/; available layers: {}",
-                    list_group(&file, "layers")
-                )
-            }
-            (format!("layers/{l}"), "var")
-        } else {
-            if !file.link_exists("X") {
-                bail!(
-                    "{p}: the file has no X matrix (X is None); choose a layer with --layer (available: {})",
-                    list_group(&file, "layers")
-                )
-            }
-            ("X".to_string(), "var")
-        };
-
-        // ---- obs
+        let (field, var_name) = choose_matrix(path, &file, opts)?;
         let obs = read_frame_columns(path, &obs_g, &obs_fr, "obs")?;
+        drop(obs_g);
         let cell_ids = obs_fr.index.clone();
         let n_cells = cell_ids.len();
-
-        // ---- var / genes
-        let (var_g, var_fr) = read_frame_meta(path, &file, var_name)?;
-        let genes: Vec<String> = match &opts.gene_symbols_key {
-            None => var_fr.index.clone(),
-            Some(k) => {
-                if !var_g.link_exists(k) {
-                    bail!(
-                        "{p}: --gene-symbols-key '{k}': no such column in {var_name}; available columns: {}",
-                        if var_fr.columns.is_empty() { "none".to_string() } else { var_fr.columns.join(", ") }
-                    )
-                }
-                match read_df_column(&var_g, k)
-                    .map_err(|e| h5err(path, &format!("{var_name}/{k}"), e))?
-                {
-                    Some(ObsColumn::Text(v)) => v,
-                    Some(ObsColumn::Number(v)) => v.into_iter().map(fmt_num).collect(),
-                    None => {
-                        bail!("{p}: {var_name}/{k}: unsupported column encoding for gene symbols")
-                    }
-                }
-            }
-        };
-        let sym_field = match &opts.gene_symbols_key {
-            None => format!("{var_name} index"),
-            Some(k) => format!("{var_name}/{k}"),
-        };
-        if let Some(i) = genes.iter().position(|g| g.is_empty()) {
-            bail!(
-                "{p}: {sym_field}: gene {i} has an empty name; expected one non-empty gene name \
-                 (string) per row of {var_name} — the file is corrupt or its index is not the gene names \
-                 (pick a column with --gene-symbols-key)"
-            )
-        }
-        check_unique_genes(&genes, path, &sym_field)?;
-
-        // ---- matrix
-        let kind = member_kind(&file, &field);
-        let (store, shape) = match kind {
-            Some(LocationType::Dataset) => {
-                let ds = file.dataset(&field).map_err(|e| h5err(path, &field, e))?;
-                let sh = ds.shape();
-                if sh.len() != 2 {
-                    bail!("{p}: {field}: expected a 2-D matrix, found shape {sh:?}")
-                }
-                check_array(path, &field, &ds, 2, false)?;
-                (Store::Dense(ds), (sh[0], sh[1]))
-            }
-            Some(LocationType::Group) => {
-                let g = file.group(&field).map_err(|e| h5err(path, &field, e))?;
-                let enc = attr_string(&g, "encoding-type").map_err(|e| h5err(path, &field, e))?;
-                let legacy =
-                    attr_string(&g, "h5sparse_format").map_err(|e| h5err(path, &field, e))?;
-                let fmt = match (enc.as_deref(), legacy.as_deref()) {
-                    (Some("csr_matrix"), _) | (None, Some("csr")) => "csr",
-                    (Some("csc_matrix"), _) | (None, Some("csc")) => "csc",
-                    (Some(e), _) => bail!(
-                        "{p}: {field}: encoding-type '{e}' is not supported (celltext reads csr_matrix, csc_matrix and dense array)"
-                    ),
-                    (None, l) => bail!(
-                        "{p}: {field}: sparse group without an encoding-type attribute{}; re-save it with anndata ≥ 0.8",
-                        l.map(|l| format!(" (h5sparse_format '{l}')")).unwrap_or_default()
-                    ),
-                };
-                let shape_attr = if g
-                    .attr_names()
-                    .map(|a| a.iter().any(|n| n == "shape"))
-                    .unwrap_or(false)
-                {
-                    "shape"
-                } else {
-                    "h5sparse_shape"
-                };
-                let sh: Vec<i64> = g
-                    .attr(shape_attr)
-                    .and_then(|a| {
-                        if a.size() > 2 {
-                            // a 2-D shape has 2 values; do not allocate for a corrupt count
-                            return Err(format!("{} values, expected 2", a.size()).into());
-                        }
-                        a.read_raw::<i64>()
-                    })
-                    .map_err(|e| h5err(path, &format!("{field} shape attribute"), e))?;
-                if sh.len() != 2 || sh.iter().any(|&x| x < 0) {
-                    bail!("{p}: {field}: bad shape attribute {sh:?}")
-                }
-                let get = |n: &str| -> Result<Dataset> {
-                    g.dataset(n)
-                        .map_err(|e| h5err(path, &format!("{field}/{n}"), e))
-                };
-                let (data, indices, indptr) = (get("data")?, get("indices")?, get("indptr")?);
-                check_array(path, &format!("{field}/data"), &data, 1, false)?;
-                check_array(path, &format!("{field}/indices"), &indices, 1, true)?;
-                check_array(path, &format!("{field}/indptr"), &indptr, 1, true)?;
-                if data.size() != indices.size() {
-                    bail!(
-                        "{p}: {field}: data has {} values but indices has {}; the sparse matrix is corrupt",
-                        data.size(),
-                        indices.size()
-                    )
-                }
-                let (n_major, n_minor) = if fmt == "csr" {
-                    (sh[0], sh[1])
-                } else {
-                    (sh[1], sh[0])
-                };
-                if indptr.size() != n_major as usize + 1 {
-                    bail!(
-                        "{p}: {field}/indptr: {} entries but a {} matrix of shape {:?} needs {}",
-                        indptr.size(),
-                        fmt,
-                        sh,
-                        n_major + 1
-                    )
-                }
-                let _ = n_minor;
-                let nnz = data.size();
-                let at = |i: usize| -> Result<i64> {
-                    let v: Vec<i64> = indptr
-                        .read_slice_1d::<i64, _>(i..i + 1)
-                        .map_err(|e| h5err(path, &format!("{field}/indptr"), e))?
-                        .to_vec();
-                    Ok(v[0])
-                };
-                let (first, last) = (at(0)?, at(n_major as usize)?);
-                if first != 0 || last != nnz as i64 {
-                    bail!(
-                        "{p}: {field}/indptr runs from {first} to {last}, but a {fmt} pointer array must \
-                         start at 0 and end at the number of stored values ({nnz}); the sparse matrix is corrupt"
-                    )
-                }
-                let store = if fmt == "csr" {
-                    Store::Csr {
-                        data,
-                        indices,
-                        indptr,
-                        nnz,
-                    }
-                } else {
-                    Store::Csc {
-                        data,
-                        indices,
-                        indptr,
-                        cache: None,
-                    }
-                };
-                (store, (sh[0] as usize, sh[1] as usize))
-            }
-            _ => bail!("{p}: {field} not found"),
-        };
+        let genes = read_gene_names(path, &file, var_name, opts)?;
+        let (store, shape) = open_store(path, &file, &field)?;
         if shape.0 != n_cells || shape.1 != genes.len() {
             bail!(
                 "{p}: dimension mismatch: {field} is {} × {} but obs has {} cells and {var_name} has {} genes",
@@ -307,8 +336,6 @@ impl H5adSource {
                 shape.1
             )
         }
-        drop(obs_g);
-        drop(var_g);
         Ok(Self {
             path: path.to_path_buf(),
             field,

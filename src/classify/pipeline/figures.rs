@@ -33,7 +33,7 @@ pub(super) fn write_plots(
     arms: &Arms,
     runs: &Runs,
 ) -> Result<()> {
-    let (primary, labelled, names) = (arms.primary, &lab.labelled, &lab.names);
+    let primary = arms.primary;
     say(
         args.quiet,
         format!(
@@ -57,7 +57,27 @@ pub(super) fn write_plots(
     plots::confusion_heatmap_from_report(&dir.join("confusion"), &prim.test, &title)?;
     files.extend(["confusion.png".to_string(), "confusion.svg".to_string()]);
 
-    // 2-D map of the primary features, labelled cells
+    write_maps(dir, args, report, lab, feats, arms, runs, &mut files)?;
+    write_k_sweep(dir, report, split_word, &mut files)?;
+    write_sources(dir, args, report, split_word, &mut files)?;
+    files.extend(["report.md".to_string(), "report.json".to_string()]);
+    report.files = files;
+    Ok(())
+}
+
+/// The 2-D maps of the primary features over the labelled cells: PCA, and UMAP beside it.
+#[allow(clippy::too_many_arguments)]
+fn write_maps(
+    dir: &Path,
+    args: &ClassifyArgs,
+    report: &mut ClassifyReport,
+    lab: &Labels,
+    feats: &[Feature],
+    arms: &Arms,
+    runs: &Runs,
+    files: &mut Vec<String>,
+) -> Result<()> {
+    let (primary, labelled, names) = (arms.primary, &lab.labelled, &lab.names);
     let owned;
     let (mx, mdim): (&[f32], usize) = match runs.arm_knn.get(primary) {
         Some((x, d)) if *d > 0 => (x, *d),
@@ -130,7 +150,16 @@ pub(super) fn write_plots(
             .notes
             .push("no 2-D map: it needs at least 2 dimensions and 2 labelled cells".into());
     }
+    Ok(())
+}
 
+/// The k sweep's scores by k (when it ran over at least two k).
+fn write_k_sweep(
+    dir: &Path,
+    report: &ClassifyReport,
+    split_word: &str,
+    files: &mut Vec<String>,
+) -> Result<()> {
     if let Some(ks) = &report.k_sweep {
         if ks.rows.len() >= 2 {
             let kv: Vec<usize> = ks.rows.iter().map(|r| r.k).collect();
@@ -162,6 +191,17 @@ pub(super) fn write_plots(
             files.extend(["k_sweep.png".to_string(), "k_sweep.svg".to_string()]);
         }
     }
+    Ok(())
+}
+
+/// Accuracy by source, when there are several.
+fn write_sources(
+    dir: &Path,
+    args: &ClassifyArgs,
+    report: &ClassifyReport,
+    split_word: &str,
+    files: &mut Vec<String>,
+) -> Result<()> {
     if report.results.len() > 1 {
         let rows: Vec<(String, f64, f64)> = report
             .results
@@ -188,8 +228,6 @@ pub(super) fn write_plots(
             files.extend(["sources.png".to_string(), "sources.svg".to_string()]);
         }
     }
-    files.extend(["report.md".to_string(), "report.json".to_string()]);
-    report.files = files;
     Ok(())
 }
 

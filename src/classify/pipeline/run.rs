@@ -219,7 +219,7 @@ pub(super) fn run_arms(
     arms: &Arms,
     ks: &KPlan,
 ) -> Result<Runs> {
-    let (n_cells, y, names) = (lab.n_cells(), &lab.y, &lab.names);
+    let (n_cells, y) = (lab.n_cells(), &lab.y);
     let primary = arms.primary;
     let mlp_cfg = args.effective_mlp();
     let n_runs = splits.len() * arms.arms.len();
@@ -247,25 +247,7 @@ pub(super) fn run_arms(
         let mut row = Vec::with_capacity(arms.arms.len());
         // k sweep on the primary KNN features
         if ks.run_sweep {
-            let (x, dim) = &arm_knn[primary];
-            let knn = CosineKnn::fit(
-                &gather_rows(x, *dim, &sp.train),
-                sp.train.len(),
-                *dim,
-                &train_y,
-            )?;
-            let preds = knn.predict_sweep(
-                &gather_rows(x, *dim, &sp.test),
-                sp.test.len(),
-                &ks.ok,
-                args.vote,
-            )?;
-            sweep_preds.push(
-                preds
-                    .iter()
-                    .map(|p| p.iter().map(|q| q.label).collect())
-                    .collect(),
-            );
+            sweep_preds.push(k_sweep(args, &arm_knn[primary], sp, &train_y, &ks.ok)?);
         }
         for (ai, arm) in arms.arms.iter().enumerate() {
             pb.set_message(format!(
@@ -278,95 +260,21 @@ pub(super) fn run_arms(
                 }
             ));
             let want_all = ai == primary && si == 0;
-            let others: Vec<usize> = if want_all {
-                let mut is_train = vec![false; n_cells];
-                sp.train.iter().for_each(|&i| is_train[i] = true);
-                (0..n_cells).filter(|&i| !is_train[i]).collect()
-            } else {
-                Vec::new()
-            };
             let out = match args.method {
                 Method::Knn => {
                     let k = ks.predict_k.unwrap_or(DEFAULT_K);
-                    let (x, dim) = &arm_knn[ai];
-                    let train_x = gather_rows(x, *dim, &sp.train);
-                    let knn = CosineKnn::fit(&train_x, sp.train.len(), *dim, &train_y)?;
-                    let pr = |idx: &[usize]| -> Result<Vec<(usize, f32)>> {
-                        if idx.is_empty() {
-                            return Ok(Vec::new());
-                        }
-                        Ok(knn
-                            .predict(&gather_rows(x, *dim, idx), idx.len(), k, args.vote)?
-                            .into_iter()
-                            .map(|p| (p.label, p.confidence))
-                            .collect())
-                    };
-                    let test = pr(&sp.test)?;
-                    let val = pr(&sp.val)?;
-                    let all = if want_all {
-                        let mut all = vec![(0usize, 0f32); n_cells];
-                        for (&i, p) in sp.train.iter().zip(knn_loo(&knn, &train_x, k, args.vote)?) {
-                            all[i] = (p.label, p.confidence);
-                        }
-                        for (&i, p) in others.iter().zip(pr(&others)?) {
-                            all[i] = p;
-                        }
-                        Some(all)
-                    } else {
-                        None
-                    };
-                    ArmSplitOut {
-                        test,
-                        val,
-                        all,
-                        history: None,
-                    }
+                    let others = want_all.then(|| not_in(&sp.train, n_cells));
+                    knn_arm(
+                        args,
+                        k,
+                        &arm_knn[ai],
+                        sp,
+                        &train_y,
+                        others.as_deref(),
+                        n_cells,
+                    )?
                 }
-                Method::Mlp => {
-                    let sources: Vec<Source> = arm
-                        .sources
-                        .iter()
-                        .map(|&s| {
-                            Source::new(
-                                feats[s].info.name.clone(),
-                                &feats[s].data,
-                                feats[s].info.dim,
-                            )
-                        })
-                        .collect();
-                    let y0: Vec<usize> = y
-                        .iter()
-                        .map(|&c| if c == usize::MAX { 0 } else { c })
-                        .collect();
-                    // a gate on a lone source has nothing to weigh against: single sources use concat
-                    let cfg = if arm.sources.len() == 1 {
-                        MlpConfig {
-                            fusion: Fusion::Concat,
-                            ..mlp_cfg.clone()
-                        }
-                    } else {
-                        mlp_cfg.clone()
-                    };
-                    let model = TrainedMlp::fit(&sources, &y0, names.len(), &sp.train, &cfg)
-                        .with_context(|| format!("training the MLP on {}", arm.name))?;
-                    let test = model.predict(&sources, &sp.test)?;
-                    let val = if sp.val.is_empty() {
-                        Vec::new()
-                    } else {
-                        model.predict(&sources, &sp.val)?
-                    };
-                    let all = if want_all {
-                        Some(model.predict(&sources, &(0..n_cells).collect::<Vec<_>>())?)
-                    } else {
-                        None
-                    };
-                    ArmSplitOut {
-                        test,
-                        val,
-                        all,
-                        history: Some(model.history().clone()),
-                    }
-                }
+                Method::Mlp => mlp_arm(arm, feats, lab, sp, &mlp_cfg, want_all)?,
             };
             row.push(out);
             pb.inc(1);
@@ -378,6 +286,141 @@ pub(super) fn run_arms(
         outs,
         sweep_preds,
         arm_knn,
+    })
+}
+
+/// The cells (of `0..n_cells`) not in `train`, in order.
+fn not_in(train: &[usize], n_cells: usize) -> Vec<usize> {
+    let mut is_train = vec![false; n_cells];
+    train.iter().for_each(|&i| is_train[i] = true);
+    (0..n_cells).filter(|&i| !is_train[i]).collect()
+}
+
+/// The test predictions of every k in `ks_ok` from one KNN fit on the split's training cells.
+fn k_sweep(
+    args: &ClassifyArgs,
+    (x, dim): &(Vec<f32>, usize),
+    sp: &CellSplit,
+    train_y: &[usize],
+    ks_ok: &[usize],
+) -> Result<Vec<Vec<usize>>> {
+    let knn = CosineKnn::fit(
+        &gather_rows(x, *dim, &sp.train),
+        sp.train.len(),
+        *dim,
+        train_y,
+    )?;
+    let preds = knn.predict_sweep(
+        &gather_rows(x, *dim, &sp.test),
+        sp.test.len(),
+        ks_ok,
+        args.vote,
+    )?;
+    Ok(preds
+        .iter()
+        .map(|p| p.iter().map(|q| q.label).collect())
+        .collect())
+}
+
+/// One KNN arm on one split: test and validation predictions, and with `others` (the cells
+/// outside the training set) every cell's, training cells leave-one-out.
+fn knn_arm(
+    args: &ClassifyArgs,
+    k: usize,
+    (x, dim): &(Vec<f32>, usize),
+    sp: &CellSplit,
+    train_y: &[usize],
+    others: Option<&[usize]>,
+    n_cells: usize,
+) -> Result<ArmSplitOut> {
+    let train_x = gather_rows(x, *dim, &sp.train);
+    let knn = CosineKnn::fit(&train_x, sp.train.len(), *dim, train_y)?;
+    let pr = |idx: &[usize]| -> Result<Vec<(usize, f32)>> {
+        if idx.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(knn
+            .predict(&gather_rows(x, *dim, idx), idx.len(), k, args.vote)?
+            .into_iter()
+            .map(|p| (p.label, p.confidence))
+            .collect())
+    };
+    let test = pr(&sp.test)?;
+    let val = pr(&sp.val)?;
+    let all = match others {
+        Some(others) => {
+            let mut all = vec![(0usize, 0f32); n_cells];
+            for (&i, p) in sp.train.iter().zip(knn_loo(&knn, &train_x, k, args.vote)?) {
+                all[i] = (p.label, p.confidence);
+            }
+            for (&i, p) in others.iter().zip(pr(others)?) {
+                all[i] = p;
+            }
+            Some(all)
+        }
+        None => None,
+    };
+    Ok(ArmSplitOut {
+        test,
+        val,
+        all,
+        history: None,
+    })
+}
+
+/// One MLP arm on one split: trained on the split's training cells; test and validation
+/// predictions, and with `want_all` every cell's.
+fn mlp_arm(
+    arm: &Arm,
+    feats: &[Feature],
+    lab: &Labels,
+    sp: &CellSplit,
+    mlp_cfg: &MlpConfig,
+    want_all: bool,
+) -> Result<ArmSplitOut> {
+    let (n_cells, y, names) = (lab.n_cells(), &lab.y, &lab.names);
+    let sources: Vec<Source> = arm
+        .sources
+        .iter()
+        .map(|&s| {
+            Source::new(
+                feats[s].info.name.clone(),
+                &feats[s].data,
+                feats[s].info.dim,
+            )
+        })
+        .collect();
+    let y0: Vec<usize> = y
+        .iter()
+        .map(|&c| if c == usize::MAX { 0 } else { c })
+        .collect();
+    // a gate on a lone source has nothing to weigh against: single sources use concat
+    let cfg = if arm.sources.len() == 1 {
+        MlpConfig {
+            fusion: Fusion::Concat,
+            ..mlp_cfg.clone()
+        }
+    } else {
+        mlp_cfg.clone()
+    };
+    let model = TrainedMlp::fit(&sources, &y0, names.len(), &sp.train, &cfg)
+        .with_context(|| format!("training the MLP on {}", arm.name))?;
+    let test = model.predict(&sources, &sp.test)?;
+    let val = if sp.val.is_empty() {
+        Vec::new()
+    } else {
+        model.predict(&sources, &sp.val)?
+    };
+    let all = if want_all {
+        Some(model.predict(&sources, &(0..n_cells).collect::<Vec<_>>())?)
+    } else {
+        None
+    };
+    Ok(ArmSplitOut {
+        test,
+        val,
+        all,
+        history: Some(model.history().clone()),
     })
 }
 

@@ -103,14 +103,54 @@ pub fn umap_2d(x: &[f32], n: usize, dim: usize, params: &UmapParams) -> Result<U
     );
     let prepared = Prepared::new(x, n, dim, params.metric)?;
     let k = params.n_neighbors.min(n);
+    let mut edges = fuzzy_graph(&prepared, n, k);
 
+    // 4. epochs, pruning of weak edges and the sampling schedule.
+    let n_epochs = params
+        .n_epochs
+        .unwrap_or(if n <= 10_000 { 500 } else { 200 });
+    let w_max = edges.iter().map(|e| e.2).fold(0.0, f64::max);
+    let cut = w_max / (if n_epochs > 10 { n_epochs } else { 500 }) as f64;
+    edges.retain(|e| e.2 >= cut);
+    let epochs_per_sample: Vec<f64> = edges
+        .iter()
+        .map(|e| {
+            let samples = n_epochs as f64 * (e.2 / w_max);
+            if samples > 0.0 {
+                n_epochs as f64 / samples
+            } else {
+                -1.0
+            }
+        })
+        .collect();
+
+    let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+    let mut emb = initial_layout(x, n, dim, &mut rng)?;
+    optimize_layout(
+        &mut emb,
+        &edges,
+        &epochs_per_sample,
+        params,
+        n_epochs,
+        &mut rng,
+    );
+    Ok(Umap2d {
+        coords: emb,
+        params: params.clone(),
+        n_epochs,
+        n_edges: edges.len(),
+    })
+}
+
+/// Steps 1–3: the fuzzy simplicial set as weighted edges `(i, j, w)`, rows in column order.
+fn fuzzy_graph(prepared: &Prepared, n: usize, k: usize) -> Vec<(usize, usize, f64)> {
     // 1. exact kNN, the point itself first (distance 0), then the k − 1 nearest others.
     let knn: Vec<Vec<(f64, usize)>> = (0..n)
         .into_par_iter()
         .map(|i| {
             let mut row = Vec::with_capacity(k);
             row.push((0.0, i));
-            row.extend(order_by_distance(&prepared, n, i).into_iter().take(k - 1));
+            row.extend(order_by_distance(prepared, n, i).into_iter().take(k - 1));
             row
         })
         .collect();
@@ -155,29 +195,13 @@ pub fn umap_2d(x: &[f32], n: usize, dim: usize, params: &UmapParams) -> Result<U
             }
         }
     }
+    edges
+}
 
-    // 4. epochs, pruning of weak edges and the sampling schedule.
-    let n_epochs = params
-        .n_epochs
-        .unwrap_or(if n <= 10_000 { 500 } else { 200 });
-    let w_max = edges.iter().map(|e| e.2).fold(0.0, f64::max);
-    let cut = w_max / (if n_epochs > 10 { n_epochs } else { 500 }) as f64;
-    edges.retain(|e| e.2 >= cut);
-    let epochs_per_sample: Vec<f64> = edges
-        .iter()
-        .map(|e| {
-            let samples = n_epochs as f64 * (e.2 / w_max);
-            if samples > 0.0 {
-                n_epochs as f64 / samples
-            } else {
-                -1.0
-            }
-        })
-        .collect();
-
+/// Step 5: the starting layout (`rng` draws the noise, then drives the SGD).
+fn initial_layout(x: &[f32], n: usize, dim: usize, rng: &mut ChaCha8Rng) -> Result<Vec<[f32; 2]>> {
     // 5. initialisation: PCA, scaled to max |coordinate| 10, tiny seeded noise, then each
     //    axis rescaled to [0, 10] (umap-learn's init="pca").
-    let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
     let pca = pca_2d(x, n, dim)?;
     let max_abs = pca
         .coords
@@ -191,7 +215,7 @@ pub fn umap_2d(x: &[f32], n: usize, dim: usize, params: &UmapParams) -> Result<U
         .map(|p| {
             let mut q = [p[0] * expand, p[1] * expand];
             for v in &mut q {
-                *v += 1e-4 * standard_normal(&mut rng);
+                *v += 1e-4 * standard_normal(rng);
             }
             q
         })
@@ -203,12 +227,24 @@ pub fn umap_2d(x: &[f32], n: usize, dim: usize, params: &UmapParams) -> Result<U
         emb.iter_mut()
             .for_each(|p| p[d] = 10.0 * (p[d] - lo) / span);
     }
+    Ok(emb)
+}
 
+/// Step 6: the layout optimised in place.
+fn optimize_layout(
+    emb: &mut [[f32; 2]],
+    edges: &[(usize, usize, f64)],
+    epochs_per_sample: &[f64],
+    params: &UmapParams,
+    n_epochs: usize,
+    rng: &mut ChaCha8Rng,
+) {
+    let n = emb.len();
     // 6. SGD with negative sampling (optimize_layout_euclidean, move_other = true).
     let neg_rate = params.negative_sample_rate as f64;
     let per_negative: Vec<f64> = epochs_per_sample.iter().map(|e| e / neg_rate).collect();
     let mut next_negative = per_negative.clone();
-    let mut next_sample = epochs_per_sample.clone();
+    let mut next_sample = epochs_per_sample.to_vec();
     for epoch in 0..n_epochs {
         let alpha = params.learning_rate * (1.0 - epoch as f32 / n_epochs as f32);
         let ef = epoch as f64;
@@ -258,13 +294,6 @@ pub fn umap_2d(x: &[f32], n: usize, dim: usize, params: &UmapParams) -> Result<U
             next_negative[e] += n_neg as f64 * per_negative[e];
         }
     }
-
-    Ok(Umap2d {
-        coords: emb,
-        params: params.clone(),
-        n_epochs,
-        n_edges: edges.len(),
-    })
 }
 
 /// umap-learn's `smooth_knn_dist` for one row (local_connectivity 1, bandwidth 1): `rho` is

@@ -99,15 +99,60 @@ pub fn confusion_heatmap_from_report(
     )
 }
 
+/// Where the heatmap's cells lie: a square grid of `n` × `n` cells of `cell` pixels from
+/// (`x0`, `y0`), class labels in a `label_size` font up to `label_w` wide.
+struct Grid {
+    n: usize,
+    x0: f64,
+    y0: f64,
+    cell: f64,
+    label_w: f64,
+    label_size: f64,
+}
+
+impl Grid {
+    fn edge_x(&self, i: usize) -> i32 {
+        (self.x0 + i as f64 * self.cell).round() as i32
+    }
+    fn edge_y(&self, i: usize) -> i32 {
+        (self.y0 + i as f64 * self.cell).round() as i32
+    }
+    fn side(&self) -> f64 {
+        self.cell * self.n as f64
+    }
+}
+
+const MAX_LABEL_W: f64 = 170.0;
+const AXIS_TITLE: f64 = 26.0;
+const COLORBAR_W: f64 = 100.0;
+
 impl Figure for Heatmap<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &Canvas<'_, DB>) -> Result<()> {
+        let top = draw_titles(root, self.title, None)? as f64 + 8.0;
+        let g = self.layout(top);
+        let n = g.n;
+        let (ex, ey) = (|i| g.edge_x(i), |i| g.edge_y(i));
+
+        // Cells.
+        for i in 0..n {
+            for j in 0..n {
+                let c = viridis(self.values[i][j]);
+                rect(root, (ex(j), ey(i)), (ex(j + 1), ey(i + 1)), c.filled())?;
+            }
+        }
+        rect(root, (ex(0), ey(0)), (ex(n), ey(n)), FRAME.stroke_width(1))?;
+        self.draw_counts(root, &g)?;
+        self.draw_labels(root, &g)?;
+        draw_colorbar(root, &g)
+    }
+}
+
+impl Heatmap<'_> {
+    /// Label font: start from a size for n, shrink until one label fits in a cell; the grid
+    /// centred in what is left beside the labels and the colour bar.
+    fn layout(&self, top: f64) -> Grid {
         let (w, h) = (FIGURE_SIZE.0 as f64, FIGURE_SIZE.1 as f64);
         let n = self.names.len();
-        let top = draw_titles(root, self.title, None)? as f64 + 8.0;
-        let colorbar_w = 100.0;
-        const MAX_LABEL_W: f64 = 170.0;
-        const AXIS_TITLE: f64 = 26.0;
-        // Label font: start from a size for n, shrink until one label fits in a cell.
         let mut ls: f64 = if n <= 10 {
             13.0
         } else if n <= 20 {
@@ -126,7 +171,7 @@ impl Figure for Heatmap<'_> {
                 .min(MAX_LABEL_W);
             let left = 12.0 + AXIS_TITLE + label_w + 8.0;
             let bottom = 8.0 + label_w + AXIS_TITLE + 12.0;
-            let avail_w = w - left - colorbar_w;
+            let avail_w = w - left - COLORBAR_W;
             let avail_h = h - top - bottom;
             cell = (avail_w.min(avail_h) / n as f64).max(1.0);
             let max_ls = (cell * 0.8).floor();
@@ -136,23 +181,21 @@ impl Figure for Heatmap<'_> {
             ls = max_ls.max(8.0);
         }
         let left = 12.0 + AXIS_TITLE + label_w + 8.0;
-        let avail_w = w - left - colorbar_w;
+        let avail_w = w - left - COLORBAR_W;
         let grid = cell * n as f64;
-        let x0 = left + ((avail_w - grid) / 2.0).max(0.0);
-        let y0 = top;
-        let ex = |i: usize| (x0 + i as f64 * cell).round() as i32;
-        let ey = |i: usize| (y0 + i as f64 * cell).round() as i32;
-
-        // Cells.
-        for i in 0..n {
-            for j in 0..n {
-                let c = viridis(self.values[i][j]);
-                rect(root, (ex(j), ey(i)), (ex(j + 1), ey(i + 1)), c.filled())?;
-            }
+        Grid {
+            n,
+            x0: left + ((avail_w - grid) / 2.0).max(0.0),
+            y0: top,
+            cell,
+            label_w,
+            label_size: ls,
         }
-        rect(root, (ex(0), ey(0)), (ex(n), ey(n)), FRAME.stroke_width(1))?;
+    }
 
-        // Count annotations, if they fit.
+    /// Count annotations, if they fit.
+    fn draw_counts<DB: DrawingBackend>(&self, root: &Canvas<'_, DB>, g: &Grid) -> Result<()> {
+        let (n, x0, y0, cell) = (g.n, g.x0, g.y0, g.cell);
         let max_count_w_at = |size: f64| {
             self.counts
                 .iter()
@@ -190,8 +233,13 @@ impl Figure for Heatmap<'_> {
                 }
             }
         }
+        Ok(())
+    }
 
-        // Class labels (every `step`-th if cells are tiny).
+    /// Class labels (every `step`-th if cells are tiny) and the axis titles.
+    fn draw_labels<DB: DrawingBackend>(&self, root: &Canvas<'_, DB>, g: &Grid) -> Result<()> {
+        let (n, x0, y0, cell, label_w, ls) = (g.n, g.x0, g.y0, g.cell, g.label_w, g.label_size);
+        let grid = g.side();
         let step = ((ls * 1.1 / cell).ceil() as usize).max(1);
         let row_st = ts(ls, &TEXT, HPos::Right, VPos::Center);
         let col_st = ts(ls, &TEXT, HPos::Right, VPos::Center).rot();
@@ -223,42 +271,46 @@ impl Figure for Heatmap<'_> {
             ),
             &at.rot(),
         )?;
-
-        // Colour bar.
-        let bx0 = (x0 + grid + 24.0) as i32;
-        let bx1 = bx0 + 16;
-        let (by0, by1) = (ey(0), ey(n));
-        let bands = 128;
-        for k in 0..bands {
-            let ya = by1 as f64 - (k as f64) / bands as f64 * (by1 - by0) as f64;
-            let yb = by1 as f64 - (k + 1) as f64 / bands as f64 * (by1 - by0) as f64;
-            let c = viridis((k as f64 + 0.5) / bands as f64);
-            rect(
-                root,
-                (bx0, yb.floor() as i32),
-                (bx1, ya.ceil() as i32),
-                c.filled(),
-            )?;
-        }
-        rect(root, (bx0, by0), (bx1, by1), FRAME.stroke_width(1))?;
-        for k in 0..=4 {
-            let v = k as f64 / 4.0;
-            let y = (by1 as f64 - v * (by1 - by0) as f64).round() as i32;
-            line(root, vec![(bx1, y), (bx1 + 4, y)], FRAME.stroke_width(1))?;
-            text(
-                root,
-                &fmt_dec(v, 2),
-                (bx1 + 7, y),
-                &ts(11.0, &TEXT, HPos::Left, VPos::Center),
-            )?;
-        }
-        let cb_label = fit_text("fraction of true class", 12.0, (by1 - by0) as f64);
-        text(
-            root,
-            &cb_label,
-            (bx1 + 48, (by0 + by1) / 2),
-            &ts(12.0, &MUTED, HPos::Center, VPos::Center).rot(),
-        )?;
         Ok(())
     }
+}
+
+/// The colour bar right of the grid, 0 to 1.
+fn draw_colorbar<DB: DrawingBackend>(root: &Canvas<'_, DB>, g: &Grid) -> Result<()> {
+    let (x0, grid) = (g.x0, g.side());
+    let bx0 = (x0 + grid + 24.0) as i32;
+    let bx1 = bx0 + 16;
+    let (by0, by1) = (g.edge_y(0), g.edge_y(g.n));
+    let bands = 128;
+    for k in 0..bands {
+        let ya = by1 as f64 - (k as f64) / bands as f64 * (by1 - by0) as f64;
+        let yb = by1 as f64 - (k + 1) as f64 / bands as f64 * (by1 - by0) as f64;
+        let c = viridis((k as f64 + 0.5) / bands as f64);
+        rect(
+            root,
+            (bx0, yb.floor() as i32),
+            (bx1, ya.ceil() as i32),
+            c.filled(),
+        )?;
+    }
+    rect(root, (bx0, by0), (bx1, by1), FRAME.stroke_width(1))?;
+    for k in 0..=4 {
+        let v = k as f64 / 4.0;
+        let y = (by1 as f64 - v * (by1 - by0) as f64).round() as i32;
+        line(root, vec![(bx1, y), (bx1 + 4, y)], FRAME.stroke_width(1))?;
+        text(
+            root,
+            &fmt_dec(v, 2),
+            (bx1 + 7, y),
+            &ts(11.0, &TEXT, HPos::Left, VPos::Center),
+        )?;
+    }
+    let cb_label = fit_text("fraction of true class", 12.0, (by1 - by0) as f64);
+    text(
+        root,
+        &cb_label,
+        (bx1 + 48, (by0 + by1) / 2),
+        &ts(12.0, &MUTED, HPos::Center, VPos::Center).rot(),
+    )?;
+    Ok(())
 }

@@ -77,9 +77,20 @@ pub fn embedding_scatter(
     )
 }
 
+/// The legend: the classes present, in class order, in columns of `rows_per_col` entries.
+struct Legend {
+    present: Vec<usize>,
+    entries: Vec<String>,
+    font: f64,
+    row_h: f64,
+    rows_per_col: usize,
+    col_w: f64,
+    x: f64,
+}
+
 impl Figure for Scatter<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &Canvas<'_, DB>) -> Result<()> {
-        let (w, h) = (FIGURE_SIZE.0 as i32, FIGURE_SIZE.1 as i32);
+        let h = FIGURE_SIZE.1 as i32;
         let n = self.coords.len();
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut ChaCha8Rng::seed_from_u64(0));
@@ -98,60 +109,9 @@ impl Figure for Scatter<'_> {
             };
         }
         let top = draw_titles(root, self.title, Some(subtitle.as_str()))? + 6;
-
-        // Legend: classes present, in class order.
-        let mut counts = vec![0usize; self.names.len()];
-        for &l in self.labels {
-            counts[l] += 1;
-        }
-        let present: Vec<usize> = (0..self.names.len()).filter(|&c| counts[c] > 0).collect();
         let bottom = h - 62;
-        let avail_h = (bottom - top) as f64;
-        let (mut fs, mut row_h) = (12.0, 18.0);
-        let mut rows_per_col = ((avail_h / row_h).floor() as usize).max(1);
-        if present.len() > rows_per_col {
-            fs = 10.0;
-            row_h = 14.0;
-            rows_per_col = ((avail_h / row_h).floor() as usize).max(1);
-        }
-        let ncols = present.len().div_ceil(rows_per_col).max(1);
-        // One column: up to 230 px (long names are truncated); several: up to 330 px in all.
-        let max_legend_w = if ncols == 1 { 230.0 } else { 330.0 };
-        let col_w_cap = (max_legend_w / ncols as f64).max(60.0);
-        let entries: Vec<String> = present
-            .iter()
-            .map(|&c| format!("{} ({})", self.names[c].trim(), fmt_count(counts[c])))
-            .collect();
-        let widest = entries
-            .iter()
-            .map(|s| text_width(s, fs))
-            .fold(0.0, f64::max);
-        let col_w = (widest + 22.0).min(col_w_cap);
-        let legend_w = col_w * ncols as f64;
-        let legend_x = w as f64 - 12.0 - legend_w;
-
-        let ax_l = 78;
-        let ax_r = (legend_x - 16.0) as i32;
-        let (xmin, xmax) = self
-            .coords
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
-                (a.min(p[0] as f64), b.max(p[0] as f64))
-            });
-        let (ymin, ymax) = self
-            .coords
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
-                (a.min(p[1] as f64), b.max(p[1] as f64))
-            });
-        let ax = Axes {
-            l: ax_l,
-            t: top,
-            r: ax_r,
-            b: bottom,
-            x: padded(xmin, xmax, 0.04),
-            y: padded(ymin, ymax, 0.04),
-        };
+        let legend = self.legend(top, bottom);
+        let ax = self.axes(top, bottom, legend.x);
         ax.x_ticks(root, 7)?;
         ax.y_ticks(root, 7)?;
         let (xl, yl) = if self.note.trim_start().starts_with("PCA") {
@@ -182,14 +142,87 @@ impl Figure for Scatter<'_> {
             )?;
         }
         ax.frame(root)?;
+        legend.draw(root, top)
+    }
+}
 
-        // Legend.
+impl Scatter<'_> {
+    /// The legend's entries and where it goes: right of the axes, in as many columns as the
+    /// height between `top` and `bottom` needs.
+    fn legend(&self, top: i32, bottom: i32) -> Legend {
+        let w = FIGURE_SIZE.0 as i32;
+        let mut counts = vec![0usize; self.names.len()];
+        for &l in self.labels {
+            counts[l] += 1;
+        }
+        let present: Vec<usize> = (0..self.names.len()).filter(|&c| counts[c] > 0).collect();
+        let avail_h = (bottom - top) as f64;
+        let (mut fs, mut row_h) = (12.0, 18.0);
+        let mut rows_per_col = ((avail_h / row_h).floor() as usize).max(1);
+        if present.len() > rows_per_col {
+            fs = 10.0;
+            row_h = 14.0;
+            rows_per_col = ((avail_h / row_h).floor() as usize).max(1);
+        }
+        let ncols = present.len().div_ceil(rows_per_col).max(1);
+        // One column: up to 230 px (long names are truncated); several: up to 330 px in all.
+        let max_legend_w = if ncols == 1 { 230.0 } else { 330.0 };
+        let col_w_cap = (max_legend_w / ncols as f64).max(60.0);
+        let entries: Vec<String> = present
+            .iter()
+            .map(|&c| format!("{} ({})", self.names[c].trim(), fmt_count(counts[c])))
+            .collect();
+        let widest = entries
+            .iter()
+            .map(|s| text_width(s, fs))
+            .fold(0.0, f64::max);
+        let col_w = (widest + 22.0).min(col_w_cap);
+        let legend_w = col_w * ncols as f64;
+        Legend {
+            present,
+            entries,
+            font: fs,
+            row_h,
+            rows_per_col,
+            col_w,
+            x: w as f64 - 12.0 - legend_w,
+        }
+    }
+
+    /// Axes over the points' range (padded 4 %), left of the legend at `legend_x`.
+    fn axes(&self, top: i32, bottom: i32, legend_x: f64) -> Axes {
+        let (xmin, xmax) = self
+            .coords
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+                (a.min(p[0] as f64), b.max(p[0] as f64))
+            });
+        let (ymin, ymax) = self
+            .coords
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+                (a.min(p[1] as f64), b.max(p[1] as f64))
+            });
+        Axes {
+            l: 78,
+            t: top,
+            r: (legend_x - 16.0) as i32,
+            b: bottom,
+            x: padded(xmin, xmax, 0.04),
+            y: padded(ymin, ymax, 0.04),
+        }
+    }
+}
+
+impl Legend {
+    fn draw<DB: DrawingBackend>(&self, root: &Canvas<'_, DB>, top: i32) -> Result<()> {
+        let (fs, col_w) = (self.font, self.col_w);
         let ly0 = top as f64 + 4.0;
-        for (k, (&c, entry)) in present.iter().zip(&entries).enumerate() {
-            let col = k / rows_per_col;
-            let row = k % rows_per_col;
-            let x = legend_x + col as f64 * col_w;
-            let y = ly0 + (row as f64 + 0.5) * row_h;
+        for (k, (&c, entry)) in self.present.iter().zip(&self.entries).enumerate() {
+            let col = k / self.rows_per_col;
+            let row = k % self.rows_per_col;
+            let x = self.x + col as f64 * col_w;
+            let y = ly0 + (row as f64 + 0.5) * self.row_h;
             marker(
                 root,
                 category_marker(c),
