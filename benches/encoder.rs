@@ -4,10 +4,15 @@
 //!   minilm          all-MiniLM-L6-v2 (real weights) on real gene summaries
 //!   biobert-shaped  12×768, vocab 28,996, seeded random weights, on the same summaries
 //!   ember-shaped    24×1024, 16 heads, seeded random weights, on cell sentences (≤ 512 tokens)
+//!   bert-base-shaped  12×768, `celltext synth-model --shape bert-base` (seeded random weights,
+//!                   MiniLM's bert-base-uncased tokenizer, CLS pooling), on cell sentences (≤ 512)
+//! `--model DIR` replaces any workload's model (e.g. a `celltext synth-model` folder).
 //! Reports tokens/s, sequences/s, padding, peak RSS, model FLOP/s and that as a fraction of the
 //! f32 GEMM rate of the same run through the encoder's own kernel (`encoder::backends::cpu::sgemm`, 2048³). `--gemm-shapes`
 //! prints that kernel's rate at each workload's linear-layer shapes. With `--plan-out` it writes the
-//! exact texts and batches for `benches/pytorch_twin.py`.
+//! exact texts and batches for `benches/pytorch_twin.py` and `benches/onnx_twin.py`; with
+//! `--vectors-out` the pooled vectors of the last timed run (.npy, rows in text order), which the
+//! peers' cosines are measured against.
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -24,6 +29,7 @@ struct Opts {
     repeats: usize,
     batch_tokens: usize,
     plan_out: Option<PathBuf>,
+    vectors_out: Option<PathBuf>,
     gemm: bool,
     gemm_shapes: bool,
     json: bool,
@@ -39,6 +45,7 @@ fn parse() -> Result<Opts> {
         repeats: 3,
         batch_tokens: 8192,
         plan_out: None,
+        vectors_out: None,
         gemm: false,
         gemm_shapes: false,
         json: false,
@@ -55,6 +62,7 @@ fn parse() -> Result<Opts> {
             "--repeats" => o.repeats = val()?.parse()?,
             "--batch-tokens" => o.batch_tokens = val()?.parse()?,
             "--plan-out" => o.plan_out = Some(val()?.into()),
+            "--vectors-out" => o.vectors_out = Some(val()?.into()),
             "--gemm" => o.gemm = true,
             "--gemm-shapes" => o.gemm_shapes = true,
             "--json" => o.json = true,
@@ -227,6 +235,27 @@ fn main() -> Result<()> {
                 .unwrap_or(minilm.dir.clone()),
             "summaries",
         ),
+        _ if o.model.is_some() => (
+            PathBuf::from(o.model.clone().unwrap_or_default()),
+            if o.workload == "minilm" || o.workload == "biobert-shaped" {
+                "summaries"
+            } else {
+                "sentences"
+            },
+        ),
+        "bert-base-shaped" => {
+            let d = tmp.join("bert-base-shaped");
+            if !d.join("model.safetensors").exists() {
+                celltext::encoder::synth::write_random_bert(
+                    &d,
+                    celltext::encoder::synth::Shape::named("bert-base")?,
+                    &minilm.dir,
+                    celltext::encoder::Pooling::Cls,
+                    0,
+                )?;
+            }
+            (d, "sentences")
+        }
         "biobert-shaped" => {
             let d = tmp.join("biobert-shaped");
             if !d.join("model.safetensors").exists() {
@@ -241,7 +270,9 @@ fn main() -> Result<()> {
             }
             (d, "sentences")
         }
-        w => anyhow::bail!("unknown workload {w}; use minilm, biobert-shaped or ember-shaped"),
+        w => anyhow::bail!(
+            "unknown workload {w}; use minilm, biobert-shaped, bert-base-shaped or ember-shaped"
+        ),
     };
     let texts: Vec<String> = match &o.texts {
         Some(p) => celltext::encoder::input::read_texts(p)?.into_iter().map(|r| r.text).take(o.n).collect(),
@@ -289,11 +320,16 @@ fn main() -> Result<()> {
     }
     let _ = enc.embed_texts(&refs[..refs.len().min(64)], o.batch_tokens, None)?; // warm-up
     let mut secs = vec![];
+    let mut last = None;
     for _ in 0..o.repeats {
         let t = Instant::now();
         let out = enc.embed_texts(&refs, o.batch_tokens, None)?;
         secs.push(t.elapsed().as_secs_f64());
         assert_eq!(out.data.len(), texts.len() * enc.dim());
+        last = Some(out);
+    }
+    if let (Some(p), Some(out)) = (&o.vectors_out, &last) {
+        celltext::io::write_npy_f32(p, &out.data, texts.len(), enc.dim())?;
     }
     secs.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let med = secs[secs.len() / 2];

@@ -4,9 +4,10 @@
 Reads the plan written by the Rust bench (texts + batches of text indices + model dir + pooling),
 runs transformers' BertModel over exactly those batches (tokenize with padding to the longest in
 the batch, truncation at the plan's max length, forward, pool), and prints one JSON line with
-tokens/s and sequences/s (median of --repeats runs).
+tokens/s and sequences/s (median of --repeats runs); with --reference (the bench's --vectors-out
+.npy of celltext f32) also the worst and mean cosine of its pooled vectors to it.
 
-    python3 benches/pytorch_twin.py PLAN.json --threads 2 --repeats 3
+    python3 benches/pytorch_twin.py PLAN.json --threads 2 --repeats 3 [--reference F32.npy]
 """
 import argparse, json, statistics, sys, time
 
@@ -17,6 +18,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--reference", help="celltext f32 pooled vectors (.npy) of the same texts")
     a = ap.parse_args()
     import torch
     from transformers import AutoModel, AutoTokenizer, BertTokenizerFast
@@ -41,6 +43,7 @@ def main():
 
     def run():
         tokens = 0
+        pooled = [None] * len(texts)
         t0 = time.perf_counter()
         with torch.inference_mode():
             for b in batches:
@@ -53,19 +56,28 @@ def main():
                 else:
                     out = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
                 out = out.float().cpu()
+                for j, i in enumerate(b):
+                    pooled[i] = out[j]
                 tokens += int(enc["attention_mask"].sum())
         if a.device.startswith("cuda"):
             torch.cuda.synchronize()
-        return tokens, time.perf_counter() - t0
+        return tokens, time.perf_counter() - t0, pooled
 
     run()  # warm-up (allocator, kernels)
-    secs, toks = [], 0
+    secs, toks, pooled = [], 0, None
     for _ in range(a.repeats):
-        toks, s = run()
+        toks, s, pooled = run()
         secs.append(s)
     med = statistics.median(secs)
-    print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "threads": a.threads, "device": a.device, "dtype": a.dtype,
-                      "seconds": med, "runs": secs, "tokens": toks, "tokens_per_s": toks / med, "seqs_per_s": len(texts) / med}))
+    row = {"impl": "pytorch", "torch": torch.__version__, "threads": a.threads, "device": a.device, "dtype": a.dtype,
+           "seconds": med, "runs": secs, "tokens": toks, "tokens_per_s": toks / med, "seqs_per_s": len(texts) / med}
+    if a.reference:
+        import numpy as np
+        x = torch.stack(pooled).double().numpy()
+        ref = np.load(a.reference).astype(np.float64)
+        c = (x * ref).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(ref, axis=1))
+        row["cosine_worst"], row["cosine_mean"] = float(c.min()), float(c.mean())
+    print(json.dumps(row))
 
 if __name__ == "__main__":
     sys.exit(main())

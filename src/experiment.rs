@@ -51,6 +51,9 @@ fn d_k() -> usize {
 fn d_bt() -> usize {
     8192
 }
+fn d_dtype() -> String {
+    "f32".into()
+}
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +93,10 @@ pub struct ExperimentConfig {
     pub max_genes: Option<usize>,
     #[serde(default = "d_bt")]
     pub batch_tokens: usize,
+    /// Encoder precision of the gene-summary and sentence embeddings: `f32` or `int8` (the CPU's
+    /// dynamic quantization, `--dtype int8`), so f32 and int8 runs of one grid compare downstream.
+    #[serde(default = "d_dtype")]
+    pub dtype: String,
     /// Older spelling of `baselines = ["pca"]`.
     #[serde(default)]
     pub counts_baseline: bool,
@@ -189,6 +196,12 @@ fn validate(cfg: &ExperimentConfig) -> Result<()> {
     if cfg.batch_tokens == 0 {
         bail!("`batch_tokens` must be positive")
     }
+    if !matches!(cfg.dtype.as_str(), "f32" | "int8") {
+        bail!(
+            "`dtype`: unknown value `{}`; valid values: f32, int8",
+            cfg.dtype
+        )
+    }
     if cfg.max_genes == Some(0) {
         bail!("`max_genes` must be positive")
     }
@@ -267,6 +280,13 @@ fn resolve_input(
     Ok(input)
 }
 
+/// The encoder options of every embedding in the grid: defaults, at the configured precision.
+fn encoder_options(cfg: &ExperimentConfig) -> Result<EncoderOptions> {
+    let mut options = EncoderOptions::default();
+    options.set_dtype(&cfg.dtype)?;
+    Ok(options)
+}
+
 /// What every run of the grid shares.
 struct Grid<'a> {
     cfg: &'a ExperimentConfig,
@@ -303,7 +323,7 @@ fn summaries_store(g: &Grid, model_dir: &Path, key: &str) -> Result<PathBuf> {
         crate::io::atomic_write(&sub, tsv.as_bytes())?;
         run_genes_embed(&GenesEmbedArgs {
             model: model_dir.display().to_string(),
-            options: EncoderOptions::default(),
+            options: encoder_options(g.cfg)?,
             species: g.species,
             summaries: Some(sub),
             out: store.clone(),
@@ -328,9 +348,19 @@ fn model_rows(
 ) -> Result<()> {
     let resolved = resolve(model, g.quiet)?;
     let wsha = crate::encoder::weights::WeightFiles::open(&resolved.dir)?.sha256()?;
+    // f32 keys stay what they were before `dtype` existed, so earlier caches are reused
+    let precision = match g.cfg.dtype.as_str() {
+        "f32" => String::new(),
+        other => format!("|dtype={other}"),
+    };
     let mkey = |parts: &[&str]| {
         sha256_bytes(
-            format!("{TOOL_VERSION}|{wsha}|{}|{}", g.input_sha, parts.join("|")).as_bytes(),
+            format!(
+                "{TOOL_VERSION}|{wsha}{precision}|{}|{}",
+                g.input_sha,
+                parts.join("|")
+            )
+            .as_bytes(),
         )[..16]
             .to_string()
     };
@@ -384,7 +414,7 @@ fn model_rows(
                         ablation: *ab,
                     },
                     model: resolved.dir.display().to_string(),
-                    options: EncoderOptions::default(),
+                    options: encoder_options(g.cfg)?,
                     batch_tokens: g.cfg.batch_tokens,
                     chunk_texts: 512,
                     output: CellOutput {

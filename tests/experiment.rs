@@ -204,6 +204,7 @@ fn baselines_and_fusions_are_validated_by_name() {
             "baselines = [\"umap\"]\n",
             "`baselines`: unknown value `umap`",
         ),
+        ("dtype = \"f16\"\n", "`dtype`: unknown value `f16`"),
         ("fusions = [\"genept-w+pca\"]\n", "must start with `pca+`"),
         ("fusions = [\"pca\"]\n", "must start with `pca+`"),
         ("fusions = [\"pca+hvg\"]\n", "`hvg` is unknown or repeated"),
@@ -225,6 +226,6 @@ fn baselines_and_fusions_are_validated_by_name() {
             .to_string();
         assert!(e.contains("exp.toml") && e.contains(want), "{extra}: {e}");
     }
-    let ok = "fusions = [\"pca+genept-w\", \"pca+sentences\", \"pca+genept-w+sentences\"]\nbaselines = [\"pca\"]\n";
+    let ok = "fusions = [\"pca+genept-w\", \"pca+sentences\", \"pca+genept-w+sentences\"]\nbaselines = [\"pca\"]\ndtype = \"int8\"\n";
     celltext::experiment::parse_config(&format!("{base}{ok}"), path).unwrap();
 }
