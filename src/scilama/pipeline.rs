@@ -27,7 +27,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 
-use crate::cells::matrix::ObsColumn;
+use crate::cells::matrix::{ExpressionMatrix, ObsColumn};
 use crate::cells::pipeline::{
     input_checksum, read_normalized, CellOutput, CellVectors, InputNorm, Placement,
 };
@@ -37,13 +37,13 @@ use crate::genes::store::GeneEmbeddings;
 use crate::genes::Species;
 use crate::io::{atomic_write, manifest_path, write_json, TOOL_VERSION};
 use crate::scilama::covariates::Covariates;
-use crate::scilama::data::{gene_inputs, prepare, scale_new, GeneInput, HvgBatches};
+use crate::scilama::data::{gene_inputs, prepare, scale_new, GeneInput, HvgBatches, Prepared};
 use crate::scilama::model::{Arch, Fusion, Network};
 use crate::scilama::stores::{
     check_given, check_record, load_stores, shared_genes, shared_store_genes, store_inputs,
-    StoreRecord, StoreUse,
+    SharedGenes, StoreRecord, StoreUse,
 };
-use crate::scilama::{fit, EpochLog, ScilamaConfig};
+use crate::scilama::{fit, EpochLog, ScilamaConfig, Trained};
 use crate::training::device;
 
 pub const OBSM_KEY: &str = "X_scilama";
@@ -462,6 +462,22 @@ fn write_gene_store(
 /// Trains sciLaMA and writes every output (see the module docs).
 pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
     let t0 = std::time::Instant::now();
+    let _lock = check_train_args(args)?;
+    let dev = device(&args.device)?;
+    let data = load_training_data(args)?;
+    let trained = train_with_progress(args, &data, &dev)?;
+    let embedded = embed_trained(args, &data, &trained)?;
+    let mut report = train_report(args, &data, &trained, embedded.genes.is_some(), t0)?;
+    let manifest = serde_json::to_value(&report)?;
+    write_train_outputs(args, &data, &trained, embedded, &manifest)?;
+    report.seconds = t0.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Everything `train` can check before reading its input: outputs apart from inputs, the
+/// output's lock (one writer per output; taken before the minutes-long training), the output's
+/// extension and the `--genes` / `--gene-input` combination. Returns the lock, held to the end.
+fn check_train_args(args: &TrainArgs) -> Result<crate::outputs::OutputLock> {
     {
         let set = OutputSet::of(&args.output);
         let mut outs = set.files();
@@ -478,7 +494,7 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
         crate::outputs::check_apart(&outs, &ins)?;
     }
     // One writer per output; checked before the (minutes-long) training.
-    let _lock = CellOutput {
+    let lock = CellOutput {
         path: args.output.clone(),
         in_place: args.in_place,
         name: "scilama".into(),
@@ -496,9 +512,9 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
             args.output.display()
         );
     }
-    let Some(first_store) = args.stores.first() else {
+    if args.stores.is_empty() {
         bail!("give a gene store with --genes STORE (several: --genes A --genes B)");
-    };
+    }
     if args.stores.len() > 1 && args.gene_input != GeneInput::Store {
         bail!(
             "--gene-input {} replaces the gene store's vectors, so it takes one --genes store, \
@@ -507,7 +523,44 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
             args.stores.len()
         );
     }
-    let dev = device(&args.device)?;
+    Ok(lock)
+}
+
+/// What `train` fits on, and what its report and outputs say about it.
+struct TrainingData {
+    /// The input as read (cell ids, genes, obs).
+    m: ExpressionMatrix,
+    /// The scaled cells of the model's genes.
+    prep: Prepared,
+    /// The model's genes, in model order.
+    genes: Vec<String>,
+    /// Each store's gene inputs `([M × D_k] values, D_k)`.
+    inputs: Vec<(Vec<f32>, usize)>,
+    covariates: Covariates,
+    /// The encoded covariates `[cells × C]`.
+    cov: Vec<f32>,
+    /// `--batch-key` was given (the HVGs were chosen within batches).
+    batched: bool,
+    records: Vec<StoreRecord>,
+    store_manifest: Option<serde_json::Value>,
+    /// The first store's coverage of the dataset's genes.
+    coverage: Coverage,
+    /// With several stores: the genes in all of them and each store's coverage.
+    shared: Option<(SharedGenes, Vec<Coverage>)>,
+}
+
+impl TrainingData {
+    fn input_slices(&self) -> Vec<(&[f32], usize)> {
+        self.inputs
+            .iter()
+            .map(|(g, d)| (g.as_slice(), *d))
+            .collect()
+    }
+}
+
+/// Reads the stores and the input, matches their genes, encodes the covariates and prepares the
+/// scaled cells and the gene inputs.
+fn load_training_data(args: &TrainArgs) -> Result<TrainingData> {
     let (stores, records, mut manifests) = load_stores(&args.stores)?;
     let store = &stores[0].1;
     let store_manifest = manifests.swap_remove(0);
@@ -548,12 +601,26 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
             }
         }
     }
-    let gdim = inputs[0].1;
-    let input_slices: Vec<(&[f32], usize)> =
-        inputs.iter().map(|(g, d)| (g.as_slice(), *d)).collect();
     let genes: Vec<String> = prep.columns.iter().map(|&j| m.genes[j].clone()).collect();
     let cov = covariates.encode(&m.obs, prep.n_cells, &m.cell_ids, &source)?;
+    let batched = batch_codes.is_some();
+    Ok(TrainingData {
+        m,
+        prep,
+        genes,
+        inputs,
+        covariates,
+        cov,
+        batched,
+        records,
+        store_manifest,
+        coverage,
+        shared,
+    })
+}
 
+/// The fit, with a progress bar over every step's epochs.
+fn train_with_progress(args: &TrainArgs, data: &TrainingData, dev: &Device) -> Result<Trained> {
     let n_steps = args.cfg.mode.stages().len() as u64;
     let pb = crate::progress::bar(n_steps * args.cfg.epochs as u64, "epochs", args.quiet);
     let mut step = None;
@@ -579,33 +646,52 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
         ));
     };
     let trained = fit(
-        &prep.x,
-        prep.n_cells,
-        &cov,
-        &input_slices,
+        &data.prep.x,
+        data.prep.n_cells,
+        &data.cov,
+        &data.input_slices(),
         &args.cfg,
-        &dev,
+        dev,
         &mut on_epoch,
     )?;
     pb.finish_and_clear();
+    Ok(trained)
+}
 
+/// The trained model's embeddings: cell μ of every cell, and gene μ of the model's genes unless
+/// the mode trains no gene VAE.
+struct Embedded {
+    cells: Vec<f32>,
+    genes: Option<Vec<f32>>,
+}
+
+fn embed_trained(args: &TrainArgs, data: &TrainingData, trained: &Trained) -> Result<Embedded> {
+    let prep = &data.prep;
     crate::limits::check_elements(
         &format!("--latent {} × {} cells", args.cfg.latent, prep.n_cells),
         args.cfg.latent as u128 * prep.n_cells as u128,
     )?;
-    let cells = trained.net.embed_cells(&prep.x, &cov, prep.n_cells)?;
+    let cells = trained.net.embed_cells(&prep.x, &data.cov, prep.n_cells)?;
     let train_genes = args.cfg.mode != crate::scilama::Mode::BetaVae;
-    let gene_mu = if train_genes {
-        let gs: Vec<&[f32]> = input_slices.iter().map(|(g, _)| *g).collect();
+    let genes = if train_genes {
+        let gs: Vec<&[f32]> = data.input_slices().iter().map(|(g, _)| *g).collect();
         Some(trained.net.embed_genes(&gs, prep.n_genes())?)
     } else {
         None
     };
-    let k = args.cfg.latent;
+    Ok(Embedded { cells, genes })
+}
 
+/// The run's report (also every output's manifest); `with_genes`: the contextual gene store is
+/// among the outputs.
+fn train_report(
+    args: &TrainArgs,
+    data: &TrainingData,
+    trained: &Trained,
+    with_genes: bool,
+    t0: std::time::Instant,
+) -> Result<TrainReport> {
     let set = OutputSet::of(&args.output);
-    let (genes_prefix, model_path, losses_path) =
-        (set.genes.clone(), set.model.clone(), set.losses.clone());
     let mut epochs_run = Vec::new();
     for s in args.cfg.mode.stages().iter().map(|s| s.name()) {
         let n = trained
@@ -615,35 +701,37 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
             .count();
         epochs_run.push((s.to_string(), n));
     }
-    let mut report = TrainReport {
+    let prep = &data.prep;
+    Ok(TrainReport {
         tool: TOOL_VERSION.into(),
         command: "scilama train".into(),
         input: args.input.display().to_string(),
         input_sha256: input_checksum(&args.input)?,
         layer: args.read.layer.clone(),
-        store: first_store.display().to_string(),
-        store_manifest,
+        store: args.stores[0].display().to_string(),
+        store_manifest: data.store_manifest.clone(),
         gene_input: args.gene_input,
-        gene_coverage: coverage,
+        gene_coverage: data.coverage.clone(),
         hvg: args.hvg,
-        hvg_within_batches: batch_codes.is_some() && args.hvg > 0,
+        hvg_within_batches: data.batched && args.hvg > 0,
         n_cells: prep.n_cells,
         n_genes: prep.n_genes(),
-        gene_input_dim: gdim,
-        genes_in_every_store: shared.as_ref().map(|(s, _)| s.n_shared),
-        gene_stores: match shared {
-            Some((_, coverages)) => records
+        gene_input_dim: data.inputs[0].1,
+        genes_in_every_store: data.shared.as_ref().map(|(s, _)| s.n_shared),
+        gene_stores: match &data.shared {
+            Some((_, coverages)) => data
+                .records
                 .iter()
                 .zip(coverages)
                 .map(|(r, coverage)| StoreUse {
                     record: r.clone(),
-                    coverage,
+                    coverage: coverage.clone(),
                 })
                 .collect(),
             None => Vec::new(),
         },
         fusion: trained.net.arch.fusion,
-        covariates: covariates.clone(),
+        covariates: data.covariates.clone(),
         config: args.cfg.clone(),
         device: args.device.clone(),
         n_fit: trained.fit_idx.len(),
@@ -666,21 +754,33 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
                 "{} (obsm['{OBSM_KEY}'], obs['scilama_split'])",
                 args.output.display()
             )),
-            train_genes.then(|| {
+            with_genes.then(|| {
                 format!(
                     "{}.safetensors (contextual gene embeddings)",
-                    genes_prefix.display()
+                    set.genes.display()
                 )
             }),
-            Some(model_path.display().to_string()),
-            Some(losses_path.display().to_string()),
+            Some(set.model.display().to_string()),
+            Some(set.losses.display().to_string()),
         ]
         .into_iter()
         .flatten()
         .collect(),
-    };
-    let manifest = serde_json::to_value(&report)?;
-    let mut split = vec!["fit".to_string(); prep.n_cells];
+    })
+}
+
+/// Writes the output set under `manifest`: the old marker (the model's manifest) goes first, the
+/// parts are written, and the new marker, recording every part's sha256, is written last.
+fn write_train_outputs(
+    args: &TrainArgs,
+    data: &TrainingData,
+    trained: &Trained,
+    embedded: Embedded,
+    manifest: &serde_json::Value,
+) -> Result<()> {
+    let set = OutputSet::of(&args.output);
+    let k = args.cfg.latent;
+    let mut split = vec!["fit".to_string(); data.prep.n_cells];
     for &i in &trained.val_idx {
         split[i] = "val".into();
     }
@@ -689,39 +789,35 @@ pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
         in_place: args.in_place,
         name: "scilama".into(),
     };
-    // One output set: the old marker (the model's manifest) goes first, the parts are written,
-    // and the new marker, recording every part's sha256, is written last.
     set.remove_marker()?;
     let vectors = CellVectors {
-        cell_ids: &m.cell_ids,
-        data: &cells,
+        cell_ids: &data.m.cell_ids,
+        data: &embedded.cells,
         dim: k,
         obs: vec![("scilama_split".into(), ObsColumn::Text(split))],
     };
     let placement = Placement::Whole {
         input: &args.input,
-        cells: &m,
+        cells: &data.m,
         key: Some(OBSM_KEY),
     };
     out.write(vectors, placement, manifest.clone())?;
-    match gene_mu {
-        Some(gene_mu) => write_gene_store(&genes_prefix, &genes, gene_mu, k, &manifest)?,
+    match embedded.genes {
+        Some(gene_mu) => write_gene_store(&set.genes, &data.genes, gene_mu, k, manifest)?,
         None => set.remove_gene_store()?,
     }
-    write_losses(&losses_path, &trained.history)?;
-    write_json(&manifest_path(&losses_path), &manifest)?;
+    write_losses(&set.losses, &trained.history)?;
+    write_json(&manifest_path(&set.losses), manifest)?;
     save_model(
-        &model_path,
+        &set.model,
         &trained.net,
-        &genes,
-        (&prep.mean, &prep.std),
-        &covariates,
-        &records,
-        &manifest,
+        &data.genes,
+        (&data.prep.mean, &data.prep.std),
+        &data.covariates,
+        &data.records,
+        manifest,
     )?;
-    set.write_marker(&manifest, args.in_place)?;
-    report.seconds = t0.elapsed().as_secs_f64();
-    Ok(report)
+    set.write_marker(manifest, args.in_place)
 }
 
 pub struct EmbedArgs {
@@ -757,29 +853,7 @@ pub struct EmbedReport {
 /// Projects new cells (→ `obsm['X_scilama']`) and/or new gene vectors (→ a gene store) through a
 /// trained model's encoders.
 pub fn run_embed(args: &EmbedArgs) -> Result<EmbedReport> {
-    {
-        let mut outs: Vec<&Path> = vec![];
-        let out_manifest = args.output.as_deref().map(manifest_path);
-        if !args.in_place {
-            outs.extend(args.output.as_deref());
-            outs.extend(out_manifest.as_deref());
-        }
-        let genes_out = args
-            .genes_out
-            .as_deref()
-            .map(crate::genes::store::store_paths);
-        outs.extend(genes_out.iter().flat_map(|s| s.all()));
-        let model_manifest = manifest_path(&args.model);
-        let mut ins: Vec<&Path> = vec![&args.model, &model_manifest];
-        ins.extend(args.input.as_deref());
-        let stores: Vec<_> = args
-            .genes
-            .iter()
-            .map(|g| crate::genes::store::store_paths(&crate::genes::store::store_prefix(g)))
-            .collect();
-        ins.extend(stores.iter().flat_map(|s| s.all()));
-        crate::outputs::check_apart(&outs, &ins)?;
-    }
+    check_embed_paths(args)?;
     let dev = device(&args.device)?;
     verify_model_set(&args.model)?;
     let lm = load_model(&args.model, &dev)?;
@@ -797,94 +871,136 @@ pub fn run_embed(args: &EmbedArgs) -> Result<EmbedReport> {
         bail!("give --input (cells to project) and/or --genes STORE (gene vectors to project)");
     }
     if let Some(input) = &args.input {
-        let Some(output) = &args.output else {
-            bail!("--input needs --output OUT.h5ad");
-        };
-        let m = read_normalized(input, &args.read, InputNorm::Raw, args.quiet)?;
-        // model gene k → column of the new dataset
-        let (rows, _) =
-            crate::genes::pipeline::coverage(&lm.genes, &m.genes, args.species, false, None)?;
-        let mut columns = vec![None; lm.genes.len()];
-        for (j, r) in rows.iter().enumerate() {
-            if let Some(k) = r {
-                columns[*k].get_or_insert(j);
-            }
-        }
-        let found = columns.iter().filter(|c| c.is_some()).count();
-        if found == 0 {
-            bail!(
-                "{}: none of the model's {} genes is in this dataset; check --species and the var names",
-                input.display(),
-                lm.genes.len()
-            );
-        }
-        let n = m.cell_ids.len();
-        let cov = lm
-            .covariates
-            .encode(&m.obs, n, &m.cell_ids, &input.display().to_string())?;
-        let x = scale_new(&m.x, &columns, &lm.mean, &lm.std)?;
-        let z = lm.net.embed_cells(&x, &cov, n)?;
-        report.cells = Some((output.display().to_string(), n, lm.net.arch.latent));
-        report.model_genes_found = Some(found);
-        let mut manifest = serde_json::to_value(&report)?;
-        manifest["input"] = serde_json::json!(input.display().to_string());
-        manifest["input_sha256"] = serde_json::json!(input_checksum(input)?);
-        manifest["training"] = lm.manifest.clone();
-        let out = CellOutput {
-            path: output.clone(),
-            in_place: args.in_place,
-            name: "scilama".into(),
-        };
-        let vectors = CellVectors {
-            cell_ids: &m.cell_ids,
-            data: &z,
-            dim: lm.net.arch.latent,
-            obs: vec![],
-        };
-        let placement = Placement::Whole {
-            input,
-            cells: &m,
-            key: Some(OBSM_KEY),
-        };
-        out.write(vectors, placement, manifest)?;
+        embed_new_cells(args, input, &lm, &mut report)?;
     }
     if !args.genes.is_empty() {
-        let Some(out) = &args.genes_out else {
-            bail!("--genes needs --genes-out PREFIX (a gene store)");
-        };
-        let (stores, given, _) = load_stores(&args.genes)?;
-        if lm.stores.is_some() || stores.len() != 1 {
-            check_given(
-                &args.model,
-                lm.stores.as_deref(),
-                &lm.net.arch.gene_dims(),
-                &given,
-            )?;
-            let (symbols, inputs, lacking) = shared_store_genes(&stores, args.species)?;
-            let gs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
-            let z = lm.net.embed_genes(&gs, symbols.len())?;
-            report.genes = Some((out.display().to_string(), symbols.len()));
-            report.genes_lacking = lacking;
-            let mut manifest = serde_json::to_value(&report)?;
-            manifest["training"] = lm.manifest.clone();
-            write_gene_store(out, &symbols, z, lm.net.arch.latent, &manifest)?;
-            return Ok(report);
-        }
-        let (store_path, store) = &stores[0];
-        if store.dim != lm.net.arch.gene_dim {
-            bail!(
-                "{}: store vectors have {} dims, the model's gene encoder takes {}; pass a store \
-                 from the same text encoder as the training store",
-                store_path.display(),
-                store.dim,
-                lm.net.arch.gene_dim
-            );
-        }
-        let z = lm.net.embed_genes(&[&store.data], store.len())?;
-        report.genes = Some((out.display().to_string(), store.len()));
-        let mut manifest = serde_json::to_value(&report)?;
-        manifest["training"] = lm.manifest.clone();
-        write_gene_store(out, &store.symbols, z, lm.net.arch.latent, &manifest)?;
+        embed_new_genes(args, &lm, &mut report)?;
     }
     Ok(report)
+}
+
+/// `embed`'s outputs apart from its inputs (the model, its manifest, the input, the stores).
+fn check_embed_paths(args: &EmbedArgs) -> Result<()> {
+    let mut outs: Vec<&Path> = vec![];
+    let out_manifest = args.output.as_deref().map(manifest_path);
+    if !args.in_place {
+        outs.extend(args.output.as_deref());
+        outs.extend(out_manifest.as_deref());
+    }
+    let genes_out = args
+        .genes_out
+        .as_deref()
+        .map(crate::genes::store::store_paths);
+    outs.extend(genes_out.iter().flat_map(|s| s.all()));
+    let model_manifest = manifest_path(&args.model);
+    let mut ins: Vec<&Path> = vec![&args.model, &model_manifest];
+    ins.extend(args.input.as_deref());
+    let stores: Vec<_> = args
+        .genes
+        .iter()
+        .map(|g| crate::genes::store::store_paths(&crate::genes::store::store_prefix(g)))
+        .collect();
+    ins.extend(stores.iter().flat_map(|s| s.all()));
+    crate::outputs::check_apart(&outs, &ins)
+}
+
+/// Cell μ of the cells of `input` (the model's genes matched by name, scaled by the training
+/// statistics) into `--output`.
+fn embed_new_cells(
+    args: &EmbedArgs,
+    input: &Path,
+    lm: &LoadedModel,
+    report: &mut EmbedReport,
+) -> Result<()> {
+    let Some(output) = &args.output else {
+        bail!("--input needs --output OUT.h5ad");
+    };
+    let m = read_normalized(input, &args.read, InputNorm::Raw, args.quiet)?;
+    // model gene k → column of the new dataset
+    let (rows, _) =
+        crate::genes::pipeline::coverage(&lm.genes, &m.genes, args.species, false, None)?;
+    let mut columns = vec![None; lm.genes.len()];
+    for (j, r) in rows.iter().enumerate() {
+        if let Some(k) = r {
+            columns[*k].get_or_insert(j);
+        }
+    }
+    let found = columns.iter().filter(|c| c.is_some()).count();
+    if found == 0 {
+        bail!(
+            "{}: none of the model's {} genes is in this dataset; check --species and the var names",
+            input.display(),
+            lm.genes.len()
+        );
+    }
+    let n = m.cell_ids.len();
+    let cov = lm
+        .covariates
+        .encode(&m.obs, n, &m.cell_ids, &input.display().to_string())?;
+    let x = scale_new(&m.x, &columns, &lm.mean, &lm.std)?;
+    let z = lm.net.embed_cells(&x, &cov, n)?;
+    report.cells = Some((output.display().to_string(), n, lm.net.arch.latent));
+    report.model_genes_found = Some(found);
+    let mut manifest = serde_json::to_value(&*report)?;
+    manifest["input"] = serde_json::json!(input.display().to_string());
+    manifest["input_sha256"] = serde_json::json!(input_checksum(input)?);
+    manifest["training"] = lm.manifest.clone();
+    let out = CellOutput {
+        path: output.clone(),
+        in_place: args.in_place,
+        name: "scilama".into(),
+    };
+    let vectors = CellVectors {
+        cell_ids: &m.cell_ids,
+        data: &z,
+        dim: lm.net.arch.latent,
+        obs: vec![],
+    };
+    let placement = Placement::Whole {
+        input,
+        cells: &m,
+        key: Some(OBSM_KEY),
+    };
+    out.write(vectors, placement, manifest)?;
+    Ok(())
+}
+
+/// Gene μ of the `--genes` stores' genes (several stores: those in all of them, checked against
+/// the model's record of its stores) into the gene store `--genes-out`.
+fn embed_new_genes(args: &EmbedArgs, lm: &LoadedModel, report: &mut EmbedReport) -> Result<()> {
+    let Some(out) = &args.genes_out else {
+        bail!("--genes needs --genes-out PREFIX (a gene store)");
+    };
+    let (stores, given, _) = load_stores(&args.genes)?;
+    if lm.stores.is_some() || stores.len() != 1 {
+        check_given(
+            &args.model,
+            lm.stores.as_deref(),
+            &lm.net.arch.gene_dims(),
+            &given,
+        )?;
+        let (symbols, inputs, lacking) = shared_store_genes(&stores, args.species)?;
+        let gs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+        let z = lm.net.embed_genes(&gs, symbols.len())?;
+        report.genes = Some((out.display().to_string(), symbols.len()));
+        report.genes_lacking = lacking;
+        let mut manifest = serde_json::to_value(&*report)?;
+        manifest["training"] = lm.manifest.clone();
+        return write_gene_store(out, &symbols, z, lm.net.arch.latent, &manifest);
+    }
+    let (store_path, store) = &stores[0];
+    if store.dim != lm.net.arch.gene_dim {
+        bail!(
+            "{}: store vectors have {} dims, the model's gene encoder takes {}; pass a store \
+             from the same text encoder as the training store",
+            store_path.display(),
+            store.dim,
+            lm.net.arch.gene_dim
+        );
+    }
+    let z = lm.net.embed_genes(&[&store.data], store.len())?;
+    report.genes = Some((out.display().to_string(), store.len()));
+    let mut manifest = serde_json::to_value(&*report)?;
+    manifest["training"] = lm.manifest.clone();
+    write_gene_store(out, &store.symbols, z, lm.net.arch.latent, &manifest)
 }

@@ -113,6 +113,61 @@ pub fn fit(
     device: &Device,
     on_epoch: &mut dyn FnMut(&EpochLog),
 ) -> Result<Trained> {
+    let (m, n_cov) = check_inputs(x, n_cells, cov, stores, cfg)?;
+    let arch = Arch {
+        n_genes: m,
+        gene_dim: stores[0].1,
+        more_gene_dims: stores[1..].iter().map(|s| s.1).collect(),
+        fusion: (stores.len() > 1).then_some(cfg.fusion),
+        hidden: cfg.hidden.clone(),
+        latent: cfg.latent,
+        dropout: cfg.dropout,
+        var_eps: cfg.var_eps,
+        n_cov,
+    };
+    // one generator for the split, the initial weights, the minibatch order and the noise, drawn
+    // in that order (the seed reproduces the run)
+    let mut rng = seeded_rng(cfg.seed);
+    let (fit_idx, val_idx) = carve(n_cells, cfg.val_fraction, &mut rng);
+    let net = Network::xavier(arch, device, &mut rng)?;
+    let data = FitData {
+        x: Tensor::from_slice(x, (n_cells, m), device)?,
+        genes: stores
+            .iter()
+            .map(|(g, d)| Ok(Tensor::from_slice(g, (m, *d), device)?))
+            .collect::<Result<Vec<_>>>()?,
+        cov: if n_cov > 0 {
+            Some(Tensor::from_slice(cov, (n_cells, n_cov), device)?)
+        } else {
+            None
+        },
+        fit_idx,
+        val_idx,
+    };
+    let mut history = Vec::new();
+    let mut best_epochs = Vec::new();
+    for &stage in cfg.mode.stages() {
+        let best = fit_stage(&net, stage, &data, cfg, &mut rng, &mut history, on_epoch)?;
+        best_epochs.push((stage, best));
+    }
+    Ok(Trained {
+        net,
+        history,
+        best_epochs,
+        fit_idx: data.fit_idx,
+        val_idx: data.val_idx,
+    })
+}
+
+/// `fit`'s inputs checked (shapes agree, every value finite): the number of genes `M` and of
+/// covariate columns `C`.
+fn check_inputs(
+    x: &[f32],
+    n_cells: usize,
+    cov: &[f32],
+    stores: &[(&[f32], usize)],
+    cfg: &ScilamaConfig,
+) -> Result<(usize, usize)> {
     cfg.validate()?;
     if n_cells < 2 || !x.len().is_multiple_of(n_cells) {
         bail!("sciLaMA needs at least 2 cells and a full [cells × genes] matrix");
@@ -152,109 +207,132 @@ pub fn fit(
     if let Some(i) = cov.iter().position(|v| !v.is_finite()) {
         bail!("covariate value {i} is not finite; check the --covariate-key columns");
     }
-    let arch = Arch {
-        n_genes: m,
-        gene_dim: stores[0].1,
-        more_gene_dims: stores[1..].iter().map(|s| s.1).collect(),
-        fusion: (stores.len() > 1).then_some(cfg.fusion),
-        hidden: cfg.hidden.clone(),
-        latent: cfg.latent,
-        dropout: cfg.dropout,
-        var_eps: cfg.var_eps,
-        n_cov,
-    };
-    let mut rng = seeded_rng(cfg.seed);
-    let (fit_idx, val_idx) = carve(n_cells, cfg.val_fraction, &mut rng);
-    let net = Network::xavier(arch, device, &mut rng)?;
-    let xt = Tensor::from_slice(x, (n_cells, m), device)?;
-    let gt = stores
-        .iter()
-        .map(|(g, d)| Ok(Tensor::from_slice(g, (m, *d), device)?))
-        .collect::<Result<Vec<_>>>()?;
-    let ct = if n_cov > 0 {
-        Some(Tensor::from_slice(cov, (n_cells, n_cov), device)?)
-    } else {
-        None
-    };
-    let mut history = Vec::new();
-    let mut best_epochs = Vec::new();
+    Ok((m, n_cov))
+}
+
+/// The training data on the device and the fit / validation split.
+struct FitData {
+    /// Scaled cells `[n × M]`.
+    x: Tensor,
+    /// Covariates `[n × C]`, `None` without any.
+    cov: Option<Tensor>,
+    /// Each store's gene inputs `[M × D_k]`.
+    genes: Vec<Tensor>,
+    fit_idx: Vec<usize>,
+    val_idx: Vec<usize>,
+}
+
+/// One step of `--mode` (`stage`): epochs with its own AdamW until `--epochs` or early stopping,
+/// each logged to `history` and `on_epoch`; restores and returns the best epoch (the last without
+/// a validation set).
+fn fit_stage(
+    net: &Network,
+    stage: Stage,
+    data: &FitData,
+    cfg: &ScilamaConfig,
+    rng: &mut rand_chacha::ChaCha8Rng,
+    history: &mut Vec<EpochLog>,
+    on_epoch: &mut dyn FnMut(&EpochLog),
+) -> Result<usize> {
     let start = cfg.selection_start();
-    for &stage in cfg.mode.stages() {
-        // the stepwise gene step trains without the latent alignment term (reference: γ = 0)
-        let gamma = if stage == Stage::Gene { 0.0 } else { cfg.gamma };
-        let vars = net.trainable(stage);
-        let mut opt = adamw(vars.clone(), cfg.lr, cfg.weight_decay)?;
-        let mut stopping = EarlyStopping::new(cfg.patience);
-        let mut order = fit_idx.clone();
-        let mut last = 0;
-        for epoch in 0..cfg.epochs {
-            opt.set_learning_rate(cfg.lr * cfg.lr_decay.powi(epoch as i32));
-            let kl_weight = cfg.kl_weight(epoch);
-            let w = Weights {
-                beta: kl_weight,
+    // the stepwise gene step trains without the latent alignment term (reference: γ = 0)
+    let gamma = if stage == Stage::Gene { 0.0 } else { cfg.gamma };
+    let vars = net.trainable(stage);
+    let mut opt = adamw(vars.clone(), cfg.lr, cfg.weight_decay)?;
+    let mut stopping = EarlyStopping::new(cfg.patience);
+    let mut order = data.fit_idx.clone();
+    let mut last = 0;
+    for epoch in 0..cfg.epochs {
+        opt.set_learning_rate(cfg.lr * cfg.lr_decay.powi(epoch as i32));
+        let kl_weight = cfg.kl_weight(epoch);
+        let w = Weights {
+            beta: kl_weight,
+            gamma,
+        };
+        let sums = train_epoch(
+            net,
+            stage,
+            data,
+            w,
+            &mut opt,
+            &mut order,
+            cfg.batch_size,
+            rng,
+        )?;
+        let nf = data.fit_idx.len() as f64;
+        if !sums[0].is_finite() {
+            bail!(
+                "sciLaMA {} loss became {} at epoch {epoch}; lower --lr",
+                stage.name(),
+                sums[0]
+            );
+        }
+        let vl = if data.val_idx.is_empty() {
+            f32::NAN
+        } else {
+            // validation at the full KL weight, as the reference's validation_step
+            let vw = Weights {
+                beta: cfg.beta,
                 gamma,
             };
-            // per-batch sums (loss, recon, KL) × batch size, kept on the device until epoch end
-            let mut sums: Option<Tensor> = None;
-            for batch in epoch_batches(&mut order, cfg.batch_size, &mut rng) {
-                let (xb, cb) = rows(&xt, ct.as_ref(), &idx_tensor(batch, device)?)?;
-                let l = net.loss(stage, &xb, cb.as_ref(), &gt, w, &mut Noise::Rng(&mut rng))?;
-                opt.backward_step(&l.total)?;
-                let s = (Tensor::stack(&[&l.total, &l.recon, &l.kl], 0)?.detach()
-                    * batch.len() as f64)?;
-                sums = Some(match sums {
-                    Some(a) => (a + s)?,
-                    None => s,
-                });
-            }
-            let nf = fit_idx.len() as f64;
-            let sums: Vec<f32> = sums
-                .expect("the fit split is not empty")
-                .to_dtype(candle_core::DType::F32)?
-                .to_vec1()?;
-            if !sums[0].is_finite() {
-                bail!(
-                    "sciLaMA {} loss became {} at epoch {epoch}; lower --lr",
-                    stage.name(),
-                    sums[0]
-                );
-            }
-            let vl = if val_idx.is_empty() {
-                f32::NAN
-            } else {
-                // validation at the full KL weight, as the reference's validation_step
-                let vw = Weights {
-                    beta: cfg.beta,
-                    gamma,
-                };
-                val_loss(&net, stage, (&xt, ct.as_ref(), gt.as_slice()), vw, &val_idx)?
-            };
-            let log = EpochLog {
-                stage,
-                epoch,
-                kl_weight: kl_weight as f32,
-                train_loss: (sums[0] as f64 / nf) as f32,
-                train_recon: (sums[1] as f64 / nf) as f32,
-                train_kl: (sums[2] as f64 / nf) as f32,
-                val_loss: vl,
-            };
-            on_epoch(&log);
-            history.push(log);
-            last = epoch;
-            if !val_idx.is_empty() && epoch >= start && stopping.observe(epoch, vl, &vars)? {
-                break;
-            }
+            let tensors = (&data.x, data.cov.as_ref(), data.genes.as_slice());
+            val_loss(net, stage, tensors, vw, &data.val_idx)?
+        };
+        let log = EpochLog {
+            stage,
+            epoch,
+            kl_weight: kl_weight as f32,
+            train_loss: (sums[0] as f64 / nf) as f32,
+            train_recon: (sums[1] as f64 / nf) as f32,
+            train_kl: (sums[2] as f64 / nf) as f32,
+            val_loss: vl,
+        };
+        on_epoch(&log);
+        history.push(log);
+        last = epoch;
+        if !data.val_idx.is_empty() && epoch >= start && stopping.observe(epoch, vl, &vars)? {
+            break;
         }
-        let best = stopping.restore_best(&vars)?.unwrap_or(last);
-        best_epochs.push((stage, best));
     }
-    Ok(Trained {
-        net,
-        history,
-        best_epochs,
-        fit_idx,
-        val_idx,
-    })
+    Ok(stopping.restore_best(&vars)?.unwrap_or(last))
+}
+
+/// One pass over the fit cells in a fresh shuffled `order`, one optimizer step per minibatch:
+/// the sums of (loss, recon, KL) × batch size, kept on the device until the end and read back
+/// once.
+#[allow(clippy::too_many_arguments)]
+fn train_epoch(
+    net: &Network,
+    stage: Stage,
+    data: &FitData,
+    w: Weights,
+    opt: &mut candle_nn::AdamW,
+    order: &mut [usize],
+    batch_size: usize,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) -> Result<Vec<f32>> {
+    let mut sums: Option<Tensor> = None;
+    for batch in epoch_batches(order, batch_size, rng) {
+        let (xb, cb) = rows(&data.x, data.cov.as_ref(), &idx_tensor(batch, &net.device)?)?;
+        let l = net.loss(
+            stage,
+            &xb,
+            cb.as_ref(),
+            &data.genes,
+            w,
+            &mut Noise::Rng(&mut *rng),
+        )?;
+        opt.backward_step(&l.total)?;
+        let s = (Tensor::stack(&[&l.total, &l.recon, &l.kl], 0)?.detach() * batch.len() as f64)?;
+        sums = Some(match sums {
+            Some(a) => (a + s)?,
+            None => s,
+        });
+    }
+    Ok(sums
+        .expect("the fit split is not empty")
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1()?)
 }
 
 impl Network {
