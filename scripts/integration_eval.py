@@ -30,7 +30,11 @@ randomness and classify's KNN split and k-means; PCA-50 is one embedding scored 
 Not a dependency of celltext; users install the reference tools:
   python3 -m venv venv && venv/bin/pip install scanpy harmonypy
 
-The gene stores (MiniLM, docs/scilama.md): write each species' selected summaries, then embed:
+The gene stores (MiniLM, docs/scilama.md): the whole-genome stores the README makes (every
+bundled summary; the 2026-12-06 whole-store results):
+  celltext genes embed -m minilm --species human --out STORE_H
+  celltext genes embed -m minilm --species mouse --out STORE_M
+or, as the earlier tables did, each species' selected summaries (a set's 1,000 most variable genes):
   venv/bin/python scripts/integration_eval.py --data DATA --write-summaries sel
   celltext genes embed -m minilm --summaries sel/human.json --out STORE_H
   celltext genes embed -m minilm --summaries sel/mouse.json --out STORE_M
