@@ -385,6 +385,36 @@ fn covariates_round_trip_and_unknown_or_missing_ones_are_refused() {
 }
 
 #[test]
+fn a_one_cell_batch_is_named_when_genes_are_chosen_within_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = make_store(dir.path());
+    let input = with_covariates(dir.path(), "one.h5ad", None, Some((0, "p9")));
+    let out = dir.path().join("a.h5ad");
+    let o = celltext(&[
+        "--quiet",
+        "scilama",
+        "train",
+        "-i",
+        input.to_str().unwrap(),
+        "--genes",
+        store.to_str().unwrap(),
+        "--hvg",
+        "200",
+        "--batch-key",
+        "platform",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("one.h5ad") && err.contains("platform = p9") && err.contains("--hvg 0"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+#[test]
 fn model_with_wrong_covariate_lengths_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = make_store(dir.path());

@@ -143,7 +143,7 @@ impl Covariates {
     }
 
     /// Each cell's batch for batch-aware gene selection: the combination of its categorical
-    /// covariates, as codes `0..B` (`None` without `--batch-key`).
+    /// covariates, as codes `0..B` (`None` without `--batch-key`); a batch of one cell is refused.
     pub fn batch_codes(
         &self,
         obs: &[(String, ObsColumn)],
@@ -179,15 +179,34 @@ impl Covariates {
                 }
             }
         }
-        let mut seen = std::collections::HashMap::new();
-        Ok(Some(
-            keys.into_iter()
-                .map(|k| {
-                    let next = seen.len();
-                    *seen.entry(k).or_insert(next)
-                })
-                .collect(),
-        ))
+        let mut seen: std::collections::HashMap<Vec<usize>, usize> = Default::default();
+        let mut count: Vec<usize> = Vec::new();
+        let mut codes = Vec::with_capacity(n);
+        for k in &keys {
+            let next = seen.len();
+            let code = *seen.entry(k.clone()).or_insert(next);
+            if code == count.len() {
+                count.push(0);
+            }
+            count[code] += 1;
+            codes.push(code);
+        }
+        // name a one-cell batch here, where its text is known (genes are chosen within batches)
+        if let Some(i) = (0..n).find(|&i| count[codes[i]] == 1) {
+            let name: Vec<String> = self
+                .categorical
+                .iter()
+                .zip(&keys[i])
+                .map(|(c, &j)| format!("{} = {}", c.key, c.categories[j]))
+                .collect();
+            bail!(
+                "{source}: the batch {} holds a single cell; the --hvg genes are chosen within \
+                 batches, which needs at least 2 cells in each (drop or relabel that cell, or pass \
+                 --hvg 0)",
+                name.join(", ")
+            );
+        }
+        Ok(Some(codes))
     }
 
     /// Checks a (possibly read-back) encoding: categories present and distinct, statistics

@@ -585,7 +585,11 @@ fn load_training_data(args: &TrainArgs) -> Result<TrainingData> {
     let covariates = Covariates::fit(&m.obs, &args.batch_keys, &args.covariate_keys, &source)?;
     // with batches, genes are chosen within them (scanpy's `batch_key`), not for differing
     // between them
-    let batch_codes = covariates.batch_codes(&m.obs, m.x.n_rows, &source)?;
+    let batch_codes = if args.hvg > 0 {
+        covariates.batch_codes(&m.obs, m.x.n_rows, &source)?
+    } else {
+        None
+    };
     let hvg_batches = batch_codes.as_deref().map(|codes| HvgBatches {
         codes,
         gene_names: &m.genes,
