@@ -15,6 +15,9 @@ use celltext::genes::pipeline::MissingPolicy;
 use celltext::genes::Species;
 use celltext::{cells, classify, encoder, experiment, explain};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "celltext",
