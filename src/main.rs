@@ -432,7 +432,16 @@ struct CoverageCmd {
     orthologs: bool,
 }
 
+/// candle's CPU worker threads spin this many times before parking between elementwise ops
+/// (its default, 25,000, keeps a core busy while gemm's threads need it: sciLaMA training on 2
+/// shared cores ran 10–30 % slower). `CANDLE_BARRIER_POOL_SPIN_LIMIT` set by the user wins.
+const CANDLE_SPIN_LIMIT: &str = "100";
+
 fn main() {
+    if std::env::var_os("CANDLE_BARRIER_POOL_SPIN_LIMIT").is_none() {
+        // Before any thread exists: candle reads it when its pool starts.
+        std::env::set_var("CANDLE_BARRIER_POOL_SPIN_LIMIT", CANDLE_SPIN_LIMIT);
+    }
     // numeric flags take `-1` as a value and refuse it by name (app::numbers)
     let matches = app::numbers::signed_numbers(Cli::command()).get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
