@@ -4,6 +4,7 @@
 //! Lower layers never import higher ones (`encoder` knows nothing of cells; `cells` nothing of `classify`).
 
 #[cfg(feature = "cli")]
+pub mod adamw;
 pub mod app;
 pub mod cells;
 pub mod checksum;

@@ -7,7 +7,6 @@
 
 use anyhow::Result;
 use candle_core::{Device, Tensor, Var};
-use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -23,15 +22,8 @@ pub fn device(name: &str) -> Result<Device> {
 }
 
 /// `torch.optim.AdamW(params, lr, weight_decay)` (betas 0.9/0.999, eps 1e-8, decoupled decay).
-pub fn adamw(vars: Vec<Var>, lr: f64, weight_decay: f64) -> Result<AdamW> {
-    Ok(AdamW::new(
-        vars,
-        ParamsAdamW {
-            lr,
-            weight_decay,
-            ..ParamsAdamW::default()
-        },
-    )?)
+pub fn adamw(vars: Vec<Var>, lr: f64, weight_decay: f64) -> Result<crate::adamw::AdamW> {
+    crate::adamw::AdamW::new(vars, lr, weight_decay)
 }
 
 /// Reshuffles `order` in place for a new epoch and returns its minibatches (the last may be

@@ -12,7 +12,6 @@
 use std::collections::{HashMap, VecDeque};
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::Optimizer;
 use celltext::scilama::model::{Arch, Fusion, Network, Noise, Stage, Weights};
 use celltext::scilama::ScilamaConfig;
 use celltext::training::adamw;

@@ -174,18 +174,28 @@ impl Noise<'_> {
         })
     }
 
-    fn dropout(&mut self, h: Tensor, p: f32) -> Result<Tensor> {
+    /// A dropout mask for a `[rows × width]` activation (0 with probability `p`, else
+    /// 1 / (1 − p)), row-major; none in evaluation, for given noise, or when `p` is 0.
+    fn dropout_mask(&mut self, rows: usize, width: usize, p: f32) -> Option<Vec<f32>> {
         match self {
             Noise::Rng(rng) if p > 0.0 => {
-                let (b, w) = h.dims2()?;
                 let scale = 1.0 / (1.0 - p);
-                let mask: Vec<f32> = (0..b * w)
-                    .map(|_| if rng.gen::<f32>() < p { 0.0 } else { scale })
-                    .collect();
-                Ok(h.mul(&Tensor::from_vec(mask, (b, w), h.device())?)?)
+                Some(
+                    (0..rows * width)
+                        .map(|_| if rng.gen::<f32>() < p { 0.0 } else { scale })
+                        .collect(),
+                )
             }
-            _ => Ok(h),
+            _ => None,
         }
+    }
+
+    fn dropout(&mut self, h: Tensor, p: f32) -> Result<Tensor> {
+        let (b, w) = h.dims2()?;
+        Ok(match self.dropout_mask(b, w, p) {
+            Some(mask) => h.mul(&Tensor::from_vec(mask, (b, w), h.device())?)?,
+            None => h,
+        })
     }
 }
 
@@ -405,11 +415,14 @@ impl Network {
         Ok(x.matmul(&w.t()?)?.broadcast_add(b)?)
     }
 
-    /// Linear → LayerNorm (no affine) → LeakyReLU → Dropout.
+    /// Linear → LayerNorm (no affine) → LeakyReLU → Dropout (one op after the matmul).
     fn block(&self, x: &Tensor, name: &str, noise: &mut Noise) -> Result<Tensor> {
-        let h = self.linear(x, name)?;
-        let a = super::fused::layer_norm_leaky_relu(&h)?;
-        noise.dropout(a, self.arch.dropout)
+        let w = self.var(&format!("{name}.weight"))?;
+        let b = self.var(&format!("{name}.bias"))?;
+        let h = x.matmul(&w.t()?)?;
+        let (rows, width) = h.dims2()?;
+        let mask = noise.dropout_mask(rows, width, self.arch.dropout);
+        Ok(super::fused::block_activation(&h, b, mask)?)
     }
 
     /// `x` with the covariate columns `c` appended (the cell side's inputs).

@@ -8,7 +8,6 @@
 
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
-use candle_nn::Optimizer;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
@@ -306,7 +305,7 @@ fn train_epoch(
     stage: Stage,
     data: &FitData,
     w: Weights,
-    opt: &mut candle_nn::AdamW,
+    opt: &mut crate::adamw::AdamW,
     order: &mut [usize],
     batch_size: usize,
     rng: &mut rand_chacha::ChaCha8Rng,

@@ -3,7 +3,6 @@
 
 use anyhow::{bail, Result};
 use candle_core::Var;
-use candle_nn::Optimizer;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
