@@ -1,4 +1,7 @@
 //! The sciLaMA pipeline behind `celltext scilama train | embed` (the model is in `model`, training in `train`).
+//! [`train_in_memory`] is `train` without files (a matrix and stores in, a [`TrainedModel`] out):
+//! [`run_train`] reads, calls it and writes; the Python package's `tl.scilama` calls it on an
+//! AnnData's matrix, so both front ends train through one code path.
 //! Over 700 lines: train and embed share the output set and the model file (save, load, checks)
 //! kept here; the gene stores' logic is in `stores`.
 //!
