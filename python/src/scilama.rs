@@ -97,6 +97,45 @@ fn summary(
     }))?)
 }
 
+/// [`train_in_memory`] inside `progress::observe`: its bar's (epochs done, total) go to
+/// `progress` after every epoch, where Ctrl-C (or an exception in `progress`) stops the fit at
+/// once. Returns the model and the warnings the library kept.
+fn train_observed(
+    m: ExpressionMatrix,
+    stores: &TrainStores,
+    settings: &TrainSettings,
+    dev: &candle_core::Device,
+    progress: Option<&PyObject>,
+) -> anyhow::Result<(TrainedModel, Vec<String>)> {
+    let check = check_and_report(progress);
+    let total = (settings.cfg.mode.stages().len() * settings.cfg.epochs) as u64;
+    let mut stop: Option<anyhow::Error> = None;
+    let (model, warnings) = celltext::progress::observe(|| {
+        let pb = celltext::progress::bar(total, "epochs", progress.is_none());
+        let mut on_epoch = |_: &celltext::scilama::EpochLog| {
+            pb.set_position((pb.position() + 1).min(total));
+            if let Err(e) = check() {
+                // the fit's epoch callback cannot return an error: unwind out of it, caught just
+                // below (resume_unwind prints no panic message)
+                stop = Some(e);
+                std::panic::resume_unwind(Box::new(Stopped));
+            }
+        };
+        let run = catch_unwind(AssertUnwindSafe(|| {
+            train_in_memory(m, stores, settings, "AnnData", dev, true, &mut on_epoch)
+        }));
+        let model = match run {
+            Ok(r) => r,
+            Err(p) if p.is::<Stopped>() => Err(stop
+                .take()
+                .unwrap_or_else(|| anyhow::anyhow!("sciLaMA training stopped"))),
+            Err(p) => std::panic::resume_unwind(p),
+        };
+        (model, celltext::progress::take_warnings())
+    });
+    Ok((model?, warnings))
+}
+
 type TrainOut<'py> = (
     Bound<'py, PyArray2<f32>>,
     Vec<String>,
@@ -180,41 +219,8 @@ fn scilama_train<'py>(
                 obs,
             };
             let dev = celltext::training::device(device)?;
-            let check = check_and_report(progress.as_ref());
-            let total = (cfg.mode.stages().len() * cfg.epochs) as u64;
-            let mut stop: Option<anyhow::Error> = None;
-            let (model, warnings) = celltext::progress::observe(|| {
-                let pb = celltext::progress::bar(total, "epochs", progress.is_none());
-                let mut on_epoch = |_: &celltext::scilama::EpochLog| {
-                    pb.set_position((pb.position() + 1).min(total));
-                    if let Err(e) = check() {
-                        // Ctrl-C or a failing callback: leave the fit now (its epoch callback
-                        // cannot return an error); caught just below, no panic message
-                        stop = Some(e);
-                        std::panic::resume_unwind(Box::new(Stopped));
-                    }
-                };
-                let run = catch_unwind(AssertUnwindSafe(|| {
-                    train_in_memory(
-                        m,
-                        &train_stores,
-                        &settings,
-                        "AnnData",
-                        &dev,
-                        true,
-                        &mut on_epoch,
-                    )
-                }));
-                let model = match run {
-                    Ok(r) => r,
-                    Err(p) if p.is::<Stopped>() => Err(stop
-                        .take()
-                        .unwrap_or_else(|| anyhow::anyhow!("sciLaMA training stopped"))),
-                    Err(p) => std::panic::resume_unwind(p),
-                };
-                (model, celltext::progress::take_warnings())
-            });
-            let model = model?;
+            let (model, warnings) =
+                train_observed(m, &train_stores, &settings, &dev, progress.as_ref())?;
             let summary_json = summary(&model, &cfg, hvg, &warnings)?;
             if let Some(path) = &model_path {
                 model.write_model_file(path, &serde_json::from_str(&summary_json)?)?;
