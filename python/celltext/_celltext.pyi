@@ -152,3 +152,25 @@ def mlp_classify(
     seed: int = 0,
 ) -> Tuple[List[str], npt.NDArray[np.float32], List[str], str]: ...
 def classification_report(y_true: List[str], y_pred: List[str]) -> str: ...
+def scilama_train(
+    indptr: _Index,
+    indices: _Index,
+    data: npt.NDArray[np.float32],
+    n_rows: int,
+    cell_ids: List[str],
+    genes: List[str],
+    stores: List[Tuple[str, GeneStore]],
+    obs: List[Tuple[str, Union[npt.NDArray[np.float64], List[str]]]],
+    config: str,
+    batch_keys: List[str],
+    covariate_keys: List[str],
+    species: str = "human",
+    orthologs: bool = False,
+    hvg: int = 2000,
+    gene_input: str = "store",
+    device: str = "cpu",
+    model_path: Optional[str] = None,
+    progress: _Progress = None,
+) -> Tuple[
+    npt.NDArray[np.float32], List[str], List[str], Optional[npt.NDArray[np.float32]], str
+]: ...

@@ -18,7 +18,9 @@ _VALUE_FLAGS: Dict[str, Optional[str]] = {
     "summaries": None, "missing": None, "label": None, "k": None, "vote": None,
     "hidden": None, "dropout": None, "fusion": None, "epochs": None, "patience": None,
     "lr": None, "weight-decay": None, "batch-size": None, "val-fraction": None,
-    "test-fraction": None, "max-length": None,
+    "test-fraction": None, "max-length": None, "batch-key": None, "covariate-key": None,
+    "hvg": None, "gene-input": None, "mode": None, "latent": None, "beta": None, "gamma": None,
+    "kl-warmup-epochs": None, "kl-warmup-rate": None, "var-eps": None, "lr-decay": None,
 }
 _SWITCHES: Dict[str, str] = {
     "raw": "raw=True", "orthologs": "orthologs=True", "normalize": "normalize=True",
@@ -28,7 +30,7 @@ _SWITCHES: Dict[str, str] = {
 _STOP = set(
     "to with or and for is are was be needs need only requested in on of as the a an when if "
     "which that use pass drop given must has have not but runs computes uses cannot can will at "
-    "by from flag instead also".split()
+    "by from flag instead also takes".split()
 )
 _FLAG = re.compile(
     r"(?<![\w-])--(?P<flag>[a-z][a-z0-9-]*)"

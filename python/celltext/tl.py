@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import pandas as pd
 
-from . import _adata, _celltext
+from . import _adata, _celltext, _progress
 from ._encoder import Encoder
 from ._errors import translated
 from ._settings import logger
@@ -635,7 +636,231 @@ def mlp_classify(
     return adata if copy else metrics
 
 
+def _obs_column(adata: Any, key: str, what: str) -> Any:
+    """An obs column as the core reads it from an h5ad: numbers (bool and numeric dtypes) as
+    float64 with NaN for missing values, anything else (categories, strings) as text with ""
+    for missing values."""
+    if key not in adata.obs.columns:
+        cols = list(map(str, adata.obs.columns))
+        hint = next(
+            (f" (did you mean '{c}'? names are case-sensitive)" for c in cols
+             if c.lower() == key.lower()),
+            "",
+        )
+        raise KeyError(
+            f"{what}={key!r}: obs column '{key}' not found{hint}; available columns: "
+            f"{', '.join(cols) or '(none)'}"
+        )
+    col = adata.obs[key]
+    dtype = col.dtype
+    if not isinstance(dtype, pd.CategoricalDtype) and (
+        pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype)
+    ):
+        return col.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
+    return ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+            for v in col.astype(object)]
+
+
+def _keys(value: Union[None, str, Sequence[str]]) -> List[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+@translated(rename={"genes": "store"})
+def scilama(
+    adata: Any,
+    store: Union[GeneStore, str, "os.PathLike[str]", Sequence[Union[GeneStore, str, "os.PathLike[str]"]]],
+    batch_key: Union[None, str, Sequence[str]] = None,
+    covariate_key: Union[None, str, Sequence[str]] = None,
+    layer: Optional[str] = None,
+    hvg: int = 2000,
+    mode: str = "direct",
+    fusion: str = "average",
+    hidden: Sequence[int] = (900, 400),
+    latent: int = 50,
+    beta: float = 1.0,
+    kl_warmup_epochs: int = 25,
+    kl_warmup_rate: float = 0.05,
+    gamma: float = 0.05,
+    dropout: float = 0.1,
+    var_eps: float = 1e-4,
+    lr: float = 1e-3,
+    lr_decay: float = 0.99,
+    weight_decay: float = 0.0,
+    batch_size: int = 128,
+    epochs: int = 500,
+    patience: int = 25,
+    val_fraction: float = 0.1,
+    gene_input: str = "store",
+    species: str = "human",
+    orthologs: bool = False,
+    gene_symbols_key: Optional[str] = None,
+    device: str = "cpu",
+    key_added: str = "X_scilama",
+    seed: int = 0,
+    model_path: Optional[Union[str, "os.PathLike[str]"]] = None,
+    progress: bool = True,
+    copy: bool = False,
+) -> Union[pd.DataFrame, Any]:
+    """sciLaMA (``celltext scilama train``, the same code and the same numbers for the same
+    seed): a paired VAE of the cells' scaled expression and the genes' static vectors from
+    ``store``, giving context-aware cell embeddings (cell μ) and gene embeddings (gene μ).
+    The GIL is released while it trains.
+
+    Parameters
+    ----------
+    adata : anndata.AnnData
+        Cells × genes of **raw counts** (sciLaMA normalizes them itself: CP10k, log1p,
+        z-score per gene, clip). Sparse or dense; the matrix is copied once.
+    store : GeneStore or path, or a sequence of them
+        Static gene vectors (:func:`celltext.genes.embed`). Several stores each get their own
+        gene encoder, fused by ``fusion``, and the model keeps the genes found in every store.
+    batch_key : str or sequence of str, optional
+        Categorical ``obs`` column(s) (e.g. the batch), one-hot into the cell encoder and
+        decoder; the highly variable genes are then chosen within batches.
+    covariate_key : str or sequence of str, optional
+        Numeric ``obs`` column(s), z-scored into the cell encoder and decoder.
+    layer : str, optional
+        Read ``adata.layers[layer]`` (e.g. ``"counts"``) instead of ``adata.X``.
+    hvg : int
+        Keep this many of the store's genes: scanpy's seurat-flavor highly variable genes
+        (0: all).
+    mode : {'direct', 'stepwise', 'beta-vae'}
+        Training scheme (``beta-vae`` trains no gene VAE and returns no gene embeddings).
+    fusion : {'average', 'moe', 'poe'}
+        How several stores' gene latents are fused; unused with one store.
+    hidden, latent, beta, kl_warmup_epochs, kl_warmup_rate, gamma, dropout, var_eps, lr, lr_decay, weight_decay, batch_size, epochs, patience, val_fraction
+        As the CLI's flags of the same names (``celltext scilama train --help``), with the
+        same defaults (the reference implementation's).
+    gene_input : {'store', 'self', 'random', 'shuffled'}
+        What the gene VAE encodes (the baselines replace the store's vectors; one store).
+    species : {'human', 'mouse'}
+        The resolver's aliases and Ensembl ids for matching gene names to the store.
+    orthologs : bool
+        Also match genes through human-mouse orthologs.
+    gene_symbols_key : str, optional
+        A ``var`` column of gene symbols to use instead of ``var_names``.
+    device : str
+        ``cpu``, ``cuda[:N]`` or ``metal[:N]`` (a build with that feature).
+    key_added : str
+        ``obsm`` and ``varm`` key of the embeddings; the other outputs are named after it
+        without ``X_`` (``name``).
+    seed : int
+        Seed of the validation split, initial weights, minibatches, dropout and noise.
+    model_path : str or os.PathLike, optional
+        Also write the trained model there (``.safetensors``, with its manifest beside it),
+        the file ``celltext scilama embed --model`` projects new cells with.
+    progress : bool
+        Show a progress bar over the epochs (tqdm).
+    copy : bool
+        Return a copy instead of writing into ``adata``.
+
+    Returns
+    -------
+    pandas.DataFrame or anndata.AnnData
+        The contextual gene embeddings (float32, one row per model gene, indexed by gene
+        name; empty with ``mode='beta-vae'``), or the copy when ``copy=True``. Writes
+        ``obsm[key_added]`` (cell μ, float32 ``[n_obs, latent]``),
+        ``obs[name + '_split']`` (``fit`` / ``val``: the cells held out for early stopping),
+        ``varm[key_added]`` (gene μ for the model's genes, NaN rows for the other genes, as
+        scanpy leaves genes out of a representation) and ``uns[name]``: ``params`` (as
+        used), ``stores``, ``genes`` (the model's genes), ``gene_coverage``, ``covariates``
+        (categories in one-hot order, means and stds), ``losses`` (per epoch: step, epoch,
+        KL weight, train loss / recon / KL, validation loss), ``epochs_run``,
+        ``best_epochs``, ``n_fit``, ``n_val``, ``seconds`` and ``tool``. Raises KeyError for
+        a missing ``obs`` column or layer, ValueError when no gene matches the store.
+
+    Examples
+    --------
+    >>> genes = celltext.tl.scilama(adata, "pbmc_minilm", layer="counts", batch_key="batch",
+    ...                             epochs=50, seed=0)
+    >>> sc.pp.neighbors(adata, use_rep="X_scilama")
+    >>> genes.loc["CD3E"].shape
+    (50,)
+    """
+    t0 = time.perf_counter()
+    _adata.check_source(adata, layer, False)
+    batch_keys, covariate_keys = _keys(batch_key), _keys(covariate_key)
+    obs = [(k, _obs_column(adata, k, "batch_key")) for k in batch_keys]
+    obs += [(k, _obs_column(adata, k, "covariate_key")) for k in covariate_keys]
+    given = list(store) if isinstance(store, (list, tuple)) else [store]
+    if not given:
+        raise ValueError("store=: give at least one gene store")
+    named = []
+    for i, s in enumerate(given):
+        st = _store(s)
+        name = os.fspath(s) if isinstance(s, (str, os.PathLike)) else f"GeneStore {i + 1}"
+        named.append((name, st))
+    adata = adata.copy() if copy else adata
+    names = _adata.gene_names(adata, gene_symbols_key, False)
+    cells = _adata.cell_names(adata)
+    m = _adata.matrix(adata, layer, False)
+    config = {
+        "mode": mode, "fusion": fusion, "hidden": [int(h) for h in hidden],
+        "latent": int(latent), "beta": float(beta), "kl_warmup_epochs": int(kl_warmup_epochs),
+        "kl_warmup_rate": float(kl_warmup_rate), "gamma": float(gamma),
+        "dropout": float(dropout), "var_eps": float(var_eps), "lr": float(lr),
+        "lr_decay": float(lr_decay), "weight_decay": float(weight_decay),
+        "batch_size": int(batch_size), "epochs": int(epochs), "patience": int(patience),
+        "val_fraction": float(val_fraction), "seed": int(seed),
+    }
+    bar = _progress.make(progress, "sciLaMA", "epochs")
+    ok = False
+    try:
+        cell_mu, split, genes, gene_mu, info = _celltext.scilama_train(
+            m.indptr, m.indices, m.data, m.n_rows, cells, names,
+            [(n, st._inner) for n, st in named], obs, json.dumps(config), batch_keys,
+            covariate_keys, species, orthologs, int(hvg), gene_input, device,
+            None if model_path is None else os.fspath(model_path), bar,
+        )
+        ok = True
+    finally:
+        if bar is not None:
+            bar.close(ok)
+    info = json.loads(info)
+    name = _name(key_added)
+    adata.obsm[key_added] = cell_mu
+    adata.obs[f"{name}_split"] = pd.Categorical(split, categories=["fit", "val"])
+    latent_dim = cell_mu.shape[1]
+    if gene_mu is not None:
+        varm = np.full((len(names), latent_dim), np.nan, dtype=np.float32)
+        where = {g: i for i, g in enumerate(names)}
+        varm[[where[g] for g in genes]] = gene_mu
+        adata.varm[key_added] = varm
+        table = pd.DataFrame(gene_mu, index=pd.Index(genes, name="gene"))
+    else:
+        table = pd.DataFrame(np.zeros((0, latent_dim), dtype=np.float32))
+    params = dict(config, batch_key=batch_keys, covariate_key=covariate_keys, layer=layer,
+                  matrix=m.field, hvg=hvg, gene_input=gene_input, species=species,
+                  orthologs=orthologs, gene_symbols_key=gene_symbols_key, device=device,
+                  model_path=None if model_path is None else os.fspath(model_path))
+    adata.uns[name] = {
+        "params": to_uns(params),
+        "stores": to_uns([
+            {"name": n, "n_genes": len(st), "dim": st.dim, "manifest": st.manifest}
+            for n, st in named
+        ], max_list=SAMPLE),
+        "genes": np.array(genes, dtype=object),
+        "gene_coverage": _coverage_uns(info["gene_coverage"], False),
+        "covariates": to_uns(info["covariates"]),
+        "losses": to_uns(info["losses"]),
+        "epochs_run": to_uns(dict(info["epochs_run"])),
+        "best_epochs": to_uns(dict(info["best_epochs"])),
+        "n_fit": int(info["n_fit"]),
+        "n_val": int(info["n_val"]),
+        "seconds": float(time.perf_counter() - t0),
+        "tool": _celltext.version(),
+    }
+    for w in info.get("warnings") or []:
+        logger.warning("scilama: %s", w)
+    logger.info("scilama: %d cells x %d genes, %s epochs -> obsm[%r] %s", m.n_rows,
+                len(genes), info["epochs_run"], key_added, cell_mu.shape)
+    return adata if copy else table
+
+
 __all__ = [
     "genept_w", "cell_sentences", "embed_sentences", "knn_classify", "mlp_classify",
+    "scilama",
     "CoverageWarning", "ContextWarning", "COVERAGE_WARN",
 ]

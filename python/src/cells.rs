@@ -20,7 +20,7 @@ use crate::{guard, index_array, Csr};
 
 /// The checks the h5ad reader applies to every matrix it reads, with its messages: the CSR
 /// structure, unique non-empty gene names and usable values.
-fn check_matrix(
+pub(crate) fn check_matrix(
     x: &CsrView,
     cell_ids: &[String],
     genes: &[String],

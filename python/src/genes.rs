@@ -100,6 +100,16 @@ impl PyGeneStore {
     }
 }
 
+impl PyGeneStore {
+    /// The store's manifest, parsed (None: a store built in memory).
+    pub(crate) fn manifest_value(&self) -> PyResult<Option<serde_json::Value>> {
+        self.manifest
+            .as_deref()
+            .map(|m| guard(|| Ok(serde_json::from_str(m)?)))
+            .transpose()
+    }
+}
+
 /// `celltext genes embed`: embed summaries into the store at `out` (resumable: run it again
 /// after an interruption and finished chunks are reused). Ctrl-C stops it between batches with
 /// `KeyboardInterrupt`, leaving the finished chunks to resume from. `progress`: a callable given

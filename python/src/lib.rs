@@ -15,6 +15,7 @@ mod cells;
 mod classify;
 mod encoder;
 mod genes;
+mod scilama;
 
 /// A library error as a Python exception: the interrupt the work stopped for (Ctrl-C) as is,
 /// a missing file as `FileNotFoundError`, anything else as `ValueError`, with the message the
@@ -205,5 +206,6 @@ fn _celltext(m: &Bound<'_, PyModule>) -> PyResult<()> {
     genes::register(m)?;
     cells::register(m)?;
     classify::register(m)?;
+    scilama::register(m)?;
     Ok(())
 }

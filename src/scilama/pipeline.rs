@@ -1,4 +1,7 @@
 //! The sciLaMA pipeline behind `celltext scilama train | embed` (the model is in `model`, training in `train`).
+//! [`train_in_memory`] is `train` without files (a matrix and stores in, a [`TrainedModel`] out):
+//! [`run_train`] reads, calls it and writes; the Python package's `tl.scilama` calls it on an
+//! AnnData's matrix, so both front ends train through one code path.
 //! Over 700 lines: train and embed share the output set and the model file (save, load, checks)
 //! kept here; the gene stores' logic is in `stores`.
 //!
@@ -459,17 +462,18 @@ fn write_gene_store(
     store.save(prefix, manifest)
 }
 
-/// Trains sciLaMA and writes every output (see the module docs).
+/// Trains sciLaMA and writes every output (see the module docs). The training itself is
+/// [`train_in_memory`], which the Python package calls on an AnnData's matrix.
 pub fn run_train(args: &TrainArgs) -> Result<TrainReport> {
     let t0 = std::time::Instant::now();
     let _lock = check_train_args(args)?;
     let dev = device(&args.device)?;
-    let data = load_training_data(args)?;
-    let trained = train_with_progress(args, &data, &dev)?;
-    let embedded = embed_trained(args, &data, &trained)?;
-    let mut report = train_report(args, &data, &trained, embedded.genes.is_some(), t0)?;
+    let stores = TrainStores::load(&args.stores)?;
+    let m = read_normalized(&args.input, &args.read, InputNorm::Raw, args.quiet)?;
+    let model = train_with_progress(args, m, &stores, &dev)?;
+    let mut report = train_report(args, &model, t0)?;
     let manifest = serde_json::to_value(&report)?;
-    write_train_outputs(args, &data, &trained, embedded, &manifest)?;
+    write_train_outputs(args, &model, &manifest)?;
     report.seconds = t0.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -526,27 +530,80 @@ fn check_train_args(args: &TrainArgs) -> Result<crate::outputs::OutputLock> {
     Ok(lock)
 }
 
-/// What `train` fits on, and what its report and outputs say about it.
-struct TrainingData {
+/// The gene stores a run trains on, in `--genes` order: each one's name (the path it was read
+/// from, or a caller's name for a store held in memory) with its vectors, and its manifest.
+pub struct TrainStores {
+    pub stores: Vec<(PathBuf, GeneEmbeddings)>,
+    pub manifests: Vec<Option<serde_json::Value>>,
+}
+
+impl TrainStores {
+    /// The stores at `paths` (`--genes`, in order).
+    pub fn load(paths: &[PathBuf]) -> Result<Self> {
+        let (stores, _, manifests) = load_stores(paths)?;
+        Ok(Self { stores, manifests })
+    }
+
+    /// What the model records of each store.
+    pub fn records(&self) -> Vec<StoreRecord> {
+        self.stores
+            .iter()
+            .zip(&self.manifests)
+            .map(|((p, s), m)| StoreRecord::of(p, s, m.as_ref()))
+            .collect()
+    }
+}
+
+/// The options of a training run apart from its files: what `scilama train` and the Python
+/// package's `tl.scilama` share.
+#[derive(Debug, Clone)]
+pub struct TrainSettings {
+    pub species: Species,
+    pub orthologs: bool,
+    pub hvg: usize,
+    pub gene_input: GeneInput,
+    /// Categorical obs columns (one-hot covariates).
+    pub batch_keys: Vec<String>,
+    /// Continuous obs columns (z-scored covariates).
+    pub covariate_keys: Vec<String>,
+    pub cfg: ScilamaConfig,
+}
+
+impl TrainArgs {
+    pub fn settings(&self) -> TrainSettings {
+        TrainSettings {
+            species: self.species,
+            orthologs: self.orthologs,
+            hvg: self.hvg,
+            gene_input: self.gene_input,
+            batch_keys: self.batch_keys.clone(),
+            covariate_keys: self.covariate_keys.clone(),
+            cfg: self.cfg.clone(),
+        }
+    }
+}
+
+/// What a model fits on, and what its report and outputs say about it.
+pub struct TrainingData {
     /// The input as read (cell ids, genes, obs).
-    m: ExpressionMatrix,
+    pub m: ExpressionMatrix,
     /// The scaled cells of the model's genes.
-    prep: Prepared,
+    pub prep: Prepared,
     /// The model's genes, in model order.
-    genes: Vec<String>,
+    pub genes: Vec<String>,
     /// Each store's gene inputs `([M × D_k] values, D_k)`.
-    inputs: Vec<(Vec<f32>, usize)>,
-    covariates: Covariates,
+    pub inputs: Vec<(Vec<f32>, usize)>,
+    pub covariates: Covariates,
     /// The encoded covariates `[cells × C]`.
-    cov: Vec<f32>,
-    /// `--batch-key` was given (the HVGs were chosen within batches).
-    batched: bool,
-    records: Vec<StoreRecord>,
-    store_manifest: Option<serde_json::Value>,
+    pub cov: Vec<f32>,
+    /// Batch keys were given (the HVGs were chosen within batches).
+    pub batched: bool,
+    pub records: Vec<StoreRecord>,
+    pub store_manifest: Option<serde_json::Value>,
     /// The first store's coverage of the dataset's genes.
-    coverage: Coverage,
+    pub coverage: Coverage,
     /// With several stores: the genes in all of them and each store's coverage.
-    shared: Option<(SharedGenes, Vec<Coverage>)>,
+    pub shared: Option<(SharedGenes, Vec<Coverage>)>,
 }
 
 impl TrainingData {
@@ -556,37 +613,70 @@ impl TrainingData {
             .map(|(g, d)| (g.as_slice(), *d))
             .collect()
     }
+
+    /// With several stores: each store's record and its coverage of the dataset's genes.
+    pub fn store_uses(&self) -> Vec<StoreUse> {
+        match &self.shared {
+            Some((_, coverages)) => self
+                .records
+                .iter()
+                .zip(coverages)
+                .map(|(r, coverage)| StoreUse {
+                    record: r.clone(),
+                    coverage: coverage.clone(),
+                })
+                .collect(),
+            None => Vec::new(),
+        }
+    }
 }
 
-/// Reads the stores and the input, matches their genes, encodes the covariates and prepares the
-/// scaled cells and the gene inputs.
-fn load_training_data(args: &TrainArgs) -> Result<TrainingData> {
-    let (stores, records, mut manifests) = load_stores(&args.stores)?;
-    let store = &stores[0].1;
-    let store_manifest = manifests.swap_remove(0);
-    let m = read_normalized(&args.input, &args.read, InputNorm::Raw, args.quiet)?;
+/// Matches the dataset's genes to the stores, encodes the covariates and prepares the scaled
+/// cells and the gene inputs (`source` names the input in messages).
+fn training_data(
+    m: ExpressionMatrix,
+    stores: &TrainStores,
+    settings: &TrainSettings,
+    source: &str,
+    quiet: bool,
+) -> Result<TrainingData> {
+    if stores.stores.is_empty() {
+        bail!("give a gene store with --genes STORE (several: --genes A --genes B)");
+    }
+    let records = stores.records();
+    let store = &stores.stores[0].1;
+    let store_manifest = stores.manifests[0].clone();
     // one store: its genes; several: the genes in every store (module `stores`)
-    let (rows, coverage, shared) = if stores.len() == 1 {
+    let (rows, coverage, shared) = if stores.stores.len() == 1 {
         let (rows, coverage) = crate::genes::pipeline::coverage(
             &store.symbols,
             &m.genes,
-            args.species,
-            args.orthologs,
+            settings.species,
+            settings.orthologs,
             None,
         )?;
         (rows, coverage, None)
     } else {
-        let (shared, coverages) =
-            shared_genes(&stores, &m.genes, args.species, args.orthologs, args.quiet)?;
+        let (shared, coverages) = shared_genes(
+            &stores.stores,
+            &m.genes,
+            settings.species,
+            settings.orthologs,
+            quiet,
+        )?;
         let first = coverages[0].clone();
         (shared.first_rows.clone(), first, Some((shared, coverages)))
     };
-    let source = args.input.display().to_string();
-    let covariates = Covariates::fit(&m.obs, &args.batch_keys, &args.covariate_keys, &source)?;
+    let covariates = Covariates::fit(
+        &m.obs,
+        &settings.batch_keys,
+        &settings.covariate_keys,
+        source,
+    )?;
     // with batches, genes are chosen within them (scanpy's `batch_key`), not for differing
     // between them
-    let batch_codes = if args.hvg > 0 {
-        covariates.batch_codes(&m.obs, m.x.n_rows, &source)?
+    let batch_codes = if settings.hvg > 0 {
+        covariates.batch_codes(&m.obs, m.x.n_rows, source)?
     } else {
         None
     };
@@ -594,19 +684,24 @@ fn load_training_data(args: &TrainArgs) -> Result<TrainingData> {
         codes,
         gene_names: &m.genes,
     });
-    let prep = prepare(&m.x, &rows, args.hvg, hvg_batches.as_ref())
-        .with_context(|| format!("preparing {}", args.input.display()))?;
-    let mut inputs: Vec<(Vec<f32>, usize)> = Vec::with_capacity(stores.len());
+    let prep = prepare(&m.x, &rows, settings.hvg, hvg_batches.as_ref())
+        .with_context(|| format!("preparing {source}"))?;
+    let mut inputs: Vec<(Vec<f32>, usize)> = Vec::with_capacity(stores.stores.len());
     match &shared {
-        None => inputs.push(gene_inputs(args.gene_input, &prep, store, args.cfg.seed)),
+        None => inputs.push(gene_inputs(
+            settings.gene_input,
+            &prep,
+            store,
+            settings.cfg.seed,
+        )),
         Some((shared, _)) => {
-            for (k, (_, s)) in stores.iter().enumerate() {
+            for (k, (_, s)) in stores.stores.iter().enumerate() {
                 inputs.push((store_inputs(s, &shared.rows[k], &prep.columns), s.dim));
             }
         }
     }
     let genes: Vec<String> = prep.columns.iter().map(|&j| m.genes[j].clone()).collect();
-    let cov = covariates.encode(&m.obs, prep.n_cells, &m.cell_ids, &source)?;
+    let cov = covariates.encode(&m.obs, prep.n_cells, &m.cell_ids, source)?;
     let batched = batch_codes.is_some();
     Ok(TrainingData {
         m,
@@ -623,17 +718,167 @@ fn load_training_data(args: &TrainArgs) -> Result<TrainingData> {
     })
 }
 
-/// The fit, with a progress bar over every step's epochs.
-fn train_with_progress(args: &TrainArgs, data: &TrainingData, dev: &Device) -> Result<Trained> {
+/// A trained sciLaMA model with its data and embeddings: what `scilama train` writes and what
+/// the Python package's `tl.scilama` puts into an AnnData.
+pub struct TrainedModel {
+    pub data: TrainingData,
+    pub trained: Trained,
+    /// Cell μ of every cell, `[cells × latent]` row-major.
+    pub cells: Vec<f32>,
+    /// Gene μ of the model's genes (`data.genes`), `[genes × latent]`; `None` in `beta-vae`
+    /// mode, which trains no gene VAE.
+    pub genes: Option<Vec<f32>>,
+}
+
+impl TrainedModel {
+    /// Each cell's part in training: `fit` or `val` (held out for early stopping).
+    pub fn split_labels(&self) -> Vec<String> {
+        let mut split = vec!["fit".to_string(); self.data.prep.n_cells];
+        for &i in &self.trained.val_idx {
+            split[i] = "val".into();
+        }
+        split
+    }
+
+    /// Epochs each training step ran, in the mode's order.
+    pub fn epochs_run(&self, cfg: &ScilamaConfig) -> Vec<(String, usize)> {
+        let mut out = Vec::new();
+        for s in cfg.mode.stages().iter().map(|s| s.name()) {
+            let n = self
+                .trained
+                .history
+                .iter()
+                .filter(|h| h.stage.name() == s)
+                .count();
+            out.push((s.to_string(), n));
+        }
+        out
+    }
+
+    /// The epoch whose weights each step kept.
+    pub fn best_epochs(&self) -> Vec<(String, usize)> {
+        self.trained
+            .best_epochs
+            .iter()
+            .map(|(s, e)| (s.name().to_string(), *e))
+            .collect()
+    }
+
+    /// The last finite validation loss.
+    pub fn final_val_loss(&self) -> Option<f32> {
+        self.trained
+            .history
+            .iter()
+            .rev()
+            .find(|h| h.val_loss.is_finite())
+            .map(|h| h.val_loss)
+    }
+
+    /// The model file (every parameter, the scaling statistics, the architecture, gene names,
+    /// covariate encoding and stores in its metadata), with `manifest` as its training record.
+    pub fn save_model(&self, path: &Path, manifest: &serde_json::Value) -> Result<()> {
+        save_model(
+            path,
+            &self.trained.net,
+            &self.data.genes,
+            (&self.data.prep.mean, &self.data.prep.std),
+            &self.data.covariates,
+            &self.data.records,
+            manifest,
+        )
+    }
+
+    /// The model file alone at `path` (`.safetensors`) through the output contract: one writer
+    /// (its lock), the old marker removed first, then the model, then its manifest
+    /// (`MODEL.manifest.json`, the marker `scilama embed` checks) recording the model's size and
+    /// sha256.
+    pub fn write_model_file(&self, path: &Path, manifest: &serde_json::Value) -> Result<()> {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if !ext.eq_ignore_ascii_case("safetensors") {
+            bail!(
+                "{}: a sciLaMA model file must end in .safetensors",
+                path.display()
+            );
+        }
+        let _lock = crate::outputs::OutputLock::acquire(path)?;
+        let marker = manifest_path(path);
+        remove_if_present(&marker, "the old manifest before replacing the model")?;
+        self.save_model(path, manifest)?;
+        let mut m = manifest.clone();
+        m[PARTS_KEY] = serde_json::Value::Array(vec![crate::outputs::part_record(path)?]);
+        write_json(&marker, &m)
+    }
+}
+
+/// Trains sciLaMA on the raw counts `m` (cells × genes, obs holding the covariate columns) and
+/// embeds every cell and the model's genes: `scilama train` without its files. `source` names
+/// the input in messages; `on_epoch` sees every epoch as it finishes.
+pub fn train_in_memory(
+    m: ExpressionMatrix,
+    stores: &TrainStores,
+    settings: &TrainSettings,
+    source: &str,
+    dev: &Device,
+    quiet: bool,
+    on_epoch: &mut dyn FnMut(&EpochLog),
+) -> Result<TrainedModel> {
+    if stores.stores.len() > 1 && settings.gene_input != GeneInput::Store {
+        bail!(
+            "--gene-input {} replaces the gene store's vectors, so it takes one --genes store, \
+             not {}",
+            crate::choice::Choice::name(settings.gene_input),
+            stores.stores.len()
+        );
+    }
+    let data = training_data(m, stores, settings, source, quiet)?;
+    let trained = fit(
+        &data.prep.x,
+        data.prep.n_cells,
+        &data.cov,
+        &data.input_slices(),
+        &settings.cfg,
+        dev,
+        on_epoch,
+    )?;
+    let prep = &data.prep;
+    crate::limits::check_elements(
+        &format!("--latent {} × {} cells", settings.cfg.latent, prep.n_cells),
+        settings.cfg.latent as u128 * prep.n_cells as u128,
+    )?;
+    let cells = trained.net.embed_cells(&prep.x, &data.cov, prep.n_cells)?;
+    let genes = if settings.cfg.mode != crate::scilama::Mode::BetaVae {
+        let gs: Vec<&[f32]> = data.input_slices().iter().map(|(g, _)| *g).collect();
+        Some(trained.net.embed_genes(&gs, prep.n_genes())?)
+    } else {
+        None
+    };
+    Ok(TrainedModel {
+        data,
+        trained,
+        cells,
+        genes,
+    })
+}
+
+/// [`train_in_memory`] under a progress bar over every step's epochs (drawn from the first
+/// epoch on, after the input's own reading bar).
+fn train_with_progress(
+    args: &TrainArgs,
+    m: ExpressionMatrix,
+    stores: &TrainStores,
+    dev: &Device,
+) -> Result<TrainedModel> {
     let n_steps = args.cfg.mode.stages().len() as u64;
-    let pb = crate::progress::bar(n_steps * args.cfg.epochs as u64, "epochs", args.quiet);
+    let epochs = args.cfg.epochs as u64;
+    let mut pb: Option<indicatif::ProgressBar> = None;
     let mut step = None;
     let mut on_epoch = |l: &EpochLog| {
+        let pb =
+            pb.get_or_insert_with(|| crate::progress::bar(n_steps * epochs, "epochs", args.quiet));
         if step != Some(l.stage) {
             // each step ends early or at --epochs; count a finished step as a full one
             if step.is_some() {
-                let done = pb.position().div_ceil(args.cfg.epochs as u64) * args.cfg.epochs as u64;
-                pb.set_position(done);
+                pb.set_position(pb.position().div_ceil(epochs) * epochs);
             }
             step = Some(l.stage);
         }
@@ -649,62 +894,31 @@ fn train_with_progress(args: &TrainArgs, data: &TrainingData, dev: &Device) -> R
             l.val_loss
         ));
     };
-    let trained = fit(
-        &data.prep.x,
-        data.prep.n_cells,
-        &data.cov,
-        &data.input_slices(),
-        &args.cfg,
+    let source = args.input.display().to_string();
+    let settings = args.settings();
+    let model = train_in_memory(
+        m,
+        stores,
+        &settings,
+        &source,
         dev,
+        args.quiet,
         &mut on_epoch,
-    )?;
-    pb.finish_and_clear();
-    Ok(trained)
+    );
+    if let Some(pb) = pb {
+        pb.finish_and_clear();
+    }
+    model
 }
 
-/// The trained model's embeddings: cell μ of every cell, and gene μ of the model's genes unless
-/// the mode trains no gene VAE.
-struct Embedded {
-    cells: Vec<f32>,
-    genes: Option<Vec<f32>>,
-}
-
-fn embed_trained(args: &TrainArgs, data: &TrainingData, trained: &Trained) -> Result<Embedded> {
-    let prep = &data.prep;
-    crate::limits::check_elements(
-        &format!("--latent {} × {} cells", args.cfg.latent, prep.n_cells),
-        args.cfg.latent as u128 * prep.n_cells as u128,
-    )?;
-    let cells = trained.net.embed_cells(&prep.x, &data.cov, prep.n_cells)?;
-    let train_genes = args.cfg.mode != crate::scilama::Mode::BetaVae;
-    let genes = if train_genes {
-        let gs: Vec<&[f32]> = data.input_slices().iter().map(|(g, _)| *g).collect();
-        Some(trained.net.embed_genes(&gs, prep.n_genes())?)
-    } else {
-        None
-    };
-    Ok(Embedded { cells, genes })
-}
-
-/// The run's report (also every output's manifest); `with_genes`: the contextual gene store is
-/// among the outputs.
+/// The run's report (also every output's manifest).
 fn train_report(
     args: &TrainArgs,
-    data: &TrainingData,
-    trained: &Trained,
-    with_genes: bool,
+    model: &TrainedModel,
     t0: std::time::Instant,
 ) -> Result<TrainReport> {
     let set = OutputSet::of(&args.output);
-    let mut epochs_run = Vec::new();
-    for s in args.cfg.mode.stages().iter().map(|s| s.name()) {
-        let n = trained
-            .history
-            .iter()
-            .filter(|h| h.stage.name() == s)
-            .count();
-        epochs_run.push((s.to_string(), n));
-    }
+    let (data, trained) = (&model.data, &model.trained);
     let prep = &data.prep;
     Ok(TrainReport {
         tool: TOOL_VERSION.into(),
@@ -722,43 +936,23 @@ fn train_report(
         n_genes: prep.n_genes(),
         gene_input_dim: data.inputs[0].1,
         genes_in_every_store: data.shared.as_ref().map(|(s, _)| s.n_shared),
-        gene_stores: match &data.shared {
-            Some((_, coverages)) => data
-                .records
-                .iter()
-                .zip(coverages)
-                .map(|(r, coverage)| StoreUse {
-                    record: r.clone(),
-                    coverage: coverage.clone(),
-                })
-                .collect(),
-            None => Vec::new(),
-        },
+        gene_stores: data.store_uses(),
         fusion: trained.net.arch.fusion,
         covariates: data.covariates.clone(),
         config: args.cfg.clone(),
         device: args.device.clone(),
         n_fit: trained.fit_idx.len(),
         n_val: trained.val_idx.len(),
-        epochs_run,
-        best_epochs: trained
-            .best_epochs
-            .iter()
-            .map(|(s, e)| (s.name().to_string(), *e))
-            .collect(),
-        final_val_loss: trained
-            .history
-            .iter()
-            .rev()
-            .find(|h| h.val_loss.is_finite())
-            .map(|h| h.val_loss),
+        epochs_run: model.epochs_run(&args.cfg),
+        best_epochs: model.best_epochs(),
+        final_val_loss: model.final_val_loss(),
         seconds: t0.elapsed().as_secs_f64(),
         outputs: [
             Some(format!(
                 "{} (obsm['{OBSM_KEY}'], obs['scilama_split'])",
                 args.output.display()
             )),
-            with_genes.then(|| {
+            model.genes.is_some().then(|| {
                 format!(
                     "{}.safetensors (contextual gene embeddings)",
                     set.genes.display()
@@ -777,17 +971,12 @@ fn train_report(
 /// parts are written, and the new marker, recording every part's sha256, is written last.
 fn write_train_outputs(
     args: &TrainArgs,
-    data: &TrainingData,
-    trained: &Trained,
-    embedded: Embedded,
+    model: &TrainedModel,
     manifest: &serde_json::Value,
 ) -> Result<()> {
     let set = OutputSet::of(&args.output);
     let k = args.cfg.latent;
-    let mut split = vec!["fit".to_string(); data.prep.n_cells];
-    for &i in &trained.val_idx {
-        split[i] = "val".into();
-    }
+    let data = &model.data;
     let out = CellOutput {
         path: args.output.clone(),
         in_place: args.in_place,
@@ -796,9 +985,12 @@ fn write_train_outputs(
     set.remove_marker()?;
     let vectors = CellVectors {
         cell_ids: &data.m.cell_ids,
-        data: &embedded.cells,
+        data: &model.cells,
         dim: k,
-        obs: vec![("scilama_split".into(), ObsColumn::Text(split))],
+        obs: vec![(
+            "scilama_split".into(),
+            ObsColumn::Text(model.split_labels()),
+        )],
     };
     let placement = Placement::Whole {
         input: &args.input,
@@ -806,21 +998,13 @@ fn write_train_outputs(
         key: Some(OBSM_KEY),
     };
     out.write(vectors, placement, manifest.clone())?;
-    match embedded.genes {
-        Some(gene_mu) => write_gene_store(&set.genes, &data.genes, gene_mu, k, manifest)?,
+    match &model.genes {
+        Some(gene_mu) => write_gene_store(&set.genes, &data.genes, gene_mu.clone(), k, manifest)?,
         None => set.remove_gene_store()?,
     }
-    write_losses(&set.losses, &trained.history)?;
+    write_losses(&set.losses, &model.trained.history)?;
     write_json(&manifest_path(&set.losses), manifest)?;
-    save_model(
-        &set.model,
-        &trained.net,
-        &data.genes,
-        (&data.prep.mean, &data.prep.std),
-        &data.covariates,
-        &data.records,
-        manifest,
-    )?;
+    model.save_model(&set.model, manifest)?;
     set.write_marker(manifest, args.in_place)
 }
 
