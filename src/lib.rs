@@ -3,8 +3,8 @@
 //! Data flows one way: files → matrices/texts → encoder → vectors → classifiers → reports.
 //! Lower layers never import higher ones (`encoder` knows nothing of cells; `cells` nothing of `classify`).
 
-#[cfg(feature = "cli")]
 pub mod adamw;
+#[cfg(feature = "cli")]
 pub mod app;
 pub mod cells;
 pub mod checksum;
