@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
 use pyo3::prelude::*;
 
-use celltext::cells::matrix::{CsrMatrix, CsrView, ExpressionMatrix};
+use celltext::cells::matrix::{CsrView, ExpressionMatrix};
 use celltext::cells::pipeline::{sentences_of, AggregationChoice, SentenceArgs};
 use celltext::cells::read::ReadOptions;
 use celltext::cells::source::{check_unique_genes, check_values_view};
@@ -157,13 +157,7 @@ fn cell_sentences<'py>(
                 ablation: ablation.parse()?,
             };
             let m = ExpressionMatrix {
-                x: CsrMatrix {
-                    n_rows: view.n_rows,
-                    n_cols: view.n_cols,
-                    indptr: view.indptr.to_vec(),
-                    indices: view.indices.to_vec(),
-                    data: view.data.to_vec(),
-                },
+                x: view.to_matrix(),
                 cell_ids,
                 genes,
                 obs: vec![],
@@ -207,13 +201,7 @@ fn top_n_genes<'py>(
         guard(|| {
             celltext::cells::normalize::validate_csr_view(&view, "AnnData")?;
             let m = ExpressionMatrix {
-                x: CsrMatrix {
-                    n_rows: view.n_rows,
-                    n_cols: view.n_cols,
-                    indptr: view.indptr.to_vec(),
-                    indices: view.indices.to_vec(),
-                    data: view.data.to_vec(),
-                },
+                x: view.to_matrix(),
                 cell_ids: vec![],
                 genes,
                 obs: vec![],

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use numpy::{IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray1};
 use pyo3::prelude::*;
 
-use celltext::cells::matrix::{CsrMatrix, ExpressionMatrix, ObsColumn};
+use celltext::cells::matrix::{ExpressionMatrix, ObsColumn};
 use celltext::choice::parse_choice as parse_value;
 use celltext::genes::Species;
 use celltext::scilama::model::Fusion;
@@ -207,13 +207,7 @@ fn scilama_train<'py>(
                 cfg: cfg.clone(),
             };
             let m = ExpressionMatrix {
-                x: CsrMatrix {
-                    n_rows: view.n_rows,
-                    n_cols: view.n_cols,
-                    indptr: view.indptr.to_vec(),
-                    indices: view.indices.to_vec(),
-                    data: view.data.to_vec(),
-                },
+                x: view.to_matrix(),
                 cell_ids,
                 genes,
                 obs,

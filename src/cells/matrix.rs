@@ -84,6 +84,17 @@ pub struct CsrView<'a> {
 }
 
 impl<'a> CsrView<'a> {
+    /// An owned copy (for callers that keep the matrix past the borrowed buffers).
+    pub fn to_matrix(&self) -> CsrMatrix {
+        CsrMatrix {
+            n_rows: self.n_rows,
+            n_cols: self.n_cols,
+            indptr: self.indptr.to_vec(),
+            indices: self.indices.to_vec(),
+            data: self.data.to_vec(),
+        }
+    }
+
     /// Non-zero (column, value) pairs of one row.
     pub fn row(&self, i: usize) -> impl Iterator<Item = (usize, f32)> + 'a {
         let (a, b) = (self.indptr[i], self.indptr[i + 1]);

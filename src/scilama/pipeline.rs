@@ -56,15 +56,7 @@ pub struct TrainArgs {
     pub read: ReadOptions,
     /// `--genes`, in order: one gene store, or several fused by `cfg.fusion`.
     pub stores: Vec<PathBuf>,
-    pub species: Species,
-    pub orthologs: bool,
-    pub hvg: usize,
-    pub gene_input: GeneInput,
-    /// `--batch-key`: categorical obs columns (one-hot covariates).
-    pub batch_keys: Vec<String>,
-    /// `--covariate-key`: continuous obs columns (z-scored covariates).
-    pub covariate_keys: Vec<String>,
-    pub cfg: ScilamaConfig,
+    pub settings: TrainSettings,
     pub device: String,
     pub output: PathBuf,
     pub in_place: bool,
@@ -519,11 +511,11 @@ fn check_train_args(args: &TrainArgs) -> Result<crate::outputs::OutputLock> {
     if args.stores.is_empty() {
         bail!("give a gene store with --genes STORE (several: --genes A --genes B)");
     }
-    if args.stores.len() > 1 && args.gene_input != GeneInput::Store {
+    if args.stores.len() > 1 && args.settings.gene_input != GeneInput::Store {
         bail!(
             "--gene-input {} replaces the gene store's vectors, so it takes one --genes store, \
              not {}",
-            crate::choice::Choice::name(args.gene_input),
+            crate::choice::Choice::name(args.settings.gene_input),
             args.stores.len()
         );
     }
@@ -567,20 +559,6 @@ pub struct TrainSettings {
     /// Continuous obs columns (z-scored covariates).
     pub covariate_keys: Vec<String>,
     pub cfg: ScilamaConfig,
-}
-
-impl TrainArgs {
-    pub fn settings(&self) -> TrainSettings {
-        TrainSettings {
-            species: self.species,
-            orthologs: self.orthologs,
-            hvg: self.hvg,
-            gene_input: self.gene_input,
-            batch_keys: self.batch_keys.clone(),
-            covariate_keys: self.covariate_keys.clone(),
-            cfg: self.cfg.clone(),
-        }
-    }
 }
 
 /// What a model fits on, and what its report and outputs say about it.
@@ -868,8 +846,8 @@ fn train_with_progress(
     stores: &TrainStores,
     dev: &Device,
 ) -> Result<TrainedModel> {
-    let n_steps = args.cfg.mode.stages().len() as u64;
-    let epochs = args.cfg.epochs as u64;
+    let n_steps = args.settings.cfg.mode.stages().len() as u64;
+    let epochs = args.settings.cfg.epochs as u64;
     let mut pb: Option<indicatif::ProgressBar> = None;
     let mut step = None;
     let mut on_epoch = |l: &EpochLog| {
@@ -895,16 +873,8 @@ fn train_with_progress(
         ));
     };
     let source = args.input.display().to_string();
-    let settings = args.settings();
-    let model = train_in_memory(
-        m,
-        stores,
-        &settings,
-        &source,
-        dev,
-        args.quiet,
-        &mut on_epoch,
-    );
+    let settings = &args.settings;
+    let model = train_in_memory(m, stores, settings, &source, dev, args.quiet, &mut on_epoch);
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
@@ -928,10 +898,10 @@ fn train_report(
         layer: args.read.layer.clone(),
         store: args.stores[0].display().to_string(),
         store_manifest: data.store_manifest.clone(),
-        gene_input: args.gene_input,
+        gene_input: args.settings.gene_input,
         gene_coverage: data.coverage.clone(),
-        hvg: args.hvg,
-        hvg_within_batches: data.batched && args.hvg > 0,
+        hvg: args.settings.hvg,
+        hvg_within_batches: data.batched && args.settings.hvg > 0,
         n_cells: prep.n_cells,
         n_genes: prep.n_genes(),
         gene_input_dim: data.inputs[0].1,
@@ -939,11 +909,11 @@ fn train_report(
         gene_stores: data.store_uses(),
         fusion: trained.net.arch.fusion,
         covariates: data.covariates.clone(),
-        config: args.cfg.clone(),
+        config: args.settings.cfg.clone(),
         device: args.device.clone(),
         n_fit: trained.fit_idx.len(),
         n_val: trained.val_idx.len(),
-        epochs_run: model.epochs_run(&args.cfg),
+        epochs_run: model.epochs_run(&args.settings.cfg),
         best_epochs: model.best_epochs(),
         final_val_loss: model.final_val_loss(),
         seconds: t0.elapsed().as_secs_f64(),
@@ -975,7 +945,7 @@ fn write_train_outputs(
     manifest: &serde_json::Value,
 ) -> Result<()> {
     let set = OutputSet::of(&args.output);
-    let k = args.cfg.latent;
+    let k = args.settings.cfg.latent;
     let data = &model.data;
     let out = CellOutput {
         path: args.output.clone(),
