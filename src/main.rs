@@ -764,41 +764,7 @@ fn run_scilama(cmd: ScilamaCmd, quiet: bool, json: bool) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                for o in &r.outputs {
-                    println!("wrote {o}");
-                }
-                let found = match r.genes_in_every_store {
-                    Some(n) => format!("{n} in every store"),
-                    None => format!(
-                        "{} in the store",
-                        r.gene_coverage.n_genes - r.gene_coverage.n_unmatched
-                    ),
-                };
-                println!(
-                    "cells {} ({} fit, {} val) × genes {} (of {found}), gene input {:?} ({} dims)",
-                    r.n_cells, r.n_fit, r.n_val, r.n_genes, r.gene_input, r.gene_input_dim
-                );
-                for (k, s) in r.gene_stores.iter().enumerate() {
-                    println!(
-                        "gene store {} {}: {} dims, {} of the dataset's genes",
-                        k + 1,
-                        s.record.path,
-                        s.record.dim,
-                        s.coverage.n_genes - s.coverage.n_unmatched
-                    );
-                }
-                if let Some(f) = r.fusion {
-                    println!(
-                        "{} stores fused by {}",
-                        r.gene_stores.len(),
-                        celltext::choice::Choice::name(f)
-                    );
-                }
-                println!(
-                    "epochs {:?}, best {:?}, final val loss {:?}",
-                    r.epochs_run, r.best_epochs, r.final_val_loss
-                );
-                println!("time {:.1} s on {}", r.seconds, r.device);
+                print_scilama_train(&r);
             }
         }
         ScilamaCmd::Embed {
@@ -847,6 +813,45 @@ fn run_scilama(cmd: ScilamaCmd, quiet: bool, json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `scilama train`'s text summary.
+fn print_scilama_train(r: &celltext::scilama::pipeline::TrainReport) {
+    for o in &r.outputs {
+        println!("wrote {o}");
+    }
+    let found = match r.genes_in_every_store {
+        Some(n) => format!("{n} in every store"),
+        None => format!(
+            "{} in the store",
+            r.gene_coverage.n_genes - r.gene_coverage.n_unmatched
+        ),
+    };
+    println!(
+        "cells {} ({} fit, {} val) × genes {} (of {found}), gene input {:?} ({} dims)",
+        r.n_cells, r.n_fit, r.n_val, r.n_genes, r.gene_input, r.gene_input_dim
+    );
+    for (k, s) in r.gene_stores.iter().enumerate() {
+        println!(
+            "gene store {} {}: {} dims, {} of the dataset's genes",
+            k + 1,
+            s.record.path,
+            s.record.dim,
+            s.coverage.n_genes - s.coverage.n_unmatched
+        );
+    }
+    if let Some(f) = r.fusion {
+        println!(
+            "{} stores fused by {}",
+            r.gene_stores.len(),
+            celltext::choice::Choice::name(f)
+        );
+    }
+    println!(
+        "epochs {:?}, best {:?}, final val loss {:?}",
+        r.epochs_run, r.best_epochs, r.final_val_loss
+    );
+    println!("time {:.1} s on {}", r.seconds, r.device);
 }
 
 fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
