@@ -266,17 +266,10 @@ enum GenesCmd {
     Embed(GenesEmbedCmd),
     /// How many genes map onto a store, by which route, and which do not.
     Coverage(CoverageCmd),
-    /// Export a store as .npy (rows in STORE.genes.tsv order), TSV (symbol + values) or parquet
-    /// (sciLaMA-style: gene_id + embedding list<float32>).
-    Export {
-        #[arg(long)]
-        store: PathBuf,
-        /// npy, tsv or parquet.
-        #[arg(long, default_value = "npy")]
-        format: String,
-        #[arg(long)]
-        out: PathBuf,
-    },
+    /// Export a store, or only the rows a gene list or data set maps onto, as .npy (rows in
+    /// STORE.genes.tsv order), TSV (symbol + values) or parquet (sciLaMA-style: gene_id +
+    /// embedding list<float32>).
+    Export(ExportCmd),
     /// Make a store from another tool's gene vectors: a GenePT pickle ({symbol: list or numpy
     /// array}) or a sciLaMA-style parquet (gene_id + embedding list column, or one column per dim).
     Import(celltext::genes::pipeline::GenesImportArgs),
@@ -409,6 +402,33 @@ struct GenesEmbedCmd {
     chunk: usize,
     #[command(flatten)]
     shard: ShardArg,
+}
+
+// Flags of one subcommand (no doc comment: the variant's is its about text).
+#[derive(Args, Clone)]
+struct ExportCmd {
+    #[arg(long)]
+    store: PathBuf,
+    /// npy, tsv or parquet.
+    #[arg(long, default_value = "npy")]
+    format: String,
+    #[arg(long)]
+    out: PathBuf,
+    /// Only the store rows these genes map onto (one per line, or a TSV with a
+    /// symbol/gene/ensembl_id column), resolved as every command resolves them; tsv or parquet.
+    #[arg(long)]
+    genes: Option<PathBuf>,
+    /// Or only the rows an expression matrix's genes map onto: a store for that data set alone.
+    #[arg(long, conflicts_with = "genes")]
+    input: Option<PathBuf>,
+    /// h5ad layer for --input (e.g. counts).
+    #[arg(long)]
+    layer: Option<String>,
+    #[command(flatten)]
+    species: SpeciesArg,
+    /// Fall back to mouse <-> human orthologs.
+    #[arg(long)]
+    orthologs: bool,
 }
 
 // Flags of one subcommand (no doc comment: the variant's is its about text).
@@ -858,20 +878,7 @@ fn run_genes(cmd: GenesCmd, quiet: bool, json: bool) -> Result<()> {
     match cmd {
         GenesCmd::Embed(cmd) => cmd.run(quiet, json)?,
         GenesCmd::Coverage(cmd) => cmd.run(quiet, json)?,
-        GenesCmd::Export { store, format, out } => {
-            let r = celltext::genes::pipeline::export(&store, &format, &out)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
-            } else {
-                println!(
-                    "wrote {} ({} genes × {}, {})",
-                    out.display(),
-                    r.n_genes,
-                    r.dim,
-                    r.format
-                );
-            }
-        }
+        GenesCmd::Export(cmd) => cmd.run(quiet, json)?,
         GenesCmd::Import(args) => {
             let m = celltext::genes::pipeline::run_genes_import(&args)?;
             let out = &args.out;
@@ -981,6 +988,77 @@ impl GenesEmbedCmd {
     }
 }
 
+/// The gene names of `--genes FILE` or `--input MATRIX` (with the matrix's non-zeros), if given.
+type GeneNames = (Vec<String>, Option<(Vec<u32>, Vec<f32>)>);
+
+fn gene_names_of(
+    genes: Option<PathBuf>,
+    input: Option<PathBuf>,
+    layer: Option<String>,
+    quiet: bool,
+) -> Result<Option<GeneNames>> {
+    Ok(match (genes, input) {
+        (Some(g), _) => Some((celltext::genes::pipeline::read_gene_list(&g)?, None)),
+        (None, Some(i)) => {
+            let opts = celltext::cells::read::ReadOptions {
+                layer,
+                ..Default::default()
+            };
+            let m = celltext::cells::pipeline::read_normalized(
+                &i,
+                &opts,
+                celltext::cells::pipeline::InputNorm::Raw,
+                quiet,
+            )?;
+            Some((m.genes, Some((m.x.indices, m.x.data))))
+        }
+        (None, None) => None,
+    })
+}
+
+impl ExportCmd {
+    fn run(self, quiet: bool, json: bool) -> Result<()> {
+        let ExportCmd {
+            store,
+            format,
+            out,
+            genes,
+            input,
+            layer,
+            species: SpeciesArg { species },
+            orthologs,
+        } = self;
+        let subset = gene_names_of(genes, input, layer, quiet)?.map(|(names, _)| {
+            celltext::genes::pipeline::ExportSubset {
+                names,
+                species,
+                orthologs,
+            }
+        });
+        let r = celltext::genes::pipeline::export(&store, &format, &out, subset.as_ref())?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+            return Ok(());
+        }
+        println!(
+            "wrote {} ({} genes × {}, {})",
+            out.display(),
+            r.n_genes,
+            r.dim,
+            r.format
+        );
+        if let Some(cov) = &r.subset {
+            println!(
+                "the store rows of {} of the {} genes asked for ({} unmatched)",
+                cov.n_genes - cov.n_unmatched,
+                cov.n_genes,
+                cov.n_unmatched
+            );
+        }
+        Ok(())
+    }
+}
+
 impl CoverageCmd {
     fn run(self, quiet: bool, json: bool) -> Result<()> {
         let CoverageCmd {
@@ -992,22 +1070,8 @@ impl CoverageCmd {
             orthologs,
         } = self;
         let s = celltext::genes::GeneEmbeddings::load(&store)?;
-        let (names, totals) = match (genes, input) {
-            (Some(g), _) => (celltext::genes::pipeline::read_gene_list(&g)?, None),
-            (None, Some(i)) => {
-                let opts = celltext::cells::read::ReadOptions {
-                    layer,
-                    ..Default::default()
-                };
-                let m = celltext::cells::pipeline::read_normalized(
-                    &i,
-                    &opts,
-                    celltext::cells::pipeline::InputNorm::Raw,
-                    quiet,
-                )?;
-                (m.genes, Some((m.x.indices, m.x.data)))
-            }
-            (None, None) => anyhow::bail!("give --genes FILE or --input MATRIX"),
+        let Some((names, totals)) = gene_names_of(genes, input, layer, quiet)? else {
+            anyhow::bail!("give --genes FILE or --input MATRIX");
         };
         let (_, cov) = celltext::genes::pipeline::coverage(
             &s.symbols,

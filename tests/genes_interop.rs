@@ -541,3 +541,107 @@ fn byte_flips_never_panic() {
         assert!(n_err > 0, "{file}: corruption never detected");
     }
 }
+
+/// `genes export --genes LIST`: only the store rows the names map onto (exact, case-insensitive,
+/// alias and Ensembl routes), each once, in store order, values exact; a subset .npy is refused
+/// (it would hold no gene names); a parquet subset imports back to the same rows.
+#[test]
+fn export_subset_keeps_the_rows_the_genes_map_onto() {
+    let e = expected();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("s");
+    let (ok, _, err) = celltext(&[
+        "--quiet",
+        "genes",
+        "import",
+        dir().join("f32_p5.pkl").to_str().unwrap(),
+        "--out",
+        store.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    // EDF1 by its alias MBF1, CCNI by Ensembl ID (versioned), VIM twice, lyz in lower case, and
+    // one name no table knows
+    let list = tmp.path().join("genes.txt");
+    std::fs::write(
+        &list,
+        "VIM\nMBF1\nENSG00000118816.14\nlyz\nVIM\nNOT_A_GENE_X\nRPL11\n",
+    )
+    .unwrap();
+    let export = |format: &str, out: &Path| {
+        celltext(&[
+            "--json",
+            "genes",
+            "export",
+            "--store",
+            store.to_str().unwrap(),
+            "--genes",
+            list.to_str().unwrap(),
+            "--format",
+            format,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let tsv = tmp.path().join("sub.tsv");
+    let (ok, out, err) = export("tsv", &tsv);
+    assert!(ok, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["n_genes"].as_u64(), Some(5), "{out}");
+    assert_eq!(r["subset"]["n_genes"].as_u64(), Some(7), "{out}");
+    assert_eq!(
+        r["subset"]["unmatched"],
+        serde_json::json!(["NOT_A_GENE_X"])
+    );
+    let all = genes(&e);
+    let rows = family(&e, "f32_family");
+    let want: Vec<&str> = all
+        .iter()
+        .map(String::as_str)
+        .filter(|g| ["RPL11", "VIM", "LYZ", "CCNI", "EDF1"].contains(g))
+        .collect();
+    let text = std::fs::read_to_string(&tsv).unwrap();
+    let got: Vec<(String, Vec<f32>)> = text
+        .lines()
+        .map(|l| {
+            let mut f = l.split('\t');
+            let g = f.next().unwrap().to_string();
+            (g, f.map(|v| v.parse::<f32>().unwrap()).collect())
+        })
+        .collect();
+    assert_eq!(
+        got.iter().map(|(g, _)| g.as_str()).collect::<Vec<_>>(),
+        want,
+        "store order, each gene once"
+    );
+    for (g, v) in &got {
+        let i = all.iter().position(|a| a == g).unwrap();
+        assert_eq!(v, &rows[i], "{g}: exact values");
+    }
+
+    let npy = tmp.path().join("sub.npy");
+    let (ok, _, err) = export("npy", &npy);
+    assert!(!ok && err.contains("tsv or parquet"), "{err}");
+    assert!(!npy.exists());
+
+    if cfg!(feature = "parquet") {
+        let pq = tmp.path().join("sub.parquet");
+        let (ok, _, err) = export("parquet", &pq);
+        assert!(ok, "{err}");
+        let back = tmp.path().join("back");
+        let (ok, _, err) = celltext(&[
+            "--quiet",
+            "genes",
+            "import",
+            pq.to_str().unwrap(),
+            "--out",
+            back.to_str().unwrap(),
+        ]);
+        assert!(ok, "{err}");
+        let g = GeneEmbeddings::load(&back).unwrap();
+        assert_eq!(g.symbols, want);
+        for (k, s) in g.symbols.iter().enumerate() {
+            let i = all.iter().position(|a| a == s).unwrap();
+            assert_eq!(g.row(k), rows[i].as_slice(), "{s}");
+        }
+    }
+}

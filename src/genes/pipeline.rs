@@ -399,24 +399,70 @@ pub struct ExportReport {
     pub format: String,
     pub n_genes: usize,
     pub dim: usize,
+    /// With a gene subset: how its names mapped onto the store (routes, unmatched).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subset: Option<Coverage>,
+}
+
+/// The genes `genes export` keeps: the store rows these names map onto (e.g. one data set's
+/// genes, for a store small enough to ship with that data), resolved as every command resolves
+/// them, so the smaller store gives a command on that data set the same genes and vectors.
+pub struct ExportSubset {
+    pub names: Vec<String>,
+    pub species: Species,
+    pub orthologs: bool,
 }
 
 /// `genes export`: npy (rows in store order; genes in STORE.genes.tsv), TSV (symbol + values) or
-/// sciLaMA-style parquet (`gene_id`, `embedding` list<float32>; the manifest in its metadata).
-pub fn export(store: &Path, format: &str, out: &Path) -> Result<ExportReport> {
+/// sciLaMA-style parquet (`gene_id`, `embedding` list<float32>; the manifest in its metadata),
+/// of the whole store or of the rows a [`ExportSubset`] maps onto (in store order).
+pub fn export(
+    store: &Path,
+    format: &str,
+    out: &Path,
+    subset: Option<&ExportSubset>,
+) -> Result<ExportReport> {
     let files = crate::genes::store::store_paths(&store_prefix(store));
     crate::outputs::check_apart(&[out], &files.all())?;
-    let g = GeneEmbeddings::load(store)?;
+    let mut g = GeneEmbeddings::load(store)?;
+    let mut manifest = GeneEmbeddings::manifest(store)?;
+    let mut cov = None;
+    if let Some(sub) = subset {
+        if format == "npy" {
+            bail!(
+                "{}: a .npy holds no gene names, so a subset's rows could not be told apart; \
+                 export a subset as tsv or parquet (`--format tsv|parquet`)",
+                out.display()
+            );
+        }
+        let (rows, c) = coverage(&g.symbols, &sub.names, sub.species, sub.orthologs, None)?;
+        let mut keep: Vec<usize> = rows.into_iter().flatten().collect();
+        keep.sort_unstable();
+        keep.dedup();
+        g = GeneEmbeddings {
+            symbols: keep.iter().map(|&i| g.symbols[i].clone()).collect(),
+            dim: g.dim,
+            data: keep.iter().flat_map(|&i| g.row(i).to_vec()).collect(),
+        };
+        if let Some(serde_json::Value::Object(m)) = manifest.as_mut() {
+            m.insert(
+                "exported_subset".into(),
+                serde_json::json!({ "requested_genes": c.n_genes, "store_rows": g.len() }),
+            );
+        }
+        cov = Some(c);
+    }
     let _lock = crate::outputs::OutputLock::acquire(out)?;
     let report = ExportReport {
         output: out.to_path_buf(),
         format: format.to_string(),
         n_genes: g.len(),
         dim: g.dim,
+        subset: cov,
     };
     match format {
         "npy" => crate::io::write_npy_f32(out, &g.data, g.len(), g.dim),
-        "parquet" => parquet::write(out, &g, GeneEmbeddings::manifest(store)?.as_ref()),
+        "parquet" => parquet::write(out, &g, manifest.as_ref()),
         "tsv" => {
             let mut s = String::new();
             for (i, sym) in g.symbols.iter().enumerate() {
