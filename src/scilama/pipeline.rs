@@ -1062,6 +1062,28 @@ fn check_embed_paths(args: &EmbedArgs) -> Result<()> {
     crate::outputs::check_apart(&outs, &ins)
 }
 
+/// Model gene k → the data column that feeds it: the data gene resolved best (exact name before
+/// case, alias, Ensembl ID), the first in data order among equals. The model's genes are the
+/// training data's names, so an old alias kept beside its official symbol (pbmc3k has C9orf47,
+/// an alias of S1PR3, beside S1PR3) must not take the official gene's column.
+fn model_columns(
+    model_genes: &[String],
+    data_genes: &[String],
+    species: Species,
+) -> Result<Vec<Option<usize>>> {
+    let resolver = crate::genes::GeneResolver::new(model_genes, species, false)?;
+    let mut best: Vec<Option<(crate::genes::resolver::Route, usize)>> =
+        vec![None; model_genes.len()];
+    for (j, name) in data_genes.iter().enumerate() {
+        if let Some((k, route)) = resolver.resolve(name) {
+            if best[k].is_none_or(|(r, _)| route < r) {
+                best[k] = Some((route, j));
+            }
+        }
+    }
+    Ok(best.into_iter().map(|b| b.map(|(_, j)| j)).collect())
+}
+
 /// Cell μ of the cells of `input` (the model's genes matched by name, scaled by the training
 /// statistics) into `--output`.
 fn embed_new_cells(
@@ -1074,15 +1096,7 @@ fn embed_new_cells(
         bail!("--input needs --output OUT.h5ad");
     };
     let m = read_normalized(input, &args.read, InputNorm::Raw, args.quiet)?;
-    // model gene k → column of the new dataset
-    let (rows, _) =
-        crate::genes::pipeline::coverage(&lm.genes, &m.genes, args.species, false, None)?;
-    let mut columns = vec![None; lm.genes.len()];
-    for (j, r) in rows.iter().enumerate() {
-        if let Some(k) = r {
-            columns[*k].get_or_insert(j);
-        }
-    }
+    let columns = model_columns(&lm.genes, &m.genes, args.species)?;
     let found = columns.iter().filter(|c| c.is_some()).count();
     if found == 0 {
         bail!(
@@ -1161,4 +1175,24 @@ fn embed_new_genes(args: &EmbedArgs, lm: &LoadedModel, report: &mut EmbedReport)
     let mut manifest = serde_json::to_value(&*report)?;
     manifest["training"] = lm.manifest.clone();
     write_gene_store(out, &store.symbols, z, lm.net.arch.latent, &manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// An exact name wins over an alias or a case variant that comes first in the data (pbmc3k
+    /// holds C9orf47, an alias of S1PR3, just before S1PR3); a gene found only by alias still
+    /// maps; a model gene absent from the data maps to nothing.
+    #[test]
+    fn model_genes_take_their_own_column_before_an_alias() {
+        let model = names(&["S1PR3", "CD3E", "EDF1", "VIM"]);
+        let data = names(&["C9orf47", "S1PR3", "cd3e", "CD3E", "MBF1", "LYZ"]);
+        let cols = model_columns(&model, &data, Species::Human).unwrap();
+        assert_eq!(cols, vec![Some(1), Some(3), Some(4), None]);
+    }
 }
