@@ -11,6 +11,12 @@ short keeps what it finished.
 
   python3 scripts/scilama_eval.py --data DATA --human-store STORE_H --mouse-store STORE_M \
       --bin target/release/celltext --work scilama-eval [--seeds 0,1,2] [--epochs 100]
+
+sciLaMA trains at `scilama train`'s defaults unless --epochs, --hvg or --batch-size are given
+(the tables of 2026-11-26 passed --epochs 30 --hvg 0 --batch-size 256). Runs trained elsewhere
+(e.g. on a GPU by scripts/scilama-gpu.sh, which names them NAME.MODE.sS.npy as this script does)
+are scored instead of trained with --trained DIR: a run whose .npy (and, for the pbmc3k markers,
+its .scilama_genes store) is in DIR is copied into --work, its seconds taken from DIR/timings.tsv.
 """
 import argparse
 import json
@@ -113,9 +119,12 @@ def main():
     p.add_argument("--bin", default="target/release/celltext")
     p.add_argument("--work", default="scilama-eval")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--epochs", default="100")
-    p.add_argument("--hvg", default="0")
-    p.add_argument("--batch-size", default="128")
+    p.add_argument("--epochs", default=None, help="default: scilama train's")
+    p.add_argument("--hvg", default=None, help="default: scilama train's")
+    p.add_argument("--batch-size", default=None, help="default: scilama train's")
+    p.add_argument("--device", default=None, help="scilama train --device (default: the CPU)")
+    p.add_argument("--trained", default=None,
+                   help="folder of runs trained elsewhere (NAME.MODE.sS.npy, timings.tsv): scored, not retrained")
     p.add_argument("--only", default="")
     p.add_argument("--modes", default="store,self", help="sciLaMA gene inputs to train (store, self)")
     p.add_argument("--tables", nargs="*", default=None,
@@ -151,11 +160,13 @@ def main():
         for s in seeds:
             for mode in a.modes.split(","):
                 out = w(f"{mode}.s{s}.npy")
-                t = time.time()
-                run([a.bin, "--quiet", "scilama", "train", "-i", inp, "--genes", store, "--gene-input", mode,
-                     "--hvg", a.hvg, "--epochs", a.epochs, "--batch-size", a.batch_size, "--seed", str(s),
-                     "-o", out] + common, log)
-                score(f"sciLaMA ({mode})", s, inp, None, out, time.time() - t)
+                done = trained_run(a.trained, f"{name}.{mode}.s{s}", a.work) if a.trained else None
+                if done is None:
+                    t = time.time()
+                    run([a.bin, "--quiet", "scilama", "train", "-i", inp, "--genes", store, "--gene-input", mode,
+                         "--seed", str(s), "-o", out] + train_options(a) + common, log)
+                    done = time.time() - t
+                score(f"sciLaMA ({mode})", s, inp, None, out, done)
                 if name == "pbmc3k" and mode == "store":
                     markers(res, store_rows(store), store_rows(w(f"store.s{s}.scilama_genes")))
                 if not os.path.exists(w("pca50.npy")):  # the genes sciLaMA sees (same for every mode)
@@ -166,6 +177,34 @@ def main():
         results[name] = res
         json.dump(results, open(os.path.join(a.results or a.work, f"results.{name}.json"), "w"), indent=1)
     print_tables(results)
+
+
+def train_options(a):
+    """The `scilama train` options given on the command line (the rest stay at its defaults)."""
+    out = []
+    for flag, v in (("--epochs", a.epochs), ("--hvg", a.hvg), ("--batch-size", a.batch_size), ("--device", a.device)):
+        if v is not None:
+            out += [flag, str(v)]
+    return out
+
+
+def trained_run(folder, run_name, work):
+    """Copy a run trained elsewhere (RUN.npy and its side files) into `work`; its training seconds
+    from folder/timings.tsv (NaN where not recorded), or None when the folder lacks the run."""
+    import glob
+    import shutil
+    if not os.path.exists(os.path.join(folder, run_name + ".npy")):
+        return None
+    for f in glob.glob(os.path.join(glob.escape(folder), glob.escape(run_name) + ".*")):
+        shutil.copy(f, work)
+    secs = float("nan")
+    timings = os.path.join(folder, "timings.tsv")
+    if os.path.exists(timings):
+        for line in open(timings).read().splitlines()[1:]:
+            f = line.split("\t")
+            if f[0] == run_name:
+                secs = float(f[2])
+    return secs
 
 
 def merge_results(files):
