@@ -66,3 +66,20 @@ def test_random_mixing_fraction_hand_computed(ev):
 def test_k_must_leave_a_neighbour(ev):
     with pytest.raises(ValueError, match="k = 4 for 4 cells"):
         ev.other_batch_fraction(np.eye(4), np.arange(4), k=4)
+
+
+def test_leave_one_out_knn_hand_computed():
+    """scripts/knn_loo.py: each cell voted by its k nearest *other* cells; a tie goes to the label
+    whose nearest voter is closest (then the smaller label). Angles 0, 10, 20, 30 (A A B B) and
+    90 (B), k = 2, cosine: 0° ← 10°(A), 20°(B): tie, A nearer → A;  10° ← 0°(A), 20°(B) both 10°
+    away → A;  20° ← 10°(A), 30°(B) both 10° away → A;  30° ← 20°(B), 10°(A): B nearer → B;
+    90° ← 30°(B), 20°(B) → B. Lengths differ but only angles count."""
+    spec = importlib.util.spec_from_file_location("knn_loo", SCRIPT.parent / "knn_loo.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    x = on_circle([0, 10, 20, 30, 90], [1, 2, 1, 3, 1])
+    pred = mod.loo_knn(x, np.array(["A", "A", "B", "B", "B"]), k=2)
+    assert pred.tolist() == ["A", "A", "A", "B", "B"]
+    # k = 1 is the nearest other cell's label
+    pred = mod.loo_knn(x, np.array(["A", "A", "B", "B", "B"]), k=1)
+    assert pred.tolist()[3:] == ["B", "B"]
