@@ -264,7 +264,8 @@ enum CellsCmd {
 enum GenesCmd {
     /// Embed every gene summary into a store (resumable: rerun the same command after a kill).
     Embed(GenesEmbedCmd),
-    /// How many genes map onto a store, by which route, and which do not.
+    /// How many genes map onto a store, by which route, and which do not (with --input, also the
+    /// share of expression on mapped genes).
     Coverage(CoverageCmd),
     /// Export a store, or only the rows a gene list or data set maps onto, as .npy (rows in
     /// STORE.genes.tsv order), TSV (symbol + values) or parquet (sciLaMA-style: gene_id +
@@ -414,21 +415,10 @@ struct ExportCmd {
     format: String,
     #[arg(long)]
     out: PathBuf,
-    /// Only the store rows these genes map onto (one per line, or a TSV with a
-    /// symbol/gene/ensembl_id column), resolved as every command resolves them; tsv or parquet.
-    #[arg(long)]
-    genes: Option<PathBuf>,
-    /// Or only the rows an expression matrix's genes map onto: a store for that data set alone.
-    #[arg(long, conflicts_with = "genes")]
-    input: Option<PathBuf>,
-    /// h5ad layer for --input (e.g. counts).
-    #[arg(long)]
-    layer: Option<String>,
+    // with genes: only the store rows they map onto (tsv or parquet), resolved as every command
+    // resolves them
     #[command(flatten)]
-    species: SpeciesArg,
-    /// Fall back to mouse <-> human orthologs.
-    #[arg(long)]
-    orthologs: bool,
+    names: GeneNamesArgs,
 }
 
 // Flags of one subcommand (no doc comment: the variant's is its about text).
@@ -436,10 +426,17 @@ struct ExportCmd {
 struct CoverageCmd {
     #[arg(long)]
     store: PathBuf,
+    #[command(flatten)]
+    names: GeneNamesArgs,
+}
+
+/// Genes named by a list or by an expression matrix's var names (`genes coverage | export`).
+#[derive(Args, Clone)]
+struct GeneNamesArgs {
     /// Gene names, one per line (or a TSV with a symbol/gene/ensembl_id column).
-    #[arg(long, required_unless_present = "input")]
+    #[arg(long)]
     genes: Option<PathBuf>,
-    /// Or an expression matrix: also reports the share of total expression on mapped genes.
+    /// Or an expression matrix (h5ad, MTX folder, CSV): its genes.
     #[arg(long, conflicts_with = "genes")]
     input: Option<PathBuf>,
     /// h5ad layer for --input (e.g. counts).
@@ -991,29 +988,26 @@ impl GenesEmbedCmd {
 /// The gene names of `--genes FILE` or `--input MATRIX` (with the matrix's non-zeros), if given.
 type GeneNames = (Vec<String>, Option<(Vec<u32>, Vec<f32>)>);
 
-fn gene_names_of(
-    genes: Option<PathBuf>,
-    input: Option<PathBuf>,
-    layer: Option<String>,
-    quiet: bool,
-) -> Result<Option<GeneNames>> {
-    Ok(match (genes, input) {
-        (Some(g), _) => Some((celltext::genes::pipeline::read_gene_list(&g)?, None)),
-        (None, Some(i)) => {
-            let opts = celltext::cells::read::ReadOptions {
-                layer,
-                ..Default::default()
-            };
-            let m = celltext::cells::pipeline::read_normalized(
-                &i,
-                &opts,
-                celltext::cells::pipeline::InputNorm::Raw,
-                quiet,
-            )?;
-            Some((m.genes, Some((m.x.indices, m.x.data))))
-        }
-        (None, None) => None,
-    })
+impl GeneNamesArgs {
+    fn read(self, quiet: bool) -> Result<Option<GeneNames>> {
+        Ok(match (self.genes, self.input) {
+            (Some(g), _) => Some((celltext::genes::pipeline::read_gene_list(&g)?, None)),
+            (None, Some(i)) => {
+                let opts = celltext::cells::read::ReadOptions {
+                    layer: self.layer,
+                    ..Default::default()
+                };
+                let m = celltext::cells::pipeline::read_normalized(
+                    &i,
+                    &opts,
+                    celltext::cells::pipeline::InputNorm::Raw,
+                    quiet,
+                )?;
+                Some((m.genes, Some((m.x.indices, m.x.data))))
+            }
+            (None, None) => None,
+        })
+    }
 }
 
 impl ExportCmd {
@@ -1022,19 +1016,16 @@ impl ExportCmd {
             store,
             format,
             out,
-            genes,
-            input,
-            layer,
-            species: SpeciesArg { species },
-            orthologs,
+            names,
         } = self;
-        let subset = gene_names_of(genes, input, layer, quiet)?.map(|(names, _)| {
-            celltext::genes::pipeline::ExportSubset {
+        let (species, orthologs) = (names.species.species, names.orthologs);
+        let subset = names
+            .read(quiet)?
+            .map(|(names, _)| celltext::genes::pipeline::ExportSubset {
                 names,
                 species,
                 orthologs,
-            }
-        });
+            });
         let r = celltext::genes::pipeline::export(&store, &format, &out, subset.as_ref())?;
         if json {
             println!("{}", serde_json::to_string_pretty(&r)?);
@@ -1061,16 +1052,10 @@ impl ExportCmd {
 
 impl CoverageCmd {
     fn run(self, quiet: bool, json: bool) -> Result<()> {
-        let CoverageCmd {
-            store,
-            genes,
-            input,
-            layer,
-            species: SpeciesArg { species },
-            orthologs,
-        } = self;
+        let CoverageCmd { store, names } = self;
+        let (species, orthologs) = (names.species.species, names.orthologs);
         let s = celltext::genes::GeneEmbeddings::load(&store)?;
-        let Some((names, totals)) = gene_names_of(genes, input, layer, quiet)? else {
+        let Some((names, totals)) = names.read(quiet)? else {
             anyhow::bail!("give --genes FILE or --input MATRIX");
         };
         let (_, cov) = celltext::genes::pipeline::coverage(
