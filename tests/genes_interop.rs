@@ -623,6 +623,20 @@ fn export_subset_keeps_the_rows_the_genes_map_onto() {
     assert!(!ok && err.contains("tsv or parquet"), "{err}");
     assert!(!npy.exists());
 
+    std::fs::write(&list, "NOT_A_GENE_X\nNOR_THIS_ONE\n").unwrap();
+    let none = tmp.path().join("none.tsv");
+    let (ok, _, err) = export("tsv", &none);
+    assert!(
+        !ok && err.contains("none of the 2 genes") && err.contains("--species"),
+        "{err}"
+    );
+    assert!(!none.exists());
+    std::fs::write(
+        &list,
+        "VIM\nMBF1\nENSG00000118816.14\nlyz\nVIM\nNOT_A_GENE_X\nRPL11\n",
+    )
+    .unwrap();
+
     if cfg!(feature = "parquet") {
         let pq = tmp.path().join("sub.parquet");
         let (ok, _, err) = export("parquet", &pq);

@@ -439,6 +439,15 @@ pub fn export(
         let mut keep: Vec<usize> = rows.into_iter().flatten().collect();
         keep.sort_unstable();
         keep.dedup();
+        if keep.is_empty() {
+            bail!(
+                "{}: none of the {} genes asked for maps onto this store; check --species (and \
+                 --orthologs for another species' names) and that the names are gene symbols or \
+                 Ensembl IDs",
+                store.display(),
+                c.n_genes
+            );
+        }
         g = GeneEmbeddings {
             symbols: keep.iter().map(|&i| g.symbols[i].clone()).collect(),
             dim: g.dim,
