@@ -1019,12 +1019,14 @@ impl ExportCmd {
             names,
         } = self;
         let (species, orthologs) = (names.species.species, names.orthologs);
+        let source = names.genes.clone().or_else(|| names.input.clone());
         let subset = names
             .read(quiet)?
             .map(|(names, _)| celltext::genes::pipeline::ExportSubset {
                 names,
                 species,
                 orthologs,
+                source,
             });
         let r = celltext::genes::pipeline::export(&store, &format, &out, subset.as_ref())?;
         if json {

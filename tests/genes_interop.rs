@@ -623,6 +623,12 @@ fn export_subset_keeps_the_rows_the_genes_map_onto() {
     assert!(!ok && err.contains("tsv or parquet"), "{err}");
     assert!(!npy.exists());
 
+    // the gene list is an input: never written over
+    let before = std::fs::read(&list).unwrap();
+    let (ok, _, err) = export("tsv", &list);
+    assert!(!ok && err.contains("never writes over its inputs"), "{err}");
+    assert_eq!(std::fs::read(&list).unwrap(), before);
+
     std::fs::write(&list, "NOT_A_GENE_X\nNOR_THIS_ONE\n").unwrap();
     let none = tmp.path().join("none.tsv");
     let (ok, _, err) = export("tsv", &none);

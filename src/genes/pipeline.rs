@@ -411,6 +411,8 @@ pub struct ExportSubset {
     pub names: Vec<String>,
     pub species: Species,
     pub orthologs: bool,
+    /// The file or folder the names were read from (a gene list, a matrix): never written over.
+    pub source: Option<PathBuf>,
 }
 
 /// `genes export`: npy (rows in store order; genes in STORE.genes.tsv), TSV (symbol + values) or
@@ -423,7 +425,9 @@ pub fn export(
     subset: Option<&ExportSubset>,
 ) -> Result<ExportReport> {
     let files = crate::genes::store::store_paths(&store_prefix(store));
-    crate::outputs::check_apart(&[out], &files.all())?;
+    let mut inputs = files.all().to_vec();
+    inputs.extend(subset.and_then(|s| s.source.as_deref()));
+    crate::outputs::check_apart(&[out], &inputs)?;
     let mut g = GeneEmbeddings::load(store)?;
     let mut manifest = GeneEmbeddings::manifest(store)?;
     let mut cov = None;
