@@ -176,11 +176,9 @@ fn python_with_pandas() -> Option<String> {
     None
 }
 
-#[test]
-fn export_parquet_round_trip() {
-    let e = expected();
-    let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("s");
+/// `genes import` of the f32 fixture pickle into DIR/s, through the binary.
+fn imported_f32_store(dir_: &Path) -> PathBuf {
+    let store = dir_.join("s");
     let (ok, _, err) = celltext(&[
         "--quiet",
         "genes",
@@ -190,6 +188,14 @@ fn export_parquet_round_trip() {
         store.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
+    store
+}
+
+#[test]
+fn export_parquet_round_trip() {
+    let e = expected();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = imported_f32_store(tmp.path());
     let pq = tmp.path().join("out.parquet");
     let (ok, out, err) = celltext(&[
         "--json",
@@ -549,16 +555,7 @@ fn byte_flips_never_panic() {
 fn export_subset_keeps_the_rows_the_genes_map_onto() {
     let e = expected();
     let tmp = tempfile::tempdir().unwrap();
-    let store = tmp.path().join("s");
-    let (ok, _, err) = celltext(&[
-        "--quiet",
-        "genes",
-        "import",
-        dir().join("f32_p5.pkl").to_str().unwrap(),
-        "--out",
-        store.to_str().unwrap(),
-    ]);
-    assert!(ok, "{err}");
+    let store = imported_f32_store(tmp.path());
     // EDF1 by its alias MBF1, CCNI by Ensembl ID (versioned), VIM twice, lyz in lower case, and
     // one name no table knows
     let list = tmp.path().join("genes.txt");
