@@ -7,7 +7,11 @@ Three batched sets from DATA/cells (DATA = the folder holding `cells/<set>/data.
                   unique with `var_names_make_unique`); batch = platform, label = cell_line
   cellbench_5cl   CellBench CEL-seq2 5 lines; batch = plate (cells.tsv column `batch`), label = cell_line
   baron_mouse     Baron 2016 mouse pancreas (donor mouse1); batch = library, label = label
-All cells are kept (demuxlet doublets too, as in docs/scilama.md's tables).
+  cellbench_pair_sng, cellbench_5cl_sng
+                  the two CellBench sets with demuxlet's doublets removed (obs `demuxlet_cls` ==
+                  "SNG"), the QC a user runs first: a doublet holds two lines' RNA, so its
+                  `cell_line` (demuxlet's best single guess) is no cell type to score against
+The other sets keep every cell (demuxlet doublets too, as in docs/scilama.md's tables).
 
 Embeddings, each of the raw counts:
   PCA-50            scanpy: normalize_total(1e4) → log1p → highly_variable_genes(n_top_genes=2000,
@@ -57,14 +61,20 @@ import time
 import numpy as np
 
 DATASETS = {
-    # name: (title, folders, label column, batch column, species)
+    # name: (title, folders, label column, batch column, species); a name ending in "_sng" keeps
+    # only demuxlet's singlets
     "cellbench_pair": ("CellBench CEL-seq2 + Drop-seq (3 lines, batch = platform)",
                        ["cellbench_celseq2_3cl", "cellbench_dropseq_3cl"], "cell_line", "platform", "human"),
     "cellbench_5cl": ("CellBench CEL-seq2 (5 lines, batch = plate)",
                       ["cellbench_celseq2_5cl"], "cell_line", "batch", "human"),
     "baron_mouse": ("Baron mouse pancreas (13 types, batch = library)",
                     ["baron2016_mouse1_pancreas"], "label", "library", "mouse"),
+    "cellbench_pair_sng": ("CellBench CEL-seq2 + Drop-seq, singlets (3 lines, batch = platform)",
+                           ["cellbench_celseq2_3cl", "cellbench_dropseq_3cl"], "cell_line", "platform", "human"),
+    "cellbench_5cl_sng": ("CellBench CEL-seq2, singlets (5 lines, batch = plate)",
+                          ["cellbench_celseq2_5cl"], "cell_line", "batch", "human"),
 }
+DOUBLET_COLUMN = "demuxlet_cls"
 METHODS = {
     "pca": "PCA-50",
     "harmony": "PCA-50 + Harmony",
@@ -119,8 +129,10 @@ def load_dataset(data, name):
         a = ad.AnnData(X=sp.csr_matrix(a.X, dtype=np.float32), obs=a.obs.copy(), var=a.var[[]].copy())
         if not a.var_names.is_unique:
             a.var_names_make_unique()
+        if name.endswith("_sng"):
+            a = singlets(a, f)
         parts.append(a)
-    if name == "cellbench_pair":
+    if name.startswith("cellbench_pair"):
         a = ad.concat(parts, join="inner", label="platform", keys=["CEL-seq2", "Drop-seq"])
     else:
         a = parts[0]
@@ -132,6 +144,16 @@ def load_dataset(data, name):
             sys.exit(f"{name}: obs has no column {col!r} (has {list(a.obs.columns)})")
     a.obs = a.obs[[label, batch]].astype(str).astype("category")
     return a
+
+
+def singlets(a, folder):
+    """The cells demuxlet called singlets (obs DOUBLET_COLUMN == "SNG")."""
+    if DOUBLET_COLUMN not in a.obs:
+        sys.exit(f"{folder}: obs has no column {DOUBLET_COLUMN!r} to drop doublets by (has {list(a.obs.columns)})")
+    keep = (a.obs[DOUBLET_COLUMN].astype(str) == "SNG").to_numpy()
+    if not keep.any():
+        sys.exit(f"{folder}: no cell has {DOUBLET_COLUMN} == 'SNG'")
+    return a[keep].copy()
 
 
 def write_summaries(a, out_dir):

@@ -4,7 +4,7 @@ scaled matrix sciLaMA sees, and sciLaMA with the gene store (--gene-input store)
 transposed expression matrix (--gene-input self), over several seeds; every embedding scored by
 `celltext classify` (KNN accuracy, k-means ARI/NMI, cosine ASW, and with a batch column batch
 ASW, iLISI, cLISI); on pbmc3k also Davies-Bouldin / Calinski-Harabasz of the canonical markers'
-static vs contextual gene embeddings. Reads each dataset folder's MTX files (so a build without HDF5 runs it) and keeps embeddings
+static vs contextual gene embeddings. Reads pbmc3k's and Baron's MTX folders (a build without HDF5 runs them; CellBench needs HDF5) and keeps embeddings
 as .npy. Needs numpy, scipy, scikit-learn, safetensors. Runs are
 ordered seed by seed (store, then self), and results.json is rewritten after each, so a run cut
 short keeps what it finished.
@@ -32,9 +32,11 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
 
 DATASETS = [
-    # name, folder (matrix.mtx.gz rows = cells, raw counts; genes.tsv; cells.tsv), label, batch, species
+    # name, input under DATA/cells (a folder: matrix.mtx.gz rows = cells, raw counts, genes.tsv,
+    # cells.tsv; or an .h5ad of raw counts), label, batch, species. CellBench's genes.tsv repeats
+    # two symbols, so it is read from data.h5ad, whose var names are made unique (-1, -2 suffixes).
     ("pbmc3k", "pbmc3k_seurat", "label", None, "human"),
-    ("cellbench", "cellbench_celseq2_5cl", "cell_line", "batch", "human"),
+    ("cellbench", "cellbench_celseq2_5cl/data.h5ad", "cell_line", "batch", "human"),
     ("baron", "baron2016_mouse1_pancreas", "label", "library", "mouse"),
 ]
 MARKERS = {
@@ -62,7 +64,12 @@ def store_rows(prefix):
 
 
 def read_counts(folder):
-    """Cells x genes CSR of a dataset folder's matrix.mtx.gz (rows = cells) and its gene names."""
+    """Cells x genes CSR of a dataset folder's matrix.mtx.gz (rows = cells) or of an .h5ad's X, and
+    its gene names."""
+    if folder.endswith(".h5ad"):
+        import anndata
+        a = anndata.read_h5ad(folder)
+        return sp.csr_matrix(a.X), list(a.var_names)
     x = sp.csr_matrix(scipy.io.mmread(os.path.join(folder, "matrix.mtx.gz")))
     lines = [l.split("\t") for l in open(os.path.join(folder, "genes.tsv")).read().split("\n") if l]
     if len(lines) == x.shape[1] + 1:  # a header: take its `symbol` column (else the first)

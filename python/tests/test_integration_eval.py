@@ -83,3 +83,43 @@ def test_leave_one_out_knn_hand_computed():
     # k = 1 is the nearest other cell's label
     pred = mod.loo_knn(x, np.array(["A", "A", "B", "B", "B"]), k=1)
     assert pred.tolist()[3:] == ["B", "B"]
+
+
+def _write_set(root, folder, n_genes, demux, lines):
+    ad = pytest.importorskip("anndata")
+    import pandas as pd
+
+    d = root / "cells" / folder
+    d.mkdir(parents=True)
+    rng = np.random.default_rng(len(demux))
+    x = rng.poisson(2.0, size=(len(demux), n_genes)).astype(np.float32)
+    obs = pd.DataFrame({"cell_line": lines, "demuxlet_cls": demux},
+                       index=[f"{folder}_{i}" for i in range(len(demux))])
+    var = pd.DataFrame(index=[f"G{j}" for j in range(n_genes)])
+    ad.AnnData(X=x, obs=obs, var=var).write_h5ad(d / "data.h5ad")
+    return x
+
+
+def test_singlet_sets_drop_demuxlet_doublets_and_keep_rows_in_order(ev, tmp_path):
+    xa = _write_set(tmp_path, "cellbench_celseq2_3cl", 5, ["SNG", "DBL", "SNG", "SNG"], ["A", "B", "C", "A"])
+    xb = _write_set(tmp_path, "cellbench_dropseq_3cl", 4, ["DBL", "SNG", "DBL"], ["B", "C", "A"])
+    full = ev.load_dataset(str(tmp_path), "cellbench_pair")
+    sng = ev.load_dataset(str(tmp_path), "cellbench_pair_sng")
+    assert full.n_obs == 7 and sng.n_obs == 4
+    # inner join on the 4 shared genes; the singlets are rows 0, 2, 3 of CEL-seq2 and row 1 of Drop-seq
+    want = np.vstack([xa[[0, 2, 3], :4], xb[[1], :4]])
+    np.testing.assert_array_equal(sng.X.toarray(), want)
+    assert list(sng.obs["platform"]) == ["CEL-seq2"] * 3 + ["Drop-seq"]
+    assert list(sng.obs["cell_line"]) == ["A", "C", "A", "C"]
+
+
+def test_singlet_set_without_a_demuxlet_column_is_refused(ev, tmp_path):
+    ad = pytest.importorskip("anndata")
+    import pandas as pd
+
+    d = tmp_path / "cells" / "cellbench_celseq2_5cl"
+    d.mkdir(parents=True)
+    obs = pd.DataFrame({"cell_line": ["A", "B"], "batch": ["p1", "p2"]}, index=["c0", "c1"])
+    ad.AnnData(X=np.ones((2, 3), np.float32), obs=obs).write_h5ad(d / "data.h5ad")
+    with pytest.raises(SystemExit, match="demuxlet_cls"):
+        ev.load_dataset(str(tmp_path), "cellbench_5cl_sng")
