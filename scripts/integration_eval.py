@@ -142,7 +142,9 @@ def load_dataset(data, name):
     for col in (label, batch):
         if col not in a.obs:
             sys.exit(f"{name}: obs has no column {col!r} (has {list(a.obs.columns)})")
-    a.obs = a.obs[[label, batch]].astype(str).astype("category")
+    # demuxlet's call rides along (knn_loo.py --by demuxlet_cls breaks errors down by it)
+    keep = [label, batch] + [c for c in (DOUBLET_COLUMN,) if c in a.obs and c not in (label, batch)]
+    a.obs = a.obs[keep].astype(str).astype("category")
     return a
 
 

@@ -4,10 +4,11 @@ by majority vote of its k nearest other cells (ties to the label whose nearest v
 Less noisy than one 80/20 split (every cell is a test cell once), for telling a real accuracy gap
 from split noise (docs/scilama.md, "Integration").
 
-  python3 scripts/knn_loo.py --h5ad CELLS.h5ad --label cell_line [--batch COL] [--k 10] [--metric euclidean] EMB.npy ...
+  python3 scripts/knn_loo.py --h5ad CELLS.h5ad --label cell_line [--by COL ...] [--k 10] [--metric euclidean] EMB.npy ...
 
-Prints one line per embedding: accuracy, wrong cells, and how many wrong cells each batch holds
-when --batch is given. Needs numpy, scikit-learn, anndata.
+Prints one line per embedding: accuracy and wrong cells, then for each --by column (e.g. the
+batch, or demuxlet's singlet/doublet call) the wrong cells and the accuracy within each of its
+values. Needs numpy, scikit-learn, anndata.
 """
 import argparse
 
@@ -39,7 +40,8 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--h5ad", required=True)
     p.add_argument("--label", required=True)
-    p.add_argument("--batch")
+    p.add_argument("--by", action="append", default=[], metavar="COL",
+                   help="break the wrong cells down by this obs column (repeatable)")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--metric", default="cosine", help="cosine (celltext classify's) or euclidean")
     p.add_argument("emb", nargs="+")
@@ -52,10 +54,15 @@ def main():
         pred = loo_knn(np.load(f), y, a.k, a.metric)
         wrong = pred != y
         line = f"{f}: {a.metric} {a.k}-NN leave-one-out accuracy {1 - wrong.mean():.4f} ({wrong.sum()} of {len(y)} wrong)"
-        if a.batch:
-            b = obs[a.batch].astype(str).to_numpy()
-            line += "; wrong by batch " + ", ".join(f"{c} {int((wrong & (b == c)).sum())}" for c in np.unique(b))
+        for col in a.by:
+            line += f"; by {col}: " + ", ".join(
+                f"{v} {w} of {n} wrong ({1 - w / n:.4f})" for v, w, n in breakdown(wrong, obs[col].astype(str).to_numpy()))
         print(line)
+
+
+def breakdown(wrong, groups):
+    """(value, wrong cells, cells) for each value of a per-cell column, in sorted value order."""
+    return [(v, int((wrong & (groups == v)).sum()), int((groups == v).sum())) for v in np.unique(groups)]
 
 
 if __name__ == "__main__":

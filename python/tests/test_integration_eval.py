@@ -83,6 +83,8 @@ def test_leave_one_out_knn_hand_computed():
     # k = 1 is the nearest other cell's label
     pred = mod.loo_knn(x, np.array(["A", "A", "B", "B", "B"]), k=1)
     assert pred.tolist()[3:] == ["B", "B"]
+    wrong = np.array([False, True, True, False, False])
+    assert mod.breakdown(wrong, np.array(["DBL", "SNG", "DBL", "SNG", "SNG"])) == [("DBL", 1, 2), ("SNG", 1, 3)]
 
 
 def _write_set(root, folder, n_genes, demux, lines):
@@ -111,6 +113,7 @@ def test_singlet_sets_drop_demuxlet_doublets_and_keep_rows_in_order(ev, tmp_path
     np.testing.assert_array_equal(sng.X.toarray(), want)
     assert list(sng.obs["platform"]) == ["CEL-seq2"] * 3 + ["Drop-seq"]
     assert list(sng.obs["cell_line"]) == ["A", "C", "A", "C"]
+    assert list(full.obs["demuxlet_cls"]) == ["SNG", "DBL", "SNG", "SNG", "DBL", "SNG", "DBL"]
 
 
 def test_singlet_set_without_a_demuxlet_column_is_refused(ev, tmp_path):
