@@ -23,6 +23,8 @@ Embeddings, each of the raw counts:
   sciLaMA           `celltext scilama train` at its defaults (--seed = seed)
   sciLaMA --batch-key   the same with `--batch-key BATCH`; run only when the binary's
                     `scilama train --help` lists the flag (else skipped with a note)
+  sciLaMA --mode beta-vae (± --batch-key)   the reference's cell-VAE-only scheme (no gene side,
+                    so no text prior): what the joint decoder through the gene latents costs
 Scores: `celltext classify --embedding-file E --label L --batch-key B --seed S` (KNN accuracy,
 k-means ARI/NMI, cosine ASW, batch ASW, iLISI, cLISI) plus the other-batch neighbour fraction
 computed here: for each cell, the fraction of its 15 nearest neighbours (cosine distance, the
@@ -82,6 +84,15 @@ METHODS = {
     "harmony-bhvg": "PCA-50, HVGs within batches + Harmony",
     "scilama": "sciLaMA",
     "scilama-batch": "sciLaMA --batch-key",
+    "scilama-bvae": "sciLaMA --mode beta-vae",
+    "scilama-bvae-batch": "sciLaMA --mode beta-vae --batch-key",
+}
+DIAGNOSTIC_ROWS = {METHODS["scilama-bvae"], METHODS["scilama-bvae-batch"]}  # left out of a table when not run
+SCILAMA_FLAGS = {  # `scilama train` flags of each sciLaMA row (BATCH: the set's batch column)
+    "scilama": [],
+    "scilama-batch": ["--batch-key", "BATCH"],
+    "scilama-bvae": ["--mode", "beta-vae"],
+    "scilama-bvae-batch": ["--mode", "beta-vae", "--batch-key", "BATCH"],
 }
 COLUMNS = ["KNN acc", "ARI", "NMI", "ASW", "batch ASW", "iLISI", "cLISI", "other-batch 15-NN"]
 NEIGHBOURS = 15
@@ -309,10 +320,10 @@ def main():
     for m in methods:
         if m not in METHODS:
             sys.exit(f"--methods: unknown {m!r} (choose from {', '.join(METHODS)})")
-    if "scilama-batch" in methods and not supports_batch_key(a.bin):
+    if any("BATCH" in SCILAMA_FLAGS.get(m, []) for m in methods) and not supports_batch_key(a.bin):
         print(f"{a.bin} scilama train has no --batch-key: the sciLaMA --batch-key rows are skipped",
               file=sys.stderr)
-        methods.remove("scilama-batch")
+        methods = [m for m in methods if "BATCH" not in SCILAMA_FLAGS.get(m, [])]
     if any(m.startswith("scilama") for m in methods) and not (a.human_store and a.mouse_store):
         sys.exit("the sciLaMA rows need --human-store and --mouse-store (see the docstring)")
     os.makedirs(a.work, exist_ok=True)
@@ -364,14 +375,11 @@ def main():
                     t = time.time()
                     z = harmony(x, ad_.obs, batch, seed)
                     score(m, seed, z, time.time() - t)
-            for m in ("scilama", "scilama-batch"):
+            for m in SCILAMA_FLAGS:
                 if m not in methods:
                     continue
                 out = os.path.join(a.work, f"{name}.{m}.s{seed}.npy")
-                cmd = [a.bin, "--quiet", "scilama", "train", "-i", h5ad, "--genes", store, "--species", species,
-                       "--seed", str(seed), "-o", out]
-                if m == "scilama-batch":
-                    cmd += ["--batch-key", batch]
+                cmd = scilama_command(a.bin, h5ad, store, species, seed, out, m, batch)
                 t = time.time()
                 r = subprocess.run(cmd, capture_output=True, text=True)
                 secs = time.time() - t
@@ -381,6 +389,13 @@ def main():
                     sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr}")
                 score(m, seed, None, secs)
     print(tables(results))
+
+
+def scilama_command(bin_, h5ad, store, species, seed, out, method, batch):
+    """The `scilama train` command line of one sciLaMA row."""
+    cmd = [bin_, "--quiet", "scilama", "train", "-i", h5ad, "--genes", store, "--species", species,
+           "--seed", str(seed), "-o", out]
+    return cmd + [batch if f == "BATCH" else f for f in SCILAMA_FLAGS[method]]
 
 
 def add_row(rows, method, seed, scores, secs):
@@ -437,6 +452,8 @@ def tables(results):
         out.append("|---" * (len(COLUMNS) + 2) + "|")
         for method in METHODS.values():
             r = ds["methods"].get(method)
+            if r is None and method in DIAGNOSTIC_ROWS:
+                continue
             if r is None:
                 out.append(f"| {method} | 0 | not run | " + " | ".join("—" for _ in COLUMNS[1:]) + " |")
                 continue

@@ -126,3 +126,14 @@ def test_singlet_set_without_a_demuxlet_column_is_refused(ev, tmp_path):
     ad.AnnData(X=np.ones((2, 3), np.float32), obs=obs).write_h5ad(d / "data.h5ad")
     with pytest.raises(SystemExit, match="demuxlet_cls"):
         ev.load_dataset(str(tmp_path), "cellbench_5cl_sng")
+
+
+def test_scilama_rows_train_with_their_flags(ev):
+    """Each sciLaMA row's `scilama train` flags, the batch column put in for BATCH."""
+    tail = {m: ev.scilama_command("ct", "d.h5ad", "S", "human", 1, "o.npy", m, "platform")[14:] for m in ev.SCILAMA_FLAGS}
+    assert tail == {"scilama": [], "scilama-batch": ["--batch-key", "platform"],
+                    "scilama-bvae": ["--mode", "beta-vae"],
+                    "scilama-bvae-batch": ["--mode", "beta-vae", "--batch-key", "platform"]}
+    assert ev.scilama_command("ct", "d.h5ad", "S", "mouse", 2, "o.npy", "scilama", "b") == [
+        "ct", "--quiet", "scilama", "train", "-i", "d.h5ad", "--genes", "S", "--species", "mouse", "--seed", "2", "-o", "o.npy"]
+    assert set(ev.SCILAMA_FLAGS) <= set(ev.METHODS)
