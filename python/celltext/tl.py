@@ -692,6 +692,7 @@ def scilama(
     epochs: int = 500,
     patience: int = 25,
     val_fraction: float = 0.1,
+    val_latent: str = "sample",
     gene_input: str = "store",
     species: str = "human",
     orthologs: bool = False,
@@ -730,7 +731,7 @@ def scilama(
         Training scheme (``beta-vae`` trains no gene VAE and returns no gene embeddings).
     fusion : {'average', 'moe', 'poe'}
         How several stores' gene latents are fused; unused with one store.
-    hidden, latent, beta, kl_warmup_epochs, kl_warmup_rate, gamma, dropout, var_eps, lr, lr_decay, weight_decay, batch_size, epochs, patience, val_fraction
+    hidden, latent, beta, kl_warmup_epochs, kl_warmup_rate, gamma, dropout, var_eps, lr, lr_decay, weight_decay, batch_size, epochs, patience, val_fraction, val_latent
         As the CLI's flags of the same names (``celltext scilama train --help``), with the
         same defaults (the reference implementation's).
     gene_input : {'store', 'self', 'random', 'shuffled'}
@@ -803,7 +804,7 @@ def scilama(
         "dropout": float(dropout), "var_eps": float(var_eps), "lr": float(lr),
         "lr_decay": float(lr_decay), "weight_decay": float(weight_decay),
         "batch_size": int(batch_size), "epochs": int(epochs), "patience": int(patience),
-        "val_fraction": float(val_fraction), "seed": int(seed),
+        "val_fraction": float(val_fraction), "val_latent": val_latent, "seed": int(seed),
     }
     bar = _progress.make(progress, "sciLaMA", "epochs")
     ok = False

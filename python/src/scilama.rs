@@ -12,7 +12,7 @@ use celltext::choice::parse_choice as parse_value;
 use celltext::genes::Species;
 use celltext::scilama::model::Fusion;
 use celltext::scilama::pipeline::{train_in_memory, TrainSettings, TrainStores, TrainedModel};
-use celltext::scilama::{GeneInput, Mode, ScilamaConfig};
+use celltext::scilama::{GeneInput, Mode, ScilamaConfig, ValLatent};
 
 use crate::genes::PyGeneStore;
 use crate::{check_and_report, guard, index_array, Csr};
@@ -34,12 +34,13 @@ fn obs_column(v: &Bound<'_, PyAny>, key: &str) -> PyResult<ObsColumn> {
         })
 }
 
-/// The training settings: `config` (a JSON object of `ScilamaConfig` fields, `mode` and
-/// `fusion` by their spellings) over the CLI's defaults.
+/// The training settings: `config` (a JSON object of `ScilamaConfig` fields, `mode`, `fusion`
+/// and `val_latent` by their spellings) over the CLI's defaults.
 fn config_of(config: &str) -> anyhow::Result<ScilamaConfig> {
     let mut given: serde_json::Map<String, serde_json::Value> = serde_json::from_str(config)?;
     let mode = given.remove("mode");
     let fusion = given.remove("fusion");
+    let val_latent = given.remove("val_latent");
     let mut cfg = serde_json::to_value(ScilamaConfig::default())?;
     for (k, v) in given {
         anyhow::ensure!(cfg.get(&k).is_some(), "unknown sciLaMA setting `{k}`");
@@ -51,6 +52,9 @@ fn config_of(config: &str) -> anyhow::Result<ScilamaConfig> {
     }
     if let Some(f) = fusion.as_ref().and_then(|f| f.as_str()) {
         cfg.fusion = parse_value::<Fusion>("fusion", f, true)?;
+    }
+    if let Some(v) = val_latent.as_ref().and_then(|v| v.as_str()) {
+        cfg.val_latent = parse_value::<ValLatent>("val_latent", v, true)?;
     }
     Ok(cfg)
 }

@@ -21,10 +21,12 @@
 //! - Architecture ([`model`]): Linear → LayerNorm (no affine) → LeakyReLU(0.01) → Dropout blocks,
 //!   the reference's `FCNN`; xavier-normal weights, zero biases.
 //! - Each step: AdamW, minibatches reshuffled every epoch, early stopping on a seeded validation
-//!   split of the cells (loss in eval mode: z = μ, no dropout, full β), best epoch restored.
+//!   split of the cells (no dropout, full β, z drawn as in training — the reference's
+//!   `validation_step` — or z = μ with `--val-latent mean`), best epoch restored.
 //! - Deterministic for a seed: one `ChaCha8Rng` draws, in order, the validation split, the
 //!   initial weights, and per batch the minibatch order, dropout masks and ε (on the host, so
-//!   every device sees the same numbers).
+//!   every device sees the same numbers); the validation ε come from a second stream of the same
+//!   seed.
 //!
 //! Defaults are the reference's (`microsoft/sciLaMA`, `config.py`, `template.yaml`): hidden
 //! 900,400, latent 50, dropout 0.1, `--mode direct` (the joint loss from the start), up to 500
@@ -75,6 +77,28 @@ impl Mode {
         }
     }
 }
+/// `--val-latent`: the cell and gene latents of the validation pass that early stopping watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValLatent {
+    /// z drawn from N(μ, σ²) as in training, without dropout (the reference's
+    /// `validation_step`, which runs the encoders' `rsample` in eval mode).
+    #[default]
+    Sample,
+    /// z = μ: a smoother validation loss, so training usually runs longer.
+    Mean,
+}
+
+crate::choices!(ValLatent {
+    Sample = "sample",
+    Mean = "mean",
+});
+
+/// Models saved before `--val-latent` existed were trained with z = μ in validation.
+fn val_latent_before_the_flag() -> ValLatent {
+    ValLatent::Mean
+}
+
 pub use model::{Arch, Fusion, Network, Stage};
 pub use train::{fit, EpochLog, Trained};
 
@@ -202,6 +226,9 @@ pub struct ScilamaConfig {
         )
     )]
     pub val_fraction: f32,
+    #[cfg_attr(feature = "cli", arg(long, default_value = "sample", value_parser = crate::choice::value_enum::<ValLatent>(), help = "Latents of the validation pass early stopping watches: sample (z ~ N(μ, σ²), no dropout, as the reference) or mean (z = μ; smoother, trains longer)"))]
+    #[serde(default = "val_latent_before_the_flag")]
+    pub val_latent: ValLatent,
     #[cfg_attr(
         feature = "cli",
         arg(
@@ -237,6 +264,7 @@ impl Default for ScilamaConfig {
             epochs: 500,
             patience: 25,
             val_fraction: 0.1,
+            val_latent: ValLatent::Sample,
             seed: 0,
         }
     }

@@ -145,6 +145,8 @@ pub enum Noise<'a> {
     Eval,
     /// Training: ε and dropout masks from the run's RNG (drawn on the host, in call order).
     Rng(&'a mut ChaCha8Rng),
+    /// Validation as the reference's: ε from this RNG (z ~ N(μ, σ²)), no dropout.
+    Sample(&'a mut ChaCha8Rng),
     /// Given ε tensors, used in order (tests); no dropout.
     Given(std::collections::VecDeque<Tensor>),
 }
@@ -154,7 +156,7 @@ impl Noise<'_> {
         let (r, c) = mu.dims2()?;
         Ok(match self {
             Noise::Eval => None,
-            Noise::Rng(rng) => Some(Tensor::from_vec(
+            Noise::Rng(rng) | Noise::Sample(rng) => Some(Tensor::from_vec(
                 normal_vec(r * c, rng),
                 (r, c),
                 mu.device(),
@@ -175,7 +177,8 @@ impl Noise<'_> {
     }
 
     /// A dropout mask for a `[rows × width]` activation (0 with probability `p`, else
-    /// 1 / (1 − p)), row-major; none in evaluation, for given noise, or when `p` is 0.
+    /// 1 / (1 − p)), row-major; none in evaluation or validation, for given noise, or when `p`
+    /// is 0.
     fn dropout_mask(&mut self, rows: usize, width: usize, p: f32) -> Option<Vec<f32>> {
         match self {
             Noise::Rng(rng) if p > 0.0 => {

@@ -1,7 +1,8 @@
 //! The fit: the steps of `--mode` (direct: joint only; stepwise: cell VAE, gene VAE with the cell
 //! side frozen, joint; beta-vae: cell VAE only), each with its own AdamW (learning rate ×
 //! `lr_decay` per epoch), the KL warm-up, and early stopping on the validation cells from the
-//! first epoch at full β, restoring the best epoch before the next step.
+//! first epoch at full β (their loss with sampled latents by default, as the reference's),
+//! restoring the best epoch before the next step.
 //!
 //! Loss sums stay on the device during an epoch and are read back once at its end (one host round
 //! trip per epoch, not per minibatch); the validation loss is one full-batch forward pass.
@@ -12,7 +13,7 @@ use rand::seq::SliceRandom;
 use serde::Serialize;
 
 use super::model::{Arch, Network, Noise, Side, Stage, Weights};
-use super::ScilamaConfig;
+use super::{ScilamaConfig, ValLatent};
 use crate::training::{adamw, epoch_batches, seeded_rng, EarlyStopping};
 
 /// Rows per chunk when evaluating or embedding.
@@ -71,22 +72,25 @@ fn rows(x: &Tensor, c: Option<&Tensor>, idx: &Tensor) -> Result<(Tensor, Option<
     ))
 }
 
-/// Eval-mode loss over `idx` (z = μ, no dropout): one forward pass per `EVAL_CHUNK` cells (one for
-/// the usual validation split), chunk results weighted by chunk size and summed on the device.
+/// Validation loss over `idx` without dropout, z = μ (`sample` None) or z drawn from `sample`
+/// (`--val-latent`): one forward pass per `EVAL_CHUNK` cells (one for the usual validation
+/// split), chunk results weighted by chunk size and summed on the device.
 fn val_loss(
     net: &Network,
     stage: Stage,
     (x, c, g): (&Tensor, Option<&Tensor>, &[Tensor]),
     w: Weights,
     idx: &[usize],
+    mut sample: Option<&mut rand_chacha::ChaCha8Rng>,
 ) -> Result<f32> {
     let mut sum: Option<Tensor> = None;
     for chunk in idx.chunks(EVAL_CHUNK) {
         let (xb, cb) = rows(x, c, &idx_tensor(chunk, &net.device)?)?;
-        let l = (net
-            .loss(stage, &xb, cb.as_ref(), g, w, &mut Noise::Eval)?
-            .total
-            * chunk.len() as f64)?;
+        let mut noise = match sample.as_deref_mut() {
+            Some(rng) => Noise::Sample(rng),
+            None => Noise::Eval,
+        };
+        let l = (net.loss(stage, &xb, cb.as_ref(), g, w, &mut noise)?.total * chunk.len() as f64)?;
         sum = Some(match sum {
             Some(s) => (s + l)?,
             None => l,
@@ -143,10 +147,15 @@ pub fn fit(
         fit_idx,
         val_idx,
     };
+    // the validation noise has its own stream, so `--val-latent` changes when training stops
+    // but not what the training steps draw
+    let mut val_rng = seeded_rng(cfg.seed);
+    val_rng.set_stream(1);
     let mut history = Vec::new();
     let mut best_epochs = Vec::new();
     for &stage in cfg.mode.stages() {
-        let best = fit_stage(&net, stage, &data, cfg, &mut rng, &mut history, on_epoch)?;
+        let rngs = (&mut rng, &mut val_rng);
+        let best = fit_stage(&net, stage, &data, cfg, rngs, &mut history, on_epoch)?;
         best_epochs.push((stage, best));
     }
     Ok(Trained {
@@ -229,7 +238,7 @@ fn fit_stage(
     stage: Stage,
     data: &FitData,
     cfg: &ScilamaConfig,
-    rng: &mut rand_chacha::ChaCha8Rng,
+    (rng, val_rng): (&mut rand_chacha::ChaCha8Rng, &mut rand_chacha::ChaCha8Rng),
     history: &mut Vec<EpochLog>,
     on_epoch: &mut dyn FnMut(&EpochLog),
 ) -> Result<usize> {
@@ -275,7 +284,8 @@ fn fit_stage(
                 gamma,
             };
             let tensors = (&data.x, data.cov.as_ref(), data.genes.as_slice());
-            val_loss(net, stage, tensors, vw, &data.val_idx)?
+            let sample = (cfg.val_latent == ValLatent::Sample).then_some(&mut *val_rng);
+            val_loss(net, stage, tensors, vw, &data.val_idx, sample)?
         };
         let log = EpochLog {
             stage,
@@ -379,6 +389,100 @@ impl Network {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::training::normal_vec;
+
+    fn tiny_arch(dropout: f32) -> Arch {
+        Arch {
+            n_genes: 4,
+            gene_dim: 3,
+            more_gene_dims: Vec::new(),
+            fusion: None,
+            hidden: vec![5],
+            latent: 2,
+            dropout,
+            var_eps: 1e-4,
+            n_cov: 0,
+        }
+    }
+
+    fn tiny_data(n: usize) -> (Vec<f32>, Vec<f32>) {
+        let mut r = seeded_rng(11);
+        (normal_vec(n * 4, &mut r), normal_vec(4 * 3, &mut r))
+    }
+
+    /// `--val-latent sample`: the validation loss is the training loss with ε drawn from the
+    /// validation RNG (cell ε, then gene ε) and no dropout, even in a model trained with dropout;
+    /// `mean` is the eval loss (z = μ).
+    #[test]
+    fn validation_samples_latents_without_dropout() -> Result<()> {
+        let dev = Device::Cpu;
+        let net = Network::xavier(tiny_arch(0.5), &dev, &mut seeded_rng(0))?;
+        let (x, g) = tiny_data(6);
+        let x = Tensor::from_vec(x, (6, 4), &dev)?;
+        let g = vec![Tensor::from_vec(g, (4, 3), &dev)?];
+        let w = Weights {
+            beta: 1.0,
+            gamma: 0.05,
+        };
+        let idx = [0usize, 2, 5];
+        let xb = x.index_select(&idx_tensor(&idx, &dev)?, 0)?;
+        let total = |noise: &mut Noise| -> Result<f32> {
+            Ok(net
+                .loss(Stage::Joint, &xb, None, &g, w, noise)?
+                .total
+                .to_scalar::<f32>()?)
+        };
+        let data = (&x, None, g.as_slice());
+        let mean = val_loss(&net, Stage::Joint, data, w, &idx, None)?;
+        assert!((mean - total(&mut Noise::Eval)?).abs() <= 1e-6 * mean.abs());
+
+        let sampled = val_loss(&net, Stage::Joint, data, w, &idx, Some(&mut seeded_rng(7)))?;
+        let mut r = seeded_rng(7);
+        let eps_cell = Tensor::from_vec(normal_vec(3 * 2, &mut r), (3, 2), &dev)?;
+        let eps_gene = Tensor::from_vec(normal_vec(4 * 2, &mut r), (4, 2), &dev)?;
+        let given = total(&mut Noise::Given([eps_cell, eps_gene].into()))?;
+        assert!(
+            (sampled - given).abs() <= 1e-5 * given.abs(),
+            "sampled {sampled} vs given ε {given}"
+        );
+        assert!(
+            (sampled - mean).abs() > 1e-3 * mean.abs(),
+            "{sampled} vs {mean}"
+        );
+        Ok(())
+    }
+
+    /// The validation noise has its own stream: `--val-latent` changes the validation losses
+    /// (and so when training stops), never the training steps.
+    #[test]
+    fn val_latent_leaves_the_training_draws_alone() -> Result<()> {
+        let (x, g) = tiny_data(20);
+        let run = |val_latent| -> Result<Vec<EpochLog>> {
+            let cfg = ScilamaConfig {
+                hidden: vec![5],
+                latent: 2,
+                epochs: 3,
+                batch_size: 8,
+                val_fraction: 0.25,
+                val_latent,
+                ..ScilamaConfig::default()
+            };
+            let t = fit(&x, 20, &[], &[(&g, 3)], &cfg, &Device::Cpu, &mut |_| {})?;
+            Ok(t.history)
+        };
+        let (sample, mean) = (run(ValLatent::Sample)?, run(ValLatent::Mean)?);
+        assert_eq!(sample.len(), 3);
+        for (s, m) in sample.iter().zip(&mean) {
+            assert_eq!(s.train_loss.to_bits(), m.train_loss.to_bits());
+            assert!(s.val_loss.is_finite() && m.val_loss.is_finite());
+            assert_ne!(s.val_loss.to_bits(), m.val_loss.to_bits());
+        }
+        // and the sampled validation is reproducible for the seed
+        let again = run(ValLatent::Sample)?;
+        let bits = |h: &[EpochLog]| h.iter().map(|e| e.val_loss.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&sample), bits(&again));
+        Ok(())
+    }
 
     #[test]
     fn carve_is_seeded_disjoint_and_sized() {
