@@ -72,19 +72,20 @@ fn rows(x: &Tensor, c: Option<&Tensor>, idx: &Tensor) -> Result<(Tensor, Option<
     ))
 }
 
-/// Validation loss over `idx` without dropout, z = μ (`sample` None) or z drawn from `sample`
-/// (`--val-latent`): one forward pass per `EVAL_CHUNK` cells (one for the usual validation
-/// split), chunk results weighted by chunk size and summed on the device.
+/// Validation loss over `idx` without dropout, the mean over chunks of `chunk` cells weighted by
+/// their size (summed on the device): z = μ (`sample` None), or z drawn from `sample`
+/// (`--val-latent sample`), where the chunks are minibatches as the reference's validation
+/// batches are, each drawing its own cell and gene ε.
 fn val_loss(
     net: &Network,
     stage: Stage,
     (x, c, g): (&Tensor, Option<&Tensor>, &[Tensor]),
     w: Weights,
-    idx: &[usize],
+    (idx, chunk): (&[usize], usize),
     mut sample: Option<&mut rand_chacha::ChaCha8Rng>,
 ) -> Result<f32> {
     let mut sum: Option<Tensor> = None;
-    for chunk in idx.chunks(EVAL_CHUNK) {
+    for chunk in idx.chunks(chunk) {
         let (xb, cb) = rows(x, c, &idx_tensor(chunk, &net.device)?)?;
         let mut noise = match sample.as_deref_mut() {
             Some(rng) => Noise::Sample(rng),
@@ -284,8 +285,10 @@ fn fit_stage(
                 gamma,
             };
             let tensors = (&data.x, data.cov.as_ref(), data.genes.as_slice());
-            let sample = (cfg.val_latent == ValLatent::Sample).then_some(&mut *val_rng);
-            val_loss(net, stage, tensors, vw, &data.val_idx, sample)?
+            let sampled = cfg.val_latent == ValLatent::Sample;
+            let chunk = if sampled { cfg.batch_size } else { EVAL_CHUNK };
+            let sample = sampled.then_some(&mut *val_rng);
+            val_loss(net, stage, tensors, vw, (&data.val_idx, chunk), sample)?
         };
         let log = EpochLog {
             stage,
@@ -433,10 +436,17 @@ mod tests {
                 .to_scalar::<f32>()?)
         };
         let data = (&x, None, g.as_slice());
-        let mean = val_loss(&net, Stage::Joint, data, w, &idx, None)?;
+        let mean = val_loss(&net, Stage::Joint, data, w, (&idx, EVAL_CHUNK), None)?;
         assert!((mean - total(&mut Noise::Eval)?).abs() <= 1e-6 * mean.abs());
 
-        let sampled = val_loss(&net, Stage::Joint, data, w, &idx, Some(&mut seeded_rng(7)))?;
+        let sampled = val_loss(
+            &net,
+            Stage::Joint,
+            data,
+            w,
+            (&idx, EVAL_CHUNK),
+            Some(&mut seeded_rng(7)),
+        )?;
         let mut r = seeded_rng(7);
         let eps_cell = Tensor::from_vec(normal_vec(3 * 2, &mut r), (3, 2), &dev)?;
         let eps_gene = Tensor::from_vec(normal_vec(4 * 2, &mut r), (4, 2), &dev)?;
@@ -448,6 +458,34 @@ mod tests {
         assert!(
             (sampled - mean).abs() > 1e-3 * mean.abs(),
             "{sampled} vs {mean}"
+        );
+
+        // in minibatches of 2 (cells 0, 2 then 5), each drawing its cell ε then its gene ε,
+        // weighted by size
+        let chunked = val_loss(
+            &net,
+            Stage::Joint,
+            data,
+            w,
+            (&idx, 2),
+            Some(&mut seeded_rng(7)),
+        )?;
+        let mut r = seeded_rng(7);
+        let mut part = |rows: &[usize]| -> Result<f32> {
+            let n = rows.len();
+            let xr = x.index_select(&idx_tensor(rows, &dev)?, 0)?;
+            let eps_cell = Tensor::from_vec(normal_vec(n * 2, &mut r), (n, 2), &dev)?;
+            let eps_gene = Tensor::from_vec(normal_vec(4 * 2, &mut r), (4, 2), &dev)?;
+            let noise = &mut Noise::Given([eps_cell, eps_gene].into());
+            Ok(net
+                .loss(Stage::Joint, &xr, None, &g, w, noise)?
+                .total
+                .to_scalar::<f32>()?)
+        };
+        let expected = (2.0 * part(&[0, 2])? + part(&[5])?) / 3.0;
+        assert!(
+            (chunked - expected).abs() <= 1e-5 * expected.abs(),
+            "chunked {chunked} vs {expected}"
         );
         Ok(())
     }
