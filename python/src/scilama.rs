@@ -38,23 +38,31 @@ fn obs_column(v: &Bound<'_, PyAny>, key: &str) -> PyResult<ObsColumn> {
 /// and `val_latent` by their spellings) over the CLI's defaults.
 fn config_of(config: &str) -> anyhow::Result<ScilamaConfig> {
     let mut given: serde_json::Map<String, serde_json::Value> = serde_json::from_str(config)?;
-    let mode = given.remove("mode");
-    let fusion = given.remove("fusion");
-    let val_latent = given.remove("val_latent");
+    // a choice given as anything but a string is refused, not silently left at its default
+    let mut spelling = |key: &str| -> anyhow::Result<Option<String>> {
+        match given.remove(key) {
+            None => Ok(None),
+            Some(serde_json::Value::String(v)) => Ok(Some(v)),
+            Some(v) => anyhow::bail!("{key}= takes a string, got {v}"),
+        }
+    };
+    let mode = spelling("mode")?;
+    let fusion = spelling("fusion")?;
+    let val_latent = spelling("val_latent")?;
     let mut cfg = serde_json::to_value(ScilamaConfig::default())?;
     for (k, v) in given {
         anyhow::ensure!(cfg.get(&k).is_some(), "unknown sciLaMA setting `{k}`");
         cfg[&k] = v;
     }
     let mut cfg: ScilamaConfig = serde_json::from_value(cfg)?;
-    if let Some(m) = mode.as_ref().and_then(|m| m.as_str()) {
-        cfg.mode = parse_value::<Mode>("mode", m, true)?;
+    if let Some(m) = mode {
+        cfg.mode = parse_value::<Mode>("mode", &m, true)?;
     }
-    if let Some(f) = fusion.as_ref().and_then(|f| f.as_str()) {
-        cfg.fusion = parse_value::<Fusion>("fusion", f, true)?;
+    if let Some(f) = fusion {
+        cfg.fusion = parse_value::<Fusion>("fusion", &f, true)?;
     }
-    if let Some(v) = val_latent.as_ref().and_then(|v| v.as_str()) {
-        cfg.val_latent = parse_value::<ValLatent>("val_latent", v, true)?;
+    if let Some(v) = val_latent {
+        cfg.val_latent = parse_value::<ValLatent>("val_latent", &v, true)?;
     }
     Ok(cfg)
 }

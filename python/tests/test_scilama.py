@@ -208,6 +208,10 @@ def test_bad_input_is_refused_by_name(cells, store):
         celltext.tl.scilama(cells, elsewhere, progress=False, **SMALL)
     with pytest.raises(ValueError, match=r"mode"):
         celltext.tl.scilama(cells, str(store), mode="joint", progress=False, **SMALL)
+    with pytest.raises(ValueError, match=r"unknown val_latent 'median'; use sample or mean"):
+        celltext.tl.scilama(cells, str(store), val_latent="median", progress=False, **SMALL)
+    with pytest.raises(ValueError, match=r"val_latent= takes a string, got 1"):
+        celltext.tl.scilama(cells, str(store), val_latent=1, progress=False, **SMALL)
     assert "X_scilama" not in cells.obsm
 
 

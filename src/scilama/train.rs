@@ -5,7 +5,9 @@
 //! restoring the best epoch before the next step.
 //!
 //! Loss sums stay on the device during an epoch and are read back once at its end (one host round
-//! trip per epoch, not per minibatch); the validation loss is one full-batch forward pass.
+//! trip per epoch, not per minibatch); the validation loss is one forward pass per minibatch of
+//! validation cells (sampled latents, as the reference's validation batches) or one full-batch
+//! pass (`--val-latent mean`).
 
 use anyhow::{bail, Result};
 use candle_core::{Device, Tensor};
