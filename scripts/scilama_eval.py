@@ -19,8 +19,10 @@ are scored instead of trained with --trained DIR: a run whose .npy (and, for the
 its .scilama_genes store) is in DIR is copied into --work, its seconds taken from DIR/timings.tsv.
 """
 import argparse
+import datetime
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -144,7 +146,7 @@ def main():
     seeds = [int(s) for s in a.seeds.split(",")]
     os.makedirs(a.work, exist_ok=True)
     log = open(os.path.join(a.work, "commands.log"), "a")
-    results = {}
+    results = {RUNS: [provenance(a.bin)]}
     for name, folder, label, batch, species in DATASETS:
         if a.only and name not in a.only.split(","):
             continue
@@ -161,8 +163,9 @@ def main():
             r["seeds"].append(s)
             if secs is not None:
                 r["train_seconds"].append(secs)
+                r.setdefault("epochs", []).append(epochs_run(ef))
             results[name] = res
-            json.dump(results, open(os.path.join(a.results or a.work, f"results.{name}.json"), "w"), indent=1)
+            save(results, os.path.join(a.results or a.work, f"results.{name}.json"))
 
         for s in seeds:
             for mode in a.modes.split(","):
@@ -182,8 +185,52 @@ def main():
             score("GenePT-w", s, inp, None, w("genept.npy"))
             score("PCA-50", s, inp, None, w("pca50.npy"))
         results[name] = res
-        json.dump(results, open(os.path.join(a.results or a.work, f"results.{name}.json"), "w"), indent=1)
+        save(results, os.path.join(a.results or a.work, f"results.{name}.json"))
     print_tables(results)
+
+
+RUNS = "_runs"  # the key of the runs' provenance; every other key of a results file is a dataset
+
+
+def provenance(bin_):
+    """What a reader needs to redo the numbers: the command (absolute paths shortened to their
+    last part), date, CPU, threads, the binary's version and the repository's commit."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    git = subprocess.run(["git", "-C", here, "describe", "--always", "--dirty"], capture_output=True, text=True)
+    version = subprocess.run([bin_, "--version"], capture_output=True, text=True).stdout.strip()
+    argv = [os.path.basename(x) if os.path.isabs(x) else x for x in sys.argv[1:]]
+    return {"command": "python3 scripts/scilama_eval.py " + " ".join(argv),
+            "date": datetime.date.today().isoformat(), "cpu": cpu_string(),
+            "threads": os.environ.get("RAYON_NUM_THREADS", "all cores"),
+            "celltext": version, "commit": git.stdout.strip() or None}
+
+
+def cpu_string():
+    try:
+        info = open("/proc/cpuinfo").read().splitlines()
+    except OSError:
+        return platform.processor()
+    model = next((l.split(":", 1)[1].strip() for l in info if l.startswith("model name")), "?")
+    family = next((l.split(":", 1)[1].strip() for l in info if l.startswith("cpu family")), "?")
+    cpu_model = next((l.split(":", 1)[1].strip() for l in info if l.startswith("model\t")), "?")
+    flags = next((l.split(":", 1)[1].split() for l in info if l.startswith("flags")), [])
+    simd = ", ".join(f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16") if f in flags)
+    return f"{model} (family {family} model {cpu_model}), {os.cpu_count()} cores, {simd or 'no AVX2'}"
+
+
+def epochs_run(npy):
+    """Epochs each training step ran, from the run's manifest (None where it has none, e.g. a run
+    trained elsewhere whose manifest was not kept)."""
+    try:
+        return json.load(open(npy + ".manifest.json"))["epochs_run"]
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def save(results, path):
+    tmp = path + ".tmp"
+    json.dump(results, open(tmp, "w"), indent=1)
+    os.replace(tmp, path)
 
 
 def train_options(a):
@@ -219,6 +266,9 @@ def merge_results(files):
     out = {}
     for f in files:
         for name, res in json.load(open(f)).items():
+            if name == RUNS:
+                out.setdefault(RUNS, []).extend(r for r in res if r not in out.get(RUNS, []))
+                continue
             dst = out.setdefault(name, {})
             for method, r in res.items():
                 if method == "markers":
@@ -234,6 +284,8 @@ def merge_results(files):
                     d["scores"].append(r["scores"][i])
                     if i < len(r["train_seconds"]):
                         d["train_seconds"].append(r["train_seconds"][i])
+                        e = r.get("epochs") or []
+                        d.setdefault("epochs", []).append(e[i] if i < len(e) else None)
     return out
 
 
@@ -244,6 +296,8 @@ def ms(v):
 
 def print_tables(results):
     for name, res in results.items():
+        if name == RUNS:
+            continue
         cols = [c for c in res[next(iter(k for k in res if k != "markers"))]["scores"][0]]
         print(f"\n{name}\n\n| embedding | seeds | " + " | ".join(cols) + " |")
         print("|---" * (len(cols) + 2) + "|")
@@ -253,7 +307,9 @@ def print_tables(results):
             print(f"| {method} | {len(r['seeds'])} | " + " | ".join(ms([s[c] for s in r["scores"]]) for c in cols) + " |")
         for method, r in res.items():
             if method != "markers" and r["train_seconds"]:
-                print(f"{method}: training {ms(r['train_seconds'])} s")
+                epochs = [sum(n for _, n in e) for e in r.get("epochs", []) if e]
+                print(f"{method}: training {ms(r['train_seconds'])} s"
+                      + (f", epochs {', '.join(map(str, epochs))}" if epochs else ""))
         if "markers" in res:
             print("\n| marker gene embeddings | Davies-Bouldin (lower is better) | Calinski-Harabasz (higher is better) |")
             print("|---|---|---|")

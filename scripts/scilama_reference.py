@@ -61,7 +61,7 @@ def val_split(n, fraction, seed):
     return split
 
 
-def config(h5ad, vectors, save_dir, seed):
+def config(h5ad, vectors, save_dir, seed, max_epochs=500):
     """The authors' script/template.yaml with our paths and seed; one text-embedding source."""
     return {
         "data": {
@@ -80,7 +80,7 @@ def config(h5ad, vectors, save_dir, seed):
             "layernorm": True, "activation": "LeakyReLU", "fusion_method": "average", "var_eps": 0.0001,
         },
         "training": {
-            "seed": seed, "mode": "direct", "max_epochs": 500, "batch_size": 128, "devices": 1,
+            "seed": seed, "mode": "direct", "max_epochs": max_epochs, "batch_size": 128, "devices": 1,
             "strategy": "auto", "learning_rate": 0.001, "patience": 25, "weight_decay": 0.0,
             "beta_start": 0.0, "beta_end": 1.0, "epochs_before_beta_warmup": 25,
             "beta_warmup_rate": 0.05, "gamma": 0.05, "val_check_interval": 1,
@@ -104,6 +104,8 @@ def main():
     p.add_argument("--val-fraction", type=float, default=0.1)
     p.add_argument("--work", required=True, help="scratch folder (scaled h5ad, config, checkpoints)")
     p.add_argument("--out", required=True, help="cell embeddings .npy")
+    p.add_argument("--max-epochs", type=int, default=500,
+                   help="the template's 500 unless given (to compare the first epochs with `--epochs N`)")
     args = p.parse_args()
 
     import pandas as pd
@@ -121,7 +123,7 @@ def main():
     cfg_path = os.path.join(args.work, "config.yaml")
     save_dir = os.path.join(args.work, "results")
     with open(cfg_path, "w") as f:
-        yaml.safe_dump(config(scaled, args.vectors, save_dir, args.seed), f)
+        yaml.safe_dump(config(scaled, args.vectors, save_dir, args.seed, args.max_epochs), f)
 
     t0 = time.time()
     trainer = SciLaMATrainer(cfg_path)
