@@ -135,7 +135,8 @@ def main():
     p.add_argument("--trained", default=None,
                    help="folder of runs trained elsewhere (NAME.MODE.sS.npy, timings.tsv): scored, not retrained")
     p.add_argument("--only", default="")
-    p.add_argument("--modes", default="store,self", help="sciLaMA gene inputs to train (store, self)")
+    p.add_argument("--modes", default="store,self",
+                   help="sciLaMA runs: the joint model with gene input store or self, or beta-vae (the cell VAE alone)")
     p.add_argument("--tables", nargs="*", default=None,
                    help="print the tables of these results.*.json files (merged by seed) and exit")
     p.add_argument("--results", default="", help="folder for results.*.json (default: --work)")
@@ -173,15 +174,20 @@ def main():
                 done = trained_run(a.trained, f"{name}.{mode}.s{s}", a.work) if a.trained else None
                 if done is None:
                     t = time.time()
-                    run([a.bin, "--quiet", "scilama", "train", "-i", inp, "--genes", store, "--gene-input", mode,
-                         "--seed", str(s), "-o", out] + train_options(a) + common, log)
+                    how = ["--mode", "beta-vae"] if mode == "beta-vae" else ["--gene-input", mode]
+                    run([a.bin, "--quiet", "scilama", "train", "-i", inp, "--genes", store] + how
+                        + ["--seed", str(s), "-o", out] + train_options(a) + common, log)
                     done = time.time() - t
                 score(f"sciLaMA ({mode})", s, inp, None, out, done)
                 if name == "pbmc3k" and mode == "store":
                     markers(res, store_rows(store), store_rows(w(f"store.s{s}.scilama_genes")))
-                if not os.path.exists(w("pca50.npy")):  # the genes sciLaMA sees (same for every mode)
+                if mode != "beta-vae" and not os.path.exists(w("pca50.npy")):
+                    # the genes sciLaMA sees (the same for every mode; a beta-VAE run writes no gene list)
                     genes = open(w(f"{mode}.s{s}.scilama_genes.genes.tsv")).read().split()
                     pca50(inp, genes, w("pca50.npy"))
+            if not os.path.exists(w("pca50.npy")):
+                sys.exit(f"{w('pca50.npy')}: PCA-50 takes the genes of a joint run; add --modes store (or self) "
+                         "once in this --work")
             score("GenePT-w", s, inp, None, w("genept.npy"))
             score("PCA-50", s, inp, None, w("pca50.npy"))
         results[name] = res
