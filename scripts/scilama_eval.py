@@ -140,9 +140,13 @@ def main():
     p.add_argument("--tables", nargs="*", default=None,
                    help="print the tables of these results.*.json files (merged by seed) and exit")
     p.add_argument("--results", default="", help="folder for results.*.json (default: --work)")
+    p.add_argument("--merged", default=None, help="with --tables: also write the merged results to this JSON")
     a = p.parse_args()
     if a.tables is not None:
-        print_tables(merge_results(a.tables))
+        merged = merge_results(a.tables)
+        if a.merged:
+            save(merged, a.merged)
+        print_tables(merged)
         return
     seeds = [int(s) for s in a.seeds.split(",")]
     os.makedirs(a.work, exist_ok=True)

@@ -48,3 +48,18 @@ def test_merge_by_seed_keeps_runs_and_epochs(ev, tmp_path, capsys):
     # KNN mean 0.85, sd (ddof 1) 0.05; seconds 20 ± 10; epochs of the two runs that recorded them.
     assert "| sciLaMA (store) | 3 | 0.850 ± 0.050 |" in out
     assert "training 20.000 ± 10.000 s, epochs 100, 200" in out
+
+
+def test_tables_merged_writes_what_it_prints(ev, tmp_path, monkeypatch, capsys):
+    a = {"cellbench": {"PCA-50": row([0], [1.0], [], [])}}
+    b = {"cellbench": {"PCA-50": row([1], [0.5], [], [])}}
+    files = []
+    for i, r in enumerate((a, b)):
+        files.append(str(tmp_path / f"results.{i}.json"))
+        json.dump(r, open(files[-1], "w"))
+    out = tmp_path / "merged.json"
+    monkeypatch.setattr("sys.argv", ["scilama_eval.py", "--data", "-", "--human-store", "-", "--mouse-store", "-",
+                                     "--tables", *files, "--merged", str(out)])
+    ev.main()
+    assert json.load(open(out)) == ev.merge_results(files)
+    assert "| PCA-50 | 2 | 0.750 ± 0.354 |" in capsys.readouterr().out
