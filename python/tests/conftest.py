@@ -27,6 +27,16 @@ def repo() -> Path:
     return REPO
 
 
+def load_script(name: str):
+    """A script of scripts/ (e.g. "knn_loo") imported as a module, for testing its functions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 @pytest.fixture()
 def pbmc():
     import anndata as ad

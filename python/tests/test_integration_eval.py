@@ -5,21 +5,14 @@ random-mixing expectation."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "integration_eval.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def ev():
-    spec = importlib.util.spec_from_file_location("integration_eval", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("integration_eval")
 
 
 def on_circle(degrees, radii):
@@ -74,9 +67,7 @@ def test_leave_one_out_knn_hand_computed():
     90 (B), k = 2, cosine: 0° ← 10°(A), 20°(B): tie, A nearer → A;  10° ← 0°(A), 20°(B) both 10°
     away → A;  20° ← 10°(A), 30°(B) both 10° away → A;  30° ← 20°(B), 10°(A): B nearer → B;
     90° ← 30°(B), 20°(B) → B. Lengths differ but only angles count."""
-    spec = importlib.util.spec_from_file_location("knn_loo", SCRIPT.parent / "knn_loo.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script("knn_loo")
     x = on_circle([0, 10, 20, 30, 90], [1, 2, 1, 3, 1])
     pred = mod.loo_knn(x, np.array(["A", "A", "B", "B", "B"]), k=2)
     assert pred.tolist() == ["A", "A", "A", "B", "B"]

@@ -4,21 +4,15 @@ seconds, and the tables printed from the merge (mean ± sd by hand)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "scilama_eval.py"
+from conftest import load_script
 
 
 @pytest.fixture(scope="module")
 def ev():
-    spec = importlib.util.spec_from_file_location("scilama_eval", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scilama_eval")
 
 
 def row(seeds, knn, secs, epochs):
