@@ -728,7 +728,11 @@ def scilama(
         Keep this many of the store's genes: scanpy's seurat-flavor highly variable genes
         (0: all).
     mode : {'direct', 'stepwise', 'beta-vae'}
-        Training scheme (``beta-vae`` trains no gene VAE and returns no gene embeddings).
+        Training scheme. ``direct`` (the reference's default) trains both VAEs jointly and gives
+        contextual gene embeddings, but its cells can lose fine types (pbmc3k 10-NN 0.48 against
+        PCA-50's 0.90, docs/scilama.md); ``beta-vae`` is the cell VAE alone, keeps the types
+        (0.85) and trains no gene VAE, so it returns no gene embeddings; ``stepwise`` trains the
+        cell VAE, then the gene VAE, then both.
     fusion : {'average', 'moe', 'poe'}
         How several stores' gene latents are fused; unused with one store.
     hidden, latent, beta, kl_warmup_epochs, kl_warmup_rate, gamma, dropout, var_eps, lr, lr_decay, weight_decay, batch_size, epochs, patience, val_fraction, val_latent

@@ -117,7 +117,7 @@ fn parse_hidden(s: &str) -> Result<Vec<usize>, String> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct ScilamaConfig {
-    #[cfg_attr(feature = "cli", arg(long, default_value = "direct", value_parser = crate::choice::value_enum::<Mode>(), help = "Training scheme: direct (joint from the start), stepwise (cell, gene, joint) or beta-vae (cell VAE only)"))]
+    #[cfg_attr(feature = "cli", arg(long, default_value = "direct", value_parser = crate::choice::value_enum::<Mode>(), help = "Training scheme: direct (joint from the start; contextual genes, but cells can lose fine types: docs/scilama.md), stepwise (cell, gene, joint) or beta-vae (the cell VAE alone: keeps cell types, no gene embeddings)"))]
     #[serde(default)]
     pub mode: Mode,
     #[cfg_attr(feature = "cli", arg(long, default_value = "average", value_parser = crate::choice::value_enum::<Fusion>(), help = "How the gene latents of several --genes stores are fused: average (mean of the stores' μ and of their σ) or moe / poe, which both take the precision-weighted mean (μ = Σ μ_k/(σ_k²+1e-8) / Σ 1/(σ_k²+1e-8), σ² = 1 / Σ 1/(σ_k²+1e-8)) as the reference computes both; unused with one store"))]
