@@ -10,13 +10,16 @@ ordered seed by seed (store, then self), and results.json is rewritten after eac
 short keeps what it finished.
 
   python3 scripts/scilama_eval.py --data DATA --human-store STORE_H --mouse-store STORE_M \
-      --bin target/release/celltext --work scilama-eval [--seeds 0,1,2] [--epochs 100]
+      --bin target/release/celltext --work scilama-eval [--seeds 0,1,2] [--modes store,self,beta-vae] [--epochs 100]
+  python3 scripts/scilama_eval.py ... --tables results.*.json --merged merged.json   # runs made apart, merged by seed
 
 sciLaMA trains at `scilama train`'s defaults unless --epochs, --hvg or --batch-size are given
 (the tables of 2026-11-26 passed --epochs 30 --hvg 0 --batch-size 256). Runs trained elsewhere
 (e.g. on a GPU by scripts/scilama-gpu.sh, which names them NAME.MODE.sS.npy as this script does)
 are scored instead of trained with --trained DIR: a run whose .npy (and, for the pbmc3k markers,
 its .scilama_genes store) is in DIR is copied into --work, its seconds taken from DIR/timings.tsv.
+Each results file records how it was made (`_runs`: command, date, CPU, threads, binary version,
+commit) and every trained run's epochs (from its manifest).
 """
 import argparse
 import datetime
