@@ -240,14 +240,15 @@ def supports_batch_key(bin_):
 
 
 def cpu_string():
+    """CPU model (family, model), core count and the SIMD flags the kernels dispatch on."""
     try:
-        info = open("/proc/cpuinfo").read()
+        info = open("/proc/cpuinfo").read().splitlines()
     except OSError:
         return platform.processor()
-    model = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), "?")
-    flags = next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), [])
-    simd = ", ".join(f for f in ("avx2", "fma", "avx512f") if f in flags) or "no AVX2"
-    return f"{model}, {os.cpu_count()} cores, {simd}"
+    field = lambda key: next((l.split(":", 1)[1].strip() for l in info if l.split(":")[0].strip() == key), "?")
+    flags = field("flags").split()
+    simd = ", ".join(f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16") if f in flags)
+    return f"{field('model name')} (family {field('cpu family')} model {field('model')}), {os.cpu_count()} cores, {simd or 'no AVX2'}"
 
 
 def command_line(argv):

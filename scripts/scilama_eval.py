@@ -25,7 +25,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -35,6 +34,9 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.decomposition import PCA
 from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from integration_eval import cpu_string  # noqa: E402  (the scripts' one CPU description)
 
 DATASETS = [
     # name, input under DATA/cells (a folder: matrix.mtx.gz rows = cells, raw counts, genes.tsv,
@@ -146,11 +148,15 @@ def main():
     p.add_argument("--merged", default=None, help="with --tables: also write the merged results to this JSON")
     a = p.parse_args()
     if a.tables is not None:
+        if a.merged and os.path.exists(a.merged) and any(os.path.exists(f) and os.path.samefile(f, a.merged) for f in a.tables):
+            sys.exit(f"--merged {a.merged} is one of the --tables inputs; write the merge to a new file")
         merged = merge_results(a.tables)
         if a.merged:
             save(merged, a.merged)
         print_tables(merged)
         return
+    if not (os.path.isfile(a.bin) and os.access(a.bin, os.X_OK)):
+        sys.exit(f"--bin {a.bin}: no celltext binary there; build it (cargo build --release) or pass its path")
     seeds = [int(s) for s in a.seeds.split(",")]
     os.makedirs(a.work, exist_ok=True)
     log = open(os.path.join(a.work, "commands.log"), "a")
@@ -209,26 +215,17 @@ def provenance(bin_):
     """What a reader needs to redo the numbers: the command (absolute paths shortened to their
     last part), date, CPU, threads, the binary's version and the repository's commit."""
     here = os.path.dirname(os.path.abspath(__file__))
-    git = subprocess.run(["git", "-C", here, "describe", "--always", "--dirty"], capture_output=True, text=True)
+    try:
+        commit = subprocess.run(["git", "-C", here, "describe", "--always", "--dirty"], capture_output=True,
+                                text=True).stdout.strip() or None
+    except OSError:  # no git: the version alone says which build
+        commit = None
     version = subprocess.run([bin_, "--version"], capture_output=True, text=True).stdout.strip()
     argv = [os.path.basename(x) if os.path.isabs(x) else x for x in sys.argv[1:]]
     return {"command": "python3 scripts/scilama_eval.py " + " ".join(argv),
             "date": datetime.date.today().isoformat(), "cpu": cpu_string(),
             "threads": os.environ.get("RAYON_NUM_THREADS", "all cores"),
-            "celltext": version, "commit": git.stdout.strip() or None}
-
-
-def cpu_string():
-    try:
-        info = open("/proc/cpuinfo").read().splitlines()
-    except OSError:
-        return platform.processor()
-    model = next((l.split(":", 1)[1].strip() for l in info if l.startswith("model name")), "?")
-    family = next((l.split(":", 1)[1].strip() for l in info if l.startswith("cpu family")), "?")
-    cpu_model = next((l.split(":", 1)[1].strip() for l in info if l.startswith("model\t")), "?")
-    flags = next((l.split(":", 1)[1].split() for l in info if l.startswith("flags")), [])
-    simd = ", ".join(f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16") if f in flags)
-    return f"{model} (family {family} model {cpu_model}), {os.cpu_count()} cores, {simd or 'no AVX2'}"
+            "celltext": version, "commit": commit}
 
 
 def epochs_run(npy):

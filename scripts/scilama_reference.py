@@ -107,6 +107,8 @@ def main():
     p.add_argument("--max-epochs", type=int, default=500,
                    help="the template's 500 unless given (to compare the first epochs with `--epochs N`)")
     args = p.parse_args()
+    if args.max_epochs < 1:
+        p.error(f"--max-epochs {args.max_epochs}: give at least 1")
 
     import pandas as pd
     import torch
@@ -143,6 +145,7 @@ def main():
         "genes_not_in_h5ad": missing,
         "n_val": int((a.obs["split"] == "val").sum()),
         "seed": args.seed,
+        "max_epochs": args.max_epochs,
         "epochs_run": int(trainer.trainer.current_epoch),
         "best_epoch": best_epoch,
         "best_val_loss": best_val,

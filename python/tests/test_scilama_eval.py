@@ -57,3 +57,19 @@ def test_tables_merged_writes_what_it_prints(ev, tmp_path, monkeypatch, capsys):
     ev.main()
     assert json.load(open(out)) == ev.merge_results(files)
     assert "| PCA-50 | 2 | 0.750 ± 0.354 |" in capsys.readouterr().out
+
+
+def test_merged_never_over_an_input_and_missing_binary_named(ev, tmp_path, monkeypatch):
+    f = tmp_path / "results.0.json"
+    f.write_text(json.dumps({"cellbench": {"PCA-50": row([0], [1.0], [], [])}}))
+    before = f.read_text()
+    base = ["scilama_eval.py", "--data", "-", "--human-store", "-", "--mouse-store", "-"]
+    monkeypatch.setattr("sys.argv", base + ["--tables", str(f), "--merged", str(f)])
+    with pytest.raises(SystemExit, match="is one of the --tables inputs"):
+        ev.main()
+    assert f.read_text() == before
+    monkeypatch.setattr("sys.argv", base + ["--bin", str(tmp_path / "nope"), "--work", str(tmp_path / "w")])
+    with pytest.raises(SystemExit, match="no celltext binary there"):
+        ev.main()
+    assert not (tmp_path / "w").exists()
+
