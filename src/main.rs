@@ -797,7 +797,7 @@ fn run_scilama(cmd: ScilamaCmd, quiet: bool, json: bool) -> Result<()> {
             genes_out,
             device,
         } => {
-            let args = celltext::scilama::pipeline::EmbedArgs {
+            let args = celltext::scilama::embed::EmbedArgs {
                 model,
                 input,
                 read: celltext::cells::read::ReadOptions {
@@ -814,7 +814,7 @@ fn run_scilama(cmd: ScilamaCmd, quiet: bool, json: bool) -> Result<()> {
                 device,
                 quiet,
             };
-            let r = celltext::scilama::pipeline::run_embed(&args)?;
+            let r = celltext::scilama::embed::run_embed(&args)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

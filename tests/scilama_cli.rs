@@ -315,7 +315,7 @@ fn covariates_round_trip_and_unknown_or_missing_ones_are_refused() {
 
     // the model records the encoding: categories in sorted order, depth's mean and ddof-0 std
     let model = dir.path().join("a.scilama_model.safetensors");
-    let lm = celltext::scilama::pipeline::load_model(&model, &candle_core::Device::Cpu).unwrap();
+    let lm = celltext::scilama::model_file::load_model(&model, &candle_core::Device::Cpu).unwrap();
     assert_eq!(lm.net.arch.n_cov, 4);
     let cov = &lm.covariates;
     assert_eq!(cov.categorical[0].key, "platform");
@@ -455,7 +455,7 @@ fn model_with_wrong_covariate_lengths_is_refused() {
         st.tensors().into_iter().collect();
     let bad = dir.path().join("bad.safetensors");
     std::fs::write(&bad, safetensors::serialize(tensors, Some(meta)).unwrap()).unwrap();
-    let err = match celltext::scilama::pipeline::load_model(&bad, &candle_core::Device::Cpu) {
+    let err = match celltext::scilama::model_file::load_model(&bad, &candle_core::Device::Cpu) {
         Ok(_) => panic!("a model whose covariates disagree with its architecture was loaded"),
         Err(e) => format!("{e:#}"),
     };
@@ -525,7 +525,7 @@ fn two_gene_stores_are_fused_recorded_and_checked_at_embed() {
 
     // the model records both stores in --genes order, one encoder each, and the fusion
     let model = dir.path().join("two.scilama_model.safetensors");
-    let lm = celltext::scilama::pipeline::load_model(&model, &candle_core::Device::Cpu).unwrap();
+    let lm = celltext::scilama::model_file::load_model(&model, &candle_core::Device::Cpu).unwrap();
     assert_eq!(lm.net.arch.gene_dims(), vec![8, 5]);
     assert_eq!(lm.net.arch.fusion, Some(celltext::scilama::Fusion::Moe));
     let stores = lm.stores.as_ref().expect("the store record");
@@ -572,7 +572,7 @@ fn two_gene_stores_are_fused_recorded_and_checked_at_embed() {
     let avg = dir.path().join("avg.h5ad");
     assert!(train(&a, &avg, &["--genes", b_arg]).status.success());
     assert_ne!(read_obsm(&avg, "X_scilama").unwrap().0, z);
-    let lm_avg = celltext::scilama::pipeline::load_model(
+    let lm_avg = celltext::scilama::model_file::load_model(
         &dir.path().join("avg.scilama_model.safetensors"),
         &candle_core::Device::Cpu,
     )
@@ -693,7 +693,7 @@ fn stores_that_disagree_or_are_missing_are_refused() {
             safetensors::serialize(tensors.clone(), Some(meta)).unwrap(),
         )
         .unwrap();
-        let err = match celltext::scilama::pipeline::load_model(&bad, &candle_core::Device::Cpu) {
+        let err = match celltext::scilama::model_file::load_model(&bad, &candle_core::Device::Cpu) {
             Ok(_) => panic!("{name}: a model whose store record disagrees with it was loaded"),
             Err(e) => format!("{e:#}"),
         };

@@ -37,8 +37,11 @@
 
 pub mod covariates;
 pub mod data;
+pub mod embed;
 pub mod fused;
 pub mod model;
+pub mod model_file;
+pub mod output_set;
 pub mod pipeline;
 pub mod stores;
 pub mod train;
