@@ -228,7 +228,7 @@ pub struct Weights {
 pub struct Network {
     pub arch: Arch,
     pub device: Device,
-    /// Every parameter, in [`Network::param_shapes`] order.
+    /// Every parameter, in [`Arch::param_shapes`] order.
     pub vars: Vec<(String, Var)>,
 }
 

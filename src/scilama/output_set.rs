@@ -22,7 +22,7 @@ fn side(prefix: &Path, suffix: &str) -> PathBuf {
 }
 
 /// The files of one `scilama train` run (see the module docs); the model's manifest is the set's
-/// marker, written last with the size and sha256 of every other part ([`verify_model_set`]).
+/// marker, written last with the size and sha256 of every other part ([`crate::scilama::model_file::verify_model_set`]).
 pub struct OutputSet {
     pub cells: PathBuf,
     pub genes: PathBuf,
