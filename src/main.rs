@@ -708,6 +708,7 @@ enum ScilamaCmd {
         /// OUT.h5ad (side files OUT.scilama_genes.*, OUT.scilama_model.safetensors, OUT.scilama_losses.tsv).
         #[arg(long, short = 'o')]
         output: PathBuf,
+        /// Allow --output to be the input file.
         #[arg(long)]
         in_place: bool,
     },
@@ -730,8 +731,12 @@ enum ScilamaCmd {
         /// OUT.h5ad for the projected cells (obsm['X_scilama']).
         #[arg(long, short = 'o')]
         output: Option<PathBuf>,
+        /// Allow --output to be the input file.
         #[arg(long)]
         in_place: bool,
+        /// Refuse --input when fewer than this share of the model's genes are in it (a missing gene counts as zero expression).
+        #[arg(long, default_value_t = 0.5)]
+        min_gene_fraction: f64,
         /// Gene store whose vectors go through the gene encoder; a model trained on several stores takes one --genes per store, in training order (genes in every store are projected).
         #[arg(long)]
         genes: Vec<PathBuf>,
@@ -793,6 +798,7 @@ fn run_scilama(cmd: ScilamaCmd, quiet: bool, json: bool) -> Result<()> {
             species: SpeciesArg { species },
             output,
             in_place,
+            min_gene_fraction,
             genes,
             genes_out,
             device,
@@ -809,6 +815,7 @@ fn run_scilama(cmd: ScilamaCmd, quiet: bool, json: bool) -> Result<()> {
                 species,
                 output,
                 in_place,
+                min_gene_fraction,
                 genes,
                 genes_out,
                 device,
@@ -820,7 +827,9 @@ fn run_scilama(cmd: ScilamaCmd, quiet: bool, json: bool) -> Result<()> {
             } else {
                 if let (Some((o, n, k)), Some(found)) = (&r.cells, r.model_genes_found) {
                     println!(
-                        "wrote {o} (obsm['X_scilama'], {n} cells × {k}; {found} model genes found)"
+                        "wrote {o} (obsm['X_scilama'], {n} cells × {k}; {found} of the model's {} \
+                         genes found)",
+                        r.model_genes
                     );
                 }
                 if let Some((o, n)) = &r.genes {

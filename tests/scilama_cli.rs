@@ -384,6 +384,146 @@ fn covariates_round_trip_and_unknown_or_missing_ones_are_refused() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("no column `platform`"));
 }
 
+/// The fixture with a `platform` column (p1, p2, p3, or "" — missing — for the cells in
+/// `missing`), its counts times `scale`, and every gene from index `keep_genes` on renamed so no
+/// store or model knows it.
+fn variant(dir: &Path, name: &str, missing: &[usize], scale: f32, keep_genes: usize) -> PathBuf {
+    use celltext::cells::h5ad::{write_new_h5ad, NewH5ad};
+    use celltext::cells::matrix::ObsColumn;
+    let mut m = celltext::cells::pipeline::read_normalized(
+        Path::new(INPUT),
+        &Default::default(),
+        celltext::cells::pipeline::InputNorm::Raw,
+        true,
+    )
+    .unwrap();
+    let platform: Vec<String> = (0..m.cell_ids.len())
+        .map(|i| {
+            if missing.contains(&i) {
+                String::new()
+            } else {
+                format!("p{}", i % 3 + 1)
+            }
+        })
+        .collect();
+    m.x.data.iter_mut().for_each(|v| *v *= scale);
+    for (j, g) in m.genes.iter_mut().enumerate().skip(keep_genes) {
+        *g = format!("UNKNOWN{j}");
+    }
+    let out = dir.join(name);
+    let obs = vec![("platform".to_string(), ObsColumn::Text(platform))];
+    write_new_h5ad(
+        &out,
+        &NewH5ad {
+            cell_ids: &m.cell_ids,
+            genes: &m.genes,
+            obs: &obs,
+            x: Some(&m.x),
+        },
+        &[],
+        None,
+    )
+    .unwrap();
+    out
+}
+
+/// Inputs that would silently give a wrong answer are named: a batch column with missing
+/// values (at train and at embed), a normalized matrix (a warning kept in the manifest), and a
+/// dataset that lacks most of the model's genes (refused below --min-gene-fraction).
+#[test]
+fn missing_batches_normalized_input_and_missing_genes_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = make_store(dir.path());
+    let train_on = |input: &Path, out: &Path| {
+        celltext(&[
+            "scilama",
+            "train",
+            "-i",
+            input.to_str().unwrap(),
+            "--genes",
+            store.to_str().unwrap(),
+            "--hvg",
+            "200",
+            "--hidden",
+            "32,16",
+            "--latent",
+            "8",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+            "--batch-key",
+            "platform",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+    };
+    let holes = variant(dir.path(), "holes.h5ad", &[4, 7], 1.0, usize::MAX);
+    let o = train_on(&holes, &dir.path().join("h.h5ad"));
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("`platform` (--batch-key) has no value") && err.contains("2 of 60 cells"),
+        "{err}"
+    );
+    assert!(!dir.path().join("h.h5ad").exists());
+
+    // a matrix with non-integer values trains, with a warning on stderr and in the manifest
+    let halved = variant(dir.path(), "halved.h5ad", &[], 0.5, usize::MAX);
+    let o = train_on(&halved, &dir.path().join("a.h5ad"));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("warning: ") && err.contains("non-integer values"),
+        "{err}"
+    );
+    let manifest = std::fs::read_to_string(dir.path().join("a.h5ad.manifest.json")).unwrap();
+    assert!(
+        manifest.contains("\"warnings\"") && manifest.contains("--layer counts"),
+        "{manifest}"
+    );
+
+    // embedding: a missing batch is named as missing
+    let model = dir.path().join("a.scilama_model.safetensors");
+    let holes_half = variant(dir.path(), "holes_half.h5ad", &[9], 0.5, usize::MAX);
+    let o = embed_cells(&model, &holes_half, &dir.path().join("e.h5ad"));
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no value (missing, empty or NaN) for cell"),
+        "{err}"
+    );
+
+    // a dataset with only its first 60 genes known holds under half of the model's 200
+    let few = variant(dir.path(), "few.h5ad", &[], 0.5, 60);
+    let e = dir.path().join("few.out.h5ad");
+    let o = embed_cells(&model, &few, &e);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("of the model's 200 genes are in this dataset")
+            && err.contains("--gene-symbols-key")
+            && err.contains("--min-gene-fraction"),
+        "{err}"
+    );
+    assert!(!e.exists());
+    let o = celltext(&[
+        "scilama",
+        "embed",
+        "--model",
+        model.to_str().unwrap(),
+        "-i",
+        few.to_str().unwrap(),
+        "-o",
+        e.to_str().unwrap(),
+        "--min-gene-fraction",
+        "0.01",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(said.contains("of the model's 200 genes found"), "{said}");
+}
+
 #[test]
 fn a_one_cell_batch_is_named_when_genes_are_chosen_within_batches() {
     let dir = tempfile::tempdir().unwrap();

@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import _adata, _celltext, _progress
 from ._encoder import Encoder
-from ._errors import translated
+from ._errors import python_words, translated
 from ._settings import logger
 from ._uns import SAMPLE, metrics_to_uns, summary, to_uns
 from .genes import GeneStore
@@ -657,14 +657,36 @@ def _obs_column(adata: Any, key: str, what: str) -> Any:
         pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_numeric_dtype(dtype)
     ):
         return col.astype("float64").to_numpy(dtype=np.float64, na_value=np.nan)
-    return ["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
-            for v in col.astype(object)]
+    return [_label_text(v) for v in col.astype(object)]
 
 
-def _keys(value: Union[None, str, Sequence[str]]) -> List[str]:
+def _label_text(v: Any) -> str:
+    """A category as the core spells it when it reads the h5ad: missing as "", a number
+    without a trailing ``.0`` (``1.0`` -> ``1``, ``0.5`` stays), ``True``/``False`` for bools,
+    anything else as ``str``; so a model trained here embeds the same AnnData written to disk."""
+    if v is None or v is pd.NA or v is pd.NaT:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "True" if v else "False"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)):
+        x = float(v)
+        if np.isnan(x):
+            return ""
+        if np.isfinite(x) and x == int(x) and abs(x) < 1e15:
+            return str(int(x))
+        return np.format_float_positional(x, trim="-") if np.isfinite(x) else str(x)
+    return str(v)
+
+
+def _keys(value: Union[None, str, Sequence[str]]) -> List[Any]:
+    """Column names as given: one name (any hashable pandas allows, e.g. ``0``) or several."""
     if value is None:
         return []
-    return [value] if isinstance(value, str) else [str(v) for v in value]
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        return [value]
+    return list(value)
 
 
 @translated(rename={"genes": "store"})
@@ -786,9 +808,10 @@ def scilama(
     """
     t0 = time.perf_counter()
     _adata.check_source(adata, layer, False)
-    batch_keys, covariate_keys = _keys(batch_key), _keys(covariate_key)
-    obs = [(k, _obs_column(adata, k, "batch_key")) for k in batch_keys]
-    obs += [(k, _obs_column(adata, k, "covariate_key")) for k in covariate_keys]
+    batch_cols, covariate_cols = _keys(batch_key), _keys(covariate_key)
+    obs = [(str(k), _obs_column(adata, k, "batch_key")) for k in batch_cols]
+    obs += [(str(k), _obs_column(adata, k, "covariate_key")) for k in covariate_cols]
+    batch_keys, covariate_keys = [str(k) for k in batch_cols], [str(k) for k in covariate_cols]
     given = list(store) if isinstance(store, (list, tuple)) else [store]
     if not given:
         raise ValueError("store=: give at least one gene store")
@@ -858,7 +881,7 @@ def scilama(
         "tool": _celltext.version(),
     }
     for w in info.get("warnings") or []:
-        logger.warning("scilama: %s", w)
+        logger.warning("scilama: %s", python_words(w, {"genes": "store"}))
     logger.info("scilama: %d cells x %d genes, %s epochs -> obsm[%r] %s", m.n_rows,
                 len(genes), info["epochs_run"], key_added, cell_mu.shape)
     return adata if copy else table

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
+use celltext::cells::matrix::is_missing_label;
 use celltext::choice::parse_choice as parse_value;
 use celltext::classify::features::gather_rows;
 use celltext::classify::knn::{knn_loo, CosineKnn, Vote};
@@ -14,11 +15,6 @@ use celltext::classify::split::stratified_split;
 use celltext::eval::metrics::ClassificationReport;
 
 use crate::guard;
-
-fn is_missing_label(s: &str) -> bool {
-    let t = s.trim();
-    t.is_empty() || t.eq_ignore_ascii_case("nan")
-}
 
 /// Class names (sorted distinct non-missing labels) and each cell's class (`None`: missing).
 fn classes(labels: &[String]) -> (Vec<String>, Vec<Option<usize>>) {

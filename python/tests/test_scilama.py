@@ -238,3 +238,48 @@ def test_progress_and_ctrl_c_between_epochs(cells, store, capsys):
             [], [], progress=interrupt,
         )
     assert seen == [(1, 50), (2, 50)]
+
+
+def test_categories_are_spelled_as_the_cli_reads_them(cli, tmp_path, cells, store):
+    """Float, bool and integer-named batch columns: a model trained in Python embeds the same
+    AnnData written to disk through `scilama embed` (the categories spelled as the CLI reads
+    them from the h5ad: ``1.0`` -> ``1``, ``0.5`` stays)."""
+    import anndata as ad
+    import pandas as pd
+
+    code = np.arange(cells.n_obs) % 3
+    cells.obs["plate"] = pd.Categorical(np.array([1.0, 2.0, 0.5])[code])
+    cells.obs[0] = pd.Categorical(code == 0)  # an integer column name, bool categories
+    inp = tmp_path / "cells.h5ad"
+    for key, want in (("plate", ["0.5", "1", "2"]), (0, ["False", "True"])):
+        model = tmp_path / f"m{key}.safetensors"
+        celltext.tl.scilama(cells, str(store), batch_key=key, seed=0, model_path=model,
+                            progress=False, **SMALL)
+        cats = cells.uns["scilama"]["covariates"]["categorical"]["0"]["categories"]
+        assert list(cats) == want
+        written = cells.copy()
+        written.obs.columns = written.obs.columns.astype(str)
+        written.write_h5ad(inp)
+        out = tmp_path / f"e{key}.h5ad"
+        run_cli(cli, "scilama", "embed", "--model", str(model), "-i", str(inp), "-o", str(out))
+        np.testing.assert_allclose(ad.read_h5ad(out).obsm["X_scilama"],
+                                   cells.obsm["X_scilama"], rtol=0, atol=1e-5)
+
+
+def test_missing_batches_are_refused_and_non_counts_warned(cells, store, caplog):
+    import pandas as pd
+
+    cells.obs["plate"] = pd.Categorical(
+        [None if i in (3, 8) else f"p{i % 2}" for i in range(cells.n_obs)]
+    )
+    with pytest.raises(ValueError, match=r"obs column `plate` \(batch_key=\) has no value "
+                                         r"\(missing, empty or NaN\) for 2 of 60 cells"):
+        celltext.tl.scilama(cells, str(store), batch_key="plate", progress=False, **SMALL)
+    cells.obs["plate"] = np.nan
+    with pytest.raises(ValueError, match=r"holds no value for any of its 60 cells"):
+        celltext.tl.scilama(cells, str(store), batch_key="plate", progress=False, **SMALL)
+    assert "X_scilama" not in cells.obsm
+    cells.X = cells.X * 0.5
+    with caplog.at_level("WARNING", logger="celltext"):
+        celltext.tl.scilama(cells, str(store), progress=False, **SMALL)
+    assert "non-integer values" in caplog.text and "layer='counts'" in caplog.text

@@ -153,6 +153,13 @@ impl ObsColumn {
     }
 }
 
+/// A label that records nothing: empty text (a missing categorical or string value as read),
+/// or `nan` (a missing value pandas turned into text with `astype(str)`), any case or padding.
+pub fn is_missing_label(s: &str) -> bool {
+    let t = s.trim();
+    t.is_empty() || t.eq_ignore_ascii_case("nan")
+}
+
 impl ExpressionMatrix {
     /// An obs column by name; the error lists the available columns.
     pub fn obs_column(&self, name: &str) -> Result<&ObsColumn> {

@@ -93,7 +93,7 @@ fn check_args(args: &ExplainArgs) -> Result<()> {
 fn labels_of(m: &ExpressionMatrix, args: &ExplainArgs) -> Result<(Vec<String>, Vec<usize>)> {
     let col = find_obs_column(&m.obs, &args.label, Some(&args.input)).context("--label")?;
     let raw = col.to_labels();
-    let missing = |s: &str| s.trim().is_empty() || s.trim().eq_ignore_ascii_case("nan");
+    let missing = crate::cells::matrix::is_missing_label;
     let mut names: Vec<String> = raw.iter().filter(|s| !missing(s)).cloned().collect();
     names.sort();
     names.dedup();

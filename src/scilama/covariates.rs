@@ -17,7 +17,7 @@
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::cells::matrix::ObsColumn;
+use crate::cells::matrix::{is_missing_label, ObsColumn};
 
 /// One categorical covariate and its categories, in one-hot order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,12 +63,61 @@ fn column<'a>(
     }
 }
 
-/// The text of a categorical value (numbers as Rust prints them: `1`, `2.5`).
+/// The text of a categorical value (integral numbers without `.0`: `1`, `2.5`; missing: "").
 fn category_texts(col: &ObsColumn) -> Vec<String> {
-    match col {
-        ObsColumn::Text(v) => v.clone(),
-        ObsColumn::Number(v) => v.iter().map(|x| x.to_string()).collect(),
+    col.to_labels()
+}
+
+fn cell_name(cell_ids: &[String], i: usize) -> String {
+    cell_ids.get(i).map_or(format!("#{i}"), |s| s.clone())
+}
+
+/// Refuses a `--batch-key` column that cannot name every training cell's batch: a missing value
+/// (a category of its own in the reference, which silently makes one batch of unrelated cells),
+/// non-integer numbers or, past 50 values, fewer than two cells a value (a measurement or an ID,
+/// not a batch).
+fn check_batch_column(col: &ObsColumn, key: &str, cell_ids: &[String], source: &str) -> Result<()> {
+    let texts = category_texts(col);
+    let n = texts.len();
+    let missing: Vec<usize> = (0..n).filter(|&i| is_missing_label(&texts[i])).collect();
+    if missing.len() == n {
+        bail!(
+            "{source}: obs column `{key}` (--batch-key) holds no value for any of its {n} cells \
+             (all missing, empty or NaN); name the column that records each cell's batch"
+        );
     }
+    if let Some(&i) = missing.first() {
+        bail!(
+            "{source}: obs column `{key}` (--batch-key) has no value (missing, empty or NaN) for \
+             {} of {n} cells, the first {}; sciLaMA needs every cell's batch: drop those cells, \
+             or give them a label of their own (e.g. `unknown`) if they are one batch",
+            missing.len(),
+            cell_name(cell_ids, i)
+        );
+    }
+    if let ObsColumn::Number(v) = col {
+        if let Some(i) = v.iter().position(|x| x.fract() != 0.0) {
+            bail!(
+                "{source}: obs column `{key}` (--batch-key) holds the non-integer number {} (cell \
+                 {}): a measurement, not a batch; pass it as --covariate-key {key}, or store the \
+                 batches as text or categories",
+                v[i],
+                cell_name(cell_ids, i)
+            );
+        }
+    }
+    let mut distinct = texts.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() > 50 && distinct.len() * 2 > n {
+        bail!(
+            "{source}: obs column `{key}` (--batch-key) has {} distinct values over {n} cells, \
+             fewer than 2 cells a batch on average: an ID or a measurement, not a batch (a \
+             measurement goes in --covariate-key {key})",
+            distinct.len()
+        );
+    }
+    Ok(())
 }
 
 fn numbers<'a>(col: &'a ObsColumn, key: &str, source: &str) -> Result<&'a [f64]> {
@@ -101,6 +150,7 @@ impl Covariates {
         obs: &[(String, ObsColumn)],
         batch_keys: &[String],
         covariate_keys: &[String],
+        cell_ids: &[String],
         source: &str,
     ) -> Result<Self> {
         let mut seen = std::collections::HashSet::new();
@@ -112,6 +162,7 @@ impl Covariates {
         let mut out = Covariates::default();
         for key in batch_keys {
             let col = column(obs, key, "--batch-key", source)?;
+            check_batch_column(col, key, cell_ids, source)?;
             let mut categories = category_texts(col);
             categories.sort_unstable();
             categories.dedup();
@@ -124,14 +175,23 @@ impl Covariates {
             let v = numbers(column(obs, key, "--covariate-key", source)?, key, source)?;
             if let Some(i) = v.iter().position(|x| !x.is_finite()) {
                 bail!(
-                    "{source}: obs column `{key}` is {} at cell {i}; --covariate-key needs a \
+                    "{source}: obs column `{key}` is {} at cell {}; --covariate-key needs a \
                      finite number for every cell (fill or drop those cells first)",
-                    v[i]
+                    v[i],
+                    cell_name(cell_ids, i)
                 );
             }
             let n = v.len().max(1) as f64;
             let mean = v.iter().sum::<f64>() / n;
             let sd = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+            if !mean.is_finite() || !sd.is_finite() {
+                bail!(
+                    "{source}: obs column `{key}` (--covariate-key) holds values too large to \
+                     standardize in double precision (up to {:e}); rescale it (e.g. a log or \
+                     other units) first",
+                    v.iter().fold(0f64, |a, x| a.max(x.abs()))
+                );
+            }
             out.continuous.push(Continuous {
                 key: key.clone(),
                 mean,
@@ -200,7 +260,7 @@ impl Covariates {
                 .map(|(c, &j)| format!("{} = {}", c.key, c.categories[j]))
                 .collect();
             bail!(
-                "{source}: the batch {} holds a single cell; the --hvg genes are chosen within \
+                "{source}: the batch {} holds a single cell; the genes of --hvg are chosen within \
                  batches, which needs at least 2 cells in each (drop or relabel that cell, or pass \
                  --hvg 0)",
                 name.join(", ")
@@ -259,13 +319,22 @@ impl Covariates {
                 );
             }
             for (i, t) in texts.iter().enumerate() {
+                if is_missing_label(t) && !c.categories.contains(t) {
+                    bail!(
+                        "{source}: obs column `{}` has no value (missing, empty or NaN) for cell \
+                         {}; the model needs each cell's batch, one of: {}",
+                        c.key,
+                        cell_name(cell_ids, i),
+                        c.categories.join(", ")
+                    );
+                }
                 let Some(j) = c.categories.iter().position(|k| k == t) else {
                     bail!(
                         "{source}: obs column `{}` holds `{t}` (cell {}), a category the model \
                          was not trained with (it knows {}); embed only cells of known \
                          categories, or retrain with these cells included",
                         c.key,
-                        cell_ids.get(i).map_or(i.to_string(), |s| s.clone()),
+                        cell_name(cell_ids, i),
                         c.categories.join(", ")
                     );
                 };
@@ -292,7 +361,7 @@ impl Covariates {
                         "{source}: obs column `{}` is {x} at cell {}; every cell needs a finite \
                          value",
                         c.key,
-                        cell_ids.get(i).map_or(i.to_string(), |s| s.clone())
+                        cell_name(cell_ids, i)
                     );
                 }
                 out[i * w + off] = ((x - c.mean) / c.std) as f32;
@@ -320,7 +389,7 @@ mod tests {
     #[test]
     fn encoding_matches_hand_computation() -> Result<()> {
         let ids: Vec<String> = (0..4).map(|i| format!("c{i}")).collect();
-        let cov = Covariates::fit(&obs(), &["batch".into()], &["depth".into()], "in")?;
+        let cov = Covariates::fit(&obs(), &["batch".into()], &["depth".into()], &ids, "in")?;
         assert_eq!(cov.categorical[0].categories, vec!["a", "b", "c"]);
         // mean 3, population variance (4 + 1 + 0 + 9) / 4 = 3.5
         assert_eq!(cov.continuous[0].mean, 3.0);
@@ -352,14 +421,82 @@ mod tests {
             .to_string();
         assert!(e.contains("no column `batch`"), "{e}");
         // text as a continuous covariate, a key twice
-        assert!(Covariates::fit(&obs(), &[], &["batch".into()], "in").is_err());
-        assert!(Covariates::fit(&obs(), &["depth".into()], &["depth".into()], "in").is_err());
+        assert!(Covariates::fit(&obs(), &[], &["batch".into()], &ids, "in").is_err());
+        assert!(Covariates::fit(&obs(), &["depth".into()], &["depth".into()], &ids, "in").is_err());
         // a constant column gets std 1
         let c = vec![("k".into(), ObsColumn::Number(vec![2.0; 3]))];
         assert_eq!(
-            Covariates::fit(&c, &[], &["k".into()], "in")?.continuous[0].std,
+            Covariates::fit(&c, &[], &["k".into()], &ids, "in")?.continuous[0].std,
             1.0
         );
         Ok(())
+    }
+
+    fn fit_batch(col: ObsColumn) -> String {
+        let ids: Vec<String> = (0..col.len()).map(|i| format!("c{i}")).collect();
+        match Covariates::fit(&[("b".into(), col)], &["b".into()], &[], &ids, "in.h5ad") {
+            Ok(c) => format!("ok {:?}", c.categorical[0].categories),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// A batch column must name every cell's batch: missing values (NaN, empty, the text `nan`,
+    /// some or all), non-integer numbers and one value per cell are refused by column and cell;
+    /// integral numbers are categories spelled without `.0`.
+    #[test]
+    fn batch_columns_that_cannot_name_every_cell_are_refused() {
+        let text = |v: &[&str]| ObsColumn::Text(v.iter().map(|s| s.to_string()).collect());
+        let e = fit_batch(text(&["a", "a", "", "b", "b", ""]));
+        assert!(
+            e.contains("`b` (--batch-key) has no value")
+                && e.contains("2 of 6 cells, the first c2"),
+            "{e}"
+        );
+        let e = fit_batch(text(&["a", "nan", "a", "b"]));
+        assert!(e.contains("1 of 4 cells, the first c1"), "{e}");
+        let e = fit_batch(ObsColumn::Number(vec![1.0, f64::NAN, 1.0, 2.0]));
+        assert!(e.contains("1 of 4 cells, the first c1"), "{e}");
+        let e = fit_batch(ObsColumn::Number(vec![f64::NAN; 3]));
+        assert!(e.contains("no value for any of its 3 cells"), "{e}");
+        let e = fit_batch(ObsColumn::Number(vec![1.0, 1.0, 2.5, 2.0]));
+        assert!(
+            e.contains("non-integer number 2.5 (cell c2)") && e.contains("--covariate-key b"),
+            "{e}"
+        );
+        let e = fit_batch(ObsColumn::Number(
+            (0..60).map(|i| (i * 100) as f64).collect(),
+        ));
+        assert!(e.contains("60 distinct values over 60 cells"), "{e}");
+        assert_eq!(
+            fit_batch(ObsColumn::Number(vec![2.0, 1.0, 1.0, 2.0])),
+            "ok [\"1\", \"2\"]"
+        );
+        // embedding: a missing value is named as missing, not as an unknown category ``
+        let ids: Vec<String> = (0..4).map(|i| format!("c{i}")).collect();
+        let cov = Covariates::fit(&obs(), &["batch".into()], &[], &ids, "in").unwrap();
+        let mut other = obs();
+        other[0].1 = text(&["a", "b", "", "a"]);
+        let e = cov
+            .encode(&other, 4, &ids, "new.h5ad")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no value (missing, empty or NaN) for cell c2"),
+            "{e}"
+        );
+    }
+
+    /// Values whose mean or spread overflows f64 are refused by name, not saved as inf.
+    #[test]
+    fn an_overflowing_covariate_is_refused() {
+        let ids: Vec<String> = (0..2).map(|i| format!("c{i}")).collect();
+        let c = vec![("huge".into(), ObsColumn::Number(vec![1e308, -1e308]))];
+        let e = Covariates::fit(&c, &[], &["huge".into()], &ids, "in.h5ad")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("in.h5ad: obs column `huge`") && e.contains("too large"),
+            "{e}"
+        );
     }
 }

@@ -15,7 +15,7 @@ use crate::genes::Species;
 use crate::io::{manifest_path, TOOL_VERSION};
 use crate::scilama::data::scale_new;
 use crate::scilama::model_file::{load_model, verify_model_set, LoadedModel};
-use crate::scilama::pipeline::{write_gene_store, OBSM_KEY};
+use crate::scilama::pipeline::{non_count_warning, write_gene_store, OBSM_KEY};
 use crate::scilama::stores::{check_given, load_stores, shared_store_genes};
 use crate::training::device;
 
@@ -26,6 +26,9 @@ pub struct EmbedArgs {
     pub species: Species,
     pub output: Option<PathBuf>,
     pub in_place: bool,
+    /// The least share of the model's genes `input` must hold (a missing gene is zero
+    /// expression, which moves every cell).
+    pub min_gene_fraction: f64,
     /// Gene stores whose vectors go through the gene encoder(s): one per store the model was
     /// trained with, in the same order (empty: no genes to project).
     pub genes: Vec<PathBuf>,
@@ -41,12 +44,15 @@ pub struct EmbedReport {
     pub model: String,
     pub model_sha256: String,
     pub cells: Option<(String, usize, usize)>,
+    pub model_genes: usize,
     pub model_genes_found: Option<usize>,
     pub genes: Option<(String, usize)>,
     /// With several stores: how many of the first store's genes each store lacks (those genes
     /// are left out of the projection).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub genes_lacking: Vec<usize>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Projects new cells (→ `obsm['X_scilama']`) and/or new gene vectors (→ a gene store) through a
@@ -62,9 +68,11 @@ pub fn run_embed(args: &EmbedArgs) -> Result<EmbedReport> {
         model: args.model.display().to_string(),
         model_sha256: crate::io::sha256_file(&args.model)?,
         cells: None,
+        model_genes: lm.genes.len(),
         model_genes_found: None,
         genes: None,
         genes_lacking: Vec::new(),
+        warnings: Vec::new(),
     };
     if args.input.is_none() && args.genes.is_empty() {
         bail!("give --input (cells to project) and/or --genes STORE (gene vectors to project)");
@@ -125,6 +133,40 @@ fn model_columns(
     Ok(best.into_iter().map(|b| b.map(|(_, j)| j)).collect())
 }
 
+/// Refuses an input that holds too few of the model's genes (`columns`: each model gene's data
+/// column), naming the first missing ones and the usual causes.
+fn check_genes_found(
+    input: &Path,
+    model_genes: &[String],
+    columns: &[Option<usize>],
+    min_fraction: f64,
+) -> Result<()> {
+    if !(0.0..=1.0).contains(&min_fraction) {
+        bail!("--min-gene-fraction {min_fraction}: give a share between 0 and 1");
+    }
+    let found = columns.iter().filter(|c| c.is_some()).count();
+    let m = model_genes.len();
+    if found > 0 && found as f64 >= min_fraction * m as f64 {
+        return Ok(());
+    }
+    let missing: Vec<&str> = model_genes
+        .iter()
+        .zip(columns)
+        .filter(|(_, c)| c.is_none())
+        .map(|(g, _)| g.as_str())
+        .take(5)
+        .collect();
+    bail!(
+        "{}: {found} of the model's {m} genes are in this dataset ({:.1} %; --min-gene-fraction \
+         {min_fraction}), missing e.g. {}. A missing gene counts as zero expression, which moves \
+         every cell's embedding. Check --species, and --gene-symbols-key when the var names are \
+         Ensembl IDs; pass a lower --min-gene-fraction to embed anyway",
+        input.display(),
+        100.0 * found as f64 / m.max(1) as f64,
+        missing.join(", ")
+    )
+}
+
 /// Cell μ of the cells of `input` (the model's genes matched by name, scaled by the training
 /// statistics) into `--output`.
 fn embed_new_cells(
@@ -137,15 +179,13 @@ fn embed_new_cells(
         bail!("--input needs --output OUT.h5ad");
     };
     let m = read_normalized(input, &args.read, InputNorm::Raw, args.quiet)?;
-    let columns = model_columns(&lm.genes, &m.genes, args.species)?;
-    let found = columns.iter().filter(|c| c.is_some()).count();
-    if found == 0 {
-        bail!(
-            "{}: none of the model's {} genes is in this dataset; check --species and the var names",
-            input.display(),
-            lm.genes.len()
-        );
+    if let Some(w) = non_count_warning(&m, &input.display().to_string()) {
+        crate::progress::warn(args.quiet, &w);
+        report.warnings.push(w);
     }
+    let columns = model_columns(&lm.genes, &m.genes, args.species)?;
+    check_genes_found(input, &lm.genes, &columns, args.min_gene_fraction)?;
+    let found = columns.iter().filter(|c| c.is_some()).count();
     let n = m.cell_ids.len();
     let cov = lm
         .covariates

@@ -94,6 +94,8 @@ pub struct TrainReport {
     pub epochs_run: Vec<(String, usize)>,
     pub best_epochs: Vec<(String, usize)>,
     pub final_val_loss: Option<f32>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub seconds: f64,
     pub outputs: Vec<String>,
 }
@@ -241,6 +243,8 @@ pub struct TrainingData {
     pub coverage: Coverage,
     /// With several stores: the genes in all of them and each store's coverage.
     pub shared: Option<(SharedGenes, Vec<Coverage>)>,
+    /// What the user should know about the input (also shown through `progress::warn`).
+    pub warnings: Vec<String>,
 }
 
 impl TrainingData {
@@ -280,6 +284,10 @@ fn training_data(
     if stores.stores.is_empty() {
         bail!("give a gene store with --genes STORE (several: --genes A --genes B)");
     }
+    let warnings: Vec<String> = non_count_warning(&m, source).into_iter().collect();
+    for w in &warnings {
+        crate::progress::warn(quiet, w);
+    }
     let records = stores.records();
     let store = &stores.stores[0].1;
     let store_manifest = stores.manifests[0].clone();
@@ -308,6 +316,7 @@ fn training_data(
         &m.obs,
         &settings.batch_keys,
         &settings.covariate_keys,
+        &m.cell_ids,
         source,
     )?;
     // with batches, genes are chosen within them (scanpy's `batch_key`), not for differing
@@ -352,7 +361,24 @@ fn training_data(
         store_manifest,
         coverage,
         shared,
+        warnings,
     })
+}
+
+/// A warning when the matrix holds non-integer values: sciLaMA normalizes and logs raw counts
+/// itself, so a normalized matrix (a forgotten `--layer counts`) is transformed twice.
+pub(crate) fn non_count_warning(m: &ExpressionMatrix, source: &str) -> Option<String> {
+    let k = m.x.data.iter().position(|v| v.fract() != 0.0)?;
+    let row = m.x.indptr.partition_point(|&p| p <= k).saturating_sub(1);
+    let gene = m.x.indices[k] as usize;
+    Some(format!(
+        "{source}: the matrix holds non-integer values (e.g. {} for cell {}, gene {}), so it may \
+         not be raw counts; sciLaMA normalizes and log-transforms counts itself, so normalized \
+         input is transformed twice. Point it at the raw counts (e.g. --layer counts)",
+        m.x.data[k],
+        m.cell_ids.get(row).map_or("?", |s| s.as_str()),
+        m.genes.get(gene).map_or("?", |s| s.as_str())
+    ))
 }
 
 /// A trained sciLaMA model with its data and embeddings: what `scilama train` writes and what
@@ -540,6 +566,12 @@ fn train_with_progress(
     model
 }
 
+fn is_h5ad(p: &Path) -> bool {
+    p.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("h5ad"))
+}
+
 /// The run's report (also every output's manifest).
 fn train_report(
     args: &TrainArgs,
@@ -575,12 +607,17 @@ fn train_report(
         epochs_run: model.epochs_run(&args.settings.cfg),
         best_epochs: model.best_epochs(),
         final_val_loss: model.final_val_loss(),
+        warnings: data.warnings.clone(),
         seconds: t0.elapsed().as_secs_f64(),
         outputs: [
-            Some(format!(
-                "{} (obsm['{OBSM_KEY}'], obs['scilama_split'])",
-                args.output.display()
-            )),
+            Some(if is_h5ad(&args.output) {
+                format!(
+                    "{} (obsm['{OBSM_KEY}'], obs['scilama_split'])",
+                    args.output.display()
+                )
+            } else {
+                format!("{} (cell embeddings)", args.output.display())
+            }),
             model.genes.is_some().then(|| {
                 format!(
                     "{}.safetensors (contextual gene embeddings)",

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use super::arguments::{ClassifyArgs, CountBaseline, FeatureSpace};
 use super::report::{ClassCount, FeatureInfo};
 use super::{say, MAX_DENSE_COUNTS};
-use crate::cells::matrix::{CsrMatrix, ObsColumn};
+use crate::cells::matrix::{is_missing_label, CsrMatrix, ObsColumn};
 use crate::cells::normalize::Normalization;
 use crate::cells::read::{find_obs_column, open_matrix, read_matrix, InputKind, ReadOptions};
 use crate::cells::standard_pca::{standard_pca, StandardPcaParams};
@@ -50,11 +50,6 @@ impl Labels {
 
 /// Cell ids and obs columns.
 type CellsAndObs = (Vec<String>, Vec<(String, ObsColumn)>);
-
-fn is_missing_label(s: &str) -> bool {
-    let t = s.trim();
-    t.is_empty() || t.eq_ignore_ascii_case("nan")
-}
 
 #[cfg(feature = "h5ad")]
 fn h5ad_obs(path: &Path) -> Result<CellsAndObs> {

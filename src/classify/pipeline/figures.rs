@@ -301,7 +301,7 @@ fn write_umap(
     let values = col.to_labels();
     let batch_of = |r: usize| -> String {
         let v = values[lab.labelled[r]].trim();
-        if v.is_empty() || v.eq_ignore_ascii_case("nan") {
+        if crate::cells::matrix::is_missing_label(v) {
             "(none)".to_string()
         } else {
             v.to_string()

@@ -124,7 +124,7 @@ pub fn run_classify(args: &ClassifyArgs) -> Result<ClassifyReport> {
         if col
             .to_labels()
             .iter()
-            .all(|v| v.trim().is_empty() || v.trim().eq_ignore_ascii_case("nan"))
+            .all(|v| crate::cells::matrix::is_missing_label(v))
         {
             anyhow::bail!(
                 "--batch-key {key}: obs column '{key}' of {} holds no value (every cell is empty \
