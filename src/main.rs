@@ -1066,6 +1066,12 @@ impl CoverageCmd {
         let CoverageCmd { store, names } = self;
         let (species, orthologs) = (names.species.species, names.orthologs);
         let s = celltext::genes::GeneEmbeddings::load(&store)?;
+        celltext::genes::GeneEmbeddings::check_species(
+            &store,
+            celltext::genes::GeneEmbeddings::manifest(&store)?.as_ref(),
+            species,
+            orthologs,
+        )?;
         let Some((names, totals)) = names.read(quiet)? else {
             anyhow::bail!("give --genes FILE or --input MATRIX");
         };

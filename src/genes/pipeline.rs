@@ -439,6 +439,7 @@ pub fn export(
                 out.display()
             );
         }
+        GeneEmbeddings::check_species(store, manifest.as_ref(), sub.species, sub.orthologs)?;
         let (rows, c) = coverage(&g.symbols, &sub.names, sub.species, sub.orthologs, None)?;
         let mut keep: Vec<usize> = rows.into_iter().flatten().collect();
         keep.sort_unstable();

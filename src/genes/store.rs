@@ -332,6 +332,38 @@ impl GeneEmbeddings {
         Ok(Self { symbols, dim, data })
     }
 
+    /// Refuses a store whose manifest records genes of another species than the data's
+    /// (`--species`): human names read against a mouse store match mostly by case and silently
+    /// lose the rest. With `--orthologs` the data's genes may map onto the other species' store.
+    /// A store that records no species (an imported one) is not checked.
+    pub fn check_species(
+        prefix: &Path,
+        manifest: Option<&serde_json::Value>,
+        species: crate::genes::Species,
+        orthologs: bool,
+    ) -> Result<()> {
+        use crate::choice::Choice;
+        let Some(recorded) = manifest
+            .and_then(|m| m.get("species"))
+            .and_then(|s| s.as_str())
+            .and_then(|s| {
+                crate::choice::parse_choice::<crate::genes::Species>("species", s, true).ok()
+            })
+        else {
+            return Ok(());
+        };
+        if recorded == species || orthologs {
+            return Ok(());
+        }
+        let (data, store) = (species.name(), recorded.name());
+        bail!(
+            "{}: a {store} gene store (its manifest's `species`), but the data's genes are read \
+             as {data} (--species {data}); pass --species {store} for {store} data, or \
+             --orthologs to map {data} genes onto this store",
+            prefix.display()
+        )
+    }
+
     /// The manifest of a store, if present.
     pub fn manifest(prefix: &Path) -> Result<Option<serde_json::Value>> {
         let p = store_paths(&store_prefix(prefix));
@@ -464,5 +496,35 @@ mod tests {
         )
         .unwrap();
         assert_eq!(GeneEmbeddings::load(&prefix).unwrap().symbols, ["A", "B"]);
+    }
+
+    /// A store that records its species is refused for data read as the other species unless
+    /// --orthologs maps them; a store recording none (or an unknown one) is not checked.
+    #[test]
+    fn a_store_of_another_species_is_refused_by_name() {
+        use crate::genes::Species::{Human, Mouse};
+        let p = Path::new("mouse_store");
+        let mouse = serde_json::json!({"species": "mouse"});
+        let e = GeneEmbeddings::check_species(p, Some(&mouse), Human, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("mouse_store: a mouse gene store")
+                && e.contains("--species mouse")
+                && e.contains("--orthologs"),
+            "{e}"
+        );
+        assert!(GeneEmbeddings::check_species(p, Some(&mouse), Mouse, false).is_ok());
+        assert!(GeneEmbeddings::check_species(p, Some(&mouse), Human, true).is_ok());
+        let human = serde_json::json!({"species": "hs"});
+        assert!(GeneEmbeddings::check_species(p, Some(&human), Mouse, false).is_err());
+        for m in [
+            serde_json::json!({}),
+            serde_json::json!({"species": null}),
+            serde_json::json!({"species": "zebrafish"}),
+        ] {
+            assert!(GeneEmbeddings::check_species(p, Some(&m), Human, false).is_ok());
+        }
+        assert!(GeneEmbeddings::check_species(p, None, Mouse, false).is_ok());
     }
 }

@@ -288,6 +288,14 @@ fn training_data(
     for w in &warnings {
         crate::progress::warn(quiet, w);
     }
+    for ((path, _), manifest) in stores.stores.iter().zip(&stores.manifests) {
+        GeneEmbeddings::check_species(
+            path,
+            manifest.as_ref(),
+            settings.species,
+            settings.orthologs,
+        )?;
+    }
     let records = stores.records();
     let store = &stores.stores[0].1;
     let store_manifest = stores.manifests[0].clone();
