@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use celltext::cells::h5ad::read_obsm;
+use celltext::cells::matrix::ObsColumn;
 use celltext::genes::GeneEmbeddings;
 use rand::{Rng, SeedableRng};
 
@@ -71,6 +72,32 @@ fn train(store: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     celltext(&args)
 }
 
+/// The fixture, changed by `edit` (which returns the obs columns to write), at `dir/NAME`.
+fn write_fixture(
+    dir: &Path,
+    name: &str,
+    edit: impl FnOnce(&mut celltext::cells::matrix::ExpressionMatrix) -> Vec<(String, ObsColumn)>,
+) -> PathBuf {
+    use celltext::cells::h5ad::{write_new_h5ad, NewH5ad};
+    let mut m = celltext::cells::pipeline::read_normalized(
+        Path::new(INPUT),
+        &Default::default(),
+        celltext::cells::pipeline::InputNorm::Raw,
+        true,
+    )
+    .unwrap();
+    let obs = edit(&mut m);
+    let out = dir.join(name);
+    let new = NewH5ad {
+        cell_ids: &m.cell_ids,
+        genes: &m.genes,
+        obs: &obs,
+        x: Some(&m.x),
+    };
+    write_new_h5ad(&out, &new, &[], None).unwrap();
+    out
+}
+
 /// The fixture with obs columns `platform` (text: p1, p2, p3 by cell index mod 3) and `depth`
 /// (each cell's total count), written to `dir/NAME`; `drop` leaves a column out, `rename` changes
 /// one cell's platform.
@@ -80,42 +107,22 @@ fn with_covariates(
     drop: Option<&str>,
     rename: Option<(usize, &str)>,
 ) -> PathBuf {
-    use celltext::cells::h5ad::{write_new_h5ad, NewH5ad};
-    use celltext::cells::matrix::ObsColumn;
-    let m = celltext::cells::pipeline::read_normalized(
-        Path::new(INPUT),
-        &Default::default(),
-        celltext::cells::pipeline::InputNorm::Raw,
-        true,
-    )
-    .unwrap();
-    let n = m.cell_ids.len();
-    let mut platform: Vec<String> = (0..n).map(|i| format!("p{}", i % 3 + 1)).collect();
-    if let Some((i, v)) = rename {
-        platform[i] = v.into();
-    }
-    let depth: Vec<f64> = (0..n)
-        .map(|i| m.x.row(i).map(|(_, v)| v as f64).sum())
-        .collect();
-    let mut obs = vec![
-        ("platform".to_string(), ObsColumn::Text(platform)),
-        ("depth".to_string(), ObsColumn::Number(depth)),
-    ];
-    obs.retain(|(k, _)| Some(k.as_str()) != drop);
-    let out = dir.join(name);
-    write_new_h5ad(
-        &out,
-        &NewH5ad {
-            cell_ids: &m.cell_ids,
-            genes: &m.genes,
-            obs: &obs,
-            x: Some(&m.x),
-        },
-        &[],
-        None,
-    )
-    .unwrap();
-    out
+    write_fixture(dir, name, |m| {
+        let n = m.cell_ids.len();
+        let mut platform: Vec<String> = (0..n).map(|i| format!("p{}", i % 3 + 1)).collect();
+        if let Some((i, v)) = rename {
+            platform[i] = v.into();
+        }
+        let depth: Vec<f64> = (0..n)
+            .map(|i| m.x.row(i).map(|(_, v)| v as f64).sum())
+            .collect();
+        let mut obs = vec![
+            ("platform".to_string(), ObsColumn::Text(platform)),
+            ("depth".to_string(), ObsColumn::Number(depth)),
+        ];
+        obs.retain(|(k, _)| Some(k.as_str()) != drop);
+        obs
+    })
 }
 
 #[test]
@@ -388,43 +395,22 @@ fn covariates_round_trip_and_unknown_or_missing_ones_are_refused() {
 /// `missing`), its counts times `scale`, and every gene from index `keep_genes` on renamed so no
 /// store or model knows it.
 fn variant(dir: &Path, name: &str, missing: &[usize], scale: f32, keep_genes: usize) -> PathBuf {
-    use celltext::cells::h5ad::{write_new_h5ad, NewH5ad};
-    use celltext::cells::matrix::ObsColumn;
-    let mut m = celltext::cells::pipeline::read_normalized(
-        Path::new(INPUT),
-        &Default::default(),
-        celltext::cells::pipeline::InputNorm::Raw,
-        true,
-    )
-    .unwrap();
-    let platform: Vec<String> = (0..m.cell_ids.len())
-        .map(|i| {
-            if missing.contains(&i) {
-                String::new()
-            } else {
-                format!("p{}", i % 3 + 1)
-            }
-        })
-        .collect();
-    m.x.data.iter_mut().for_each(|v| *v *= scale);
-    for (j, g) in m.genes.iter_mut().enumerate().skip(keep_genes) {
-        *g = format!("UNKNOWN{j}");
-    }
-    let out = dir.join(name);
-    let obs = vec![("platform".to_string(), ObsColumn::Text(platform))];
-    write_new_h5ad(
-        &out,
-        &NewH5ad {
-            cell_ids: &m.cell_ids,
-            genes: &m.genes,
-            obs: &obs,
-            x: Some(&m.x),
-        },
-        &[],
-        None,
-    )
-    .unwrap();
-    out
+    write_fixture(dir, name, |m| {
+        let platform: Vec<String> = (0..m.cell_ids.len())
+            .map(|i| {
+                if missing.contains(&i) {
+                    String::new()
+                } else {
+                    format!("p{}", i % 3 + 1)
+                }
+            })
+            .collect();
+        m.x.data.iter_mut().for_each(|v| *v *= scale);
+        for (j, g) in m.genes.iter_mut().enumerate().skip(keep_genes) {
+            *g = format!("UNKNOWN{j}");
+        }
+        vec![("platform".to_string(), ObsColumn::Text(platform))]
+    })
 }
 
 /// Inputs that would silently give a wrong answer are named: a batch column with missing
