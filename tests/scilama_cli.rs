@@ -44,13 +44,13 @@ fn make_store(dir: &Path) -> PathBuf {
     prefix
 }
 
-fn train(store: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+/// `scilama train` of `input` at the tests' small sizes (3 epochs), progress and warnings shown.
+fn train_input(input: &Path, store: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec![
-        "--quiet",
         "scilama",
         "train",
         "-i",
-        INPUT,
+        input.to_str().unwrap(),
         "--genes",
         store.to_str().unwrap(),
         "--hvg",
@@ -63,13 +63,17 @@ fn train(store: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
         "3",
         "--batch-size",
         "16",
-        "--mode",
-        "stepwise",
         "-o",
         out.to_str().unwrap(),
     ];
     args.extend_from_slice(extra);
     celltext(&args)
+}
+
+fn train(store: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["--quiet", "--mode", "stepwise"];
+    args.extend_from_slice(extra);
+    train_input(Path::new(INPUT), store, out, &args)
 }
 
 /// The fixture, changed by `edit` (which returns the obs columns to write), at `dir/NAME`.
@@ -268,33 +272,20 @@ fn covariates_round_trip_and_unknown_or_missing_ones_are_refused() {
     let input = with_covariates(dir.path(), "cov.h5ad", None, None);
     let out = dir.path().join("a.h5ad");
     // the default mode (direct) with a categorical and a continuous covariate, dropout 0
-    let o = celltext(&[
-        "--quiet",
-        "scilama",
-        "train",
-        "-i",
-        input.to_str().unwrap(),
-        "--genes",
-        store.to_str().unwrap(),
-        "--hvg",
-        "200",
-        "--hidden",
-        "32,16",
-        "--latent",
-        "8",
-        "--epochs",
-        "3",
-        "--batch-size",
-        "16",
-        "--dropout",
-        "0",
-        "--batch-key",
-        "platform",
-        "--covariate-key",
-        "depth",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
+    let o = train_input(
+        &input,
+        &store,
+        &out,
+        &[
+            "--quiet",
+            "--dropout",
+            "0",
+            "--batch-key",
+            "platform",
+            "--covariate-key",
+            "depth",
+        ],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (z, dim) = read_obsm(&out, "X_scilama").unwrap();
     assert_eq!((z.len(), dim), (60 * 8, 8));
@@ -420,30 +411,8 @@ fn variant(dir: &Path, name: &str, missing: &[usize], scale: f32, keep_genes: us
 fn missing_batches_normalized_input_and_missing_genes_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let store = make_store(dir.path());
-    let train_on = |input: &Path, out: &Path| {
-        celltext(&[
-            "scilama",
-            "train",
-            "-i",
-            input.to_str().unwrap(),
-            "--genes",
-            store.to_str().unwrap(),
-            "--hvg",
-            "200",
-            "--hidden",
-            "32,16",
-            "--latent",
-            "8",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "16",
-            "--batch-key",
-            "platform",
-            "-o",
-            out.to_str().unwrap(),
-        ])
-    };
+    let train_on =
+        |input: &Path, out: &Path| train_input(input, &store, out, &["--batch-key", "platform"]);
     let holes = variant(dir.path(), "holes.h5ad", &[4, 7], 1.0, usize::MAX);
     let o = train_on(&holes, &dir.path().join("h.h5ad"));
     assert!(!o.status.success());
