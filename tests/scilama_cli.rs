@@ -352,6 +352,25 @@ fn covariates_round_trip_and_unknown_or_missing_ones_are_refused() {
     );
     assert_eq!(zs[8..], z[8..]);
 
+    // a depth far outside the training range embeds, with a warning in the manifest
+    let far = write_fixture(dir.path(), "far.h5ad", |m| {
+        let n = m.cell_ids.len();
+        let platform = (0..n).map(|i| format!("p{}", i % 3 + 1)).collect();
+        let depth = (0..n).map(|i| if i == 5 { 1e9 } else { 1000.0 }).collect();
+        vec![
+            ("platform".to_string(), ObsColumn::Text(platform)),
+            ("depth".to_string(), ObsColumn::Number(depth)),
+        ]
+    });
+    let pf = dir.path().join("pf.h5ad");
+    assert!(embed_cells(&model, &far, &pf).status.success());
+    let manifest = std::fs::read_to_string(dir.path().join("pf.h5ad.manifest.json")).unwrap();
+    assert!(
+        manifest.contains("obs column `depth` lies over 10 training standard deviations")
+            && manifest.contains("for 1 of 60 cells"),
+        "{manifest}"
+    );
+
     // an unseen category and a missing column are refused by name
     let unknown = with_covariates(dir.path(), "unknown.h5ad", None, Some((4, "p9")));
     let o = embed_cells(&model, &unknown, &dir.path().join("u.h5ad"));

@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::cells::matrix::{is_missing_label, ObsColumn};
 
+/// How many training standard deviations from the training mean a new cell's continuous
+/// covariate may lie before `scilama embed` warns.
+pub const FAR_OUTSIDE: f64 = 10.0;
+
 /// One categorical covariate and its categories, in one-hot order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Categorical {
@@ -296,6 +300,42 @@ impl Covariates {
         Ok(())
     }
 
+    /// Warnings for continuous covariates of new cells (`cov`, as [`Covariates::encode`] made
+    /// it) more than [`FAR_OUTSIDE`] training standard deviations from the training mean: the
+    /// model never saw such values, so those cells' embeddings are extrapolations.
+    pub fn far_outside(
+        &self,
+        cov: &[f32],
+        n: usize,
+        cell_ids: &[String],
+        source: &str,
+    ) -> Vec<String> {
+        let w = self.width();
+        let off = w - self.continuous.len();
+        let mut out = Vec::new();
+        for (k, c) in self.continuous.iter().enumerate() {
+            let far: Vec<usize> = (0..n)
+                .filter(|&i| (cov[i * w + off + k] as f64).abs() > FAR_OUTSIDE)
+                .collect();
+            if let Some(&i) = far.first() {
+                let z = cov[i * w + off + k] as f64;
+                out.push(format!(
+                    "{source}: obs column `{}` lies over {FAR_OUTSIDE} training standard \
+                     deviations from its training mean for {} of {n} cells (the first {}: {}, \
+                     against mean {} and std {}); the model never saw such values, so those \
+                     cells' embeddings are extrapolations",
+                    c.key,
+                    far.len(),
+                    cell_name(cell_ids, i),
+                    c.mean + z * c.std,
+                    c.mean,
+                    c.std
+                ));
+            }
+        }
+        out
+    }
+
     /// The covariate matrix `[n × width]` (row-major) of `n` cells' obs columns. Refuses a missing
     /// column and a category the encoding does not know, naming both.
     pub fn encode(
@@ -498,5 +538,28 @@ mod tests {
             e.contains("in.h5ad: obs column `huge`") && e.contains("too large"),
             "{e}"
         );
+    }
+
+    /// New cells' continuous covariates far from the training distribution are named (cell,
+    /// value, training mean and std); values inside it give no warning.
+    #[test]
+    fn far_outside_names_extrapolated_cells() -> Result<()> {
+        let ids: Vec<String> = (0..4).map(|i| format!("c{i}")).collect();
+        let cov = Covariates::fit(&obs(), &["batch".into()], &["depth".into()], &ids, "in")?;
+        let x = cov.encode(&obs(), 4, &ids, "in")?;
+        assert!(cov.far_outside(&x, 4, &ids, "in").is_empty());
+        let mut other = obs();
+        other[1].1 = ObsColumn::Number(vec![1.0, 2000.0, 3.0, 6.0]);
+        let x = cov.encode(&other, 4, &ids, "new")?;
+        let w = cov.far_outside(&x, 4, &ids, "new.h5ad");
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].contains("new.h5ad: obs column `depth`")
+                && w[0].contains("1 of 4 cells (the first c1: 2000")
+                && w[0].contains("against mean 3"),
+            "{}",
+            w[0]
+        );
+        Ok(())
     }
 }

@@ -187,9 +187,12 @@ fn embed_new_cells(
     check_genes_found(input, &lm.genes, &columns, args.min_gene_fraction)?;
     let found = columns.iter().filter(|c| c.is_some()).count();
     let n = m.cell_ids.len();
-    let cov = lm
-        .covariates
-        .encode(&m.obs, n, &m.cell_ids, &input.display().to_string())?;
+    let source = input.display().to_string();
+    let cov = lm.covariates.encode(&m.obs, n, &m.cell_ids, &source)?;
+    for w in lm.covariates.far_outside(&cov, n, &m.cell_ids, &source) {
+        crate::progress::warn(args.quiet, &w);
+        report.warnings.push(w);
+    }
     let x = scale_new(&m.x, &columns, &lm.mean, &lm.std)?;
     let z = lm.net.embed_cells(&x, &cov, n)?;
     report.cells = Some((output.display().to_string(), n, lm.net.arch.latent));
