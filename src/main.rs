@@ -1065,13 +1065,7 @@ impl CoverageCmd {
     fn run(self, quiet: bool, json: bool) -> Result<()> {
         let CoverageCmd { store, names } = self;
         let (species, orthologs) = (names.species.species, names.orthologs);
-        let s = celltext::genes::GeneEmbeddings::load(&store)?;
-        celltext::genes::GeneEmbeddings::check_species(
-            &store,
-            celltext::genes::GeneEmbeddings::manifest(&store)?.as_ref(),
-            species,
-            orthologs,
-        )?;
+        let (s, _) = celltext::genes::GeneEmbeddings::load_for_species(&store, species, orthologs)?;
         let Some((names, totals)) = names.read(quiet)? else {
             anyhow::bail!("give --genes FILE or --input MATRIX");
         };

@@ -296,3 +296,78 @@ fn cli_genes_coverage_and_bad_summaries() {
         "{err}"
     );
 }
+
+/// A store whose manifest records mouse genes is refused for data read as human (the default
+/// `--species`) by `genes coverage` and `cells embed`, naming the fix; `--species mouse` and
+/// `--orthologs` are accepted.
+#[test]
+fn cli_refuses_a_store_of_the_other_species() {
+    let tmp = tempfile::tempdir().unwrap();
+    let names: Vec<String> = ["Cd3e", "Lyz2", "Actb", "Ms4a1"].map(String::from).to_vec();
+    let store = GeneEmbeddings {
+        symbols: names.clone(),
+        dim: 2,
+        data: vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.5, 0.5],
+    };
+    let prefix = tmp.path().join("mouse_store");
+    store
+        .save(&prefix, &serde_json::json!({"species": "mouse"}))
+        .unwrap();
+    let list = tmp.path().join("genes.txt");
+    std::fs::write(&list, names.join("\n")).unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "--quiet",
+            "genes",
+            "coverage",
+            "--store",
+            prefix.to_str().unwrap(),
+            "--genes",
+            list.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        std::process::Command::new(env!("CARGO_BIN_EXE_celltext"))
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("mouse_store: a mouse gene store")
+            && err.contains("pass --species mouse"),
+        "{err}"
+    );
+    assert!(run(&["--species", "mouse"]).status.success());
+    assert!(run(&["--orthologs"]).status.success());
+    let csv = tmp.path().join("cells.csv");
+    std::fs::write(&csv, "cell,Cd3e,Lyz2,Actb,Ms4a1\nc1,3,0,5,1\nc2,0,4,2,0\n").unwrap();
+    let embed = |species: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_celltext"))
+            .args([
+                "--quiet",
+                "cells",
+                "embed",
+                "-i",
+                csv.to_str().unwrap(),
+                "--genes",
+                prefix.to_str().unwrap(),
+                "--species",
+                species,
+                "-o",
+                tmp.path().join(format!("{species}.npy")).to_str().unwrap(),
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = embed("human");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a mouse gene store"));
+    let out = embed("mouse");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

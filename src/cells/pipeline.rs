@@ -224,14 +224,8 @@ pub fn run_cells_embed_shard(
     let mut inputs: Vec<&Path> = vec![&args.input];
     inputs.extend(store_files.all());
     let _lock = args.output.prepare_apart(&inputs)?;
-    let store = GeneEmbeddings::load(&args.store)?;
-    let store_manifest = GeneEmbeddings::manifest(&args.store)?;
-    GeneEmbeddings::check_species(
-        &args.store,
-        store_manifest.as_ref(),
-        args.species,
-        args.orthologs,
-    )?;
+    let (store, store_manifest) =
+        GeneEmbeddings::load_for_species(&args.store, args.species, args.orthologs)?;
     // chunk by chunk (the matrix is never held whole) unless the output needs it: a new h5ad
     // made from a non-h5ad input, or statistics over all cells
     let whole = all_cell_stats || (is_h5ad(&args.output.path) && !is_h5ad(&args.input));

@@ -332,6 +332,19 @@ impl GeneEmbeddings {
         Ok(Self { symbols, dim, data })
     }
 
+    /// The store at `prefix` and its manifest, refused when it records another species than the
+    /// data's ([`GeneEmbeddings::check_species`]).
+    pub fn load_for_species(
+        prefix: &Path,
+        species: crate::genes::Species,
+        orthologs: bool,
+    ) -> Result<(Self, Option<serde_json::Value>)> {
+        let store = Self::load(prefix)?;
+        let manifest = Self::manifest(prefix)?;
+        Self::check_species(prefix, manifest.as_ref(), species, orthologs)?;
+        Ok((store, manifest))
+    }
+
     /// Refuses a store whose manifest records genes of another species than the data's
     /// (`--species`): human names read against a mouse store match mostly by case and silently
     /// lose the rest. With `--orthologs` the data's genes may map onto the other species' store.
