@@ -496,6 +496,26 @@ fn missing_batches_normalized_input_and_missing_genes_are_named() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let said = String::from_utf8_lossy(&o.stdout);
     assert!(said.contains("of the model's 200 genes found"), "{said}");
+    // the manifest records the species the genes were read as; embed refuses another
+    assert!(manifest.contains("\"species\": \"human\""), "{manifest}");
+    let o = celltext(&[
+        "scilama",
+        "embed",
+        "--model",
+        model.to_str().unwrap(),
+        "-i",
+        halved.to_str().unwrap(),
+        "-o",
+        dir.path().join("mouse.h5ad").to_str().unwrap(),
+        "--species",
+        "mouse",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("trained on human gene names") && err.contains("pass --species human"),
+        "{err}"
+    );
 }
 
 #[test]

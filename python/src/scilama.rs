@@ -70,10 +70,10 @@ fn config_of(config: &str) -> anyhow::Result<ScilamaConfig> {
 /// What the run made of its data and training, as JSON for `uns`.
 fn summary(
     model: &TrainedModel,
-    cfg: &ScilamaConfig,
-    hvg: usize,
+    settings: &TrainSettings,
     warnings: &[String],
 ) -> anyhow::Result<String> {
+    let (cfg, hvg) = (&settings.cfg, settings.hvg);
     let d = &model.data;
     let h = &model.trained.history;
     Ok(serde_json::to_string(&serde_json::json!({
@@ -82,6 +82,8 @@ fn summary(
         "config": cfg,
         "n_cells": d.prep.n_cells,
         "n_genes": d.prep.n_genes(),
+        "species": settings.species,
+        "orthologs": settings.orthologs,
         "hvg": hvg,
         "hvg_within_batches": d.batched && hvg > 0,
         "gene_coverage": d.coverage,
@@ -216,7 +218,7 @@ fn scilama_train<'py>(
                 gene_input: parse_value::<GeneInput>("gene_input", gene_input, true)?,
                 batch_keys,
                 covariate_keys,
-                cfg: cfg.clone(),
+                cfg,
             };
             let m = ExpressionMatrix {
                 x: view.to_matrix(),
@@ -227,7 +229,7 @@ fn scilama_train<'py>(
             let dev = celltext::training::device(device)?;
             let (model, warnings) =
                 train_observed(m, &train_stores, &settings, &dev, progress.as_ref())?;
-            let summary_json = summary(&model, &cfg, hvg, &warnings)?;
+            let summary_json = summary(&model, &settings, &warnings)?;
             if let Some(path) = &model_path {
                 model.write_model_file(path, &serde_json::from_str(&summary_json)?)?;
             }

@@ -133,6 +133,30 @@ fn model_columns(
     Ok(best.into_iter().map(|b| b.map(|(_, j)| j)).collect())
 }
 
+/// Refuses `--species` other than the one the model's genes were read as (its manifest's
+/// `species`; models that record none are not checked): the same names resolve differently.
+fn check_model_species(model: &Path, manifest: &serde_json::Value, species: Species) -> Result<()> {
+    use crate::choice::Choice;
+    let Some(trained) = manifest
+        .get("species")
+        .and_then(|s| s.as_str())
+        .and_then(|s| crate::choice::parse_choice::<Species>("species", s, true).ok())
+    else {
+        return Ok(());
+    };
+    if trained != species {
+        bail!(
+            "{}: trained on {} gene names (`species` in its manifest), but --species is {} here; \
+             pass --species {}",
+            model.display(),
+            trained.name(),
+            species.name(),
+            trained.name()
+        );
+    }
+    Ok(())
+}
+
 /// Refuses an input that holds too few of the model's genes (`columns`: each model gene's data
 /// column), naming the first missing ones and the usual causes.
 fn check_genes_found(
@@ -178,6 +202,7 @@ fn embed_new_cells(
     let Some(output) = &args.output else {
         bail!("--input needs --output OUT.h5ad");
     };
+    check_model_species(&args.model, &lm.manifest, args.species)?;
     let m = read_normalized(input, &args.read, InputNorm::Raw, args.quiet)?;
     if let Some(w) = non_count_warning(&m, &input.display().to_string()) {
         crate::progress::warn(args.quiet, &w);

@@ -70,6 +70,9 @@ pub struct TrainReport {
     pub store_manifest: Option<serde_json::Value>,
     pub gene_input: GeneInput,
     pub gene_coverage: Coverage,
+    /// The species the dataset's gene names were read as (`--species`), and `--orthologs`.
+    pub species: Species,
+    pub orthologs: bool,
     pub hvg: usize,
     /// The highly variable genes were chosen within the `--batch-key` batches.
     pub hvg_within_batches: bool,
@@ -599,6 +602,8 @@ fn train_report(
         store_manifest: data.store_manifest.clone(),
         gene_input: args.settings.gene_input,
         gene_coverage: data.coverage.clone(),
+        species: args.settings.species,
+        orthologs: args.settings.orthologs,
         hvg: args.settings.hvg,
         hvg_within_batches: data.batched && args.settings.hvg > 0,
         n_cells: prep.n_cells,
