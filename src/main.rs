@@ -419,6 +419,9 @@ struct ExportCmd {
     // resolves them
     #[command(flatten)]
     names: GeneNamesArgs,
+    /// With --genes or --input: name each row by the store's symbol or by the given name that maps onto it (for tools that match names exactly).
+    #[arg(long, default_value = "store", value_parser = ["store", "input"])]
+    row_names: String,
 }
 
 // Flags of one subcommand (no doc comment: the variant's is its about text).
@@ -1026,8 +1029,12 @@ impl ExportCmd {
             format,
             out,
             names,
+            row_names,
         } = self;
         let (species, orthologs) = (names.species.species, names.orthologs);
+        if row_names == "input" && names.genes.is_none() && names.input.is_none() {
+            anyhow::bail!("--row-names input names rows by --genes or --input; give one of them");
+        }
         let source = names.genes.clone().or_else(|| names.input.clone());
         let subset = names
             .read(quiet)?
@@ -1036,6 +1043,7 @@ impl ExportCmd {
                 species,
                 orthologs,
                 source,
+                input_names: row_names == "input",
             });
         let r = celltext::genes::pipeline::export(&store, &format, &out, subset.as_ref())?;
         if json {

@@ -661,4 +661,63 @@ fn export_subset_keeps_the_rows_the_genes_map_onto() {
             assert_eq!(g.row(k), rows[i].as_slice(), "{s}");
         }
     }
+
+    // --row-names input: the same rows and values, each named as the list names it (the alias
+    // MBF1, the versioned Ensembl ID, lower-case lyz); the store's own symbols otherwise
+    let named = tmp.path().join("named.tsv");
+    let (ok, _, err) = celltext(&[
+        "--quiet",
+        "genes",
+        "export",
+        "--store",
+        store.to_str().unwrap(),
+        "--genes",
+        list.to_str().unwrap(),
+        "--format",
+        "tsv",
+        "--row-names",
+        "input",
+        "--out",
+        named.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    fn as_input(g: &str) -> &str {
+        match g {
+            "EDF1" => "MBF1",
+            "CCNI" => "ENSG00000118816.14",
+            "LYZ" => "lyz",
+            other => other,
+        }
+    }
+    let text = std::fs::read_to_string(&named).unwrap();
+    let got_named: Vec<(String, Vec<f32>)> = text
+        .lines()
+        .map(|l| {
+            let mut f = l.split('\t');
+            let g = f.next().unwrap().to_string();
+            (g, f.map(|v| v.parse::<f32>().unwrap()).collect())
+        })
+        .collect();
+    assert_eq!(
+        got_named
+            .iter()
+            .map(|(g, _)| g.as_str())
+            .collect::<Vec<_>>(),
+        want.iter().map(|g| as_input(g)).collect::<Vec<_>>()
+    );
+    for ((_, a), (_, b)) in got_named.iter().zip(&got) {
+        assert_eq!(a, b);
+    }
+    // without a list there is nothing to name rows by
+    let (ok, _, err) = celltext(&[
+        "genes",
+        "export",
+        "--store",
+        store.to_str().unwrap(),
+        "--row-names",
+        "input",
+        "--out",
+        tmp.path().join("x.tsv").to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("--row-names input"), "{err}");
 }

@@ -413,6 +413,10 @@ pub struct ExportSubset {
     pub orthologs: bool,
     /// The file or folder the names were read from (a gene list, a matrix): never written over.
     pub source: Option<PathBuf>,
+    /// Name each row by the given name that resolves onto it best (exact before case, alias,
+    /// Ensembl ID, ortholog; the first among equals) instead of the store's symbol, so tools that
+    /// match names exactly (sciLaMA's own code) find every gene under the data's name.
+    pub input_names: bool,
 }
 
 /// `genes export`: npy (rows in store order; genes in STORE.genes.tsv), TSV (symbol + values) or
@@ -444,6 +448,18 @@ pub fn export(
         let mut keep: Vec<usize> = rows.into_iter().flatten().collect();
         keep.sort_unstable();
         keep.dedup();
+        let names: Vec<String> = if sub.input_names {
+            let resolver = GeneResolver::new(&g.symbols, sub.species, sub.orthologs)?;
+            let best = crate::genes::resolver::best_name_per_target(&resolver, g.len(), &sub.names);
+            keep.iter()
+                .map(|&k| {
+                    best[k]
+                        .map_or_else(|| g.symbols[k].clone(), |j| sub.names[j].trim().to_string())
+                })
+                .collect()
+        } else {
+            keep.iter().map(|&i| g.symbols[i].clone()).collect()
+        };
         if keep.is_empty() {
             bail!(
                 "{}: none of the {} genes asked for maps onto this store; check --species (and \
@@ -454,14 +470,18 @@ pub fn export(
             );
         }
         g = GeneEmbeddings {
-            symbols: keep.iter().map(|&i| g.symbols[i].clone()).collect(),
+            symbols: names,
             dim: g.dim,
             data: keep.iter().flat_map(|&i| g.row(i).to_vec()).collect(),
         };
         if let Some(serde_json::Value::Object(m)) = manifest.as_mut() {
             m.insert(
                 "exported_subset".into(),
-                serde_json::json!({ "requested_genes": c.n_genes, "store_rows": g.len() }),
+                serde_json::json!({
+                    "requested_genes": c.n_genes,
+                    "store_rows": g.len(),
+                    "row_names": if sub.input_names { "input" } else { "store" },
+                }),
             );
         }
         cov = Some(c);

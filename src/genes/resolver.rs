@@ -291,6 +291,26 @@ pub fn map_genes(resolver: &GeneResolver, names: &[String]) -> (Vec<Option<usize
     (rows, cov)
 }
 
+/// For each target (a store's or a model's genes), the name that resolves onto it best: exact
+/// before case, alias, Ensembl ID and ortholog, the first in `names` order among equals (`None`:
+/// no name resolves onto it). Where several names reach one target (pbmc3k holds C9orf47, an
+/// alias of S1PR3, beside S1PR3), the target's own name must win, whichever comes first.
+pub fn best_name_per_target(
+    resolver: &GeneResolver,
+    n_targets: usize,
+    names: &[String],
+) -> Vec<Option<usize>> {
+    let mut best: Vec<Option<(Route, usize)>> = vec![None; n_targets];
+    for (j, name) in names.iter().enumerate() {
+        if let Some((k, route)) = resolver.resolve(name) {
+            if best[k].is_none_or(|(r, _)| route < r) {
+                best[k] = Some((route, j));
+            }
+        }
+    }
+    best.into_iter().map(|b| b.map(|(_, j)| j)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

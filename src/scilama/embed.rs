@@ -112,25 +112,18 @@ fn check_embed_paths(args: &EmbedArgs) -> Result<()> {
 }
 
 /// Model gene k → the data column that feeds it: the data gene resolved best (exact name before
-/// case, alias, Ensembl ID), the first in data order among equals. The model's genes are the
-/// training data's names, so an old alias kept beside its official symbol (pbmc3k has C9orf47,
-/// an alias of S1PR3, beside S1PR3) must not take the official gene's column.
+/// case, alias, Ensembl ID), the first in data order among equals.
 fn model_columns(
     model_genes: &[String],
     data_genes: &[String],
     species: Species,
 ) -> Result<Vec<Option<usize>>> {
     let resolver = crate::genes::GeneResolver::new(model_genes, species, false)?;
-    let mut best: Vec<Option<(crate::genes::resolver::Route, usize)>> =
-        vec![None; model_genes.len()];
-    for (j, name) in data_genes.iter().enumerate() {
-        if let Some((k, route)) = resolver.resolve(name) {
-            if best[k].is_none_or(|(r, _)| route < r) {
-                best[k] = Some((route, j));
-            }
-        }
-    }
-    Ok(best.into_iter().map(|b| b.map(|(_, j)| j)).collect())
+    Ok(crate::genes::resolver::best_name_per_target(
+        &resolver,
+        model_genes.len(),
+        data_genes,
+    ))
 }
 
 /// Refuses `--species` other than the one the model's genes were read as (its manifest's
