@@ -548,6 +548,19 @@ fn byte_flips_never_panic() {
     }
 }
 
+/// The rows of an exported TSV store: (name, values).
+fn read_tsv_store(path: &Path) -> Vec<(String, Vec<f32>)> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut f = l.split('\t');
+            let g = f.next().unwrap().to_string();
+            (g, f.map(|v| v.parse::<f32>().unwrap()).collect())
+        })
+        .collect()
+}
+
 /// `genes export --genes LIST`: only the store rows the names map onto (exact, case-insensitive,
 /// alias and Ensembl routes), each once, in store order, values exact; a subset .npy is refused
 /// (it would hold no gene names); a parquet subset imports back to the same rows.
@@ -564,8 +577,8 @@ fn export_subset_keeps_the_rows_the_genes_map_onto() {
         "VIM\nMBF1\nENSG00000118816.14\nlyz\nVIM\nNOT_A_GENE_X\nRPL11\n",
     )
     .unwrap();
-    let export = |format: &str, out: &Path| {
-        celltext(&[
+    let export_with = |format: &str, out: &Path, extra: &[&str]| {
+        let mut args = vec![
             "--json",
             "genes",
             "export",
@@ -577,8 +590,11 @@ fn export_subset_keeps_the_rows_the_genes_map_onto() {
             format,
             "--out",
             out.to_str().unwrap(),
-        ])
+        ];
+        args.extend_from_slice(extra);
+        celltext(&args)
     };
+    let export = |format: &str, out: &Path| export_with(format, out, &[]);
     let tsv = tmp.path().join("sub.tsv");
     let (ok, out, err) = export("tsv", &tsv);
     assert!(ok, "{err}");
@@ -596,15 +612,7 @@ fn export_subset_keeps_the_rows_the_genes_map_onto() {
         .map(String::as_str)
         .filter(|g| ["RPL11", "VIM", "LYZ", "CCNI", "EDF1"].contains(g))
         .collect();
-    let text = std::fs::read_to_string(&tsv).unwrap();
-    let got: Vec<(String, Vec<f32>)> = text
-        .lines()
-        .map(|l| {
-            let mut f = l.split('\t');
-            let g = f.next().unwrap().to_string();
-            (g, f.map(|v| v.parse::<f32>().unwrap()).collect())
-        })
-        .collect();
+    let got = read_tsv_store(&tsv);
     assert_eq!(
         got.iter().map(|(g, _)| g.as_str()).collect::<Vec<_>>(),
         want,
@@ -665,21 +673,7 @@ fn export_subset_keeps_the_rows_the_genes_map_onto() {
     // --row-names input: the same rows and values, each named as the list names it (the alias
     // MBF1, the versioned Ensembl ID, lower-case lyz); the store's own symbols otherwise
     let named = tmp.path().join("named.tsv");
-    let (ok, _, err) = celltext(&[
-        "--quiet",
-        "genes",
-        "export",
-        "--store",
-        store.to_str().unwrap(),
-        "--genes",
-        list.to_str().unwrap(),
-        "--format",
-        "tsv",
-        "--row-names",
-        "input",
-        "--out",
-        named.to_str().unwrap(),
-    ]);
+    let (ok, _, err) = export_with("tsv", &named, &["--row-names", "input"]);
     assert!(ok, "{err}");
     fn as_input(g: &str) -> &str {
         match g {
@@ -689,15 +683,7 @@ fn export_subset_keeps_the_rows_the_genes_map_onto() {
             other => other,
         }
     }
-    let text = std::fs::read_to_string(&named).unwrap();
-    let got_named: Vec<(String, Vec<f32>)> = text
-        .lines()
-        .map(|l| {
-            let mut f = l.split('\t');
-            let g = f.next().unwrap().to_string();
-            (g, f.map(|v| v.parse::<f32>().unwrap()).collect())
-        })
-        .collect();
+    let got_named = read_tsv_store(&named);
     assert_eq!(
         got_named
             .iter()

@@ -252,8 +252,17 @@ fn bad_inputs_are_explained() {
 }
 
 fn embed_cells(model: &Path, input: &Path, out: &Path) -> std::process::Output {
-    celltext(&[
-        "--quiet",
+    embed_cells_with(model, input, out, &["--quiet"])
+}
+
+/// `scilama embed` of `input` with `extra` flags (warnings shown unless `--quiet` is one).
+fn embed_cells_with(
+    model: &Path,
+    input: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
         "scilama",
         "embed",
         "--model",
@@ -262,7 +271,9 @@ fn embed_cells(model: &Path, input: &Path, out: &Path) -> std::process::Output {
         input.to_str().unwrap(),
         "-o",
         out.to_str().unwrap(),
-    ])
+    ];
+    args.extend_from_slice(extra);
+    celltext(&args)
 }
 
 #[test]
@@ -481,35 +492,18 @@ fn missing_batches_normalized_input_and_missing_genes_are_named() {
         "{err}"
     );
     assert!(!e.exists());
-    let o = celltext(&[
-        "scilama",
-        "embed",
-        "--model",
-        model.to_str().unwrap(),
-        "-i",
-        few.to_str().unwrap(),
-        "-o",
-        e.to_str().unwrap(),
-        "--min-gene-fraction",
-        "0.01",
-    ]);
+    let o = embed_cells_with(&model, &few, &e, &["--min-gene-fraction", "0.01"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let said = String::from_utf8_lossy(&o.stdout);
     assert!(said.contains("of the model's 200 genes found"), "{said}");
     // the manifest records the species the genes were read as; embed refuses another
     assert!(manifest.contains("\"species\": \"human\""), "{manifest}");
-    let o = celltext(&[
-        "scilama",
-        "embed",
-        "--model",
-        model.to_str().unwrap(),
-        "-i",
-        halved.to_str().unwrap(),
-        "-o",
-        dir.path().join("mouse.h5ad").to_str().unwrap(),
-        "--species",
-        "mouse",
-    ]);
+    let o = embed_cells_with(
+        &model,
+        &halved,
+        &dir.path().join("mouse.h5ad"),
+        &["--species", "mouse"],
+    );
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
