@@ -492,6 +492,14 @@ fn missing_batches_normalized_input_and_missing_genes_are_named() {
         "{err}"
     );
     assert!(!e.exists());
+    let o = embed_cells_with(&model, &few, &e, &["--min-gene-fraction", "1.5"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success()
+            && err.contains("--min-gene-fraction 1.5: give a share between 0 and 1"),
+        "{err}"
+    );
+    assert!(!e.exists());
     let o = embed_cells_with(&model, &few, &e, &["--min-gene-fraction", "0.01"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let said = String::from_utf8_lossy(&o.stdout);

@@ -58,6 +58,12 @@ pub struct EmbedReport {
 /// Projects new cells (→ `obsm['X_scilama']`) and/or new gene vectors (→ a gene store) through a
 /// trained model's encoders.
 pub fn run_embed(args: &EmbedArgs) -> Result<EmbedReport> {
+    if !(0.0..=1.0).contains(&args.min_gene_fraction) {
+        bail!(
+            "--min-gene-fraction {}: give a share between 0 and 1",
+            args.min_gene_fraction
+        );
+    }
     check_embed_paths(args)?;
     let dev = device(&args.device)?;
     verify_model_set(&args.model)?;
@@ -158,9 +164,6 @@ fn check_genes_found(
     columns: &[Option<usize>],
     min_fraction: f64,
 ) -> Result<()> {
-    if !(0.0..=1.0).contains(&min_fraction) {
-        bail!("--min-gene-fraction {min_fraction}: give a share between 0 and 1");
-    }
     let found = columns.iter().filter(|c| c.is_some()).count();
     let m = model_genes.len();
     if found > 0 && found as f64 >= min_fraction * m as f64 {
@@ -173,11 +176,16 @@ fn check_genes_found(
         .map(|(g, _)| g.as_str())
         .take(5)
         .collect();
+    let anyway = if found > 0 {
+        "; pass a lower --min-gene-fraction to embed anyway"
+    } else {
+        ""
+    };
     bail!(
         "{}: {found} of the model's {m} genes are in this dataset ({:.1} %; --min-gene-fraction \
          {min_fraction}), missing e.g. {}. A missing gene counts as zero expression, which moves \
          every cell's embedding. Check --species, and --gene-symbols-key when the var names are \
-         Ensembl IDs; pass a lower --min-gene-fraction to embed anyway",
+         Ensembl IDs{anyway}",
         input.display(),
         100.0 * found as f64 / m.max(1) as f64,
         missing.join(", ")
@@ -196,8 +204,9 @@ fn embed_new_cells(
         bail!("--input needs --output OUT.h5ad");
     };
     check_model_species(&args.model, &lm.manifest, args.species)?;
+    let source = input.display().to_string();
     let m = read_normalized(input, &args.read, InputNorm::Raw, args.quiet)?;
-    if let Some(w) = non_count_warning(&m, &input.display().to_string()) {
+    if let Some(w) = non_count_warning(&m, &source) {
         crate::progress::warn(args.quiet, &w);
         report.warnings.push(w);
     }
@@ -205,7 +214,6 @@ fn embed_new_cells(
     check_genes_found(input, &lm.genes, &columns, args.min_gene_fraction)?;
     let found = columns.iter().filter(|c| c.is_some()).count();
     let n = m.cell_ids.len();
-    let source = input.display().to_string();
     let cov = lm.covariates.encode(&m.obs, n, &m.cell_ids, &source)?;
     for w in lm.covariates.far_outside(&cov, n, &m.cell_ids, &source) {
         crate::progress::warn(args.quiet, &w);
