@@ -287,10 +287,6 @@ fn training_data(
     if stores.stores.is_empty() {
         bail!("give a gene store with --genes STORE (several: --genes A --genes B)");
     }
-    let warnings: Vec<String> = non_count_warning(&m, source).into_iter().collect();
-    for w in &warnings {
-        crate::progress::warn(quiet, w);
-    }
     for ((path, _), manifest) in stores.stores.iter().zip(&stores.manifests) {
         GeneEmbeddings::check_species(
             path,
@@ -298,6 +294,10 @@ fn training_data(
             settings.species,
             settings.orthologs,
         )?;
+    }
+    let warnings: Vec<String> = non_count_warning(&m, source).into_iter().collect();
+    for w in &warnings {
+        crate::progress::warn(quiet, w);
     }
     let records = stores.records();
     let store = &stores.stores[0].1;
