@@ -422,7 +422,7 @@ impl Network {
     fn block(&self, x: &Tensor, name: &str, noise: &mut Noise) -> Result<Tensor> {
         let w = self.var(&format!("{name}.weight"))?;
         let b = self.var(&format!("{name}.bias"))?;
-        let h = x.matmul(&w.t()?)?;
+        let h = super::input_matmul::input_matmul(x, w)?;
         let (rows, width) = h.dims2()?;
         let mask = noise.dropout_mask(rows, width, self.arch.dropout);
         Ok(super::fused::block_activation(&h, b, mask)?)
