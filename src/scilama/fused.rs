@@ -156,7 +156,7 @@ impl CustomOp2 for BlockActivation {
 
 /// Σ over rows of a `[r × c]` row-major matrix, in row order per column (f64 accumulation),
 /// columns split across threads.
-fn column_sums(m: &[f32], r: usize, c: usize) -> Vec<f32> {
+pub(super) fn column_sums(m: &[f32], r: usize, c: usize) -> Vec<f32> {
     const COLS: usize = 64;
     let mut out = vec![0f32; c];
     out.par_chunks_mut(COLS).enumerate().for_each(|(j, o)| {

@@ -39,7 +39,7 @@ pub mod covariates;
 pub mod data;
 pub mod embed;
 pub mod fused;
-pub mod input_matmul;
+pub mod linear;
 pub mod model;
 pub mod model_file;
 pub mod output_set;
