@@ -93,6 +93,9 @@ def main():
         p.error(f"--epochs {a.epochs}: need 1 ≤ E1 < E2")
     if os.path.abspath(a.out).startswith(os.path.abspath(a.work) + os.sep):
         p.error("--out inside --work: give it a place of its own")
+    for flag, path in (("--h5ad", a.h5ad), ("--store", a.store), ("--bin", a.bin), ("--ref-python", a.ref_python)):
+        if os.path.abspath(a.out) == os.path.abspath(path):
+            p.error(f"--out is the {flag} input; it would be written over")
     os.makedirs(a.work, exist_ok=True)
 
     ours, ref, ref_runs = {}, {}, {}
@@ -141,8 +144,10 @@ def main():
         sys.exit(f"the {e2}-epoch runs took no longer than the {e1}-epoch ones (celltext {ours}, reference {ref}): "
                  "the machine is too noisy for this gap; give a wider --epochs")
     result["speedup"] = round(ref_epoch / ours_epoch, 2)
-    with open(a.out, "w") as f:
+    tmp = a.out + ".tmp"
+    with open(tmp, "w") as f:
         json.dump(result, f, indent=1)
+    os.replace(tmp, a.out)  # a run cut short leaves the old results or the new ones
     print(f"| tool | genes | s per epoch |\n|---|---|---|\n"
           f"| celltext | {n_genes} | {result['celltext_per_epoch']:.2f} |\n"
           f"| authors' code (torch {result['reference_torch']}, {result['reference_threads']} threads) | "

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use celltext::app;
 use celltext::choice::value_enum;
 use celltext::encoder::{parse_devices, BackendChoice, EncoderOptions, Pooling};
-use celltext::genes::pipeline::MissingPolicy;
+use celltext::genes::pipeline::{MissingPolicy, RowNames};
 use celltext::genes::Species;
 use celltext::{cells, classify, encoder, experiment, explain};
 
@@ -419,9 +419,9 @@ struct ExportCmd {
     // resolves them
     #[command(flatten)]
     names: GeneNamesArgs,
-    /// With --genes or --input: name each row by the store's symbol or by the given name that maps onto it (for tools that match names exactly).
-    #[arg(long, default_value = "store", value_parser = ["store", "input"])]
-    row_names: String,
+    /// With --genes or --input: name each row by the store's symbol (store) or by the given name that maps onto it (input; for tools that match names exactly).
+    #[arg(long, default_value = "store", ignore_case = true, value_parser = value_enum::<RowNames>())]
+    row_names: RowNames,
 }
 
 // Flags of one subcommand (no doc comment: the variant's is its about text).
@@ -1046,7 +1046,7 @@ impl ExportCmd {
             row_names,
         } = self;
         let (species, orthologs) = (names.species.species, names.orthologs);
-        if row_names == "input" && names.genes.is_none() && names.input.is_none() {
+        if row_names == RowNames::Input && names.genes.is_none() && names.input.is_none() {
             anyhow::bail!("--row-names input names rows by --genes or --input; give one of them");
         }
         let source = names.genes.clone().or_else(|| names.input.clone());
@@ -1057,7 +1057,7 @@ impl ExportCmd {
                 species,
                 orthologs,
                 source,
-                input_names: row_names == "input",
+                row_names,
             });
         let r = celltext::genes::pipeline::export(&store, &format, &out, subset.as_ref())?;
         if json {

@@ -706,4 +706,10 @@ fn export_subset_keeps_the_rows_the_genes_map_onto() {
         tmp.path().join("x.tsv").to_str().unwrap(),
     ]);
     assert!(!ok && err.contains("--row-names input"), "{err}");
+    // an unknown spelling is named with the accepted ones
+    let (ok, _, err) = export_with("tsv", &named, &["--row-names", "symbol"]);
+    assert!(
+        !ok && err.contains("unknown --row-names 'symbol'; use store or input"),
+        "{err}"
+    );
 }

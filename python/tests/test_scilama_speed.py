@@ -86,7 +86,7 @@ print(json.dumps({{"seconds": 7.0 + 10.0 * e, "genes_used": 3, "epochs_run": e, 
 def test_refusals(bench, tmp_path, monkeypatch):
     base = ["scilama_speed.py", "--h5ad", "h", "--store", "s", "--ref-python", "p", "--work", str(tmp_path / "w")]
     for extra in (["--epochs", "8,2", "--out", "o.json"], ["--epochs", "x", "--out", "o.json"],
-                  ["--out", str(tmp_path / "w" / "o.json")]):
+                  ["--out", str(tmp_path / "w" / "o.json")], ["--out", "h"]):
         monkeypatch.setattr("sys.argv", base + extra)
         with pytest.raises(SystemExit):
             bench.main()

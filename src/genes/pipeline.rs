@@ -1,6 +1,7 @@
 //! The gene pipelines behind `celltext genes embed | coverage | export | import` and the Python
 //! `celltext.genes`: plain functions over option structs.
 
+use crate::choice::Choice;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -404,6 +405,17 @@ pub struct ExportReport {
     pub subset: Option<Coverage>,
 }
 
+/// How `genes export` names the rows of a subset (`--row-names`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowNames {
+    /// The store's symbol.
+    Store,
+    /// The given name (gene list or data set) that resolves onto the row best.
+    Input,
+}
+
+crate::choices!(RowNames { Store = "store", Input = "input" });
+
 /// The genes `genes export` keeps: the store rows these names map onto (e.g. one data set's
 /// genes, for a store small enough to ship with that data), resolved as every command resolves
 /// them, so the smaller store gives a command on that data set the same genes and vectors.
@@ -413,10 +425,10 @@ pub struct ExportSubset {
     pub orthologs: bool,
     /// The file or folder the names were read from (a gene list, a matrix): never written over.
     pub source: Option<PathBuf>,
-    /// Name each row by the given name that resolves onto it best (exact before case, alias,
-    /// Ensembl ID, ortholog; the first among equals) instead of the store's symbol, so tools that
-    /// match names exactly (sciLaMA's own code) find every gene under the data's name.
-    pub input_names: bool,
+    /// `Input`: name each row by the given name that resolves onto it best (exact before case,
+    /// alias, Ensembl ID, ortholog; the first among equals) instead of the store's symbol, so tools
+    /// that match names exactly (sciLaMA's own code) find every gene under the data's name.
+    pub row_names: RowNames,
 }
 
 /// `genes export`: npy (rows in store order; genes in STORE.genes.tsv), TSV (symbol + values) or
@@ -448,7 +460,7 @@ pub fn export(
         let mut keep: Vec<usize> = rows.into_iter().flatten().collect();
         keep.sort_unstable();
         keep.dedup();
-        let names: Vec<String> = if sub.input_names {
+        let names: Vec<String> = if sub.row_names == RowNames::Input {
             let resolver = GeneResolver::new(&g.symbols, sub.species, sub.orthologs)?;
             let best = crate::genes::resolver::best_name_per_target(&resolver, g.len(), &sub.names);
             keep.iter()
@@ -480,7 +492,7 @@ pub fn export(
                 serde_json::json!({
                     "requested_genes": c.n_genes,
                     "store_rows": g.len(),
-                    "row_names": if sub.input_names { "input" } else { "store" },
+                    "row_names": sub.row_names.name(),
                 }),
             );
         }
